@@ -1,0 +1,1 @@
+"""Subcommands of the `trailwarden` command line, one module each."""

@@ -1,0 +1,185 @@
+"""The normalized CloudTrail event: the raw record plus safe, typed accessors.
+
+CloudTrail fields are attacker-controlled text, so every accessor returns the type it
+promises whatever the record holds (a wrong type reads as empty), and nothing here raises.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+_EMPTY: dict[str, Any] = {}
+_day_epochs: dict[str, float] = {}
+
+
+def text(value: Any) -> str:
+    """`value` if it is a string, else ""."""
+    return value if type(value) is str else ""
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty (shared, read-only by convention) dict."""
+    return value if type(value) is dict else _EMPTY
+
+
+def items(value: Any) -> list[Any]:
+    """`value` if it is a JSON array, else []."""
+    return value if type(value) is list else []
+
+
+def dig(value: Any, *path: str) -> Any:
+    """Follow `path` through nested objects; None where a step is missing or not an object."""
+    for step in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(step)
+    return value
+
+
+def parse_event_time(value: Any) -> float | None:
+    """Epoch seconds of a CloudTrail `eventTime` ("2024-07-31T13:06:24Z"), or None if invalid."""
+    if type(value) is not str:
+        return None
+    # The common shape is parsed by slicing with a per-day cache: this runs once per event.
+    if len(value) == 20 and value[10] == "T" and value[19] == "Z" and value[13] == ":" and value[16] == ":":
+        day = value[:10]
+        base = _day_epochs.get(day)
+        if base is None:
+            try:
+                base = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                return None
+            if len(_day_epochs) > 4096:
+                _day_epochs.clear()
+            _day_epochs[day] = base
+        hh, mm, ss = value[11:13], value[14:16], value[17:19]
+        if hh.isdigit() and mm.isdigit() and ss.isdigit():
+            h, m, s = int(hh), int(mm), int(ss)
+            if h < 24 and m < 60 and s < 61:
+                return base + h * 3600 + m * 60 + s
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+class Event:
+    """One CloudTrail record. `source`, `name` and `time` are always valid; the rest is read lazily."""
+
+    __slots__ = ("name", "origin", "raw", "source", "time")
+
+    def __init__(self, raw: dict[str, Any], source: str, name: str, time: float, origin: str = "") -> None:
+        self.raw = raw
+        self.source = source
+        self.name = name
+        self.time = time
+        self.origin = origin
+
+    @classmethod
+    def from_record(cls, raw: Any, origin: str = "") -> Event | str:
+        """The event for a decoded record, or the reason it is not a usable CloudTrail event."""
+        if type(raw) is not dict:
+            return f"record is a JSON {type(raw).__name__}, not an object"
+        source = raw.get("eventSource")
+        name = raw.get("eventName")
+        if type(source) is not str or not source:
+            return "eventSource missing or not a string"
+        if type(name) is not str or not name:
+            return "eventName missing or not a string"
+        time = parse_event_time(raw.get("eventTime"))
+        if time is None:
+            return "eventTime missing or not an ISO 8601 time"
+        return cls(raw, source, name, time, origin)
+
+    def get(self, *path: str) -> Any:
+        """A field by path, e.g. `e.get("requestParameters", "groupId")`; None if absent."""
+        return dig(self.raw, *path)
+
+    def text(self, *path: str) -> str:
+        """A string field by path; "" if absent or not a string."""
+        return text(dig(self.raw, *path))
+
+    @property
+    def event_id(self) -> str:
+        return text(self.raw.get("eventID"))
+
+    @property
+    def event_time(self) -> str:
+        return text(self.raw.get("eventTime"))
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return mapping(self.raw.get("userIdentity"))
+
+    @property
+    def identity_type(self) -> str:
+        return text(self.identity.get("type"))
+
+    @property
+    def account(self) -> str:
+        return text(self.raw.get("recipientAccountId")) or text(self.identity.get("accountId"))
+
+    @property
+    def region(self) -> str:
+        return text(self.raw.get("awsRegion"))
+
+    @property
+    def principal(self) -> str:
+        """The caller's ARN; for an assumed role, the role session ARN. Falls back to the principal id."""
+        ident = self.identity
+        return text(ident.get("arn")) or text(ident.get("principalId")) or text(ident.get("invokedBy"))
+
+    @property
+    def user_name(self) -> str:
+        """The IAM user name, or the role or root name behind a session."""
+        ident = self.identity
+        name = text(ident.get("userName"))
+        if name:
+            return name
+        issuer = mapping(mapping(ident.get("sessionContext")).get("sessionIssuer"))
+        return text(issuer.get("userName")) or self.principal
+
+    @property
+    def source_ip(self) -> str:
+        return text(self.raw.get("sourceIPAddress"))
+
+    @property
+    def user_agent(self) -> str:
+        return text(self.raw.get("userAgent"))
+
+    @property
+    def error_code(self) -> str:
+        return text(self.raw.get("errorCode"))
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.raw.get("errorCode")
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return mapping(self.raw.get("requestParameters"))
+
+    @property
+    def response(self) -> dict[str, Any]:
+        return mapping(self.raw.get("responseElements"))
+
+    @property
+    def additional(self) -> dict[str, Any]:
+        return mapping(self.raw.get("additionalEventData"))
+
+    @property
+    def event_type(self) -> str:
+        return text(self.raw.get("eventType"))
+
+    @property
+    def mfa_authenticated(self) -> bool:
+        attrs = mapping(mapping(self.identity.get("sessionContext")).get("attributes"))
+        return text(attrs.get("mfaAuthenticated")).lower() == "true"
+
+    def __repr__(self) -> str:
+        return f"Event({self.source} {self.name} {self.event_time} {self.event_id})"

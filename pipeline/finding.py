@@ -1,0 +1,110 @@
+"""Findings: the one JSON schema every sink and output writes (see docs/findings.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import time as _time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def iso_time(epoch: float) -> str:
+    """UTC ISO 8601 with a Z, second resolution, as CloudTrail writes times."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window_start(event_time: float, dedup_seconds: float) -> int:
+    """Start of the dedup window that `event_time` falls in (the event time itself if no period)."""
+    if dedup_seconds <= 0:
+        return int(event_time)
+    return int(event_time // dedup_seconds * dedup_seconds)
+
+
+def finding_id(rule_id: str, dedup_key: str, window: int) -> str:
+    """Deterministic: a retry, failover or replay of the same input yields the same id."""
+    digest = hashlib.sha256(f"{rule_id}\x1f{dedup_key}\x1f{window}".encode("utf-8", "replace"))
+    return digest.hexdigest()[:32]
+
+
+@dataclass
+class Finding:
+    """One detection. `event_time` is the time of the event that completed the detection."""
+
+    id: str
+    rule_id: str
+    title: str
+    severity: str
+    attack: tuple[str, ...]
+    account: str
+    region: str
+    principal: str
+    source_ip: str
+    user_agent: str
+    resources: tuple[str, ...]
+    event_ids: tuple[str, ...]
+    event_time: float
+    dedup_key: str
+    window: int
+    summary: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+    detected_at: float = field(default_factory=_time.time)
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "trailwarden.finding/1",
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "attack": list(self.attack),
+            "summary": self.summary,
+            "account": self.account,
+            "region": self.region,
+            "principal": self.principal,
+            "source_ip": self.source_ip,
+            "user_agent": self.user_agent,
+            "resources": list(self.resources),
+            "event_ids": list(self.event_ids),
+            "event_time": iso_time(self.event_time),
+            "detected_at": iso_time(self.detected_at),
+            "dedup_key": self.dedup_key,
+            "window_start": iso_time(self.window),
+            "replayed": self.replayed,
+            "context": self.context,
+        }
+
+    def to_json(self) -> bytes:
+        """One line of JSON (no newline); control characters are escaped, so it cannot break lines."""
+        return orjson.dumps(self.to_dict(), default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        from pipeline.event import parse_event_time
+
+        return cls(
+            id=d["id"],
+            rule_id=d["rule_id"],
+            title=d["title"],
+            severity=d["severity"],
+            attack=tuple(d.get("attack", ())),
+            account=d.get("account", ""),
+            region=d.get("region", ""),
+            principal=d.get("principal", ""),
+            source_ip=d.get("source_ip", ""),
+            user_agent=d.get("user_agent", ""),
+            resources=tuple(d.get("resources", ())),
+            event_ids=tuple(d.get("event_ids", ())),
+            event_time=parse_event_time(d.get("event_time")) or 0.0,
+            dedup_key=d.get("dedup_key", ""),
+            window=int(parse_event_time(d.get("window_start")) or 0),
+            summary=d.get("summary", ""),
+            context=d.get("context", {}),
+            detected_at=parse_event_time(d.get("detected_at")) or 0.0,
+            replayed=bool(d.get("replayed", False)),
+        )

@@ -1,0 +1,175 @@
+"""The rule API: metadata, the events a rule wants, parameters, dedup period and test cases.
+
+A match rule is a function decorated with `@match(...)` that answers one question of one event:
+
+    @match(
+        id="cloudtrail-logging-stopped", title="CloudTrail logging stopped", severity="high",
+        attack="T1562.008", events={"cloudtrail.amazonaws.com": ["StopLogging"]},
+        cases=[Case("stopped", [{...}], expect=1)],
+    )
+    def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | bool | None:
+        '''Someone stopped a trail from logging.'''
+        return e.succeeded
+
+Returning a true value raises a finding; a `Hit` adds the dedup key, resources and context.
+Rules must never raise on odd input: use the safe accessors of `Event`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.event import Event
+from pipeline.finding import SEVERITIES
+
+ANY = "*"
+
+REGISTRY: dict[str, Rule] = {}
+
+
+class Params(dict[str, Any]):
+    """A rule's parameters: its declared defaults overlaid by configuration; read as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"rule has no parameter {name!r}") from None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a rule says about a match. Empty fields take defaults from the event."""
+
+    key: str = ""
+    resources: tuple[str, ...] = ()
+    summary: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A rule's own test: events (partial CloudTrail records, defaults filled in) and the expected
+    number of findings the rule raises over them; `params` override the rule's parameters."""
+
+    name: str
+    events: tuple[dict[str, Any], ...]
+    expect: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, events: Iterable[dict[str, Any]] | dict[str, Any], expect: int,
+                 params: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "events", (events,) if isinstance(events, dict) else tuple(events))
+        object.__setattr__(self, "expect", expect)
+        object.__setattr__(self, "params", dict(params or {}))
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from 90, "90s", "15m", "2h", "7d" or "1w"."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = str(value).strip().lower()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {value!r} (use seconds, or a number with s, m, h, d or w)") from None
+
+
+def _event_index(events: Mapping[str, Iterable[str] | str]) -> dict[str, frozenset[str] | None]:
+    """{eventSource: names} with None standing for every name of that source."""
+    index: dict[str, frozenset[str] | None] = {}
+    for source, names in events.items():
+        index[source] = None if names == ANY else frozenset([names] if isinstance(names, str) else names)
+    return index
+
+
+@dataclass
+class Rule:
+    """Metadata every rule kind shares. Subclasses add how the rule evaluates events."""
+
+    id: str
+    title: str
+    severity: str
+    attack: tuple[str, ...]
+    description: str
+    runbook: str
+    events: dict[str, frozenset[str] | None]
+    params: dict[str, Any]
+    dedup: float
+    cases: tuple[Case, ...]
+    kind: str = "match"
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"rule {self.id}: severity {self.severity!r} is not one of {SEVERITIES}")
+        if not self.events:
+            raise ValueError(f"rule {self.id}: declares no events")
+
+    def wants(self, source: str, name: str) -> bool:
+        for src in (source, ANY):
+            if src in self.events:
+                names = self.events[src]
+                if names is None or name in names:
+                    return True
+        return False
+
+
+@dataclass
+class MatchRule(Rule):
+    """One event decides: `check(event, params)` returns a Hit, True, or a false value."""
+
+    check: Callable[[Event, Params], Hit | bool | None] = lambda e, p: None
+
+
+def register(rule: Rule) -> Rule:
+    if rule.id in REGISTRY and REGISTRY[rule.id] is not rule:
+        raise ValueError(f"two rules share the id {rule.id!r}")
+    REGISTRY[rule.id] = rule
+    return rule
+
+
+def describe(fn: Callable[..., Any]) -> str:
+    """A rule function's docstring, dedented, as its description."""
+    return inspect.cleandoc(fn.__doc__ or "").strip()
+
+
+def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
+             events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None,
+             dedup: str | float, runbook: str, cases: Iterable[Case], fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind."""
+    return {
+        "id": id,
+        "title": title,
+        "severity": severity,
+        "attack": (attack,) if isinstance(attack, str) else tuple(attack),
+        "description": describe(fn),
+        "runbook": runbook,
+        "events": _event_index(events),
+        "params": dict(params or {}),
+        "dedup": parse_duration(dedup),
+        "cases": tuple(cases),
+    }
+
+
+def match(*, id: str, title: str, severity: str, attack: str | Iterable[str],
+          events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None = None,
+          dedup: str | float = "1h", runbook: str = "", cases: Iterable[Case] = ()
+          ) -> Callable[[Callable[[Event, Params], Hit | bool | None]], MatchRule]:
+    """Declare a match rule (see the module docstring)."""
+
+    def wrap(fn: Callable[[Event, Params], Hit | bool | None]) -> MatchRule:
+        rule = MatchRule(**metadata(id=id, title=title, severity=severity, attack=attack, events=events,
+                                    params=params, dedup=dedup, runbook=runbook, cases=cases, fn=fn),
+                         kind="match", check=fn)
+        return register(rule)  # type: ignore[return-value]
+
+    return wrap
