@@ -1,0 +1,105 @@
+"""The dedupe table: which finding ids were already alerted.
+
+Consulted before publishing (`seen`, a consistent BatchGetItem) and marked only after every sink
+acknowledged (`mark`, a conditional PutItem on the id with a TTL attribute). So no alert is lost;
+a second alert needs a crash between the acknowledgement and the mark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pipeline.sinks.retry import RetryPolicy, SinkUnavailable, call, error_code
+
+MAX_GET_KEYS = 100
+DEFAULT_TTL = 7 * 24 * 3600
+
+
+class DedupeTable:
+    """Finding ids in DynamoDB: partition key `key` (String), TTL attribute `ttl_attribute` (epoch seconds)."""
+
+    def __init__(self, client: Any, table: str, key: str = "id", ttl_attribute: str = "expires_at",
+                 ttl_seconds: float = DEFAULT_TTL, policy: RetryPolicy | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.table = table
+        self.key = key
+        self.ttl_attribute = ttl_attribute
+        self.ttl_seconds = ttl_seconds
+        self.policy = policy or RetryPolicy()
+        self.clock = clock
+
+    def seen(self, ids: Iterable[str]) -> set[str]:
+        """The ids among `ids` already marked (consistent read)."""
+        wanted = list(dict.fromkeys(ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), MAX_GET_KEYS):
+            keys = [{self.key: {"S": i}} for i in wanted[start:start + MAX_GET_KEYS]]
+            found |= self._get(keys)
+        return found
+
+    def _get(self, keys: list[dict[str, Any]]) -> set[str]:
+        found: set[str] = set()
+        delays = self.policy.delays()
+        while keys:
+            request = {self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#k",
+                                    "ExpressionAttributeNames": {"#k": self.key}}}
+            response = call(lambda r=request: self.client.batch_get_item(RequestItems=r), self.policy,
+                            f"DynamoDB BatchGetItem on {self.table}")
+            for item in (response.get("Responses") or {}).get(self.table, []):
+                value = item.get(self.key, {}).get("S")
+                if isinstance(value, str):
+                    found.add(value)
+            keys = ((response.get("UnprocessedKeys") or {}).get(self.table) or {}).get("Keys") or []
+            if keys:
+                delay = next(delays, None)
+                if delay is None:
+                    raise SinkUnavailable(f"DynamoDB BatchGetItem on {self.table}: keys left unprocessed")
+                self.policy.sleep(delay)
+        return found
+
+    def mark(self, finding_ids: Iterable[str]) -> int:
+        """Record each id (if not already there); returns how many were new."""
+        new = 0
+        expires = int(self.clock() + self.ttl_seconds)
+        for finding_id in dict.fromkeys(finding_ids):
+            item = {self.key: {"S": finding_id}, self.ttl_attribute: {"N": str(expires)},
+                    "marked_at": {"N": str(int(self.clock()))}}
+            if call(lambda i=item: self._put(i), self.policy, f"DynamoDB PutItem on {self.table}"):
+                new += 1
+        return new
+
+    def _put(self, item: dict[str, Any]) -> bool:
+        try:
+            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(#k)",
+                                 ExpressionAttributeNames={"#k": self.key})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+class MemoryDedupe:
+    """The same contract in memory (bounded, oldest forgotten first), for local runs without a table."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, ids: Iterable[str]) -> set[str]:
+        return {i for i in ids if i in self._ids}
+
+    def mark(self, finding_ids: Iterable[str]) -> int:
+        new = 0
+        for i in finding_ids:
+            if i not in self._ids:
+                new += 1
+            self._ids[i] = None
+            self._ids.move_to_end(i)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return new

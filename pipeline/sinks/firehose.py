@@ -1,0 +1,54 @@
+"""Firehose: PutRecordBatch of up to 500 findings (4 MiB), one JSON finding per line.
+
+Firehose concatenates records as they are, so each record ends with a newline. The records that
+the response marks failed (FailedPutCount, RequestResponses[i].ErrorCode) are resent, only those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.finding import Finding
+from pipeline.sinks.base import encode
+from pipeline.sinks.batching import batches
+from pipeline.sinks.retry import RetryPolicy, resend_failed
+
+MAX_RECORDS = 500
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_RECORD_BYTES = 1000 * 1024
+
+
+def line(finding: Finding) -> bytes:
+    """One finding as one line: JSON without raw line breaks, then a newline."""
+    return encode(finding, MAX_RECORD_BYTES - 1) + b"\n"
+
+
+class FirehoseSink:
+    name = "firehose"
+
+    def __init__(self, client: Any, delivery_stream: str, policy: RetryPolicy | None = None) -> None:
+        self.client = client
+        self.delivery_stream = delivery_stream
+        self.policy = policy or RetryPolicy()
+        self.calls = 0
+
+    def deliver(self, findings: Sequence[Finding]) -> None:
+        records = [line(f) for f in findings]
+        for batch in batches(records, MAX_RECORDS, MAX_BATCH_BYTES, len):
+            resend_failed(self._send, batch, self.policy, f"Firehose PutRecordBatch to {self.delivery_stream}")
+
+    def _send(self, batch: list[bytes]) -> list[tuple[bytes, str]]:
+        self.calls += 1
+        response = self.client.put_record_batch(
+            DeliveryStreamName=self.delivery_stream, Records=[{"Data": data} for data in batch]
+        )
+        if not response.get("FailedPutCount"):
+            return []
+        results = response.get("RequestResponses") or []
+        failed = []
+        for i, data in enumerate(batch):
+            result = results[i] if i < len(results) else {}
+            if not result.get("RecordId") or result.get("ErrorCode"):
+                failed.append((data, ""))  # Firehose's per-record errors (ServiceUnavailable, Internal) are transient
+        return failed
