@@ -30,6 +30,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED = 64 * 1024 * 1024
 SAMPLE_BYTES = 512
 EVENTBRIDGE_DETAIL_TYPE = "AWS API Call via CloudTrail"
+OVERSIZE = "decompressed size exceeds the limit"
 
 _loads = orjson.loads
 _from_record = Event.from_record
@@ -103,7 +104,7 @@ def gunzip_members(data: bytes, max_size: int = MAX_DECOMPRESSED) -> list[bytes]
             raise GzipError("corrupt gzip", str(exc)) from None
         total += len(chunk)
         if total > max_size:
-            raise GzipError("decompressed size exceeds the limit", f"more than {max_size} bytes")
+            raise GzipError(OVERSIZE, f"more than {max_size} bytes")
         out.append(chunk)
         if not d.eof:
             raise GzipError("truncated gzip")
@@ -279,17 +280,24 @@ def decode(data: bytes, origin: str = "", stats: DecodeStats | None = None,
     stats = stats if stats is not None else DecodeStats()
     if type(data) is not bytes:
         data = bytes(data)
-    members: list[bytes] = []
     if data[:2] == GZIP_MAGIC:
         try:
             members = gunzip_members(data, max_size)
         except GzipError as exc:
             yield stats.dead(exc.reason, origin, data, detail=exc.detail)
             return
-        data = members[0] if len(members) == 1 else b"".join(members)
-    elif len(data) > max_size:
+        yield from decode_members(members, origin, stats)
+        return
+    if len(data) > max_size:
         yield stats.dead("size exceeds the limit", origin, data, detail=f"more than {max_size} bytes")
         return
+    yield from decode_members([data], origin, stats)
+
+
+def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None = None) -> Iterator[Event | DeadLetter]:
+    """Events of decompressed content: the gzip members of one blob (or the one plain blob)."""
+    stats = stats if stats is not None else DecodeStats()
+    data = members[0] if len(members) == 1 else b"".join(members)
     try:
         doc = _loads(data)
     except _JSONError as exc:
