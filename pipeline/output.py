@@ -1,0 +1,119 @@
+"""Finding output for people and pipes, and the end-of-scan summary.
+
+`json`: one finding per line (`Finding.to_json`, the schema of docs/findings.md). `table`: aligned
+columns for a terminal. CloudTrail text is attacker-controlled, so every table cell and summary line
+goes through `safe()`: control characters and escape sequences are shown as \\xNN, never sent to the
+terminal, and cells are cut to their column's width.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from typing import Any, BinaryIO, Protocol
+
+from pipeline.finding import Finding, iso_time
+
+FORMATS = ("table", "json")
+ELLIPSIS = "…"
+
+
+def safe(value: Any, width: int | None = None) -> str:
+    """`value` as one line of printable text: unprintable characters escaped, cut to `width`."""
+    text = value if isinstance(value, str) else str(value)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+    if width is not None and len(text) > width:
+        text = text[: max(width - 1, 0)] + ELLIPSIS if width > 0 else ""
+    return text
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+class FindingWriter(Protocol):
+    def write(self, finding: Finding) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonWriter:
+    """One finding JSON per line."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def write(self, finding: Finding) -> None:
+        self.stream.write(finding.to_json() + b"\n")
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+# (header, width); the summary column takes what the terminal has left.
+_COLUMNS = (("TIME", 20), ("SEVERITY", 8), ("RULE", 34), ("ACCOUNT", 12), ("PRINCIPAL", 44))
+_MIN_SUMMARY = 30
+
+
+class TableWriter:
+    """Aligned, terminal-safe columns: time, severity, rule id, account, principal, summary."""
+
+    def __init__(self, stream: BinaryIO, width: int | None = None) -> None:
+        self.stream = stream
+        total = width if width is not None else shutil.get_terminal_size((160, 24)).columns
+        used = sum(w for _, w in _COLUMNS) + 2 * len(_COLUMNS)
+        self.summary_width = max(total - used, _MIN_SUMMARY)
+        self._header = False
+
+    def _row(self, cells: list[str]) -> None:
+        widths = [w for _, w in _COLUMNS] + [self.summary_width]
+        line = "  ".join(safe(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        self.stream.write(line.encode("utf-8", "replace") + b"\n")
+
+    def write(self, finding: Finding) -> None:
+        if not self._header:
+            self._row([h for h, _ in _COLUMNS] + ["SUMMARY"])
+            self._header = True
+        self._row([iso_time(finding.event_time), finding.severity, finding.rule_id, finding.account,
+                   finding.principal, finding.summary])
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def make_writer(fmt: str, stream: BinaryIO, width: int | None = None) -> FindingWriter:
+    if fmt == "json":
+        return JsonWriter(stream)
+    if fmt == "table":
+        return TableWriter(stream, width)
+    raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Lines of the end-of-scan summary. Numbers print as `name: n`; mappings of counts print their
+    total then one indented line per key (largest first); lists print one indented line per item.
+    Keys are shown with `_` as spaces, so new statistics need no code here."""
+    lines: list[str] = []
+    for key, value in summary.items():
+        label = safe(key.replace("_", " "))
+        if isinstance(value, Mapping):
+            counts = {k: v for k, v in value.items() if isinstance(v, int | float)}
+            total = sum(counts.values())
+            lines.append(f"{label}: {_num(total)}")
+            for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+                lines.append(f"  {_num(count):>10}  {safe(name, 160)}")
+        elif isinstance(value, list | tuple):
+            if value:
+                lines.append(f"{label}:")
+                lines.extend(f"  {safe(item, 300)}" for item in value)
+        elif isinstance(value, float):
+            lines.append(f"{label}: {value:,.2f}")
+        else:
+            lines.append(f"{label}: {_num(value) if isinstance(value, int) else safe(value, 300)}")
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else safe(value)

@@ -1,0 +1,84 @@
+"""A small progress line on stderr for long scans: bytes done/total and events/s.
+
+Shown only when stderr is a terminal and the input is large (more than 5 MB) or the scan has run
+for 2 seconds; redrawn at most every 0.2 s; erased when done. A no-op otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+LARGE_INPUT = 5 * 1024 * 1024
+SLOW_AFTER = 2.0
+REDRAW_EVERY = 0.2
+_WIDTH = 24
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+class Progress:
+    """Call `update(bytes_done, events)` often (it is cheap); `close()` at the end."""
+
+    def __init__(self, total: int | None, stream: TextIO | None = None, enabled: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.total = total
+        if enabled is None:
+            enabled = _isatty(self.stream)
+        self.enabled = enabled
+        self._clock = clock
+        self.started = self._clock()
+        self._next = self.started
+        self._shown = False
+
+    def _visible(self, now: float) -> bool:
+        return (self.total is not None and self.total > LARGE_INPUT) or now - self.started >= SLOW_AFTER
+
+    def update(self, bytes_done: int, events: int) -> None:
+        if not self.enabled:
+            return
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + REDRAW_EVERY
+        if not self._visible(now):
+            return
+        self.stream.write("\r" + self.line(bytes_done, events, now - self.started) + "\x1b[K")
+        self.stream.flush()
+        self._shown = True
+
+    def line(self, bytes_done: int, events: int, elapsed: float) -> str:
+        rate = events / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            frac = min(bytes_done / self.total, 1.0)
+            filled = int(frac * _WIDTH)
+            bar = "#" * filled + "-" * (_WIDTH - filled)
+            size = f"{human_bytes(bytes_done)}/{human_bytes(self.total)} {frac:4.0%}"
+            return f"scanning [{bar}] {size}  {events:,} events  {rate:,.0f} events/s"
+        return f"scanning {human_bytes(bytes_done)}  {events:,} events  {rate:,.0f} events/s"
+
+    def clear(self) -> None:
+        """Erase the line (before other output reaches the terminal); the next update redraws it."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+            self._next = 0.0
+
+    close = clear
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
