@@ -1,0 +1,251 @@
+"""Shared parts of the attack-technique rules: who called (a person or AWS on someone's behalf),
+accounts in ARNs and IAM policies, source addresses, and builders for the rules' own test cases.
+
+Everything here reads attacker-controlled CloudTrail text and never raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote
+
+from pipeline.event import Event, items, mapping, text
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_INSTANCE_ID_RE = re.compile(r"^i-(?:[0-9a-fA-F]{8}|[0-9a-fA-F]{17})$")
+_POLICY_LIMIT = 256 * 1024
+
+
+def session_issuer(e: Event) -> dict[str, Any]:
+    """The role (or user) behind a temporary session; empty for long-term credentials."""
+    return mapping(mapping(e.identity.get("sessionContext")).get("sessionIssuer"))
+
+
+def actor(e: Event) -> str:
+    """Who acted, stable across sessions: the role behind an assumed-role session, else the principal."""
+    return text(session_issuer(e).get("arn")) or e.principal or e.source_ip
+
+
+def by_aws_service(e: Event) -> bool:
+    """True when AWS made the call: an AWS service principal, a call a service made with the caller's
+    credentials (`invokedBy`), a source address that is a service name, or a service-linked role
+    (which no person can assume). These are not an attacker's own API calls."""
+    ident = e.identity
+    if text(ident.get("type")) == "AWSService" or text(ident.get("invokedBy")):
+        return True
+    if ":role/aws-service-role/" in text(session_issuer(e).get("arn")):
+        return True
+    source = e.source_ip
+    return source.endswith(".amazonaws.com") or source == "AWS Internal"
+
+
+def from_console(e: Event) -> bool:
+    """The call came from a console session (set by AWS, not by the client's user agent)."""
+    value = e.raw.get("sessionCredentialFromConsole")
+    return value is True or text(value).lower() == "true"
+
+
+def long_term_key(e: Event) -> bool:
+    """The caller used an IAM user's or the root user's long-term access key (AKIA...)."""
+    return e.identity_type in ("IAMUser", "Root") and text(e.identity.get("accessKeyId")).startswith("AKIA")
+
+
+def attempted(e: Event, include_failed: bool) -> bool:
+    """Whether the call counts: it succeeded, or failures count for this rule."""
+    return e.succeeded or include_failed
+
+
+def outcome(e: Event) -> str:
+    """" (failed: Code)" for a failed call, else ""."""
+    return f" (failed: {e.error_code})" if e.error_code else ""
+
+
+def caller_user_name(e: Event) -> str:
+    """The IAM user name of a long-term IAM user caller, else ""."""
+    return text(e.identity.get("userName")) if e.identity_type == "IAMUser" else ""
+
+
+def targets_other_user(e: Event) -> str:
+    """The user a credential call names when it is not the calling IAM user itself, else ""."""
+    target = e.text("requestParameters", "userName")
+    if not target or target == caller_user_name(e):
+        return ""
+    return target
+
+
+def strings(value: Any, limit: int = 1000) -> list[str]:
+    """The strings of a JSON array (or a lone string), at most `limit` of them."""
+    if type(value) is str:
+        return [value]
+    return [v for v in items(value)[:limit] if type(v) is str]
+
+
+def is_account_id(value: str) -> bool:
+    return bool(_ACCOUNT_RE.match(value))
+
+
+def account_of(principal: str) -> str:
+    """The account of a 12-digit id or an ARN (arn:aws:iam::123456789012:root), else ""."""
+    if is_account_id(principal):
+        return principal
+    parts = principal.split(":")
+    if len(parts) >= 6 and parts[0] == "arn" and is_account_id(parts[4]):
+        return parts[4]
+    return ""
+
+
+def own_account(e: Event) -> str:
+    return text(e.identity.get("accountId")) or e.account
+
+
+def foreign(account: str, e: Event, allowed: Iterable[str]) -> bool:
+    """An account that is neither the caller's nor the recipient's nor an allowed one."""
+    return bool(account) and account not in (own_account(e), e.account) and account not in set(allowed)
+
+
+def instance_session(e: Event) -> str:
+    """The instance id when the caller uses an EC2 instance profile's credentials, else ""."""
+    if e.identity_type != "AssumedRole":
+        return ""
+    session = text(e.identity.get("principalId")).rpartition(":")[2]
+    delivered = text(mapping(e.identity.get("sessionContext")).get("ec2RoleDelivery"))
+    if _INSTANCE_ID_RE.match(session):
+        return session
+    return session if delivered else ""
+
+
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, tolerating zero-padded IPv4 octets; None for service names and junk."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    parts = value.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+        try:
+            return ipaddress.ip_address(".".join(str(int(p)) for p in parts))
+        except ValueError:
+            return None
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for cidr in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    return tuple(nets)
+
+
+def in_networks(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, cidrs: Iterable[str]) -> bool:
+    return any(addr in net for net in _networks(tuple(c for c in cidrs if type(c) is str)))
+
+
+def load_policy(value: Any) -> dict[str, Any]:
+    """An IAM policy document from a request field: an object, JSON text, or URL-encoded JSON text."""
+    if type(value) is dict:
+        return value
+    raw = text(value)
+    if not raw or len(raw) > _POLICY_LIMIT:
+        return {}
+    for candidate in (raw, unquote(raw)):
+        try:
+            doc = json.loads(candidate)
+        except (ValueError, RecursionError):
+            continue
+        return mapping(doc)
+    return {}
+
+
+def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a policy document (a lone statement object counts as a list of one)."""
+    stmt = doc.get("Statement")
+    if type(stmt) is dict:
+        return [stmt]
+    return [s for s in items(stmt) if type(s) is dict]
+
+
+def allows(stmt: dict[str, Any]) -> bool:
+    return text(stmt.get("Effect")).lower() == "allow"
+
+
+def aws_principals(stmt: dict[str, Any]) -> list[str]:
+    """The AWS principals a statement names ("*" for anyone)."""
+    principal = stmt.get("Principal")
+    if principal == "*":
+        return ["*"]
+    return strings(mapping(principal).get("AWS"))
+
+
+def plain_call(source: str, name: str, request: dict[str, Any] | None = None,
+               response: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A partial CloudTrail record for a rule case (the case runner fills in the rest)."""
+    record: dict[str, Any] = {"eventSource": source, "eventName": name}
+    if request is not None:
+        record["requestParameters"] = request
+    if response is not None:
+        record["responseElements"] = response
+    record.update(fields)
+    return record
+
+
+def iam_user(name: str = "alice", account: str = ACCOUNT, key: str = "AKIAEXAMPLEKEYID1234") -> dict[str, Any]:
+    """The userIdentity of an IAM user calling with an access key."""
+    return {"type": "IAMUser", "principalId": "AIDAEXAMPLEUSERID1234", "arn": f"arn:aws:iam::{account}:user/{name}",
+            "accountId": account, "accessKeyId": key, "userName": name}
+
+
+def role_session(role: str = "ops", session: str = "alice", account: str = ACCOUNT, path: str = "",
+                 **context: Any) -> dict[str, Any]:
+    """The userIdentity of an assumed-role session; `context` adds sessionContext fields."""
+    return {
+        "type": "AssumedRole",
+        "principalId": f"AROAEXAMPLEROLEID1234:{session}",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
+        "accountId": account,
+        "accessKeyId": "ASIAEXAMPLEKEYID1234",
+        "sessionContext": {
+            "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLEROLEID1234",
+                              "arn": f"arn:aws:iam::{account}:role/{path}{role}", "accountId": account,
+                              "userName": role},
+            "attributes": {"creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "false"},
+            **context,
+        },
+    }
+
+
+def service_linked(service: str = "autoscaling", role: str = "AWSServiceRoleForAutoScaling") -> dict[str, Any]:
+    """The userIdentity of a service-linked role session that a service uses on the account's behalf."""
+    return role_session(role=role, session=service.capitalize(), path=f"aws-service-role/{service}.amazonaws.com/")
+
+
+def via_service(service: str, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fields of a call a service made with the caller's credentials (e.g. CloudFormation)."""
+    ident = dict(identity or iam_user())
+    ident["invokedBy"] = f"{service}.amazonaws.com"
+    return {"userIdentity": ident, "sourceIPAddress": f"{service}.amazonaws.com",
+            "userAgent": f"{service}.amazonaws.com"}
+
+
+def failed(code: str = "AccessDenied") -> dict[str, Any]:
+    """Fields of a failed call."""
+    return {"errorCode": code, "errorMessage": "User is not authorized to perform this operation"}
+
+
+def console() -> dict[str, Any]:
+    """Fields of a call made from a console session of an SSO user."""
+    return {"userIdentity": role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com",
+                                         path="aws-reserved/sso.amazonaws.com/"),
+            "sessionCredentialFromConsole": "true", "userAgent": "AWS Internal"}
