@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
-from pipeline.rule import Case, Rule
+from pipeline.rule import Case, Params, Rule
 
 # Monday 1 July 2024, 14:00 UTC: inside the default business hours.
 BASE_TIME = 1719842400.0
@@ -113,11 +113,24 @@ class Report:
         return not self.failures and not self.problems
 
 
+def validate_params(rule: Rule, config: Config, overrides: dict[str, Any] | None = None) -> Params:
+    """The rule's configured parameters and allowlist, checked: the types against the defaults (by
+    Config), the values by the rule's own `validate(params)` if it has one. Raises ConfigError."""
+    params = config.params(rule, overrides)
+    config.allowlist(rule)
+    validator: Callable[[Params], None] | None = getattr(rule, "validate", None)
+    if validator is not None:
+        validator(params)
+    return params
+
+
 def run_case(rule: Rule, case: Case) -> CaseResult:
     """Run one case through a Detector holding only `rule`; rule errors and bad events fail the case."""
     result = CaseResult(rule.id, case.name, case.expect, 0)
     try:
-        detector = Detector(rules=[rule], config=Config.from_dict(), overrides={rule.id: dict(case.params)})
+        config = Config.from_dict()
+        validate_params(rule, config, dict(case.params))
+        detector = Detector(rules=[rule], config=config, overrides={rule.id: dict(case.params)})
         findings: list[Finding] = []
         for index, partial in enumerate(case.events):
             event = Event.from_record(complete_record(partial, index, case.name), f"case {case.name}")

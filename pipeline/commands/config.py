@@ -1,0 +1,111 @@
+"""`trailwarden config`: the complete, documented configuration, and `--check` for a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
+from pipeline.rule import Rule
+from pipeline.ruletest import validate_params
+
+RULES_HEADER = """\
+
+# ---------------------------------------------------------------------------------------------
+# Rule parameters. Each section below is commented out and shows the rule's defaults: uncomment
+# a section (remove the leading "# " of its lines) to change it. Every rule also takes
+#   enabled = false                    to turn it off, and
+#   [rules.<rule-id>.allowlist]        with principals, accounts and source_ips, like [allowlist],
+# for known automation that this rule alone should ignore.
+# ---------------------------------------------------------------------------------------------
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "config", help="print the complete documented configuration, or check a configuration file",
+        description="Print the built-in defaults and every rule's parameters as a documented TOML file "
+                    "(redirect it to trailwarden.toml and edit), or check a configuration file.",
+    )
+    parser.add_argument("--check", nargs="?", const="", metavar="PATH",
+                        help="load the configuration (PATH, else $TRAILWARDEN_CONFIG or ./trailwarden.toml) "
+                             "and check every rule's section; exit 2 with the reason if it is wrong")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.rules import builtin_rules
+
+    rules = builtin_rules()
+    if args.check is not None:
+        return check(args.check or None, rules)
+    sys.stdout.write(render(rules))
+    return 0
+
+
+def check(path: str | None, rules: list[Rule]) -> int:
+    """Load the configuration and validate every rule's parameters and allowlist; ConfigError propagates."""
+    config = Config.load(path)
+    known = {r.id for r in rules}
+    unknown = sorted(set(config.section("rules")) - known)
+    if unknown:
+        raise ConfigError(f"{config.where()}: [rules] names unknown rule(s) {unknown}; "
+                          f"`trailwarden rules list` shows the ids")
+    for rule in rules:
+        validate_params(rule, config)
+    enabled = enabled_rules(rules, config)
+    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled)")
+    return 0
+
+
+def render(rules: Iterable[Rule]) -> str:
+    """pipeline/defaults.toml, then a commented [rules.<id>] section per rule with its defaults."""
+    parts = [DEFAULTS_FILE.read_text(encoding="utf-8").rstrip("\n") + "\n", RULES_HEADER]
+    for rule in rules:
+        parts.append(rule_section(rule))
+    return "".join(parts)
+
+
+def rule_section(rule: Rule) -> str:
+    attack = ", ".join(rule.attack)
+    lines = [
+        f"# {rule.title} ({rule.severity}{', ATT&CK ' + attack if attack else ''}).",
+        f"# `trailwarden rules show {rule.id}` describes it.",
+        f"[rules.{_key(rule.id)}]",
+        "enabled = true",
+    ]
+    for name, value in rule.params.items():
+        # TOML has no null: a parameter without a default stays a comment even when uncommented.
+        lines.append(f"# {_key(name)} = ...  (no default)" if value is None else f"{_key(name)} = {toml_value(value)}")
+    return "\n" + "".join(f"# {line}\n" for line in lines)
+
+
+def _key(name: str) -> str:
+    bare = name and all(c.isalnum() or c in "-_" for c in name) and name.isascii()
+    return name if bare else json.dumps(name)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a parameter default (strings, numbers, booleans, lists and tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid in TOML basic strings
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return "[" + ", ".join(toml_value(v) for v in items) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"no TOML form for {value!r}")

@@ -1,0 +1,186 @@
+"""`trailwarden rules list|test|show`: the rule pack, its own tests, and one rule in full."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError
+from pipeline.rule import ANY, REGISTRY, Rule
+from pipeline.ruletest import run_rules
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("rules", help="list, test and describe the detection rules",
+                                   description="List, test and describe the detection rules.")
+    parser.add_argument("--load", action="append", default=[], metavar="PATH",
+                        help="also load rules from a Python file or a directory of them (repeatable)")
+    sub = parser.add_subparsers(dest="rules_command", metavar="ACTION")
+
+    listing = sub.add_parser("list", help="one line per rule: id, kind, severity, ATT&CK, title")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.set_defaults(func=list_rules)
+
+    testing = sub.add_parser("test", help="run the rules' own test cases; exit 1 on any mismatch")
+    testing.add_argument("ids", nargs="*", metavar="ID", help="rules to test (default: all)")
+    testing.add_argument("-q", "--quiet", action="store_true", help="print failures and the summary only")
+    testing.set_defaults(func=test_rules)
+
+    show = sub.add_parser("show", help="a rule's metadata, description, runbook and parameters")
+    show.add_argument("id", metavar="ID")
+    show.set_defaults(func=show_rule)
+
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def load_rule_files(paths: Iterable[str]) -> None:
+    """Import rule modules from files or directories so their decorators register the rules."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ConfigError(f"--load {raw}: no such file or directory")
+        for file in files:
+            name = f"trailwarden_user_rules.{file.stem}_{abs(hash(file.resolve())) % 10**8}"
+            spec = importlib.util.spec_from_file_location(name, file)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"--load {file}: not a Python module")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise ConfigError(f"--load {file}: {type(exc).__name__}: {exc}") from exc
+
+
+def all_rules(args: argparse.Namespace) -> list[Rule]:
+    """The built-in pack plus any rules loaded with --load, sorted by id."""
+    from pipeline.rules import builtin_rules
+
+    builtin_rules()
+    load_rule_files(getattr(args, "load", []))
+    return sorted(REGISTRY.values(), key=lambda r: r.id)
+
+
+def pick(rules: Sequence[Rule], ids: Sequence[str]) -> list[Rule]:
+    if not ids:
+        return list(rules)
+    known = {r.id: r for r in rules}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"unknown rule id(s) {unknown}; `trailwarden rules list` shows them")
+    return [known[i] for i in dict.fromkeys(ids)]
+
+
+def events_text(rule: Rule) -> list[str]:
+    lines = []
+    for source, names in sorted(rule.events.items()):
+        where = "any source" if source == ANY else source
+        lines.append(f"{where}: {'every event' if names is None else ', '.join(sorted(names))}")
+    return lines
+
+
+def summary(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "kind": rule.kind,
+        "severity": rule.severity,
+        "attack": list(rule.attack),
+        "title": rule.title,
+        "events": {src: None if names is None else sorted(names) for src, names in rule.events.items()},
+        "params": rule.params,
+        "dedup_seconds": rule.dedup,
+        "cases": len(rule.cases),
+    }
+
+
+def list_rules(args: argparse.Namespace) -> int:
+    rules = all_rules(args)
+    if args.format == "json":
+        json.dump([summary(r) for r in rules], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    rows = [("ID", "KIND", "SEVERITY", "ATT&CK", "TITLE")]
+    rows += [(r.id, r.kind, r.severity, ", ".join(r.attack), r.title) for r in rules]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    print(f"\n{len(rules)} rules", file=sys.stderr)
+    return 0
+
+
+def test_rules(args: argparse.Namespace) -> int:
+    rules = pick(all_rules(args), args.ids)
+    report = run_rules(rules)
+    for result in report.results:
+        if result.passed and args.quiet:
+            continue
+        status = "PASS" if result.passed else "FAIL"
+        line = f"{status}  {result.rule_id} :: {result.case}"
+        if not result.passed:
+            line += f"  (expected {result.expected} finding(s), got {result.got})"
+            if result.error:
+                line += f"  error: {result.error}"
+        print(line)
+    for problem in report.problems:
+        print(f"FAIL  {problem}")
+    failed = len(report.failures)
+    passed = len(report.results) - failed
+    print(f"\n{len(rules)} rules, {len(report.results)} cases: {passed} passed, {failed} failed"
+          + (f", {len(report.problems)} rule problem(s)" if report.problems else ""))
+    return 0 if report.ok else 1
+
+
+def show_rule(args: argparse.Namespace) -> int:
+    rule = pick(all_rules(args), [args.id])[0]
+    out = [
+        f"{rule.id}: {rule.title}",
+        f"  kind:      {rule.kind}",
+        f"  severity:  {rule.severity}",
+        f"  ATT&CK:    {', '.join(rule.attack) or '-'}",
+        f"  dedup:     {_duration(rule.dedup)} per key",
+        "  events:    " + "\n             ".join(events_text(rule)),
+        "",
+        "Description:",
+        _indent(rule.description or "(none)"),
+        "",
+        "Runbook:",
+        _indent(rule.runbook or "(none)"),
+        "",
+        "Parameters (set them under [rules." + rule.id + "]; `trailwarden config` prints them all):",
+    ]
+    if rule.params:
+        out += [f"  {name} = {json.dumps(value)}" for name, value in rule.params.items()]
+    else:
+        out.append("  (none)")
+    out += ["", f"Test cases: {len(rule.cases)}"]
+    out += [f"  - {c.name} (expects {c.expect})" for c in rule.cases]
+    print("\n".join(out))
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join(textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ",
+                                    break_on_hyphens=False, break_long_words=False)
+                     for p in text.split("\n\n"))
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
