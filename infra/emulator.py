@@ -68,9 +68,25 @@ def build_app() -> Any:
         if environ.get("PATH_INFO") in _HEALTH_PATHS and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        return moto_app(environ, start_response)
+        return _at_least_one_chunk(moto_app(environ, start_response))
 
     return app
+
+
+def _at_least_one_chunk(body: Any) -> Any:
+    """hypercorn's WSGI wrapper sends the response start with the first body chunk, so an empty body
+    (HEAD, 204) would fail with UnexpectedMessageError and reach the client as HTTP 500."""
+    try:
+        empty = True
+        for chunk in body:
+            empty = False
+            yield chunk
+        if empty:
+            yield b""
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
