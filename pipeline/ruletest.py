@@ -150,6 +150,23 @@ def run_case(rule: Rule, case: Case) -> CaseResult:
     return result
 
 
+def run_events(rule: Rule, partials: Iterable[dict[str, Any]], params: dict[str, Any] | None = None,
+               config: Config | None = None, case: str = "adhoc") -> list[Finding]:
+    """Findings of `rule` over partial records (completed as in cases): for targeted tests.
+    Unlike `run_case`, errors propagate and every finding is returned, duplicates included."""
+    detector = Detector(rules=[rule], config=config or Config.from_dict(), overrides={rule.id: dict(params or {})})
+    findings: list[Finding] = []
+    for index, partial in enumerate(partials):
+        event = Event.from_record(complete_record(partial, index, case), case)
+        if isinstance(event, str):
+            raise ValueError(f"event {index}: {event}")
+        findings.extend(detector.process(event))
+    findings.extend(detector.finish())
+    if detector.stats.rule_errors:
+        raise RuntimeError("; ".join(detector.stats.last_errors))
+    return [f for f in findings if f.rule_id == rule.id]
+
+
 def meta_problems(rule: Rule) -> list[str]:
     """Every rule needs a case that raises a finding and one that raises none."""
     problems = []
