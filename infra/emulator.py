@@ -126,6 +126,13 @@ def health(endpoint: str, timeout: float = 1.0) -> dict[str, Any] | None:
     return document if isinstance(document, dict) and document.get("status") == "running" else None
 
 
+def reset(endpoint: str) -> None:
+    """Drop every resource of the moto server at `endpoint` (`POST /moto-api/reset`)."""
+    request = urllib.request.Request(endpoint.rstrip("/") + "/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
 def port_free(host: str, port: int) -> bool:
     """True if nothing accepts connections on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -187,9 +194,7 @@ class Emulator:
 
     def reset(self) -> None:
         """Drop every resource (moto's `POST /moto-api/reset`)."""
-        request = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+        reset(self.endpoint)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; removes the pid file; raises if the port stays busy."""
