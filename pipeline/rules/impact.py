@@ -1,0 +1,63 @@
+"""Impact: hijacking the account's paid services (LLMjacking on Bedrock)."""
+
+from __future__ import annotations
+
+from pipeline.event import Event
+from pipeline.rule import Case, Hit, Params, match
+from pipeline.rules.attack_common import (
+    actor,
+    attempted,
+    by_aws_service,
+    failed,
+    outcome,
+    plain_call,
+    role_session,
+    via_service,
+)
+
+BEDROCK = "bedrock.amazonaws.com"
+MODEL_ACCESS_EVENTS = ["PutFoundationModelEntitlement", "PutUseCaseForModelAccess", "CreateFoundationModelAgreement"]
+
+
+@match(
+    id="bedrock-model-access-enabled",
+    title="Bedrock foundation model access enabled",
+    severity="medium",
+    attack="T1496.004",
+    events={BEDROCK: MODEL_ACCESS_EVENTS},
+    params={"include_failed": True},
+    dedup="1h",
+    runbook=(
+        "Model access is normally enabled once, by an administrator, for a planned use. Ask the principal's "
+        "owner; if unexpected, remove the model access, check InvokeModel usage and Bedrock costs in every "
+        "region, check that model invocation logging is on, and revoke the principal's sessions and keys."
+    ),
+    cases=[
+        Case("access enabled then used", [
+            plain_call(BEDROCK, "PutUseCaseForModelAccess", userIdentity=role_session("dev")),
+            plain_call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"},
+                       userIdentity=role_session("dev")),
+            plain_call(BEDROCK, "PutFoundationModelEntitlement", {"modelId": "anthropic.claude-3-sonnet"},
+                       userIdentity=role_session("dev")),
+        ], expect=1),
+        Case("denied attempt", plain_call(BEDROCK, "CreateFoundationModelAgreement",
+                                          {"modelId": "anthropic.claude-3-sonnet"}, **failed()), expect=1),
+        Case("application invoking a model", plain_call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}),
+             expect=0),
+        Case("marketplace service acting", plain_call(BEDROCK, "PutFoundationModelEntitlement",
+                                                      {"modelId": "m"}, **via_service("aws-marketplace")), expect=0),
+    ],
+)
+def bedrock_model_access_enabled(e: Event, p: Params) -> Hit | None:
+    """Enabling access to a Bedrock foundation model (submitting the use-case form, accepting the model
+    agreement, creating the entitlement): the preparatory step of LLMjacking, where stolen credentials
+    are used to run paid models for someone else. Applications only invoke models that are already
+    enabled, so InvokeModel alone is not a finding. Denied attempts count (`include_failed`): probing
+    model access is the behaviour. Calls AWS services make are not findings. A spike of InvokeModel per
+    principal would be a threshold rule."""
+    if by_aws_service(e) or not attempted(e, p.include_failed):
+        return None
+    model = e.text("requestParameters", "modelId")
+    return Hit(key=actor(e), resources=(model,) if model else (),
+               summary=f"{e.name} {model}".rstrip() + f" by {e.principal}{outcome(e)}",
+               context={"model_id": model, "error_code": e.error_code})
