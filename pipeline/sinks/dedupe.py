@@ -21,7 +21,7 @@ DEFAULT_TTL = 7 * 24 * 3600
 class DedupeTable:
     """Finding ids in DynamoDB: partition key `key` (String), TTL attribute `ttl_attribute` (epoch seconds)."""
 
-    def __init__(self, client: Any, table: str, key: str = "id", ttl_attribute: str = "expires_at",
+    def __init__(self, client: Any, table: str, key: str = "finding_id", ttl_attribute: str = "expires_at",
                  ttl_seconds: float = DEFAULT_TTL, policy: RetryPolicy | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
