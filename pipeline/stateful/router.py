@@ -1,0 +1,91 @@
+"""Stage 1 of the stateful rules: turn an event into the keyed facts its stateful rules want.
+
+Rules are looked up with the engine's `RuleIndex`, so an event only meets the extractors of the
+rules that declared its (eventSource, eventName); everything else costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.engine import BoundRule, EngineStats, RuleIndex
+from pipeline.event import Event
+from pipeline.stateful.facts import Fact, Step, clean_fields
+from pipeline.stateful.kinds import StatefulRule, resolve_duration
+
+log = logging.getLogger(__name__)
+
+# Bound on the (rule, key, value) -> last sent time map that throttles first-seen refreshes.
+_RECENT_LIMIT = 200_000
+
+
+def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dict[str, Any]] | None = None
+         ) -> list[BoundRule]:
+    overrides = overrides or {}
+    return [BoundRule(r, config.params(r, overrides.get(r.id)), config.allowlist(r)) for r in rules]
+
+
+class Router:
+    """Extracts facts for stateful rules. Extractor exceptions are counted in `stats`, never raised."""
+
+    def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
+        self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
+        self.index = RuleIndex(self.bound)
+        self.stats = stats or EngineStats()
+        self.facts_out = 0
+        self._refresh = {br.rule.id: resolve_duration(br.rule.options.get("refresh", 0), br.params)
+                         for br in self.bound if br.rule.kind == "first_seen"}
+        self._recent: dict[tuple[str, str, str], float] = {}
+
+    @classmethod
+    def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> Router:
+        return cls(bind(rules, config or Config.from_dict(), overrides))
+
+    def facts(self, event: Event) -> list[Fact]:
+        """The facts `event` yields (usually none)."""
+        candidates = self.index.lookup(event.source, event.name)
+        if not candidates:
+            return []
+        out: list[Fact] = []
+        for br in candidates:
+            rule: StatefulRule = br.rule  # type: ignore[assignment]
+            try:
+                result = rule.extract(event, br.params)
+                if not result:
+                    continue
+                steps = (result,) if isinstance(result, Step) else result
+                for step in steps:
+                    fact = self._fact(rule, br, event, step)
+                    if fact is not None:
+                        out.append(fact)
+            except Exception as exc:  # a rule bug must not stop the shard
+                self.stats.rule_errors[rule.id] += 1
+                if len(self.stats.last_errors) < 20:
+                    self.stats.last_errors.append(f"{rule.id} on {event!r}: {type(exc).__name__}: {exc}")
+        self.facts_out += len(out)
+        return out
+
+    def _fact(self, rule: StatefulRule, br: BoundRule, event: Event, step: Step) -> Fact | None:
+        if type(step.key) is not str or not step.key:
+            return None
+        if br.allowlist and (rule.allowlist_steps is None or step.step in rule.allowlist_steps) \
+                and br.allowlist.permits(event):
+            self.stats.suppressed[rule.id] += 1
+            return None
+        value = step.value if type(step.value) is str else ""
+        refresh = self._refresh.get(rule.id)
+        if refresh:
+            marker = (rule.id, step.key, value)
+            sent = self._recent.get(marker)
+            if sent is not None and 0 <= event.time - sent < refresh:
+                return None
+            if len(self._recent) >= _RECENT_LIMIT:
+                self._recent.clear()
+            self._recent[marker] = event.time
+        return Fact(rule.id, step.key, event.event_id, event.time, step.step, value,
+                    clean_fields(step.fields, rule.fields), event.account, event.region, event.principal,
+                    event.source_ip, event.user_agent)

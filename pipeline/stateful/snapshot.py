@@ -1,0 +1,143 @@
+"""Snapshots: the whole keyed state of one shard as bytes, and the hand-off to child shards.
+
+A snapshot holds every rule's keys and state, the facts still waiting for the watermark, the
+watermark and largest event time, the sweep schedule and the seen-fact digests. Timers are not
+stored: each is rebuilt from the state that set it. Layout: b"TWS" + version byte + zlib(JSON).
+
+On a reshard the stage-2 processor hands each child shard `split_for_child(parent, start, end)`:
+the parent's keys (with their state, pending facts and therefore timers) whose Kinesis hash,
+int(md5(partition key)), falls in the child's [start, end] hash key range. Seen-fact digests
+cannot be mapped to keys, so both children get all of them (they expire with the rules' TTL).
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import logging
+import math
+import zlib
+from array import array
+from typing import Any
+
+import orjson
+
+from pipeline.stateful.facts import Fact, key_hash
+from pipeline.stateful.kinds import STEP_RANK
+from pipeline.stateful.state import KeyedState
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"TWS"
+VERSION = 1
+
+
+class SnapshotError(ValueError):
+    """Bytes that are not a snapshot this version can read."""
+
+
+def _num(x: float) -> float | None:
+    return None if math.isinf(x) else x
+
+
+def _inf(x: Any) -> float:
+    return -math.inf if x is None else float(x)
+
+
+def to_dict(state: KeyedState) -> dict[str, Any]:
+    rules: dict[str, Any] = {}
+    for rule_id, states in state.states.items():
+        logic = state.logics[rule_id]
+        rules[rule_id] = {"kind": logic.rule.kind, "keys": [[k, logic.dump(s)] for k, s in states.items()]}
+    seen = [[b, base64.b64encode(arr.tobytes()).decode()] for b, arr in state.seen_buckets.items()]
+    return {
+        "v": VERSION,
+        "max_time": _num(state.max_time),
+        "watermark": _num(state.watermark),
+        "next_sweep": state.next_sweep,
+        "seq": state._seq,
+        "rules": rules,
+        "pending": [entry[6].to_dict() for entry in sorted(state.pending)],
+        "seen": seen,
+    }
+
+
+def encode(d: dict[str, Any]) -> bytes:
+    return MAGIC + bytes([VERSION]) + zlib.compress(orjson.dumps(d), 1)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    if not isinstance(data, bytes | bytearray | memoryview) or bytes(data[:3]) != MAGIC or len(data) < 4:
+        raise SnapshotError("not a trailwarden state snapshot")
+    if data[3] != VERSION:
+        raise SnapshotError(f"snapshot version {data[3]} is not supported (this build reads {VERSION})")
+    try:
+        d = orjson.loads(zlib.decompress(bytes(data[4:])))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise SnapshotError(f"snapshot is corrupt: {exc}") from None
+    if type(d) is not dict:
+        raise SnapshotError("snapshot is corrupt: not an object")
+    return d
+
+
+def dumps(state: KeyedState) -> bytes:
+    """The shard's whole state as bytes."""
+    return encode(to_dict(state))
+
+
+def load_into(state: KeyedState, data: bytes | dict[str, Any]) -> KeyedState:
+    """Restore a snapshot into a freshly built KeyedState (bound to the current rules and config).
+    State of rules no longer configured, or whose kind changed, is dropped and logged."""
+    d = decode(data) if not isinstance(data, dict) else data
+    state.max_time = _inf(d.get("max_time"))
+    state.watermark = _inf(d.get("watermark"))
+    state._seq = int(d.get("seq", 0))
+    state.next_sweep = {k: float(v) for k, v in d.get("next_sweep", {}).items() if k in state.logics}
+    for rule_id, entry in d.get("rules", {}).items():
+        logic = state.logics.get(rule_id)
+        if logic is None or entry.get("kind") != logic.rule.kind:
+            log.warning("snapshot: dropping state of rule %s (%d keys): not configured or kind changed",
+                        rule_id, len(entry.get("keys", ())))
+            continue
+        states = state.states[rule_id]
+        try:
+            for key, dumped in entry["keys"]:
+                s = logic.load(dumped)
+                states[key] = s
+                deadline = logic.deadline(s)
+                if deadline is not None:
+                    state.timers.append((deadline, rule_id, key))
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            log.warning("snapshot: dropping state of rule %s: %s", rule_id, exc)
+            states.clear()
+    heapq.heapify(state.timers)
+    for raw in d.get("pending", ()):
+        fact = Fact.from_dict(raw)
+        if fact.rule not in state.logics:
+            continue
+        state._seq += 1
+        state.pending.append((fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id,
+                              state._seq, fact))
+    heapq.heapify(state.pending)
+    for bucket, blob in d.get("seen", ()):
+        arr = array("q")
+        arr.frombytes(base64.b64decode(blob))
+        state.seen_buckets[int(bucket)] = arr
+        state.seen.update(arr)
+    return state
+
+
+def split_for_child(parent: KeyedState | bytes | dict[str, Any], start_hash: int, end_hash: int) -> bytes:
+    """The snapshot a child shard starts from: the parent's keys whose hash is in [start_hash, end_hash]."""
+    d = to_dict(parent) if isinstance(parent, KeyedState) else decode(parent) if not isinstance(parent, dict) \
+        else parent
+    start, end = int(start_hash), int(end_hash)
+
+    def mine(key: Any) -> bool:
+        return isinstance(key, str) and start <= key_hash(key) <= end
+
+    child = dict(d)
+    child["rules"] = {rid: {"kind": e.get("kind"), "keys": [kv for kv in e.get("keys", ()) if mine(kv[0])]}
+                      for rid, e in d.get("rules", {}).items()}
+    child["pending"] = [f for f in d.get("pending", ()) if mine(f.get("k"))]
+    return encode(child)
