@@ -1,0 +1,40 @@
+"""Shared fixtures: an emulator on a free port for the whole session (never :4566, so a developer's
+running stack is untouched), started and stopped by pid; `aws_target` resets it before each test.
+
+Set TRAILWARDEN_TEST_ENDPOINT to run the same tests against another endpoint (e.g. LocalStack);
+then nothing is started and nothing is reset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from infra import emulator as emu
+from pipeline import aws
+
+
+@pytest.fixture(scope="session")
+def emulator_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of the session's emulator (or of TRAILWARDEN_TEST_ENDPOINT)."""
+    given = os.environ.get("TRAILWARDEN_TEST_ENDPOINT", "").strip()
+    if given:
+        yield given.rstrip("/")
+        return
+    state = tmp_path_factory.mktemp("emulator")
+    handle = emu.start(emu.free_port(), pid_file=state / "emulator.pid", log_file=state / "emulator.log")
+    try:
+        yield handle.endpoint
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def aws_target(emulator_endpoint: str) -> aws.Target:
+    """A target on the session's emulator, emptied first (moto reset) so each test starts clean."""
+    if os.environ.get("TRAILWARDEN_TEST_ENDPOINT", "").strip():
+        return aws.resolve(emulator_endpoint)
+    emu.reset(emulator_endpoint)
+    return aws.emulator(emulator_endpoint)
