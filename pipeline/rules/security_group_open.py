@@ -152,9 +152,23 @@ def group_id(e: Event) -> str:
     return gid
 
 
-@lru_cache(maxsize=64)
-def ignored_ranges(spec: tuple[Any, ...]) -> tuple[tuple[str, int, int], ...]:
+_PORT_HELP = ("use a number (443), a range (\"8000-8100\"), optionally with a protocol "
+              "(\"tcp/443\", \"udp/53\")")
+
+
+def ignored_ranges(value: Any) -> tuple[tuple[str, int, int], ...]:
     """Parse `ignore_ports`: 443, "443", "8000-8100", "tcp/443", "udp/53" -> (protocol or "", low, high)."""
+    where = "rules.ec2-security-group-open-to-internet.ignore_ports"
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of ports; {_PORT_HELP}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise ConfigError(f"{where}: {item!r} is not a port; {_PORT_HELP}")
+    return _parse_ranges(tuple(value))
+
+
+@lru_cache(maxsize=64)
+def _parse_ranges(spec: tuple[int | str, ...]) -> tuple[tuple[str, int, int], ...]:
     ranges = []
     for item in spec:
         proto, _, ports = str(item).strip().lower().rpartition("/") if isinstance(item, str) else ("", "", item)
@@ -170,8 +184,7 @@ def ignored_ranges(spec: tuple[Any, ...]) -> tuple[tuple[str, int, int], ...]:
                 raise ValueError
         except (ValueError, AttributeError):
             raise ConfigError(
-                f"rules.ec2-security-group-open-to-internet.ignore_ports: {item!r} is not a port; use a number "
-                f"(443), a range (\"8000-8100\"), optionally with a protocol (\"tcp/443\", \"udp/53\")"
+                f"rules.ec2-security-group-open-to-internet.ignore_ports: {item!r} is not a port; {_PORT_HELP}"
             ) from None
         ranges.append((proto, low, high))
     return tuple(ranges)
@@ -179,10 +192,7 @@ def ignored_ranges(spec: tuple[Any, ...]) -> tuple[tuple[str, int, int], ...]:
 
 def validate(params: Params) -> None:
     """Raise ConfigError for ignore_ports entries that are not ports."""
-    value = params.get("ignore_ports")
-    if not isinstance(value, list):
-        raise ConfigError("rules.ec2-security-group-open-to-internet.ignore_ports must be a list")
-    ignored_ranges(tuple(value))
+    ignored_ranges(params.get("ignore_ports"))
 
 
 def _ignored(exp: Exposure, ranges: tuple[tuple[str, int, int], ...]) -> bool:
@@ -283,7 +293,7 @@ def security_group_open_to_internet(e: Event, p: Params) -> Hit | None:
     open_rules = exposures(e)
     if not open_rules:
         return None
-    ranges = ignored_ranges(tuple(p.ignore_ports)) if p.ignore_ports else ()
+    ranges = ignored_ranges(p.ignore_ports) if p.ignore_ports else ()
     open_rules = [x for x in open_rules if not _ignored(x, ranges)]
     if not open_rules:
         return None
