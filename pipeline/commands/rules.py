@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="rules_command", metavar="ACTION")
 
     listing = sub.add_parser("list", help="one line per rule: id, kind, severity, ATT&CK, title")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                         help="markdown writes the table of docs/rules.md")
     listing.set_defaults(func=list_rules)
 
     testing = sub.add_parser("test", help="run the rules' own test cases; exit 1 on any mismatch")
@@ -114,6 +116,9 @@ def list_rules(args: argparse.Namespace) -> int:
         json.dump([summary(r) for r in rules], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
+    if args.format == "markdown":
+        sys.stdout.write(markdown(rules))
+        return 0
     rows = [("ID", "KIND", "SEVERITY", "ATT&CK", "TITLE")]
     rows += [(r.id, r.kind, r.severity, ", ".join(r.attack), r.title) for r in rules]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -121,6 +126,28 @@ def list_rules(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
     print(f"\n{len(rules)} rules", file=sys.stderr)
     return 0
+
+
+def first_sentence(text: str) -> str:
+    """The description's first sentence, on one line ("e.g." and "i.e." do not end it)."""
+    flat = " ".join(text.split()).replace("e.g.", "e\x00g\x00").replace("i.e.", "i\x00e\x00")
+    found = re.search(r"^(.+?[.!?])(\s+[A-Z`(\"]|$)", flat)
+    return (found.group(1) if found else flat).replace("\x00", ".")
+
+
+def markdown(rules: Sequence[Rule]) -> str:
+    """The rule pack as a Markdown table: id, kind, severity, ATT&CK, and what the rule asks."""
+    def cell(value: str) -> str:
+        return value.replace("|", "\\|")
+
+    lines = [
+        "| ID | Kind | Severity | ATT&CK | Title | What it asks |",
+        "|----|------|----------|--------|-------|--------------|",
+    ]
+    for r in rules:
+        lines.append(f"| `{r.id}` | {r.kind} | {r.severity} | {', '.join(r.attack)} | {cell(r.title)} "
+                     f"| {cell(first_sentence(r.description))} |")
+    return "\n".join(lines) + "\n"
 
 
 def test_rules(args: argparse.Namespace) -> int:

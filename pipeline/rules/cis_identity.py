@@ -151,7 +151,7 @@ def console_login_without_mfa(e: Event, p: Params) -> Hit | None:
     ],
 )
 def root_account_usage(e: Event, p: Params) -> Hit | None:
-    """The root user made a call. CIS filter: `$.userIdentity.type = "Root" &&
+    """The root user made a call itself (no AWS service acting for it). CIS filter: `$.userIdentity.type = "Root" &&
     $.userIdentity.invokedBy NOT EXISTS && $.eventType != "AwsServiceEvent"` (an invokedBy key
     with any value, even null, exists). Runs on every event, so it looks at the identity type
     first. Failed calls count. One finding per account per hour."""
