@@ -120,7 +120,7 @@ def describe(key: str, ctx: dict[str, Any], p: Params) -> Hit:
 # --- cases ----------------------------------------------------------------------------------------
 
 EC2 = "ec2.amazonaws.com"
-GOOD = {"Owner": "alice", "Environment": "prod"}
+GOOD = {"Owner": "alice", "CostCenter": "cc-4410", "Environment": "prod"}
 
 
 def _run(t: float, ids: list[str], tags: dict[str, str] | None = None, error: str = "", eid: str = "") -> dict:
@@ -208,7 +208,7 @@ CASES = [
     severity="low",
     attack=(),
     events={EC2: ["RunInstances", "CreateTags", "DeleteTags", "TerminateInstances"]},
-    params={"required": {"Owner": "", "Environment": ""}, "grace": "15m"},
+    params={"required": {"Owner": "", "CostCenter": "", "Environment": ""}, "grace": "15m"},
     window="grace",
     ttl="30d",
     dedup=0,
