@@ -1,0 +1,161 @@
+"""`trailwarden simulate`: play CloudTrail into the trail log group, as CloudTrail delivers to CloudWatch Logs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from infra import provision
+from infra.trail_player import Player, PlayStats
+from pipeline import aws
+from pipeline.progress import Progress
+
+EXAMPLES = """\
+Records go to the log group with PutLogEvents, into log streams named <account>_CloudTrail_<region>,
+in event-time order per stream, in calls within the API's limits (10,000 events, 1 MB). The local
+stack's subscription filter then delivers them to the trail stream, as on AWS.
+
+examples:
+  trailwarden stack up
+  trailwarden simulate                                 # the built-in scenario, every attack
+  trailwarden simulate --scenario root_usage,brute_force --events 2000 --rate 200
+  trailwarden simulate ../shared/corpora/stratus-red-team/  # any file `trailwarden scan` reads
+  trailwarden simulate --endpoint-url http://localhost:4566 trail.json.gz   # e.g. LocalStack
+
+With a scenario, the findings it must raise are printed on stdout at the end (one JSON object per
+line with --json), so they can be compared with what the pipeline reports.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate", help="send CloudTrail events into the trail log group (plays CloudTrail locally)",
+        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="CloudTrail files or directories (any format `scan` reads); none: the scenario builder")
+    parser.add_argument("--scenario", default="all", metavar="NAME[,NAME...]",
+                        help="attacks the scenario injects: all (default), none, or attack names")
+    parser.add_argument("--events", type=int, default=2000, metavar="N", help="scenario size in events (default 2000)")
+    parser.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
+    parser.add_argument("--accounts", type=int, default=6, help="accounts in the scenario's organization (default 6)")
+    parser.add_argument("--rate", type=float, default=None, metavar="EPS",
+                        help="events per second (default: as fast as the endpoint takes them)")
+    parser.add_argument("--account", metavar="ID",
+                        help="account id in the log stream names (default: each record's recipientAccountId)")
+    parser.add_argument("--streams-per-region", type=int, default=1, metavar="K",
+                        help="log streams per account-region, as CloudTrail uses for busy ones (default 1)")
+    parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
+    parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
+    aws.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"trailwarden simulate: {message}", file=sys.stderr)
+    return 2
+
+
+def _from_files(paths: list[str], dead: Counter[str]) -> Iterator[dict[str, Any]]:
+    from pipeline.decode import DeadLetter
+    from pipeline.sources import Reader, resolve
+
+    for item in Reader(resolve(paths)).items():
+        if isinstance(item, DeadLetter):
+            dead[item.kind or item.reason] += 1
+        else:
+            yield item.raw
+
+
+class _PlayProgress(Progress):
+    def line(self, bytes_done: int, events: int, elapsed: float) -> str:
+        rate = events / elapsed if elapsed > 0 else 0.0
+        if self.total:
+            frac = min(events / self.total, 1.0)
+            bar = "#" * int(frac * 24) + "-" * (24 - int(frac * 24))
+            return f"simulate [{bar}] {events:,}/{self.total:,} events {frac:4.0%}  {rate:,.0f} events/s"
+        return f"simulate {events:,} events  {rate:,.0f} events/s"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        target = aws.from_args(args)
+    except ValueError as error:
+        return _fail(str(error))
+    if args.rate is not None and args.rate <= 0:
+        return _fail("--rate must be positive")
+    scenario = None
+    dead: Counter[str] = Counter()
+    if args.paths:
+        from pipeline.sources import SourceError
+
+        try:
+            records = list(_from_files(args.paths, dead))
+        except SourceError as error:
+            return _fail(str(error))
+    else:
+        from pipeline.scenario import build
+
+        names = [n.strip() for n in args.scenario.split(",") if n.strip()]
+        try:
+            scenario = build(events=args.events, seed=args.seed, attacks=names or "all", accounts=args.accounts)
+        except ValueError as error:
+            return _fail(str(error))
+        records = scenario.events
+
+    log_group = args.log_group
+    if not log_group:
+        log_group = provision.outputs(target)["TrailLogGroupName"] if target.local else "/trailwarden/cloudtrail"
+    progress = _PlayProgress(len(records), enabled=False if args.quiet else None)
+    player = Player(
+        target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
+        account=args.account, on_progress=lambda s: progress.update(s.events, s.events),
+    )
+    try:
+        stats = player.play(records)
+    except Exception as error:  # an endpoint that is down or a missing log group: say what to do
+        progress.close()
+        hint = " (is the local stack up? `trailwarden stack up`)" if target.local else ""
+        return _fail(f"delivery to {log_group} at {target.describe()} failed: {error}{hint}")
+    progress.close()
+    if not args.quiet:
+        _summary(stats, log_group, dead)
+    if scenario is not None:
+        _print_expected(scenario, args.json)
+    return 0
+
+
+def _summary(stats: PlayStats, log_group: str, dead: Counter[str]) -> None:
+    parts = [f"sent {stats.events:,} events to {log_group} in {stats.calls:,} PutLogEvents calls",
+             f"{len(stats.streams)} log streams", f"{stats.elapsed:.1f} s", f"{stats.rate:,.0f} events/s"]
+    print("trailwarden simulate: " + ", ".join(parts), file=sys.stderr)
+    if stats.rejected or stats.oversize:
+        print(f"  rejected by PutLogEvents: {stats.rejected}; above 256 KB (CloudTrail drops them): {stats.oversize}",
+              file=sys.stderr)
+    for kind, count in dead.most_common():
+        print(f"  not sent, could not be decoded: {count} x {kind}", file=sys.stderr)
+
+
+def _print_expected(scenario: Any, as_json: bool) -> None:
+    out = sys.stdout
+    if as_json:
+        for expected in scenario.expected:
+            out.write(orjson.dumps(expected.to_dict()).decode() + "\n")
+        return
+    present = [e for e in scenario.expected if e.present]
+    absent = [e for e in scenario.expected if not e.present]
+    out.write(f"expected findings ({len(present)}, seed {scenario.seed}):\n")
+    for e in present:
+        facts = " ".join(f"{k}={v}" for k, v in sorted(e.facts.items()))
+        stage = " [stateful]" if e.stateful else ""
+        out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack})\n")
+    if absent:
+        out.write(f"must not be raised ({len(absent)}):\n")
+        for e in absent:
+            out.write(f"  {e.rule_id:40} account={e.account or '-'}  ({e.attack})\n")
