@@ -27,15 +27,14 @@ RULES = {
     # CIS AWS Foundations monitoring controls
     "cis-root": "cis-root-account-usage",
     "cis-unauthorized": "cis-unauthorized-api-calls",
-    "cis-console-no-mfa": "cis-console-signin-without-mfa",
-    "cis-iam-policy": "cis-iam-policy-changes",
-    "cis-cloudtrail": "cis-cloudtrail-configuration-changes",
+        "cis-iam-policy": "cis-iam-policy-changes",
+    "cis-cloudtrail": "cis-cloudtrail-config-changes",
     "cis-console-failures": "cis-console-authentication-failures",
-    "cis-cmk": "cis-cmk-disabled-or-scheduled-deletion",
+    "cis-cmk": "cis-kms-cmk-disabled-or-deleted",
     "cis-s3-policy": "cis-s3-bucket-policy-changes",
     "cis-config": "cis-aws-config-changes",
     "cis-sg": "cis-security-group-changes",
-    "cis-nacl": "cis-network-acl-changes",
+    "cis-nacl": "cis-nacl-changes",
     "cis-gateway": "cis-network-gateway-changes",
     "cis-route": "cis-route-table-changes",
     "cis-vpc": "cis-vpc-changes",
@@ -43,37 +42,37 @@ RULES = {
     # attack techniques
     "cloudtrail-stop": "cloudtrail-logging-stopped",
     "cloudtrail-delete": "cloudtrail-trail-deleted",
-    "cloudtrail-selectors": "cloudtrail-event-selectors-reduced",
+    "cloudtrail-selectors": "cloudtrail-event-selectors-reduce-logging",
     "flow-logs-delete": "vpc-flow-logs-deleted",
     "dns-logs-delete": "route53-resolver-query-logging-deleted",
-    "org-leave": "organizations-leave-organization",
-    "snapshot-share": "ec2-snapshot-shared-externally",
-    "ami-share": "ec2-ami-shared-externally",
+    "org-leave": "organizations-leave-attempted",
+    "snapshot-share": "ebs-snapshot-shared-externally",
+    "ami-share": "ec2-ami-shared-publicly-or-externally",
     "rds-share": "rds-snapshot-shared-externally",
-    "role-backdoor": "iam-role-trust-policy-backdoor",
+    "role-backdoor": "iam-role-trust-policy-opened-to-external-account",
     "user-backdoor-key": "iam-access-key-created-for-another-user",
-    "admin-user": "iam-admin-policy-attached-to-user",
-    "backdoor-role": "iam-role-created-with-external-trust",
+    "admin-policy": "iam-admin-policy-attached",
+    "backdoor-role": "iam-role-trust-policy-opened-to-external-account",
     "login-profile": "iam-login-profile-created-for-another-user",
     "login-profile-update": "iam-login-profile-updated-for-another-user",
-    "lambda-public": "lambda-function-made-public",
-    "lambda-layer": "lambda-external-layer-added",
+    "lambda-public": "lambda-function-policy-opened-externally",
+    "lambda-layer": "lambda-layer-added-to-function",
     "lambda-code": "lambda-function-code-updated",
-    "rolesanywhere": "rolesanywhere-trust-anchor-created",
-    "federation-token": "sts-federation-token-broad-policy",
-    "password-data": "ec2-get-password-data",
-    "secrets": "secretsmanager-mass-secret-retrieval",
-    "secrets-batch": "secretsmanager-batch-secret-retrieval",
-    "ssm-params": "ssm-securestring-parameters-retrieved",
-    "user-data-read": "ec2-user-data-retrieved",
+    "rolesanywhere": "iam-roles-anywhere-trust-anchor-created",
+    "federation-token": "sts-federation-token-created",
+    "password-data": "ec2-password-data-retrieved",
+    "secrets": "secretsmanager-secret-read-with-long-term-key",
+    "secrets-batch": "secretsmanager-mass-secret-retrieval",
+    "ssm-params": "ssm-bulk-securestring-parameter-retrieval",
+    "user-data-read": "ec2-instance-user-data-read",
     "unusual-instances": "ec2-unusual-instance-type-launched",
-    "user-data-modified": "ec2-user-data-modified",
-    "ssm-command": "ssm-send-command",
-    "ssm-session": "ssm-start-session",
-    "bedrock": "bedrock-model-invoked",
-    "instance-connect": "ec2-instance-connect-ssh-key-sent",
+    "user-data-modified": "ec2-instance-user-data-modified",
+    "ssm-command": "ssm-send-command-to-instances",
+    "ssm-session": "ssm-session-started",
+    "bedrock": "bedrock-model-access-enabled",
+    "instance-connect": "ec2-instance-connect-ssh-key-pushed",
     "serial-console": "ec2-serial-console-access",
-    "instance-creds": "ec2-instance-credentials-used-outside",
+    "instance-creds": "ec2-instance-credentials-used-outside-instance",
     # stateful
     "untagged": "ec2-instance-missing-required-tags",
     "brute-force": "console-login-brute-force",
@@ -177,7 +176,6 @@ def console_login_without_mfa(k: Kit, t: float) -> None:
                                   "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                                   "Chrome/126.0.0.0 Safari/537.36", user_name="contractor-jsmith"))
     k.expect("console-no-mfa", resource="contractor-jsmith")
-    k.expect("cis-console-no-mfa")
 
 
 @attack("security-group-open", "SSH and RDP opened to the whole internet, IPv4 and IPv6")
@@ -193,6 +191,7 @@ def security_group_open(k: Kit, t: float) -> None:
 
 @attack("iam-user-after-hours", "An IAM user created in the middle of the night")
 def iam_user_after_hours(k: Kit, t: float) -> None:
+    t = min(t, k.start + 3000)  # the scenario starts at night; stay there whatever its length
     k.emit(k.shapes.create_user(k.actor, t, "svc-backup-sync", ip=k.ip))
     k.expect("user-after-hours", resource="svc-backup-sync")
 
@@ -292,8 +291,7 @@ def cloudtrail_selectors(k: Kit, t: float) -> None:
     k.api(t, "cloudtrail.amazonaws.com", "PutEventSelectors", {"trailName": "audit-trail", "eventSelectors": selectors},
           {"trailARN": f"arn:aws:cloudtrail:{k.region}:{k.account.id}:trail/audit-trail",
            "eventSelectors": selectors})
-    k.expect("cloudtrail-selectors")
-    k.expect("cis-cloudtrail")
+    k.expect("cloudtrail-selectors")  # not in the CIS 4.5 filter (Create/Update/DeleteTrail, Start/StopLogging)
 
 
 @attack("vpc-flow-logs-delete", "VPC flow logs deleted")
@@ -381,7 +379,7 @@ def create_admin_user(k: Kit, t: float) -> None:
     t = k.step(t)
     k.emit(k.shapes.attach_user_policy(k.actor, t, user, ADMIN_POLICY, ip=k.ip))
     k.emit(k.shapes.create_access_key(k.actor, k.step(t), user, ip=k.ip))
-    k.expect("admin-user", resource=user)
+    k.expect("admin-policy", resource=user)
     k.expect("cis-iam-policy")
 
 
@@ -396,6 +394,7 @@ def create_backdoor_role(k: Kit, t: float) -> None:
     k.api(k.step(t), "iam.amazonaws.com", "AttachRolePolicy", {"roleName": role, "policyArn": ADMIN_POLICY},
           region="us-east-1")
     k.expect("backdoor-role", resource=role)
+    k.expect("admin-policy", resource=role)
     k.expect("cis-iam-policy")
 
 
@@ -577,6 +576,13 @@ def ssm_session(k: Kit, t: float) -> None:
 def bedrock(k: Kit, t: float) -> None:
     model = "anthropic.claude-3-sonnet-20240229-v1:0"
     k.api(t, "bedrock.amazonaws.com", "GetFoundationModelAvailability", {"modelId": model}, read_only=True)
+    t = k.step(t)
+    k.api(t, "bedrock.amazonaws.com", "PutUseCaseForModelAccess", {"formData": "HIDDEN_DUE_TO_SECURITY_REASONS"})
+    t = k.step(t)
+    k.api(t, "bedrock.amazonaws.com", "CreateFoundationModelAgreement",
+          {"modelId": model, "offerToken": "HIDDEN_DUE_TO_SECURITY_REASONS"}, {"modelId": model})
+    t = k.step(t)
+    k.api(t, "bedrock.amazonaws.com", "PutFoundationModelEntitlement", {"modelId": model}, {"status": "SUCCESS"})
     for _ in range(5):
         t = k.step(t, 1, 4)
         k.api(t, "bedrock.amazonaws.com", "InvokeModel", {"modelId": model}, read_only=True,
@@ -703,7 +709,7 @@ def key_then_admin(k: Kit, t: float) -> None:
     k.emit(k.shapes.create_access_key(k.actor, t, user, ip=k.ip))
     k.emit(k.shapes.attach_user_policy(k.actor, t + k.rng.uniform(20, 120), user, ADMIN_POLICY, ip=k.ip))
     k.expect("key-then-admin", stateful=True, resource=user)
-    k.expect("admin-user", resource=user)
+    k.expect("admin-policy", resource=user)
 
 
 @attack("new-region", "Stolen credentials used in a region the account never uses", stateful=True)

@@ -46,7 +46,7 @@ class Background:
             (4, self.caller_identity), (20, self.s3_objects), (3, self.kms_direct), (9, self.app_reads),
             (3, self.log_streams), (0.3, self.console_sessions), (0.6, self.instance_power),
             (0.8, self.launch), (0.3, self.scale_in), (0.25, self.internal_ingress), (0.2, self.iam_role_changes),
-            (0.6, self.denied), (0.05, self.service_events),
+            (0.3, self.denied), (0.05, self.service_events),
         ]
 
     def generate(self, count: int, start: float, duration: float) -> list[Record]:
@@ -54,7 +54,7 @@ class Background:
         rng = self.rng
         funcs = [f for _, f in self.activities]
         cum = list(accumulate(w for w, _ in self.activities))
-        out: list[Record] = []
+        out: list[Record] = self.region_sweep(start) if count else []
         step = duration / max(count, 1)
         while len(out) < count:
             batch = rng.choices(funcs, cum_weights=cum, k=max(64, count - len(out)))
@@ -63,6 +63,19 @@ class Background:
                 if n >= count:
                     break
                 out.extend(fn(start + n * step + rng.random() * step))
+        return out
+
+    def region_sweep(self, start: float) -> list[Record]:
+        """The security scanner's first pass: an IAM read and a describe in every region each account uses,
+        so an account's regions are all known early, however sparse the rest of the scenario."""
+        out: list[Record] = []
+        t = start
+        for acct in self.org.accounts:
+            scanner = self.org.actor("scanner", acct)
+            out.append(self.shapes.iam(scanner, t, "GetAccountSummary", None, read_only=True))
+            for region in acct.regions:
+                t += self.rng.uniform(0.5, 3)
+                out.append(self.shapes.ec2_describe(scanner, t, region, "DescribeInstances"))
         return out
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -184,8 +197,9 @@ class Background:
     # -- people ------------------------------------------------------------------------------------
     def console_sessions(self, t: float) -> list[Record]:
         rng = self.rng
-        if rng.random() < 0.5:
-            return [self.shapes.federated_login(rng.choice(self.org.sso), t)]
+        if rng.random() < 0.5:  # people sign in from where they always do
+            sso = rng.choice(self.org.sso)
+            return [self.shapes.federated_login(sso, t, ip=sso.ips[0])]
         person = rng.choice(self.org.people)
         ip = person.ips[0]
         if rng.random() < 0.1:  # a mistyped password, then the right one

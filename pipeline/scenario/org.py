@@ -214,8 +214,11 @@ class Organization:
             self._role(acct, "lambda", f"{fn}-lambda-role", fn, nat, BOTO3_LAMBDA)
         self._role(acct, "ecs", "payments-service-task-role", ids.hex(32), nat, JAVA_SDK)
         for _ in range(2):
-            self._role(acct, "ec2", "app-instance-role", ids.resource("i"), nat, GO_SDK + JAVA_SDK[:1],
-                       ec2RoleDelivery="2.0")
+            # instances reach AWS through the account's VPC endpoints: private source addresses
+            private = (f"10.{rng.randrange(0, 255)}.{rng.randrange(0, 255)}.{rng.randrange(1, 254)}",)
+            inst = self._role(acct, "ec2", "app-instance-role", ids.resource("i"), private, GO_SDK + JAVA_SDK[:1],
+                              ec2RoleDelivery="2.0")
+            inst.extra["vpce"] = ids.resource("vpce")
         self._role(acct, "scanner", "SecurityAuditRole", "prowler", ("34.201.17.62",), SCANNER)
         self._role(acct, "config", "AWSServiceRoleForConfig", "AWSConfig-Describe", ("config.amazonaws.com",),
                    ("config.amazonaws.com",), tls=False)

@@ -70,6 +70,10 @@ class Shapes:
         ev["managementEvent"] = category == "Management"
         ev["recipientAccountId"] = recipient or actor.account.id
         ev["eventCategory"] = category
+        vpce = actor.extra.get("vpce")
+        if vpce and not ip:
+            ev["vpcEndpointId"] = vpce
+            ev["vpcEndpointAccountId"] = actor.account.id
         if actor.tls and event_type == "AwsApiCall":
             tls = rng.choice(TLS)
             ev["tlsDetails"] = {**tls, "clientProvidedHostHeader": host or _host(source, region)}
@@ -248,10 +252,10 @@ class Shapes:
         ev["eventCategory"] = "Management"
         return ev
 
-    def federated_login(self, actor: Actor, t: float) -> dict[str, Any]:
+    def federated_login(self, actor: Actor, t: float, ip: str = "") -> dict[str, Any]:
         """An IAM Identity Center (SSO) console sign-in: an AssumedRole identity and MFAUsed "No", as AWS
         writes it for federation (the MFA happened at the identity provider)."""
-        ev = self.console_login(actor, t, success=True, mfa=False)
+        ev = self.console_login(actor, t, success=True, mfa=False, ip=ip)
         ev["additionalEventData"] = {"MobileVersion": "No", "MFAUsed": "No",
                                      "SamlProviderArn": f"arn:aws:iam::{actor.account.id}:saml-provider/"
                                                         "AWSSSO_b1e3a0c9d2f4e6a8_DO_NOT_DELETE"}
