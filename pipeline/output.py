@@ -92,28 +92,46 @@ def make_writer(fmt: str, stream: BinaryIO, width: int | None = None) -> Finding
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """Lines of the end-of-scan summary. Numbers print as `name: n`; mappings of counts print their
-    total then one indented line per key (largest first); lists print one indented line per item.
-    Keys are shown with `_` as spaces, so new statistics need no code here."""
+    """Lines of the end-of-scan summary, for any statistics a component adds (keys show `_` as spaces):
+    a number prints as `name: n` (a float named `*_time` as a time); a mapping of counts prints its
+    total, then one indented line per non-zero key, largest first; any other mapping prints as an indented
+    section; a list prints one indented line per item; None, empty strings and empty lists are left out."""
     lines: list[str] = []
     for key, value in summary.items():
-        label = safe(key.replace("_", " "))
-        if isinstance(value, Mapping):
-            counts = {k: v for k, v in value.items() if isinstance(v, int | float)}
-            total = sum(counts.values())
-            lines.append(f"{label}: {_num(total)}")
-            for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
-                lines.append(f"  {_num(count):>10}  {safe(name, 160)}")
-        elif isinstance(value, list | tuple):
-            if value:
-                lines.append(f"{label}:")
-                lines.extend(f"  {safe(item, 300)}" for item in value)
-        elif isinstance(value, float):
-            lines.append(f"{label}: {value:,.2f}")
-        else:
-            lines.append(f"{label}: {_num(value) if isinstance(value, int) else safe(value, 300)}")
+        _render(lines, str(key), value, "")
     return "\n".join(lines)
 
 
+def _render(lines: list[str], key: str, value: Any, indent: str) -> None:
+    label = indent + safe(key.replace("_", " "))
+    if value is None or value == "" or (isinstance(value, list | tuple) and not value):
+        return
+    if isinstance(value, Mapping):
+        if all(_is_number(v) for v in value.values()):
+            lines.append(f"{label}: {_num(sum(value.values()))}")
+            for name, count in sorted(value.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+                if count:
+                    lines.append(f"{indent}  {_num(count):>10}  {safe(name, 160)}")
+        else:
+            lines.append(f"{label}:")
+            for name, child in value.items():
+                _render(lines, str(name), child, indent + "  ")
+    elif isinstance(value, list | tuple):
+        lines.append(f"{label}:")
+        lines.extend(f"{indent}  {safe(item, 300)}" for item in value)
+    elif isinstance(value, bool):
+        lines.append(f"{label}: {'yes' if value else 'no'}")
+    elif isinstance(value, float) and key.endswith("_time"):
+        lines.append(f"{label}: {iso_time(value)}")
+    else:
+        lines.append(f"{label}: {_num(value) if _is_number(value) else safe(value, 300)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _num(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else safe(value)
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.2f}"
+    return f"{int(value):,}"

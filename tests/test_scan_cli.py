@@ -182,7 +182,7 @@ def test_rules_option_narrows_the_pack(capsysbinary: pytest.CaptureFixture[bytes
 def test_all_option_repeats_finding_ids(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     _, once, err = scan(capsysbinary, str(CORPUS), "--format", "json")
     _, every, _ = scan(capsysbinary, str(CORPUS), "--format", "json", "--all", "-q")
-    assert len(findings(every)) == len(findings(once)) + summary_count(err, "duplicate findings")
+    assert len(findings(every)) == len(findings(once)) + summary_count(err, "repeats of a finding id")
     assert {f["id"] for f in findings(every)} == {f["id"] for f in findings(once)}
 
 
@@ -277,12 +277,17 @@ def test_table_rows_fit_their_columns() -> None:
 
 
 def test_format_summary_renders_any_added_statistic() -> None:
-    text = format_summary({"events": 1234, "findings": {"a": 1, "b": 3}, "seconds": 0.5,
-                           "open_watches": {"untagged-instance": 7}, "rule_error_samples": ["x\x1b"], "empty": []})
+    text = format_summary({"events": 1234, "findings": {"a": 1, "b": 3, "c": 0}, "seconds": 0.5,
+                           "open_watches": {"untagged-instance": 7}, "rule_error_samples": ["x\x1b"], "empty": [],
+                           "stateful": {"facts": 9, "evictions": {"r": 2}, "note": "", "watermark_time": 1722431184.0,
+                                        "unset": None}})
     lines = text.splitlines()
     assert "events: 1,234" in lines and "findings: 4" in lines and "seconds: 0.50" in lines
     assert lines.index("findings: 4") + 1 == lines.index(f"  {3:>10}  b")
+    assert not any(line.endswith("  c") for line in lines)  # zero counts are left out
     assert "open watches: 7" in lines and "  x\\x1b" in lines and not any("empty" in line for line in lines)
+    assert lines[lines.index("stateful:") + 1:] == [
+        "  facts: 9", "  evictions: 2", f"    {2:>10}  r", "  watermark time: 2024-07-31T13:06:24Z"]
 
 
 class FakeTTY(io.StringIO):

@@ -152,16 +152,18 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
     progress.close()
     writer.close()
     if not args.quiet:
-        summary = summarize(detector, decode_stats, reader, events, time.monotonic() - started)
-        summary["findings"] = dict(emitted)
-        summary["duplicate_findings"] = dict(duplicates)
+        summary = summarize(detector, decode_stats, reader, events, time.monotonic() - started, emitted, duplicates)
         print(format_summary(summary), file=sys.stderr)
     return 0
 
 
-def summarize(detector: Detector, decode_stats: DecodeStats, reader: Reader, events: int,
-              elapsed: float) -> dict[str, Any]:
-    """The end-of-scan statistics; a detector with `summary()` adds its own (e.g. stateful stages)."""
+# The scan counts these itself (findings once per id), so a detector's own figures for them are left out.
+_SCAN_COUNTS = ("events", "findings", "findings_by_rule")
+
+
+def summarize(detector: Detector, decode_stats: DecodeStats, reader: Reader, events: int, elapsed: float,
+              emitted: Counter[str], duplicates: Counter[str]) -> dict[str, Any]:
+    """The end-of-scan statistics. A detector's `summary()` adds its own (stateful stages, open watches)."""
     stats = detector.stats
     summary: dict[str, Any] = {
         "sources": len(reader.sources),
@@ -169,15 +171,16 @@ def summarize(detector: Detector, decode_stats: DecodeStats, reader: Reader, eve
         "events": events,
         "seconds": round(elapsed, 2),
         "events_per_second": round(events / elapsed) if elapsed > 0 else 0,
-        "findings": dict(stats.findings),
-        "duplicate_findings": {},
-        "suppressed_by_allowlist": dict(stats.suppressed),
+        "findings": dict(emitted),
+        "repeats_of_a_finding_id": dict(duplicates),
         "dead_letters": dict(decode_stats.dead_letters),
         "skipped": dict(decode_stats.skipped),
-        "rule_errors": dict(stats.rule_errors),
-        "rule_error_samples": list(stats.last_errors[:5]),
     }
     extra = getattr(detector, "summary", None)
-    if callable(extra):
-        summary.update(extra())
+    more = extra() if callable(extra) else {"suppressed_by_rule": dict(stats.suppressed),
+                                            "rule_errors": dict(stats.rule_errors)}
+    for key, value in more.items():
+        if key not in _SCAN_COUNTS:
+            summary.setdefault(key, value)
+    summary["rule_error_samples"] = list(stats.last_errors[:5])
     return summary
