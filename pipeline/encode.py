@@ -133,7 +133,10 @@ def jsonl(events: Iterable[Record]) -> bytes:
     return b"".join(orjson.dumps(ev) + b"\n" for ev in events)
 
 
-_DETAIL_TYPES = {"AwsConsoleSignIn": "AWS Console Sign In via CloudTrail",
+# EventBridge's detail-type by CloudTrail eventType (Amazon EventBridge User Guide, "AWS service events
+# delivered via AWS CloudTrail"); everything else is an API call.
+_DETAIL_TYPES = {"AwsConsoleSignIn": "AWS Console Signin via CloudTrail",
+                 "AwsConsoleAction": "AWS Console Action via CloudTrail",
                  "AwsServiceEvent": "AWS Service Event via CloudTrail"}
 
 
