@@ -1,0 +1,133 @@
+"""What both record processors share: settings from the environment, sinks, retries, checkpoints.
+
+The launcher passes everything through the environment of the daemon, which the processors inherit:
+
+- TRAILWARDEN_RESOURCES: JSON of the template's outputs (stream, topic, Firehose, table, bucket names);
+  without it they are read with `infra.provision.outputs` for the resolved target;
+- TRAILWARDEN_TARGET and the AWS_* variables (`pipeline.aws.Target.env`);
+- TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness);
+- TRAILWARDEN_SINKS: comma-separated from sns, firehose, file (default "sns,firehose");
+  TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | memory | none;
+- TRAILWARDEN_LOG_LEVEL: the processors' log level on stderr (default WARNING).
+
+Processors never write to stdout: the MultiLangDaemon's protocol owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pipeline import aws
+from pipeline.sinks import (
+    DedupeTable,
+    FileSink,
+    FirehoseSink,
+    MemoryDedupe,
+    Publisher,
+    SnsSink,
+)
+
+log = logging.getLogger("consumers")
+
+T = TypeVar("T")
+
+RESOURCES_ENV = "TRAILWARDEN_RESOURCES"
+MAX_BACKOFF = 30.0
+
+
+def setup_logging() -> None:
+    """stderr only (the daemon copies a child's stderr into its own log)."""
+    level = os.environ.get("TRAILWARDEN_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+def resources(target: aws.Target | None = None) -> dict[str, str]:
+    raw = os.environ.get(RESOURCES_ENV)
+    if raw:
+        return json.loads(raw)
+    from infra.provision import outputs
+
+    return outputs(target or aws.resolve())
+
+
+@dataclass
+class Settings:
+    target: aws.Target
+    resources: dict[str, str]
+    sinks: tuple[str, ...]
+    findings_file: str
+    dedupe: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        target = aws.resolve()
+        sinks = tuple(s.strip() for s in os.environ.get("TRAILWARDEN_SINKS", "sns,firehose").split(",") if s.strip())
+        findings_file = os.environ.get("TRAILWARDEN_FINDINGS_FILE", "")
+        if findings_file and "file" not in sinks:
+            sinks += ("file",)
+        return cls(target, resources(target), sinks, findings_file, os.environ.get("TRAILWARDEN_DEDUPE", "table"))
+
+
+def publisher(settings: Settings) -> Publisher:
+    """The sinks the settings name, behind the dedupe table."""
+    r, t = settings.resources, settings.target
+    sinks: list[Any] = []
+    for name in settings.sinks:
+        if name == "sns":
+            sinks.append(SnsSink(t.client("sns"), r["FindingsTopicArn"]))
+        elif name == "firehose":
+            sinks.append(FirehoseSink(t.client("firehose"), r["FindingsDeliveryStreamName"]))
+        elif name == "file" and settings.findings_file:
+            sinks.append(FileSink(settings.findings_file))
+        elif name != "file":
+            raise ValueError(f"unknown sink {name!r} in TRAILWARDEN_SINKS")
+    dedupe: Any = None
+    if settings.dedupe == "table":
+        dedupe = DedupeTable(t.client("dynamodb"), r["DedupeTableName"])
+    elif settings.dedupe == "memory":
+        dedupe = MemoryDedupe()
+    return Publisher(sinks, dedupe)
+
+
+def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep,
+               rng: random.Random | None = None) -> T:
+    """`fn()` until it succeeds, backing off (full jitter, capped) in between: a sink that stays down
+    holds the shard here, so nothing is checkpointed past it and nothing is dropped."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            delay = rng.uniform(0.0, min(MAX_BACKOFF, 0.5 * 2**attempt))
+            attempt += 1
+            log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, attempt, exc, delay)
+            sleep(delay)
+
+
+def checkpoint(checkpointer: Any, sequence_number: str | None = None, sub_sequence_number: int | None = None,
+               attempts: int = 5) -> bool:
+    """Checkpoint, retrying throttling; False if the lease is gone (shutdown or invalid state)."""
+    from amazon_kclpy.kcl import CheckpointError
+
+    for attempt in range(attempts):
+        try:
+            checkpointer.checkpoint(sequence_number, sub_sequence_number)
+            return True
+        except CheckpointError as exc:
+            reason = str(exc)
+            if reason == "ThrottlingException" and attempt + 1 < attempts:
+                time.sleep(0.2 * 2**attempt)
+                continue
+            log.warning("checkpoint at %s refused: %s", sequence_number, reason)
+            return False
+    return False

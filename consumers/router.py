@@ -1,0 +1,152 @@
+"""Stage 1 record processor (KCL application over the trail stream).
+
+Per batch: decode each record (dead letters counted and kept with reason and origin
+`<stream>/<shard>/<sequence number>`), run the stateless rules, extract keyed facts for the
+stateful rules; then publish the findings, put the facts on the keyed stream and store the dead
+letters, each retried until acknowledged; only then checkpoint at the batch's last record.
+
+Run by the MultiLangDaemon as `python -m consumers.router`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from amazon_kclpy import kcl
+from amazon_kclpy.v3 import processor
+
+from consumers import common
+from pipeline.config import Config, enabled_rules
+from pipeline.decode import DeadLetter, DecodeStats, decode
+from pipeline.engine import Engine
+from pipeline.finding import Finding
+from pipeline.rule import Rule
+from pipeline.sinks import Publisher
+from pipeline.sinks.deadletter import S3DeadLetters
+from pipeline.sinks.kinesis import KinesisWriter
+from pipeline.stateful.facts import Fact
+from pipeline.stateful.kinds import StatefulRule
+from pipeline.stateful.router import Router, bind
+
+log = logging.getLogger("consumers.router")
+
+
+class RouterStage:
+    """Stateless rules and fact extraction, bound to configuration the way `Detector` binds them."""
+
+    def __init__(self, config: Config, rules: Iterable[Rule] | None = None) -> None:
+        if rules is None:
+            from pipeline.rules import builtin_rules
+
+            rules = builtin_rules()
+        chosen = enabled_rules(rules, config)
+        stateful = [r for r in chosen if isinstance(r, StatefulRule)]
+        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config)
+        self.router = Router(bind(stateful, config), self.engine.stats)
+
+    def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
+        return self.engine.process(event), self.router.facts(event)
+
+
+class RouterProcessor(processor.RecordProcessorBase):
+    def __init__(self, stage: RouterStage, publisher: Publisher, facts: KinesisWriter, dead_letters: Any,
+                 stream: str = "trail") -> None:
+        self.stage = stage
+        self.publisher = publisher
+        self.facts = facts
+        self.dead_letters = dead_letters
+        self.stream = stream
+        self.shard_id = ""
+        self.decode_stats = DecodeStats()
+        self.counts: Counter[str] = Counter()
+        self._last_report = time.monotonic()
+
+    def initialize(self, initialize_input: Any) -> None:
+        self.shard_id = initialize_input.shard_id
+        log.info("router initialized on %s at %s", self.shard_id, initialize_input.sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        records = process_records_input.records
+        if not records:
+            return
+        findings: list[Finding] = []
+        facts: list[Fact] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            origin = f"{self.stream}/{self.shard_id}/{record.sequence_number}"
+            self.counts["records"] += 1
+            try:
+                data = record.binary_data
+            except Exception as exc:  # the daemon sent data that is not base64
+                dead.append(self.decode_stats.dead("record data is not base64", origin, b"", detail=str(exc)))
+                continue
+            for item in decode(data, origin, self.decode_stats):
+                if isinstance(item, DeadLetter):
+                    dead.append(item)
+                    continue
+                self.counts["events"] += 1
+                try:
+                    new_findings, new_facts = self.stage.process(item)
+                except Exception:  # a bug in the engine must not stop the shard
+                    self.counts["errors"] += 1
+                    log.exception("engine failed on an event from %s", origin)
+                    continue
+                findings.extend(new_findings)
+                facts.extend(new_facts)
+        self.deliver(findings, facts, dead, first=records[0].sequence_number)
+        last = records[-1]
+        common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        self._report()
+
+    def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
+        """Each destination until it acknowledged: findings, then facts, then dead letters."""
+        if findings:
+            common.until_done(lambda: self.publisher.publish(findings), f"{self.shard_id}: publishing findings")
+            self.counts["findings"] += len(findings)
+        if facts:
+            common.until_done(lambda: self.facts.put_facts(facts), f"{self.shard_id}: putting facts")
+            self.counts["facts"] += len(facts)
+        if dead:
+            batch = f"{self.shard_id}/{first}"
+            common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
+            self.counts["dead_letters"] += len(dead)
+
+    def _report(self) -> None:
+        if time.monotonic() - self._last_report >= 30:
+            self._last_report = time.monotonic()
+            log.info("router %s: %s", self.shard_id, dict(self.counts))
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        log.info("router lost the lease of %s", self.shard_id)
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        common.checkpoint(shard_ended_input.checkpointer)
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        # process_records returns only after delivery, so everything received so far is acknowledged
+        common.checkpoint(shutdown_requested_input.checkpointer)
+
+
+def build() -> RouterProcessor:
+    settings = common.Settings.from_env()
+    r, t = settings.resources, settings.target
+    return RouterProcessor(
+        RouterStage(Config.load()),
+        common.publisher(settings),
+        KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
+        S3DeadLetters(t.client("s3"), r["StateBucketName"], r.get("RouterAppName", "trailwarden-router")),
+        stream=r.get("TrailStreamName", "trail"),
+    )
+
+
+def main() -> None:
+    common.setup_logging()
+    kcl.KCLProcess(build()).run()
+
+
+if __name__ == "__main__":
+    main()
