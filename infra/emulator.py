@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ DEFAULT_PORT = 4566
 HEALTH_PATH = "/_trailwarden/health"
 _HEALTH_PATHS = (HEALTH_PATH, "/_localstack/health")
 _MODULE = "infra.emulator"
+WORKER_THREADS = 64
 
 
 def state_dir() -> Path:
@@ -106,6 +108,9 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # hypercorn runs each WSGI request on the loop's default executor (6 threads on 2 cores); a few
+        # long polls (SQS WaitTimeSeconds) beside two KCL daemons would exhaust it.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="moto"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait, mode="wsgi")
