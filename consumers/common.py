@@ -98,11 +98,12 @@ def publisher(settings: Settings) -> Publisher:
     return Publisher(sinks, dedupe)
 
 
-def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] = time.sleep,
+def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None,
                rng: random.Random | None = None) -> T:
     """`fn()` until it succeeds, backing off (full jitter, capped) in between: a sink that stays down
     holds the shard here, so nothing is checkpointed past it and nothing is dropped."""
     rng = rng or random.Random()
+    sleep = sleep or time.sleep
     attempt = 0
     while True:
         try:

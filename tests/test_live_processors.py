@@ -1,0 +1,236 @@
+"""The KCL record processors with fake daemon inputs (fast): what is published, put and checkpointed, when."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from consumers import common
+from consumers.router import RouterProcessor, RouterStage
+from consumers.snapshots import MemorySnapshotStore
+from consumers.stateful import StatefulProcessor, state_factory
+from pipeline.config import Config
+from pipeline.encode import cwl_records
+from pipeline.finding import iso_time
+from pipeline.ruletest import complete_record
+from pipeline.sinks import MemoryDedupe, Publisher, SinkUnavailable
+from pipeline.stateful import snapshot
+from pipeline.stateful.facts import Fact, key_hash
+
+EC2 = "ec2.amazonaws.com"
+T0 = 1_800_000_000.0
+CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2s"},
+                           "rules": {"ec2-instance-missing-required-tags": {"grace": "15s"}}})
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch):
+    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+
+
+def run_instances(iid: str, t: float) -> dict:
+    return complete_record({
+        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
+        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
+
+
+def open_sg(t: float) -> dict:
+    return complete_record({
+        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
+        "eventID": str(uuid.uuid4()),
+        "requestParameters": {"groupId": "sg-1", "ipPermissions": {"items": [{
+            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
+        "responseElements": {"_return": True}})
+
+
+class Checkpointer:
+    def __init__(self, log: list):
+        self.log = log
+
+    def checkpoint(self, sequence_number=None, sub_sequence_number=None):
+        self.log.append(("checkpoint", sequence_number))
+
+
+def record(data: bytes, seq: int):
+    return SimpleNamespace(binary_data=data, sequence_number=str(seq), sub_sequence_number=0)
+
+
+def batch(records, log):
+    return SimpleNamespace(records=records, checkpointer=Checkpointer(log))
+
+
+class Sink:
+    name = "sink"
+
+    def __init__(self, log: list, failures: int = 0):
+        self.log, self.failures, self.findings = log, failures, []
+
+    def deliver(self, findings):
+        if self.failures:
+            self.failures -= 1
+            self.log.append(("sink-failed", len(findings)))
+            raise SinkUnavailable("down")
+        self.log.append(("published", len(findings)))
+        self.findings.extend(findings)
+
+
+class Facts:
+    def __init__(self, log: list):
+        self.log, self.facts = log, []
+
+    def put_facts(self, facts):
+        self.log.append(("facts", len(facts)))
+        self.facts.extend(facts)
+
+
+class DeadLetters:
+    def __init__(self, log: list):
+        self.log, self.letters = log, []
+
+    def deliver(self, letters, batch_id):
+        self.log.append(("dead", len(letters)))
+        self.letters.extend(letters)
+
+
+def router(log, sink_failures=0):
+    sink = Sink(log, sink_failures)
+    proc = RouterProcessor(RouterStage(CONFIG), Publisher([sink], MemoryDedupe()), Facts(log), DeadLetters(log),
+                           stream="trail")
+    proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
+    return proc, sink
+
+
+def test_router_checkpoints_only_after_findings_facts_and_dead_letters_are_acknowledged():
+    log: list = []
+    proc, sink = router(log)
+    data = cwl_records([open_sg(T0), run_instances("i-0000000000000001", T0)])
+    records = [record(d, 10 + i) for i, d in enumerate(data)] + [record(b"\x1f\x8bnot gzip", 99)]
+    proc.process_records(batch(records, log))
+    kinds = [entry[0] for entry in log]
+    assert kinds == ["published", "facts", "dead", "checkpoint"]
+    assert log[-1] == ("checkpoint", "99")
+    assert {f.rule_id for f in sink.findings} >= {"ec2-security-group-open-to-internet"}
+    facts = proc.facts.facts
+    tags = [f for f in facts if f.rule == "ec2-instance-missing-required-tags"]
+    assert len(tags) == 1 and tags[0].partition_key == "111122223333:us-east-1:i-0000000000000001"
+    letter = proc.dead_letters.letters[0]
+    assert letter.origin == "trail/shardId-000000000001/99" and letter.reason
+
+
+def test_router_holds_the_checkpoint_while_the_sink_is_down():
+    log: list = []
+    proc, sink = router(log, sink_failures=3)
+    proc.process_records(batch([record(d, 1) for d in cwl_records([open_sg(T0)])], log))
+    kinds = [entry[0] for entry in log]
+    assert kinds[:3] == ["sink-failed"] * 3
+    assert kinds.index("checkpoint") > kinds.index("published")
+    assert len(sink.findings) >= 1
+
+
+def test_router_ignores_empty_batches():
+    log: list = []
+    proc, _ = router(log)
+    proc.process_records(batch([], log))
+    assert log == []
+
+
+# --- stateful ------------------------------------------------------------------------------------
+
+
+def fact_record(fact: Fact, seq: int):
+    return record(fact.to_bytes(), seq)
+
+
+def start_fact(iid: str, t: float) -> Fact:
+    return Fact("ec2-instance-missing-required-tags", f"111122223333:us-east-1:{iid}", str(uuid.uuid4()), t,
+                "start", "", {"tags": {}}, "111122223333", "us-east-1", "arn:aws:iam::111122223333:user/a")
+
+
+def stateful(log, store=None, clock=None):
+    sink = Sink(log)
+    store = store if store is not None else MemorySnapshotStore()
+    proc = StatefulProcessor(state_factory(CONFIG), Publisher([sink], MemoryDedupe()), store,
+                             clock=clock or (lambda: T0))
+    proc.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
+    return proc, sink, store
+
+
+def test_idle_shard_fires_timers_on_the_wall_clock_and_snapshots_before_checkpoint():
+    log: list = []
+    now = [T0]
+    proc, sink, store = stateful(log, clock=lambda: now[0])
+    proc.process_records(batch([fact_record(start_fact("i-1", T0), 5)], log))
+    assert [e[0] for e in log] == ["checkpoint"] and store.saves == 1
+    now[0] = T0 + 10
+    proc.process_records(batch([], log))
+    assert sink.findings == []
+    now[0] = T0 + 30  # idle long enough: the watermark follows the wall clock past the 15 s grace
+    proc.process_records(batch([], log))
+    assert [f.rule_id for f in sink.findings] == ["ec2-instance-missing-required-tags"]
+    assert store.saves == 2  # the fired timer changed the state: saved, no checkpoint without records
+
+
+def test_restart_restores_the_snapshot_and_applies_a_replayed_fact_once():
+    log: list = []
+    store = MemorySnapshotStore()
+    fact = start_fact("i-2", T0)
+    proc, _, _ = stateful(log, store)
+    proc.process_records(batch([fact_record(fact, 7)], log))
+    # a new process (after a crash) on the same shard: the replayed record must not start a second watch
+    proc2, _, _ = stateful(log, store, clock=lambda: T0 + 1)
+    assert proc2.state.keys() + len(proc2.state.pending) == 1
+    proc2.process_records(batch([fact_record(fact, 7)], log))
+    assert proc2.state.stats.duplicates == 1
+
+
+def test_shard_end_hands_each_child_its_keys():
+    log: list = []
+    store = MemorySnapshotStore()
+    proc, _, _ = stateful(log, store)
+    facts = [start_fact(f"i-{n}", T0) for n in range(40)]
+    proc.process_records(batch([fact_record(f, i) for i, f in enumerate(facts)], log))
+    half = 2**127
+    children = [{"ShardId": "shardId-000000000002", "ParentShardId": "shardId-000000000000",
+                 "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(half - 1)}},
+                {"ShardId": "shardId-000000000003", "ParentShardId": "shardId-000000000000",
+                 "HashKeyRange": {"StartingHashKey": str(half), "EndingHashKey": str(2**128 - 1)}}]
+    proc.kinesis = SimpleNamespace(list_shards=lambda **kw: {"Shards": children})
+    proc.shard_ended(SimpleNamespace(checkpointer=Checkpointer(log)))
+    assert log[-1] == ("checkpoint", None)
+    low = {f.key for f in facts if key_hash(f.key) < half}
+    for child, expected in (("shardId-000000000002", low), ("shardId-000000000003", {f.key for f in facts} - low)):
+        proc_child = StatefulProcessor(state_factory(CONFIG), Publisher([Sink([])]), store, clock=lambda: T0)
+        proc_child.initialize(SimpleNamespace(shard_id=child, sequence_number="TRIM_HORIZON"))
+        keys = {k for states in proc_child.state.states.values() for k in states}
+        keys |= {entry[6].key for entry in proc_child.state.pending}
+        assert keys == expected
+
+
+def test_unreadable_snapshot_starts_empty_instead_of_blocking():
+    log: list = []
+    store = MemorySnapshotStore()
+    store.objects["shardId-000000000000"] = b"garbage"
+    proc, _, _ = stateful(log, store)
+    assert proc.state.keys() == 0
+
+
+def test_bad_fact_records_are_dead_letters_not_crashes():
+    log: list = []
+    proc, _, _ = stateful(log)
+    proc.dead_letters = DeadLetters(log)
+    proc.process_records(batch([record(b"{not json", 3), fact_record(start_fact("i-9", T0), 4)], log))
+    assert ("dead", 1) in log and log[-1] == ("checkpoint", "4")
+    assert snapshot.decode(proc.store.objects["shardId-000000000000"])
+
+
+def test_base64_helper_records_roundtrip():
+    # the daemon's JSON carries base64; amazon_kclpy's Record decodes it
+    from amazon_kclpy.messages import Record
+
+    r = Record({"data": base64.b64encode(b"abc").decode(), "sequenceNumber": "1", "subSequenceNumber": 0,
+                "partitionKey": "k", "approximateArrivalTimestamp": 0})
+    assert r.binary_data == b"abc"
