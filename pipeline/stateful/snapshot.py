@@ -111,13 +111,11 @@ def load_into(state: KeyedState, data: bytes | dict[str, Any]) -> KeyedState:
             log.warning("snapshot: dropping state of rule %s: %s", rule_id, exc)
             states.clear()
     heapq.heapify(state.timers)
-    for raw in d.get("pending", ()):
+    for seq, raw in enumerate(d.get("pending", ())):  # stored in heap order: seq only breaks ties
         fact = Fact.from_dict(raw)
-        if fact.rule not in state.logics:
-            continue
-        state._seq += 1
-        state.pending.append((fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id,
-                              state._seq, fact))
+        if fact.rule in state.logics:
+            state.pending.append((fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id,
+                                  -len(d["pending"]) + seq, fact))
     heapq.heapify(state.pending)
     for bucket, blob in d.get("seen", ()):
         arr = array("q")
