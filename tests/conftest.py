@@ -31,10 +31,21 @@ def emulator_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         handle.stop()
 
 
+def fresh_target(endpoint: str) -> aws.Target:
+    """A target on `endpoint`; the session's own emulator is emptied first (moto reset), an external one is not."""
+    if os.environ.get("TRAILWARDEN_TEST_ENDPOINT", "").strip():
+        return aws.resolve(endpoint)
+    emu.reset(endpoint)
+    return aws.emulator(endpoint)
+
+
 @pytest.fixture
 def aws_target(emulator_endpoint: str) -> aws.Target:
-    """A target on the session's emulator, emptied first (moto reset) so each test starts clean."""
-    if os.environ.get("TRAILWARDEN_TEST_ENDPOINT", "").strip():
-        return aws.resolve(emulator_endpoint)
-    emu.reset(emulator_endpoint)
-    return aws.emulator(emulator_endpoint)
+    """A target on the session's emulator, emptied first so each test starts clean."""
+    return fresh_target(emulator_endpoint)
+
+
+@pytest.fixture(scope="module")
+def module_target(emulator_endpoint: str) -> aws.Target:
+    """Like `aws_target`, emptied once per module (for tests sharing provisioned resources)."""
+    return fresh_target(emulator_endpoint)

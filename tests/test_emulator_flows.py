@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from infra import emulator as emu
 from infra import provision
 from infra.trail_player import Player
 from pipeline import aws
@@ -26,12 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack(emulator_endpoint: str) -> Iterator[tuple[aws.Target, dict[str, str]]]:
+def stack(module_target: aws.Target) -> tuple[aws.Target, dict[str, str]]:
     """The template's resources, provisioned once for this module on a freshly reset emulator."""
-    emu.reset(emulator_endpoint)
-    target = aws.emulator(emulator_endpoint)
-    yield target, provision.provision(target)
-    emu.reset(emulator_endpoint)
+    return module_target, provision.provision(module_target)
 
 
 def _stream_records(target: aws.Target, stream: str) -> list[dict[str, Any]]:

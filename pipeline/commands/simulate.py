@@ -109,20 +109,20 @@ def run(args: argparse.Namespace) -> int:
             return _fail(str(error))
         records = scenario.events
 
-    log_group = args.log_group
-    if not log_group:
-        log_group = provision.outputs(target)["TrailLogGroupName"] if target.local else "/trailwarden/cloudtrail"
+    log_group = args.log_group or ""
     progress = _PlayProgress(len(records), enabled=False if args.quiet else None)
-    player = Player(
-        target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
-        account=args.account, on_progress=lambda s: progress.update(s.events, s.events),
-    )
     try:
+        if not log_group:
+            log_group = provision.outputs(target)["TrailLogGroupName"]
+        player = Player(
+            target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
+            account=args.account, on_progress=lambda s: progress.update(s.events, s.events),
+        )
         stats = player.play(records)
     except Exception as error:  # an endpoint that is down or a missing log group: say what to do
         progress.close()
         hint = " (is the local stack up? `trailwarden stack up`)" if target.local else ""
-        return _fail(f"delivery to {log_group} at {target.describe()} failed: {error}{hint}")
+        return _fail(f"delivery to {log_group or 'the trail log group'} at {target.describe()} failed: {error}{hint}")
     progress.close()
     if not args.quiet:
         _summary(stats, log_group, dead)

@@ -14,7 +14,9 @@ import json
 import sys
 from urllib.parse import urlparse
 
-from infra import emulator, provision
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra import cfn, emulator, provision
 from pipeline import aws
 
 _AWS_HINT = (
@@ -122,7 +124,11 @@ def _up(args: argparse.Namespace, target: aws.Target) -> int:
         else:
             _say(f"  {row.state:8} {r.type:38} {r.logical_id}: {row.reason}")
 
-    outputs = provision.provision(target, on_resource=progress)
+    try:
+        outputs = provision.provision(target, on_resource=progress)
+    except (BotoCoreError, ClientError, cfn.TemplateError) as error:
+        _say(f"trailwarden stack up: provisioning at {target.endpoint_url} failed: {error}")
+        return 1
     _say(f"stack ready at {target.endpoint_url}: {counts['created']} created, {counts['kept']} already there")
     width = max(map(len, outputs), default=0)
     for key, value in outputs.items():
@@ -165,7 +171,11 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
     }
     ok = reachable
     if reachable:
-        rows = provision.status(target)
+        try:
+            rows = provision.status(target)
+        except (BotoCoreError, ClientError) as error:
+            _say(f"trailwarden stack status: {target.endpoint_url} answered with an error: {error}")
+            return 1
         document["resources"] = [
             {"logical_id": r.resource.logical_id, "type": r.resource.type, "name": r.resource.name,
              "state": r.state, "reason": r.reason}
