@@ -247,7 +247,7 @@ def start(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-    with open(log_file, "ab") as out:
+    with open(log_file, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", _MODULE, "--host", host, "--port", str(port)],
             stdin=subprocess.DEVNULL,
