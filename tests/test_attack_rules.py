@@ -328,8 +328,19 @@ def test_rules_do_not_key_on_the_corpus() -> None:
         for record in json.loads(path.read_text()):
             corpus_accounts.add(record.get("recipientAccountId"))
             corpus_regions.add(record.get("awsRegion"))
-    for module in (*ATTACK_MODULES, "attack_common"):
+    for module in (*ATTACK_MODULES, "attack_common", "credential_harvesting"):
         source = (RULES_DIR / f"{module}.py").read_text()
         assert "stratus" not in source.lower(), module
         leaked = {a for a in corpus_accounts | corpus_regions if a and a in source}
         assert not leaked, (module, leaked)
+
+
+def test_secret_harvesting_counts_across_sessions_of_one_role() -> None:
+    """Fresh sessions of the same role do not reset the count: the key is the role, not the session."""
+    from pipeline.stateful.cases import at
+
+    reads = [plain_call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": f"prod/s{i}"},
+                        eventTime=at(i * 0.3), userIdentity=role_session("stolen", f"session-{i}"))
+             for i in range(10)]
+    assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads)) == 1
+    assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads[:9])) == 0

@@ -26,7 +26,7 @@ EXPECTED: dict[str, str] = {
     "aws.credential-access.ec2-get-password-data": "ec2-password-data-retrieved",
     "aws.credential-access.ec2-steal-instance-credentials": "ec2-instance-credentials-used-outside-instance",
     "aws.credential-access.secretsmanager-batch-retrieve-secrets": "secretsmanager-mass-secret-retrieval",
-    "aws.credential-access.secretsmanager-retrieve-secrets": "secretsmanager-secret-read-with-long-term-key",
+    "aws.credential-access.secretsmanager-retrieve-secrets": "secretsmanager-secret-harvesting",
     "aws.credential-access.ssm-retrieve-securestring-parameters": "ssm-bulk-securestring-parameter-retrieval",
     "aws.defense-evasion.cloudtrail-delete": "cloudtrail-trail-deleted",
     "aws.defense-evasion.cloudtrail-event-selectors": "cloudtrail-event-selectors-reduce-logging",
