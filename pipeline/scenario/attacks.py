@@ -186,7 +186,7 @@ def security_group_open(k: Kit, t: float) -> None:
     k.emit(k.shapes.authorize_ingress(k.actor, k.step(t), k.region, group2, [("tcp", 3389, 3389, "::/0")], ip=k.ip))
     k.expect("sg-open", resource=group)
     k.expect("sg-open", resource=group2)
-    k.expect("cis-sg")
+    k.expect("cis-sg", source_ip=k.ip)
 
 
 @attack("iam-user-after-hours", "An IAM user created in the middle of the night")
@@ -206,7 +206,7 @@ def root_usage(k: Kit, t: float) -> None:
                                   "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"))
     k.api(k.step(t), "iam.amazonaws.com", "ListUsers", {"maxItems": 100}, read_only=True, region="us-east-1",
           actor=root, agent="AWS Internal")
-    k.expect("cis-root")
+    k.expect("cis-root", source_ip=k.ip)
 
 
 @attack("kms-key-deletion", "A customer managed key disabled and scheduled for deletion")
@@ -217,7 +217,7 @@ def kms_key_deletion(k: Kit, t: float) -> None:
     k.api(k.step(t), "kms.amazonaws.com", "ScheduleKeyDeletion", {"keyId": key, "pendingWindowInDays": 7},
           {"keyId": key, "deletionDate": java_date(t + 7 * 86400), "keyState": "PendingDeletion",
            "pendingWindowInDays": 7}, resources=res)
-    k.expect("cis-cmk")
+    k.expect("cis-cmk", source_ip=k.ip)
 
 
 @attack("s3-bucket-policy", "A bucket policy granting everyone read access")
@@ -233,14 +233,14 @@ def s3_bucket_policy(k: Kit, t: float) -> None:
           host=f"{bucket}.s3.{k.region}.amazonaws.com",
           additional={"SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
                       "bytesTransferredIn": 0, "AuthenticationMethod": "AuthHeader", "bytesTransferredOut": 0})
-    k.expect("cis-s3-policy")
+    k.expect("cis-s3-policy", source_ip=k.ip)
 
 
 @attack("config-recorder-stopped", "AWS Config recording stopped and its delivery channel deleted")
 def config_stopped(k: Kit, t: float) -> None:
     k.api(t, "config.amazonaws.com", "StopConfigurationRecorder", {"configurationRecorderName": "default"})
     k.api(k.step(t), "config.amazonaws.com", "DeleteDeliveryChannel", {"deliveryChannelName": "default"})
-    k.expect("cis-config")
+    k.expect("cis-config", source_ip=k.ip)
 
 
 @attack("network-changes", "A new VPC with an internet gateway, an open route and an allow-all network ACL entry")
@@ -274,14 +274,14 @@ def cloudtrail_stop(k: Kit, t: float) -> None:
     trail = f"arn:aws:cloudtrail:{k.region}:{k.account.id}:trail/organization-trail"
     k.api(t, "cloudtrail.amazonaws.com", "StopLogging", {"name": trail})
     k.expect("cloudtrail-stop")
-    k.expect("cis-cloudtrail")
+    k.expect("cis-cloudtrail", source_ip=k.ip)
 
 
 @attack("cloudtrail-delete", "A trail is deleted")
 def cloudtrail_delete(k: Kit, t: float) -> None:
     k.api(t, "cloudtrail.amazonaws.com", "DeleteTrail", {"name": "audit-trail"})
     k.expect("cloudtrail-delete")
-    k.expect("cis-cloudtrail")
+    k.expect("cis-cloudtrail", source_ip=k.ip)
 
 
 @attack("cloudtrail-event-selectors", "A trail's event selectors drop management events")
@@ -317,7 +317,7 @@ def dns_logs_delete(k: Kit, t: float) -> None:
 def organizations_leave(k: Kit, t: float) -> None:
     k.api(t, "organizations.amazonaws.com", "LeaveOrganization", None, None, region="us-east-1")
     k.expect("org-leave")
-    k.expect("cis-organizations")
+    k.expect("cis-organizations", source_ip=k.ip)
 
 
 @attack("ec2-share-snapshot", "An EBS snapshot shared with an account outside the organization")
@@ -362,8 +362,7 @@ def backdoor_role(k: Kit, t: float) -> None:
          "Action": "sts:AssumeRole"}]}, indent=2)
     k.api(t, "iam.amazonaws.com", "UpdateAssumeRolePolicy", {"roleName": "app-instance-role", "policyDocument": doc},
           region="us-east-1")
-    k.expect("role-backdoor", resource="app-instance-role")
-    k.expect("cis-iam-policy")
+    k.expect("role-backdoor", resource="app-instance-role")  # a trust policy: not in the CIS 4.4 filter
 
 
 @attack("iam-backdoor-user", "An access key created for another user")
@@ -380,7 +379,7 @@ def create_admin_user(k: Kit, t: float) -> None:
     k.emit(k.shapes.attach_user_policy(k.actor, t, user, ADMIN_POLICY, ip=k.ip))
     k.emit(k.shapes.create_access_key(k.actor, k.step(t), user, ip=k.ip))
     k.expect("admin-policy", resource=user)
-    k.expect("cis-iam-policy")
+    k.expect("cis-iam-policy", source_ip=k.ip)
 
 
 @attack("iam-create-backdoor-role", "A new role trusted by an outside account, with AdministratorAccess")
@@ -395,7 +394,7 @@ def create_backdoor_role(k: Kit, t: float) -> None:
           region="us-east-1")
     k.expect("backdoor-role", resource=role)
     k.expect("admin-policy", resource=role)
-    k.expect("cis-iam-policy")
+    k.expect("cis-iam-policy", source_ip=k.ip)
 
 
 @attack("iam-login-profile", "A console password given to another user, who never gets an MFA device")
@@ -668,7 +667,7 @@ def brute_force(k: Kit, t: float) -> None:
         t = k.step(t, 1, 6)
     k.account = target.account
     k.expect("brute-force", stateful=True, source_ip=k.ip)
-    k.expect("cis-console-failures")
+    k.expect("cis-console-failures", source_ip=k.ip)
 
 
 @attack("console-password-spraying", "Failed console sign-ins for many users from one address", stateful=True)
@@ -699,7 +698,7 @@ def recon(k: Kit, t: float) -> None:
               error=k.shapes.denied(lam, f"{prefix}:{name.rstrip('0123456789')}"))
         t = k.step(t, 0.5, 4)
     k.expect("recon", stateful=True, principal=str(lam.identity["arn"]))
-    k.expect("cis-unauthorized")
+    k.expect("cis-unauthorized", source_ip=k.ip)
 
 
 @attack("access-key-then-admin", "An access key created for a user, then AdministratorAccess attached to it",
