@@ -49,6 +49,8 @@ def test_config_documents_each_rule():
     for rule in RULES:
         assert f"# [rules.{rule.id}]" in text
         assert f"# # {rule.title} ({rule.severity}" in text
+    assert "# # IANA time zone the hours are in" in text
+    assert "# # Ports public by design" in text
 
 
 @pytest.mark.parametrize("value, expected", [

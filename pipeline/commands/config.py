@@ -78,10 +78,19 @@ def rule_section(rule: Rule) -> str:
         f"[rules.{_key(rule.id)}]",
         "enabled = true",
     ]
+    docs = param_docs(rule)
     for name, value in rule.params.items():
+        if docs.get(name):
+            lines.append(f"# {docs[name]}")
         # TOML has no null: a parameter without a default stays a comment even when uncommented.
         lines.append(f"# {_key(name)} = ...  (no default)" if value is None else f"{_key(name)} = {toml_value(value)}")
     return "\n" + "".join(f"# {line}\n" for line in lines)
+
+
+def param_docs(rule: Rule) -> dict[str, str]:
+    """One line per parameter, from the rule's optional `param_docs` mapping."""
+    docs = getattr(rule, "param_docs", None)
+    return {str(k): " ".join(str(v).split()) for k, v in docs.items()} if isinstance(docs, dict) else {}
 
 
 def _key(name: str) -> str:

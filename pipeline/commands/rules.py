@@ -191,7 +191,11 @@ def show_rule(args: argparse.Namespace) -> int:
         "Parameters (set them under [rules." + rule.id + "]; `trailwarden config` prints them all):",
     ]
     if rule.params:
-        out += [f"  {name} = {json.dumps(value)}" for name, value in rule.params.items()]
+        from pipeline.commands.config import param_docs
+
+        docs = param_docs(rule)
+        for name, value in rule.params.items():
+            out.append(f"  {name} = {json.dumps(value)}" + (f"\n      {docs[name]}" if docs.get(name) else ""))
     else:
         out.append("  (none)")
     out += ["", f"Test cases: {len(rule.cases)}"]

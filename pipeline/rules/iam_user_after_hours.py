@@ -193,3 +193,9 @@ def iam_user_created_outside_business_hours(e: Event, p: Params) -> Hit | None:
 
 
 iam_user_created_outside_business_hours.validate = validate  # type: ignore[attr-defined]
+iam_user_created_outside_business_hours.param_docs = {  # type: ignore[attr-defined]
+    "time_zone": "IANA time zone the hours are in (daylight saving time is followed), e.g. \"Europe/Paris\".",
+    "business_days": "Working days: names or ranges, e.g. [\"Mon-Fri\"], [\"Sun-Thu\"], [\"Mon\", \"Wed\"].",
+    "hours_start": "Start of the working day, \"HH:MM\" local time, inclusive.",
+    "hours_end": "End of the working day, \"HH:MM\" local time, exclusive (\"24:00\" is midnight).",
+}

@@ -311,3 +311,7 @@ def security_group_open_to_internet(e: Event, p: Params) -> Hit | None:
 
 
 security_group_open_to_internet.validate = validate  # type: ignore[attr-defined]
+security_group_open_to_internet.param_docs = {  # type: ignore[attr-defined]
+    "ignore_ports": "Ports public by design, never reported: 443, \"8000-8100\", \"tcp/443\", \"udp/53\" "
+                    "(a permission is ignored only if its whole range is listed; all traffic never is).",
+}
