@@ -151,3 +151,42 @@ def test_firehose_writes_newline_delimited_findings_to_the_bucket(stack: tuple[a
     assert [Finding.from_dict(orjson.loads(line)).to_dict() for line in lines] == [
         Finding.from_dict(f.to_dict()).to_dict() for f in findings
     ]
+
+
+def test_simulate_command_plays_files_and_prints_the_scenario_expectations(
+    stack: tuple[aws.Target, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    from pathlib import Path
+
+    from pipeline.commands import simulate
+    from pipeline.sources import Reader, resolve
+
+    target, outputs = stack
+    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
+    if not corpus.is_dir():
+        pytest.skip("the shared CloudTrail corpus is not here")
+    parser = argparse.ArgumentParser()
+    simulate.register(parser.add_subparsers())
+    logs = target.client("logs")
+    group = outputs["TrailLogGroupName"]
+
+    def delivered() -> int:
+        streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        return sum(len(logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])["events"])
+                   for s in streams)
+
+    before = delivered()
+    args = parser.parse_args(["simulate", str(corpus), "--endpoint-url", target.endpoint_url or "", "-q"])
+    assert args.func(args) == 0
+    in_files = sum(1 for item in Reader(resolve([str(corpus)])).items() if not isinstance(item, DeadLetter))
+    assert in_files > 0 and delivered() - before == in_files
+    assert capsys.readouterr().out == ""  # files carry no expectations
+
+    args = parser.parse_args(["simulate", "--scenario", "root-usage", "--events", "50", "--json",
+                              "--endpoint-url", target.endpoint_url or "", "-q"])
+    assert args.func(args) == 0
+    printed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    from pipeline.scenario import build
+
+    assert printed and printed == [e.to_dict() for e in build(50, 1, ["root-usage"]).expected]

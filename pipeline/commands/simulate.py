@@ -13,6 +13,7 @@ import orjson
 from infra import provision
 from infra.trail_player import Player, PlayStats
 from pipeline import aws
+from pipeline.commands.scenario import add_scenario_arguments, build_from_args
 from pipeline.progress import Progress
 
 EXAMPLES = """\
@@ -23,7 +24,8 @@ stack's subscription filter then delivers them to the trail stream, as on AWS.
 examples:
   trailwarden stack up
   trailwarden simulate                                 # the built-in scenario, every attack
-  trailwarden simulate --scenario root_usage,brute_force --events 2000 --rate 200
+  trailwarden simulate --attacks root-usage console-brute-force --events 2000 --rate 200
+  trailwarden simulate --scenario none --events 100000            # background only
   trailwarden simulate ../shared/corpora/stratus-red-team/  # any file `trailwarden scan` reads
   trailwarden simulate --endpoint-url http://localhost:4566 trail.json.gz   # e.g. LocalStack
 
@@ -39,11 +41,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="CloudTrail files or directories (any format `scan` reads); none: the scenario builder")
-    parser.add_argument("--scenario", default="all", metavar="NAME[,NAME...]",
-                        help="attacks the scenario injects: all (default), none, or attack names")
-    parser.add_argument("--events", type=int, default=2000, metavar="N", help="scenario size in events (default 2000)")
-    parser.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
-    parser.add_argument("--accounts", type=int, default=6, help="accounts in the scenario's organization (default 6)")
+    add_scenario_arguments(parser, events=2000)
+    parser.add_argument("--scenario", dest="attacks", type=_names, default=argparse.SUPPRESS, metavar="NAME[,NAME...]",
+                        help="same as --attacks, comma-separated")
     parser.add_argument("--rate", type=float, default=None, metavar="EPS",
                         help="events per second (default: as fast as the endpoint takes them)")
     parser.add_argument("--account", metavar="ID",
@@ -55,6 +55,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _names(value: str) -> list[str]:
+    return [n.strip() for n in value.split(",") if n.strip()] or ["all"]
 
 
 def _fail(message: str) -> int:
@@ -100,11 +104,8 @@ def run(args: argparse.Namespace) -> int:
         except SourceError as error:
             return _fail(str(error))
     else:
-        from pipeline.scenario import build
-
-        names = [n.strip() for n in args.scenario.split(",") if n.strip()]
         try:
-            scenario = build(events=args.events, seed=args.seed, attacks=names or "all", accounts=args.accounts)
+            scenario = build_from_args(args)
         except ValueError as error:
             return _fail(str(error))
         records = scenario.events
