@@ -172,7 +172,13 @@ class Config:
                     f"{self.where()}: rules.{rule.id}.{key} = {value!r} should be a "
                     f"{type(default).__name__} like the default {default!r}"
                 )
-        return Params({**rule.params, **section})
+        params = Params({**rule.params, **section})
+        if rule.validate is not None:
+            try:
+                rule.validate(params)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.where()}: {exc}") from None
+        return params
 
     def allowlist(self, rule: Rule) -> Allowlist:
         """The global allowlist merged with the rule's own."""

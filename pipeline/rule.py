@@ -107,6 +107,8 @@ class Rule:
     dedup: float
     cases: tuple[Case, ...]
     kind: str = "match"
+    validate: Callable[[Params], None] | None = None
+    param_docs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -144,8 +146,13 @@ def describe(fn: Callable[..., Any]) -> str:
 
 def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
              events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None,
-             dedup: str | float, runbook: str, cases: Iterable[Case], fn: Callable[..., Any]) -> dict[str, Any]:
-    """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind."""
+             dedup: str | float, runbook: str, cases: Iterable[Case], fn: Callable[..., Any],
+             validate: Callable[[Params], None] | None = None,
+             param_docs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind.
+
+    `validate(params)` checks configured values beyond their type and raises ConfigError;
+    `param_docs` says in one line per parameter what it means (shown by `trailwarden config`)."""
     return {
         "id": id,
         "title": title,
@@ -157,18 +164,22 @@ def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
         "params": dict(params or {}),
         "dedup": parse_duration(dedup),
         "cases": tuple(cases),
+        "validate": validate,
+        "param_docs": dict(param_docs or {}),
     }
 
 
 def match(*, id: str, title: str, severity: str, attack: str | Iterable[str],
           events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None = None,
-          dedup: str | float = "1h", runbook: str = "", cases: Iterable[Case] = ()
+          dedup: str | float = "1h", runbook: str = "", cases: Iterable[Case] = (),
+          validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
           ) -> Callable[[Callable[[Event, Params], Hit | bool | None]], MatchRule]:
     """Declare a match rule (see the module docstring)."""
 
     def wrap(fn: Callable[[Event, Params], Hit | bool | None]) -> MatchRule:
         rule = MatchRule(**metadata(id=id, title=title, severity=severity, attack=attack, events=events,
-                                    params=params, dedup=dedup, runbook=runbook, cases=cases, fn=fn),
+                                    params=params, dedup=dedup, runbook=runbook, cases=cases, fn=fn,
+                                    validate=validate, param_docs=param_docs),
                          kind="match", check=fn)
         return register(rule)  # type: ignore[return-value]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,13 +114,10 @@ class Report:
 
 
 def validate_params(rule: Rule, config: Config, overrides: dict[str, Any] | None = None) -> Params:
-    """The rule's configured parameters and allowlist, checked: the types against the defaults (by
-    Config), the values by the rule's own `validate(params)` if it has one. Raises ConfigError."""
+    """The rule's configured parameters and allowlist, checked: the types against the defaults and
+    the values by the rule's own `validate` (both in `Config.params`). Raises ConfigError."""
     params = config.params(rule, overrides)
     config.allowlist(rule)
-    validator: Callable[[Params], None] | None = getattr(rule, "validate", None)
-    if validator is not None:
-        validator(params)
     return params
 
 

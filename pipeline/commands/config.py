@@ -88,9 +88,8 @@ def rule_section(rule: Rule) -> str:
 
 
 def param_docs(rule: Rule) -> dict[str, str]:
-    """One line per parameter, from the rule's optional `param_docs` mapping."""
-    docs = getattr(rule, "param_docs", None)
-    return {str(k): " ".join(str(v).split()) for k, v in docs.items()} if isinstance(docs, dict) else {}
+    """One line per parameter, from the rule's `param_docs`."""
+    return {str(k): " ".join(str(v).split()) for k, v in rule.param_docs.items()}
 
 
 def _key(name: str) -> str:

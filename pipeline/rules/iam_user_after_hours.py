@@ -139,6 +139,14 @@ def _create_user(when: str, name: str = "svc-reporting", **fields: Any) -> dict[
                 eventTime=when, **fields)
 
 
+PARAM_DOCS = {
+    "time_zone": "IANA time zone the hours are in (daylight saving time is followed), e.g. \"Europe/Paris\".",
+    "business_days": "Working days: names or ranges, e.g. [\"Mon-Fri\"], [\"Sun-Thu\"], [\"Mon\", \"Wed\"].",
+    "hours_start": "Start of the working day, \"HH:MM\" local time, inclusive.",
+    "hours_end": "End of the working day, \"HH:MM\" local time, exclusive (\"24:00\" is midnight).",
+}
+
+
 @match(
     id=RULE_ID,
     title="IAM user created outside business hours",
@@ -168,6 +176,8 @@ def _create_user(when: str, name: str = "svc-reporting", **fields: Any) -> dict[
         Case("sunday-thursday week", _create_user("2024-07-07T10:00:00Z"), expect=0,
              params={"business_days": ["Sun-Thu"], "time_zone": "Asia/Riyadh"}),
     ],
+    validate=validate,
+    param_docs=PARAM_DOCS,
 )
 def iam_user_created_outside_business_hours(e: Event, p: Params) -> Hit | None:
     """An IAM user was created (CreateUser succeeded) outside the configured business hours: on a day
@@ -190,12 +200,3 @@ def iam_user_created_outside_business_hours(e: Event, p: Params) -> Hit | None:
                 f"{local:%a %Y-%m-%d %H:%M} {hours.zone.key}, outside business hours ({hours.text})",
         context={"created_user": name, "local_time": local.isoformat(), "business_hours": hours.text},
     )
-
-
-iam_user_created_outside_business_hours.validate = validate  # type: ignore[attr-defined]
-iam_user_created_outside_business_hours.param_docs = {  # type: ignore[attr-defined]
-    "time_zone": "IANA time zone the hours are in (daylight saving time is followed), e.g. \"Europe/Paris\".",
-    "business_days": "Working days: names or ranges, e.g. [\"Mon-Fri\"], [\"Sun-Thu\"], [\"Mon\", \"Wed\"].",
-    "hours_start": "Start of the working day, \"HH:MM\" local time, inclusive.",
-    "hours_end": "End of the working day, \"HH:MM\" local time, exclusive (\"24:00\" is midnight).",
-}

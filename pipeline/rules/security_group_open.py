@@ -231,6 +231,12 @@ def _modify(group: str, *rules: dict[str, Any]) -> dict[str, Any]:
 SG = "sg-0123456789abcdef0"
 
 
+PARAM_DOCS = {
+    "ignore_ports": "Ports public by design, never reported: 443, \"8000-8100\", \"tcp/443\", \"udp/53\" "
+                    "(a permission is ignored only if its whole range is listed; all traffic never is).",
+}
+
+
 @match(
     id="ec2-security-group-open-to-internet",
     title="Security group opened to the internet",
@@ -278,6 +284,8 @@ SG = "sg-0123456789abcdef0"
         Case("modify to a private range", _modify(SG, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                                        "CidrIpv4": "10.1.0.0/16"}), expect=0),
     ],
+    validate=validate,
+    param_docs=PARAM_DOCS,
 )
 def security_group_open_to_internet(e: Event, p: Params) -> Hit | None:
     """A security group rule now lets the whole internet in: a CIDR of 0.0.0.0/0 or ::/0 (any /0
@@ -308,10 +316,3 @@ def security_group_open_to_internet(e: Event, p: Params) -> Hit | None:
         context={"group_id": group, "ports": ports, "cidrs": cidrs,
                  "permissions": [{"ports": x.ports, "cidr": x.cidr} for x in open_rules]},
     )
-
-
-security_group_open_to_internet.validate = validate  # type: ignore[attr-defined]
-security_group_open_to_internet.param_docs = {  # type: ignore[attr-defined]
-    "ignore_ports": "Ports public by design, never reported: 443, \"8000-8100\", \"tcp/443\", \"udp/53\" "
-                    "(a permission is ignored only if its whole range is listed; all traffic never is).",
-}
