@@ -197,3 +197,50 @@ def test_expected_round_trips_as_json(attacked: Any) -> None:
     data = json.loads(json.dumps(attacked.summary()))
     assert [Expected.from_dict(d) for d in data["expected"]] == attacked.expected
     assert "[rules.first-seen-region]" in attacked.config_toml()
+
+
+def test_demo_command_reports_every_expected_finding(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["demo", "--events", "800", "--seed", "6", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    findings = [json.loads(line) for line in out.splitlines()]
+    assert findings and all(f["schema"] == "trailwarden.finding/1" for f in findings)
+    assert len({f["id"] for f in findings}) == len(findings)
+    assert "MISSING" not in err and "- OK" in err
+
+
+def test_demo_fails_when_an_expected_finding_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    config = tmp_path / "allow-everyone.toml"
+    config.write_text('[rules.cloudtrail-logging-stopped.allowlist]\nsource_ips = ["0.0.0.0/0"]\n')
+    assert main(["demo", "-q", "--events", "300", "--attacks", "cloudtrail-stop", "--config", str(config)]) == 1
+    assert "MISSING   cloudtrail-stop  cloudtrail-logging-stopped" in capsys.readouterr().err
+    config.write_text('[rules.cloudtrail-logging-stopped]\nenabled = false\n')
+    assert main(["demo", "-q", "--events", "300", "--attacks", "cloudtrail-stop", "--config", str(config)]) == 0
+    assert "no rule   cloudtrail-stop  cloudtrail-logging-stopped" in capsys.readouterr().err
+
+
+def test_scenario_command_writes_transport_expected_and_config(tmp_path: Path) -> None:
+    from pipeline.cli import main
+
+    out = tmp_path / "trail.jsonl.gz"
+    assert main(["scenario", "--events", "900", "--seed", "4", "--out", str(out)]) == 0
+    summary = json.loads((tmp_path / "trail.jsonl.gz.expected.json").read_text())
+    expected = [Expected.from_dict(d) for d in summary["expected"]]
+    assert summary["events"] >= 900 and expected
+    findings_file = tmp_path / "findings.jsonl"
+    assert main(["scan", str(out), "--config", str(tmp_path / "trail.jsonl.gz.trailwarden.toml"), "--format",
+                 "json", "--all", "-q", "-o", str(findings_file)]) == 0
+    findings = [Finding.from_dict(json.loads(line)) for line in findings_file.read_text().splitlines()]
+    result = compare(expected, findings, {r.id for r in builtin_rules()})
+    assert result.ok and not result.no_rule, [e.rule_id for e in result.missing]
+
+
+@pytest.mark.parametrize("args", [["--events", "10"], ["--attacks", "nope", "--out", "x"],
+                                  ["--events", "-1", "--out", "x"]])
+def test_scenario_command_usage_errors(args: list[str], tmp_path: Path) -> None:
+    from pipeline.cli import main
+
+    assert main(["scenario", *[a if a != "x" else str(tmp_path / "x") for a in args]]) == 2
