@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast lint bench clean up down
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+up: setup
+	$(BIN)/trailwarden stack up
+
+down: setup
+	$(BIN)/trailwarden stack down
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
