@@ -108,7 +108,7 @@ def _report(scenario: Any, result: Comparison, findings: list[Finding], events: 
     for exp in quiet:
         lines.append(f"  quiet     {exp.attack:<{width}}  {exp.rule_id}  {_facts(exp.facts)} (benign, as expected)")
     for exp in result.no_rule:
-        lines.append(f"  no rule   {exp.attack:<{width}}  {exp.rule_id}  (no such rule ran: not in the pack, or disabled)")
+        lines.append(f"  no rule   {exp.attack:<{width}}  {exp.rule_id}  (not run: not in the pack, or disabled)")
     wanted = sum(e.present for e in scenario.expected if e not in result.no_rule)
     lines += ["", f"result: {len(result.found)}/{wanted} expected findings raised, {len(result.missing)} missing, "
                   f"{len(result.unwanted)} raised on benign lookalikes"
