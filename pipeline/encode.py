@@ -47,6 +47,15 @@ def log_stream(ev: Record) -> str:
     return f"{account}_CloudTrail_{ev.get('awsRegion') or 'us-east-1'}"
 
 
+def by_log_stream(events: Iterable[Record]) -> dict[str, list[Record]]:
+    """Records grouped by the log stream CloudTrail writes them to, each group in input (time) order:
+    what PutLogEvents needs (one stream per call, events in time order)."""
+    streams: dict[str, list[Record]] = {}
+    for ev in events:
+        streams.setdefault(log_stream(ev), []).append(ev)
+    return streams
+
+
 def cwl_event_id(timestamp_ms: int, seq: int) -> str:
     """A 56-digit log event id, increasing with time as CloudWatch Logs' are."""
     return f"{(timestamp_ms << 143) | (seq & ((1 << 143) - 1)):056d}"[-56:]

@@ -83,6 +83,14 @@ def test_cwl_respects_the_byte_limit(scenario: Any) -> None:
         assert size <= limit or len(doc["logEvents"]) == 1
 
 
+def test_by_log_stream(scenario: Any) -> None:
+    streams = encode.by_log_stream(scenario.events)
+    assert sum(map(len, streams.values())) == len(scenario.events)
+    for name, records in streams.items():
+        assert {encode.log_stream(r) for r in records} == {name}
+        assert [r["eventTime"] for r in records] == sorted(r["eventTime"] for r in records)
+
+
 def test_control_message_is_skipped_not_dead() -> None:
     events, stats = decoded([encode.control_record(1722918600000)])
     assert events == []
