@@ -6,11 +6,13 @@ The transport is detected from the content, gzip or not (gzip members are concat
   a CONTROL_MESSAGE is skipped (counted in `DecodeStats.skipped`, not dead-lettered);
 - CloudTrail S3 log files `{"Records": [...]}`, and a bare JSON array of records;
 - JSON lines: one document per line, each any of these shapes; blank lines are ignored;
-- EventBridge "AWS API Call via CloudTrail" envelopes `{"detail-type": ..., "detail": {<event>}}`;
+- EventBridge envelopes of CloudTrail records `{"detail-type": "AWS API Call via CloudTrail", "detail": {<event>}}`
+  (and the other "... via CloudTrail" detail-types: console sign-ins, service events);
 - a single CloudTrail event object.
 
-Everything else becomes a `DeadLetter` with its reason, where it came from and a sample. Nothing here
-raises on bad input. `decode_floor` is the benchmark's baseline: gunzip and orjson and nothing else.
+CloudTrail Insights events are skipped (counted). Everything else becomes a `DeadLetter` with its
+reason, where it came from and a sample. Nothing here raises on bad input. `decode_floor` is the
+benchmark's baseline: gunzip and orjson and nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_DECOMPRESSED = 64 * 1024 * 1024
 SAMPLE_BYTES = 512
 EVENTBRIDGE_DETAIL_TYPE = "AWS API Call via CloudTrail"
+# EventBridge also carries "AWS Console Signin via CloudTrail", "AWS Service Event via CloudTrail", ...
+CLOUDTRAIL_DETAIL_SUFFIX = " via CloudTrail"
+# CloudTrail Insights events name the API whose call rate was unusual: not API activity, so rules must not see them.
+INSIGHT = "AwsCloudTrailInsight"
 OVERSIZE = "decompressed size exceeds the limit"
 
 _loads = orjson.loads
@@ -141,23 +147,28 @@ def _not_json(data: bytes, origin: str, exc: Exception, stats: DecodeStats, wher
     return stats.dead("not JSON", origin, data, where=where, detail=str(exc))
 
 
-def _record(raw: Any, origin: str, where: str, stats: DecodeStats, envelope: bool = True) -> Event | DeadLetter:
-    """A record normalized to an Event (an EventBridge envelope is opened), or a dead letter saying why not."""
+def _record(raw: Any, origin: str, where: str, stats: DecodeStats,
+            envelope: bool = True) -> Event | DeadLetter | None:
+    """A record normalized to an Event (an EventBridge envelope is opened), a dead letter saying why not,
+    or None for a record that is skipped (counted in `stats.skipped`)."""
     if type(raw) is not dict:
         return stats.dead(f"record is a JSON {_kind(raw)}, not an object", origin, raw, where=where)
     event = _from_record(raw, origin)
     if type(event) is not str:
+        if raw.get("eventType") == INSIGHT:
+            stats.skipped["CloudTrail Insights event"] += 1
+            return None
         return event
     if envelope and type(raw) is dict and "detail" in raw and "eventSource" not in raw:
         return _eventbridge(raw, origin, where, stats)
     return stats.dead(event, origin, raw, where=where)
 
 
-def _eventbridge(doc: dict[str, Any], origin: str, where: str, stats: DecodeStats) -> Event | DeadLetter:
+def _eventbridge(doc: dict[str, Any], origin: str, where: str, stats: DecodeStats) -> Event | DeadLetter | None:
     inner = f"{where}.detail" if where else "detail"
     detail_type = doc.get("detail-type")
-    if detail_type is not None and detail_type != EVENTBRIDGE_DETAIL_TYPE:
-        return stats.dead(f"EventBridge detail-type is not {EVENTBRIDGE_DETAIL_TYPE!r}", origin, doc,
+    if detail_type is not None and not (type(detail_type) is str and detail_type.endswith(CLOUDTRAIL_DETAIL_SUFFIX)):
+        return stats.dead("EventBridge detail-type is not one of CloudTrail's (... via CloudTrail)", origin, doc,
                           where=where, detail=_shown(detail_type))
     detail = doc.get("detail")
     if type(detail) is not dict:
@@ -189,7 +200,12 @@ def _cwl(doc: dict[str, Any], origin: str, stats: DecodeStats) -> Iterator[Event
             yield _bad_log_event(log_event, i, origin, stats)
             continue
         event = from_record(raw, origin)
-        yield _record(raw, origin, f"logEvents[{i}].message", stats) if type(event) is str else event
+        if type(event) is str or raw.get("eventType") == INSIGHT:
+            item = _record(raw, origin, f"logEvents[{i}].message", stats)
+            if item is not None:
+                yield item
+        else:
+            yield event
 
 
 def _bad_log_event(log_event: Any, i: int, origin: str, stats: DecodeStats) -> DeadLetter:
@@ -212,7 +228,12 @@ def _records(items: list[Any], origin: str, label: str, stats: DecodeStats) -> I
     for raw in items:
         i += 1
         event = from_record(raw, origin)
-        yield _record(raw, origin, f"{label}[{i}]", stats) if type(event) is str else event
+        if type(event) is str or raw.get("eventType") == INSIGHT:
+            item = _record(raw, origin, f"{label}[{i}]", stats)
+            if item is not None:
+                yield item
+        else:
+            yield event
 
 
 def from_document(doc: Any, origin: str, stats: DecodeStats | None = None) -> Iterator[Event | DeadLetter]:
@@ -228,7 +249,9 @@ def from_document(doc: Any, origin: str, stats: DecodeStats | None = None) -> It
             else:
                 yield stats.dead(f"is a JSON {_kind(records)}, not an array", origin, doc, where="Records")
         else:
-            yield _record(doc, origin, "", stats)
+            item = _record(doc, origin, "", stats)
+            if item is not None:
+                yield item
     elif type(doc) is list:
         yield from _records(doc, origin, "", stats)
     else:

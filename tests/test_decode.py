@@ -100,6 +100,29 @@ def test_event_time_is_epoch_seconds() -> None:
     assert event.time == 1722431184.0
 
 
+@pytest.mark.parametrize(("detail_type", "event_type"), [
+    ("AWS Console Signin via CloudTrail", "AwsConsoleSignIn"),
+    ("AWS Service Event via CloudTrail", "AwsServiceEvent"),
+    ("AWS Console Action via CloudTrail", "AwsConsoleAction"),
+])
+def test_eventbridge_other_cloudtrail_detail_types_decode(detail_type: str, event_type: str) -> None:
+    rec = record(4, eventType=event_type)
+    events, dead, _ = run(orjson.dumps({**envelope(rec), "detail-type": detail_type}))
+    assert dead == [] and [e.event_id for e in events] == ["id-4"]
+
+
+def test_cloudtrail_insights_events_are_skipped_in_every_transport() -> None:
+    insight = record(9, eventType="AwsCloudTrailInsight", eventName="AttachRolePolicy",
+                     insightDetails={"state": "Start", "insightType": "ApiCallRateInsight"})
+    recs = [record(1), insight, record(2)]
+    insight_envelope = {**envelope(insight), "detail-type": "AWS Insight via CloudTrail"}
+    for data in (orjson.dumps({"Records": recs}), orjson.dumps(cwl(recs)), orjson.dumps(insight),
+                 b"\n".join([orjson.dumps(envelope(recs[0])), orjson.dumps(insight_envelope)])):
+        events, dead, stats = run(data)
+        assert dead == [] and "id-9" not in [e.event_id for e in events]
+        assert stats.skipped["CloudTrail Insights event"] == 1
+
+
 def test_control_message_is_skipped_and_counted_not_dead_lettered() -> None:
     control = cwl(["CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."], "CONTROL_MESSAGE")
     for data in both(orjson.dumps(control)):
@@ -161,7 +184,10 @@ def test_cloudwatch_logs_bad_log_events_are_dead_letters_the_others_decode() -> 
     ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": {"eventName": "X"}},
      "detail: eventSource missing or not a string"),
     ({"detail-type": "EC2 Instance State-change Notification", "detail": {}},
-     "EventBridge detail-type is not 'AWS API Call via CloudTrail': 'EC2 Instance State-change Notification'"),
+     "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): "
+     "'EC2 Instance State-change Notification'"),
+    ({"detail-type": ["AWS API Call via CloudTrail"], "detail": {}},
+     "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): a JSON array"),
     ({"eventSource": "s3.amazonaws.com", "eventName": 3, "eventTime": "2024-07-31T13:06:24Z"},
      "eventName missing or not a string"),
     ({"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventTime": None},
