@@ -80,8 +80,9 @@ def extract(e: Event, p: Params) -> list[Step] | None:
 
 def fold(value: dict[str, str] | None, step: str, fields: Mapping[str, Any] | None, p: Params) -> dict[str, str] | None:
     """The instance's current values of the schema's tags (None when it has none)."""
-    tags = dict(value or {})
-    fields = fields or {}
+    if not fields:
+        return value
+    tags = dict(value) if value else {}
     if step == START:
         tags.update(mapping(fields.get(TAGS)))
     for key, v in mapping(fields.get("set")).items():
@@ -104,7 +105,17 @@ def problems(value: dict[str, str] | None, p: Params) -> list[str]:
 
 
 def satisfied(value: dict[str, str] | None, p: Params) -> bool:
-    return not problems(value, p)
+    """Every required tag present with a matching value (the hot path of stage 2: no allocation)."""
+    required = p.required
+    if type(required) is not dict:
+        return True
+    if not value:
+        return not required
+    for key, pattern in required.items():
+        v = value.get(key)
+        if v is None or (pattern and type(pattern) is str and not re.fullmatch(pattern, v)):
+            return False
+    return True
 
 
 def describe(key: str, ctx: dict[str, Any], p: Params) -> Hit:
