@@ -1,9 +1,10 @@
 """Input sources for offline scans: files, directories (recursively), `.gz` files and `-` for stdin.
 
 `resolve()` checks every path before anything is read, so a typo fails fast with a clear message.
-`Reader.items()` decodes each source with `pipeline.decode`: a file up to the size limit is decoded whole
-(any transport); a larger one is streamed line by line if it is JSON lines (gzip or not), else it is
-a dead letter. `Reader.bytes_done` and `Reader.total` feed the progress bar.
+`Reader.items()` decodes each source with `pipeline.decode`: JSON lines (gzip or not, as the first
+64 KB show) are streamed line by line at any size; any other file up to the size limit is decoded
+whole (any transport); a larger one that is not JSON lines is a dead letter. `Reader.bytes_done` and
+`Reader.total` feed the progress bar.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from pipeline.decode import (
     decode_line,
     decode_members,
     gunzip_members,
+    looks_like_json_lines,
 )
 from pipeline.event import Event
 
 STDIN = "-"
 _PROBE_LINES = 5
+_PROBE_BYTES = 64 * 1024
 
 
 class SourceError(Exception):
@@ -171,24 +174,38 @@ class Reader:
 
     def _decode(self, fh: BinaryIO, origin: str) -> Iterator[Event | DeadLetter]:
         limit = self.max_size
-        raw = _read_up_to(fh, limit + 1)
-        self.bytes_done += len(raw)
+        head = _read_up_to(fh, min(_PROBE_BYTES, limit + 1))
+        self.bytes_done += len(head)
+        gz = head[:2] == GZIP_MAGIC
+        if looks_like_json_lines(_plain_prefix(head) if gz else head):
+            # JSON lines are streamed whatever their size: bounded memory, and progress follows the reads.
+            yield from self._stream(head, fh, gz, origin)
+            return
+        rest = _read_up_to(fh, limit + 1 - len(head))
+        raw = head + rest
         if len(raw) <= limit:
-            if raw[:2] != GZIP_MAGIC:
+            if not gz:
                 yield from decode(raw, origin, self.stats, limit)
+                self.bytes_done += len(rest)
                 return
             try:
                 members = gunzip_members(raw, limit)
             except GzipError as exc:
                 if exc.reason != OVERSIZE:
+                    self.bytes_done += len(rest)
                     yield self.stats.dead(exc.reason, origin, raw, detail=exc.detail)
                     return
             else:
                 yield from decode_members(members, origin, self.stats)
+                self.bytes_done += len(rest)
                 return
-        # Too large to hold: stream it as JSON lines.
-        stream: io.BufferedIOBase = io.BufferedReader(_Tracked(raw, fh, self), 1 << 20)
-        if raw[:2] == GZIP_MAGIC:
+        # Too large to hold: stream it, as JSON lines if it is (the first lines tell).
+        self.bytes_done += len(rest)
+        yield from self._stream(raw, fh, gz, origin)
+
+    def _stream(self, prefix: bytes, fh: BinaryIO, gz: bool, origin: str) -> Iterator[Event | DeadLetter]:
+        stream: io.BufferedIOBase = io.BufferedReader(_Tracked(prefix, fh, self), 1 << 20)
+        if gz:
             stream = gzip.GzipFile(fileobj=stream, mode="rb")
         yield from self._lines(stream, origin)
 
@@ -218,6 +235,14 @@ class Reader:
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             reason = "truncated gzip" if isinstance(exc, EOFError) else "corrupt gzip"
             yield stats.dead(reason, f"{origin}:{number + 1}", b"", detail=str(exc))
+
+
+def _plain_prefix(head: bytes) -> bytes:
+    """The start of the decompressed content of gzip data (empty if it cannot be read)."""
+    try:
+        return zlib.decompressobj(31).decompress(head, _PROBE_BYTES)
+    except zlib.error:
+        return b""
 
 
 def _any_object(lines: list[bytes]) -> bool:

@@ -331,3 +331,27 @@ def test_help_has_examples(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     assert exc.value.code == 0
     text = capsysbinary.readouterr().out.decode()
     assert "examples:" in text and "trailwarden scan -" in text and "exit status" in text
+
+
+@needs_corpus
+def test_reader_streams_json_lines_and_tracks_bytes(tmp_path: Path) -> None:
+    from pipeline.decode import DeadLetter, DecodeStats
+    from pipeline.event import Event
+    from pipeline.sources import Reader, resolve
+
+    records = corpus_records()
+    lines = b"\n".join(orjson.dumps(r) for r in records) + b"\n"
+    (tmp_path / "a.jsonl").write_bytes(lines)
+    (tmp_path / "b.json.gz").write_bytes(gzip.compress(orjson.dumps({"Records": records})))
+    cut = gzip.compress(lines * 3)
+    (tmp_path / "c.jsonl.gz").write_bytes(cut[: len(cut) // 2])
+    reader = Reader(resolve([str(tmp_path)]), DecodeStats())
+    items = list(reader.items())
+    assert reader.bytes_done == reader.total == sum(p.stat().st_size for p in tmp_path.iterdir())
+    events = [i for i in items if isinstance(i, Event)]
+    dead = [i for i in items if isinstance(i, DeadLetter)]
+    # The truncated file's lines before the cut still decode; the cut itself is one dead letter.
+    assert 2 * len(records) < len(events) < 5 * len(records)
+    assert [(Path(d.origin.rsplit(":", 1)[0]).name, d.kind) for d in dead] in (
+        [("c.jsonl.gz", "truncated gzip")], [("c.jsonl.gz", "truncated gzip"), ("c.jsonl.gz", "not JSON")])
+    assert events[0].origin.endswith("a.jsonl:1")
