@@ -41,6 +41,7 @@ OVERSIZE = "decompressed size exceeds the limit"
 _loads = orjson.loads
 _from_record = Event.from_record
 _JSONError = orjson.JSONDecodeError
+_BOM = b"\xef\xbb\xbf"
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -266,7 +267,10 @@ def decode_line(line: bytes, origin: str, stats: DecodeStats | None = None) -> I
     try:
         doc = _loads(line)
     except _JSONError as exc:
-        yield _not_json(line, origin, exc, stats)
+        if line[:3] != _BOM:
+            yield _not_json(line, origin, exc, stats)
+            return
+        yield from decode_line(line[3:], origin, stats)
         return
     yield from from_document(doc, origin, stats)
 
@@ -321,6 +325,8 @@ def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None 
     """Events of decompressed content: the gzip members of one blob (or the one plain blob)."""
     stats = stats if stats is not None else DecodeStats()
     data = members[0] if len(members) == 1 else b"".join(members)
+    if data[:3] == _BOM:  # written by some Windows tools; orjson refuses it
+        data = data[3:]
     try:
         doc = _loads(data)
     except _JSONError as exc:

@@ -259,6 +259,13 @@ def test_unreadable_blobs_are_one_dead_letter(data: bytes, reason: str) -> None:
     assert stats.dead_letters[reason] == 1
 
 
+def test_utf8_byte_order_mark_is_ignored() -> None:
+    for data in both(b"\xef\xbb\xbf" + TRANSPORTS["s3-log-file"]):
+        events, dead, _ = run(data)
+        assert dead == [] and len(events) == len(RECORDS)
+    assert [e.event_id for e in decode_line(b"\xef\xbb\xbf" + orjson.dumps(record(3)), "f:1")] == ["id-3"]
+
+
 def test_gzip_zero_padding_is_ignored() -> None:
     events, dead, _ = run(gzip.compress(orjson.dumps(RECORDS)) + b"\x00" * 100)
     assert dead == [] and len(events) == len(RECORDS)
