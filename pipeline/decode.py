@@ -265,12 +265,9 @@ def decode_line(line: bytes, origin: str, stats: DecodeStats | None = None) -> I
     if not line.strip():
         return
     try:
-        doc = _loads(line)
+        doc = _loads(line[3:] if line[:3] == _BOM else line)
     except _JSONError as exc:
-        if line[:3] != _BOM:
-            yield _not_json(line, origin, exc, stats)
-            return
-        yield from decode_line(line[3:], origin, stats)
+        yield _not_json(line, origin, exc, stats)
         return
     yield from from_document(doc, origin, stats)
 

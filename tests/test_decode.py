@@ -264,6 +264,8 @@ def test_utf8_byte_order_mark_is_ignored() -> None:
         events, dead, _ = run(data)
         assert dead == [] and len(events) == len(RECORDS)
     assert [e.event_id for e in decode_line(b"\xef\xbb\xbf" + orjson.dumps(record(3)), "f:1")] == ["id-3"]
+    (dead,) = decode_line(b"\xef\xbb\xbf" * 100_000, "f:2")
+    assert isinstance(dead, DeadLetter) and dead.kind == "not JSON"
 
 
 def test_gzip_zero_padding_is_ignored() -> None:
