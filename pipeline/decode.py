@@ -85,8 +85,12 @@ def _sample(value: Any) -> bytes:
         return value[:SAMPLE_BYTES].encode("utf-8", "backslashreplace")[:SAMPLE_BYTES]
     try:
         return orjson.dumps(value, default=repr)[:SAMPLE_BYTES]
-    except (TypeError, orjson.JSONEncodeError):
+    except (TypeError, orjson.JSONEncodeError):  # nested deeper than orjson writes (its limit is below the reader's)
+        pass
+    try:
         return repr(value)[:SAMPLE_BYTES].encode("utf-8", "backslashreplace")
+    except RecursionError:
+        return f"<a JSON {_kind(value)} nested too deeply to show>".encode()
 
 
 class GzipError(ValueError):

@@ -298,6 +298,15 @@ def test_sample_is_bounded_and_dead_letter_serializes() -> None:
     orjson.dumps(as_dict)
 
 
+@pytest.mark.parametrize("depth", [10, 300, 1000, 1023])
+def test_deeply_nested_json_is_a_dead_letter_not_a_recursion_error(depth: int) -> None:
+    nested = b"[" * depth + b"]" * depth
+    for data in (b'{"Records": [' + nested + b"]}", b'{"Records": [{"eventSource": ' + nested + b"}]}",
+                 orjson.dumps(cwl([(b"[" * depth + b"]" * depth).decode()]))):
+        events, dead, _ = run(data)
+        assert events == [] and len(dead) == 1 and dead[0].sample
+
+
 def test_decode_line_blank_yields_nothing() -> None:
     assert list(decode_line(b"  \r\n", "x")) == []
     (event,) = list(decode_line(orjson.dumps(record(3)) + b"\n", "x:1"))

@@ -355,3 +355,19 @@ def test_reader_streams_json_lines_and_tracks_bytes(tmp_path: Path) -> None:
     assert [(Path(d.origin.rsplit(":", 1)[0]).name, d.kind) for d in dead] in (
         [("c.jsonl.gz", "truncated gzip")], [("c.jsonl.gz", "truncated gzip"), ("c.jsonl.gz", "not JSON")])
     assert events[0].origin.endswith("a.jsonl:1")
+
+
+def test_json_output_survives_a_context_too_deep_to_write() -> None:
+    from pipeline.finding import Finding
+    from pipeline.output import JsonWriter
+
+    deep: Any = []
+    for _ in range(400):
+        deep = [deep]
+    f = Finding(id="x", rule_id="r", title="t", severity="low", attack=("T1",), account="1", region="r",
+                principal="p", source_ip="", user_agent="", resources=("a",), event_ids=("e",),
+                event_time=1722431184.0, dedup_key="", window=0, context={"value": deep})
+    stream = io.BytesIO()
+    JsonWriter(stream).write(f)
+    doc = orjson.loads(stream.getvalue())
+    assert doc["id"] == "x" and doc["context"]["truncated"] is True and doc["resources"] == ["a"]
