@@ -22,7 +22,13 @@ ELLIPSIS = "…"
 
 def safe(value: Any, width: int | None = None) -> str:
     """`value` as one line of printable text: unprintable characters escaped, cut to `width`."""
-    text = value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = str(value)
+        except RecursionError:
+            text = f"<{type(value).__name__} nested too deeply to show>"
     if not text.isprintable():
         text = "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
     if width is not None and len(text) > width:

@@ -259,6 +259,10 @@ def test_safe_escapes_and_truncates() -> None:
     assert safe("abcdefghij", 5) == "abcd…" and len(safe("x" * 100, 10)) == 10
     assert safe("\x1b" * 50, 8).startswith("\\x1b") and len(safe("\x1b" * 50, 8)) == 8
     assert safe(None) == "None" and safe("日本語") == "日本語"
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    assert safe(deep) == "<list nested too deeply to show>"
 
 
 def test_table_rows_fit_their_columns() -> None:
