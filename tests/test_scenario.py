@@ -253,7 +253,7 @@ def test_scan_of_an_s3_archive_directory_gives_the_expected_findings(tmp_path: P
     from pipeline.cli import main
 
     out = tmp_path / "archive"
-    assert main(["scenario", "--events", "2000", "--seed", "4", "--format", "s3", "--out", str(out)]) == 0
+    assert main(["scenario", "--events", "3000", "--seed", "1", "--format", "s3", "--out", str(out)]) == 0
     expected = [Expected.from_dict(d) for d in json.loads((tmp_path / "archive.expected.json").read_text())["expected"]]
     findings_file = tmp_path / "findings.jsonl"
     assert main(["scan", str(out), "--config", str(tmp_path / "archive.trailwarden.toml"), "--format", "json",
