@@ -103,7 +103,7 @@ class Detector:
                 "evictions": dict(sorted(st.evictions.items())),
                 "open_watches": dict(sorted(open_watches.items())),
                 "open_watches_text": text,
-                "watermark_time": self.state.max_time if self.state.max_time > float("-inf") else None,
+                "last_event_time": self.state.max_time if self.state.max_time > float("-inf") else None,
             },
         }
 
