@@ -25,6 +25,36 @@ def window_start(event_time: float, dedup_seconds: float) -> int:
     return int(event_time // dedup_seconds * dedup_seconds)
 
 
+_MAX_DEPTH = 8
+_MAX_ITEMS = 100
+_MAX_TEXT = 4096
+
+
+def bounded(value: Any, depth: int = _MAX_DEPTH) -> Any:
+    """`value` cut to a size any sink can write: nesting, item counts and strings are bounded.
+
+    Rules copy request values (attacker-controlled) into a finding's context; without a bound a
+    deeply nested request would make the finding unwritable and stop the shard."""
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "...[truncated]"
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth <= 0:
+        return "[nested too deep]"
+    if isinstance(value, dict):
+        out = {str(k)[:256]: bounded(v, depth - 1) for k, v in list(value.items())[:_MAX_ITEMS]}
+        if len(value) > _MAX_ITEMS:
+            out["[truncated]"] = f"{len(value) - _MAX_ITEMS} more keys"
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        seq = list(value)
+        out_list = [bounded(v, depth - 1) for v in seq[:_MAX_ITEMS]]
+        if len(seq) > _MAX_ITEMS:
+            out_list.append(f"[{len(seq) - _MAX_ITEMS} more items]")
+        return out_list
+    return bounded(str(value), depth)
+
+
 def finding_id(rule_id: str, dedup_key: str, window: int) -> str:
     """Deterministic: a retry, failover or replay of the same input yields the same id."""
     digest = hashlib.sha256(f"{rule_id}\x1f{dedup_key}\x1f{window}".encode("utf-8", "replace"))
@@ -76,7 +106,7 @@ class Finding:
             "dedup_key": self.dedup_key,
             "window_start": iso_time(self.window),
             "replayed": self.replayed,
-            "context": self.context,
+            "context": bounded(self.context),
         }
 
     def to_json(self) -> bytes:

@@ -12,8 +12,6 @@ import shutil
 from collections.abc import Mapping
 from typing import Any, BinaryIO, Protocol
 
-import orjson
-
 from pipeline.finding import Finding, iso_time
 
 FORMATS = ("table", "json")
@@ -47,22 +45,6 @@ class FindingWriter(Protocol):
     def close(self) -> None: ...
 
 
-def finding_json(finding: Finding) -> bytes:
-    """`Finding.to_json()`, or, if a rule put something unwritable in the context (nested deeper than
-    orjson writes), the same finding with `context` replaced by a note saying so."""
-    try:
-        return finding.to_json()
-    except (TypeError, ValueError):
-        doc = finding.to_dict()
-        doc["context"] = {"truncated": True, "reason": "context could not be written as JSON"}
-        try:
-            return orjson.dumps(doc, default=str)
-        except (TypeError, ValueError):
-            for key in ("resources", "event_ids", "attack"):
-                doc[key] = [safe(v, 256) for v in doc[key]]
-            return orjson.dumps(doc, default=safe)
-
-
 class JsonWriter:
     """One finding JSON per line."""
 
@@ -70,7 +52,7 @@ class JsonWriter:
         self.stream = stream
 
     def write(self, finding: Finding) -> None:
-        self.stream.write(finding_json(finding) + b"\n")
+        self.stream.write(finding.to_json() + b"\n")
 
     def close(self) -> None:
         self.stream.flush()
