@@ -10,7 +10,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 _EMPTY: dict[str, Any] = {}
-_day_epochs: dict[str, float] = {}
+_hour_epochs: dict[str, float] = {}
+_SIXTY = {f"{n:02d}": n for n in range(61)}  # seconds may read 60 (leap second)
+
+
+def _hour_epoch(hour: str) -> float | None:
+    """Epoch of "YYYY-MM-DDTHH", cached; None if it is not a valid hour."""
+    if hour[10] != "T" or not hour[11:13].isdigit():
+        return None
+    try:
+        day = datetime.fromisoformat(hour[:10]).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    h = int(hour[11:13])
+    if h > 23:
+        return None
+    if len(_hour_epochs) > 8192:
+        _hour_epochs.clear()
+    _hour_epochs[hour] = base = day + h * 3600
+    return base
 
 
 def text(value: Any) -> str:
@@ -41,24 +59,19 @@ def parse_event_time(value: Any) -> float | None:
     """Epoch seconds of a CloudTrail `eventTime` ("2024-07-31T13:06:24Z"), or None if invalid."""
     if type(value) is not str:
         return None
-    # The common shape is parsed by slicing with a per-day cache: this runs once per event.
-    if len(value) == 20 and value[10] == "T" and value[19] == "Z" and value[13] == ":" and value[16] == ":":
-        day = value[:10]
-        base = _day_epochs.get(day)
+    # The common shape is parsed by slicing with a per-hour cache: this runs once per event.
+    if len(value) == 20 and value[19] == "Z" and value[13] == ":" and value[16] == ":":
+        hour = value[:13]
+        base = _hour_epochs.get(hour)
         if base is None:
-            try:
-                base = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
-            except ValueError:
+            base = _hour_epoch(hour)
+            if base is None:
                 return None
-            if len(_day_epochs) > 4096:
-                _day_epochs.clear()
-            _day_epochs[day] = base
-        hh, mm, ss = value[11:13], value[14:16], value[17:19]
-        if hh.isdigit() and mm.isdigit() and ss.isdigit():
-            h, m, s = int(hh), int(mm), int(ss)
-            if h < 24 and m < 60 and s < 61:
-                return base + h * 3600 + m * 60 + s
-        return None
+        minute = _SIXTY.get(value[14:16])
+        second = _SIXTY.get(value[17:19])
+        if minute is None or second is None or minute > 59:
+            return None
+        return base + minute * 60 + second
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
