@@ -114,6 +114,7 @@ class KeyedState:
         self.stats = StateStats()
         self._seq = 0
         self._arrival: tuple[float, float] | None = None  # (wall clock, max event time) at the last arrival
+        self._next_expiry = -math.inf  # watermark at which the next sweep or seen-id bucket is due
 
     @classmethod
     def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
@@ -139,8 +140,9 @@ class KeyedState:
 
     def observe(self, event_time: float) -> list[Finding]:
         """Event time has reached `event_time` (an event with no fact, in-process): findings now due."""
-        if event_time > self.max_time:
-            self.max_time = event_time
+        if event_time <= self.max_time:
+            return []  # nothing can fall due before event time moves on
+        self.max_time = event_time
         out = _Out(self)
         self._advance(self.max_time - self.lateness, out)
         return out.findings
@@ -186,6 +188,7 @@ class KeyedState:
             arr = self.seen_buckets.get(bucket)
             if arr is None:
                 arr = self.seen_buckets[bucket] = array("q")
+                self._next_expiry = min(self._next_expiry, (bucket + 1) * SEEN_BUCKET)
             arr.append(digest)
         if fact.time > self.max_time:
             self.max_time = fact.time
@@ -258,6 +261,8 @@ class KeyedState:
 
     def _expire(self) -> None:
         w = self.watermark
+        if w < self._next_expiry:
+            return
         for rule_id, logic in self.logics.items():
             due = self.next_sweep.get(rule_id)
             if due is None:
@@ -273,6 +278,9 @@ class KeyedState:
             self.stats.evictions[rule_id] += len(dead)
         for bucket in [b for b in self.seen_buckets if (b + 1) * SEEN_BUCKET <= w]:
             self.seen.difference_update(self.seen_buckets.pop(bucket))
+        oldest = min(self.seen_buckets, default=None)
+        bucket_due = math.inf if oldest is None else (oldest + 1) * SEEN_BUCKET
+        self._next_expiry = min([*self.next_sweep.values(), bucket_due])
 
     # --- inspection -----------------------------------------------------------------------------
 
