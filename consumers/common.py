@@ -6,6 +6,7 @@ The launcher passes everything through the environment of the daemon, which the 
   without it they are read with `infra.provision.outputs` for the resolved target;
 - TRAILWARDEN_TARGET and the AWS_* variables (`pipeline.aws.Target.env`);
 - TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness);
+  TRAILWARDEN_OVERRIDES: JSON {rule id: {parameter: value}} over it (a scenario's scaled periods);
 - TRAILWARDEN_SINKS: comma-separated from sns, firehose, file (default "sns,firehose");
   TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | memory | none;
 - TRAILWARDEN_LOG_LEVEL: the processors' log level on stderr (default WARNING).
@@ -57,6 +58,11 @@ def resources(target: aws.Target | None = None) -> dict[str, str]:
     from infra.provision import outputs
 
     return outputs(target or aws.resolve())
+
+
+def overrides() -> dict[str, dict[str, Any]]:
+    raw = os.environ.get("TRAILWARDEN_OVERRIDES")
+    return json.loads(raw) if raw else {}
 
 
 @dataclass

@@ -106,13 +106,38 @@ def _stop(daemon: launcher.Daemon) -> None:
 # --- the findings queue (SQS subscribed to the topic), how `run` and the tests watch alerts -------------
 
 
-def findings_queue(target: aws.Target, topic_arn: str, name: str = "trailwarden-findings-watch") -> str:
-    """A queue subscribed to the findings topic (raw delivery off: the SNS envelope keeps the attributes)."""
+def findings_queue(target: aws.Target, topic_arn: str, name: str = "trailwarden-findings-watch") -> tuple[str, str]:
+    """A queue subscribed to the findings topic (raw delivery off: the SNS envelope keeps the attributes).
+    Returns (queue url, subscription arn). Subscriptions left by deleted queues are removed first: the
+    emulator fails a whole PublishBatch when one of the topic's SQS endpoints is gone."""
     sqs, sns = target.client("sqs"), target.client("sns")
+    prune_dead_subscriptions(target, topic_arn)
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
-    return url
+    subscription = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)
+    return url, subscription["SubscriptionArn"]
+
+
+def remove_findings_queue(target: aws.Target, queue_url: str, subscription_arn: str) -> None:
+    target.client("sns").unsubscribe(SubscriptionArn=subscription_arn)
+    target.client("sqs").delete_queue(QueueUrl=queue_url)
+
+
+def prune_dead_subscriptions(target: aws.Target, topic_arn: str) -> int:
+    """Unsubscribe SQS endpoints of the topic whose queue no longer exists; returns how many."""
+    sqs, sns = target.client("sqs"), target.client("sns")
+    removed = 0
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("Protocol") != "sqs" or not sub.get("SubscriptionArn", "").startswith("arn:"):
+                continue
+            parts = sub.get("Endpoint", "").split(":")
+            try:
+                sqs.get_queue_url(QueueName=parts[-1], QueueOwnerAWSAccountId=parts[-2])
+            except sqs.exceptions.QueueDoesNotExist:
+                sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+                removed += 1
+    return removed
 
 
 @dataclass

@@ -38,15 +38,16 @@ log = logging.getLogger("consumers.router")
 class RouterStage:
     """Stateless rules and fact extraction, bound to configuration the way `Detector` binds them."""
 
-    def __init__(self, config: Config, rules: Iterable[Rule] | None = None) -> None:
+    def __init__(self, config: Config, rules: Iterable[Rule] | None = None,
+                 overrides: dict[str, dict[str, Any]] | None = None) -> None:
         if rules is None:
             from pipeline.rules import builtin_rules
 
             rules = builtin_rules()
         chosen = enabled_rules(rules, config)
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
-        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config)
-        self.router = Router(bind(stateful, config), self.engine.stats)
+        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)
+        self.router = Router(bind(stateful, config, overrides), self.engine.stats)
 
     def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
         return self.engine.process(event), self.router.facts(event)
@@ -135,7 +136,7 @@ def build() -> RouterProcessor:
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     return RouterProcessor(
-        RouterStage(Config.load()),
+        RouterStage(Config.load(), overrides=common.overrides()),
         common.publisher(settings),
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r.get("RouterAppName", "trailwarden-router")),

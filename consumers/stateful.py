@@ -40,13 +40,14 @@ from pipeline.stateful.state import KeyedState
 log = logging.getLogger("consumers.stateful")
 
 
-def state_factory(config: Config, rules: Iterable[Rule] | None = None) -> Callable[[], KeyedState]:
+def state_factory(config: Config, rules: Iterable[Rule] | None = None,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> Callable[[], KeyedState]:
     if rules is None:
         from pipeline.rules import builtin_rules
 
         rules = builtin_rules()
     stateful = [r for r in enabled_rules(rules, config) if isinstance(r, StatefulRule)]
-    return lambda: KeyedState.for_rules(stateful, config)
+    return lambda: KeyedState.for_rules(stateful, config, overrides)
 
 
 def child_shards(kinesis: Any, stream: str, parent: str) -> list[dict[str, Any]]:
@@ -176,7 +177,7 @@ def build() -> StatefulProcessor:
     r, t = settings.resources, settings.target
     app = r.get("StatefulAppName", "trailwarden-stateful")
     return StatefulProcessor(
-        state_factory(Config.load()),
+        state_factory(Config.load(), overrides=common.overrides()),
         common.publisher(settings),
         S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),

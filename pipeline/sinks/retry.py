@@ -120,6 +120,8 @@ def resend_failed(send: Callable[[list[T]], list[tuple[T, str]]], items: Sequenc
         delay = next(delays, None)
         if delay is None:
             raise SinkUnavailable(f"{what}: {len(failed)} entries still failing after {policy.attempts} attempts")
-        log.warning("%s: %d of %d entries failed, resending in %.2fs", what, len(failed), len(pending), delay)
+        codes = sorted({code or "transient" for _, code in failed})
+        log.warning("%s: %d of %d entries failed (%s), resending in %.2fs", what, len(failed), len(pending),
+                    ", ".join(codes), delay)
         policy.sleep(delay)
         pending = [item for item, _ in failed]

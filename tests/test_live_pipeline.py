@@ -1,0 +1,195 @@
+"""End to end through the real KCL daemons and the emulator's server (slow).
+
+CloudTrail records -> PutLogEvents -> subscription filter -> trail stream -> router daemon ->
+keyed stream -> stateful daemon -> dedupe table -> SNS (-> SQS) and Firehose (-> S3).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from consumers import live
+from infra.trail_player import Player
+from pipeline import aws
+from pipeline.finding import iso_time
+from pipeline.ruletest import complete_record
+
+pytestmark = pytest.mark.slow
+
+EC2 = "ec2.amazonaws.com"
+GRACE = 15  # seconds: the missing-tags grace period of the test configuration
+MISSING_TAGS = "ec2-instance-missing-required-tags"
+SG_OPEN = "ec2-security-group-open-to-internet"
+REQUIRED = ("Owner", "CostCenter", "Environment")
+
+
+def run_instances(iid: str, t: float) -> dict:
+    return complete_record({
+        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
+        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
+
+
+def create_tags(iid: str, t: float) -> dict:
+    return complete_record({
+        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
+        "requestParameters": {"resourcesSet": {"items": [{"resourceId": iid}]},
+                              "tagSet": {"items": [{"key": k, "value": "x"} for k in REQUIRED]}},
+        "responseElements": {"_return": True}})
+
+
+def open_sg(group: str, t: float) -> dict:
+    return complete_record({
+        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
+        "eventID": str(uuid.uuid4()),
+        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
+            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
+        "responseElements": {"_return": True}})
+
+
+def instance_id() -> str:
+    return "i-" + uuid.uuid4().hex[:17]
+
+
+class Live:
+    """The running stack: play records, watch the findings queue, read the Firehose bucket."""
+
+    def __init__(self, target: aws.Target, outputs: dict, pipeline: live.LivePipeline, queue: str) -> None:
+        self.target, self.outputs, self.pipeline, self.queue = target, outputs, pipeline, queue
+        self.sqs = target.client("sqs")
+        self.alerts: list[live.Alert] = []
+        self.player = Player(target.client("logs"), outputs["TrailLogGroupName"])
+
+    def play(self, records: list[dict]) -> None:
+        self.player.play(records)
+
+    def poll(self) -> None:
+        self.alerts.extend(live.receive(self.sqs, self.queue, wait=1))
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if predicate():
+                return True
+        return False
+
+    def about(self, resource_part: str) -> list[live.Alert]:
+        return [a for a in self.alerts if any(resource_part in r for r in a.finding.resources)]
+
+    def archived(self) -> list[dict]:
+        s3, bucket = self.target.client("s3"), self.outputs["FindingsBucketName"]
+        out = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                if body[:2] == b"\x1f\x8b":
+                    body = gzip.decompress(body)
+                assert body.endswith(b"\n"), obj["Key"]
+                out += [json.loads(line) for line in body.splitlines()]
+        return out
+
+    def logs(self) -> str:
+        return "\n".join(d.log_file.read_text(errors="replace")[-3000:] for d in self.pipeline.daemons.values())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from infra import emulator, provision
+
+    directory = tmp_path_factory.mktemp("live")
+    config = directory / "trailwarden.toml"
+    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n'
+                      f'[rules.{MISSING_TAGS}]\ngrace = "{GRACE}s"\n')
+    handle = emulator.start(emulator.free_port(), log_file=directory / "emulator.log")
+    pipeline = None
+    try:
+        target = aws.emulator(handle.endpoint)
+        outputs = provision.provision(target)
+        queue, _ = live.findings_queue(target, outputs["FindingsTopicArn"])
+        pipeline = live.LivePipeline.start(target, outputs, directory / "kcl",
+                                           env={"TRAILWARDEN_CONFIG": str(config), "TRAILWARDEN_LOG_LEVEL": "INFO"})
+        yield Live(target, outputs, pipeline, queue)
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        handle.stop()
+
+
+def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: Live):
+    untagged, tagged = instance_id(), instance_id()
+    launched = time.time()
+    stack.play([run_instances(untagged, launched), run_instances(tagged, launched), open_sg("sg-0live1", launched)])
+    time.sleep(5)
+    stack.play([create_tags(tagged, launched + 5)])
+
+    assert stack.wait_for(lambda: stack.about(untagged), 120), stack.logs()
+    first = stack.about(untagged)[0]
+    assert first.received - launched >= GRACE  # not before the grace period is over
+    assert first.finding.rule_id == MISSING_TAGS
+    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account}
+    stack.wait_for(lambda: False, 6)  # time for a duplicate or a late finding about the tagged one to show
+    assert len(stack.about(untagged)) == 1
+    assert stack.about(tagged) == []
+
+    opened = [a for a in stack.about("sg-0live1") if a.finding.rule_id == SG_OPEN]
+    assert len(opened) == 1 and opened[0].attributes["severity"] == "high"
+    assert len(opened[0].subject) <= 100
+
+    archived = {f["id"] for f in stack.archived()}
+    assert {first.finding.id, opened[0].finding.id} <= archived
+
+
+def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: Live):
+    start = len(stack.alerts)
+    groups = [f"sg-0kill{n:04d}" for n in range(90)]
+    instances = [instance_id() for _ in range(6)]
+    now = time.time()
+    records = [open_sg(g, now + i * 0.05) for i, g in enumerate(groups)]
+    records += [run_instances(iid, now + i) for i, iid in enumerate(instances)]
+    records.sort(key=lambda r: r["eventTime"])
+
+    def feed() -> None:
+        for i in range(0, len(records), 8):
+            stack.play(records[i:i + 8])
+            time.sleep(0.25)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(1.5)
+    stack.pipeline.router.kill()
+    stack.pipeline.start_stage("router")  # same worker id: the seeded leases are its own
+    time.sleep(2.0)
+    stack.pipeline.stateful.kill()
+    stack.pipeline.start_stage("stateful", worker_id="trailwarden-stateful-replacement")  # a new worker
+    feeder.join()
+
+    def complete() -> bool:
+        new = stack.alerts[start:]
+        seen_groups = {r for a in new if a.finding.rule_id == SG_OPEN for r in a.finding.resources}
+        seen_instances = {r for a in new if a.finding.rule_id == MISSING_TAGS for r in a.finding.resources}
+        return all(any(g in r for r in seen_groups) for g in groups) and \
+            all(any(i in r for r in seen_instances) for i in instances)
+
+    assert stack.wait_for(complete, 180), f"alerts so far: {len(stack.alerts) - start}\n{stack.logs()}"
+    stack.wait_for(lambda: False, 8)  # let any duplicate arrive
+    ids = Counter(a.finding.id for a in stack.alerts[start:])
+    assert [i for i, n in ids.items() if n > 1] == []
+    archived = Counter(f["id"] for f in stack.archived())
+    assert set(ids) <= set(archived)
+    assert all(stack.pipeline.alive().values())
+
+
+def test_processors_never_write_to_stdout(stack: Live):
+    # the daemon treats anything on a child's stdout as protocol; a stray line there would kill the child.
+    text = stack.logs()
+    assert "Received error line from subprocess" not in text or "Traceback" not in text
+    assert Path(stack.pipeline.router.properties_file).read_text().count("endpointOverride") >= 2
