@@ -4,7 +4,8 @@
 `Reader.items()` decodes each source with `pipeline.decode`: JSON lines (gzip or not, as the first
 64 KB show) are streamed line by line at any size; any other file up to the size limit is decoded
 whole (any transport); a larger one that is not JSON lines is a dead letter. `Reader.bytes_done` and
-`Reader.total` feed the progress bar.
+`Reader.total` feed the progress bar. `Source.root` says which command-line input a file came from
+(`pipeline.ordering` groups files into streams by it).
 """
 
 from __future__ import annotations
@@ -48,17 +49,19 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    """One input: a file (path) or stdin (path None); `size` on disk if known."""
+    """One input: a file (path) or stdin (path None); `size` on disk if known; `root` the index of the
+    command-line input it was found under."""
 
     path: Path | None
     size: int | None
+    root: int = 0
 
     @property
     def origin(self) -> str:
         return str(self.path) if self.path is not None else "<stdin>"
 
 
-def _file_source(path: Path) -> Source:
+def _file_source(path: Path, root: int = 0) -> Source:
     try:
         st = path.stat()
     except OSError as exc:
@@ -66,10 +69,10 @@ def _file_source(path: Path) -> Source:
                           "check the path and its permissions") from None
     if not os.access(path, os.R_OK):
         raise SourceError(f"{path}: permission denied; make it readable (chmod +r) or run as a user who can read it")
-    return Source(path, st.st_size if path.is_file() else None)
+    return Source(path, st.st_size if path.is_file() else None, root)
 
 
-def _walk(root: Path) -> Iterator[Source]:
+def _walk(root: Path, index: int = 0) -> Iterator[Source]:
     """Every non-hidden file under `root`, depth first in sorted order."""
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
@@ -78,7 +81,7 @@ def _walk(root: Path) -> Iterator[Source]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
-                yield _file_source(Path(dirpath) / name)
+                yield _file_source(Path(dirpath) / name, index)
     if errors:
         exc = errors[0]
         raise SourceError(f"{exc.filename or root}: cannot list the directory ({exc.strerror or exc}); "
@@ -90,9 +93,9 @@ def resolve(paths: Sequence[str]) -> list[Source]:
     if not paths:
         raise SourceError("no input given; name files or directories, or - to read standard input")
     sources: list[Source] = []
-    for name in paths:
+    for index, name in enumerate(paths):
         if name == STDIN:
-            sources.append(Source(None, None))
+            sources.append(Source(None, None, index))
             continue
         path = Path(name)
         if not path.exists() and not path.is_symlink():
@@ -100,9 +103,9 @@ def resolve(paths: Sequence[str]) -> list[Source]:
         if path.is_dir():
             if not os.access(path, os.R_OK | os.X_OK):
                 raise SourceError(f"{name}: permission denied on the directory; check its permissions")
-            sources.extend(_walk(path))
+            sources.extend(_walk(path, index))
         else:
-            sources.append(_file_source(path))
+            sources.append(_file_source(path, index))
     return sources
 
 
@@ -150,6 +153,10 @@ class Reader:
         self.stats = stats if stats is not None else DecodeStats()
         self.max_size = max_size
         self.bytes_done = 0
+        # Whether the source whose first item was just yielded is streamed as JSON lines (not decoded whole),
+        # and how many decompressed bytes of lines the streamed source has given so far.
+        self.streamed = False
+        self.streamed_bytes = 0
         sizes = [s.size for s in self.sources]
         self.total: int | None = None if any(size is None for size in sizes) else sum(sizes)  # type: ignore[misc]
 
@@ -173,6 +180,7 @@ class Reader:
                 fh.close()
 
     def _decode(self, fh: BinaryIO, origin: str) -> Iterator[Event | DeadLetter]:
+        self.streamed = False
         limit = self.max_size
         head = _read_up_to(fh, min(_PROBE_BYTES, limit + 1))
         self.bytes_done += len(head)
@@ -204,6 +212,8 @@ class Reader:
         yield from self._stream(raw, fh, gz, origin)
 
     def _stream(self, prefix: bytes, fh: BinaryIO, gz: bool, origin: str) -> Iterator[Event | DeadLetter]:
+        self.streamed = True
+        self.streamed_bytes = 0
         stream: io.BufferedIOBase = io.BufferedReader(_Tracked(prefix, fh, self), 1 << 20)
         if gz:
             stream = gzip.GzipFile(fileobj=stream, mode="rb")
@@ -226,6 +236,7 @@ class Reader:
             lines = itertools.chain(head, iter(lambda: stream.readline(limit + 1), b""))
             for line in lines:
                 number += 1
+                self.streamed_bytes += len(line)
                 if len(line) > limit and not line.endswith(b"\n"):
                     yield stats.dead("line too long", f"{origin}:{number}", line, detail=f"more than {limit} bytes")
                     while line and not line.endswith(b"\n"):

@@ -246,9 +246,6 @@ def test_scenario_command_usage_errors(args: list[str], tmp_path: Path) -> None:
     assert main(["scenario", *[a if a != "x" else str(tmp_path / "x") for a in args]]) == 2
 
 
-@pytest.mark.xfail(reason="scan reads an S3 archive directory in path order (account, region, date), so another "
-                          "account's events arrive later than the allowed lateness and stateful rules drop them",
-                   strict=False)
 def test_scan_of_an_s3_archive_directory_gives_the_expected_findings(tmp_path: Path) -> None:
     from pipeline.cli import main
 

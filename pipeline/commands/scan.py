@@ -18,6 +18,7 @@ from pipeline.config import Config
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats
 from pipeline.detector import Detector
 from pipeline.finding import Finding
+from pipeline.ordering import ordered
 from pipeline.output import FORMATS, FindingWriter, format_summary, make_writer, safe
 from pipeline.progress import Progress
 from pipeline.sources import Reader, Source, SourceError, resolve
@@ -26,7 +27,10 @@ EXAMPLES = """\
 inputs (the transport is detected from the content, gzip or not):
   CloudTrail S3 log files {"Records": [...]}, JSON arrays of records, JSON lines,
   CloudWatch Logs subscription records, EventBridge "AWS API Call via CloudTrail" envelopes.
-  Directories are read recursively in sorted order, skipping hidden files.
+  Directories are read recursively, skipping hidden files. Events reach the rules in event-time order
+  across inputs: CloudTrail archive files (AWSLogs/[ORG/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/) are merged
+  per account and region, each other file or directory named is one stream, and the events of each file
+  are sorted. JSON lines read as a stream (standard input, files of any size) keep their order.
 
 examples:
   trailwarden scan ~/cloudtrail/                       # every file below, a table on a terminal
@@ -116,22 +120,10 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
     progress = Progress(reader.total, enabled=False if args.quiet else None)
     started = time.monotonic()
     events = 0
-    emitted: Counter[str] = Counter()
-    duplicates: Counter[str] = Counter()
-    seen: set[str] = set()
-
-    def emit(findings: list[Finding]) -> None:
-        # A finding id is deterministic (rule, dedup key, window): like the live dedupe table, alert once.
-        for finding in findings:
-            if args.all or finding.id not in seen:
-                seen.add(finding.id)
-                emitted[finding.rule_id] += 1
-                writer.write(finding)
-            else:
-                duplicates[finding.rule_id] += 1
+    emit = Emitter(writer, every=args.all)
 
     try:
-        for item in reader.items():
+        for item in ordered(reader):
             if type(item) is DeadLetter:
                 if dead_out is not None:
                     dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
@@ -152,22 +144,48 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
     progress.close()
     writer.close()
     if not args.quiet:
-        summary = summarize(detector, decode_stats, reader, events, time.monotonic() - started, emitted, duplicates)
+        summary = summarize(detector, decode_stats, len(reader.sources), reader.bytes_done, events,
+                            time.monotonic() - started, emit.emitted, emit.duplicates)
         print(format_summary(summary), file=sys.stderr)
     return 0
+
+
+class Emitter:
+    """Writes findings once per id (unless `every`): a finding id is deterministic (rule, dedup key,
+    window), so like the live dedupe table, alert once. Counts what it wrote and what it held back."""
+
+    def __init__(self, writer: FindingWriter, every: bool = False) -> None:
+        self.writer = writer
+        self.every = every
+        self.emitted: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        self.seen: set[str] = set()
+
+    def __call__(self, findings: list[Finding]) -> list[Finding]:
+        """Write the findings not written before; returns them."""
+        written = []
+        for finding in findings:
+            if self.every or finding.id not in self.seen:
+                self.seen.add(finding.id)
+                self.emitted[finding.rule_id] += 1
+                self.writer.write(finding)
+                written.append(finding)
+            else:
+                self.duplicates[finding.rule_id] += 1
+        return written
 
 
 # The scan counts these itself (findings once per id), so a detector's own figures for them are left out.
 _SCAN_COUNTS = ("events", "findings", "findings_by_rule")
 
 
-def summarize(detector: Detector, decode_stats: DecodeStats, reader: Reader, events: int, elapsed: float,
-              emitted: Counter[str], duplicates: Counter[str]) -> dict[str, Any]:
+def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes_read: int, events: int,
+              elapsed: float, emitted: Counter[str], duplicates: Counter[str]) -> dict[str, Any]:
     """The end-of-scan statistics. A detector's `summary()` adds its own (stateful stages, open watches)."""
     stats = detector.stats
     summary: dict[str, Any] = {
-        "sources": len(reader.sources),
-        "bytes": reader.bytes_done,
+        "sources": sources,
+        "bytes": bytes_read,
         "events": events,
         "seconds": round(elapsed, 2),
         "events_per_second": round(events / elapsed) if elapsed > 0 else 0,
