@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,36 +180,37 @@ def _eventbridge(doc: dict[str, Any], origin: str, where: str, stats: DecodeStat
     return _record(detail, origin, inner, stats, envelope=False)
 
 
-def _cwl(doc: dict[str, Any], origin: str, stats: DecodeStats) -> Iterator[Event | DeadLetter]:
+def _cwl(doc: dict[str, Any], origin: str, stats: DecodeStats) -> list[Event | DeadLetter]:
     message_type = doc.get("messageType")
     if message_type == "CONTROL_MESSAGE":
         stats.skipped["CONTROL_MESSAGE"] += 1
-        return
+        return []
     if message_type != "DATA_MESSAGE":
-        yield stats.dead("messageType is not DATA_MESSAGE or CONTROL_MESSAGE", origin, doc,
-                         detail=_shown(message_type))
-        return
+        return [stats.dead("messageType is not DATA_MESSAGE or CONTROL_MESSAGE", origin, doc,
+                           detail=_shown(message_type))]
     log_events = doc.get("logEvents")
     if type(log_events) is not list:
-        yield stats.dead(f"is a JSON {_kind(log_events)}, not an array", origin, doc, where="logEvents")
-        return
-    # The hot path: one orjson.loads and one Event.from_record per log event.
+        return [stats.dead(f"is a JSON {_kind(log_events)}, not an array", origin, doc, where="logEvents")]
+    # The hot path: one orjson.loads and one Event.from_record per log event, into one list.
     loads, from_record, json_error = _loads, _from_record, _JSONError
+    out: list[Event | DeadLetter] = []
+    append = out.append
     i = -1
     for log_event in log_events:
         i += 1
         try:
             raw = loads(log_event["message"])
         except (TypeError, KeyError, json_error):
-            yield _bad_log_event(log_event, i, origin, stats)
+            append(_bad_log_event(log_event, i, origin, stats))
             continue
         event = from_record(raw, origin)
         if type(event) is str or raw.get("eventType") == INSIGHT:
             item = _record(raw, origin, f"logEvents[{i}].message", stats)
             if item is not None:
-                yield item
+                append(item)
         else:
-            yield event
+            append(event)
+    return out
 
 
 def _bad_log_event(log_event: Any, i: int, origin: str, stats: DecodeStats) -> DeadLetter:
@@ -227,8 +227,9 @@ def _bad_log_event(log_event: Any, i: int, origin: str, stats: DecodeStats) -> D
     return stats.dead("could not be read", origin, message, where=f"{where}.message")  # pragma: no cover
 
 
-def _records(items: list[Any], origin: str, label: str, stats: DecodeStats) -> Iterator[Event | DeadLetter]:
+def _records(items: list[Any], origin: str, label: str, stats: DecodeStats) -> list[Event | DeadLetter]:
     from_record = _from_record
+    out: list[Event | DeadLetter] = []
     i = -1
     for raw in items:
         i += 1
@@ -236,44 +237,40 @@ def _records(items: list[Any], origin: str, label: str, stats: DecodeStats) -> I
         if type(event) is str or raw.get("eventType") == INSIGHT:
             item = _record(raw, origin, f"{label}[{i}]", stats)
             if item is not None:
-                yield item
+                out.append(item)
         else:
-            yield event
+            out.append(event)
+    return out
 
 
-def from_document(doc: Any, origin: str, stats: DecodeStats | None = None) -> Iterator[Event | DeadLetter]:
+def from_document(doc: Any, origin: str, stats: DecodeStats | None = None) -> list[Event | DeadLetter]:
     """Events of one parsed JSON document of any supported shape."""
     stats = stats if stats is not None else DecodeStats()
     if type(doc) is dict:
         if "logEvents" in doc or "messageType" in doc:
-            yield from _cwl(doc, origin, stats)
-        elif "Records" in doc:
+            return _cwl(doc, origin, stats)
+        if "Records" in doc:
             records = doc["Records"]
             if type(records) is list:
-                yield from _records(records, origin, "Records", stats)
-            else:
-                yield stats.dead(f"is a JSON {_kind(records)}, not an array", origin, doc, where="Records")
-        else:
-            item = _record(doc, origin, "", stats)
-            if item is not None:
-                yield item
-    elif type(doc) is list:
-        yield from _records(doc, origin, "", stats)
-    else:
-        yield stats.dead(f"JSON {_kind(doc)} is not a CloudTrail record or envelope", origin, doc)
+                return _records(records, origin, "Records", stats)
+            return [stats.dead(f"is a JSON {_kind(records)}, not an array", origin, doc, where="Records")]
+        item = _record(doc, origin, "", stats)
+        return [] if item is None else [item]
+    if type(doc) is list:
+        return _records(doc, origin, "", stats)
+    return [stats.dead(f"JSON {_kind(doc)} is not a CloudTrail record or envelope", origin, doc)]
 
 
-def decode_line(line: bytes, origin: str, stats: DecodeStats | None = None) -> Iterator[Event | DeadLetter]:
-    """Events of one JSON-lines line (a blank line yields nothing)."""
+def decode_line(line: bytes, origin: str, stats: DecodeStats | None = None) -> list[Event | DeadLetter]:
+    """Events of one JSON-lines line (a blank line gives none)."""
     stats = stats if stats is not None else DecodeStats()
     if not line.strip():
-        return
+        return []
     try:
         doc = _loads(line[3:] if line[:3] == _BOM else line)
     except _JSONError as exc:
-        yield _not_json(line, origin, exc, stats)
-        return
-    yield from from_document(doc, origin, stats)
+        return [_not_json(line, origin, exc, stats)]
+    return from_document(doc, origin, stats)
 
 
 def looks_like_json_lines(data: bytes, probe: int = 5) -> bool:
@@ -298,7 +295,7 @@ def looks_like_json_lines(data: bytes, probe: int = 5) -> bool:
 
 
 def decode(data: bytes, origin: str = "", stats: DecodeStats | None = None,
-           max_size: int = MAX_DECOMPRESSED) -> Iterator[Event | DeadLetter]:
+           max_size: int = MAX_DECOMPRESSED) -> list[Event | DeadLetter]:
     """Events and dead letters of one blob, transport and gzip detected from the content.
 
     Every input is accounted for: each record or log event yields one Event or DeadLetter, a blob that
@@ -312,17 +309,14 @@ def decode(data: bytes, origin: str = "", stats: DecodeStats | None = None,
         try:
             members = gunzip_members(data, max_size)
         except GzipError as exc:
-            yield stats.dead(exc.reason, origin, data, detail=exc.detail)
-            return
-        yield from decode_members(members, origin, stats)
-        return
+            return [stats.dead(exc.reason, origin, data, detail=exc.detail)]
+        return decode_members(members, origin, stats)
     if len(data) > max_size:
-        yield stats.dead("size exceeds the limit", origin, data, detail=f"more than {max_size} bytes")
-        return
-    yield from decode_members([data], origin, stats)
+        return [stats.dead("size exceeds the limit", origin, data, detail=f"more than {max_size} bytes")]
+    return decode_members([data], origin, stats)
 
 
-def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None = None) -> Iterator[Event | DeadLetter]:
+def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None = None) -> list[Event | DeadLetter]:
     """Events of decompressed content: the gzip members of one blob (or the one plain blob)."""
     stats = stats if stats is not None else DecodeStats()
     data = members[0] if len(members) == 1 else b"".join(members)
@@ -331,19 +325,20 @@ def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None 
     try:
         doc = _loads(data)
     except _JSONError as exc:
+        out: list[Event | DeadLetter] = []
         if looks_like_json_lines(data):
             for number, line in enumerate(data.split(b"\n"), 1):
-                yield from decode_line(line, f"{origin}:{number}", stats)
+                out += decode_line(line, f"{origin}:{number}", stats)
         elif len(members) > 1 and _each_json(members):
             # Concatenated gzip members of one document each, as Firehose delivers CloudWatch Logs records.
             for number, member in enumerate(members, 1):
-                yield from from_document(_loads(member), f"{origin} member {number}", stats)
+                out += from_document(_loads(member), f"{origin} member {number}", stats)
         elif not data.strip():
-            yield stats.dead("empty input", origin, data)
+            out.append(stats.dead("empty input", origin, data))
         else:
-            yield _not_json(data, origin, exc, stats)
-        return
-    yield from from_document(doc, origin, stats)
+            out.append(_not_json(data, origin, exc, stats))
+        return out
+    return from_document(doc, origin, stats)
 
 
 def _each_json(members: list[bytes]) -> bool:

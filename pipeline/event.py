@@ -119,27 +119,36 @@ class Event:
 
     @property
     def event_id(self) -> str:
-        return text(self.raw.get("eventID"))
+        value = self.raw.get("eventID")
+        return value if type(value) is str else ""
 
     @property
     def event_time(self) -> str:
-        return text(self.raw.get("eventTime"))
+        value = self.raw.get("eventTime")
+        return value if type(value) is str else ""
 
     @property
     def identity(self) -> dict[str, Any]:
-        return mapping(self.raw.get("userIdentity"))
+        value = self.raw.get("userIdentity")
+        return value if type(value) is dict else _EMPTY
 
     @property
     def identity_type(self) -> str:
-        return text(self.identity.get("type"))
+        ident = self.raw.get("userIdentity")
+        value = ident.get("type") if type(ident) is dict else None
+        return value if type(value) is str else ""
 
     @property
     def account(self) -> str:
-        return text(self.raw.get("recipientAccountId")) or text(self.identity.get("accountId"))
+        value = self.raw.get("recipientAccountId")
+        if type(value) is str and value:
+            return value
+        return text(self.identity.get("accountId"))
 
     @property
     def region(self) -> str:
-        return text(self.raw.get("awsRegion"))
+        value = self.raw.get("awsRegion")
+        return value if type(value) is str else ""
 
     @property
     def principal(self) -> str:
@@ -159,15 +168,18 @@ class Event:
 
     @property
     def source_ip(self) -> str:
-        return text(self.raw.get("sourceIPAddress"))
+        value = self.raw.get("sourceIPAddress")
+        return value if type(value) is str else ""
 
     @property
     def user_agent(self) -> str:
-        return text(self.raw.get("userAgent"))
+        value = self.raw.get("userAgent")
+        return value if type(value) is str else ""
 
     @property
     def error_code(self) -> str:
-        return text(self.raw.get("errorCode"))
+        value = self.raw.get("errorCode")
+        return value if type(value) is str else ""
 
     @property
     def succeeded(self) -> bool:
@@ -187,7 +199,8 @@ class Event:
 
     @property
     def event_type(self) -> str:
-        return text(self.raw.get("eventType"))
+        value = self.raw.get("eventType")
+        return value if type(value) is str else ""
 
     @property
     def mfa_authenticated(self) -> bool:

@@ -66,12 +66,19 @@ def _login(t: float, ip: str, user: str = "alice", ok: bool = True) -> dict[str,
 def first_seen_region(e: Event, p: Params) -> Step | None:
     """An account's API activity from a region not seen for the account within `history`
     (after the account's warm-up). AWS service events are left out."""
-    if e.event_type == "AwsServiceEvent" or e.identity_type == "AWSService":
+    # Runs on every event: read the raw record directly, with the same type checks as Event's accessors.
+    raw = e.raw
+    if raw.get("eventType") == "AwsServiceEvent":
         return None
-    account, region = e.account, e.region
-    if not account or not region:
+    identity = raw.get("userIdentity")
+    if type(identity) is dict and identity.get("type") == "AWSService":
         return None
-    return Step(account, value=region)
+    account, region = raw.get("recipientAccountId"), raw.get("awsRegion")
+    if type(account) is not str or not account:
+        account = e.account
+    if type(region) is not str or not account or not region:
+        return None
+    return Step(account, "", region)
 
 
 @first_seen(

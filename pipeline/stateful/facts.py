@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -42,8 +41,7 @@ def key_hash(key: str) -> int:
     return int(hashlib.md5(partition_key(key).encode("utf-8", "replace"), usedforsecurity=False).hexdigest(), 16)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """What a stateful rule's extractor returns for an event: the entity key, the step the event
     plays, and the declared fields it carries (for threshold-distinct and first-seen rules,
     `value` is the value counted or remembered)."""

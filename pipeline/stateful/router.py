@@ -39,6 +39,8 @@ class Router:
         self._refresh = {br.rule.id: resolve_duration(br.rule.options.get("refresh", 0), br.params)
                          for br in self.bound if br.rule.kind == "first_seen"}
         self._recent: dict[tuple[str, str, str], float] = {}
+        # Allowlist emptiness is decided once here, not per fact.
+        self._allowlists = {br.rule.id: br.allowlist for br in self.bound if br.allowlist}
 
     @classmethod
     def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
@@ -72,8 +74,9 @@ class Router:
     def _fact(self, rule: StatefulRule, br: BoundRule, event: Event, step: Step) -> Fact | None:
         if type(step.key) is not str or not step.key:
             return None
-        if br.allowlist and (rule.allowlist_steps is None or step.step in rule.allowlist_steps) \
-                and br.allowlist.permits(event):
+        allowlist = self._allowlists.get(rule.id)
+        if allowlist is not None and (rule.allowlist_steps is None or step.step in rule.allowlist_steps) \
+                and allowlist.permits(event):
             self.stats.suppressed[rule.id] += 1
             return None
         value = step.value if type(step.value) is str else ""
