@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
-        names = ", ".join(attacks) or "none"
+        names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
         _say(f"sending {len(scenario.events):,} CloudTrail events (seed {seed}, attacks: {names})")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
