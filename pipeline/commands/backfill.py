@@ -1,0 +1,245 @@
+"""`trailwarden backfill s3://BUCKET/PREFIX|DIR --from D1 --to D2`: the CloudTrail S3 archive through both
+stages in one process, in event-time order, findings marked as replayed."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline import aws
+from pipeline.backfill import Backfill, BackfillStats, S3Store, Store, local_location, parse_range, parse_s3
+from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
+from pipeline.config import Config
+from pipeline.decode import MAX_DECOMPRESSED, DeadLetter
+from pipeline.detector import Detector
+from pipeline.finding import Finding
+from pipeline.output import FORMATS, format_summary, make_writer, safe
+from pipeline.progress import REDRAW_EVERY
+from pipeline.sinks import DedupeTable, FirehoseSink, Publisher, SinkError, SnsSink
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = """\
+LOCATION is s3://BUCKET[/PREFIX] (the bucket, AWSLogs/, an organization, an account or a region) or a
+local directory of the same layout: AWSLogs/[ORG-ID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/.
+Only the day folders of the range are listed (and the day after it, for late deliveries); events outside
+[--from, --to] are skipped. A date means the whole day (UTC); a time is ISO 8601, e.g. 2024-08-06T04:30Z.
+
+Findings have the ids scan and replay give, marked "replayed": true. They go to standard output, and with
+--sinks to the findings Firehose stream too (except those the dedupe table says were already alerted);
+with --alert also to the SNS topic, and the dedupe table is marked, so nothing is alerted twice.
+
+examples:
+  trailwarden backfill s3://org-trail-bucket --from 2024-08-01 --to 2024-08-07
+  trailwarden backfill s3://org-trail-bucket/AWSLogs/o-abc123/111122223333/ --from 2024-08-06 --rules root-account-usage
+  trailwarden backfill ~/trail-archive --from 2024-08-06T00:00Z --to 2024-08-06T12:00Z --format json
+  trailwarden backfill s3://bucket --from 2024-08-01 --to 2024-08-02 --aws --sinks --alert
+"""
+
+PROGRESS_EVERY = 1024
+PUBLISH_EVERY = 500
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "backfill", help="run the rule pack over a date range of the CloudTrail S3 archive",
+        description="Run both stages over a date range of the CloudTrail S3 archive (or a local copy), in event-time "
+                    "order per account and region; findings are marked as replayed.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("location", metavar="LOCATION", help="s3://BUCKET[/PREFIX] or a local directory")
+    parser.add_argument("--from", dest="start", required=True, metavar="WHEN", help="first day or time (UTC)")
+    parser.add_argument("--to", dest="end", metavar="WHEN", help="last day or time, included (default: now)")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="table (default on a terminal) or json: one finding per line (default otherwise)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write findings to FILE instead of standard output")
+    parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (as for scan)")
+    parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
+                        help="run only these rule ids (space- or comma-separated)")
+    parser.add_argument("--dead-letters", metavar="FILE", help="write what could not be decoded to FILE (JSON lines)")
+    parser.add_argument("--max-size", type=int, default=MAX_DECOMPRESSED // (1024 * 1024), metavar="MB",
+                        help="largest file decoded, in MB (default 64)")
+    parser.add_argument("--workers", type=int, default=8, metavar="N",
+                        help="files listed, downloaded and decoded in parallel (default 8)")
+    parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
+    parser.add_argument("--sinks", action="store_true",
+                        help="also send findings to the findings Firehose stream (not those already alerted)")
+    parser.add_argument("--alert", action="store_true",
+                        help="also alert on the SNS topic (implies --sinks; marks the dedupe table)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress on stderr")
+    aws.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"trailwarden backfill: {safe(message)}", file=sys.stderr)
+    return 2
+
+
+def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
+    """The store and prefix LOCATION names. Raises ValueError."""
+    if location.startswith("s3://"):
+        bucket, prefix = parse_s3(location)
+        return S3Store(aws.from_args(args).client("s3"), bucket), prefix
+    path = Path(location)
+    if not path.is_dir():
+        raise ValueError(f"{location}: not a directory or an s3:// location")
+    return local_location(path)
+
+
+class _ReadOnlyDedupe:
+    """The dedupe table consulted, never marked: without --alert nothing is alerted, so nothing may be
+    recorded as alerted."""
+
+    def __init__(self, table: DedupeTable) -> None:
+        self.table = table
+
+    def seen(self, ids: Iterable[str]) -> set[str]:
+        return self.table.seen(ids)
+
+    def mark(self, finding_ids: Iterable[str]) -> int:
+        return 0
+
+
+def make_publisher(target: aws.Target, alert: bool) -> Publisher:
+    """Firehose (and SNS with `alert`) behind the live dedupe table."""
+    from infra.provision import outputs
+
+    names = outputs(target)
+    sinks: list[Any] = [FirehoseSink(target.client("firehose"), names["FindingsDeliveryStreamName"])]
+    table = DedupeTable(target.client("dynamodb"), names["DedupeTableName"])
+    if alert:
+        sinks.append(SnsSink(target.client("sns"), names["FindingsTopicArn"]))
+        return Publisher(sinks, table)
+    return Publisher(sinks, _ReadOnlyDedupe(table))
+
+
+class Display:
+    """One progress line on stderr (a terminal only): files, events, the current day, events/s."""
+
+    def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) if enabled is None else enabled
+        self.started = time.monotonic()
+        self._next = 0.0
+        self._shown = False
+
+    def update(self, stats: BackfillStats, events: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now < self._next:
+            return
+        self._next = now + REDRAW_EVERY
+        self.stream.write("\r" + line(stats, events, now - self.started) + "\x1b[K")
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+            self._next = 0.0
+
+
+def line(stats: BackfillStats, events: int, elapsed: float) -> str:
+    rate = events / elapsed if elapsed > 0 else 0.0
+    return (f"backfill {stats.files:,}/{stats.files_total:,} files  {events:,} events  day {stats.day()}  "
+            f"{rate:,.0f} events/s")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_size <= 0 or args.workers <= 0:
+        return _fail("--max-size and --workers must be positive")
+    try:
+        window = parse_range(args.start, args.end)
+        store, prefix = open_store(args.location, args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.config and not Path(args.config).is_file():
+        return _fail(f"configuration file {args.config} does not exist or cannot be read")
+    config = Config.load(args.config)
+    detector = Detector(config=config, only=_rule_ids(args.rules))
+    publisher = make_publisher(aws.from_args(args), args.alert) if args.sinks or args.alert else None
+    fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
+    try:
+        with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
+                Backfill(store, prefix, window, workers=args.workers, max_size=args.max_size * 1024 * 1024) as job:
+            writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
+            try:
+                return _backfill(args, job, detector, Emitter(writer, every=args.all), dead_out, publisher)
+            finally:
+                writer.close()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}")
+
+
+def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,
+              dead_out: BinaryIO | None, publisher: Publisher | None) -> int:
+    started = time.monotonic()
+    display = Display(enabled=False if args.quiet else None)
+    try:
+        job.plan()
+    except ValueError as exc:
+        return _fail(str(exc))
+    except (ClientError, BotoCoreError, OSError) as exc:
+        return _fail(f"cannot list {args.location}: {exc}")
+    stats = job.stats
+    events = 0
+    pending: list[Finding] = []
+
+    def found(findings: list[Finding]) -> None:
+        for f in findings:
+            f.replayed = True
+        display.clear()
+        written = emit(findings)
+        if publisher is not None:
+            pending.extend(written)
+            if len(pending) >= PUBLISH_EVERY:
+                publisher.publish(pending)
+                pending.clear()
+
+    try:
+        for item in job.items():
+            if type(item) is DeadLetter:
+                if dead_out is not None:
+                    dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
+                continue
+            events += 1
+            findings = detector.process(item)
+            if findings:
+                found(findings)
+            if not events % PROGRESS_EVERY:
+                stats.last_time = item.time
+                display.update(stats, events)
+        found(detector.finish())
+        if publisher is not None and pending:
+            publisher.publish(pending)
+    except SinkError as exc:
+        display.clear()
+        print(f"trailwarden backfill: a sink stayed down; findings from here on were not delivered: {safe(str(exc))}",
+              file=sys.stderr)
+        return 1
+    display.clear()
+    if not args.quiet:
+        summary = summarize(detector, stats.decode, stats.files, stats.bytes, events, time.monotonic() - started,
+                            emit.emitted, emit.duplicates)
+        summary["files_listed"] = stats.files_total
+        summary["streams"] = stats.streams
+        summary["day_folders_listed"] = stats.listings
+        summary["outside_the_range"] = stats.outside_range
+        if stats.download_errors:
+            summary["download_errors"] = stats.download_errors
+        if publisher is not None:
+            summary["published"] = publisher.stats.published
+            summary["already_alerted"] = publisher.stats.suppressed
+        print(format_summary(summary), file=sys.stderr)
+    return 0
