@@ -145,20 +145,31 @@ class Alert:
     finding: Finding
     attributes: dict[str, str]
     subject: str
-    received: float
+    received: float  # when this process read it
+    enqueued: float  # when SNS delivered it to the queue (SQS SentTimestamp)
 
 
 def receive(sqs: Any, queue_url: str, wait: float = 1.0) -> Iterator[Alert]:
-    """Alerts now in the queue (deleted once read)."""
-    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=int(wait),
-                                   MessageAttributeNames=["All"])
-    for message in response.get("Messages", []):
-        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        try:
-            envelope = json.loads(message["Body"])
-            finding = Finding.from_dict(json.loads(envelope["Message"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("unreadable message in the findings queue: %s", exc)
-            continue
-        attrs = {k: v.get("Value", "") for k, v in (envelope.get("MessageAttributes") or {}).items()}
-        yield Alert(finding, attrs, envelope.get("Subject", ""), time.time())
+    """Alerts now in the queue (deleted once read): one long poll of `wait` seconds, then drained."""
+    wait_seconds = int(wait)
+    while True:
+        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+                                       MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"])
+        messages = response.get("Messages", [])
+        if not messages:
+            return
+        wait_seconds = 0
+        now = time.time()
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        for message in messages:
+            try:
+                envelope = json.loads(message["Body"])
+                finding = Finding.from_dict(json.loads(envelope["Message"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("unreadable message in the findings queue: %s", exc)
+                continue
+            attrs = {k: v.get("Value", "") for k, v in (envelope.get("MessageAttributes") or {}).items()}
+            sent = message.get("Attributes", {}).get("SentTimestamp", "")
+            enqueued = int(sent) / 1000 if sent.isdigit() else now
+            yield Alert(finding, attrs, envelope.get("Subject", ""), now, enqueued)

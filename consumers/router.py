@@ -74,6 +74,7 @@ class RouterProcessor(processor.RecordProcessorBase):
         records = process_records_input.records
         if not records:
             return
+        started = time.time()
         findings: list[Finding] = []
         facts: list[Fact] = []
         dead: list[DeadLetter] = []
@@ -98,9 +99,17 @@ class RouterProcessor(processor.RecordProcessorBase):
                     continue
                 findings.extend(new_findings)
                 facts.extend(new_facts)
+        processed = time.time()
         self.deliver(findings, facts, dead, first=records[0].sequence_number)
+        delivered = time.time()
         last = records[-1]
         common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        if log.isEnabledFor(logging.DEBUG):
+            arrival = getattr(records[0], "timestamp_millis", None)
+            lag = f"{started - arrival / 1000:.3f}" if isinstance(arrival, int | float) else "?"
+            log.debug("%s: %d records, first arrived %s s before; processed %.3f s, delivered %.3f s, "
+                      "checkpointed %.3f s", self.shard_id, len(records), lag, processed - started,
+                      delivered - processed, time.time() - delivered)
         self._report()
 
     def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
