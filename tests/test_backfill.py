@@ -223,3 +223,44 @@ def test_backfill_from_the_emulators_s3_gives_scans_findings_and_alerts_once(
     rc, again, err = run_cli(capsysbinary, *common, "--alert")
     assert rc == 0 and sorted(f["id"] for f in again) == ids
     assert "published: 0" in err and f"already alerted: {len(ids)}" in err
+
+
+class Tty:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_shows_files_events_and_the_current_day() -> None:
+    from pipeline.backfill import BackfillStats
+    from pipeline.commands.backfill import Display
+
+    stats = BackfillStats(files_total=40, files=12, last_time=datetime(2024, 8, 6, 5, tzinfo=UTC).timestamp())
+    tty = Tty()
+    display = Display(stream=tty)
+    display.update(stats, 5000)
+    assert "12/40 files" in tty.text and "5,000 events" in tty.text and "day 2024-08-06" in tty.text
+    display.clear()
+    assert tty.text.endswith("\r\x1b[K")
+    quiet = Tty()
+    Display(enabled=False, stream=quiet).update(stats, 5000)
+    assert quiet.text == ""
+
+
+def test_without_alert_the_dedupe_table_is_read_never_marked() -> None:
+    from pipeline.commands.backfill import _ReadOnlyDedupe
+    from pipeline.sinks import MemoryDedupe
+
+    table = MemoryDedupe()
+    table.mark(["a"])
+    read_only = _ReadOnlyDedupe(table)
+    assert read_only.seen(["a", "b"]) == {"a"}
+    assert read_only.mark(["b"]) == 0 and table.seen(["b"]) == set()

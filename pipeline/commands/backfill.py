@@ -24,6 +24,7 @@ from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import REDRAW_EVERY
 from pipeline.sinks import DedupeTable, FirehoseSink, Publisher, SinkError, SnsSink
+from pipeline.sinks.publisher import Dedupe
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class _ReadOnlyDedupe:
     """The dedupe table consulted, never marked: without --alert nothing is alerted, so nothing may be
     recorded as alerted."""
 
-    def __init__(self, table: DedupeTable) -> None:
+    def __init__(self, table: Dedupe) -> None:
         self.table = table
 
     def seen(self, ids: Iterable[str]) -> set[str]:
