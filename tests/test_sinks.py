@@ -298,8 +298,8 @@ def test_oversized_finding_is_shrunk_not_dropped():
 
 def dedupe_table() -> DedupeTable:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(TableName="dedupe", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    ddb.create_table(TableName="dedupe", KeySchema=[{"AttributeName": "finding_id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "finding_id", "AttributeType": "S"}],
                      BillingMode="PAY_PER_REQUEST")
     return DedupeTable(ddb, "dedupe", ttl_seconds=3600, policy=fast_policy(), clock=lambda: 1000.0)
 
@@ -311,7 +311,7 @@ def test_dedupe_marks_conditionally_with_ttl(aws):
     assert table.mark(ids[:120]) == 120
     assert table.mark(ids[100:130]) == 10  # the conditional put refuses the 20 already there
     assert table.seen(ids) == set(ids[:130])
-    item = table.client.get_item(TableName="dedupe", Key={"id": {"S": "id-3"}})["Item"]
+    item = table.client.get_item(TableName="dedupe", Key={"finding_id": {"S": "id-3"}})["Item"]
     assert item["expires_at"]["N"] == "4600"
 
 
