@@ -234,3 +234,31 @@ def test_base64_helper_records_roundtrip():
     r = Record({"data": base64.b64encode(b"abc").decode(), "sequenceNumber": "1", "subSequenceNumber": 0,
                 "partitionKey": "k", "approximateArrivalTimestamp": 0})
     assert r.binary_data == b"abc"
+
+
+def test_s3_snapshot_store_round_trip_and_handoffs(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from consumers.snapshots import S3SnapshotStore, merge
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="state")
+        store = S3SnapshotStore(s3, "state", "trailwarden-stateful")
+        assert store.load("shardId-000000000000") is None
+        state = state_factory(CONFIG)()
+        state.add([start_fact("i-1", T0), start_fact("i-2", T0)], now=T0)
+        store.save("shardId-000000000000", snapshot.dumps(state))
+        assert s3.head_object(Bucket="state", Key="trailwarden-stateful/shardId-000000000000")
+        restored = snapshot.load_into(state_factory(CONFIG)(), store.load("shardId-000000000000"))
+        assert len(restored.pending) + restored.keys() == 2
+        for parent, iid in (("shardId-000000000000", "i-1"), ("shardId-000000000001", "i-3")):
+            other = state_factory(CONFIG)()
+            other.add([start_fact(iid, T0)], now=T0)
+            store.save_handoff("shardId-000000000002", parent, snapshot.dumps(other))
+        merged = merge(store.handoffs("shardId-000000000002"))
+        child = snapshot.load_into(state_factory(CONFIG)(), merged)
+        assert {e[6].key.rsplit(":", 1)[1] for e in child.pending} == {"i-1", "i-3"}

@@ -372,3 +372,65 @@ def test_file_sink_appends_json_lines(tmp_path):
     sink.deliver([make_finding(2, summary="multi\nline")])
     lines = path.read_bytes().splitlines()
     assert [json.loads(x)["id"] for x in lines] == [make_finding(1).id, make_finding(2).id]
+
+
+# --- keyed facts to Kinesis, dead letters to S3 -----------------------------------------------
+
+
+class FlakyKinesis:
+    def __init__(self, fail_indexes: set[int]):
+        self.fail_indexes = fail_indexes
+        self.requests: list[list[dict]] = []
+
+    def put_records(self, StreamName, Records):
+        self.requests.append(Records)
+        failing = self.fail_indexes if len(self.requests) == 1 else set()
+        return {"FailedRecordCount": len(failing), "Records": [
+            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"} if i in failing
+            else {"SequenceNumber": str(i), "ShardId": "shardId-000000000000"} for i in range(len(Records))]}
+
+
+def test_kinesis_writer_batches_within_limits_and_resends_only_failed():
+    from pipeline.sinks.kinesis import KinesisWriter
+
+    client = FlakyKinesis({1, 499})
+    records = [(f"key-{i}", b"x" * 100) for i in range(1100)]
+    KinesisWriter(client, "keyed", fast_policy()).put(records)
+    sizes = [len(r) for r in client.requests]
+    assert sizes == [500, 2, 500, 100]  # the first batch's two failures resent alone, in between
+    assert [r["PartitionKey"] for r in client.requests[1]] == ["key-1", "key-499"]
+    big = [(f"k{i}", b"y" * 600_000) for i in range(20)]  # 12 MB: the 5 MiB limit splits it
+    client2 = FlakyKinesis(set())
+    KinesisWriter(client2, "keyed", fast_policy()).put(big)
+    assert all(sum(len(r["Data"]) + len(r["PartitionKey"]) for r in req) <= 5 * 1024 * 1024
+               for req in client2.requests)
+    assert sum(len(req) for req in client2.requests) == 20
+
+
+def test_kinesis_writer_puts_facts_by_entity_key(aws):
+    from pipeline.sinks.kinesis import KinesisWriter
+    from pipeline.stateful.facts import Fact
+
+    kinesis = boto3.client("kinesis", region_name=REGION)
+    kinesis.create_stream(StreamName="keyed", ShardCount=1)
+    facts = [Fact("rule", f"111122223333:us-east-1:i-{n}", f"ev-{n}", 1.0 + n, "start") for n in range(30)]
+    KinesisWriter(kinesis, "keyed", fast_policy()).put_facts(facts)
+    shard = kinesis.list_shards(StreamName="keyed")["Shards"][0]["ShardId"]
+    it = kinesis.get_shard_iterator(StreamName="keyed", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    got = kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]
+    assert [r["PartitionKey"] for r in got] == [f.key for f in facts]
+    assert [Fact.from_bytes(r["Data"]) for r in got] == facts
+
+
+def test_dead_letters_go_to_s3_with_reason_and_origin(aws):
+    from pipeline.decode import decode
+    from pipeline.sinks.deadletter import S3DeadLetters
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="state")
+    letters = [x for x in decode(b"\x00\x01 not json", "trail/shardId-000000000000/42")]
+    assert letters and not hasattr(letters[0], "name")
+    S3DeadLetters(s3, "state", "trailwarden-router").deliver(letters, "shardId-000000000000/42")
+    body = s3.get_object(Bucket="state", Key="dead-letters/trailwarden-router/shardId-000000000000/42.jsonl")
+    doc = json.loads(body["Body"].read().splitlines()[0])
+    assert doc["origin"] == "trail/shardId-000000000000/42" and doc["reason"]
