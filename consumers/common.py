@@ -45,10 +45,13 @@ MAX_BACKOFF = 30.0
 
 
 def setup_logging() -> None:
-    """stderr only (the daemon copies a child's stderr into its own log)."""
-    level = os.environ.get("TRAILWARDEN_LOG_LEVEL", "WARNING").upper()
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level, logging.WARNING),
+    """stderr only (the daemon copies a child's stderr into its own log). TRAILWARDEN_LOG_LEVEL sets the
+    level of trailwarden's own loggers; libraries stay at WARNING."""
+    level = getattr(logging, os.environ.get("TRAILWARDEN_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    for name in ("consumers", "pipeline"):
+        logging.getLogger(name).setLevel(level)
 
 
 def resources(target: aws.Target | None = None) -> dict[str, str]:
