@@ -8,6 +8,8 @@ On a reshard the stage-2 processor hands each child shard `split_for_child(paren
 the parent's keys (with their state, pending facts and therefore timers) whose Kinesis hash,
 int(md5(partition key)), falls in the child's [start, end] hash key range. Seen-fact digests
 cannot be mapped to keys, so both children get all of them (they expire with the rules' TTL).
+After a merge, `merge_for_child(parents)` gives the child the union of its parents' hand-offs (their
+keys are disjoint: each key hashes into one parent's range).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import math
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -139,10 +141,13 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
                                   -len(d["pending"]) + seq, fact))
     heapq.heapify(state.pending)
     for bucket, blob in d.get("seen", ()):
-        arr = array("q")
-        arr.frombytes(base64.b64decode(blob))
-        state.seen_buckets[int(bucket)] = arr
-        state.seen.update(arr)
+        # A bucket may be listed more than once (hand-offs of two parents joined): extend, never replace,
+        # or the digests replaced would stay in `seen` unexpired and be missing from the next snapshot.
+        arr = state.seen_buckets.setdefault(int(bucket), array("q"))
+        added = array("q")
+        added.frombytes(base64.b64decode(blob))
+        arr.extend(added)
+        state.seen.update(added)
     return state
 
 
@@ -163,3 +168,60 @@ def _split(d: dict[str, Any], start: int, end: int) -> bytes:
                       for rid, e in d.get("rules", {}).items()}
     child["pending"] = [f for f in d.get("pending", ()) if mine(f.get("k"))]
     return encode(child)
+
+
+def merge_for_child(parents: Iterable[KeyedState | bytes | dict[str, Any]]) -> bytes:
+    """The snapshot a child shard starts from after MergeShards: the union of its parents' snapshots
+    (or hand-offs). Keys, their state and pending facts are joined (a key found in two parents, which
+    disjoint hash ranges rule out, keeps the first parent's entry, logged); seen-fact digests are joined
+    per expiry bucket. The child's watermark is the smaller of the parents' (no fact a slower parent still
+    buffers is judged late), its largest event time the larger; each rule's next sweep is the earlier."""
+    with _no_gc():
+        docs = [to_dict(p) if isinstance(p, KeyedState) else p if isinstance(p, dict) else decode(p) for p in parents]
+        return encode(_merge(docs))
+
+
+def _merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    times = [d["max_time"] for d in docs if d.get("max_time") is not None]
+    marks = [d["watermark"] for d in docs if d.get("watermark") is not None]
+    rules: dict[str, dict[str, Any]] = {}
+    owner: dict[tuple[str, Any], int] = {}  # (rule, key) -> the parent whose entry the child keeps
+    next_sweep: dict[str, float] = {}
+    seen: dict[int, set[int]] = {}
+    pending: list[dict[str, Any]] = []
+    clashes = 0
+    for n, d in enumerate(docs):
+        for rule_id, entry in d.get("rules", {}).items():
+            into = rules.setdefault(rule_id, {"kind": entry.get("kind"), "keys": []})
+            if entry.get("kind") != into["kind"]:
+                log.warning("snapshot merge: rule %s has kind %s in one parent and %s in another: keeping %s",
+                            rule_id, into["kind"], entry.get("kind"), into["kind"])
+                continue
+            for kv in entry.get("keys", ()):
+                if owner.setdefault((rule_id, kv[0]), n) != n:
+                    clashes += 1
+                    continue
+                into["keys"].append(kv)
+        for rule_id, due in d.get("next_sweep", {}).items():
+            next_sweep[rule_id] = min(float(due), next_sweep.get(rule_id, math.inf))
+        for bucket, blob in d.get("seen", ()):
+            arr = array("q")
+            arr.frombytes(base64.b64decode(blob))
+            seen.setdefault(int(bucket), set()).update(arr)
+    for n, d in enumerate(docs):
+        pending.extend(f for f in d.get("pending", ()) if owner.setdefault((f.get("r"), f.get("k")), n) == n)
+    if clashes:
+        log.warning("snapshot merge: %d keys held by more than one parent: kept the first parent's", clashes)
+    pending.sort(key=lambda f: (f.get("t", 0), STEP_RANK.get(f.get("s", ""), 1), f.get("r", ""), f.get("k", ""),
+                                f.get("i", "")))
+    return {
+        "v": VERSION,
+        "max_time": max(times) if times else None,
+        "watermark": min(marks) if marks else None,
+        "next_sweep": next_sweep,
+        "seq": max((int(d.get("seq", 0)) for d in docs), default=0),
+        "rules": rules,
+        "pending": pending,
+        "seen": [[b, base64.b64encode(array("q", sorted(digests)).tobytes()).decode()]
+                 for b, digests in sorted(seen.items())],
+    }
