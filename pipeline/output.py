@@ -34,6 +34,15 @@ def safe(value: Any, width: int | None = None) -> str:
     return text
 
 
+def time_text(epoch: Any) -> str:
+    """`iso_time(epoch)`, or the number itself when it is no time a datetime can show (a forged eventTime
+    such as 9999-12-31T23:59:59.9999999Z rounds past year 9999): output must never raise on it."""
+    try:
+        return iso_time(epoch)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return safe(epoch)
+
+
 def _escape(ch: str) -> str:
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
@@ -82,7 +91,7 @@ class TableWriter:
         if not self._header:
             self._row([h for h, _ in _COLUMNS] + ["SUMMARY"])
             self._header = True
-        self._row([iso_time(finding.event_time), finding.severity, finding.rule_id, finding.account,
+        self._row([time_text(finding.event_time), finding.severity, finding.rule_id, finding.account,
                    finding.principal, finding.summary])
 
     def close(self) -> None:
@@ -128,7 +137,7 @@ def _render(lines: list[str], key: str, value: Any, indent: str) -> None:
     elif isinstance(value, bool):
         lines.append(f"{label}: {'yes' if value else 'no'}")
     elif isinstance(value, float) and key.endswith("_time"):
-        lines.append(f"{label}: {iso_time(value)}")
+        lines.append(f"{label}: {time_text(value)}")
     else:
         lines.append(f"{label}: {_num(value) if _is_number(value) else safe(value, 300)}")
 
