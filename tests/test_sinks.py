@@ -434,3 +434,19 @@ def test_dead_letters_go_to_s3_with_reason_and_origin(aws):
     body = s3.get_object(Bucket="state", Key="dead-letters/trailwarden-router/shardId-000000000000/42.jsonl")
     doc = json.loads(body["Body"].read().splitlines()[0])
     assert doc["origin"] == "trail/shardId-000000000000/42" and doc["reason"]
+
+
+def test_unencodable_or_huge_findings_still_give_valid_json_lines():
+    from pipeline.sinks.base import encode, line
+
+    past_9999 = make_finding(event_time=1e15, window=10**15)
+    with pytest.raises((ValueError, OverflowError, OSError)):
+        past_9999.to_json()
+    doc = json.loads(line(past_9999))
+    assert doc["id"] == past_9999.id and doc["event_time"]
+    everywhere = "é\x1b" * 200_000
+    huge = make_finding(account=everywhere, region=everywhere, dedup_key=everywhere, source_ip=everywhere,
+                        context={everywhere: [everywhere]})
+    for limit in (256 * 1024, 4096):
+        data = encode(huge, limit)
+        assert len(data) <= limit and json.loads(data)["id"] == huge.id

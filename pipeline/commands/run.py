@@ -60,11 +60,14 @@ def _line(alert: Any, as_json: bool) -> str:
 
     f = alert.finding
     if as_json:
-        return json.dumps(f.to_dict(), default=str)
+        from pipeline.sinks.base import encode
+
+        return encode(f, 1 << 20).decode("utf-8", "replace")
     resources = printable(",".join(f.resources), 80)
     summary = printable(f.summary or f.title, 100)
     stamp = time.strftime("%H:%M:%S", time.localtime(alert.received))
-    return f"{stamp}  {f.severity:8} {f.rule_id:42} {f.account or '-':12}  {resources}  {summary}"
+    account = printable(f.account, 12) or "-"
+    return f"{stamp}  {printable(f.severity, 8):8} {printable(f.rule_id, 60):42} {account:12}  {resources}  {summary}"
 
 
 def _say(message: str) -> None:

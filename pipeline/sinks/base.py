@@ -1,13 +1,17 @@
-"""What every sink offers, and the finding encoding that respects a size limit."""
+"""What every sink offers, and the finding encoding that respects a size limit and never fails."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
-from pipeline.finding import Finding
+from pipeline.finding import Finding, iso_time
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_CUTS = (4096, 1024, 256, 64)
+_MAX_ITEMS = 50
 
 
 class Sink(Protocol):
@@ -19,19 +23,66 @@ class Sink(Protocol):
     def deliver(self, findings: Sequence[Finding]) -> None: ...
 
 
+def _time(value: Any) -> str:
+    try:
+        return iso_time(value)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return str(value)
+
+
+def document(finding: Finding) -> dict[str, Any]:
+    """`finding.to_dict()`, or the same fields built one by one if that raises (e.g. a time past year
+    9999): a finding that cannot be written would hold its shard forever."""
+    try:
+        return finding.to_dict()
+    except Exception:
+        f = finding
+        return {
+            "schema": "trailwarden.finding/1", "id": str(f.id), "rule_id": str(f.rule_id), "title": str(f.title),
+            "severity": str(f.severity), "attack": [str(a) for a in f.attack], "summary": str(f.summary),
+            "account": str(f.account), "region": str(f.region), "principal": str(f.principal),
+            "source_ip": str(f.source_ip), "user_agent": str(f.user_agent),
+            "resources": [str(r) for r in f.resources], "event_ids": [str(e) for e in f.event_ids],
+            "event_time": _time(f.event_time), "detected_at": _time(f.detected_at), "dedup_key": str(f.dedup_key),
+            "window_start": _time(f.window), "replayed": bool(f.replayed), "context": f.context,
+        }
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(doc, default=str, option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps({**doc, "context": {"unserializable": True}}, default=str, option=_OPTIONS)
+
+
+def _clip(value: Any, cut: int, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value[:cut]
+    if depth >= 4:
+        return None if isinstance(value, list | tuple | dict) else value
+    if isinstance(value, list | tuple):
+        return [_clip(v, cut, depth + 1) for v in value[:_MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:cut]: _clip(v, cut, depth + 1) for k, v in list(value.items())[:_MAX_ITEMS]}
+    return value
+
+
 def encode(finding: Finding, limit: int) -> bytes:
-    """The finding's JSON, at most `limit` bytes: if too large, context is dropped, then long texts cut."""
-    data = finding.to_json()
+    """The finding's JSON (one line), at most `limit` bytes and always valid JSON: if too large, the
+    context is dropped, then every text field is cut, ever shorter; never the bytes."""
+    doc = document(finding)
+    data = _dumps(doc)
     if len(data) <= limit:
         return data
-    doc = finding.to_dict()
     doc["context"] = {"truncated": True}
-    data = orjson.dumps(doc, default=str)
-    if len(data) <= limit:
-        return data
-    for key in ("summary", "user_agent", "principal"):
-        doc[key] = str(doc.get(key, ""))[:256]
-    for key in ("resources", "event_ids"):
-        doc[key] = [str(v)[:256] for v in doc.get(key, [])[:20]]
-    doc["title"] = str(doc.get("title", ""))[:256]
-    return orjson.dumps(doc, default=str)[:limit]  # the schema's fixed fields alone never reach this
+    for cut in _CUTS:
+        data = _dumps(_clip(doc, cut))
+        if len(data) <= limit:
+            return data
+    return _dumps({"schema": doc.get("schema"), "id": str(finding.id)[:64], "rule_id": str(finding.rule_id)[:64],
+                   "severity": str(finding.severity)[:16], "truncated": True})
+
+
+def line(finding: Finding, limit: int = 1000 * 1024) -> bytes:
+    """One finding as one line: JSON (no raw line breaks), then a newline."""
+    return encode(finding, limit - 1) + b"\n"

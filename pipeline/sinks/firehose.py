@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.finding import Finding
-from pipeline.sinks.base import encode
+from pipeline.sinks.base import line as finding_line
 from pipeline.sinks.batching import batches
 from pipeline.sinks.retry import RetryPolicy, resend_failed
 
@@ -21,7 +21,7 @@ MAX_RECORD_BYTES = 1000 * 1024
 
 def line(finding: Finding) -> bytes:
     """One finding as one line: JSON without raw line breaks, then a newline."""
-    return encode(finding, MAX_RECORD_BYTES - 1) + b"\n"
+    return finding_line(finding, MAX_RECORD_BYTES)
 
 
 class FirehoseSink:

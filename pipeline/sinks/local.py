@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.finding import Finding
+from pipeline.sinks.base import line
 from pipeline.sinks.retry import SinkUnavailable
 
 
@@ -25,7 +26,7 @@ class StreamSink:
         self.stream = stream
 
     def deliver(self, findings: Sequence[Finding]) -> None:
-        data = b"".join(f.to_json() + b"\n" for f in findings)
+        data = b"".join(line(f) for f in findings)
         try:
             buffer = getattr(self.stream, "buffer", None)
             if buffer is not None:
@@ -53,7 +54,7 @@ class FileSink:
     def deliver(self, findings: Sequence[Finding]) -> None:
         if not findings:
             return
-        data = b"".join(f.to_json() + b"\n" for f in findings)
+        data = b"".join(line(f) for f in findings)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock, open(self.path, "ab") as out:
