@@ -55,7 +55,7 @@ def reliability_row(request: pytest.FixtureRequest) -> Callable[[Row], Row]:
             counts = "" if row.expected is None else (
                 f", findings {row.expected:,} expected / {row.delivered or 0:,} delivered / "
                 f"{row.duplicated or 0:,} duplicated")
-            reporter.write_line(f"\n[reliability] {row.test}: {row.runs:,} runs, {row.inputs:,} inputs{counts}"
+            reporter.write_line(f"\n[reliability] {row.test}: {row.runs:,} runs, {row.inputs or 0:,} inputs{counts}"
                                 f"{'; ' + row.figure if row.figure else ''} -> {row.result}")
         return row
 

@@ -37,7 +37,7 @@ PLANNED: tuple[tuple[str, str], ...] = (
 class Row:
     test: str
     runs: int
-    inputs: int
+    inputs: int | None
     expected: int | None = None
     delivered: int | None = None
     duplicated: int | None = None

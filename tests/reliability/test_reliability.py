@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -58,3 +61,42 @@ def test_fuzz(reliability_row: Callable[[Row], Row]) -> None:
                                f"{tally.events:,} events, {tally.dead_letters:,} dead letters, "
                                f"{tally.findings:,} findings; {known} known weakness hits")))
     assert not error, error
+
+
+def _pytest_file(path: str) -> tuple[Counter, str]:
+    """Run one test file in a subprocess; its outcome counts and last line."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path],
+                          cwd=fuzz.REPO, capture_output=True, text=True, timeout=600)
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    counts: Counter = Counter({kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|xfailed|xpassed|error)",
+                                                                      last)})
+    if done.returncode:
+        counts["failed"] = max(counts["failed"], 1)
+    return counts, last
+
+
+def test_output_safety(reliability_row: Callable[[Row], Row]) -> None:
+    from test_output_safety import TEXTS
+
+    started = time.monotonic()
+    counts, last = _pytest_file("tests/test_output_safety.py")
+    row = reliability_row(Row(
+        "output safety", sum(counts.values()), len(TEXTS), ok=not counts["failed"], seconds=time.monotonic() - started,
+        figure=f"{len(TEXTS)} hostile texts in every finding field, SNS/Firehose/table; {counts['xfailed']} known "
+               f"weaknesses (strict xfail, see docs/reliability.md)"))
+    assert row.ok, last
+
+
+def test_least_privilege(reliability_row: Callable[[Row], Row]) -> None:
+    from . import iam
+
+    started = time.monotonic()
+    counts, last = _pytest_file("tests/test_least_privilege.py")
+    scanned = iam.calls()
+    consumer = {c.action for c in iam.consumer_calls()}
+    row = reliability_row(Row(
+        "least privilege", sum(counts.values()), len(scanned), ok=not counts["failed"],
+        seconds=time.monotonic() - started,
+        figure=f"{len({c.action for c in scanned})} actions called in the code, {len(consumer)} by the consumers, "
+               f"+{len(iam.KCL_ACTIONS)} KCL; {last}"))
+    assert row.ok, last
