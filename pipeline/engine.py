@@ -44,7 +44,7 @@ def make_finding(rule: Rule, event: Event, hit: Hit, *, event_ids: Sequence[str]
         ctx.update(context)
     ctx.update(hit.context)
     return Finding(
-        id=finding_id(rule.id, key, window),
+        id=finding_id(rule.id, key, window, event.account),
         rule_id=rule.id,
         title=rule.title,
         severity=rule.severity,

@@ -13,9 +13,16 @@ import orjson
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
+_FIRST_SECOND, _LAST_SECOND = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59
+
+
 def iso_time(epoch: float) -> str:
-    """UTC ISO 8601 with a Z, second resolution, as CloudTrail writes times."""
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC ISO 8601 with a Z, second resolution, as CloudTrail writes times; clamped to years 1-9999
+    (a deadline computed past year 9999 must not make a finding unwritable)."""
+    if epoch != epoch:  # NaN
+        epoch = 0.0
+    epoch = min(max(epoch, _FIRST_SECOND), _LAST_SECOND)
+    return datetime.fromtimestamp(epoch, tz=UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def window_start(event_time: float, dedup_seconds: float) -> int:
@@ -37,8 +44,10 @@ def bounded(value: Any, depth: int = _MAX_DEPTH) -> Any:
     deeply nested request would make the finding unwritable and stop the shard."""
     if isinstance(value, str):
         return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "...[truncated]"
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)  # orjson writes 64-bit integers only
     if depth <= 0:
         return "[nested too deep]"
     if isinstance(value, dict):
@@ -55,9 +64,10 @@ def bounded(value: Any, depth: int = _MAX_DEPTH) -> Any:
     return bounded(str(value), depth)
 
 
-def finding_id(rule_id: str, dedup_key: str, window: int) -> str:
-    """Deterministic: a retry, failover or replay of the same input yields the same id."""
-    digest = hashlib.sha256(f"{rule_id}\x1f{dedup_key}\x1f{window}".encode("utf-8", "replace"))
+def finding_id(rule_id: str, dedup_key: str, window: int, account: str = "") -> str:
+    """Deterministic: a retry, failover or replay of the same input yields the same id. The account
+    is always part of it, so the same behaviour in two accounts is two alerts, whatever the rule's key."""
+    digest = hashlib.sha256(f"{rule_id}\x1f{account}\x1f{dedup_key}\x1f{window}".encode("utf-8", "replace"))
     return digest.hexdigest()[:32]
 
 

@@ -440,10 +440,8 @@ def test_unencodable_or_huge_findings_still_give_valid_json_lines():
     from pipeline.sinks.base import encode, line
 
     past_9999 = make_finding(event_time=1e15, window=10**15)
-    with pytest.raises((ValueError, OverflowError, OSError)):
-        past_9999.to_json()
     doc = json.loads(line(past_9999))
-    assert doc["id"] == past_9999.id and doc["event_time"]
+    assert doc["id"] == past_9999.id and doc["event_time"] == doc["window_start"] == "9999-12-31T23:59:59Z"
     everywhere = "é\x1b" * 200_000
     huge = make_finding(account=everywhere, region=everywhere, dedup_key=everywhere, source_ip=everywhere,
                         context={everywhere: [everywhere]})

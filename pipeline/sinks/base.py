@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline.finding import Finding, iso_time
+from pipeline.finding import Finding
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 _CUTS = (4096, 1024, 256, 64)
@@ -21,31 +21,6 @@ class Sink(Protocol):
     name: str
 
     def deliver(self, findings: Sequence[Finding]) -> None: ...
-
-
-def _time(value: Any) -> str:
-    try:
-        return iso_time(value)
-    except (ValueError, OverflowError, OSError, TypeError):
-        return str(value)
-
-
-def document(finding: Finding) -> dict[str, Any]:
-    """`finding.to_dict()`, or the same fields built one by one if that raises (e.g. a time past year
-    9999): a finding that cannot be written would hold its shard forever."""
-    try:
-        return finding.to_dict()
-    except Exception:
-        f = finding
-        return {
-            "schema": "trailwarden.finding/1", "id": str(f.id), "rule_id": str(f.rule_id), "title": str(f.title),
-            "severity": str(f.severity), "attack": [str(a) for a in f.attack], "summary": str(f.summary),
-            "account": str(f.account), "region": str(f.region), "principal": str(f.principal),
-            "source_ip": str(f.source_ip), "user_agent": str(f.user_agent),
-            "resources": [str(r) for r in f.resources], "event_ids": [str(e) for e in f.event_ids],
-            "event_time": _time(f.event_time), "detected_at": _time(f.detected_at), "dedup_key": str(f.dedup_key),
-            "window_start": _time(f.window), "replayed": bool(f.replayed), "context": f.context,
-        }
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -70,7 +45,7 @@ def _clip(value: Any, cut: int, depth: int = 0) -> Any:
 def encode(finding: Finding, limit: int) -> bytes:
     """The finding's JSON (one line), at most `limit` bytes and always valid JSON: if too large, the
     context is dropped, then every text field is cut, ever shorter; never the bytes."""
-    doc = document(finding)
+    doc = finding.to_dict()
     data = _dumps(doc)
     if len(data) <= limit:
         return data

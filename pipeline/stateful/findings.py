@@ -25,7 +25,7 @@ def stateful_finding(rule: Rule, key: str, meta: Meta, *, event_ids: Sequence[st
         summary = hit.summary or summary
         resources = tuple(hit.resources) or resources
     return Finding(
-        id=finding_id(rule.id, dedup_key, window),
+        id=finding_id(rule.id, dedup_key, window, meta[1]),
         rule_id=rule.id,
         title=rule.title,
         severity=rule.severity,
