@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/trailwarden demo
+	$(BIN)/trailwarden run
 
 test: setup lint
 	$(BIN)/trailwarden rules test
