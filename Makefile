@@ -18,7 +18,7 @@ run: setup
 	$(BIN)/trailwarden run
 
 test: setup lint
-	$(BIN)/trailwarden rules test
+	$(BIN)/trailwarden rules test -q
 	$(BIN)/python -m pytest
 
 test-fast: setup
