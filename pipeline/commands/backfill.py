@@ -7,7 +7,6 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,8 +22,9 @@ from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import REDRAW_EVERY
-from pipeline.sinks import DedupeTable, FirehoseSink, Publisher, SinkError, SnsSink
-from pipeline.sinks.publisher import Dedupe
+from pipeline.sinks import Publisher, SinkError
+from pipeline.sinks.replay import ReadOnlyDedupe as _ReadOnlyDedupe  # noqa: F401  (its tests import it here)
+from pipeline.sinks.replay import make_publisher
 
 log = logging.getLogger(__name__)
 
@@ -93,33 +93,6 @@ def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
     if not path.is_dir():
         raise ValueError(f"{location}: not a directory or an s3:// location")
     return local_location(path)
-
-
-class _ReadOnlyDedupe:
-    """The dedupe table consulted, never marked: without --alert nothing is alerted, so nothing may be
-    recorded as alerted."""
-
-    def __init__(self, table: Dedupe) -> None:
-        self.table = table
-
-    def seen(self, ids: Iterable[str]) -> set[str]:
-        return self.table.seen(ids)
-
-    def mark(self, finding_ids: Iterable[str]) -> int:
-        return 0
-
-
-def make_publisher(target: aws.Target, alert: bool) -> Publisher:
-    """Firehose (and SNS with `alert`) behind the live dedupe table."""
-    from infra.provision import outputs
-
-    names = outputs(target)
-    sinks: list[Any] = [FirehoseSink(target.client("firehose"), names["FindingsDeliveryStreamName"])]
-    table = DedupeTable(target.client("dynamodb"), names["DedupeTableName"])
-    if alert:
-        sinks.append(SnsSink(target.client("sns"), names["FindingsTopicArn"]))
-        return Publisher(sinks, table)
-    return Publisher(sinks, _ReadOnlyDedupe(table))
 
 
 class Display:
