@@ -8,7 +8,8 @@ The launcher passes everything through the environment of the daemon, which the 
 - TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness);
   TRAILWARDEN_OVERRIDES: JSON {rule id: {parameter: value}} over it (a scenario's scaled periods);
 - TRAILWARDEN_SINKS: comma-separated from sns, firehose, file (default "sns,firehose");
-  TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | memory | none;
+  TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | read-only | memory | none
+  (read-only: the table is consulted, never marked, for a replay that does not alert);
 - TRAILWARDEN_LOG_LEVEL: the processors' log level on stderr (default WARNING).
 
 Processors never write to stdout: the MultiLangDaemon's protocol owns it.
@@ -35,6 +36,7 @@ from pipeline.sinks import (
     Publisher,
     SnsSink,
 )
+from pipeline.sinks.replay import ReadOnlyDedupe
 
 log = logging.getLogger("consumers")
 
@@ -100,8 +102,10 @@ def publisher(settings: Settings) -> Publisher:
         elif name != "file":
             raise ValueError(f"unknown sink {name!r} in TRAILWARDEN_SINKS")
     dedupe: Any = None
-    if settings.dedupe == "table":
+    if settings.dedupe in ("table", "read-only"):
         dedupe = DedupeTable(t.client("dynamodb"), r["DedupeTableName"])
+        if settings.dedupe == "read-only":
+            dedupe = ReadOnlyDedupe(dedupe)
     elif settings.dedupe == "memory":
         dedupe = MemoryDedupe()
     return Publisher(sinks, dedupe)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -58,11 +59,12 @@ class AppSpec:
     application: str
     stream: str
     processor: str
-    initial_position: str = "TRIM_HORIZON"
+    initial_position: str = "TRIM_HORIZON"  # or LATEST, or AT_TIMESTAMP with initial_timestamp
     worker_id: str = ""  # fixed locally (default "<application>-local"); KCL's random id on AWS if empty
     empty_batches: bool = False  # callProcessRecordsEvenForEmptyRecordList, for wall-clock timers
     settings: Mapping[str, str] = field(default_factory=dict)  # any other KCL property
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment for the processors
+    initial_timestamp: float | None = None  # epoch seconds, for initial_position AT_TIMESTAMP
 
     def local_worker_id(self) -> str:
         return self.worker_id or f"{self.application}-local"
@@ -158,7 +160,7 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
         "applicationName": spec.application,
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
         "processingLanguage": "python/3",
-        "initialPositionInStream": spec.initial_position,
+        **initial_position(spec),
         "retrievalMode": "POLLING",
         "callProcessRecordsEvenForEmptyRecordList": "true" if spec.empty_batches else "false",
     }
@@ -179,6 +181,19 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
         props["workerId"] = spec.worker_id
     props.update(spec.settings)
     return props
+
+
+def initial_position(spec: AppSpec) -> dict[str, str]:
+    """Where a shard without a checkpoint starts. AT_TIMESTAMP is given to the MultiLangDaemon only as
+    `initialPositionInStreamExtended` (whole epoch seconds): `initialPositionInStream = AT_TIMESTAMP`
+    is refused by the daemon ("Invalid InitialPosition"), and both together would race, as the
+    properties are applied in no fixed order. A second fraction is floored: records arriving in that
+    second are read too, and the replay router skips them."""
+    if spec.initial_position != "AT_TIMESTAMP":
+        return {"initialPositionInStream": spec.initial_position}
+    if spec.initial_timestamp is None:
+        raise ValueError(f"{spec.application}: AT_TIMESTAMP needs initial_timestamp")
+    return {"initialPositionInStreamExtended": str(math.floor(spec.initial_timestamp))}
 
 
 def _escape(text: str) -> str:

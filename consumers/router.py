@@ -39,12 +39,12 @@ class RouterStage:
     """Stateless rules and fact extraction, bound to configuration the way `Detector` binds them."""
 
     def __init__(self, config: Config, rules: Iterable[Rule] | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> None:
+                 overrides: dict[str, dict[str, Any]] | None = None, only: Iterable[str] | None = None) -> None:
         if rules is None:
             from pipeline.rules import builtin_rules
 
             rules = builtin_rules()
-        chosen = enabled_rules(rules, config)
+        chosen = enabled_rules(rules, config, only)  # `only`: these rule ids, enabled or not (replay --rules)
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
         self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)
         self.router = Router(bind(stateful, config, overrides), self.engine.stats)

@@ -41,12 +41,13 @@ log = logging.getLogger("consumers.stateful")
 
 
 def state_factory(config: Config, rules: Iterable[Rule] | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> Callable[[], KeyedState]:
+                  overrides: dict[str, dict[str, Any]] | None = None,
+                  only: Iterable[str] | None = None) -> Callable[[], KeyedState]:
     if rules is None:
         from pipeline.rules import builtin_rules
 
         rules = builtin_rules()
-    stateful = [r for r in enabled_rules(rules, config) if isinstance(r, StatefulRule)]
+    stateful = [r for r in enabled_rules(rules, config, only) if isinstance(r, StatefulRule)]
     return lambda: KeyedState.for_rules(stateful, config, overrides)
 
 
