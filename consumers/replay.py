@@ -1,0 +1,376 @@
+"""Replay: a time range of the trail stream through both stages, beside the live applications.
+
+    job = Replay(target, outputs, start, end, rules=["some-rule"], alert=False)
+    job.start()                 # keyed stream and both daemons of its own
+    while not job.poll(): ...   # progress (job.status()), new findings (job.findings())
+    job.close()                 # daemons stopped; tables, keyed stream, snapshots and run directory removed
+
+What is its own, named after the run id (`<RouterAppName>-replay-<run>`, `<StatefulAppName>-replay-<run>`,
+`<KeyedStreamName>-replay-<run>`): the two KCL applications (lease, coordinator and worker-metrics
+tables), the keyed stream, the snapshots under `<StatefulAppName>-replay-<run>/` in the state bucket,
+and a local run directory with the processors' progress and findings files. It reads the trail
+stream (from START, AT_TIMESTAMP) and the dedupe table, and writes to Firehose (and SNS with
+`alert`); it never touches the live applications' tables, snapshots or keyed stream. Dead letters
+stay under `dead-letters/<RouterAppName>-replay-<run>/`, like the live ones.
+
+The range is in arrival time (the records' ApproximateArrivalTimestamp, which is what AT_TIMESTAMP
+positions on): a record that reached the stream between START and END is replayed whole, whatever
+the event times inside it (CloudTrail delivers events minutes after they happen). A router shard is
+done at its first record past END or at its tip; when all are, an end marker goes to every keyed
+shard, and a stateful shard is done when it has read it. See `consumers.replay_processors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from consumers import launcher, leases
+from consumers.replay_processors import DIR_ENV, Progress, end_marker
+from pipeline import aws
+from pipeline.finding import Finding
+
+log = logging.getLogger(__name__)
+
+KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
+# On AWS a shard serves five GetRecords calls a second to all its readers: the replay polls once a
+# second per shard, leaving the rest to the live router.
+AWS_SETTINGS = {"idleTimeBetweenReadsInMillis": "1000"}
+
+
+class ReplayError(RuntimeError):
+    pass
+
+
+def new_run_id(now: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, UTC).strftime("%Y%m%dt%H%M%S")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Everything a replay run owns, by name."""
+
+    run_id: str
+    router_app: str
+    stateful_app: str
+    keyed_stream: str
+
+    @classmethod
+    def for_run(cls, outputs: Mapping[str, str], run_id: str) -> Names:
+        router = outputs.get("RouterAppName", "trailwarden-router")
+        stateful = outputs.get("StatefulAppName", "trailwarden-stateful")
+        return cls(run_id, f"{router}-replay-{run_id}", f"{stateful}-replay-{run_id}",
+                   f"{outputs['KeyedStreamName']}-replay-{run_id}")
+
+    def tables(self) -> list[str]:
+        return [app + suffix for app in (self.router_app, self.stateful_app) for suffix in KCL_TABLE_SUFFIXES]
+
+    def resources(self, outputs: Mapping[str, str]) -> dict[str, str]:
+        """The stack outputs as the replay's processors see them: its own applications and keyed stream."""
+        return {**outputs, "RouterAppName": self.router_app, "StatefulAppName": self.stateful_app,
+                "KeyedStreamName": self.keyed_stream}
+
+
+@dataclass
+class Status:
+    """Progress of both stages as the processors last reported it."""
+
+    end: float
+    router_shards: list[str]
+    router: dict[str, Progress] = field(default_factory=dict)
+    stateful_shards: list[str] = field(default_factory=list)
+    stateful: dict[str, Progress] = field(default_factory=dict)
+    marked: bool = False  # end markers put on the keyed stream
+
+    def router_done(self) -> bool:
+        return all(self.router.get(s) is not None and self.router[s].done for s in self.shards("router"))
+
+    def stateful_done(self) -> bool:
+        return self.marked and all(self.stateful.get(s) is not None and self.stateful[s].done
+                                   for s in self.shards("stateful"))
+
+    def shards(self, stage: str) -> list[str]:
+        """The shards expected (open at the start) and any other that reported (a closed parent)."""
+        expected = self.router_shards if stage == "router" else self.stateful_shards
+        reported = self.router if stage == "router" else self.stateful
+        return list(dict.fromkeys([*expected, *sorted(reported)]))
+
+    def events(self) -> int:
+        return sum(p.events for p in self.router.values())
+
+    def behind(self, shard: str) -> float | None:
+        """Seconds of arrival time between the shard's last replayed record and the end of the range;
+        None if it has not started or is done."""
+        progress = self.router.get(shard)
+        if progress is None or progress.done:
+            return None
+        if progress.last_arrival is None:
+            return None
+        return max(0.0, self.end - progress.last_arrival)
+
+    def totals(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for progress in [*self.router.values(), *self.stateful.values()]:
+            for name in ("records", "events", "facts", "findings", "published", "already_alerted", "dead_letters"):
+                out[name] = out.get(name, 0) + int(getattr(progress, name) or 0)
+        return out
+
+
+def read_progress(directory: Path) -> dict[str, dict[str, Progress]]:
+    """{stage: {shard: progress}} from the processors' progress files."""
+    out: dict[str, dict[str, Progress]] = {"router": {}, "stateful": {}}
+    for path in sorted((directory / "progress").glob("*.json")):
+        progress = Progress.read(path)
+        if progress is not None and progress.stage in out and progress.shard:
+            out[progress.stage][progress.shard] = progress
+    return out
+
+
+class FindingsTail:
+    """New lines of the processors' findings files, as findings (partial last lines left for later)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.offsets: dict[Path, int] = {}
+
+    def read(self) -> list[Finding]:
+        found: list[Finding] = []
+        for path in sorted((self.directory / "findings").glob("*.jsonl")):
+            offset = self.offsets.get(path, 0)
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
+            except OSError:
+                continue
+            complete = data.rfind(b"\n") + 1
+            self.offsets[path] = offset + complete
+            for line in data[:complete].splitlines():
+                try:
+                    found.append(Finding.from_dict(json.loads(line)))
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning("unreadable finding in %s: %s", path.name, exc)
+        return found
+
+
+class Replay:
+    def __init__(self, target: aws.Target, outputs: Mapping[str, str], start: float, end: float, *,
+                 rules: Iterable[str] | None = None, alert: bool = False, config: str | Path | None = None,
+                 directory: Path | None = None, run_id: str | None = None, keyed_shards: int | None = None,
+                 settings: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> None:
+        if end < start:
+            raise ValueError("the end of the range is before its start")
+        self.target = target
+        self.outputs = dict(outputs)
+        self.start_time, self.end_time = start, end
+        self.rules = list(rules or [])
+        self.alert = alert
+        self.config = Path(config).resolve() if config else None
+        self.names = Names.for_run(self.outputs, run_id or new_run_id())
+        self._check_names()
+        self.directory = (directory or launcher.state_dir().parent / "replay") / self.names.run_id
+        self.keyed_shards = keyed_shards
+        self.settings = dict(settings if settings is not None else ({} if target.local else AWS_SETTINGS))
+        self.env = dict(env or {})
+        self.daemons: dict[str, launcher.Daemon] = {}
+        self.created_stream = False
+        self.status_: Status | None = None
+        self.tail = FindingsTail(self.directory)
+        self.started = 0.0
+
+    def _check_names(self) -> None:
+        live = {self.outputs.get("RouterAppName", "trailwarden-router"),
+                self.outputs.get("StatefulAppName", "trailwarden-stateful"), self.outputs["KeyedStreamName"]}
+        if live & {self.names.router_app, self.names.stateful_app, self.names.keyed_stream}:
+            raise ValueError("a replay's names must differ from the live applications' and keyed stream's")
+
+    # --- start -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the keyed stream, then start the stateful and the router daemons. On failure, what was
+        started is left for `close()`."""
+        self.started = time.monotonic()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        kinesis = self.target.client("kinesis")
+        trail = self.outputs["TrailStreamName"]
+        router_shards = [s["ShardId"] for s in leases.shards(kinesis, trail)
+                         if not s.get("SequenceNumberRange", {}).get("EndingSequenceNumber")]
+        self._create_keyed_stream(kinesis)
+        keyed_shards = [s["ShardId"] for s in leases.shards(kinesis, self.names.keyed_stream)]
+        self.status_ = Status(self.end_time, router_shards, stateful_shards=keyed_shards)
+        stateful_spec, router_spec = self.specs()
+        for stage, spec in (("stateful", stateful_spec), ("router", router_spec)):
+            launcher.prepare_local(spec, self.target)
+            self.daemons[stage] = launcher.start(spec, self.target, directory=self.directory / "kcl")
+        log.info("replay %s: %d trail shards from %s to %s", self.names.run_id, len(router_shards),
+                 _iso(self.start_time), _iso(self.end_time))
+
+    def _create_keyed_stream(self, kinesis: Any) -> None:
+        live = kinesis.describe_stream_summary(StreamName=self.outputs["KeyedStreamName"])["StreamDescriptionSummary"]
+        count = self.keyed_shards or int(live.get("OpenShardCount") or 1)
+        kwargs: dict[str, Any] = {"StreamName": self.names.keyed_stream, "ShardCount": count}
+        mode = (live.get("StreamModeDetails") or {}).get("StreamMode")
+        if mode == "ON_DEMAND" and not self.keyed_shards:
+            kwargs = {"StreamName": self.names.keyed_stream, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}
+        kinesis.create_stream(**kwargs)
+        self.created_stream = True
+        kinesis.get_waiter("stream_exists").wait(StreamName=self.names.keyed_stream,
+                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        if live.get("EncryptionType") == "KMS" and live.get("KeyId"):
+            # the facts carry CloudTrail content: encrypted at rest like the live keyed stream
+            with contextlib.suppress(Exception):
+                kinesis.start_stream_encryption(StreamName=self.names.keyed_stream, EncryptionType="KMS",
+                                                KeyId=live["KeyId"])
+                kinesis.get_waiter("stream_exists").wait(StreamName=self.names.keyed_stream,
+                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+    def specs(self) -> tuple[launcher.AppSpec, launcher.AppSpec]:
+        """(stateful, router) application specs."""
+        env = {
+            "TRAILWARDEN_RESOURCES": json.dumps(self.names.resources(self.outputs)),
+            "TRAILWARDEN_SINKS": "sns,firehose" if self.alert else "firehose",
+            "TRAILWARDEN_DEDUPE": "table" if self.alert else "read-only",
+            DIR_ENV: str(self.directory),
+            "TRAILWARDEN_REPLAY_FROM": repr(self.start_time),
+            "TRAILWARDEN_REPLAY_TO": repr(self.end_time),
+            "TRAILWARDEN_REPLAY_RUN": self.names.run_id,
+            "TRAILWARDEN_REPLAY_RULES": ",".join(self.rules),
+            **({"TRAILWARDEN_CONFIG": str(self.config)} if self.config else {}),
+            **self.env,
+        }
+        stateful = launcher.AppSpec(self.names.stateful_app, self.names.keyed_stream, "consumers.replay_stateful",
+                                    env=env, settings=self.settings)
+        router = launcher.AppSpec(self.names.router_app, self.outputs["TrailStreamName"], "consumers.replay_router",
+                                  initial_position="AT_TIMESTAMP", initial_timestamp=self.start_time,
+                                  empty_batches=True, env=env, settings=self.settings)
+        return stateful, router
+
+    # --- while it runs -----------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        if self.status_ is None:
+            raise ReplayError("not started")
+        found = read_progress(self.directory)
+        self.status_.router, self.status_.stateful = found["router"], found["stateful"]
+        return self.status_
+
+    def poll(self) -> bool:
+        """Check the daemons, put the end markers once stage 1 is done; True when both stages are done."""
+        status = self.status()
+        for stage, daemon in self.daemons.items():
+            if not daemon.alive():
+                raise ReplayError(f"the {stage} daemon (pid {daemon.pid}) exited; its log: {daemon.log_file}")
+        if not status.marked and status.router_done():
+            self._mark_end()
+            status.marked = True
+        return status.stateful_done()
+
+    def _mark_end(self) -> None:
+        """One end marker per keyed shard, placed by explicit hash key. Every fact was acknowledged before its
+        router shard reported done, so each marker follows all the facts of its shard."""
+        kinesis = self.target.client("kinesis")
+        marker = end_marker(self.names.run_id)
+        for shard in leases.shards(kinesis, self.names.keyed_stream):
+            if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
+                continue
+            kinesis.put_record(StreamName=self.names.keyed_stream, Data=marker, PartitionKey="replay-end",
+                               ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
+
+    def findings(self) -> list[Finding]:
+        """Findings the processors reported since the last call (repeats included)."""
+        return self.tail.read()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started if self.started else 0.0
+
+    def wait(self, timeout: float | None = None, interval: float = 0.25, on_poll: Any = None) -> bool:
+        """Poll until done; False on timeout. `on_poll(job)` is called after each poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            done = self.poll()
+            if on_poll is not None:
+                on_poll(self)
+            if done:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(interval)
+
+    # --- the end -----------------------------------------------------------------------------------
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop both daemons at once: SIGTERM (processors checkpoint) if `graceful`, else SIGKILL, which
+        is safe once every shard is done (nothing is in flight)."""
+
+        def one(daemon: launcher.Daemon) -> None:
+            try:
+                daemon.stop() if graceful else daemon.kill()
+            except Exception as exc:
+                log.error("stopping %s (pid %d): %s", daemon.application, daemon.pid, exc)
+
+        threads = [threading.Thread(target=one, args=(d,)) for d in self.daemons.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def close(self, graceful: bool = False, keep_directory: bool = False) -> list[str]:
+        """Stop the daemons and remove everything the run created; returns what could not be removed."""
+        self.stop(graceful)
+        problems: list[str] = []
+        problems += self._delete_tables()
+        if self.created_stream:
+            problems += self._delete_stream()
+        problems += self._delete_snapshots()
+        if not keep_directory and not problems:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        return problems
+
+    def _delete_tables(self) -> list[str]:
+        ddb = self.target.client("dynamodb")
+        problems = []
+        for table in self.names.tables():
+            try:
+                ddb.delete_table(TableName=table)
+            except ddb.exceptions.ResourceNotFoundException:
+                pass
+            except Exception as exc:
+                problems.append(f"table {table}: {exc}")
+        return problems
+
+    def _delete_stream(self) -> list[str]:
+        kinesis = self.target.client("kinesis")
+        try:
+            kinesis.delete_stream(StreamName=self.names.keyed_stream, EnforceConsumerDeletion=True)
+        except kinesis.exceptions.ResourceNotFoundException:
+            pass
+        except Exception as exc:
+            return [f"stream {self.names.keyed_stream}: {exc}"]
+        return []
+
+    def _delete_snapshots(self) -> list[str]:
+        s3, bucket = self.target.client("s3"), self.outputs["StateBucketName"]
+        prefix = f"{self.names.stateful_app}/"
+        try:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                for i in range(0, len(keys), 1000):
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+        except Exception as exc:
+            return [f"snapshots s3://{bucket}/{prefix}: {exc}"]
+        return []
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

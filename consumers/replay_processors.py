@@ -1,0 +1,340 @@
+"""The record processors of a replay: the live stages' processors, bounded to a time range.
+
+Run by the replay's own MultiLangDaemons (`python -m consumers.replay_router`, `consumers.replay_stateful`)
+with the environment of `consumers.common` plus:
+
+- TRAILWARDEN_REPLAY_DIR: the run's directory; each processor writes `progress/<stage>-<shard>.json`
+  (counts, how far it got, whether it is done) and `findings/<stage>-<shard>.jsonl` (every finding it
+  raised, for the replay command's standard output). Never stdout: the daemon's protocol owns it.
+- TRAILWARDEN_REPLAY_FROM, TRAILWARDEN_REPLAY_TO: the range, epoch seconds of arrival in the stream.
+- TRAILWARDEN_REPLAY_RUN: the run id, which the end-of-input marker on the keyed stream carries.
+- TRAILWARDEN_REPLAY_RULES: comma-separated rule ids to run (enabled or not); all enabled ones if unset.
+
+Stage 1 keeps the records whose approximate arrival time is within the range and is done with its
+shard at the first record past the end (or at the shard's tip: an empty read, or one at
+MillisBehindLatest 0). Stage 2 runs on event time only (no wall-clock watermark: the input is the
+past); when the replay command sees every router shard done it puts an end marker on each keyed
+shard, and the stateful processor that reads it flushes its timers up to the last event time seen,
+as `scan` does at the end of a file, publishes, and is done.
+
+Findings are marked replayed. They are written to the processor's findings file (all of them), then
+published behind the dedupe table (Firehose; SNS only when the replay alerts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from consumers import common
+from consumers.router import RouterProcessor
+from consumers.stateful import StatefulProcessor
+from pipeline.finding import Finding
+from pipeline.sinks import FileSink, Publisher
+
+log = logging.getLogger("consumers.replay")
+
+DIR_ENV = "TRAILWARDEN_REPLAY_DIR"
+WRITE_EVERY = 0.5  # seconds between progress writes of a busy shard
+
+
+def end_marker(run_id: str) -> bytes:
+    """The record that ends a keyed shard's input; a fact never equals it (facts have more fields)."""
+    return json.dumps({"trailwarden_replay_end": run_id}, separators=(",", ":")).encode()
+
+
+def select(arrivals_ms: Sequence[int | None], start: float, end: float) -> tuple[int, int, bool]:
+    """The records of a batch within [start, end] by arrival time: (first, past the last, passed end).
+
+    Records before `start` (AT_TIMESTAMP has one-second resolution) are skipped; the first record
+    after `end` ends the shard, and nothing after it is taken. A record without an arrival time is
+    taken (it cannot be placed, and dropping it could lose an event)."""
+    first = 0
+    while first < len(arrivals_ms) and _before(arrivals_ms[first], start):
+        first += 1
+    for i in range(first, len(arrivals_ms)):
+        arrival = arrivals_ms[i]
+        if arrival is not None and arrival / 1000.0 > end:
+            return first, i, True
+    return first, len(arrivals_ms), False
+
+
+def _before(arrival_ms: int | None, start: float) -> bool:
+    return arrival_ms is not None and arrival_ms / 1000.0 < start
+
+
+def at_tip(millis_behind_latest: Any, batch_size: int) -> bool:
+    """True when a read reached the shard's newest record: MillisBehindLatest 0 if the service gave it,
+    else an empty read."""
+    if isinstance(millis_behind_latest, int | float) and not isinstance(millis_behind_latest, bool):
+        return millis_behind_latest <= 0
+    return batch_size == 0
+
+
+@dataclass
+class Progress:
+    """What one processor reports to the replay command (one small JSON file per shard)."""
+
+    stage: str
+    shard: str
+    records: int = 0
+    events: int = 0
+    facts: int = 0
+    findings: int = 0
+    published: int = 0
+    already_alerted: int = 0
+    dead_letters: int = 0
+    last_arrival: float | None = None  # epoch seconds of the last record taken (router)
+    last_event_time: float | None = None  # the largest event time seen (stateful)
+    behind_latest_ms: int | None = None
+    done: bool = False
+    reason: str = ""
+    updated: float = 0.0
+
+    def path(self, directory: Path) -> Path:
+        return directory / "progress" / f"{self.stage}-{self.shard}.json"
+
+    def write(self, directory: Path) -> None:
+        """Atomically (rename), so the reader never sees half a file."""
+        self.updated = time.time()
+        target = self.path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(asdict(self)))
+        os.replace(temporary, target)
+
+    @classmethod
+    def read(cls, path: Path) -> Progress | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+class Reporter:
+    """A processor's progress file and findings file; findings are marked replayed and written to the
+    findings file before they are published (so standard output shows those already alerted too)."""
+
+    def __init__(self, publisher: Publisher, directory: Path, stage: str) -> None:
+        self.publisher = publisher
+        self.directory = directory
+        self.progress = Progress(stage, "")
+        self._file: FileSink | None = None
+        self._written = 0.0
+
+    @property
+    def stats(self) -> Any:
+        return self.publisher.stats
+
+    def start(self, shard: str) -> None:
+        self.progress.shard = shard
+        self._file = FileSink(self.directory / "findings" / f"{self.progress.stage}-{shard}.jsonl")
+        self.write(force=True)
+
+    def publish(self, findings: Iterable[Finding]) -> list[Finding]:
+        given = list(findings)
+        for f in given:
+            f.replayed = True
+        if self._file is not None and given:
+            self._file.deliver(given)
+        fresh = self.publisher.publish(given)
+        self.progress.findings += len(given)
+        self.progress.published = self.publisher.stats.published
+        self.progress.already_alerted = self.publisher.stats.suppressed
+        return fresh
+
+    def write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or self.progress.done or now - self._written >= WRITE_EVERY:
+            self._written = now
+            try:
+                self.progress.write(self.directory)
+            except OSError as exc:  # progress is for display: never stop a shard for it
+                log.warning("replay progress of %s not written: %s", self.progress.shard, exc)
+
+    def finish(self, reason: str) -> None:
+        if not self.progress.done:
+            self.progress.done, self.progress.reason = True, reason
+            self.write(force=True)
+            log.info("replay %s %s done: %s", self.progress.stage, self.progress.shard, reason)
+
+
+class _Batch:
+    """A ProcessRecordsInput narrowed to some of its records."""
+
+    def __init__(self, records: list[Any], source: Any) -> None:
+        self.records = records
+        self.checkpointer = source.checkpointer
+        self.millis_behind_latest = getattr(source, "millis_behind_latest", None)
+
+
+class ReplayRouterProcessor(RouterProcessor):
+    def __init__(self, *args: Any, start: float, end: float, reporter: Reporter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start, self.end = start, end
+        self.reporter = reporter
+        self.publisher = reporter  # type: ignore[assignment]
+
+    def initialize(self, initialize_input: Any) -> None:
+        super().initialize(initialize_input)
+        self.reporter.start(self.shard_id)
+
+    def process_records(self, process_records_input: Any) -> None:
+        progress = self.reporter.progress
+        if progress.done:
+            return  # past the range: read on by the daemon, ignored here
+        records = process_records_input.records
+        first, last, passed = select([getattr(r, "timestamp_millis", None) for r in records], self.start, self.end)
+        taken = records[first:last]
+        if taken:
+            super().process_records(_Batch(taken, process_records_input))
+            arrival = getattr(taken[-1], "timestamp_millis", None)
+            if isinstance(arrival, int | float):
+                progress.last_arrival = arrival / 1000.0
+        behind = getattr(process_records_input, "millis_behind_latest", None)
+        progress.behind_latest_ms = behind if isinstance(behind, int) else None
+        progress.records += len(taken)
+        progress.events = self.counts["events"]
+        progress.facts = self.counts["facts"]
+        progress.dead_letters = self.counts["dead_letters"]
+        if passed:
+            self.reporter.finish("passed the end of the range")
+        elif at_tip(behind, len(records)):
+            self.reporter.finish("reached the tip of the shard")
+        else:
+            self.reporter.write()
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        super().shard_ended(shard_ended_input)
+        self.reporter.finish("shard ended")
+
+
+class ReplayStatefulProcessor(StatefulProcessor):
+    """Event time only: facts are applied as the watermark passes them, never by the wall clock; the end
+    marker flushes the timers up to the last event time seen."""
+
+    def __init__(self, *args: Any, run_id: str, reporter: Reporter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker = end_marker(run_id)
+        self.reporter = reporter
+        self.publisher = reporter  # type: ignore[assignment]
+
+    def initialize(self, initialize_input: Any) -> None:
+        super().initialize(initialize_input)
+        self.reporter.start(self.shard_id)
+
+    def process_records(self, process_records_input: Any) -> None:
+        records = process_records_input.records
+        progress = self.reporter.progress
+        if not records or progress.done:
+            return
+        ended = False
+        kept = []
+        for record in records:
+            data = _data(record)
+            if data == self.marker:
+                ended = True
+            else:
+                kept.append(record)
+        findings: list[Finding] = []
+        if kept:
+            facts, dead = self._facts(kept)
+            findings += self.state.add(facts)
+            if dead and self.dead_letters is not None:
+                batch = f"{self.shard_id}/{kept[0].sequence_number}"
+                common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
+                progress.dead_letters += len(dead)
+        if ended:
+            findings += self.state.flush()
+        self._log_errors()
+        if findings:
+            common.until_done(lambda: self.publisher.publish(findings), f"{self.shard_id}: publishing findings")
+            self.counts["findings"] += len(findings)
+        self.save()
+        last = records[-1]
+        common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        progress.records += len(kept)
+        progress.facts = self.counts["facts"]
+        if self.state.max_time > float("-inf"):
+            progress.last_event_time = self.state.max_time
+        if ended:
+            self.reporter.finish("end of the replayed input")
+        else:
+            self.reporter.write()
+
+
+def _data(record: Any) -> bytes | None:
+    with contextlib.suppress(Exception):
+        return record.binary_data
+    return None
+
+
+# --- built from the environment by the daemon's child processes -----------------------------------
+
+
+def _directory() -> Path:
+    return Path(os.environ[DIR_ENV])
+
+
+def _only() -> list[str] | None:
+    raw = os.environ.get("TRAILWARDEN_REPLAY_RULES", "")
+    ids = [part.strip() for part in raw.split(",") if part.strip()]
+    return ids or None
+
+
+def build_router() -> ReplayRouterProcessor:
+    from consumers.router import RouterStage
+    from pipeline.config import Config
+    from pipeline.sinks.deadletter import S3DeadLetters
+    from pipeline.sinks.kinesis import KinesisWriter
+
+    settings = common.Settings.from_env()
+    r, t = settings.resources, settings.target
+    reporter = Reporter(common.publisher(settings), _directory(), "router")
+    return ReplayRouterProcessor(
+        RouterStage(Config.load(), overrides=common.overrides(), only=_only()),
+        reporter,
+        KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
+        S3DeadLetters(t.client("s3"), r["StateBucketName"], r["RouterAppName"]),
+        stream=r.get("TrailStreamName", "trail"),
+        start=float(os.environ["TRAILWARDEN_REPLAY_FROM"]),
+        end=float(os.environ["TRAILWARDEN_REPLAY_TO"]),
+        reporter=reporter,
+    )
+
+
+def build_stateful() -> ReplayStatefulProcessor:
+    from consumers.snapshots import S3SnapshotStore
+    from consumers.stateful import state_factory
+    from pipeline.config import Config
+    from pipeline.sinks.deadletter import S3DeadLetters
+
+    settings = common.Settings.from_env()
+    r, t = settings.resources, settings.target
+    app = r["StatefulAppName"]
+    reporter = Reporter(common.publisher(settings), _directory(), "stateful")
+    return ReplayStatefulProcessor(
+        state_factory(Config.load(), overrides=common.overrides(), only=_only()),
+        reporter,
+        S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
+        S3DeadLetters(t.client("s3"), r["StateBucketName"], app),
+        kinesis=t.client("kinesis"),
+        stream=r["KeyedStreamName"],
+        run_id=os.environ["TRAILWARDEN_REPLAY_RUN"],
+        reporter=reporter,
+    )
+
+
+def main(build: Any) -> None:
+    from amazon_kclpy import kcl
+
+    common.setup_logging()
+    kcl.KCLProcess(build()).run()
