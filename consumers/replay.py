@@ -106,6 +106,11 @@ class Status:
         reported = self.router if stage == "router" else self.stateful
         return list(dict.fromkeys([*expected, *sorted(reported)]))
 
+    def event_time(self) -> float | None:
+        """The largest event time any router shard saw."""
+        times = [p.last_event_time for p in self.router.values() if p.last_event_time is not None]
+        return max(times) if times else None
+
     def events(self) -> int:
         return sum(p.events for p in self.router.values())
 
@@ -272,15 +277,15 @@ class Replay:
             if not daemon.alive():
                 raise ReplayError(f"the {stage} daemon (pid {daemon.pid}) exited; its log: {daemon.log_file}")
         if not status.marked and status.router_done():
-            self._mark_end()
+            self._mark_end(status.event_time())
             status.marked = True
         return status.stateful_done()
 
-    def _mark_end(self) -> None:
+    def _mark_end(self, event_time: float | None) -> None:
         """One end marker per keyed shard, placed by explicit hash key. Every fact was acknowledged before its
         router shard reported done, so each marker follows all the facts of its shard."""
         kinesis = self.target.client("kinesis")
-        marker = end_marker(self.names.run_id)
+        marker = end_marker(self.names.run_id, event_time)
         for shard in leases.shards(kinesis, self.names.keyed_stream):
             if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
                 continue

@@ -14,8 +14,9 @@ Stage 1 keeps the records whose approximate arrival time is within the range and
 shard at the first record past the end (or at the shard's tip: an empty read, or one at
 MillisBehindLatest 0). Stage 2 runs on event time only (no wall-clock watermark: the input is the
 past); when the replay command sees every router shard done it puts an end marker on each keyed
-shard, and the stateful processor that reads it flushes its timers up to the last event time seen,
-as `scan` does at the end of a file, publishes, and is done.
+shard, carrying the largest event time any router shard saw. The stateful processor that reads it
+moves its event time there and flushes its timers up to it, as `scan` does at the end of a file (whose
+single state sees every event's time), publishes, and is done.
 
 Findings are marked replayed. They are written to the processor's findings file (all of them), then
 published behind the dedupe table (Firehose; SNS only when the replay alerts).
@@ -45,9 +46,26 @@ DIR_ENV = "TRAILWARDEN_REPLAY_DIR"
 WRITE_EVERY = 0.5  # seconds between progress writes of a busy shard
 
 
-def end_marker(run_id: str) -> bytes:
-    """The record that ends a keyed shard's input; a fact never equals it (facts have more fields)."""
-    return json.dumps({"trailwarden_replay_end": run_id}, separators=(",", ":")).encode()
+MARKER_KEY = "trailwarden_replay_end"
+
+
+def end_marker(run_id: str, event_time: float | None = None) -> bytes:
+    """The record that ends a keyed shard's input: the run id and the largest event time of the replay."""
+    return json.dumps({MARKER_KEY: run_id, "time": event_time}, separators=(",", ":")).encode()
+
+
+def read_marker(data: bytes | None, run_id: str) -> tuple[bool, float | None]:
+    """(is this run's end marker, its event time). A fact is never one: facts have no such field."""
+    if not data or not data.startswith(b'{"' + MARKER_KEY.encode()):
+        return False, None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False, None
+    if not isinstance(doc, dict) or doc.get(MARKER_KEY) != run_id:
+        return False, None
+    when = doc.get("time")
+    return True, float(when) if isinstance(when, int | float) and not isinstance(when, bool) else None
 
 
 def select(arrivals_ms: Sequence[int | None], start: float, end: float) -> tuple[int, int, bool]:
@@ -92,7 +110,7 @@ class Progress:
     already_alerted: int = 0
     dead_letters: int = 0
     last_arrival: float | None = None  # epoch seconds of the last record taken (router)
-    last_event_time: float | None = None  # the largest event time seen (stateful)
+    last_event_time: float | None = None  # the largest event time seen
     behind_latest_ms: int | None = None
     done: bool = False
     reason: str = ""
@@ -176,12 +194,27 @@ class _Batch:
         self.millis_behind_latest = getattr(source, "millis_behind_latest", None)
 
 
+class _Timed:
+    """A router stage that remembers the largest event time it was given."""
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+        self.max_time: float | None = None
+
+    def process(self, event: Any) -> Any:
+        t = event.time
+        if self.max_time is None or t > self.max_time:
+            self.max_time = t
+        return self.stage.process(event)
+
+
 class ReplayRouterProcessor(RouterProcessor):
     def __init__(self, *args: Any, start: float, end: float, reporter: Reporter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.start, self.end = start, end
         self.reporter = reporter
         self.publisher = reporter  # type: ignore[assignment]
+        self.stage = _Timed(self.stage)  # type: ignore[assignment]
 
     def initialize(self, initialize_input: Any) -> None:
         super().initialize(initialize_input)
@@ -205,6 +238,7 @@ class ReplayRouterProcessor(RouterProcessor):
         progress.events = self.counts["events"]
         progress.facts = self.counts["facts"]
         progress.dead_letters = self.counts["dead_letters"]
+        progress.last_event_time = self.stage.max_time  # type: ignore[attr-defined]
         if passed:
             self.reporter.finish("passed the end of the range")
         elif at_tip(behind, len(records)):
@@ -223,7 +257,7 @@ class ReplayStatefulProcessor(StatefulProcessor):
 
     def __init__(self, *args: Any, run_id: str, reporter: Reporter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.marker = end_marker(run_id)
+        self.run_id = run_id
         self.reporter = reporter
         self.publisher = reporter  # type: ignore[assignment]
 
@@ -236,12 +270,12 @@ class ReplayStatefulProcessor(StatefulProcessor):
         progress = self.reporter.progress
         if not records or progress.done:
             return
-        ended = False
+        ended, until = False, None
         kept = []
         for record in records:
-            data = _data(record)
-            if data == self.marker:
-                ended = True
+            marker, when = read_marker(_data(record), self.run_id)
+            if marker:
+                ended, until = True, when
             else:
                 kept.append(record)
         findings: list[Finding] = []
@@ -253,6 +287,8 @@ class ReplayStatefulProcessor(StatefulProcessor):
                 common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
                 progress.dead_letters += len(dead)
         if ended:
+            if until is not None:
+                findings += self.state.observe(until)
             findings += self.state.flush()
         self._log_errors()
         if findings:

@@ -121,7 +121,7 @@ def progress_line(status: Any, elapsed: float, findings: int) -> str:
     parts = []
     for shard in router:
         progress = status.router.get(shard)
-        label = shard.rsplit("-", 1)[-1][-4:]
+        label = _label(shard)
         if progress is None:
             parts.append(f"{label} starting")
         elif progress.done:
@@ -133,6 +133,12 @@ def progress_line(status: Any, elapsed: float, findings: int) -> str:
     ended = sum(1 for s in stateful if status.stateful.get(s) is not None and status.stateful[s].done)
     return (f"replay {_duration(elapsed)}  router {done}/{len(router)} shards done  {status.events():,} events  "
             f"[{', '.join(parts)}]  stateful {ended}/{len(stateful)}  {findings:,} findings")
+
+
+def _label(shard: str) -> str:
+    """shardId-000000000012 -> #12; any other id as it is."""
+    digits = shard.removeprefix("shardId-")
+    return f"#{digits.lstrip('0') or '0'}" if digits != shard and digits.isdigit() else safe(shard, 40)
 
 
 class Display:
