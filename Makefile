@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench clean up down
+.PHONY: setup run test test-fast lint bench reliability clean up down
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+reliability: setup
+	rm -f build/reliability/results.jsonl
+	$(BIN)/python -m pytest -m reliability tests/reliability
 
 up: setup
 	$(BIN)/trailwarden stack up

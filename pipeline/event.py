@@ -11,6 +11,9 @@ from typing import Any
 
 _EMPTY: dict[str, Any] = {}
 _hour_epochs: dict[str, float] = {}
+# A day's margin inside years 1-9999, so time-zone conversions and windows of a valid time never overflow.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 _SIXTY = {f"{n:02d}": n for n in range(61)}  # seconds may read 60 (leap second)
 
 
@@ -23,7 +26,7 @@ def _hour_epoch(hour: str) -> float | None:
     except ValueError:
         return None
     h = int(hour[11:13])
-    if h > 23:
+    if h > 23 or not _EARLIEST <= day <= _LATEST:
         return None
     if len(_hour_epochs) > 8192:
         _hour_epochs.clear()
@@ -78,7 +81,8 @@ def parse_event_time(value: Any) -> float | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    epoch = parsed.timestamp()
+    return epoch if _EARLIEST <= epoch <= _LATEST else None
 
 
 class Event:

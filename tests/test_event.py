@@ -21,7 +21,8 @@ def test_event_time_parses_like_datetime(moment: datetime) -> None:
 
 @pytest.mark.parametrize("value", [
     "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:60:00Z",
-    "2024-01-01T00:00:61Z", "2024-01-01X00:00:00Z", "2024-01-01T0a:00:00Z", "not a time", "", None, 17, [], {},
+    "2024-01-01T00:00:61Z", "2024-01-01X00:00:00Z", "9999-12-31T23:59:59.9999999Z", "9999-12-31T20:00:00Z",
+    "0001-01-01T00:00:00Z", "0001-01-01T02:00:00+05:00", "2024-01-01T0a:00:00Z", "not a time", "", None, 17, [], {},
 ])
 def test_invalid_event_times_are_none(value: Any) -> None:
     assert parse_event_time(value) is None

@@ -51,10 +51,6 @@ def test_the_target_counts_a_corrupt_gzip_as_one_dead_letter() -> None:
     assert target.tally.dead_letters == 1
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/event.py parse_event_time accepts eventTimes whose epoch falls "
-                   "outside years 1-9999 (9999-12-31T23:59:59.9999999Z rounds up; offsets move past the ends), and "
-                   "iam-user-created-outside-business-hours raises converting it to local time (a rule error; the "
-                   "fuzz counts it as a known weakness). Fix: parse_event_time returns None outside years 1-9999.")
 def test_rules_take_events_at_the_ends_of_time_without_error() -> None:
     from pipeline.event import Event
 
