@@ -112,6 +112,7 @@ class Progress:
     last_arrival: float | None = None  # epoch seconds of the last record taken (router)
     last_event_time: float | None = None  # the largest event time seen
     behind_latest_ms: int | None = None
+    first_record_at: float | None = None  # wall clock when the first record in the range was taken
     done: bool = False
     reason: str = ""
     updated: float = 0.0
@@ -228,6 +229,8 @@ class ReplayRouterProcessor(RouterProcessor):
         first, last, passed = select([getattr(r, "timestamp_millis", None) for r in records], self.start, self.end)
         taken = records[first:last]
         if taken:
+            if progress.first_record_at is None:
+                progress.first_record_at = time.time()
             super().process_records(_Batch(taken, process_records_input))
             arrival = getattr(taken[-1], "timestamp_millis", None)
             if isinstance(arrival, int | float):
