@@ -15,16 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.cases import ACCOUNT, BASE_TIME
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
 from pipeline.rule import Case, Params, Rule
 
-# Monday 1 July 2024, 14:00 UTC: inside the default business hours.
-BASE_TIME = 1719842400.0
 STEP_SECONDS = 10
-ACCOUNT = "111122223333"
 REGION = "us-east-1"
 SOURCE_IP = "198.51.100.7"
 USER_AGENT = "aws-cli/2.15.0 Python/3.11.6 Linux/6.1.0 exe/x86_64.debian.12 prompt/off command/unknown"

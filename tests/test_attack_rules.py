@@ -18,21 +18,13 @@ from typing import Any
 
 import pytest
 
+from pipeline.cases import ACCOUNT, call, console, iam_user, role_session, service_linked, via_service
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.rule import MatchRule, Rule
 from pipeline.rules import builtin_rules
-from pipeline.rules.attack_common import (
-    ACCOUNT,
-    OTHER_ACCOUNT,
-    console,
-    iam_user,
-    plain_call,
-    role_session,
-    service_linked,
-    via_service,
-)
+from pipeline.rules.attack_common import OTHER_ACCOUNT
 from pipeline.ruletest import complete_record, run_events, run_rules
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "pipeline" / "rules"
@@ -85,22 +77,22 @@ def benign_console(partial: dict[str, Any]) -> dict[str, Any]:
 
 EC2 = "ec2.amazonaws.com"
 ATTACKS: dict[str, dict[str, Any]] = {
-    "ec2-password-data-retrieved": plain_call(EC2, "GetPasswordData", {"instanceId": "i-0abc"}),
-    "ec2-instance-user-data-read": plain_call(EC2, "DescribeInstanceAttribute",
+    "ec2-password-data-retrieved": call(EC2, "GetPasswordData", {"instanceId": "i-0abc"}),
+    "ec2-instance-user-data-read": call(EC2, "DescribeInstanceAttribute",
                                               {"attribute": "userData", "instanceId": "i-0abc"}),
-    "ec2-unusual-instance-type-launched": plain_call(EC2, "RunInstances", {"instanceType": "p4d.24xlarge"}),
-    "cloudtrail-logging-stopped": plain_call("cloudtrail.amazonaws.com", "StopLogging", {"name": "org-trail"}),
-    "ebs-snapshot-shared-externally": plain_call(EC2, "ModifySnapshotAttribute", {
+    "ec2-unusual-instance-type-launched": call(EC2, "RunInstances", {"instanceType": "p4d.24xlarge"}),
+    "cloudtrail-logging-stopped": call("cloudtrail.amazonaws.com", "StopLogging", {"name": "org-trail"}),
+    "ebs-snapshot-shared-externally": call(EC2, "ModifySnapshotAttribute", {
         "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
-    "iam-role-trust-policy-opened-to-external-account": plain_call("iam.amazonaws.com", "CreateRole", {
+    "iam-role-trust-policy-opened-to-external-account": call("iam.amazonaws.com", "CreateRole", {
         "roleName": "x", "assumeRolePolicyDocument": trust_doc({"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"})}),
-    "secretsmanager-mass-secret-retrieval": plain_call("secretsmanager.amazonaws.com", "BatchGetSecretValue",
+    "secretsmanager-mass-secret-retrieval": call("secretsmanager.amazonaws.com", "BatchGetSecretValue",
                                                        {"filters": [{"key": "name", "values": ["prod"]}]}),
-    "ssm-send-command-to-instances": plain_call("ssm.amazonaws.com", "SendCommand", {
+    "ssm-send-command-to-instances": call("ssm.amazonaws.com", "SendCommand", {
         "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}),
-    "lambda-function-code-updated": plain_call("lambda.amazonaws.com", "UpdateFunctionCode20150331v2",
+    "lambda-function-code-updated": call("lambda.amazonaws.com", "UpdateFunctionCode20150331v2",
                                                {"functionName": "api"}),
-    "ec2-instance-credentials-used-outside-instance": plain_call(
+    "ec2-instance-credentials-used-outside-instance": call(
         "sts.amazonaws.com", "GetCallerIdentity", userIdentity=instance_identity(), sourceIPAddress=PUBLIC_IP),
 }
 
@@ -186,30 +178,30 @@ def test_instance_credentials_ignore_ordinary_and_lambda_sessions() -> None:
 def test_trust_policy_principal_shapes(principal: Any) -> None:
     doc = trust_doc(principal)
     for text_form in (doc, urllib.parse.quote(doc)):
-        update = plain_call("iam.amazonaws.com", "UpdateAssumeRolePolicy",
+        update = call("iam.amazonaws.com", "UpdateAssumeRolePolicy",
                             {"roleName": "r", "policyDocument": text_form})
         assert fires("iam-role-trust-policy-opened-to-external-account", update) == 1
 
 
 def test_trust_policy_deny_statement_is_not_a_grant() -> None:
     doc = json.dumps({"Statement": [{"Effect": "Deny", "Principal": {"AWS": OTHER_ACCOUNT}, "Action": "sts:*"}]})
-    update = plain_call("iam.amazonaws.com", "UpdateAssumeRolePolicy", {"roleName": "r", "policyDocument": doc})
+    update = call("iam.amazonaws.com", "UpdateAssumeRolePolicy", {"roleName": "r", "policyDocument": doc})
     assert fires("iam-role-trust-policy-opened-to-external-account", update) == 0
 
 
 def test_lambda_permission_for_account_arn() -> None:
-    call = plain_call("lambda.amazonaws.com", "AddPermission20150331", {
+    record = call("lambda.amazonaws.com", "AddPermission20150331", {
         "functionName": "f", "principal": f"arn:aws:iam::{OTHER_ACCOUNT}:root", "action": "lambda:*"})
-    assert fires("lambda-function-policy-opened-externally", call) == 1
-    same = copy.deepcopy(call)
+    assert fires("lambda-function-policy-opened-externally", record) == 1
+    same = copy.deepcopy(record)
     same["requestParameters"]["principal"] = ACCOUNT
     assert fires("lambda-function-policy-opened-externally", same) == 0
 
 
 def test_public_ami_and_rds_shares() -> None:
-    ami = plain_call(EC2, "ModifyImageAttribute", {"imageId": "ami-1", "launchPermission": {"add": [{"group": "all"}]}})
+    ami = call(EC2, "ModifyImageAttribute", {"imageId": "ami-1", "launchPermission": {"add": [{"group": "all"}]}})
     assert fires("ec2-ami-shared-publicly-or-externally", ami) == 1
-    rds = plain_call("rds.amazonaws.com", "ModifyDBSnapshotAttribute",
+    rds = call("rds.amazonaws.com", "ModifyDBSnapshotAttribute",
                      {"attributeName": "restore", "dBSnapshotIdentifier": "s", "valuesToAdd": ["All"]})
     findings = run_events(PACK["rds-snapshot-shared-externally"], [rds])
     assert len(findings) == 1 and findings[0].context["public"] is True
@@ -220,7 +212,7 @@ def test_public_ami_and_rds_shares() -> None:
 
 def test_org_share_flagged_only_outside_configured_organizations() -> None:
     org = f"arn:aws:organizations::{OTHER_ACCOUNT}:organization/o-evil"
-    ami = plain_call(EC2, "ModifyImageAttribute", {"imageId": "ami-1", "launchPermission": {
+    ami = call(EC2, "ModifyImageAttribute", {"imageId": "ami-1", "launchPermission": {
         "add": {"items": [{"organizationArn": org}]}}})
     assert fires("ec2-ami-shared-publicly-or-externally", ami) == 0
     ours = {"allowed_organizations": [f"arn:aws:organizations::{ACCOUNT}:organization/o-good"]}
@@ -229,7 +221,7 @@ def test_org_share_flagged_only_outside_configured_organizations() -> None:
 
 def test_bulk_secret_retrieval_needs_many_ids_or_a_filter() -> None:
     def batch(n: int) -> dict[str, Any]:
-        return plain_call("secretsmanager.amazonaws.com", "BatchGetSecretValue",
+        return call("secretsmanager.amazonaws.com", "BatchGetSecretValue",
                           {"secretIdList": [f"s{i}" for i in range(n)]})
     assert fires("secretsmanager-mass-secret-retrieval", batch(9)) == 0
     assert fires("secretsmanager-mass-secret-retrieval", batch(10)) == 1
@@ -237,7 +229,7 @@ def test_bulk_secret_retrieval_needs_many_ids_or_a_filter() -> None:
 
 
 def test_long_term_key_secret_reads_only() -> None:
-    read = plain_call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": "prod/db"})
+    read = call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": "prod/db"})
     assert fires("secretsmanager-secret-read-with-long-term-key", read) == 1
     root = {**read, "userIdentity": {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root", "accountId": ACCOUNT,
                                      "principalId": ACCOUNT, "accessKeyId": "AKIAROOTKEY"}}
@@ -247,19 +239,19 @@ def test_long_term_key_secret_reads_only() -> None:
 
 
 def test_selectors_keeping_write_management_events_are_quiet() -> None:
-    call = plain_call("cloudtrail.amazonaws.com", "PutEventSelectors", {"trailName": "t", "eventSelectors": [
+    record = call("cloudtrail.amazonaws.com", "PutEventSelectors", {"trailName": "t", "eventSelectors": [
         {"includeManagementEvents": True, "readWriteType": "WriteOnly"}]})
-    assert fires("cloudtrail-event-selectors-reduce-logging", call) == 0
-    call["requestParameters"]["eventSelectors"][0]["readWriteType"] = "ReadOnly"
-    assert fires("cloudtrail-event-selectors-reduce-logging", call) == 1
+    assert fires("cloudtrail-event-selectors-reduce-logging", record) == 0
+    record["requestParameters"]["eventSelectors"][0]["readWriteType"] = "ReadOnly"
+    assert fires("cloudtrail-event-selectors-reduce-logging", record) == 1
 
 
 def test_send_command_targets_by_tag_and_custom_shell_documents() -> None:
-    call = plain_call("ssm.amazonaws.com", "SendCommand", {
+    record = call("ssm.amazonaws.com", "SendCommand", {
         "documentName": "AWS-RunPowerShellScript", "targets": [{"key": "tag:Role", "values": ["web"]}]})
-    findings = run_events(PACK["ssm-send-command-to-instances"], [call])
+    findings = run_events(PACK["ssm-send-command-to-instances"], [record])
     assert len(findings) == 1 and findings[0].resources == ("tag:Role=web",)
-    custom = copy.deepcopy(call)
+    custom = copy.deepcopy(record)
     custom["requestParameters"]["documentName"] = "Ops-RestartNginx"
     assert fires("ssm-send-command-to-instances", custom) == 0
     assert fires("ssm-send-command-to-instances", custom, params={"command_documents": ["Ops-RestartNginx"]}) == 1
@@ -269,8 +261,8 @@ def test_credential_changes_on_oneself_are_quiet() -> None:
     for rule_id, name in (("iam-access-key-created-for-another-user", "CreateAccessKey"),
                           ("iam-login-profile-created-for-another-user", "CreateLoginProfile"),
                           ("iam-login-profile-updated-for-another-user", "UpdateLoginProfile")):
-        own = plain_call("iam.amazonaws.com", name, {"userName": "bob"}, userIdentity=iam_user("bob"))
-        other = plain_call("iam.amazonaws.com", name, {"userName": "carol"}, userIdentity=iam_user("bob"))
+        own = call("iam.amazonaws.com", name, {"userName": "bob"}, userIdentity=iam_user("bob"))
+        other = call("iam.amazonaws.com", name, {"userName": "carol"}, userIdentity=iam_user("bob"))
         assert fires(rule_id, own) == 0, rule_id
         assert fires(rule_id, other) == 1, rule_id
 
@@ -337,9 +329,9 @@ def test_rules_do_not_key_on_the_corpus() -> None:
 
 def test_secret_harvesting_counts_across_sessions_of_one_role() -> None:
     """Fresh sessions of the same role do not reset the count: the key is the role, not the session."""
-    from pipeline.stateful.cases import at
+    from pipeline.cases import at
 
-    reads = [plain_call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": f"prod/s{i}"},
+    reads = [call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": f"prod/s{i}"},
                         eventTime=at(i * 0.3), userIdentity=role_session("stolen", f"session-{i}"))
              for i in range(10)]
     assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads)) == 1

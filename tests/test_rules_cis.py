@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cases import role_session, root_identity
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.rule import ANY, REGISTRY
 from pipeline.rules import builtin_rules
-from pipeline.rules.cis_common import assumed_role, root_identity
 from pipeline.ruletest import complete_record, run_events
 
 RULES = builtin_rules()
@@ -120,12 +120,12 @@ def test_unauthorized_ignores_non_string_error_codes(bad):
 
 def test_unauthorized_matches_any_source_and_dedups_per_caller_per_hour():
     denied = {"errorCode": "AccessDenied"}
-    same_role = [call(src, "Anything", userIdentity=assumed_role("app", f"s{i}"), **denied)
+    same_role = [call(src, "Anything", userIdentity=role_session("app", f"s{i}"), **denied)
                  for i, src in enumerate(["bedrock.amazonaws.com", "s3.amazonaws.com", "made-up.example.com"])]
     assert count("cis-unauthorized-api-calls", *same_role) == 1
-    other_role = call("s3.amazonaws.com", "GetObject", userIdentity=assumed_role("other"), **denied)
+    other_role = call("s3.amazonaws.com", "GetObject", userIdentity=role_session("other"), **denied)
     assert count("cis-unauthorized-api-calls", *same_role, other_role) == 2
-    next_hour = call("s3.amazonaws.com", "GetObject", userIdentity=assumed_role("app"),
+    next_hour = call("s3.amazonaws.com", "GetObject", userIdentity=role_session("app"),
                      eventTime="2024-07-01T15:30:00Z", **denied)
     assert count("cis-unauthorized-api-calls", same_role[0], next_hour) == 2
 
@@ -151,7 +151,7 @@ def login(mfa="No", outcome="Success", identity=None, **fields) -> dict:
     (login("Yes"), 0),
     (login("no"), 1),  # only exactly "Yes" counts as MFA, as in the filter
     (login("No", outcome="Failure", errorMessage="Failed authentication"), 0),
-    (login("No", identity=assumed_role("AWSReservedSSO_ReadOnly_0123", "bob")), 0),
+    (login("No", identity=role_session("AWSReservedSSO_ReadOnly_0123", "bob")), 0),
     (login("No", identity=root_identity()), 0),
     (login("No", identity={"type": "IAMUser", "userName": "x", "arn": "arn:aws:iam::1:user/x"},
            responseElements=None), 0),
@@ -179,7 +179,7 @@ def test_console_login_corpus():
     (root_identity(invokedBy=None), {}, 0),  # the key exists, so NOT EXISTS is false
     (root_identity(), {"eventType": "AwsServiceEvent"}, 0),
     ({"type": "root", "arn": "arn:aws:iam::1:root"}, {}, 0),  # the filter compares exactly
-    (assumed_role(), {}, 0),
+    (role_session(), {}, 0),
     ({"type": "IAMUser", "userName": "root"}, {}, 0),
 ])
 def test_root_usage_exclusions(identity, fields, expected):

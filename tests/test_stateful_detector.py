@@ -7,11 +7,11 @@ from pathlib import Path
 
 from stateful_support import stateful_rules
 
+from pipeline.cases import at
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.ruletest import complete_record
-from pipeline.stateful.cases import at
 from pipeline.stateful.facts import MAX_PARTITION_KEY, Fact, key_hash, partition_key
 from pipeline.stateful.router import Router
 

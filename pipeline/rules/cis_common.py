@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.event import Event, dig, mapping, text
+from pipeline.event import Event, dig
 from pipeline.rule import Case, Hit, Params, match
+from pipeline.rules.attack_common import actor
 
 # Where a change's target is named in requestParameters, most specific first; the response
 # carries the id of what a Create* call made.
@@ -33,11 +34,6 @@ RESPONSE_PATHS: tuple[tuple[str, ...], ...] = (
     ("organizationalUnit", "id"), ("createAccountStatus", "accountName"),
 )
 
-
-def actor(e: Event) -> str:
-    """Who acted, stable across sessions: the role behind an assumed-role session, else the principal."""
-    issuer = mapping(mapping(e.identity.get("sessionContext")).get("sessionIssuer"))
-    return text(issuer.get("arn")) or e.principal or e.source_ip
 
 
 def targets(e: Event, limit: int = 3) -> tuple[str, ...]:
@@ -82,42 +78,3 @@ def change_monitor(*, control: str, id: str, title: str, severity: str, attack: 
     check.__name__ = check.__qualname__ = id.replace("-", "_")
     match(id=id, title=title, severity=severity, attack=attack, events=events, dedup="1h",
           runbook=runbook, cases=cases)(check)
-
-
-def call(source: str, name: str, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None,
-         **fields: Any) -> dict[str, Any]:
-    """A partial CloudTrail record for a rule case (the test runner fills in the rest)."""
-    record: dict[str, Any] = {"eventSource": source, "eventName": name}
-    if request is not None:
-        record["requestParameters"] = request
-    if response is not None:
-        record["responseElements"] = response
-    record.update(fields)
-    return record
-
-
-def assumed_role(role: str = "deploy", session: str = "session-1", account: str = "111122223333") -> dict[str, Any]:
-    """The userIdentity of an assumed-role session."""
-    return {
-        "type": "AssumedRole",
-        "principalId": f"AROAEXAMPLEROLEID1234:{session}",
-        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
-        "accountId": account,
-        "accessKeyId": "ASIAEXAMPLEKEYID1234",
-        "sessionContext": {
-            "sessionIssuer": {
-                "type": "Role",
-                "principalId": "AROAEXAMPLEROLEID1234",
-                "arn": f"arn:aws:iam::{account}:role/{role}",
-                "accountId": account,
-                "userName": role,
-            },
-            "attributes": {"creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "false"},
-        },
-    }
-
-
-def root_identity(account: str = "111122223333", **extra: Any) -> dict[str, Any]:
-    """The userIdentity of the account's root user."""
-    return {"type": "Root", "principalId": account, "arn": f"arn:aws:iam::{account}:root",
-            "accountId": account, "accessKeyId": "ASIAEXAMPLEROOTKEY12", **extra}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.cases import call, role_session, root_identity
 from pipeline.event import Event, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.cis_common import actor, assumed_role, call, change_monitor, root_identity
+from pipeline.rules.cis_common import actor, change_monitor
 
 ANY = "*"
 
@@ -31,14 +32,14 @@ def _denied(code: str) -> bool:
         Case("ec2 unauthorized operation", call("ec2.amazonaws.com", "GetPasswordData", {"instanceId": "i-0abc"},
                                                 errorCode="Client.UnauthorizedOperation",
                                                 errorMessage="You are not authorized to perform this operation.",
-                                                userIdentity=assumed_role("app", "s1")), expect=1),
+                                                userIdentity=role_session("app", "s1")), expect=1),
         Case("access denied", call("s3.amazonaws.com", "GetObject", {"bucketName": "b", "key": "k"},
                                    errorCode="AccessDenied", errorMessage="Access Denied"), expect=1),
         Case("access denied exception", call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": "db"},
                                              errorCode="AccessDeniedException"), expect=1),
         Case("one finding per role per hour across sessions", [
             call("ec2.amazonaws.com", "DescribeInstances", errorCode="Client.UnauthorizedOperation",
-                 userIdentity=assumed_role("app", f"s{i}"))
+                 userIdentity=role_session("app", f"s{i}"))
             for i in range(5)
         ], expect=1),
         Case("throttling is not a denial", call("ec2.amazonaws.com", "DescribeInstances",
@@ -100,7 +101,7 @@ def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict 
         Case("iam user with mfa", _console_login(mfa="Yes"), expect=0),
         Case("failed sign-in", _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication"),
              expect=0),
-        Case("sso federated sign-in", _console_login(mfa="No", identity=assumed_role(
+        Case("sso federated sign-in", _console_login(mfa="No", identity=role_session(
             "AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com")), expect=0),
         Case("root sign-in is left to root usage", _console_login(mfa="No", identity=root_identity()), expect=0),
     ],

@@ -3,8 +3,9 @@ AWS Config and AWS Organizations. Every event named matches, whatever its outcom
 
 from __future__ import annotations
 
+from pipeline.cases import call, role_session
 from pipeline.rule import Case
-from pipeline.rules.cis_common import assumed_role, call, change_monitor
+from pipeline.rules.cis_common import change_monitor
 
 ANY = "*"
 CLOUDTRAIL = "cloudtrail.amazonaws.com"
@@ -40,7 +41,7 @@ change_monitor(
              expect=1),
         Case("denied stop still counts", call(CLOUDTRAIL, "StopLogging", {"name": TRAIL_ARN},
                                               errorCode="AccessDeniedException",
-                                              userIdentity=assumed_role("ci", "build-7")), expect=1),
+                                              userIdentity=role_session("ci", "build-7")), expect=1),
         Case("reading trail status", call(CLOUDTRAIL, "GetTrailStatus", {"name": TRAIL_ARN}), expect=0),
         Case("event selectors are not in the CIS list", call(CLOUDTRAIL, "PutEventSelectors", {
             "trailName": "org-trail", "eventSelectors": []}), expect=0),
@@ -169,7 +170,7 @@ change_monitor(
         Case("leave organization denied", call(ORGS, "LeaveOrganization", errorCode="AccessDenied",
                                                errorMessage="not authorized to perform: "
                                                             "organizations:LeaveOrganization",
-                                               userIdentity=assumed_role("member-admin", "s1")), expect=1),
+                                               userIdentity=role_session("member-admin", "s1")), expect=1),
         Case("detach scp", call(ORGS, "DetachPolicy", {"policyId": "p-abcd1234", "targetId": "ou-ab12-cdef3456"}),
              expect=1),
         Case("create account", call(ORGS, "CreateAccount", {"accountName": "sandbox", "email": "sandbox@example.com"},

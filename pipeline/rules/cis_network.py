@@ -6,8 +6,9 @@ are all EC2 calls in practice). Every call matches, whatever its outcome (see ci
 
 from __future__ import annotations
 
+from pipeline.cases import call
 from pipeline.rule import Case
-from pipeline.rules.cis_common import call, change_monitor
+from pipeline.rules.cis_common import change_monitor
 
 ANY = "*"
 EC2 = "ec2.amazonaws.com"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import ACCOUNT, at
 from pipeline.event import Event, text
 from pipeline.rule import Case, Params
-from pipeline.stateful.cases import ACCOUNT, at
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.cases import call, failed, iam_user, role_session, via_service
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import (
@@ -9,18 +10,13 @@ from pipeline.rules.attack_common import (
     actor,
     attempted,
     by_aws_service,
-    failed,
     from_console,
-    iam_user,
     in_networks,
     instance_session,
     long_term_key,
     outcome,
     parse_ip,
-    plain_call,
-    role_session,
     strings,
-    via_service,
 )
 
 EC2 = "ec2.amazonaws.com"
@@ -45,14 +41,14 @@ UNAUTHORIZED = failed("Client.UnauthorizedOperation")
         "the principal's sessions and keys, and review what else it did in the same hour."
     ),
     cases=[
-        Case("api read", plain_call(EC2, "GetPasswordData", I1), expect=1),
+        Case("api read", call(EC2, "GetPasswordData", I1), expect=1),
         Case("denied attempts are the behaviour too", [
-            plain_call(EC2, "GetPasswordData", I1, **UNAUTHORIZED),
-            plain_call(EC2, "GetPasswordData", {"instanceId": "i-0123456789abcdef1"}, **UNAUTHORIZED),
+            call(EC2, "GetPasswordData", I1, **UNAUTHORIZED),
+            call(EC2, "GetPasswordData", {"instanceId": "i-0123456789abcdef1"}, **UNAUTHORIZED),
         ], expect=1),
-        Case("console admin fetching a password", plain_call(EC2, "GetPasswordData", I1,
+        Case("console admin fetching a password", call(EC2, "GetPasswordData", I1,
                                                              sessionCredentialFromConsole="true"), expect=0),
-        Case("failures ignored when configured", plain_call(EC2, "GetPasswordData", I1, **failed()),
+        Case("failures ignored when configured", call(EC2, "GetPasswordData", I1, **failed()),
              expect=0, params={"include_failed": False}),
     ],
 )
@@ -109,25 +105,25 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
         "call made by that session."
     ),
     cases=[
-        Case("credential check from the internet", plain_call(
+        Case("credential check from the internet", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(delivery="1.0"),
             sourceIPAddress=PUBLIC_IP), expect=1),
-        Case("session named after an instance without ec2RoleDelivery", plain_call(
+        Case("session named after an instance without ec2RoleDelivery", call(
             "iam.amazonaws.com", "ListUsers", userIdentity=role_session("web", "i-0123456789abcdef0"),
             sourceIPAddress=PUBLIC_IP), expect=1),
-        Case("through another account's VPC endpoint", plain_call(
+        Case("through another account's VPC endpoint", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
             sourceIPAddress="10.1.2.3", vpcEndpointId="vpce-0abc", vpcEndpointAccountId=OTHER_ACCOUNT), expect=1),
-        Case("from the instance's configured egress", plain_call(
+        Case("from the instance's configured egress", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
             sourceIPAddress=PUBLIC_IP), expect=0, params={"instance_networks": ["81.2.69.0/24"]}),
-        Case("through the account's own VPC endpoint", plain_call(
+        Case("through the account's own VPC endpoint", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
             sourceIPAddress="10.1.2.3", vpcEndpointId="vpce-0abc"), expect=0),
-        Case("an ordinary role session", plain_call(
+        Case("an ordinary role session", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=role_session("ci", "build-42"),
             sourceIPAddress=PUBLIC_IP), expect=0),
-        Case("a service acting for the instance", plain_call(
+        Case("a service acting for the instance", call(
             "sts.amazonaws.com", "GetCallerIdentity", **via_service("ssm", _instance_identity())), expect=0),
     ],
 )
@@ -178,13 +174,13 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
         "that matched, and check where those secrets are used for follow-on access."
     ),
     cases=[
-        Case("by filter", plain_call(SECRETS, "BatchGetSecretValue",
+        Case("by filter", call(SECRETS, "BatchGetSecretValue",
                                      {"filters": [{"key": "tag-key", "values": ["env"]}]}), expect=1),
-        Case("many explicit ids", plain_call(SECRETS, "BatchGetSecretValue",
+        Case("many explicit ids", call(SECRETS, "BatchGetSecretValue",
                                              {"secretIdList": [f"app/secret-{i}" for i in range(12)]}), expect=1),
-        Case("a few named secrets", plain_call(SECRETS, "BatchGetSecretValue",
+        Case("a few named secrets", call(SECRETS, "BatchGetSecretValue",
                                                {"secretIdList": ["app/db", "app/api"]}), expect=0),
-        Case("by a service on the caller's behalf", plain_call(
+        Case("by a service on the caller's behalf", call(
             SECRETS, "BatchGetSecretValue", {"filters": [{"key": "name", "values": ["app"]}]}, **via_service("lambda")),
              expect=0),
     ],
@@ -222,15 +218,15 @@ def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
     ),
     cases=[
         Case("IAM user key reads secrets", [
-            plain_call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}),
-            plain_call(SECRETS, "GetSecretValue", {"secretId": "prod/api"}),
+            call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}),
+            call(SECRETS, "GetSecretValue", {"secretId": "prod/api"}),
         ], expect=1),
-        Case("role session (workload)", plain_call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
+        Case("role session (workload)", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
                                                    userIdentity=role_session("app", "task-1")), expect=0),
-        Case("console user viewing a secret", plain_call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
+        Case("console user viewing a secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
                                                          userIdentity=iam_user(key="ASIAEXAMPLEKEYID9876"),
                                                          sessionCredentialFromConsole="true"), expect=0),
-        Case("service on the caller's behalf", plain_call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
+        Case("service on the caller's behalf", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
                                                           **via_service("cloudformation")), expect=0),
     ],
 )
@@ -262,17 +258,17 @@ def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | 
         "beforehand is the enumeration step)."
     ),
     cases=[
-        Case("a full page of decrypted names", plain_call(
+        Case("a full page of decrypted names", call(
             SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True}), expect=1),
-        Case("whole tree decrypted", plain_call(
+        Case("whole tree decrypted", call(
             SSM, "GetParametersByPath", {"path": "/", "recursive": True, "withDecryption": True}), expect=1),
-        Case("application reading its own few parameters", plain_call(
+        Case("application reading its own few parameters", call(
             SSM, "GetParameters", {"names": ["/app/db", "/app/key"], "withDecryption": True}), expect=0),
-        Case("many names without decryption", plain_call(
+        Case("many names without decryption", call(
             SSM, "GetParameters", {"names": [f"/cfg/c{i}" for i in range(10)], "withDecryption": False}), expect=0),
-        Case("app path subtree", plain_call(
+        Case("app path subtree", call(
             SSM, "GetParametersByPath", {"path": "/app/prod/", "recursive": True, "withDecryption": True}), expect=0),
-        Case("CloudFormation resolving references", plain_call(
+        Case("CloudFormation resolving references", call(
             SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True},
             **via_service("cloudformation")), expect=0),
     ],

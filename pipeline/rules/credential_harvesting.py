@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import at, call, role_session, via_service
 from pipeline.event import Event
 from pipeline.rule import Case, Params
-from pipeline.rules.attack_common import actor, by_aws_service, plain_call, role_session, via_service
-from pipeline.stateful.cases import at
+from pipeline.rules.attack_common import actor, by_aws_service
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -17,7 +17,7 @@ SSM = "ssm.amazonaws.com"
 
 
 def _secret_read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
-    return plain_call(SECRETS, "GetSecretValue", {"secretId": f"prod/secret-{i}"}, eventTime=at(minutes), **fields)
+    return call(SECRETS, "GetSecretValue", {"secretId": f"prod/secret-{i}"}, eventTime=at(minutes), **fields)
 
 
 @threshold(
@@ -63,7 +63,7 @@ def secretsmanager_secret_harvesting(e: Event, p: Params) -> Step | None:
 
 
 def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any) -> dict[str, Any]:
-    return plain_call(SSM, "GetParameter", {"name": f"/creds/p{i}", "withDecryption": decrypt},
+    return call(SSM, "GetParameter", {"name": f"/creds/p{i}", "withDecryption": decrypt},
                       eventTime=at(minutes), **fields)
 
 

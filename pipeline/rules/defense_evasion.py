@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import call, failed, role_session, service_linked, via_service
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    actor,
-    attempted,
-    by_aws_service,
-    failed,
-    outcome,
-    plain_call,
-    role_session,
-    service_linked,
-    strings,
-    via_service,
-)
+from pipeline.rules.attack_common import actor, attempted, by_aws_service, outcome, strings
 
 CLOUDTRAIL = "cloudtrail.amazonaws.com"
 RESOLVER = "route53resolver.amazonaws.com"
@@ -46,12 +36,12 @@ def _tamper_hit(e: Event, what: str, target: str, **context: Any) -> Hit:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("stopped", plain_call(CLOUDTRAIL, "StopLogging", {"name": "main"}), expect=1),
-        Case("denied attempt still reported", plain_call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
+        Case("stopped", call(CLOUDTRAIL, "StopLogging", {"name": "main"}), expect=1),
+        Case("denied attempt still reported", call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
              expect=1),
-        Case("failures ignored when configured", plain_call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
+        Case("failures ignored when configured", call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
              expect=0, params={"include_failed": False}),
-        Case("service-linked role (e.g. Control Tower)", plain_call(
+        Case("service-linked role (e.g. Control Tower)", call(
             CLOUDTRAIL, "StopLogging", {"name": "aws-controltower-BaselineCloudTrail"},
             userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
     ],
@@ -74,9 +64,9 @@ def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | None:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("deleted", plain_call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}), expect=1),
-        Case("denied attempt", plain_call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}, **failed()), expect=1),
-        Case("CloudFormation stack deletion", plain_call(CLOUDTRAIL, "DeleteTrail", {"name": "main"},
+        Case("deleted", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}), expect=1),
+        Case("denied attempt", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}, **failed()), expect=1),
+        Case("CloudFormation stack deletion", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"},
                                                          **via_service("cloudformation")), expect=0),
     ],
 )
@@ -119,21 +109,21 @@ def _advanced_selectors_log_writes(selectors: list[Any]) -> bool:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("management events excluded", plain_call(CLOUDTRAIL, "PutEventSelectors", {
+        Case("management events excluded", call(CLOUDTRAIL, "PutEventSelectors", {
             "trailName": "main",
             "eventSelectors": [{"includeManagementEvents": False, "readWriteType": "ReadOnly",
                                 "dataResources": [{"type": "AWS::S3::Object", "values": []}]}]}), expect=1),
-        Case("advanced selectors keep only reads", plain_call(CLOUDTRAIL, "PutEventSelectors", {
+        Case("advanced selectors keep only reads", call(CLOUDTRAIL, "PutEventSelectors", {
             "trailName": "main",
             "advancedEventSelectors": [{"name": "reads", "fieldSelectors": [
                 {"field": "eventCategory", "equals": ["Management"]}, {"field": "readOnly", "equals": ["true"]}]}]}),
              expect=1),
-        Case("adding S3 data events while keeping management events", plain_call(CLOUDTRAIL, "PutEventSelectors", {
+        Case("adding S3 data events while keeping management events", call(CLOUDTRAIL, "PutEventSelectors", {
             "trailName": "main",
             "eventSelectors": [{"includeManagementEvents": True, "readWriteType": "All",
                                 "dataResources": [{"type": "AWS::S3::Object", "values": ["arn:aws:s3:::b/"]}]}]}),
              expect=0),
-        Case("advanced selectors logging all management events", plain_call(CLOUDTRAIL, "PutEventSelectors", {
+        Case("advanced selectors logging all management events", call(CLOUDTRAIL, "PutEventSelectors", {
             "trailName": "main",
             "advancedEventSelectors": [{"name": "mgmt", "fieldSelectors": [
                 {"field": "eventCategory", "equals": ["Management"]}]}]}), expect=0),
@@ -167,12 +157,12 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("config deleted", plain_call(RESOLVER, "DeleteResolverQueryLogConfig",
+        Case("config deleted", call(RESOLVER, "DeleteResolverQueryLogConfig",
                                           {"resolverQueryLogConfigId": "rqlc-0123456789abcdef"}), expect=1),
-        Case("VPC disassociated", plain_call(RESOLVER, "DisassociateResolverQueryLogConfig",
+        Case("VPC disassociated", call(RESOLVER, "DisassociateResolverQueryLogConfig",
                                              {"resolverQueryLogConfigId": "rqlc-0123", "resourceId": "vpc-0abc"}),
              expect=1),
-        Case("stack teardown by CloudFormation", plain_call(
+        Case("stack teardown by CloudFormation", call(
             RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"},
             **via_service("cloudformation")), expect=0),
     ],
@@ -200,10 +190,10 @@ def route53_resolver_query_logging_deleted(e: Event, p: Params) -> Hit | None:
         "compromised, and if the call succeeded re-invite the account and re-apply guardrails."
     ),
     cases=[
-        Case("denied attempt", plain_call("organizations.amazonaws.com", "LeaveOrganization",
+        Case("denied attempt", call("organizations.amazonaws.com", "LeaveOrganization",
                                           userIdentity=role_session("admin"), **failed()), expect=1),
-        Case("left", plain_call("organizations.amazonaws.com", "LeaveOrganization"), expect=1),
-        Case("other organizations call", plain_call("organizations.amazonaws.com", "DescribeOrganization"), expect=0),
+        Case("left", call("organizations.amazonaws.com", "LeaveOrganization"), expect=1),
+        Case("other organizations call", call("organizations.amazonaws.com", "DescribeOrganization"), expect=0),
     ],
 )
 def organizations_leave_attempted(e: Event, p: Params) -> Hit | None:
@@ -236,11 +226,11 @@ def _flow_log_ids(e: Event) -> list[str]:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("deleted (XML-style request)", plain_call("ec2.amazonaws.com", "DeleteFlowLogs", {
+        Case("deleted (XML-style request)", call("ec2.amazonaws.com", "DeleteFlowLogs", {
             "DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0123456789abcdef0", "tag": 1}}}), expect=1),
-        Case("deleted (list of ids)", plain_call("ec2.amazonaws.com", "DeleteFlowLogs",
+        Case("deleted (list of ids)", call("ec2.amazonaws.com", "DeleteFlowLogs",
                                                  {"flowLogIds": ["fl-1", "fl-2"]}), expect=1),
-        Case("CloudFormation teardown", plain_call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]},
+        Case("CloudFormation teardown", call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]},
                                                    **via_service("cloudformation")), expect=0),
     ],
 )

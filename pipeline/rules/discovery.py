@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.cases import call, failed, service_linked
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    actor,
-    attempted,
-    by_aws_service,
-    failed,
-    from_console,
-    outcome,
-    plain_call,
-    service_linked,
-)
+from pipeline.rules.attack_common import actor, attempted, by_aws_service, from_console, outcome
 
 EC2 = "ec2.amazonaws.com"
 
@@ -32,18 +24,18 @@ EC2 = "ec2.amazonaws.com"
         "credentials embedded in their user data, revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("API read", plain_call(EC2, "DescribeInstanceAttribute",
+        Case("API read", call(EC2, "DescribeInstanceAttribute",
                                     {"attribute": "userData", "instanceId": "i-0123456789abcdef0"}), expect=1),
         Case("denied attempts are the behaviour", [
-            plain_call(EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": f"i-0{i}"},
+            call(EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": f"i-0{i}"},
                        **failed("Client.UnauthorizedOperation")) for i in range(3)], expect=1),
-        Case("other attribute", plain_call(EC2, "DescribeInstanceAttribute",
+        Case("other attribute", call(EC2, "DescribeInstanceAttribute",
                                            {"attribute": "instanceType", "instanceId": "i-0123456789abcdef0"}),
              expect=0),
-        Case("console user opening the user data view", plain_call(
+        Case("console user opening the user data view", call(
             EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
             sessionCredentialFromConsole="true"), expect=0),
-        Case("AWS Config recording the instance", plain_call(
+        Case("AWS Config recording the instance", call(
             EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
             userIdentity=service_linked("config", "AWSServiceRoleForConfig")), expect=0),
     ],

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.cases import ACCOUNT, at
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params
-from pipeline.stateful.cases import ACCOUNT, at
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import END, START, absence
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import call, failed, service_linked, via_service
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import (
@@ -12,14 +13,10 @@ from pipeline.rules.attack_common import (
     actor,
     attempted,
     by_aws_service,
-    failed,
     foreign,
     from_console,
     outcome,
-    plain_call,
-    service_linked,
     strings,
-    via_service,
 )
 
 EC2 = "ec2.amazonaws.com"
@@ -77,17 +74,17 @@ def _max_count(e: Event) -> int:
         "principal's sessions and keys, and check the bill and service quotas requests."
     ),
     cases=[
-        Case("GPU launch", plain_call(EC2, "RunInstances", {"instanceType": "p3.16xlarge", "instancesSet": {
+        Case("GPU launch", call(EC2, "RunInstances", {"instanceType": "p3.16xlarge", "instancesSet": {
             "items": [{"imageId": "ami-0abc", "minCount": 1, "maxCount": 10}]}}), expect=1),
-        Case("denied or capacity errors are still the attempt", plain_call(
+        Case("denied or capacity errors are still the attempt", call(
             EC2, "RunInstances", {"instanceType": "g5.48xlarge"}, **failed("Client.UnauthorizedOperation")), expect=1),
-        Case("launch template (type only in the response)", plain_call(
+        Case("launch template (type only in the response)", call(
             EC2, "RunInstances", {"launchTemplate": {"launchTemplateId": "lt-0abc"}},
             {"instancesSet": {"items": [{"instanceId": "i-0abc", "instanceType": "u-6tb1.metal"}]}}), expect=1),
-        Case("ordinary type", plain_call(EC2, "RunInstances", {"instanceType": "t3.micro"}), expect=0),
-        Case("allowed ML type", plain_call(EC2, "RunInstances", {"instanceType": "g4dn.xlarge"}), expect=0,
+        Case("ordinary type", call(EC2, "RunInstances", {"instanceType": "t3.micro"}), expect=0),
+        Case("allowed ML type", call(EC2, "RunInstances", {"instanceType": "g4dn.xlarge"}), expect=0,
              params={"allowed_instance_types": ["g4dn.xlarge"]}),
-        Case("Auto Scaling scaling out a GPU group", plain_call(
+        Case("Auto Scaling scaling out a GPU group", call(
             EC2, "RunInstances", {"instanceType": "g5.xlarge"},
             userIdentity=service_linked("autoscaling", "AWSServiceRoleForAutoScaling"),
             sourceIPAddress="autoscaling.amazonaws.com"), expect=0),
@@ -132,16 +129,16 @@ def _user_data_changed(request: dict[str, Any]) -> bool:
         "since (StartInstances), and investigate the instance and the principal."
     ),
     cases=[
-        Case("user data replaced", plain_call(EC2, "ModifyInstanceAttribute",
+        Case("user data replaced", call(EC2, "ModifyInstanceAttribute",
                                               {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"}),
              expect=1),
-        Case("attribute/value form", plain_call(EC2, "ModifyInstanceAttribute",
+        Case("attribute/value form", call(EC2, "ModifyInstanceAttribute",
                                                 {"instanceId": "i-0abc", "attribute": "userData",
                                                  "value": "<sensitiveDataRemoved>"}), expect=1),
-        Case("instance type change", plain_call(EC2, "ModifyInstanceAttribute",
+        Case("instance type change", call(EC2, "ModifyInstanceAttribute",
                                                 {"instanceId": "i-0abc", "instanceType": {"value": "m5.large"}}),
              expect=0),
-        Case("denied change", plain_call(EC2, "ModifyInstanceAttribute",
+        Case("denied change", call(EC2, "ModifyInstanceAttribute",
                                          {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"}, **failed()),
              expect=0),
     ],
@@ -189,17 +186,17 @@ def _command_targets(request: dict[str, Any]) -> list[str]:
         "on them, including the instance role, may be stolen), and revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("shell script on instances", plain_call(SSM, "SendCommand", {
+        Case("shell script on instances", call(SSM, "SendCommand", {
             "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc", "i-0def"],
             "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS"}), expect=1),
-        Case("document shared from another account", plain_call(SSM, "SendCommand", {
+        Case("document shared from another account", call(SSM, "SendCommand", {
             "documentName": f"arn:aws:ssm:us-east-1:{OTHER_ACCOUNT}:document/Update",
             "targets": [{"key": "tag:env", "values": ["prod"]}]}), expect=1),
-        Case("patch baseline", plain_call(SSM, "SendCommand", {
+        Case("patch baseline", call(SSM, "SendCommand", {
             "documentName": "AWS-RunPatchBaseline", "instanceIds": ["i-0abc"]}), expect=0),
-        Case("State Manager association run by SSM", plain_call(SSM, "SendCommand", {
+        Case("State Manager association run by SSM", call(SSM, "SendCommand", {
             "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}, **via_service("ssm")), expect=0),
-        Case("denied", plain_call(SSM, "SendCommand", {"documentName": "AWS-RunShellScript",
+        Case("denied", call(SSM, "SendCommand", {"documentName": "AWS-RunShellScript",
                                                        "instanceIds": ["i-0abc"]}, **failed()), expect=0),
     ],
 )
@@ -239,13 +236,13 @@ def ssm_send_command_to_instances(e: Event, p: Params) -> Hit | None:
         "instances in a short time from one principal is the pattern to worry about."
     ),
     cases=[
-        Case("shell on an instance", plain_call(SSM, "StartSession", {"target": "i-0123456789abcdef0"},
+        Case("shell on an instance", call(SSM, "StartSession", {"target": "i-0123456789abcdef0"},
                                                 {"sessionId": "alice-0abc"}), expect=1),
-        Case("port forwarding still counts", plain_call(
+        Case("port forwarding still counts", call(
             SSM, "StartSession", {"target": "i-0123456789abcdef0", "documentName": "AWS-StartPortForwardingSession"}),
              expect=1),
-        Case("denied", plain_call(SSM, "StartSession", {"target": "i-0123456789abcdef0"}, **failed()), expect=0),
-        Case("console sessions ignored when configured", plain_call(
+        Case("denied", call(SSM, "StartSession", {"target": "i-0123456789abcdef0"}, **failed()), expect=0),
+        Case("console sessions ignored when configured", call(
             SSM, "StartSession", {"target": "i-0123456789abcdef0"}, sessionCredentialFromConsole="true"),
              expect=0, params={"include_console": False}),
     ],

@@ -6,19 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import ACCOUNT, call, failed, via_service
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    ACCOUNT,
-    OTHER_ACCOUNT,
-    actor,
-    by_aws_service,
-    failed,
-    foreign,
-    plain_call,
-    strings,
-    via_service,
-)
+from pipeline.rules.attack_common import OTHER_ACCOUNT, actor, by_aws_service, foreign, strings
 
 EC2 = "ec2.amazonaws.com"
 RDS = "rds.amazonaws.com"
@@ -71,21 +62,21 @@ def _share_hit(e: Event, kind: str, resource: str, recipients: list[str], public
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", plain_call(EC2, "ModifyImageAttribute", {
+        Case("shared with an external account", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "attributeType": "launchPermission",
             "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}), expect=1),
-        Case("made public", plain_call(EC2, "ModifyImageAttribute", {
+        Case("made public", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}}), expect=1),
-        Case("shared with an allowed account", plain_call(EC2, "ModifyImageAttribute", {
+        Case("shared with an allowed account", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
              expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("shared with the organization", plain_call(EC2, "ModifyImageAttribute", {
+        Case("shared with the organization", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "launchPermission": {"add": {"items": [
                 {"organizationArn": f"arn:aws:organizations::{ACCOUNT}:organization/o-abc"}]}}}), expect=0),
-        Case("sharing removed", plain_call(EC2, "ModifyImageAttribute", {
+        Case("sharing removed", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "launchPermission": {"remove": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
              expect=0),
-        Case("denied share", plain_call(EC2, "ModifyImageAttribute", {
+        Case("denied share", call(EC2, "ModifyImageAttribute", {
             "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}}, **failed()),
              expect=0),
     ],
@@ -113,15 +104,15 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", plain_call(EC2, "ModifySnapshotAttribute", {
+        Case("shared with an external account", call(EC2, "ModifySnapshotAttribute", {
             "snapshotId": "snap-0abc", "attributeType": "CREATE_VOLUME_PERMISSION",
             "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}), expect=1),
-        Case("made public", plain_call(EC2, "ModifySnapshotAttribute", {
+        Case("made public", call(EC2, "ModifySnapshotAttribute", {
             "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"group": "all"}]}}}), expect=1),
-        Case("shared with an allowed account", plain_call(EC2, "ModifySnapshotAttribute", {
+        Case("shared with an allowed account", call(EC2, "ModifySnapshotAttribute", {
             "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
              expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("AWS Backup copying cross-account", plain_call(EC2, "ModifySnapshotAttribute", {
+        Case("AWS Backup copying cross-account", call(EC2, "ModifySnapshotAttribute", {
             "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}},
             **via_service("backup")), expect=0),
     ],
@@ -149,16 +140,16 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", plain_call(RDS, "ModifyDBSnapshotAttribute", {
+        Case("shared with an external account", call(RDS, "ModifyDBSnapshotAttribute", {
             "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]}),
              expect=1),
-        Case("cluster snapshot made public", plain_call(RDS, "ModifyDBClusterSnapshotAttribute", {
+        Case("cluster snapshot made public", call(RDS, "ModifyDBClusterSnapshotAttribute", {
             "attributeName": "restore", "dBClusterSnapshotIdentifier": "aurora-snap", "valuesToAdd": ["all"]}),
              expect=1),
-        Case("shared with an allowed account", plain_call(RDS, "ModifyDBSnapshotAttribute", {
+        Case("shared with an allowed account", call(RDS, "ModifyDBSnapshotAttribute", {
             "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]}),
              expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("sharing revoked", plain_call(RDS, "ModifyDBSnapshotAttribute", {
+        Case("sharing revoked", call(RDS, "ModifyDBSnapshotAttribute", {
             "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToRemove": [OTHER_ACCOUNT]}),
              expect=0),
     ],

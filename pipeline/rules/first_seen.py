@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.cases import at, iam_user
 from pipeline.event import Event
 from pipeline.rule import ANY, Case, Params
-from pipeline.stateful.cases import at, iam_user
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import first_seen
 

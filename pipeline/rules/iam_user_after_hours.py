@@ -8,10 +8,10 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.cases import call
 from pipeline.config import ConfigError
 from pipeline.event import Event, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.cis_common import call
 
 RULE_ID = "iam-user-created-outside-business-hours"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.cases import call, failed, role_session, via_service
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    actor,
-    attempted,
-    by_aws_service,
-    failed,
-    outcome,
-    plain_call,
-    role_session,
-    via_service,
-)
+from pipeline.rules.attack_common import actor, attempted, by_aws_service, outcome
 
 BEDROCK = "bedrock.amazonaws.com"
 MODEL_ACCESS_EVENTS = ["PutFoundationModelEntitlement", "PutUseCaseForModelAccess", "CreateFoundationModelAgreement"]
@@ -34,17 +26,17 @@ MODEL_ACCESS_EVENTS = ["PutFoundationModelEntitlement", "PutUseCaseForModelAcces
     ),
     cases=[
         Case("access enabled then used", [
-            plain_call(BEDROCK, "PutUseCaseForModelAccess", userIdentity=role_session("dev")),
-            plain_call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"},
+            call(BEDROCK, "PutUseCaseForModelAccess", userIdentity=role_session("dev")),
+            call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"},
                        userIdentity=role_session("dev")),
-            plain_call(BEDROCK, "PutFoundationModelEntitlement", {"modelId": "anthropic.claude-3-sonnet"},
+            call(BEDROCK, "PutFoundationModelEntitlement", {"modelId": "anthropic.claude-3-sonnet"},
                        userIdentity=role_session("dev")),
         ], expect=1),
-        Case("denied attempt", plain_call(BEDROCK, "CreateFoundationModelAgreement",
+        Case("denied attempt", call(BEDROCK, "CreateFoundationModelAgreement",
                                           {"modelId": "anthropic.claude-3-sonnet"}, **failed()), expect=1),
-        Case("application invoking a model", plain_call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}),
+        Case("application invoking a model", call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}),
              expect=0),
-        Case("marketplace service acting", plain_call(BEDROCK, "PutFoundationModelEntitlement",
+        Case("marketplace service acting", call(BEDROCK, "PutFoundationModelEntitlement",
                                                       {"modelId": "m"}, **via_service("aws-marketplace")), expect=0),
     ],
 )

@@ -3,17 +3,10 @@ console) instead of the network."""
 
 from __future__ import annotations
 
+from pipeline.cases import call, failed
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    actor,
-    attempted,
-    by_aws_service,
-    failed,
-    from_console,
-    outcome,
-    plain_call,
-)
+from pipeline.rules.attack_common import actor, attempted, by_aws_service, from_console, outcome
 
 CONNECT = "ec2-instance-connect.amazonaws.com"
 
@@ -32,12 +25,12 @@ CONNECT = "ec2-instance-connect.amazonaws.com"
         "reach, and revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("key pushed from the CLI", plain_call(CONNECT, "SendSSHPublicKey", {
+        Case("key pushed from the CLI", call(CONNECT, "SendSSHPublicKey", {
             "instanceId": "i-0abc", "instanceOSUser": "ec2-user", "sSHPublicKey": "ssh-ed25519 AAAA"},
             {"success": True}), expect=1),
-        Case("console connect button", plain_call(CONNECT, "SendSSHPublicKey", {
+        Case("console connect button", call(CONNECT, "SendSSHPublicKey", {
             "instanceId": "i-0abc", "instanceOSUser": "ec2-user"}, sessionCredentialFromConsole="true"), expect=0),
-        Case("denied", plain_call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "root"},
+        Case("denied", call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "root"},
                                   **failed()), expect=0),
     ],
 )
@@ -72,15 +65,15 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
     ),
     cases=[
         Case("enabled then used", [
-            plain_call("ec2.amazonaws.com", "EnableSerialConsoleAccess", {"EnableSerialConsoleAccessRequest": ""},
+            call("ec2.amazonaws.com", "EnableSerialConsoleAccess", {"EnableSerialConsoleAccessRequest": ""},
                        {"EnableSerialConsoleAccessResponse": {"serialConsoleAccessEnabled": True}}),
-            plain_call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc", "serialPort": 0}),
+            call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc", "serialPort": 0}),
         ], expect=2),
-        Case("denied enable attempt", plain_call("ec2.amazonaws.com", "EnableSerialConsoleAccess", **failed()),
+        Case("denied enable attempt", call("ec2.amazonaws.com", "EnableSerialConsoleAccess", **failed()),
              expect=1),
-        Case("denied key push", plain_call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc"},
+        Case("denied key push", call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc"},
                                            **failed()), expect=0),
-        Case("checking the setting", plain_call("ec2.amazonaws.com", "GetSerialConsoleAccessStatus"), expect=0),
+        Case("checking the setting", call("ec2.amazonaws.com", "GetSerialConsoleAccessStatus"), expect=0),
     ],
 )
 def ec2_serial_console_access(e: Event, p: Params) -> Hit | None:

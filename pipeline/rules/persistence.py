@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline.cases import call, failed, role_session, via_service
 from pipeline.event import Event, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import (
@@ -17,15 +18,11 @@ from pipeline.rules.attack_common import (
     aws_principals,
     by_aws_service,
     caller_user_name,
-    failed,
     foreign,
     load_policy,
-    plain_call,
-    role_session,
     statements,
     strings,
     targets_other_user,
-    via_service,
 )
 
 IAM = "iam.amazonaws.com"
@@ -71,24 +68,24 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
         "principal that changed it."
     ),
     cases=[
-        Case("backdoored trust policy", plain_call(IAM, "UpdateAssumeRolePolicy", {
+        Case("backdoored trust policy", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
-        Case("new role trusting an outside account", plain_call(IAM, "CreateRole", {
+        Case("new role trusting an outside account", call(IAM, "CreateRole", {
             "roleName": "helper", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
-        Case("trust anyone without condition", plain_call(IAM, "UpdateAssumeRolePolicy", {
+        Case("trust anyone without condition", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"})}), expect=1),
-        Case("anyone in the organization", plain_call(IAM, "UpdateAssumeRolePolicy", {
+        Case("anyone in the organization", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
                 "StringEquals": {"aws:PrincipalOrgID": "o-abc"}})}), expect=0),
-        Case("allowed vendor account", plain_call(IAM, "CreateRole", {
+        Case("allowed vendor account", call(IAM, "CreateRole", {
             "roleName": "vendor", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=0,
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("service and same-account principals", plain_call(IAM, "CreateRole", {
+        Case("service and same-account principals", call(IAM, "CreateRole", {
             "roleName": "ec2", "assumeRolePolicyDocument": _trust_doc("111122223333")}), expect=0),
-        Case("CloudFormation deploying a vendor role", plain_call(IAM, "CreateRole", {
+        Case("CloudFormation deploying a vendor role", call(IAM, "CreateRole", {
             "roleName": "x", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}, **via_service("cloudformation")),
              expect=0),
-        Case("malformed policy text", plain_call(IAM, "UpdateAssumeRolePolicy", {
+        Case("malformed policy text", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": "{not json"}), expect=0),
     ],
 )
@@ -140,23 +137,23 @@ def _grants_everything(document: Any) -> bool:
         "did since (a new admin user with a fresh access key is a classic backdoor)."
     ),
     cases=[
-        Case("AdministratorAccess on a user", plain_call(IAM, "AttachUserPolicy", {
+        Case("AdministratorAccess on a user", call(IAM, "AttachUserPolicy", {
             "userName": "svc", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}), expect=1),
-        Case("inline allow-all on a role", plain_call(IAM, "PutRolePolicy", {
+        Case("inline allow-all on a role", call(IAM, "PutRolePolicy", {
             "roleName": "app", "policyName": "x",
             "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'}), expect=1),
-        Case("default version granting everything", plain_call(IAM, "CreatePolicyVersion", {
+        Case("default version granting everything", call(IAM, "CreatePolicyVersion", {
             "policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": True,
             "policyDocument": '{"Statement":{"Effect":"Allow","Action":"*:*","Resource":["*"]}}'}), expect=1),
-        Case("read-only policy", plain_call(IAM, "AttachUserPolicy", {
+        Case("read-only policy", call(IAM, "AttachUserPolicy", {
             "userName": "svc", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}), expect=0),
-        Case("scoped inline policy", plain_call(IAM, "PutUserPolicy", {
+        Case("scoped inline policy", call(IAM, "PutUserPolicy", {
             "userName": "svc", "policyName": "s3",
             "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'}), expect=0),
-        Case("non-default policy version", plain_call(IAM, "CreatePolicyVersion", {
+        Case("non-default policy version", call(IAM, "CreatePolicyVersion", {
             "policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": False,
             "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'}), expect=0),
-        Case("denied", plain_call(IAM, "AttachRolePolicy", {
+        Case("denied", call(IAM, "AttachRolePolicy", {
             "roleName": "app", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, **failed()), expect=0),
     ],
 )
@@ -208,14 +205,14 @@ def _other_user_hit(e: Event, what: str) -> Hit | None:
         "key (responseElements.accessKey.accessKeyId), review its use, and investigate the principal."
     ),
     cases=[
-        Case("key for someone else", plain_call(IAM, "CreateAccessKey", {"userName": "backup-svc"},
+        Case("key for someone else", call(IAM, "CreateAccessKey", {"userName": "backup-svc"},
                                                 {"accessKey": {"accessKeyId": "AKIANEW", "userName": "backup-svc"}}),
              expect=1),
-        Case("role session creating a user key", plain_call(IAM, "CreateAccessKey", {"userName": "ci"},
+        Case("role session creating a user key", call(IAM, "CreateAccessKey", {"userName": "ci"},
                                                             userIdentity=role_session("admin")), expect=1),
-        Case("user rotating own key", plain_call(IAM, "CreateAccessKey", {"userName": "alice"}), expect=0),
-        Case("own key, no user named", plain_call(IAM, "CreateAccessKey"), expect=0),
-        Case("denied", plain_call(IAM, "CreateAccessKey", {"userName": "backup-svc"}, **failed()), expect=0),
+        Case("user rotating own key", call(IAM, "CreateAccessKey", {"userName": "alice"}), expect=0),
+        Case("own key, no user named", call(IAM, "CreateAccessKey"), expect=0),
+        Case("denied", call(IAM, "CreateAccessKey", {"userName": "backup-svc"}, **failed()), expect=0),
     ],
 )
 def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
@@ -237,10 +234,10 @@ def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
         "events of that user since, and investigate the principal."
     ),
     cases=[
-        Case("password for a service user", plain_call(IAM, "CreateLoginProfile",
+        Case("password for a service user", call(IAM, "CreateLoginProfile",
                                                        {"userName": "svc", "passwordResetRequired": False}), expect=1),
-        Case("user setting own password", plain_call(IAM, "CreateLoginProfile", {"userName": "alice"}), expect=0),
-        Case("denied", plain_call(IAM, "CreateLoginProfile", {"userName": "svc"}, **failed()), expect=0),
+        Case("user setting own password", call(IAM, "CreateLoginProfile", {"userName": "alice"}), expect=0),
+        Case("denied", call(IAM, "CreateLoginProfile", {"userName": "svc"}, **failed()), expect=0),
     ],
 )
 def iam_login_profile_created_for_another_user(e: Event, p: Params) -> Hit | None:
@@ -277,17 +274,17 @@ def _function(e: Event) -> str:
         "code, and investigate the principal."
     ),
     cases=[
-        Case("anyone may invoke", plain_call(LAMBDA, "AddPermission20150331v2", {
+        Case("anyone may invoke", call(LAMBDA, "AddPermission20150331v2", {
             "functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "statementId": "x"}), expect=1),
-        Case("external account", plain_call(LAMBDA, "AddPermission20150331v2", {
+        Case("external account", call(LAMBDA, "AddPermission20150331v2", {
             "functionName": "f", "action": "lambda:InvokeFunction", "principal": OTHER_ACCOUNT}), expect=1),
-        Case("S3 trigger with source account", plain_call(LAMBDA, "AddPermission20150331v2", {
+        Case("S3 trigger with source account", call(LAMBDA, "AddPermission20150331v2", {
             "functionName": "f", "action": "lambda:InvokeFunction", "principal": "s3.amazonaws.com",
             "sourceAccount": "111122223333", "sourceArn": "arn:aws:s3:::bucket"}), expect=0),
-        Case("anyone in the organization", plain_call(LAMBDA, "AddPermission20150331v2", {
+        Case("anyone in the organization", call(LAMBDA, "AddPermission20150331v2", {
             "functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "principalOrgID": "o-abc"}),
              expect=0),
-        Case("allowed account", plain_call(LAMBDA, "AddPermission20150331v2", {
+        Case("allowed account", call(LAMBDA, "AddPermission20150331v2", {
             "functionName": "f", "principal": OTHER_ACCOUNT}), expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
     ],
 )
@@ -330,10 +327,10 @@ def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
         "public (a webhook); if not, switch it to AWS_IAM or delete it and review the function's invocations."
     ),
     cases=[
-        Case("public URL", plain_call(LAMBDA, "CreateFunctionUrlConfig20211031",
+        Case("public URL", call(LAMBDA, "CreateFunctionUrlConfig20211031",
                                       {"functionName": "f", "authType": "NONE"}),
              expect=1),
-        Case("IAM-authenticated URL", plain_call(LAMBDA, "UpdateFunctionUrlConfig20211031",
+        Case("IAM-authenticated URL", call(LAMBDA, "UpdateFunctionUrlConfig20211031",
                                                  {"functionName": "f", "authType": "AWS_IAM"}), expect=0),
     ],
 )
@@ -361,17 +358,17 @@ def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
         "remove them; investigate the principal."
     ),
     cases=[
-        Case("layer added", plain_call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("layer added", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]}), expect=1),
-        Case("external layer only mode", plain_call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("external layer only mode", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": [f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:layer:ext:3"]}), expect=1,
              params={"only_external_layers": True}),
-        Case("own layer in external-only mode", plain_call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("own layer in external-only mode", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]}), expect=0,
              params={"only_external_layers": True}),
-        Case("memory change without layers", plain_call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("memory change without layers", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "memorySize": 256}), expect=0),
-        Case("CloudFormation deployment", plain_call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("CloudFormation deployment", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
             **via_service("cloudformation")), expect=0),
     ],
@@ -409,12 +406,12 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
         "known version, and investigate the principal."
     ),
     cases=[
-        Case("direct upload", plain_call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "publish": True},
+        Case("direct upload", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "publish": True},
                                          {"codeSha256": "abc="}), expect=1),
-        Case("deployment through CloudFormation", plain_call(
+        Case("deployment through CloudFormation", call(
             LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "s3Bucket": "b", "s3Key": "k"},
             **via_service("cloudformation")), expect=0),
-        Case("denied", plain_call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()),
+        Case("denied", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()),
              expect=0),
     ],
 )
@@ -446,13 +443,13 @@ def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
         "profiles, and review CreateSession calls and the roles the profiles map to."
     ),
     cases=[
-        Case("anchor with a certificate bundle", plain_call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {
+        Case("anchor with a certificate bundle", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {
             "name": "anchor", "enabled": True, "source": {"sourceType": "CERTIFICATE_BUNDLE"}},
             {"trustAnchor": {"trustAnchorArn": "arn:aws:rolesanywhere:us-east-1:111122223333:trust-anchor/x"}}),
              expect=1),
-        Case("denied", plain_call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()),
+        Case("denied", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()),
              expect=0),
-        Case("CloudFormation deployment", plain_call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
+        Case("CloudFormation deployment", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
                                                      {"name": "a"}, **via_service("cloudformation")), expect=0),
     ],
 )
@@ -489,11 +486,11 @@ def _allows_everything(document: Any) -> bool:
         "review the federated user's calls."
     ),
     cases=[
-        Case("broad federation token", plain_call("sts.amazonaws.com", "GetFederationToken", {
+        Case("broad federation token", call("sts.amazonaws.com", "GetFederationToken", {
             "name": "x", "policy": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'},
             {"federatedUser": {"arn": "arn:aws:sts::111122223333:federated-user/x"}}), expect=1),
-        Case("denied", plain_call("sts.amazonaws.com", "GetFederationToken", {"name": "x"}, **failed()), expect=0),
-        Case("session token (MFA)", plain_call("sts.amazonaws.com", "GetSessionToken"), expect=0),
+        Case("denied", call("sts.amazonaws.com", "GetFederationToken", {"name": "x"}, **failed()), expect=0),
+        Case("session token (MFA)", call("sts.amazonaws.com", "GetSessionToken"), expect=0),
     ],
 )
 def sts_federation_token_created(e: Event, p: Params) -> Hit | None:

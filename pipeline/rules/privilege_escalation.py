@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.cases import call, failed, role_session, via_service
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import (
-    actor,
-    by_aws_service,
-    caller_user_name,
-    failed,
-    plain_call,
-    role_session,
-    targets_other_user,
-    via_service,
-)
+from pipeline.rules.attack_common import actor, by_aws_service, caller_user_name, targets_other_user
 
 IAM = "iam.amazonaws.com"
 
@@ -31,14 +23,14 @@ IAM = "iam.amazonaws.com"
         "user's ConsoleLogin events since the change, and investigate the principal."
     ),
     cases=[
-        Case("password of another user reset", plain_call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}),
+        Case("password of another user reset", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}),
              expect=1),
-        Case("role session resetting a user's password", plain_call(
+        Case("role session resetting a user's password", call(
             IAM, "UpdateLoginProfile", {"userName": "admin-bob", "passwordResetRequired": True},
             userIdentity=role_session("helpdesk")), expect=1),
-        Case("user updating own profile", plain_call(IAM, "UpdateLoginProfile", {"userName": "alice"}), expect=0),
-        Case("denied", plain_call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}, **failed()), expect=0),
-        Case("service acting", plain_call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"},
+        Case("user updating own profile", call(IAM, "UpdateLoginProfile", {"userName": "alice"}), expect=0),
+        Case("denied", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}, **failed()), expect=0),
+        Case("service acting", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"},
                                           **via_service("cloudformation")), expect=0),
     ],
 )

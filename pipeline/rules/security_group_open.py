@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from pipeline.cases import call
 from pipeline.config import ConfigError
 from pipeline.event import Event, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.cis_common import call
 
 EC2 = "ec2.amazonaws.com"
 PROTOCOLS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "-1": "all", "all": "all"}
