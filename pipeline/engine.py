@@ -34,6 +34,14 @@ class EngineStats:
     last_errors: list[str] = field(default_factory=list)
 
 
+def note_rule_error(stats: EngineStats | Any, rule_id: str, what: object, exc: BaseException) -> None:
+    """Count a rule's exception in `stats` (anything with `rule_errors` and `last_errors`) and keep the
+    first few messages: a rule bug is reported, never raised into the shard."""
+    stats.rule_errors[rule_id] += 1
+    if len(stats.last_errors) < 20:
+        stats.last_errors.append(f"{rule_id} on {what}: {type(exc).__name__}: {exc}")
+
+
 def make_finding(rule: Rule, event: Event, hit: Hit, *, event_ids: Sequence[str] | None = None,
                  context: dict[str, Any] | None = None) -> Finding:
     """A finding for `rule` raised by `event` (the event that completed the detection)."""
@@ -134,13 +142,8 @@ class Engine:
                     continue
                 finding = make_finding(rule, event, result if isinstance(result, Hit) else Hit())
             except Exception as exc:  # a rule bug must not stop the shard
-                self.record_error(rule.id, event, exc)
+                note_rule_error(self.stats, rule.id, event, exc)
                 continue
             self.stats.findings[rule.id] += 1
             findings.append(finding)
         return findings
-
-    def record_error(self, rule_id: str, event: Event, exc: BaseException) -> None:
-        self.stats.rule_errors[rule_id] += 1
-        if len(self.stats.last_errors) < 20:
-            self.stats.last_errors.append(f"{rule_id} on {event!r}: {type(exc).__name__}: {exc}")

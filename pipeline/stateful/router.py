@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.engine import BoundRule, EngineStats, RuleIndex
+from pipeline.engine import BoundRule, EngineStats, RuleIndex, note_rule_error
 from pipeline.event import Event
 from pipeline.stateful.facts import Fact, Step, clean_fields
 from pipeline.stateful.kinds import StatefulRule, resolve_duration
@@ -65,9 +65,7 @@ class Router:
                     if fact is not None:
                         out.append(fact)
             except Exception as exc:  # a rule bug must not stop the shard
-                self.stats.rule_errors[rule.id] += 1
-                if len(self.stats.last_errors) < 20:
-                    self.stats.last_errors.append(f"{rule.id} on {event!r}: {type(exc).__name__}: {exc}")
+                note_rule_error(self.stats, rule.id, event, exc)
         self.facts_out += len(out)
         return out
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.engine import note_rule_error
 from pipeline.finding import Finding
 from pipeline.rule import Params, parse_duration
 from pipeline.stateful.facts import Fact
@@ -254,9 +255,7 @@ class KeyedState:
             self.states[rule_id].pop(key, None)
 
     def _error(self, rule_id: str, what: str, exc: BaseException) -> None:
-        self.stats.rule_errors[rule_id] += 1
-        if len(self.stats.last_errors) < 20:
-            self.stats.last_errors.append(f"{rule_id} on {what}: {type(exc).__name__}: {exc}")
+        note_rule_error(self.stats, rule_id, what, exc)
         log.debug("stateful rule %s failed on %s", rule_id, what, exc_info=True)
 
     def _expire(self) -> None:
