@@ -17,7 +17,9 @@ The range is in arrival time (the records' ApproximateArrivalTimestamp, which is
 positions on): a record that reached the stream between START and END is replayed whole, whatever
 the event times inside it (CloudTrail delivers events minutes after they happen). A router shard is
 done at its first record past END or at its tip; when all are, an end marker goes to every keyed
-shard, and a stateful shard is done when it has read it. See `consumers.replay_processors`.
+shard, and a stateful shard is done when it has read it. Until then, watermark markers carry the
+event time all router shards still reading have reached, which is what moves stage 2's event time in a
+replay. See `consumers.replay_processors`.
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from consumers import launcher, leases
-from consumers.replay_processors import DIR_ENV, Progress, end_marker
+from consumers.replay_processors import DIR_ENV, END, WATERMARK, Progress, marker
 from pipeline import aws
 from pipeline.finding import Finding
 
 log = logging.getLogger(__name__)
 
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
+WATERMARK_EVERY = 1.0  # seconds between watermark markers on the keyed stream, while the watermark moves
 # On AWS a shard serves five GetRecords calls a second to all its readers: the replay polls once a
 # second per shard, leaving the rest to the live router.
 AWS_SETTINGS = {"idleTimeBetweenReadsInMillis": "1000"}
@@ -110,6 +113,15 @@ class Status:
         """The largest event time any router shard saw."""
         times = [p.last_event_time for p in self.router.values() if p.last_event_time is not None]
         return max(times) if times else None
+
+    def low_mark(self) -> float | None:
+        """The event time every router shard still reading has reached (the smallest of their largest event
+        times); None until each has reported one. Done shards send nothing more, so they do not count."""
+        reading = [s for s in self.shards("router") if not (self.router.get(s) and self.router[s].done)]
+        times = [self.router[s].last_event_time if s in self.router else None for s in reading]
+        if not reading or any(t is None for t in times):
+            return None
+        return min(t for t in times if t is not None)
 
     def events(self) -> int:
         return sum(p.events for p in self.router.values())
@@ -193,6 +205,9 @@ class Replay:
         self.status_: Status | None = None
         self.tail = FindingsTail(self.directory)
         self.started = 0.0
+        self._watermark: float | None = None
+        self._watermark_at = 0.0
+        self._keyed_shards: list[dict[str, Any]] | None = None
 
     def _check_names(self) -> None:
         live = {self.outputs.get("RouterAppName", "trailwarden-router"),
@@ -277,19 +292,31 @@ class Replay:
             if not daemon.alive():
                 raise ReplayError(f"the {stage} daemon (pid {daemon.pid}) exited; its log: {daemon.log_file}")
         if not status.marked and status.router_done():
-            self._mark_end(status.event_time())
+            self._put_marker(END, status.event_time())
             status.marked = True
+        elif not status.marked:
+            self._move_watermark(status)
         return status.stateful_done()
 
-    def _mark_end(self, event_time: float | None) -> None:
-        """One end marker per keyed shard, placed by explicit hash key. Every fact was acknowledged before its
-        router shard reported done, so each marker follows all the facts of its shard."""
+    def _move_watermark(self, status: Status) -> None:
+        low = status.low_mark()
+        now = time.monotonic()
+        if low is None or (self._watermark is not None and low <= self._watermark) or \
+                now - self._watermark_at < WATERMARK_EVERY:
+            return
+        self._put_marker(WATERMARK, low)
+        self._watermark, self._watermark_at = low, now
+
+    def _put_marker(self, kind: str, event_time: float | None) -> None:
+        """One marker per keyed shard, placed by explicit hash key. A router shard reports its progress only
+        after its facts were acknowledged, so each marker follows every fact it speaks of."""
         kinesis = self.target.client("kinesis")
-        marker = end_marker(self.names.run_id, event_time)
-        for shard in leases.shards(kinesis, self.names.keyed_stream):
-            if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
-                continue
-            kinesis.put_record(StreamName=self.names.keyed_stream, Data=marker, PartitionKey="replay-end",
+        data = marker(self.names.run_id, kind, event_time)
+        if self._keyed_shards is None:
+            self._keyed_shards = [s for s in leases.shards(kinesis, self.names.keyed_stream)
+                                  if not s.get("SequenceNumberRange", {}).get("EndingSequenceNumber")]
+        for shard in self._keyed_shards:
+            kinesis.put_record(StreamName=self.names.keyed_stream, Data=data, PartitionKey=f"replay-{kind}",
                                ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
 
     def findings(self) -> list[Finding]:

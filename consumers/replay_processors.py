@@ -12,11 +12,17 @@ with the environment of `consumers.common` plus:
 
 Stage 1 keeps the records whose approximate arrival time is within the range and is done with its
 shard at the first record past the end (or at the shard's tip: an empty read, or one at
-MillisBehindLatest 0). Stage 2 runs on event time only (no wall-clock watermark: the input is the
-past); when the replay command sees every router shard done it puts an end marker on each keyed
-shard, carrying the largest event time any router shard saw. The stateful processor that reads it
-moves its event time there and flushes its timers up to it, as `scan` does at the end of a file (whose
-single state sees every event's time), publishes, and is done.
+MillisBehindLatest 0). It reports the largest event time it has seen (after its facts were acknowledged).
+
+Stage 2 runs on event time only, and not on its own: live, the router shards move in step with the
+wall clock, so a keyed shard's largest event time minus the allowed lateness is a safe watermark; in a
+replay each router shard reads the past at its own pace, and a fact from a shard behind the others
+would arrive after its timer had fired. So the keyed state never advances on what it sees alone
+(lateness is infinite): the replay command puts watermark markers on every keyed shard, carrying the
+smallest largest-event-time over the router shards still reading (every fact still to come is at most
+the allowed lateness older than that), and the state advances to it minus the allowed lateness. When
+every router shard is done, an end marker carries the replay's largest event time; the state moves
+there and flushes its timers up to it, as `scan` does at the end of a file, publishes, and is done.
 
 Findings are marked replayed. They are written to the processor's findings file (all of them), then
 published behind the dedupe table (Firehose; SNS only when the replay alerts).
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -39,6 +46,7 @@ from consumers.router import RouterProcessor
 from consumers.stateful import StatefulProcessor
 from pipeline.finding import Finding
 from pipeline.sinks import FileSink, Publisher
+from pipeline.stateful.state import KeyedState
 
 log = logging.getLogger("consumers.replay")
 
@@ -46,26 +54,56 @@ DIR_ENV = "TRAILWARDEN_REPLAY_DIR"
 WRITE_EVERY = 0.5  # seconds between progress writes of a busy shard
 
 
-MARKER_KEY = "trailwarden_replay_end"
+MARKER_KEY = "trailwarden_replay"
+END, WATERMARK = "end", "watermark"
+
+
+def marker(run_id: str, kind: str, event_time: float | None = None) -> bytes:
+    """A control record on the replay's keyed stream: END (the largest event time of the replay) or
+    WATERMARK (the event time every router shard still reading has reached)."""
+    return json.dumps({MARKER_KEY: run_id, "kind": kind, "time": event_time}, separators=(",", ":")).encode()
 
 
 def end_marker(run_id: str, event_time: float | None = None) -> bytes:
-    """The record that ends a keyed shard's input: the run id and the largest event time of the replay."""
-    return json.dumps({MARKER_KEY: run_id, "time": event_time}, separators=(",", ":")).encode()
+    return marker(run_id, END, event_time)
 
 
-def read_marker(data: bytes | None, run_id: str) -> tuple[bool, float | None]:
-    """(is this run's end marker, its event time). A fact is never one: facts have no such field."""
+def read_marker(data: bytes | None, run_id: str) -> tuple[str | None, float | None]:
+    """(END or WATERMARK if this is one of this run's markers, else None; its event time). A fact is never
+    one: facts have no such field."""
     if not data or not data.startswith(b'{"' + MARKER_KEY.encode()):
-        return False, None
+        return None, None
     try:
         doc = json.loads(data)
     except ValueError:
-        return False, None
-    if not isinstance(doc, dict) or doc.get(MARKER_KEY) != run_id:
-        return False, None
+        return None, None
+    if not isinstance(doc, dict) or doc.get(MARKER_KEY) != run_id or doc.get("kind") not in (END, WATERMARK):
+        return None, None
     when = doc.get("time")
-    return True, float(when) if isinstance(when, int | float) and not isinstance(when, bool) else None
+    valid = isinstance(when, int | float) and not isinstance(when, bool) and math.isfinite(when)
+    return doc["kind"], float(when) if valid else None
+
+
+def event_time_only(state: KeyedState) -> KeyedState:
+    """The state never advances its watermark on the facts it sees (see the module docstring); the allowed
+    lateness is kept as `replay_lateness` for the watermark markers."""
+    if not math.isinf(state.lateness):
+        state.replay_lateness = state.lateness  # type: ignore[attr-defined]
+        state.lateness = math.inf
+    return state
+
+
+def advance(state: KeyedState, watermark: float) -> list[Finding]:
+    """Apply the facts and fire the timers due up to `watermark`, as `scan`'s single state would once every
+    event before it was seen (so possibly past this shard's own largest fact time)."""
+    if state.max_time == -math.inf or not watermark > state.watermark:
+        return []  # nothing pending nor timed before the first fact
+    saved = state.lateness
+    state.lateness = state.max_time - watermark  # add() advances to max_time - lateness: to `watermark`
+    try:
+        return state.add([])
+    finally:
+        state.lateness = saved
 
 
 def select(arrivals_ms: Sequence[int | None], start: float, end: float) -> tuple[int, int, bool]:
@@ -273,26 +311,25 @@ class ReplayStatefulProcessor(StatefulProcessor):
         progress = self.reporter.progress
         if not records or progress.done:
             return
-        ended, until = False, None
-        kept = []
-        for record in records:
-            marker, when = read_marker(_data(record), self.run_id)
-            if marker:
-                ended, until = True, when
-            else:
-                kept.append(record)
         findings: list[Finding] = []
-        if kept:
-            facts, dead = self._facts(kept)
-            findings += self.state.add(facts)
-            if dead and self.dead_letters is not None:
-                batch = f"{self.shard_id}/{kept[0].sequence_number}"
-                common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
-                progress.dead_letters += len(dead)
-        if ended:
-            if until is not None:
-                findings += self.state.observe(until)
-            findings += self.state.flush()
+        ended, kept = False, 0
+        run: list[Any] = []  # consecutive fact records, applied before the next marker
+        for record in [*records, None]:
+            kind, when = read_marker(_data(record), self.run_id) if record is not None else (None, None)
+            if record is not None and kind is None:
+                run.append(record)
+                continue
+            if run:
+                findings += self._add(run)
+                kept, run = kept + len(run), []
+            if kind == WATERMARK and when is not None:
+                lateness = getattr(self.state, "replay_lateness", 0.0)
+                findings += advance(self.state, when - lateness)
+            elif kind == END:
+                ended = True
+                if when is not None:
+                    findings += self.state.observe(when)
+                findings += self.state.flush()
         self._log_errors()
         if findings:
             common.until_done(lambda: self.publisher.publish(findings), f"{self.shard_id}: publishing findings")
@@ -300,7 +337,7 @@ class ReplayStatefulProcessor(StatefulProcessor):
         self.save()
         last = records[-1]
         common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
-        progress.records += len(kept)
+        progress.records += kept
         progress.facts = self.counts["facts"]
         if self.state.max_time > float("-inf"):
             progress.last_event_time = self.state.max_time
@@ -308,6 +345,15 @@ class ReplayStatefulProcessor(StatefulProcessor):
             self.reporter.finish("end of the replayed input")
         else:
             self.reporter.write()
+
+
+    def _add(self, records: list[Any]) -> list[Finding]:
+        facts, dead = self._facts(records)
+        if dead and self.dead_letters is not None:
+            batch = f"{self.shard_id}/{records[0].sequence_number}"
+            common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
+            self.reporter.progress.dead_letters += len(dead)
+        return self.state.add(facts)
 
 
 def _data(record: Any) -> bytes | None:
@@ -360,8 +406,9 @@ def build_stateful() -> ReplayStatefulProcessor:
     r, t = settings.resources, settings.target
     app = r["StatefulAppName"]
     reporter = Reporter(common.publisher(settings), _directory(), "stateful")
+    factory = state_factory(Config.load(), overrides=common.overrides(), only=_only())
     return ReplayStatefulProcessor(
-        state_factory(Config.load(), overrides=common.overrides(), only=_only()),
+        lambda: event_time_only(factory()),
         reporter,
         S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),

@@ -14,12 +14,16 @@ import pytest
 from consumers import common, launcher, replay_processors
 from consumers.replay import FindingsTail, Names, Status, read_progress
 from consumers.replay_processors import (
+    END,
+    WATERMARK,
     Progress,
     ReplayRouterProcessor,
     ReplayStatefulProcessor,
     Reporter,
     at_tip,
     end_marker,
+    event_time_only,
+    marker,
     read_marker,
     select,
 )
@@ -246,8 +250,9 @@ def test_findings_already_alerted_are_printed_but_not_published_and_without_aler
 def stateful(tmp_path: Path, run_id: str = "r1"):
     sink = Sink()
     reporter = Reporter(Publisher([sink]), tmp_path, "stateful")
-    processor = ReplayStatefulProcessor(state_factory(CONFIG), reporter, MemorySnapshotStore(), run_id=run_id,
-                                        reporter=reporter, clock=lambda: T0 + 10_000)
+    factory = state_factory(CONFIG)
+    processor = ReplayStatefulProcessor(lambda: event_time_only(factory()), reporter, MemorySnapshotStore(),
+                                        run_id=run_id, reporter=reporter, clock=lambda: T0 + 10_000)
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return processor, sink
 
@@ -287,12 +292,38 @@ def test_the_end_marker_does_not_move_event_time_past_what_the_replay_saw(tmp_pa
     assert sink.findings == [] and processor.reporter.progress.done
 
 
-def test_end_marker_round_trip_and_facts_are_never_markers():
-    assert read_marker(end_marker("r1", 12.5), "r1") == (True, 12.5)
-    assert read_marker(end_marker("r1"), "r1") == (True, None)
-    assert read_marker(end_marker("r1", 1.0), "r2") == (False, None)
-    for data in [*facts_of([run_instances("i-0ccccccccccccccccc", T0)]), b"", b"{", b'{"trailwarden_replay_end"']:
-        assert read_marker(data, "r1") == (False, None)
+def test_a_fact_from_a_router_shard_behind_the_others_is_not_judged_late(tmp_path):
+    """Live, a keyed shard's own largest event time minus the lateness is its watermark; in a replay one router
+    shard can be an hour of event time ahead of another, so only the watermark markers move event time."""
+    processor, sink = stateful(tmp_path)
+    tagged, untagged = "i-0ddddddddddddddd1", "i-0ddddddddddddddd2"
+    ahead = facts_of([run_instances("i-0eeeeeeeeeeeeeeee", T0 + 3600)])  # from a router shard far ahead
+    launched = facts_of([run_instances(tagged, T0), run_instances(untagged, T0)])
+    tags = facts_of([complete_record({
+        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(T0 + 5), "eventID": str(uuid.uuid4()),
+        "requestParameters": {"resourcesSet": {"items": [{"resourceId": tagged}]}, "tagSet": {"items": [
+            {"key": k, "value": "x"} for k in ("Owner", "CostCenter", "Environment")]}},
+        "responseElements": {"_return": True}})])
+    seq = iter(range(1, 100))
+    processor.process_records(batch([kinesis_record(d, next(seq), None) for d in launched + ahead]))
+    processor.process_records(batch([kinesis_record(marker("r1", WATERMARK, T0 + 3), next(seq), None)]))
+    assert sink.findings == []
+    processor.process_records(batch([kinesis_record(d, next(seq), None) for d in tags]))  # the slow shard's fact
+    processor.process_records(batch([kinesis_record(marker("r1", WATERMARK, T0 + 600), next(seq), None)]))
+    assert [r for f in sink.findings for r in f.resources if untagged in r]  # watermark past the grace: fired
+    assert not [r for f in sink.findings for r in f.resources if tagged in r]
+    processor.process_records(batch([kinesis_record(end_marker("r1", T0 + 3700), next(seq), None)]))
+    assert len([f for f in sink.findings if f.rule_id == MISSING_TAGS]) == 2  # the one ahead: at the end
+
+
+def test_markers_round_trip_and_facts_are_never_markers():
+    assert read_marker(end_marker("r1", 12.5), "r1") == (END, 12.5)
+    assert read_marker(marker("r1", WATERMARK, 3.0), "r1") == (WATERMARK, 3.0)
+    assert read_marker(end_marker("r1"), "r1") == (END, None)
+    assert read_marker(end_marker("r1", 1.0), "r2") == (None, None)
+    assert read_marker(marker("r1", "other", 1.0), "r1") == (None, None)
+    for data in [*facts_of([run_instances("i-0ccccccccccccccccc", T0)]), b"", b"{", b'{"trailwarden_replay"']:
+        assert read_marker(data, "r1") == (None, None)
 
 
 # --- what the replay command reads -----------------------------------------------------------------------
@@ -304,8 +335,14 @@ def test_progress_files_and_status(tmp_path):
     found = read_progress(tmp_path)
     status.router, status.stateful = found["router"], found["stateful"]
     assert status.behind("s0") == pytest.approx(60) and status.behind("s1") is None
+    assert status.low_mark() is None  # s1 has not said where it is
+    Progress("router", "s1", last_event_time=T0 + 20).write(tmp_path)
+    status.router = read_progress(tmp_path)["router"]
+    assert status.low_mark() == T0 + 20
     assert not status.router_done() and status.events() == 5
     Progress("router", "s1", done=True, last_event_time=T0 + 90).write(tmp_path)
+    status.router = read_progress(tmp_path)["router"]
+    assert status.low_mark() == T0 + 30  # a done shard sends nothing more: it no longer holds event time back
     Progress("router", "s0", done=True, last_event_time=T0 + 30).write(tmp_path)
     found = read_progress(tmp_path)
     status.router = found["router"]
@@ -409,4 +446,4 @@ def test_cli_refuses_bad_input_before_starting_anything(capsys, tmp_path):
 def test_base64_marker_survives_the_daemon_protocol():
     # the daemon hands record data to the processor base64-encoded; the marker is plain bytes either way
     data = end_marker("r1", T0)
-    assert read_marker(base64.b64decode(base64.b64encode(data)), "r1") == (True, T0)
+    assert read_marker(base64.b64decode(base64.b64encode(data)), "r1") == (END, T0)
