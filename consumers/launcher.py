@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.aws import Target
+from pipeline.processes import alive, stop_pid
 
 log = logging.getLogger(__name__)
 
@@ -223,23 +224,6 @@ def command(java: Path, properties_file: Path, target: Target, logback: Path | N
     return args
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
 
 def children(pid: int) -> list[int]:
     """Direct children of `pid` (the record processor processes of a daemon), from /proc."""
@@ -264,7 +248,7 @@ class Daemon:
     def alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
-        return _alive(self.pid)
+        return alive(self.pid)
 
     def processors(self) -> list[int]:
         return children(self.pid)
@@ -279,22 +263,15 @@ class Daemon:
 
     def _signal_and_wait(self, sig: int, timeout: float) -> None:
         kids = self.processors()
-        for s, wait in ((sig, timeout), (signal.SIGKILL, 5.0)):
-            if not self.alive():
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, s)
-            deadline = time.monotonic() + wait
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        stop_pid(self.pid, timeout, sig, is_alive=self.alive)
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=1)
         deadline = time.monotonic() + 5.0
-        while any(_alive(k) for k in kids) and time.monotonic() < deadline:
+        while any(alive(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.05)
         for k in kids:  # processors that did not notice their stdin closing
-            if _alive(k):
+            if alive(k):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(k, signal.SIGKILL)
         if self.pid_file is not None:

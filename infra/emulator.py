@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.processes import alive, stop_pid
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -152,27 +154,13 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
 
 def _is_emulator(pid: int) -> bool:
     """True if `pid` runs this module (guards against a pid recycled by an unrelated process)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return _alive(pid)  # no /proc: trust the pid file
+        return alive(pid)  # no /proc: trust the pid file
     return _MODULE.encode() in cmdline
 
 
@@ -203,7 +191,8 @@ class Emulator:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; removes the pid file; raises if the port stays busy."""
-        stop_pid(self.pid, timeout)
+        if not stop_pid(self.pid, timeout):
+            raise RuntimeError(f"process {self.pid} survived SIGKILL")
         if self.pid_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 if _read_pid_file(self.pid_file) in (None, self.pid):
@@ -214,19 +203,6 @@ class Emulator:
                 raise RuntimeError(f"{self.host}:{self.port} still accepts connections after stopping pid {self.pid}")
             time.sleep(0.05)
 
-
-def stop_pid(pid: int, timeout: float = 10.0) -> None:
-    """Stop one process: SIGTERM, then SIGKILL if it is still alive after `timeout` seconds."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        if not _alive(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    if _alive(pid):
-        raise RuntimeError(f"process {pid} survived SIGKILL")
 
 
 def start(
@@ -294,7 +270,7 @@ def running(pid_file: Path | None = None) -> Emulator | None:
     pid, host, port = document.get("pid"), document.get("host", DEFAULT_HOST), document.get("port", DEFAULT_PORT)
     if not (isinstance(pid, int) and isinstance(host, str) and isinstance(port, int)):
         return None
-    if not (_alive(pid) and _is_emulator(pid)):
+    if not (alive(pid) and _is_emulator(pid)):
         return None
     return Emulator(pid, host, port, pid_file, pid_file.with_suffix(".log"))
 

@@ -11,6 +11,7 @@ import pytest
 
 from consumers import launcher, leases
 from pipeline import aws
+from pipeline.processes import alive
 
 LOCAL = aws.emulator("http://127.0.0.1:4599")
 REAL = aws.aws("eu-west-1")
@@ -175,7 +176,7 @@ def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp
         assert len(processors) == 2
         daemon.kill()
         time.sleep(1)
-        assert not any(launcher._alive(p) for p in processors)
+        assert not any(alive(p) for p in processors)
         put(10, 20)
         launcher.prepare_local(spec, target)
         daemon = launcher.start(spec, target, directory=tmp_path / "kcl")
