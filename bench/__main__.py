@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.runtime import tune_gc
+
 FIRST = ("engine",)
 
 
@@ -17,6 +19,7 @@ def discover() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    tune_gc()  # as every trailwarden process runs; the baselines of each bench get the same setting
     names = argv or discover()
     unknown = [n for n in names if n not in discover()]
     if unknown:

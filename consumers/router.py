@@ -25,6 +25,7 @@ from pipeline.decode import DeadLetter, DecodeStats, decode
 from pipeline.engine import Engine
 from pipeline.finding import Finding
 from pipeline.rule import Rule
+from pipeline.runtime import tune_gc
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.sinks.kinesis import KinesisWriter
@@ -155,7 +156,9 @@ def build() -> RouterProcessor:
 
 def main() -> None:
     common.setup_logging()
-    kcl.KCLProcess(build()).run()
+    processor = build()
+    tune_gc()
+    kcl.KCLProcess(processor).run()
 
 
 if __name__ == "__main__":

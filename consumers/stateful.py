@@ -30,6 +30,7 @@ from pipeline.config import Config, enabled_rules
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
 from pipeline.rule import Rule
+from pipeline.runtime import tune_gc
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.stateful import snapshot
@@ -190,7 +191,9 @@ def build() -> StatefulProcessor:
 
 def main() -> None:
     common.setup_logging()
-    kcl.KCLProcess(build()).run()
+    processor = build()
+    tune_gc()
+    kcl.KCLProcess(processor).run()
 
 
 if __name__ == "__main__":

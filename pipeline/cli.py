@@ -15,6 +15,7 @@ import sys
 
 from pipeline import commands
 from pipeline.config import ConfigError
+from pipeline.runtime import tune_gc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    tune_gc()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
