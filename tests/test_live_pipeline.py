@@ -9,124 +9,33 @@ TRAILWARDEN_TEST_ENDPOINT=http://host:port the same tests run against that endpo
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import threading
 import time
-import uuid
 from collections import Counter
 
 import pytest
-
-from consumers import live
-from infra.trail_player import Player
-from pipeline import aws
-from pipeline.finding import iso_time
-from pipeline.ruletest import complete_record
+from live_support import (
+    MISSING_TAGS,
+    SG_OPEN,
+    Live,
+    config_file,
+    create_tags,
+    instance_id,
+    live_stack,
+    open_sg,
+    run_instances,
+)
 
 pytestmark = pytest.mark.slow
 
-EC2 = "ec2.amazonaws.com"
 GRACE = 15  # seconds: the missing-tags grace period of the test configuration
-MISSING_TAGS = "ec2-instance-missing-required-tags"
-SG_OPEN = "ec2-security-group-open-to-internet"
-REQUIRED = ("Owner", "CostCenter", "Environment")
-
-
-def run_instances(iid: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
-
-
-def create_tags(iid: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"resourcesSet": {"items": [{"resourceId": iid}]},
-                              "tagSet": {"items": [{"key": k, "value": "x"} for k in REQUIRED]}},
-        "responseElements": {"_return": True}})
-
-
-def open_sg(group: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}})
-
-
-def instance_id() -> str:
-    return "i-" + uuid.uuid4().hex[:17]
-
-
-class Live:
-    """The running stack: play records, watch the findings queue, read the Firehose bucket."""
-
-    def __init__(self, target: aws.Target, outputs: dict, pipeline: live.LivePipeline, queue: str) -> None:
-        self.target, self.outputs, self.pipeline, self.queue = target, outputs, pipeline, queue
-        self.sqs = target.client("sqs")
-        self.alerts: list[live.Alert] = []
-        self.player = Player(target.client("logs"), outputs["TrailLogGroupName"])
-
-    def play(self, records: list[dict]) -> None:
-        self.player.play(records)
-
-    def poll(self) -> None:
-        self.alerts.extend(live.receive(self.sqs, self.queue, wait=1))
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.poll()
-            if predicate():
-                return True
-        return False
-
-    def about(self, resource_part: str) -> list[live.Alert]:
-        return [a for a in self.alerts if any(resource_part in r for r in a.finding.resources)]
-
-    def archived(self) -> list[dict]:
-        s3, bucket = self.target.client("s3"), self.outputs["FindingsBucketName"]
-        out = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                if body[:2] == b"\x1f\x8b":
-                    body = gzip.decompress(body)
-                assert body.endswith(b"\n"), obj["Key"]
-                out += [json.loads(line) for line in body.splitlines()]
-        return out
-
-    def logs(self) -> str:
-        return "\n".join(d.log_file.read_text(errors="replace")[-3000:] for d in self.pipeline.daemons.values())
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from infra import emulator, provision
-
     directory = tmp_path_factory.mktemp("live")
-    config = directory / "trailwarden.toml"
-    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n'
-                      f'[rules.{MISSING_TAGS}]\ngrace = "{GRACE}s"\n')
-    given = os.environ.get("TRAILWARDEN_TEST_ENDPOINT")
-    handle = None if given else emulator.start(emulator.free_port(), log_file=directory / "emulator.log")
-    pipeline = None
-    try:
-        target = aws.endpoint(given) if given else aws.emulator(handle.endpoint)
-        outputs = provision.provision(target)
-        queue, _ = live.findings_queue(target, outputs["FindingsTopicArn"])
-        pipeline = live.LivePipeline.start(target, outputs, directory / "kcl",
-                                           env={"TRAILWARDEN_CONFIG": str(config), "TRAILWARDEN_LOG_LEVEL": "INFO"})
-        yield Live(target, outputs, pipeline, queue)
-    finally:
-        if pipeline is not None:
-            pipeline.stop()
-        if handle is not None:
-            handle.stop()
+    with live_stack(directory, config_file(directory, GRACE)) as running:
+        yield running
 
 
 def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: Live):
