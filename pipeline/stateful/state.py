@@ -115,6 +115,8 @@ class KeyedState:
         self.stats = StateStats()
         self._seq = 0
         self._arrival: tuple[float, float] | None = None  # (wall clock, max event time) at the last arrival
+        # Set by a driver that knows more than this shard (replay): the watermark then moves only by advance_to().
+        self.external_watermark = False
         self._next_expiry = -math.inf  # watermark at which the next sweep or seen-id bucket is due
 
     @classmethod
@@ -136,8 +138,19 @@ class KeyedState:
             self._take(fact, now, out)
         if now is not None:
             self._arrival = (now, self.max_time)
-        self._advance(self.max_time - self.lateness, out)
+        self._advance(self._own_watermark(), out)
         return out.findings
+
+    def advance_to(self, watermark: float) -> list[Finding]:
+        """Apply the facts and fire the timers due up to `watermark`, told by a driver that has seen
+        every source of this shard's facts (possibly past this shard's own largest fact time)."""
+        out = _Out(self)
+        if self.max_time > -math.inf:
+            self._advance(watermark, out)
+        return out.findings
+
+    def _own_watermark(self) -> float:
+        return self.watermark if self.external_watermark else self.max_time - self.lateness
 
     def observe(self, event_time: float) -> list[Finding]:
         """Event time has reached `event_time` (an event with no fact, in-process): findings now due."""
@@ -145,7 +158,7 @@ class KeyedState:
             return []  # nothing can fall due before event time moves on
         self.max_time = event_time
         out = _Out(self)
-        self._advance(self.max_time - self.lateness, out)
+        self._advance(self._own_watermark(), out)
         return out.findings
 
     def tick(self, now: float) -> list[Finding]:
@@ -156,7 +169,7 @@ class KeyedState:
         wall, base = self._arrival
         idle = now - wall
         out = _Out(self)
-        if idle >= self.idle_after and base > -math.inf:
+        if idle >= self.idle_after and base > -math.inf and not self.external_watermark:
             self._advance(base + idle - self.lateness, out)
         return out.findings
 
