@@ -35,7 +35,14 @@ SKIPPED: dict[str, str] = {
         "no CloudTrail delivery locally: `trailwarden simulate` plays CloudTrail, writing events into the "
         "log group with PutLogEvents as CloudTrail does"
     ),
+    "AWS::IAM::ManagedPolicy": (
+        "the operator's replay/backfill policy is attached on AWS to the people or CI role that run them; "
+        "the emulator enforces no IAM and has no one to attach it to"
+    ),
 }
+
+# TODO(lead): belongs in infra/cfn.py's _TYPES (not this module's file); Ref on a managed policy is its ARN.
+cfn._TYPES.setdefault("AWS::IAM::ManagedPolicy", (None, "arn", "arn:{p}:iam::{a}:policy/{n}"))
 
 LOCAL_PARAMETERS: dict[str, str] = {
     # moto gives an ON_DEMAND stream 4 shards; each leased shard costs the KCL a Python child process,
