@@ -10,6 +10,8 @@ is `<signing name>:<Operation>`, except where IAM names the permission different
 `consumer_calls()` keeps the calls the consumer processes make: the modules imported (at module level) from
 consumers.router and consumers.stateful, transitively, and, for an import inside a function (`from
 infra.provision import outputs`), only that function and the functions of its module it calls.
+`operator_calls()` does the same from the entries of `trailwarden replay` (the command, the job and its two
+daemons, which run under the operator's credentials) and `trailwarden backfill`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from botocore import xform_name
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "infra")
 CONSUMER_ENTRIES = ("consumers.router", "consumers.stateful")
+OPERATOR_ENTRIES = ("consumers.replay", "consumers.replay_router", "consumers.replay_stateful",
+                    "pipeline.commands.replay", "pipeline.commands.backfill", "pipeline.backfill")
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 
 # API operations whose IAM permission has another name (Service Authorization Reference).
@@ -323,12 +327,12 @@ def _imports(tree: ast.Module, module: str) -> tuple[set[str], set[tuple[str, st
     return top, lazy
 
 
-def consumer_modules() -> tuple[set[str], set[tuple[str, str]]]:
-    """Modules the consumer processes import (transitively), and functions imported lazily from others."""
+def consumer_modules(entries: Iterable[str] = CONSUMER_ENTRIES) -> tuple[set[str], set[tuple[str, str]]]:
+    """Modules the entries import (transitively), and functions imported lazily from others."""
     trees = {name: ast.parse(path.read_text()) for name, path in _modules().items()}
     seen: set[str] = set()
     lazy: set[tuple[str, str]] = set()
-    todo = list(CONSUMER_ENTRIES)
+    todo = list(entries)
     while todo:
         name = todo.pop()
         if name in seen or name not in trees:
@@ -342,8 +346,9 @@ def consumer_modules() -> tuple[set[str], set[tuple[str, str]]]:
     return seen, {(m, f) for m, f in lazy if m not in seen}
 
 
-def consumer_calls() -> list[Call]:
-    modules, lazy = consumer_modules()
+def consumer_calls(entries: Iterable[str] = CONSUMER_ENTRIES) -> list[Call]:
+    """The calls of the code the entries run (the consumer processes by default)."""
+    modules, lazy = consumer_modules(entries)
     scans = _scans()
     wanted: set[tuple[str, str]] = set()
     for module, function in lazy:  # the function and what it calls in its own module, transitively
@@ -355,6 +360,11 @@ def consumer_calls() -> list[Call]:
             wanted.add((module, f))
             todo.extend(scans[module].edges.get(f, ()))
     return [c for c in calls() if c.module in modules or (c.module, c.function.split(".")[0]) in wanted]
+
+
+def operator_calls() -> list[Call]:
+    """The calls `trailwarden replay` (with its daemons) and `trailwarden backfill` make."""
+    return consumer_calls(OPERATOR_ENTRIES)
 
 
 def statements(node: Any) -> Iterable[dict[str, Any]]:
@@ -395,3 +405,5 @@ if __name__ == "__main__":
     print(table(calls()))
     print("\ncalls the consumer processes make (the ConsumerRole's code):")
     print(table(consumer_calls()))
+    print("\ncalls replay (with its daemons) and backfill make (the OperatorReplayPolicy's code):")
+    print(table(operator_calls()))
