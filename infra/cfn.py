@@ -78,6 +78,7 @@ _TYPES: dict[str, tuple[str | None, str, str | None]] = {
     "AWS::Logs::LogStream": ("LogStreamName", "name", None),
     "AWS::Logs::SubscriptionFilter": ("FilterName", "name", None),
     "AWS::IAM::Role": ("RoleName", "name", "arn:{p}:iam::{a}:role/{n}"),
+    "AWS::IAM::ManagedPolicy": (None, "arn", "arn:{p}:iam::{a}:policy/{n}"),  # Ref is the ARN
     "AWS::CloudTrail::Trail": ("TrailName", "name", "arn:{p}:cloudtrail:{r}:{a}:trail/{n}"),
     "AWS::Kinesis::Stream": ("Name", "name", "arn:{p}:kinesis:{r}:{a}:stream/{n}"),
     "AWS::SNS::Topic": ("TopicName", "arn", "arn:{p}:sns:{r}:{a}:{n}"),

@@ -41,9 +41,6 @@ SKIPPED: dict[str, str] = {
     ),
 }
 
-# TODO(lead): belongs in infra/cfn.py's _TYPES (not this module's file); Ref on a managed policy is its ARN.
-cfn._TYPES.setdefault("AWS::IAM::ManagedPolicy", (None, "arn", "arn:{p}:iam::{a}:policy/{n}"))
-
 LOCAL_PARAMETERS: dict[str, str] = {
     # moto gives an ON_DEMAND stream 4 shards; each leased shard costs the KCL a Python child process,
     # and moto's PutRecords slows as a shard fills, so two provisioned shards per stream fit a laptop.
