@@ -159,9 +159,24 @@ def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp
     kinesis.create_stream(StreamName="probe", ShardCount=2)
     kinesis.get_waiter("stream_exists").wait(StreamName="probe", WaiterConfig={"Delay": 0.2})
 
+    last: dict[str, str] = {}
+
     def put(a: int, b: int) -> None:
         for i in range(a, b):
-            kinesis.put_record(StreamName="probe", Data=f"rec{i}".encode(), PartitionKey=str(i))
+            r = kinesis.put_record(StreamName="probe", Data=f"rec{i}".encode(), PartitionKey=str(i))
+            last[r["ShardId"]] = r["SequenceNumber"]
+
+    def checkpointed(timeout: float = 20) -> bool:
+        """Every shard's lease checkpoint is at its last record (the probe checkpoints each batch)."""
+        leases = target.client("dynamodb")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = leases.scan(TableName="probe-app")["Items"]
+            marks = {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S") for i in items}
+            if all(marks.get(shard) == seq for shard, seq in last.items()):
+                return True
+            time.sleep(0.2)
+        return False
 
     out = tmp_path / "probe.out"
     spec = launcher.AppSpec("probe-app", "probe", "consumers.probe", env={"TRAILWARDEN_PROBE_OUT": str(out)})
@@ -174,6 +189,7 @@ def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp
         assert time.monotonic() - started < 30  # seeded leases: no 1-30 s random wait, no lease-taking round
         processors = daemon.processors()
         assert len(processors) == 2
+        assert checkpointed()  # a kill before the last checkpoint would rightly deliver that batch again
         daemon.kill()
         time.sleep(1)
         assert not any(alive(p) for p in processors)
