@@ -33,13 +33,15 @@ from live_support import (
 
 from .results import Row
 
-pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 RUNS = int(os.environ.get("TRAILWARDEN_CRASH_RUNS", "20"))
 SEED = int(os.environ.get("TRAILWARDEN_CRASH_SEED", "7"))
 GRACE = 10  # seconds of the missing-tags grace period
 VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor")
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 90 + 300)]
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,12 @@ from pipeline.stateful.facts import key_hash
 
 from .results import Row
 
-pytestmark = pytest.mark.slow
-
 GRACE = 45
 LEASE_WAIT = float(os.environ.get("TRAILWARDEN_LEASE_WAIT", "20"))
 ACCOUNT, REGION = "111122223333", "us-east-1"  # what complete_record fills in
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

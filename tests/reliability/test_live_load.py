@@ -27,8 +27,6 @@ from infra.trail_player import Player
 
 from .results import Row
 
-pytestmark = pytest.mark.slow
-
 SECONDS = float(os.environ.get("TRAILWARDEN_LOAD_SECONDS", "600"))
 RATE = float(os.environ.get("TRAILWARDEN_LOAD_RATE", "200"))
 MARKER_EVERY = 2.0
@@ -36,6 +34,9 @@ ADJUST_EVERY = 10.0
 SAMPLE_EVERY = 5.0
 MAX_LAG = float(os.environ.get("TRAILWARDEN_LOAD_MAX_LAG", "60"))
 GROWTH = 1.3  # memory "flat": the last fifth's peak within 30% (+ 16 MB) of the second fifth's
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SECONDS + 600)]
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,6 @@ from live_support import (
 from .faultproxy import SERVICES, FaultProxy
 from .results import Row
 
-pytestmark = pytest.mark.slow
-
 GRACE = 10
 OUTAGE = float(os.environ.get("TRAILWARDEN_OUTAGE_SECONDS", "10"))
 # (services down, how): each service alone (the publisher consults DynamoDB before SNS, SNS before Firehose, and
@@ -42,6 +40,9 @@ OUTAGE = float(os.environ.get("TRAILWARDEN_OUTAGE_SECONDS", "10"))
 PHASES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("sns",), "throttle"), (("firehose",), "5xx"), (("dynamodb",), "throttle"), (("kinesis",), "entries"),
     (("sns", "firehose"), "entries"), (("kinesis",), "throttle"), (SERVICES, "5xx"))
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(len(PHASES) * 150 + 300)]
 
 
 @pytest.fixture(scope="module")
