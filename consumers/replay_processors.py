@@ -237,6 +237,9 @@ class _Timed:
             self.max_time = t
         return self.stage.process(event)
 
+    def take_errors(self) -> list[str]:
+        return self.stage.take_errors()
+
 
 class ReplayRouterProcessor(RouterProcessor):
     def __init__(self, *args: Any, start: float, end: float, reporter: Reporter, **kwargs: Any) -> None:

@@ -53,6 +53,12 @@ class RouterStage:
     def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
         return self.engine.process(event), self.router.facts(event)
 
+    def take_errors(self) -> list[str]:
+        """The rule errors noted since the last call (match rules and fact extraction share the stats)."""
+        errors = list(self.engine.stats.last_errors)
+        self.engine.stats.last_errors.clear()
+        return errors
+
 
 class RouterProcessor(processor.RecordProcessorBase):
     def __init__(self, stage: RouterStage, publisher: Publisher, facts: KinesisWriter, dead_letters: Any,
@@ -100,6 +106,8 @@ class RouterProcessor(processor.RecordProcessorBase):
                     continue
                 findings.extend(new_findings)
                 facts.extend(new_facts)
+        for line in self.stage.take_errors():
+            log.warning("router %s: rule error: %s", self.shard_id, line)
         processed = time.time()
         self.deliver(findings, facts, dead, first=records[0].sequence_number)
         delivered = time.time()

@@ -15,6 +15,8 @@ from consumers.stateful import StatefulProcessor, state_factory
 from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
+from pipeline.rule import REGISTRY
+from pipeline.rules import builtin_rules
 from pipeline.ruletest import complete_record
 from pipeline.sinks import MemoryDedupe, Publisher, SinkUnavailable
 from pipeline.stateful import snapshot
@@ -262,3 +264,27 @@ def test_s3_snapshot_store_round_trip_and_handoffs(monkeypatch):
         merged = merge(store.handoffs("shardId-000000000002"))
         child = snapshot.load_into(state_factory(CONFIG)(), merged)
         assert {e[6].key.rsplit(":", 1)[1] for e in child.pending} == {"i-1", "i-3"}
+
+
+def test_router_logs_rule_errors_and_keeps_going(caplog):
+    from pipeline.rule import match
+
+    @match(id="test-broken-rule", title="Broken", severity="low", attack="T0000",
+           events={"ec2.amazonaws.com": ["AuthorizeSecurityGroupIngress"]})
+    def broken(e, p):
+        """Raises on every event."""
+        raise RuntimeError("boom")
+
+    log: list = []
+    sink = Sink(log)
+    try:
+        stage = RouterStage(CONFIG, rules=[broken, *builtin_rules()])
+        proc = RouterProcessor(stage, Publisher([sink], MemoryDedupe()), Facts(log), DeadLetters(log), stream="trail")
+        proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
+        with caplog.at_level("WARNING", logger="consumers.router"):
+            proc.process_records(batch([record(d, 10) for d in cwl_records([open_sg(T0)])], log))
+    finally:
+        REGISTRY.pop("test-broken-rule", None)
+    assert any("rule error" in r.getMessage() and "boom" in r.getMessage() for r in caplog.records)
+    assert {f.rule_id for f in sink.findings} >= {"ec2-security-group-open-to-internet"}
+    assert log[-1][0] == "checkpoint"
