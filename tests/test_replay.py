@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from live_support import open_sg, run_instances
 
 from consumers import common, launcher, replay_processors
 from consumers.replay import FindingsTail, Names, Status, read_progress
@@ -56,20 +57,6 @@ def no_sleep(monkeypatch):
     monkeypatch.setattr(replay_processors, "WRITE_EVERY", 0.0)  # every progress write goes to the file
 
 
-def run_instances(iid: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
-
-
-def open_sg(group: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}})
 
 
 class Checkpointer:

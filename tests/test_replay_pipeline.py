@@ -21,36 +21,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from live_support import open_sg, run_instances
 
 from consumers import live
 from infra.trail_player import Player
 from pipeline import aws
-from pipeline.finding import iso_time
-from pipeline.ruletest import complete_record
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-EC2 = "ec2.amazonaws.com"
 MISSING_TAGS = "ec2-instance-missing-required-tags"
 SG_OPEN = "ec2-security-group-open-to-internet"
 SG_CHANGES = "cis-security-group-changes"
 
 
-def run_instances(iid: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
-
-
-def open_sg(group: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}})
 
 
 class Stack:
