@@ -14,6 +14,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from reliability import fuzz
 
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
@@ -111,20 +112,9 @@ def _child(node: Any, step: Any) -> Any:
     return node.get(step)
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> list[tuple[Any, ...]]:
+def _paths(value: Any) -> list[tuple[Any, ...]]:
     """Every path into a record's nested objects and arrays (to replace any existing field)."""
-    found: list[tuple[Any, ...]] = []
-    if depth > 8:
-        return found
-    if isinstance(value, dict):
-        for key, child in value.items():
-            found.append((*prefix, key))
-            found.extend(_paths(child, (*prefix, key), depth + 1))
-    elif isinstance(value, list):
-        for i, child in enumerate(value[:4]):
-            found.append((*prefix, i))
-            found.extend(_paths(child, (*prefix, i), depth + 1))
-    return found
+    return fuzz.paths(value, max_depth=8, max_items=4)
 
 
 @st.composite

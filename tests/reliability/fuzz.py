@@ -150,18 +150,21 @@ def _nasty_text(rng: random.Random, length: int) -> str:
     return (stretch * (length // len(stretch) + 1))[:length]
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> list[tuple[Any, ...]]:
+def paths(value: Any, prefix: tuple[Any, ...] = (), depth: int = 0, max_depth: int = 10,
+          max_items: int = 6) -> list[tuple[Any, ...]]:
+    """Every path into a record's nested objects and arrays (the first `max_items` of each array),
+    down to `max_depth`: where a mutation can replace an existing field."""
     found: list[tuple[Any, ...]] = []
-    if depth > 10:
+    if depth > max_depth:
         return found
     if isinstance(value, dict):
         for key, child in value.items():
             found.append((*prefix, key))
-            found.extend(_paths(child, (*prefix, key), depth + 1))
+            found.extend(paths(child, (*prefix, key), depth + 1, max_depth, max_items))
     elif isinstance(value, list):
-        for i, child in enumerate(value[:6]):
+        for i, child in enumerate(value[:max_items]):
             found.append((*prefix, i))
-            found.extend(_paths(child, (*prefix, i), depth + 1))
+            found.extend(paths(child, (*prefix, i), depth + 1, max_depth, max_items))
     return found
 
 
@@ -194,14 +197,14 @@ def mutate_tree(rng: random.Random, bases: list[dict[str, Any]]) -> list[Any]:
     records = _pick(rng, bases)
     for record in records:
         for _ in range(rng.randint(1, 6)):
-            paths = _paths(record)
+            found = paths(record)
             op = rng.random()
             if op < 0.15:
                 path: tuple[Any, ...] = (rng.choice(NAMED_FIELDS),)
-            elif not paths:
+            elif not found:
                 continue
             else:
-                path = rng.choice(paths)
+                path = rng.choice(found)
             try:
                 if op < 0.55:
                     _set(record, path, _random_value(rng))
@@ -245,9 +248,9 @@ def m_huge(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
             params["bucketName"] = text[:5000]
             record["requestParameters"] = params
         else:
-            paths = [p for p in _paths(record) if isinstance(_get(record, p), str)]
-            if paths:
-                _set(record, rng.choice(paths), text)
+            found = [p for p in paths(record) if isinstance(_get(record, p), str)]
+            if found:
+                _set(record, rng.choice(found), text)
     transport = rng.choice(["cwl", "s3.gz", "lines"])
     data = wrap(records, transport)
     return data, expected_outputs(records, transport, data)
