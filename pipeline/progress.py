@@ -25,12 +25,34 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover
 
 
-class Progress:
+class StatusLine:
+    """One line on a terminal, redrawn in place and erased before other output (scan, backfill, replay)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._next = 0.0
+        self._shown = False
+
+    def draw(self, text: str) -> None:
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        """Erase the line (before other output reaches the terminal); the next update redraws it."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+            self._next = 0.0
+
+
+class Progress(StatusLine):
     """Call `update(bytes_done, events)` often (it is cheap); `close()` at the end."""
 
     def __init__(self, total: int | None, stream: TextIO | None = None, enabled: bool | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        super().__init__(stream)
         self.total = total
         if enabled is None:
             enabled = _isatty(self.stream)
@@ -38,7 +60,6 @@ class Progress:
         self._clock = clock
         self.started = self._clock()
         self._next = self.started
-        self._shown = False
 
     def _visible(self, now: float) -> bool:
         return (self.total is not None and self.total > LARGE_INPUT) or now - self.started >= SLOW_AFTER
@@ -52,9 +73,7 @@ class Progress:
         self._next = now + REDRAW_EVERY
         if not self._visible(now):
             return
-        self.stream.write("\r" + self.line(bytes_done, events, now - self.started) + "\x1b[K")
-        self.stream.flush()
-        self._shown = True
+        self.draw(self.line(bytes_done, events, now - self.started))
 
     def line(self, bytes_done: int, events: int, elapsed: float) -> str:
         rate = events / elapsed if elapsed > 0 else 0.0
@@ -66,15 +85,8 @@ class Progress:
             return f"scanning [{bar}] {size}  {events:,} events  {rate:,.0f} events/s"
         return f"scanning {human_bytes(bytes_done)}  {events:,} events  {rate:,.0f} events/s"
 
-    def clear(self) -> None:
-        """Erase the line (before other output reaches the terminal); the next update redraws it."""
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
-            self._next = 0.0
-
-    close = clear
+    def close(self) -> None:
+        self.clear()
 
 
 def _isatty(stream: TextIO) -> bool:

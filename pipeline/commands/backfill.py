@@ -21,7 +21,7 @@ from pipeline.decode import MAX_DECOMPRESSED, DeadLetter
 from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
-from pipeline.progress import REDRAW_EVERY
+from pipeline.progress import REDRAW_EVERY, StatusLine
 from pipeline.sinks import Publisher, SinkError
 from pipeline.sinks.replay import ReadOnlyDedupe as _ReadOnlyDedupe  # noqa: F401  (its tests import it here)
 from pipeline.sinks.replay import make_publisher
@@ -95,31 +95,20 @@ def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
     return local_location(path)
 
 
-class Display:
+class Display(StatusLine):
     """One progress line on stderr (a terminal only): files, events, the current day, events/s."""
 
     def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        super().__init__(stream)
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) if enabled is None else enabled
         self.started = time.monotonic()
-        self._next = 0.0
-        self._shown = False
 
     def update(self, stats: BackfillStats, events: int) -> None:
         now = time.monotonic()
         if not self.enabled or now < self._next:
             return
         self._next = now + REDRAW_EVERY
-        self.stream.write("\r" + line(stats, events, now - self.started) + "\x1b[K")
-        self.stream.flush()
-        self._shown = True
-
-    def clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
-            self._next = 0.0
+        self.draw(line(stats, events, now - self.started))
 
 
 def line(stats: BackfillStats, events: int, elapsed: float) -> str:

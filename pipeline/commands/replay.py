@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline import aws
 from pipeline.output import FORMATS, format_summary, make_writer, safe
-from pipeline.progress import REDRAW_EVERY
+from pipeline.progress import REDRAW_EVERY, StatusLine
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +141,13 @@ def _label(shard: str) -> str:
     return f"#{digits.lstrip('0') or '0'}" if digits != shard and digits.isdigit() else safe(shard, 40)
 
 
-class Display:
+class Display(StatusLine):
     """The progress line on stderr: redrawn in place on a terminal, one line every PROGRESS_EVERY otherwise."""
 
     def __init__(self, enabled: bool = True, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        super().__init__(stream)
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._next = 0.0
-        self._shown = False
 
     def update(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -157,19 +155,11 @@ class Display:
             return
         if self.tty:
             self._next = now + REDRAW_EVERY
-            self.stream.write("\r" + text + "\x1b[K")
-            self._shown = True
+            self.draw(text)
         else:
             self._next = now + PROGRESS_EVERY
             self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
             self.stream.flush()
-            self._shown = False
-            self._next = 0.0
 
 
 def run(args: argparse.Namespace) -> int:
