@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline import aws
+from pipeline.runtime import tune_gc
 from pipeline.sinks import (
     DedupeTable,
     FileSink,
@@ -54,6 +55,17 @@ def setup_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     for name in ("consumers", "pipeline"):
         logging.getLogger(name).setLevel(level)
+
+
+def run_processor(build: Callable[[], Any]) -> None:
+    """A record processor's process: logging to stderr, the processor built, the GC tuned, then the KCL
+    protocol on stdin/stdout until the daemon closes it."""
+    from amazon_kclpy import kcl
+
+    setup_logging()
+    processor = build()
+    tune_gc()
+    kcl.KCLProcess(processor).run()
 
 
 def resources(target: aws.Target | None = None) -> dict[str, str]:

@@ -411,9 +411,3 @@ def build_stateful() -> ReplayStatefulProcessor:
         reporter=reporter,
     )
 
-
-def main(build: Any) -> None:
-    from amazon_kclpy import kcl
-
-    common.setup_logging()
-    kcl.KCLProcess(build()).run()

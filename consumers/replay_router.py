@@ -1,6 +1,7 @@
 """Stage 1 of a replay, run by the replay's router daemon: `python -m consumers.replay_router`."""
 
-from consumers.replay_processors import build_router, main
+from consumers.common import run_processor
+from consumers.replay_processors import build_router
 
 if __name__ == "__main__":
-    main(build_router)
+    run_processor(build_router)

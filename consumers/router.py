@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 from consumers import common
@@ -25,7 +24,6 @@ from pipeline.decode import DeadLetter, DecodeStats, decode
 from pipeline.engine import Engine
 from pipeline.finding import Finding
 from pipeline.rule import Rule
-from pipeline.runtime import tune_gc
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.sinks.kinesis import KinesisWriter
@@ -163,10 +161,7 @@ def build() -> RouterProcessor:
 
 
 def main() -> None:
-    common.setup_logging()
-    processor = build()
-    tune_gc()
-    kcl.KCLProcess(processor).run()
+    common.run_processor(build)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 from consumers import common
@@ -30,7 +29,6 @@ from pipeline.config import Config, enabled_rules
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
 from pipeline.rule import Rule
-from pipeline.runtime import tune_gc
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.stateful import snapshot
@@ -190,10 +188,7 @@ def build() -> StatefulProcessor:
 
 
 def main() -> None:
-    common.setup_logging()
-    processor = build()
-    tune_gc()
-    kcl.KCLProcess(processor).run()
+    common.run_processor(build)
 
 
 if __name__ == "__main__":
