@@ -57,7 +57,7 @@ def ec2_password_data_retrieved(e: Event, p: Params) -> Hit | None:
     the launch key pair can decrypt it. Attackers call it across many instances. Failed calls count by
     default (`include_failed`): a burst of denied attempts is the discovery attempt itself. Console use,
     the routine way administrators read the password, is skipped unless `include_console`; calls AWS
-    services make are never findings. A per-principal count of distinct instances would make a better
+    makes itself are never findings. A per-principal count of distinct instances would make a better
     threshold rule."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
@@ -135,7 +135,7 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
     instance, so the rule fires on public source addresses outside `instance_networks` (list your NAT
     gateway and Elastic IP ranges there to keep the workloads' own calls out), and always when the call
     came through a VPC endpoint owned by another account. Private addresses (the account's own VPC
-    endpoints) and calls AWS services make are not findings. Failed calls count: trying the keys is the
+    endpoints) and calls AWS makes itself are not findings. Failed calls count: trying the keys is the
     behaviour. Stronger with state: the same instance session seen from two public addresses."""
     instance = instance_session(e)
     if not instance or by_aws_service(e):
@@ -180,16 +180,16 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
                                              {"secretIdList": [f"app/secret-{i}" for i in range(12)]}), expect=1),
         Case("a few named secrets", call(SECRETS, "BatchGetSecretValue",
                                                {"secretIdList": ["app/db", "app/api"]}), expect=0),
-        Case("by a service on the caller's behalf", call(
+        Case("through a service acting with the caller's credentials", call(
             SECRETS, "BatchGetSecretValue", {"filters": [{"key": "name", "values": ["app"]}]}, **via_service("lambda")),
-             expect=0),
+             expect=1),
     ],
 )
 def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
     """BatchGetSecretValue returns the values of every secret matching a filter, or of up to 20 named
     secrets, in one call. A filter (instead of naming the secrets an application needs) or at least
     `min_secret_ids` names is bulk collection. Denied calls count by default (`include_failed`): the
-    attempt is the behaviour. Calls AWS services make are not findings. Many GetSecretValue calls by one
+    attempt is the behaviour. Calls AWS makes itself are not findings. Many GetSecretValue calls by one
     principal in a short window are the same behaviour and need a threshold rule."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
@@ -226,8 +226,8 @@ def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
         Case("console user viewing a secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
                                                          userIdentity=iam_user(key="ASIAEXAMPLEKEYID9876"),
                                                          sessionCredentialFromConsole="true"), expect=0),
-        Case("service on the caller's behalf", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
-                                                          **via_service("cloudformation")), expect=0),
+        Case("a stack of the key's user resolving the secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
+                                                                   **via_service("cloudformation")), expect=1),
     ],
 )
 def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | None:
@@ -268,18 +268,18 @@ def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | 
             SSM, "GetParameters", {"names": [f"/cfg/c{i}" for i in range(10)], "withDecryption": False}), expect=0),
         Case("app path subtree", call(
             SSM, "GetParametersByPath", {"path": "/app/prod/", "recursive": True, "withDecryption": True}), expect=0),
-        Case("CloudFormation resolving references", call(
+        Case("a stack resolving ten SecureString references", call(
             SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
     ],
 )
 def ssm_bulk_securestring_parameter_retrieval(e: Event, p: Params) -> Hit | None:
     """Decrypting many SecureString parameters in one call: GetParameters with decryption for at least
     `min_names` names (10 is the API's page size, what an enumerating script uses), or GetParametersByPath
     with decryption recursively from the root path "/". Applications read the few parameters they need.
-    Failed calls do not count by default (nothing was decrypted). Calls AWS services make (CloudFormation,
-    ECS resolving secrets) are not findings. Evasion with smaller batches or GetParameter one by one needs
-    a threshold rule on decrypted parameters per principal."""
+    Failed calls do not count by default (nothing was decrypted). Calls AWS makes itself are not findings;
+    a stack resolving SecureString references is its creator decrypting them. Smaller batches and
+    GetParameter one by one are counted by ssm-securestring-harvesting."""
     if by_aws_service(e) or not attempted(e, p.include_failed) or e.request.get("withDecryption") is not True:
         return None
     if e.name == "GetParameters":

@@ -45,7 +45,8 @@ def ec2_instance_user_data_read(e: Event, p: Params) -> Hit | None:
     and internal endpoints are often left. Attackers sweep it across instances. Denied calls count by
     default (`include_failed`): the sweep is the behaviour even when the policy stops it. Console sessions
     (an operator opening the user-data view; `sessionCredentialFromConsole`, which the client cannot
-    forge) are skipped unless `include_console`; AWS services and service-linked roles are not findings.
+    forge) are skipped unless `include_console`; calls AWS makes itself (AWS Config's service-linked role)
+    are not findings.
     A distinct-instances-per-principal threshold would separate a sweep from one look."""
     if e.text("requestParameters", "attribute").lower() != "userdata":
         return None

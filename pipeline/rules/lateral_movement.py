@@ -38,8 +38,8 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
     """SendSSHPublicKey installs a temporary SSH key for an OS user on an instance, so whoever holds the
     private key can log in without the instance's own key pair. Only successful pushes count (a denied
     push installs nothing). The console's Connect button (a console session, which the client cannot
-    forge) is routine and skipped unless `include_console`; calls AWS services make (the Instance Connect
-    Endpoint acting for a user) are not findings. Keys pushed to many instances would be a threshold rule."""
+    forge) is routine and skipped unless `include_console`; calls AWS makes itself are not
+    findings. Keys pushed to many instances would be a threshold rule."""
     if by_aws_service(e) or not e.succeeded or (from_console(e) and not p.include_console):
         return None
     instance = e.text("requestParameters", "instanceId")
@@ -79,7 +79,7 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
 def ec2_serial_console_access(e: Event, p: Params) -> Hit | None:
     """EnableSerialConsoleAccess (account-wide switch; denied attempts count by default through
     `include_failed`, since the switch is rarely touched) or a successful SendSerialConsoleSSHPublicKey
-    (a key pushed for the serial console of an instance). Calls AWS services make are not findings."""
+    (a key pushed for the serial console of an instance). Calls AWS makes itself are not findings."""
     if by_aws_service(e):
         return None
     if e.name == "EnableSerialConsoleAccess":

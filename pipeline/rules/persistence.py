@@ -82,9 +82,9 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
         Case("service and same-account principals", call(IAM, "CreateRole", {
             "roleName": "ec2", "assumeRolePolicyDocument": _trust_doc("111122223333")}), expect=0),
-        Case("CloudFormation deploying a vendor role", call(IAM, "CreateRole", {
+        Case("a stack creating the role", call(IAM, "CreateRole", {
             "roleName": "x", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}, **via_service("cloudformation")),
-             expect=0),
+             expect=1),
         Case("malformed policy text", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": "{not json"}), expect=0),
     ],
@@ -93,8 +93,9 @@ def iam_role_trust_policy_opened_to_external_account(e: Event, p: Params) -> Hit
     """CreateRole or UpdateAssumeRolePolicy whose trust policy allows an AWS principal of another account
     (not the caller's, not in `allowed_accounts`), or "*" without any condition: a backdoor role the
     outsider can assume at will. Service and federated principals are not findings. Only successful calls
-    count (a rejected policy grants nothing); calls AWS services make (CloudFormation with `invokedBy`)
-    are not findings. Policies are read whether CloudTrail logs them as JSON or URL-encoded text."""
+    count (a rejected policy grants nothing); calls AWS makes itself are not findings (a stack
+    creating the role is its creator's act). Policies are read whether CloudTrail logs them as JSON or
+    URL-encoded text."""
     if by_aws_service(e) or not e.succeeded:
         return None
     document = e.request.get("policyDocument") if e.name == "UpdateAssumeRolePolicy" else \
@@ -160,8 +161,8 @@ def _grants_everything(document: Any) -> bool:
 def iam_admin_policy_attached(e: Event, p: Params) -> Hit | None:
     """Full administrator permissions granted: a managed policy in `admin_policies` attached to a user,
     role or group, or an inline policy / new default policy version that allows every action on every
-    resource. Only successful calls count; calls AWS services make (CloudFormation with `invokedBy`) are
-    not findings."""
+    resource. Only successful calls count; calls AWS makes itself are not findings (a stack
+    granting it is its creator's act)."""
     if by_aws_service(e) or not e.succeeded:
         return None
     request = e.request
@@ -218,7 +219,7 @@ def _other_user_hit(e: Event, what: str) -> Hit | None:
 def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
     """CreateAccessKey naming a user other than the calling IAM user: a second, long-lived way in that
     survives the loss of the caller's own credentials. A user creating their own key is not a finding.
-    Only successful calls count; calls AWS services make are not findings."""
+    Only successful calls count; calls AWS makes itself are not findings."""
     return _other_user_hit(e, "Access key created")
 
 
@@ -242,7 +243,7 @@ def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
 )
 def iam_login_profile_created_for_another_user(e: Event, p: Params) -> Hit | None:
     """CreateLoginProfile giving console access to a user other than the caller (often a service user that
-    never had a password). Only successful calls count; calls AWS services make are not findings."""
+    never had a password). Only successful calls count; calls AWS makes itself are not findings."""
     return _other_user_hit(e, "Console password created")
 
 
@@ -336,7 +337,7 @@ def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
 )
 def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
     """CreateFunctionUrlConfig / UpdateFunctionUrlConfig with auth type NONE: the function gets a public
-    HTTPS endpoint. Only successful calls count; calls AWS services make are not findings."""
+    HTTPS endpoint. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded or e.text("requestParameters", "authType").upper() != "NONE":
         return None
     function = _function(e)
@@ -368,17 +369,17 @@ def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
              params={"only_external_layers": True}),
         Case("memory change without layers", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "memorySize": 256}), expect=0),
-        Case("CloudFormation deployment", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("a stack update setting the layer", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
     ],
 )
 def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
     """UpdateFunctionConfiguration that sets layers on an existing function: a layer carrying a Lambda
     extension runs attacker code in every invocation with the function's role, without touching the
     function's own code. With `only_external_layers`, only layers of accounts other than the caller's (and
-    not in `allowed_layer_accounts`, e.g. a monitoring vendor's) count. Only successful calls count;
-    deployments AWS services make (CloudFormation, SAM) are not findings."""
+    not in `allowed_layer_accounts`, e.g. a monitoring vendor's) count. Only successful calls count,
+    through CloudFormation or SAM too (allowlist the deployment pipeline's role)."""
     if by_aws_service(e) or not e.succeeded:
         return None
     layers = strings(e.request.get("layers"), limit=20)
@@ -410,7 +411,7 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
                                          {"codeSha256": "abc="}), expect=1),
         Case("deployment through CloudFormation", call(
             LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "s3Bucket": "b", "s3Key": "k"},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
         Case("denied", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()),
              expect=0),
     ],
@@ -418,8 +419,8 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
 def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
     """UpdateFunctionCode replacing a function's code: the function then runs whatever the caller
     uploaded, with its role and triggers. Deployments are routine, so this is low severity, one finding
-    per function per hour, and deployment pipelines belong in the allowlist; updates made by AWS services
-    (CloudFormation, SAM) are not findings. Only successful calls count."""
+    per function per hour, and deployment pipelines belong in the allowlist; updates made through
+    CloudFormation or SAM count like any other. Only successful calls count."""
     if by_aws_service(e) or not e.succeeded:
         return None
     function = _function(e)
@@ -449,14 +450,14 @@ def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
              expect=1),
         Case("denied", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()),
              expect=0),
-        Case("CloudFormation deployment", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
-                                                     {"name": "a"}, **via_service("cloudformation")), expect=0),
+        Case("a stack creating the anchor", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
+                                                 {"name": "a"}, **via_service("cloudformation")), expect=1),
     ],
 )
 def iam_roles_anywhere_trust_anchor_created(e: Event, p: Params) -> Hit | None:
     """CreateTrustAnchor / UpdateTrustAnchor in IAM Roles Anywhere: registering a certificate authority
     whose certificates can be exchanged for role credentials from anywhere, a persistence path that no
-    access key rotation removes. Only successful calls count; calls AWS services make are not findings."""
+    access key rotation removes. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     anchor = mapping(e.response.get("trustAnchor"))
@@ -496,7 +497,7 @@ def _allows_everything(document: Any) -> bool:
 def sts_federation_token_created(e: Event, p: Params) -> Hit | None:
     """A successful GetFederationToken: temporary credentials derived from an IAM user's long-term key that
     keep working after the key is deleted, a known persistence trick. Legitimate use is rare (custom
-    federation brokers: allowlist them). Calls AWS services make are not findings."""
+    federation brokers: allowlist them). Calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     federated = text(mapping(e.response.get("federatedUser")).get("arn"))
