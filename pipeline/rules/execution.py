@@ -87,7 +87,8 @@ def _max_count(e: Event) -> int:
         Case("Auto Scaling launching a GPU group someone configured", call(
             EC2, "RunInstances", {"instanceType": "g5.xlarge"},
             userIdentity=service_linked("autoscaling", "AWSServiceRoleForAutoScaling"),
-            sourceIPAddress="autoscaling.amazonaws.com"), expect=1),
+            sourceIPAddress="autoscaling.amazonaws.com"), expect=1,
+             no_form={"console": "Auto Scaling's own launch: the group's creator used the console elsewhere"}),
     ],
 )
 def ec2_unusual_instance_type_launched(e: Event, p: Params) -> Hit | None:
