@@ -404,3 +404,28 @@ def test_secret_harvesting_counts_across_sessions_of_one_role() -> None:
              for i in range(10)]
     assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads)) == 1
     assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads[:9])) == 0
+
+
+@pytest.mark.parametrize(("condition", "opened"), [
+    ({"StringEquals": {"sts:ExternalId": "x"}}, True),
+    ({"StringLike": {"aws:PrincipalArn": "*"}}, True),
+    ({"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/deploy"}}, True),
+    ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/?i"}}, True),
+    ({"StringNotEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}, True),
+    ({"StringEqualsIfExists": {"aws:PrincipalOrgID": "o-abc"}}, True),
+    ({"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-abc"}}, True),
+    ({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, True),
+    ({"StringEquals": {"aws:PrincipalOrgID": []}}, True),
+    ({"StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}, True),
+    ({"StringEquals": {"AWS:PrincipalOrgId": "o-abc"}}, False),
+    ({"stringequals": {"aws:SourceAccount": ACCOUNT}}, False),
+    ({"StringEquals": {"aws:PrincipalAccount": [ACCOUNT]}, "IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}, False),
+    ({"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/ci"}}, False),
+], ids=["external id only", "ARN like *", "ARN with an account wildcard", "ARN with ?", "negation", "IfExists",
+        "ForAllValues", "source address", "no values", "foreign account pinned", "organization (key case)",
+        "own source account", "own account and any address", "own role"])
+def test_trust_policy_open_to_anyone_unless_a_condition_pins_the_caller(condition: dict[str, Any],
+                                                                      opened: bool) -> None:
+    update = call("iam.amazonaws.com", "UpdateAssumeRolePolicy",
+                  {"roleName": "r", "policyDocument": trust_doc({"AWS": "*"}, condition)})
+    assert fires("iam-role-trust-policy-opened-to-external-account", update) == int(opened)

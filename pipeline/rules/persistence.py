@@ -38,16 +38,41 @@ def _trust_doc(account: str, principal: Any = None, condition: dict[str, Any] | 
     return json.dumps({"Version": "2012-10-17", "Statement": [stmt]})
 
 
+# Condition keys that pin who the caller is, and the operators that pin them when their values are
+# concrete. Anything else (sts:ExternalId, aws:SourceIp, negations, ...IfExists, ForAllValues:, a value
+# with a wildcard) leaves "*" open to every AWS account.
+_PINNING_KEYS = frozenset({"aws:principalaccount", "aws:principalorgid", "aws:sourceaccount", "aws:principalarn"})
+_PINNING_OPERATORS = frozenset({"stringequals", "stringequalsignorecase", "arnequals", "stringlike", "arnlike"})
+
+
+def pinned_callers(condition: Any) -> list[str]:
+    """The concrete values (accounts, organization ids, principal ARNs) a statement's Condition pins the
+    caller to; empty when it pins nothing."""
+    pinned: list[str] = []
+    for operator, block in mapping(condition).items():
+        if text(operator).lower() not in _PINNING_OPERATORS:
+            continue
+        for key, value in mapping(block).items():
+            values = strings(value, limit=100)
+            if text(key).lower() in _PINNING_KEYS and values and all(
+                    v and "*" not in v and "?" not in v for v in values):
+                pinned.extend(values)
+    return pinned
+
+
 def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]:
-    """AWS principals outside the account (or anyone, unconditionally) that a trust policy lets in."""
+    """AWS principals outside the account that a trust policy lets in: a foreign principal, "*" not
+    pinned by its condition to concrete callers, or "*" pinned to a foreign account or principal."""
     found: list[str] = []
     for stmt in statements(load_policy(document)):
         if not allows(stmt):
             continue
         for principal in aws_principals(stmt):
             if principal == ANYONE:
-                if not mapping(stmt.get("Condition")):
+                pinned = pinned_callers(stmt.get("Condition"))
+                if not pinned:
                     found.append(ANYONE)
+                found.extend(v for v in pinned if foreign(account_of(v), e, allowed))
             elif foreign(account_of(principal), e, allowed):
                 found.append(principal)
     return found[:20]
@@ -74,9 +99,26 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
             "roleName": "helper", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
         Case("trust anyone without condition", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"})}), expect=1),
+        Case("anyone who knows an external id", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=1),
+        Case("anyone whose ARN is like *", call(IAM, "CreateRole", {
+            "roleName": "app", "assumeRolePolicyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringLike": {"aws:PrincipalArn": "*"}})}), expect=1),
+        Case("anyone, if the account key exists", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal="*", condition={
+                "StringEqualsIfExists": {"aws:PrincipalAccount": "111122223333"}})}), expect=1),
+        Case("anyone of a foreign account", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}})}), expect=1),
         Case("anyone in the organization", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
                 "StringEquals": {"aws:PrincipalOrgID": "o-abc"}})}), expect=0),
+        Case("anyone, pinned to the account's own roles", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "ArnLike": {"aws:PrincipalArn": ["arn:aws:iam::111122223333:role/ci",
+                                                 "arn:aws:iam::111122223333:role/ops"]},
+                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=0),
         Case("allowed vendor account", call(IAM, "CreateRole", {
             "roleName": "vendor", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=0,
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
@@ -91,8 +133,10 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
 )
 def iam_role_trust_policy_opened_to_external_account(e: Event, p: Params) -> Hit | None:
     """CreateRole or UpdateAssumeRolePolicy whose trust policy allows an AWS principal of another account
-    (not the caller's, not in `allowed_accounts`), or "*" without any condition: a backdoor role the
-    outsider can assume at will. Service and federated principals are not findings. Only successful calls
+    (not the caller's, not in `allowed_accounts`), or "*" that no condition pins to concrete callers
+    (`aws:PrincipalAccount`, `aws:PrincipalOrgID`, `aws:SourceAccount` or `aws:PrincipalArn` with values
+    and no wildcard; an external id alone pins nothing), or pins to a foreign account: a backdoor role
+    the outsider can assume at will. Service and federated principals are not findings. Only successful calls
     count (a rejected policy grants nothing); calls AWS makes itself are not findings (a stack
     creating the role is its creator's act). Policies are read whether CloudTrail logs them as JSON or
     URL-encoded text."""
