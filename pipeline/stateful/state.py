@@ -66,9 +66,14 @@ class StateStats:
 
 
 def seen_digest(fact: Fact) -> int:
-    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash())."""
-    raw = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}".encode("utf-8", "replace")
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
+    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()). The
+    value is part of it when there is one: one event may count several values for one key (the names
+    of one GetParameters call)."""
+    unique = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}"
+    if fact.value:
+        unique += f"\x1f{fact.value}"
+    return int.from_bytes(hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little",
+                          signed=True)
 
 
 class _Out:
