@@ -131,8 +131,8 @@ class KeyedState:
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(r, config.params(r, overrides.get(r.id))) for r in rules], lateness=lateness,
-                   idle_after=idle_after)
+        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],  # type: ignore[misc]
+                   lateness=lateness, idle_after=idle_after)
 
     # --- input ----------------------------------------------------------------------------------
 
