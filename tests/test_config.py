@@ -84,7 +84,7 @@ ignore_ports = [80, "tcp/443"]
 enabled = false
 """)
     assert main(["config", "--check", str(path)]) == 0
-    assert f"{path}: ok ({len(RULES) - 1} of {len(RULES)} rules enabled)" in capsys.readouterr().out
+    assert f"{path}: ok ({len(RULES) - 1} of {len(RULES)} rules enabled; " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [

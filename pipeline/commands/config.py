@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
 from pipeline.rule import Rule, format_duration
 from pipeline.ruletest import validate_params
@@ -62,8 +63,11 @@ def check(path: str | None, rules: list[Rule]) -> int:
                           f"`trailwarden rules list` shows the ids")
     for rule in rules:
         validate_params(rule, config)
+    policy = AlertPolicy.from_config(config)
     enabled = enabled_rules(rules, config)
-    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled)")
+    alerted = sum(policy.alerts_rule(r.id, config.configured(r).severity) for r in enabled)
+    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
+          f"{policy.describe()})")
     return 0
 
 

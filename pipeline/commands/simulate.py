@@ -30,7 +30,8 @@ examples:
   trailwarden simulate --endpoint-url http://localhost:4566 trail.json.gz   # e.g. LocalStack
 
 With a scenario, the findings it must raise are printed on stdout at the end (one JSON object per
-line with --json), so they can be compared with what the pipeline reports.
+line with --json), so they can be compared with what the pipeline reports: each says whether the alert
+policy ([alerts] of the configuration the consumers use) alerts it on the topic or only archives it.
 """
 
 
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
                         help="log streams per account-region, as CloudTrail uses for busy ones (default 1)")
     parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
     parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="the consumers' configuration, to say which expected findings are alerted and which "
+                             "only archived (default: $TRAILWARDEN_CONFIG, ./trailwarden.toml, built-in defaults)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
@@ -128,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(stats, log_group, dead)
     if scenario is not None:
-        _print_expected(scenario, args.json)
+        from pipeline.alerting import rule_routes
+        from pipeline.config import Config, enabled_rules
+        from pipeline.rules import builtin_rules
+
+        config = Config.load(args.config)
+        _print_expected(scenario, args.json, rule_routes(enabled_rules(builtin_rules(), config), config))
     return 0
 
 
@@ -143,11 +152,13 @@ def _summary(stats: PlayStats, log_group: str, dead: Counter[str]) -> None:
         print(f"  not sent, could not be decoded: {count} x {kind}", file=sys.stderr)
 
 
-def _print_expected(scenario: Any, as_json: bool) -> None:
+def _print_expected(scenario: Any, as_json: bool, routes: dict[str, str]) -> None:
+    """The scenario's expectations, each with where the alert policy sends it (`routes`, by rule id)."""
     out = sys.stdout
     if as_json:
         for expected in scenario.expected:
-            out.write(orjson.dumps(expected.to_dict()).decode() + "\n")
+            route = routes.get(expected.rule_id, "no such rule enabled")
+            out.write(orjson.dumps({**expected.to_dict(), "delivery": route}).decode() + "\n")
         return
     present = [e for e in scenario.expected if e.present]
     absent = [e for e in scenario.expected if not e.present]
@@ -155,7 +166,8 @@ def _print_expected(scenario: Any, as_json: bool) -> None:
     for e in present:
         facts = " ".join(f"{k}={v}" for k, v in sorted(e.facts.items()))
         stage = " [stateful]" if e.stateful else ""
-        out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack})\n")
+        route = routes.get(e.rule_id, "no such rule enabled")
+        out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack}; {route})\n")
     if absent:
         out.write(f"must not be raised ({len(absent)}):\n")
         for e in absent:
