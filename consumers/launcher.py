@@ -37,7 +37,7 @@ MIN_JAVA = 17
 REPO = Path(__file__).resolve().parents[1]
 LOGBACK = REPO / "infra" / "logback.xml"
 
-# Measured on the emulator (LOCAL-STACK.md): leases assigned and the first record within seconds.
+# Measured on the emulator (docs/local-stack.md): leases assigned and the first record within seconds.
 LOCAL_TIMERS: dict[str, str] = {
     "failoverTimeMillis": "5000",
     "shardSyncIntervalMillis": "1000",
