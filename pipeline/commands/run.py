@@ -74,6 +74,14 @@ def _say(message: str) -> None:
     print(f"trailwarden run: {message}", file=sys.stderr, flush=True)
 
 
+def live_scenario(events: int, seed: int, attacks: list[str], config: Any, *, now: float) -> Any:
+    """The scenario `run` plays: it ends at `now` (stage 2's idle watermark follows the wall clock), and
+    attacks with a time condition (after hours) are placed where it holds in `config`'s time zone."""
+    from pipeline.scenario import build
+
+    return build(events, seed, attacks, end=now, config=config)
+
+
 def run(args: argparse.Namespace) -> int:
     from consumers import live
     from infra import emulator, provision
@@ -81,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.commands.stack import ensure_emulator
     from pipeline.config import Config, enabled_rules
     from pipeline.rules import builtin_rules
-    from pipeline.scenario import build, compare, resolve_attacks
-    from pipeline.scenario.builder import MIN_DURATION, RATE
+    from pipeline.scenario import compare, resolve_attacks
 
     target = aws.from_args(args)
     if not target.local:
@@ -111,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
         queue = live.findings_queue(target, outputs["FindingsTopicArn"], name=f"trailwarden-run-{os.getpid()}")
         queue_url = queue[0]
 
-        duration = max(MIN_DURATION, args.events / RATE)
-        scenario = build(args.events, seed, attacks, start=time.time() - duration, duration=duration)
+        scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
         env = {"TRAILWARDEN_OVERRIDES": json.dumps(scenario.overrides)}
         if config_path:
             env["TRAILWARDEN_CONFIG"] = str(Path(config_path).resolve())
