@@ -31,7 +31,7 @@ examples:
   trailwarden run --keep                            # keep running (and printing findings) until Ctrl-C
   trailwarden run --endpoint-url http://localhost:4566   # e.g. LocalStack instead of the embedded emulator
 
-Daemon logs and properties: .trailwarden/kcl/ (or $TRAILWARDEN_STATE_DIR/kcl/).
+Daemon logs and properties: ~/.local/state/trailwarden/kcl/ ($TRAILWARDEN_STATE_DIR/kcl/ if set).
 """
 
 
@@ -75,8 +75,9 @@ def _say(message: str) -> None:
 
 
 def live_scenario(events: int, seed: int, attacks: list[str], config: Any, *, now: float) -> Any:
-    """The scenario `run` plays: it ends at `now` (stage 2's idle watermark follows the wall clock), and
-    attacks with a time condition (after hours) are placed where it holds in `config`'s time zone."""
+    """The scenario `run` plays: it ends by `now`, as late as its attacks' time conditions allow (an
+    IAM user created after hours, in `config`'s business hours and time zone), so it reads as recent
+    activity and never as activity from the future."""
     from pipeline.scenario import build
 
     return build(events, seed, attacks, end=now, config=config)

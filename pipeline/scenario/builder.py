@@ -22,7 +22,7 @@ MIN_DURATION = 2 * 3600.0
 RATE = 25.0  # background events per second once the minimum duration is filled
 WARMUP_SHARE = 0.25
 ATTACK_SPAN = (0.35, 0.75)  # attacks start within this share of the scenario, after the warm-up, before the end
-MAX_GROWTH = 8 * 86400.0  # a week and a day: any weekly time condition that can hold, holds somewhere
+MAX_SHIFT = 8 * 86400.0  # a week and a day: any weekly time condition that can hold, holds somewhere
 Condition = Callable[[float], bool]
 
 
@@ -87,10 +87,10 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
           config: Config | None = None) -> Scenario:
     """About `events` records (at least the attacks' own) from `seed`; the same arguments give the same scenario.
 
-    The scenario starts at `start`, or ends at `end` (`trailwarden run` ends it now), or starts at
+    The scenario starts at `start`, or ends by `end` (`trailwarden run` ends it by now), or starts at
     DEFAULT_START. An attack with a time condition (`Attack.when`, read from `config`) is placed where
-    its condition holds; if the attacks' span holds no such moment, the scenario grows (away from its
-    anchor) until it does, by at most `MAX_GROWTH`."""
+    its condition holds; if the attacks' span holds no such moment, the whole scenario moves (away from
+    its anchor, an hour at a time, at most `MAX_SHIFT`) until it does."""
     rng = random.Random(seed)
     ids = Ids(rng)
     chosen = resolve_attacks(attacks)
@@ -100,7 +100,7 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
         duration = max(MIN_DURATION, events / RATE)
     if start is None:
         start = DEFAULT_START if end is None else end - duration
-    start, duration = _fit(start, duration, list(conditions.values()), anchored_end=end is not None)
+    start = _fit(start, duration, list(conditions.values()), anchored_end=end is not None)
     end = start + duration
     org = Organization(rng, ids, accounts, start)
     shapes = Shapes(rng, ids)
@@ -132,20 +132,20 @@ def _moment(holds: Condition, t: float, span: tuple[float, float]) -> float | No
     return None
 
 
-def _fit(start: float, duration: float, conditions: list[Condition], *, anchored_end: bool) -> tuple[float, float]:
-    """`start` and `duration`, grown an hour at a time (away from the anchor) until the attacks' span holds
-    a moment for every condition that holds anywhere within MAX_GROWTH (one that never does, e.g. business
-    hours round the clock, is left to its attack)."""
-    end = start + duration
-
-    def span(grown: float) -> tuple[float, float]:
-        return _span(end - grown if anchored_end else start, grown)
-
-    possible = [holds for holds in conditions if _whole_minute(holds, span(duration + MAX_GROWTH))]
-    grown = duration
-    while not all(_whole_minute(holds, span(grown)) for holds in possible):
-        grown += 3600.0
-    return (end - grown if anchored_end else start), grown
+def _fit(start: float, duration: float, conditions: list[Condition], *, anchored_end: bool) -> float:
+    """`start`, moved an hour at a time away from the anchor (earlier when the scenario must end by its
+    `end`, later when it starts at `start`) until the attacks' span holds a moment for every condition that
+    holds at some shift within MAX_SHIFT (one that never does, e.g. business hours round the clock, is left
+    to its attack). The length stays: a scenario is played faster than real time, and a longer one would
+    spread one shard's facts further apart in event time than the rules' windows."""
+    direction = -1.0 if anchored_end else 1.0
+    shifts = [start + direction * 3600.0 * hour for hour in range(int(MAX_SHIFT // 3600) + 1)]
+    works = [[_whole_minute(holds, _span(first, duration)) for first in shifts] for holds in conditions]
+    possible = [row for row in works if any(row)]
+    for i, first in enumerate(shifts):
+        if all(row[i] for row in possible):
+            return first
+    return start
 
 
 def _whole_minute(holds: Condition, span: tuple[float, float]) -> bool:
