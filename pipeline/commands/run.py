@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from infra.trail_player import Player
     from pipeline.commands.stack import ensure_emulator
     from pipeline.config import Config, enabled_rules
+    from pipeline.finding import iso_time
     from pipeline.rules import builtin_rules
     from pipeline.scenario import compare, resolve_attacks
 
@@ -138,13 +139,15 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
+        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
+        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
         names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
-        _say(f"sending {len(scenario.events):,} CloudTrail events (seed {seed}, attacks: {names})")
+        _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
+             f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
+             f"{sum(e.stateful for e in wanted)} of them stateful")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
 
-        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
-        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
         sqs = target.client("sqs")
         alerts: list[Any] = []
         first_at: float | None = None
