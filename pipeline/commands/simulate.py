@@ -54,11 +54,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
     parser.add_argument("--config", "-c", metavar="FILE",
                         help="the consumers' configuration, so that the scenario's timing and expectations follow it "
-                             "(e.g. its business hours)")
+                             "(e.g. its business hours) and each expected finding says whether its alert policy "
+                             "alerts it or only archives it")
     parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="the consumers' configuration, to say which expected findings are alerted and which "
-                             "only archived (default: $TRAILWARDEN_CONFIG, ./trailwarden.toml, built-in defaults)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
@@ -102,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate is not None and args.rate <= 0:
         return _fail("--rate must be positive")
     scenario = None
+    routes: dict[str, str] = {}
     dead: Counter[str] = Counter()
     if args.paths:
         from pipeline.sources import SourceError
@@ -111,10 +110,14 @@ def run(args: argparse.Namespace) -> int:
         except SourceError as error:
             return _fail(str(error))
     else:
-        from pipeline.config import Config, ConfigError
+        from pipeline.alerting import rule_routes
+        from pipeline.config import Config, ConfigError, enabled_rules
+        from pipeline.rules import builtin_rules
 
         try:
-            scenario = build_from_args(args, Config.load(args.config) if args.config else Config.from_dict())
+            config = Config.load(args.config) if args.config else Config.from_dict()
+            scenario = build_from_args(args, config)
+            routes = rule_routes(enabled_rules(builtin_rules(), config), config)
         except (ValueError, ConfigError) as error:
             return _fail(str(error))
         records = scenario.events
@@ -137,12 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(stats, log_group, dead)
     if scenario is not None:
-        from pipeline.alerting import rule_routes
-        from pipeline.config import Config, enabled_rules
-        from pipeline.rules import builtin_rules
-
-        config = Config.load(args.config)
-        _print_expected(scenario, args.json, rule_routes(enabled_rules(builtin_rules(), config), config))
+        _print_expected(scenario, args.json, routes)
     return 0
 
 
