@@ -2,11 +2,12 @@
 
 - `facts`: `Step` (what an extractor returns), `Fact` (what travels on the keyed stream), partition keys.
 - `kinds`: the rule kinds and their decorators: `absence`, `threshold`, `sequence`, `first_seen`.
-- `router`: stage 1, events to facts.
+- `extractor`: `FactExtractor`, stage 1's half: events to facts.
 - `state`: stage 2, `KeyedState` with watermark, timers, TTL and at-most-once application.
 - `snapshot`: `dumps`, `load_into`, `split_for_child`.
 """
 
+from pipeline.stateful.extractor import FactExtractor
 from pipeline.stateful.facts import Fact, Step, key_hash, partition_key
 from pipeline.stateful.kinds import (
                                      END,
@@ -21,8 +22,7 @@ from pipeline.stateful.kinds import (
                                      sequence,
                                      threshold,
 )
-from pipeline.stateful.router import Router
 from pipeline.stateful.state import KeyedState
 
-__all__ = ["END", "FIRST", "SATISFY", "START", "THEN", "UNSATISFY", "Fact", "KeyedState", "Router", "StatefulRule",
-           "Step", "absence", "first_seen", "key_hash", "partition_key", "sequence", "threshold"]
+__all__ = ["END", "FIRST", "SATISFY", "START", "THEN", "UNSATISFY", "Fact", "FactExtractor", "KeyedState",
+           "StatefulRule", "Step", "absence", "first_seen", "key_hash", "partition_key", "sequence", "threshold"]

@@ -132,7 +132,7 @@ class KeyedState:
     # --- input ----------------------------------------------------------------------------------
 
     def add(self, facts: Iterable[Fact], now: float | None = None) -> list[Finding]:
-        """Take facts (from the keyed stream or the in-process router); findings now due."""
+        """Take facts (from the keyed stream or an in-process `FactExtractor`); findings now due."""
         out = _Out(self)
         for fact in facts:
             self._take(fact, now, out)

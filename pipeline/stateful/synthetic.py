@@ -1,6 +1,6 @@
 """Generated keyed facts for the built-in stateful rules: the input of the stateful tests and bench.
 
-Facts are made directly (no events, no router), as stage 2 receives them from the keyed stream,
+Facts are made directly (no events, no fact extraction), as stage 2 receives them from the keyed stream,
 in event-time order, with unique event ids, drawn from one seeded generator.
 """
 

@@ -1,4 +1,4 @@
-"""Stage 1 of the stateful rules: turn an event into the keyed facts its stateful rules want.
+"""`FactExtractor`: the stage-1 half of the stateful rules, an event to the keyed facts its rules want.
 
 Rules are looked up with the engine's `RuleIndex`, so an event only meets the extractors of the
 rules that declared its (eventSource, eventName); everything else costs one dict lookup.
@@ -28,8 +28,8 @@ def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dic
     return [BoundRule(r, config.params(r, overrides.get(r.id)), config.allowlist(r)) for r in rules]
 
 
-class Router:
-    """Extracts facts for stateful rules. Extractor exceptions are counted in `stats`, never raised."""
+class FactExtractor:
+    """Extracts keyed facts for stateful rules. Extractor exceptions are counted in `stats`, never raised."""
 
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
@@ -44,7 +44,7 @@ class Router:
 
     @classmethod
     def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> Router:
+                  overrides: dict[str, dict[str, Any]] | None = None) -> FactExtractor:
         return cls(bind(rules, config or Config.from_dict(), overrides))
 
     def facts(self, event: Event) -> list[Fact]:
