@@ -78,7 +78,7 @@ class Fact:
         self.key = clip(key, MAX_KEY)
         self.event_id = event_id
         self.time = time
-        self.step = _intern(step)
+        self.step = _intern(str(step))  # a StepName is a str subclass, which intern() refuses
         self.value = clip(value)
         self.fields = fields or None
         self.account = _intern(account)

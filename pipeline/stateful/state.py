@@ -33,7 +33,9 @@ from pipeline.engine import note_rule_error
 from pipeline.finding import Finding
 from pipeline.rule import Params, parse_duration
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import STEP_RANK, Logic, StatefulRule
+from pipeline.stateful.logic import KindLogic
+from pipeline.stateful.rule import StatefulRule
+from pipeline.stateful.steps import STEP_RANK
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class KeyedState:
 
     def __init__(self, rules: Iterable[tuple[StatefulRule, Params]], *, lateness: float = 120.0,
                  idle_after: float = 10.0) -> None:
-        self.logics: dict[str, Logic] = {rule.id: rule.logic(params) for rule, params in rules}
+        self.logics: dict[str, KindLogic[Any, Any]] = {rule.id: rule.logic(params) for rule, params in rules}
         self.lateness = float(lateness)
         self.idle_after = float(idle_after)
         self.states: dict[str, dict[str, Any]] = {rid: {} for rid in self.logics}
@@ -235,11 +237,11 @@ class KeyedState:
             self.watermark = target
             self._expire()
 
-    def _apply(self, fact: Fact, logic: Logic, out: _Out) -> None:
+    def _apply(self, fact: Fact, logic: KindLogic[Any, Any], out: _Out) -> None:
         states = self.states[fact.rule]
         key = fact.key
         state = states.get(key)
-        if state is not None and fact.time - logic.last(state) > logic.ttl:
+        if state is not None and fact.time - state.last > logic.ttl:
             self.stats.evictions[fact.rule] += 1
             state = None
         out.rule_id = fact.rule
@@ -283,8 +285,8 @@ class KeyedState:
             if w < due:
                 continue
             self.next_sweep[rule_id] = w + max(logic.ttl / 8, 60.0)
-            states, horizon, last = self.states[rule_id], w - logic.ttl, logic.last
-            dead = [k for k, s in states.items() if last(s) < horizon and logic.deadline(s) is None]
+            states, horizon, deadline = self.states[rule_id], w - logic.ttl, logic.deadline
+            dead = [k for k, s in states.items() if s.last < horizon and deadline(s) is None]
             for k in dead:
                 del states[k]
             self.stats.evictions[rule_id] += len(dead)

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import END, FIRST, SATISFY, START, THEN
+from pipeline.stateful.steps import END, FIRST, SATISFY, START, THEN
 
 TAGS = "ec2-instance-missing-required-tags"
 GOOD_TAGS = {"Owner": "team-a", "CostCenter": "cc-1", "Environment": "prod"}
