@@ -8,7 +8,7 @@
 - `facts`: `Step` (what an extractor returns), `Fact` (what travels on the keyed stream), partition keys.
 - `extractor`: `FactExtractor`, stage 1's half: events to facts.
 - `state`: stage 2, `KeyedState` with watermark, timers, TTL and at-most-once application.
-- `snapshot`: `dumps`, `load_into`, `split_for_child`, `merge_for_child`.
+- `snapshot`: the versioned snapshot format: `dumps`, `load_into`, `split_for_child`, `merge_for_child`.
 - `findings`: findings built from facts; `synthetic`: generated facts for tests and the bench.
 """
 
