@@ -117,8 +117,8 @@ class KeyedState:
         self.stats = StateStats()
         self._seq = 0
         self._arrival: tuple[float, float] | None = None  # (wall clock, max event time) at the last arrival
-        # Set by a driver that knows more than this shard (replay): the watermark then moves only by advance_to().
-        self.external_watermark = False
+        # Set by a driver that knows more than this shard (replay): the watermark then moves only by drive_to().
+        self.driven = False
         self._next_expiry = -math.inf  # watermark at which the next sweep or seen-id bucket is due
 
     @classmethod
@@ -140,19 +140,20 @@ class KeyedState:
             self._take(fact, now, out)
         if now is not None:
             self._arrival = (now, self.max_time)
-        self._advance(self._own_watermark(), out)
+        self._run_until(self._own_watermark(), out)
         return out.findings
 
-    def advance_to(self, watermark: float) -> list[Finding]:
-        """Apply the facts and fire the timers due up to `watermark`, told by a driver that has seen
-        every source of this shard's facts (possibly past this shard's own largest fact time)."""
+    def drive_to(self, watermark: float) -> list[Finding]:
+        """Move a driven state's watermark to `watermark`, told by a driver that has seen every source of
+        this shard's facts (possibly past this shard's own largest fact time): apply the facts and fire
+        the timers due up to it."""
         out = _Out(self)
         if self.max_time > -math.inf:
-            self._advance(watermark, out)
+            self._run_until(watermark, out)
         return out.findings
 
     def _own_watermark(self) -> float:
-        return self.watermark if self.external_watermark else self.max_time - self.lateness
+        return self.watermark if self.driven else self.max_time - self.lateness
 
     def observe(self, event_time: float) -> list[Finding]:
         """Event time has reached `event_time` (an event with no fact, in-process): findings now due."""
@@ -160,7 +161,7 @@ class KeyedState:
             return []  # nothing can fall due before event time moves on
         self.max_time = event_time
         out = _Out(self)
-        self._advance(self._own_watermark(), out)
+        self._run_until(self._own_watermark(), out)
         return out.findings
 
     def tick(self, now: float) -> list[Finding]:
@@ -171,14 +172,14 @@ class KeyedState:
         wall, base = self._arrival
         idle = now - wall
         out = _Out(self)
-        if idle >= self.idle_after and base > -math.inf and not self.external_watermark:
-            self._advance(base + idle - self.lateness, out)
+        if idle >= self.idle_after and base > -math.inf and not self.driven:
+            self._run_until(base + idle - self.lateness, out)
         return out.findings
 
     def flush(self) -> list[Finding]:
         """End of finite input: apply every buffered fact and fire timers up to the last event time seen."""
         out = _Out(self)
-        self._advance(self.max_time, out)
+        self._run_until(self.max_time, out)
         return out.findings
 
     def _take(self, fact: Fact, now: float | None, out: _Out) -> None:
@@ -218,8 +219,9 @@ class KeyedState:
 
     # --- time -----------------------------------------------------------------------------------
 
-    def _advance(self, target: float, out: _Out) -> None:
-        """Apply due facts and fire due timers in event-time order, up to `target`."""
+    def _run_until(self, target: float, out: _Out) -> None:
+        """Apply due facts and fire due timers in event-time order up to `target`, which becomes the
+        watermark (it never moves back)."""
         pending, timers = self.pending, self.timers
         target = max(target, self.watermark)
         while True:
