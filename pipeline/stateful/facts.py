@@ -118,8 +118,8 @@ class Fact:
                 raise ValueError(f"fact field {name!r} is not a string")
             return value
 
-        t = d.get("t")
-        if type(t) not in (int, float) or isinstance(t, bool):
+        t: Any = d.get("t")
+        if type(t) not in (int, float):
             raise ValueError("fact time is not a number")
         fields = d.get("f")
         if fields is not None and type(fields) is not dict:

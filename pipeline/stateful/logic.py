@@ -57,7 +57,7 @@ class KindLogic(Generic[OptionsT, StateT]):
         self.rule = rule
         self.params = params
         self.dedup = rule.dedup
-        self.options: OptionsT = rule.options_for(params)  # type: ignore[assignment]
+        self.options: OptionsT = rule.options_for(params)
 
     def apply(self, state: StateT | None, fact: Fact, out: Out) -> StateT | None:
         """The key's new state after `fact` (None forgets the key)."""

@@ -1,4 +1,4 @@
-"""Stage 2: the keyed state of one shard, with event-time timers and a watermark.
+"""`KeyedState`: the stage-2 state of one shard: each rule's keyed state, event-time timers, a watermark.
 
 Facts wait in a buffer until the watermark (largest event time seen minus the allowed lateness)
 passes them; they are then applied in event-time order, interleaved with the timers that fall due,
@@ -113,7 +113,7 @@ class KeyedState:
         self.watermark = -math.inf
         self.next_sweep: dict[str, float] = {}
         self.seen: set[int] = set()
-        self.seen_buckets: dict[int, array] = {}
+        self.seen_buckets: dict[int, array[int]] = {}
         self.stats = StateStats()
         self._seq = 0
         self._arrival: tuple[float, float] | None = None  # (wall clock, max event time) at the last arrival

@@ -104,7 +104,7 @@ class Logic(KindLogic[Options, State]):
         return state, len(values), [e for _, e in sorted(values.values())]
 
     def dump(self, s: State) -> list[Any]:
-        if type(s) is DistinctState:
+        if isinstance(s, DistinctState):
             return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta]
         return [s.entries, s.quiet, s.last, s.meta]
 
