@@ -80,8 +80,8 @@ def _parser(cls: type[KindOptions], name: str) -> Callable[[Any, str], Any] | No
     return next(f.metadata.get(_PARSE) for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
 
 
-def declare(cls: type[OptionsT], rule_id: str, params: Mapping[str, Any], declared: Mapping[str, Any]
-            ) -> tuple[OptionsT, dict[str, str]]:
+def from_declaration(cls: type[OptionsT], rule_id: str, params: Mapping[str, Any],
+                     declared: Mapping[str, Any]) -> tuple[OptionsT, dict[str, str]]:
     """The options a rule declares, resolved against its default parameters, and the parameter each
     option was given by name (option -> parameter). None leaves an option at its default."""
     values: dict[str, Any] = {}
@@ -104,7 +104,7 @@ def declare(cls: type[OptionsT], rule_id: str, params: Mapping[str, Any], declar
     return cls(**values), sources
 
 
-def bind(options: OptionsT, sources: Mapping[str, str], rule_id: str, params: Mapping[str, Any]) -> OptionsT:
+def with_params(options: OptionsT, sources: Mapping[str, str], rule_id: str, params: Mapping[str, Any]) -> OptionsT:
     """`options` with the values of the parameters that set them (ConfigError on a bad one)."""
     if not sources:
         return options

@@ -44,7 +44,7 @@ class StatefulRule(Rule):
 
     def options_for(self, params: Params) -> Any:
         """The options with the configured parameters applied; ConfigError names the rule and the key."""
-        return opts.bind(self.options, self.option_params, self.id, params)
+        return opts.with_params(self.options, self.option_params, self.id, params)
 
     def logic(self, params: Params) -> KindLogic[Any, Any]:
         """The stage-2 behaviour of this rule with `params`."""
@@ -56,7 +56,7 @@ def declare(logic_type: type[KindLogic[Any, Any]], metadata: dict[str, Any], *, 
             allowlist_steps: Iterable[str] | None = None) -> StatefulRule:
     """Build and register a stateful rule of `logic_type`'s kind. A declared option that is not a
     valid value, or names a parameter whose default is not one, fails here, at import."""
-    typed, sources = opts.declare(logic_type.options_type, metadata["id"], metadata["params"], options)
+    typed, sources = opts.from_declaration(logic_type.options_type, metadata["id"], metadata["params"], options)
     rule = StatefulRule(**metadata, kind=logic_type.kind, extract=extract, fields=frozenset(fields), options=typed,
                         option_params=sources, hit=hit, logic_type=logic_type,
                         allowlist_steps=None if allowlist_steps is None else frozenset(allowlist_steps))
