@@ -86,7 +86,7 @@ def router_stage(records: list[bytes], overrides: dict[str, dict[str, Any]]) -> 
     detector = Detector(overrides=overrides)
     stats = DecodeStats()
     n = 0
-    process, facts = detector.engine.process, detector.router.facts
+    process, facts = detector.engine.process, detector.extractor.facts
     for i, blob in enumerate(records):
         for item in decode(blob, f"record-{i}", stats):
             if type(item) is Event:
