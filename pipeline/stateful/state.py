@@ -133,7 +133,7 @@ class KeyedState:
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],  # type: ignore[misc]
+        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],
                    lateness=lateness, idle_after=idle_after)
 
     # --- input ----------------------------------------------------------------------------------
