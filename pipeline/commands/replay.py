@@ -28,10 +28,11 @@ ApproximateArrivalTimestamp, which is what the AT_TIMESTAMP start position uses)
 carry, whatever its eventTime. Each shard is read from --from until its first record past --to, or its tip.
 Ranges older than the stream's retention come from the S3 archive: `trailwarden backfill`.
 
-Findings are marked "replayed": true and printed (like scan); they go to the findings Firehose stream, and
-with --alert to the SNS topic too, except those the dedupe table says were already alerted (live or by an
-earlier replay). Without --alert the dedupe table is read, never written. The live applications' leases,
-snapshots and keyed stream are never read nor written: the run has its own, removed when it ends (Ctrl-C too).
+Findings are marked "replayed": true and printed (like scan); those the alert policy ([alerts] of the
+configuration) archives go to the findings Firehose stream, and with --alert those it alerts to the SNS
+topic too, except those the dedupe table says were already alerted (live or by an earlier replay).
+Without --alert the dedupe table is read, never written. The live applications' leases, snapshots and
+keyed stream are never read nor written: the run has its own, removed when it ends (Ctrl-C too).
 
 examples:
   trailwarden replay --from 6h --rules iam-user-console-login-without-mfa
@@ -56,7 +57,8 @@ def register(subparsers: Any) -> None:
                         help="run only these rule ids, enabled in the configuration or not (space- or comma-separated)")
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration for this replay's stages")
     parser.add_argument("--alert", action="store_true",
-                        help="also alert on the SNS topic (not what was alerted already) and mark the dedupe table")
+                        help="also alert on the SNS topic what the alert policy alerts (not what was alerted "
+                             "already) and mark the dedupe table")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="table (default on a terminal) or json: one finding per line (default otherwise)")
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
@@ -164,6 +166,7 @@ class Display(StatusLine):
 
 def run(args: argparse.Namespace) -> int:
     from consumers.replay import Replay
+    from pipeline.alerting import AlertPolicy
     from pipeline.commands.scan import Emitter, _rule_ids
     from pipeline.config import Config, ConfigError, enabled_rules
     from pipeline.rules import builtin_rules
@@ -178,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--keyed-shards must be positive")
     rules = _rule_ids(args.rules)
     try:
-        chosen = enabled_rules(builtin_rules(), Config.load(args.config), rules)  # checks ids and the file now
+        config = Config.load(args.config)
+        chosen = enabled_rules(builtin_rules(), config, rules)  # checks ids and the file now
+        policy = AlertPolicy.from_config(config)
     except ConfigError as exc:
         return _fail(str(exc))
     if not chosen:
@@ -194,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     writer = make_writer(fmt, sys.stdout.buffer)
-    emit = Emitter(writer, every=args.all)
+    emit = Emitter(writer, every=args.all, policy=policy)
     display = Display(enabled=not args.quiet)
     job = Replay(target, outputs, start, end, rules=rules, alert=args.alert, config=args.config,
                  keyed_shards=args.keyed_shards)
@@ -269,6 +274,7 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
         "trail_shards": {p.shard: p.reason for p in router},
         "keyed_facts": sum(p.records for p in stateful),
         "findings": dict(emit.emitted),
+        **emit.policy_summary(),
         "repeats_of_a_finding_id": sum(n - 1 for n in seen.values() if n > 1),
         "published": sum(p.published for p in [*router, *stateful]),
         "already_alerted": sum(p.already_alerted for p in [*router, *stateful]),

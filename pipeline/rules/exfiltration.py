@@ -55,7 +55,7 @@ def _share_hit(e: Event, kind: str, resource: str, recipients: list[str], public
 @match(
     id="ec2-ami-shared-publicly-or-externally",
     title="AMI shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={EC2: ["ModifyImageAttribute"]},
     params=SHARE_PARAMS,
@@ -85,7 +85,7 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
     """ModifyImageAttribute adding launch permission for another account (not in `allowed_accounts`) or
     for everyone (group "all"). Organization or OU shares are only findings when `allowed_organizations`
     is set and the ARN is not in it. Only successful calls count: a denied share exposes nothing.
-    Calls AWS services make are not findings."""
+    Calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     recipients, public = _recipients(e, _grants(e.request.get("launchPermission")), p)
@@ -97,7 +97,7 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
 @match(
     id="ebs-snapshot-shared-externally",
     title="EBS snapshot shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={EC2: ["ModifySnapshotAttribute"]},
     params=SHARE_PARAMS,
@@ -133,7 +133,7 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
 @match(
     id="rds-snapshot-shared-externally",
     title="RDS snapshot shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={RDS: ["ModifyDBSnapshotAttribute", "ModifyDBClusterSnapshotAttribute"]},
     params=SHARE_PARAMS,
@@ -157,7 +157,7 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
 def rds_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
     """ModifyDBSnapshotAttribute / ModifyDBClusterSnapshotAttribute adding another account (not in
     `allowed_accounts`) or "all" to a snapshot's `restore` attribute: the recipient can restore the
-    database. Only successful calls count; calls AWS services make are not findings."""
+    database. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     if e.text("requestParameters", "attributeName").lower() != "restore":

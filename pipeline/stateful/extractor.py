@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.engine import BoundRule, EngineStats, RuleIndex, note_rule_error
+from pipeline.engine import bind as bind_rule
 from pipeline.event import Event
 from pipeline.rule import Kind
 from pipeline.stateful.facts import Fact, Step, clean_fields
@@ -26,7 +27,7 @@ _RECENT_LIMIT = 200_000
 def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dict[str, Any]] | None = None
          ) -> list[BoundRule]:
     overrides = overrides or {}
-    return [BoundRule(r, config.params(r, overrides.get(r.id)), config.allowlist(r)) for r in rules]
+    return [bind_rule(r, config, overrides.get(r.id)) for r in rules]
 
 
 class FactExtractor:
@@ -61,9 +62,12 @@ class FactExtractor:
                 if not result:
                     continue
                 steps = (result,) if isinstance(result, Step) else result
+                seen: dict[tuple[str, str], int] = {}
                 for step in steps:
                     fact = self._fact(rule, br, event, step)
                     if fact is not None:
+                        fact.nth = seen.get((fact.key, fact.step), 0)  # several facts of one event for one key
+                        seen[(fact.key, fact.step)] = fact.nth + 1
                         out.append(fact)
             except Exception as exc:  # a rule bug must not stop the shard
                 note_rule_error(self.stats, rule.id, event, exc)

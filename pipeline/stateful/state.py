@@ -68,9 +68,14 @@ class StateStats:
 
 
 def seen_digest(fact: Fact) -> int:
-    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash())."""
-    raw = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}".encode("utf-8", "replace")
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
+    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()). A
+    fact's place among its event's facts for the same key counts when it is not the first, so the first
+    (nearly every fact) keeps the digest snapshots of earlier releases hold."""
+    unique = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}"
+    if fact.nth:
+        unique += f"\x1f{fact.nth}"
+    return int.from_bytes(hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little",
+                          signed=True)
 
 
 class _Out:
@@ -128,8 +133,8 @@ class KeyedState:
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(r, config.params(r, overrides.get(r.id))) for r in rules], lateness=lateness,
-                   idle_after=idle_after)
+        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],
+                   lateness=lateness, idle_after=idle_after)
 
     # --- input ----------------------------------------------------------------------------------
 
