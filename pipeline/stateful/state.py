@@ -66,8 +66,10 @@ class StateStats:
 
 
 def seen_digest(fact: Fact) -> int:
-    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash())."""
-    raw = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}".encode("utf-8", "replace")
+    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()).
+    The value is part of it, so one event may count several distinct values for the same key
+    (the instances of one TerminateInstances call)."""
+    raw = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}\x1f{fact.value}".encode("utf-8", "replace")
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
 
 

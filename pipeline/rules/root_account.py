@@ -1,0 +1,216 @@
+"""The root user: did it sign in to the console, get a new access key, password or fewer MFA devices?
+
+Whoever controls root controls the account, and no policy limits it. What root does to its own
+credentials is reported whatever invoked the call (the console's `invokedBy: signin.amazonaws.com`
+included): only root can make these calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.cases import ACCOUNT, at, call, root_identity
+from pipeline.event import Event, text
+from pipeline.rule import Case, Hit, Params, match
+from pipeline.rules.change_common import change_hit
+from pipeline.rules.forms import forms
+from pipeline.stateful.facts import Step
+from pipeline.stateful.kinds import threshold
+
+IAM = "iam.amazonaws.com"
+SIGNIN = "signin.amazonaws.com"
+ROOT_RUNBOOK = (
+    "Call the account owner at once on a known channel: the root user is rarely used. If the change was not "
+    "theirs: reset the root password through the account's email, re-enroll root MFA, delete any root access "
+    "key, review everything root did (CloudTrail, billing, contact details), and check the account's email "
+    "mailbox for compromise."
+)
+
+
+def is_root(e: Event) -> bool:
+    return e.identity_type == "Root"
+
+
+def _root_console(**extra: Any) -> dict[str, Any]:
+    return root_identity(invokedBy="signin.amazonaws.com", accessKeyId="ASIAEXAMPLEROOTKEY12",
+                         sessionContext={"attributes": {"creationDate": "2024-07-01T13:55:00Z",
+                                                        "mfaAuthenticated": "true"}}, **extra)
+
+
+ROOT_KEY = call(IAM, "CreateAccessKey", None,
+                {"accessKey": {"accessKeyId": "AKIAEXAMPLENEWROOT01", "status": "Active"}},
+                userIdentity=_root_console(), sourceIPAddress="81.2.69.142", userAgent="signin.amazonaws.com")
+
+
+@match(
+    id="root-access-key-created",
+    title="Access key created for the root user",
+    severity="critical",
+    attack=("T1098.001", "T1078.004"),
+    events={IAM: ["CreateAccessKey"]},
+    dedup="1h",
+    runbook=ROOT_RUNBOOK,
+    cases=[
+        *forms("root key from the console (invokedBy signin)", ROOT_KEY,
+               failed_expect=0, failed_why="no key was made"),
+        Case("root key with the CLI", call(IAM, "CreateAccessKey", userIdentity=root_identity(
+            accessKeyId="AKIAEXAMPLEROOTOLD01"), response={"accessKey": {"accessKeyId": "AKIANEW"}}), expect=1),
+        Case("root creating a key for an IAM user", {**ROOT_KEY, "requestParameters": {"userName": "deploy"}},
+             expect=0),
+        Case("an IAM user creating its own key", call(IAM, "CreateAccessKey"), expect=0),
+    ],
+)
+def root_access_key_created(e: Event, p: Params) -> Hit | None:
+    """CreateAccessKey by the root user for itself (no user named): a long-lived key to the one principal no
+    policy limits. Critical whatever invoked it; only successful calls count."""
+    if not is_root(e) or not e.succeeded or e.text("requestParameters", "userName"):
+        return None
+    key_id = e.text("responseElements", "accessKey", "accessKeyId")
+    return change_hit(e, "Root access key created", key_id, key=e.account)
+
+
+def _password_event(name: str, outcome: str = "Success", **fields: Any) -> dict[str, Any]:
+    return {"eventSource": SIGNIN, "eventName": name, "eventType": "AwsConsoleSignIn",
+            "userIdentity": root_identity(accessKeyId=""), "sourceIPAddress": "81.2.69.142",
+            "responseElements": {name: outcome}, **fields}
+
+
+@match(
+    id="root-password-changed",
+    title="Root user password changed or recovered",
+    severity="critical",
+    attack=("T1098", "T1078.004"),
+    events={SIGNIN: ["PasswordUpdated", "PasswordRecoveryCompleted"], IAM: ["ChangePassword"]},
+    dedup="1h",
+    runbook=ROOT_RUNBOOK,
+    cases=[
+        Case("password changed in the console (the console form of this event)", _password_event("PasswordUpdated"),
+             expect=1),
+        Case("password reset through the recovery email", _password_event("PasswordRecoveryCompleted"), expect=1),
+        Case("password change through IAM", call(IAM, "ChangePassword", userIdentity=_root_console()), expect=1),
+        Case("failed change (nothing changed)", _password_event("PasswordUpdated", "Failure"), expect=0),
+        Case("denied IAM call", call(IAM, "ChangePassword", userIdentity=_root_console(), errorCode="AccessDenied"),
+             expect=0),
+        Case("an IAM user changing its own password", _password_event("PasswordUpdated") | {
+            "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT,
+                             "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"}}, expect=0),
+    ],
+)
+def root_password_changed(e: Event, p: Params) -> Hit | None:
+    """The root user's password set anew: changed in the console (PasswordUpdated), reset through the
+    password-recovery email (PasswordRecoveryCompleted, the takeover path when the mailbox is lost) or
+    with IAM ChangePassword. Only successful changes count (a signin event says Success or Failure in its
+    response). No CloudFormation form exists: only root can make these calls."""
+    if not is_root(e) or not e.succeeded:
+        return None
+    if e.source == SIGNIN and text(e.response.get(e.name)) != "Success":
+        return None
+    how = {"PasswordRecoveryCompleted": "reset through password recovery"}.get(e.name, "changed")
+    return change_hit(e, f"Root password {how} from", e.source_ip, key=e.account)
+
+
+ROOT_MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"
+
+
+@match(
+    id="root-mfa-removed",
+    title="MFA device removed from the root user",
+    severity="critical",
+    attack=("T1556.006", "T1098"),
+    events={IAM: ["DeactivateMFADevice", "DeleteVirtualMFADevice"]},
+    params={"include_failed": False},
+    dedup="1h",
+    runbook=ROOT_RUNBOOK,
+    cases=[
+        *forms("root deactivates its MFA device", call(IAM, "DeactivateMFADevice", {
+            "serialNumber": ROOT_MFA_SERIAL}, userIdentity=_root_console()),
+               failed_expect=0, failed_why="the device stays"),
+        Case("root's virtual device deleted", call(IAM, "DeleteVirtualMFADevice", {"serialNumber": ROOT_MFA_SERIAL},
+                                                   userIdentity=_root_console()), expect=1),
+        Case("root removing an IAM user's device", call(IAM, "DeactivateMFADevice", {
+            "userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}, userIdentity=_root_console()),
+             expect=0),
+        Case("an IAM user removing its own device", call(IAM, "DeactivateMFADevice", {
+            "userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}), expect=0),
+    ],
+)
+def root_mfa_removed(e: Event, p: Params) -> Hit | None:
+    """DeactivateMFADevice or DeleteVirtualMFADevice for the root user's own device (called by root with no
+    user named, or on the root-account-mfa-device serial): the root password alone then opens the account.
+    Only successful calls count by default."""
+    if not (e.succeeded or p.include_failed):
+        return None
+    serial = e.text("requestParameters", "serialNumber")
+    own = is_root(e) and not e.text("requestParameters", "userName")
+    if not own and not serial.endswith(":mfa/root-account-mfa-device"):
+        return None
+    return change_hit(e, "Root MFA device removed:", serial, key=e.account)
+
+
+def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", mfa: str = "Yes",
+             identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "eventSource": SIGNIN, "eventName": "ConsoleLogin", "eventTime": at(t), "sourceIPAddress": ip,
+        "userIdentity": identity or root_identity(accessKeyId="", userName="root"),
+        "requestParameters": None, "responseElements": {"ConsoleLogin": outcome},
+        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
+                                "MFAUsed": mfa}}
+    if outcome == "Failure":
+        ev["errorMessage"] = "Failed authentication"
+    return ev
+
+
+@match(
+    id="root-console-sign-in",
+    title="Root user signed in to the console",
+    severity="high",
+    attack="T1078.004",
+    events={SIGNIN: ["ConsoleLogin"]},
+    dedup="1h",
+    runbook=ROOT_RUNBOOK,
+    cases=[
+        Case("root sign-in with MFA (the console form of this event)", _sign_in(), expect=1),
+        Case("root sign-in without MFA", _sign_in(mfa="No"), expect=1),
+        Case("two sign-ins from one address within the hour", [_sign_in(), _sign_in(t=20)], expect=1),
+        Case("sign-ins from two addresses", [_sign_in(), _sign_in(t=5, ip="203.0.113.9")], expect=2),
+        Case("failed root sign-in (counted by root-console-sign-in-failures)", _sign_in("Failure"), expect=0),
+        Case("an IAM user's sign-in", _sign_in(identity={"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT,
+                                                         "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"}), expect=0),
+    ],
+)
+def root_console_sign_in(e: Event, p: Params) -> Hit | None:
+    """Any successful console sign-in as the root user, with or without MFA (one finding per account and
+    source address per hour). The sign-in is itself the console form; it has no CloudFormation form.
+    Failed sign-ins are counted by root-console-sign-in-failures."""
+    if not is_root(e) or text(e.response.get("ConsoleLogin")) != "Success":
+        return None
+    mfa = e.text("additionalEventData", "MFAUsed")
+    return change_hit(e, "Root console sign-in from", e.source_ip, f"(MFA used: {mfa or 'unknown'})",
+                      key=f"{e.account}|{e.source_ip}", mfa_used=mfa)
+
+
+@threshold(
+    id="root-console-sign-in-failures",
+    title="Repeated failed console sign-ins as the root user",
+    severity="high",
+    attack="T1110",
+    events={SIGNIN: ["ConsoleLogin"]},
+    params={"failures": 5, "window": "1h"},
+    threshold="failures",
+    window="window",
+    dedup="1h",
+    runbook=ROOT_RUNBOOK,
+    cases=[
+        Case("five failures from several addresses", [_sign_in("Failure", i * 5, f"203.0.113.{i}") for i in range(5)],
+             expect=1),
+        Case("four failures", [_sign_in("Failure", i * 5) for i in range(4)], expect=0),
+        Case("five failures over five hours", [_sign_in("Failure", i * 70) for i in range(5)], expect=0),
+        Case("successful sign-ins do not count", [_sign_in("Success", i) for i in range(6)], expect=0),
+    ],
+)
+def root_console_sign_in_failures(e: Event, p: Params) -> Step | None:
+    """At least `failures` failed console sign-ins as the root user of one account within `window`, from any
+    addresses (the per-address brute-force rule misses a guesser that rotates addresses)."""
+    if not is_root(e) or text(e.response.get("ConsoleLogin")) != "Failure":
+        return None
+    return Step(e.account or "unknown account")
