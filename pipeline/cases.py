@@ -15,6 +15,10 @@ ACCOUNT = "111122223333"
 BASE_TIME = 1719842400.0
 
 
+# `Case.no_form` of a case made of console sign-ins: the sign-in is the console's own record.
+SIGN_IN = {"console": "a console sign-in is the console's own record: it has no other form"}
+
+
 def at(minutes: float) -> str:
     """The eventTime `minutes` after the rule-test base time."""
     return iso_time(BASE_TIME + minutes * 60)
@@ -82,8 +86,13 @@ def failed(code: str = "AccessDenied") -> dict[str, Any]:
     return {"errorCode": code, "errorMessage": "User is not authorized to perform this operation"}
 
 
+def in_console() -> dict[str, Any]:
+    """Fields of a call a person made in the console, as CloudTrail writes them: "AWS Internal" as
+    source address and user agent, and `sessionCredentialFromConsole`."""
+    return {"sourceIPAddress": "AWS Internal", "userAgent": "AWS Internal", "sessionCredentialFromConsole": "true"}
+
+
 def console() -> dict[str, Any]:
     """Fields of a call made from a console session of an SSO user."""
     return {"userIdentity": role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com",
-                                         path="aws-reserved/sso.amazonaws.com/"),
-            "sessionCredentialFromConsole": "true", "userAgent": "AWS Internal"}
+                                         path="aws-reserved/sso.amazonaws.com/"), **in_console()}

@@ -53,19 +53,26 @@ class Hit:
 @dataclass(frozen=True)
 class Case:
     """A rule's own test: events (partial CloudTrail records, defaults filled in) and the expected
-    number of findings the rule raises over them; `params` override the rule's parameters."""
+    number of findings the rule raises over them; `params` override the rule's parameters.
+
+    A case that expects findings is also run in its other forms (`pipeline.ruletest.FORMS`): made in
+    the console, made through CloudFormation. The rule must find the same there. `no_form` names a
+    form the case genuinely cannot have, with the reason, e.g. {"console": "a sign-in is the
+    console's own record"}; keep such exceptions few."""
 
     name: str
     events: tuple[dict[str, Any], ...]
     expect: int
     params: Mapping[str, Any] = field(default_factory=dict)
+    no_form: Mapping[str, str] = field(default_factory=dict)
 
     def __init__(self, name: str, events: Iterable[dict[str, Any]] | dict[str, Any], expect: int,
-                 params: Mapping[str, Any] | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, no_form: Mapping[str, str] | None = None) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "events", (events,) if isinstance(events, dict) else tuple(events))
         object.__setattr__(self, "expect", expect)
         object.__setattr__(self, "params", dict(params or {}))
+        object.__setattr__(self, "no_form", dict(no_form or {}))
 
 
 def parse_duration(value: str | int | float) -> float:

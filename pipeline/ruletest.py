@@ -5,6 +5,10 @@ record carries, so a case states only what matters to its rule. Each case runs t
 `Detector` holding that one rule, with the case's parameter overrides, exactly as `scan` runs the pack.
 The count compared with `case.expect` is the number of distinct finding ids: what the pipeline alerts
 on after deduplication.
+
+Every case that expects findings runs again in each of its other forms (`FORMS`): the same calls made
+by the same identity in the console, and through a CloudFormation stack. Who acted is `userIdentity`,
+so the rule must find the same there; a case declares a form it cannot have in `Case.no_form`.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.cases import ACCOUNT, BASE_TIME
+from pipeline.cases import ACCOUNT, BASE_TIME, in_console, via_service
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
 from pipeline.rule import Case, Params, Rule
+from pipeline.rules.attack_common import by_aws_service, service_linked_role
 
 STEP_SECONDS = 10
 REGION = "us-east-1"
@@ -121,13 +126,17 @@ def validate_params(rule: Rule, config: Config, overrides: dict[str, Any] | None
 
 def run_case(rule: Rule, case: Case) -> CaseResult:
     """Run one case through a Detector holding only `rule`; rule errors and bad events fail the case."""
-    result = CaseResult(rule.id, case.name, case.expect, 0)
+    return _run(rule, case, case.name, case.events)
+
+
+def _run(rule: Rule, case: Case, name: str, partials: Iterable[dict[str, Any]]) -> CaseResult:
+    result = CaseResult(rule.id, name, case.expect, 0)
     try:
         config = Config.from_dict()
         validate_params(rule, config, dict(case.params))
         detector = Detector(rules=[rule], config=config, overrides={rule.id: dict(case.params)})
         findings: list[Finding] = []
-        for index, partial in enumerate(case.events):
+        for index, partial in enumerate(partials):
             event = Event.from_record(complete_record(partial, index, case.name), f"case {case.name}")
             if isinstance(event, str):
                 result.error = f"event {index} is not a usable CloudTrail record: {event}"
@@ -143,6 +152,80 @@ def run_case(rule: Rule, case: Case) -> CaseResult:
     if detector.stats.rule_errors:
         result.error = "; ".join(detector.stats.last_errors) or "the rule raised"
     return result
+
+
+# --- the other forms of a case ----------------------------------------------------------------------
+
+CONSOLE_FORM = "console"
+STACK_FORM = "cloudformation"
+FORMS = (CONSOLE_FORM, STACK_FORM)
+# The reads CloudFormation makes for a stack: resolving SSM and Secrets Manager dynamic references.
+_STACK_READS = frozenset({("ssm.amazonaws.com", "GetParameter"), ("ssm.amazonaws.com", "GetParameters"),
+                          ("secretsmanager.amazonaws.com", "GetSecretValue")})
+
+
+def _persons_call(record: dict[str, Any]) -> Event | None:
+    """The event when a person (or their code) made the call, directly or through a service acting for
+    them (`invokedBy`): an API call, not a sign-in or a service event, by no service principal or
+    service-linked role."""
+    event = Event.from_record(record)
+    if isinstance(event, str) or event.event_type != "AwsApiCall":
+        return None
+    if by_aws_service(event) or service_linked_role(event):
+        return None
+    return event
+
+
+def _own(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity making the call itself (no service in between)."""
+    return {k: v for k, v in identity.items() if k != "invokedBy"}
+
+
+def console_form(partial: dict[str, Any], index: int = 0, case: str = "") -> dict[str, Any] | None:
+    """The same call by the same identity in the console: "AWS Internal" as source address and user
+    agent, `sessionCredentialFromConsole`. None when the call has no console form: a sign-in (the
+    console's own record) or a call AWS made itself."""
+    event = _persons_call(complete_record(partial, index, case))
+    if event is None:
+        return None
+    return {**partial, "userIdentity": _own(event.identity), **in_console()}
+
+
+def cloudformation_form(partial: dict[str, Any], index: int = 0, case: str = "") -> dict[str, Any] | None:
+    """The same call made by CloudFormation for a stack of the same identity (`invokedBy`, the service
+    as source address and user agent). None where CloudFormation would not make it: sign-ins, calls AWS
+    made itself, and reads other than resolving SSM and Secrets Manager references."""
+    record = complete_record(partial, index, case)
+    event = _persons_call(record)
+    if event is None or (record.get("readOnly") is True and (event.source, event.name) not in _STACK_READS):
+        return None
+    made = {k: v for k, v in partial.items() if k != "sessionCredentialFromConsole"}
+    return {**made, **via_service("cloudformation", _own(event.identity))}
+
+
+_MAKE_FORM = {CONSOLE_FORM: console_form, STACK_FORM: cloudformation_form}
+
+
+def run_form(rule: Rule, case: Case, form: str) -> CaseResult | None:
+    """The case in `form`, expecting the case's own findings; None when the case has no such form
+    (declared in `no_form`, or, for CloudFormation, no call of the case is one a stack makes). A case
+    with no console form that does not say why fails."""
+    if form in case.no_form:
+        return None
+    name = f"{case.name} [{form} form]"
+    partials, changed = [], 0
+    for index, partial in enumerate(case.events):
+        other = _MAKE_FORM[form](partial, index, case.name)
+        changed += other is not None
+        partials.append(partial if other is None else other)
+    if not changed:
+        if form == STACK_FORM:
+            return None
+        result = CaseResult(rule.id, name, case.expect, 0)
+        result.error = (f"no call of this case has a {form} form; say why in the case's "
+                        f'no_form={{"{form}": "..."}}')
+        return result
+    return _run(rule, case, name, partials)
 
 
 def run_events(rule: Rule, partials: Iterable[dict[str, Any]], params: dict[str, Any] | None = None,
@@ -175,10 +258,19 @@ def meta_problems(rule: Rule) -> list[str]:
     return problems
 
 
-def run_rules(rules: Iterable[Rule]) -> Report:
-    """Every case of every rule, plus the meta-check."""
+def run_rules(rules: Iterable[Rule], forms: Iterable[str] = FORMS) -> Report:
+    """Every case of every rule, each case that expects findings in its other `forms` too, plus the
+    meta-check."""
+    forms = tuple(forms)
     report = Report()
     for rule in rules:
         report.problems.extend(meta_problems(rule))
-        report.results.extend(run_case(rule, case) for case in rule.cases)
+        for case in rule.cases:
+            report.results.append(run_case(rule, case))
+            if case.expect <= 0:
+                continue
+            for form in forms:
+                result = run_form(rule, case, form)
+                if result is not None:
+                    report.results.append(result)
     return report

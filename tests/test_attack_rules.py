@@ -24,7 +24,7 @@ from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.rule import MatchRule, Rule
 from pipeline.rules import builtin_rules
-from pipeline.rules.attack_common import OTHER_ACCOUNT
+from pipeline.rules.attack_common import OTHER_ACCOUNT, by_aws_service
 from pipeline.ruletest import complete_record, run_events, run_rules
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "pipeline" / "rules"
@@ -62,8 +62,10 @@ def benign_service(partial: dict[str, Any]) -> dict[str, Any]:
     return {**partial, **via_service("cloudformation", partial.get("userIdentity"))}
 
 
-def benign_service_linked(partial: dict[str, Any]) -> dict[str, Any]:
-    return {**partial, "userIdentity": service_linked()}
+def benign_service_linked(service: str, role: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The same call made by a service's service-linked role (the service acting on its own)."""
+    return lambda partial: {**partial, "userIdentity": service_linked(service, role),
+                            "sourceIPAddress": f"{service}.amazonaws.com"}
 
 
 def benign_aws_service_principal(partial: dict[str, Any]) -> dict[str, Any]:
@@ -97,20 +99,16 @@ ATTACKS: dict[str, dict[str, Any]] = {
 }
 
 LOOKALIKES: list[tuple[str, str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
-    ("ec2-password-data-retrieved", "console admin", benign_console),
-    ("ec2-password-data-retrieved", "service acting", benign_service),
-    ("ec2-instance-user-data-read", "console view", benign_console),
-    ("ec2-instance-user-data-read", "AWS Config's service-linked role", benign_service_linked),
-    ("ec2-unusual-instance-type-launched", "Auto Scaling service-linked role", benign_service_linked),
+    ("ec2-instance-user-data-read", "AWS Config's service-linked role",
+     benign_service_linked("config", "AWSServiceRoleForConfig")),
     ("ec2-unusual-instance-type-launched", "AWS service principal", benign_aws_service_principal),
-    ("cloudtrail-logging-stopped", "Control Tower service-linked role", benign_service_linked),
-    ("cloudtrail-logging-stopped", "CloudFormation stack update", benign_service),
-    ("ebs-snapshot-shared-externally", "AWS Backup cross-account copy", benign_service),
-    ("iam-role-trust-policy-opened-to-external-account", "CloudFormation deployment", benign_service),
-    ("secretsmanager-mass-secret-retrieval", "service resolving secrets", benign_service),
-    ("ssm-send-command-to-instances", "State Manager association", benign_service),
-    ("lambda-function-code-updated", "SAM deployment", benign_service),
-    ("ec2-instance-credentials-used-outside-instance", "service acting for the instance", benign_service),
+    ("cloudtrail-logging-stopped", "Control Tower service-linked role",
+     benign_service_linked("controltower", "AWSServiceRoleForAWSControlTower")),
+    ("ebs-snapshot-shared-externally", "AWS Backup cross-account copy", lambda p: {**p, **via_service("backup")}),
+    ("ssm-send-command-to-instances", "SSM's service-linked role (maintenance window)",
+     benign_service_linked("ssm", "AWSServiceRoleForAmazonSSM")),
+    ("ec2-instance-credentials-used-outside-instance", "a service acting for the instance",
+     lambda p: {**p, **via_service("ssm", p.get("userIdentity"))}),
 ]
 
 
@@ -119,6 +117,71 @@ def test_benign_lookalike_is_quiet(rule_id: str, how: str, make_benign: Callable
     attack = ATTACKS[rule_id]
     assert fires(rule_id, attack) == 1, f"{rule_id}: the attack itself must fire"
     assert fires(rule_id, make_benign(copy.deepcopy(attack))) == 0, f"{rule_id}: fired on {how}"
+
+
+# A person acting in the console or through a service (a stack, a scaling group, an Automation runbook) is
+# still the person.
+THROUGH_A_SERVICE = [
+    ("ec2-password-data-retrieved", "an SSO user in the console", benign_console),
+    ("ec2-instance-user-data-read", "an SSO user in the console", benign_console),
+    ("cloudtrail-logging-stopped", "a stack update", benign_service),
+    ("iam-role-trust-policy-opened-to-external-account", "a stack creating the role", benign_service),
+    ("secretsmanager-mass-secret-retrieval", "a service with the caller's credentials", benign_service),
+    ("ssm-send-command-to-instances", "an Automation runbook", lambda p: {**p, **via_service("ssm")}),
+    ("lambda-function-code-updated", "a SAM deployment", benign_service),
+    ("ec2-unusual-instance-type-launched", "Auto Scaling's service-linked role",
+     lambda p: {**p, "userIdentity": service_linked(), "sourceIPAddress": "autoscaling.amazonaws.com"}),
+]
+
+
+@pytest.mark.parametrize(("rule_id", "how", "make_variant"), THROUGH_A_SERVICE,
+                         ids=[f"{r}:{h}" for r, h, _ in THROUGH_A_SERVICE])
+def test_acting_through_a_service_still_fires(rule_id: str, how: str,
+                                              make_variant: Callable[..., dict[str, Any]]) -> None:
+    assert fires(rule_id, make_variant(copy.deepcopy(ATTACKS[rule_id]))) == 1, f"{rule_id}: silent on {how}"
+
+
+CONSOLE_UPDATE_LOGIN_PROFILE = {
+    "eventSource": "iam.amazonaws.com", "eventName": "UpdateLoginProfile", "sourceIPAddress": "AWS Internal",
+    "userAgent": "AWS Internal", "sessionCredentialFromConsole": "true",
+    "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLEALICE", "arn": f"arn:aws:iam::{ACCOUNT}:user/alice",
+                     "accountId": ACCOUNT, "accessKeyId": "ASIAEXAMPLECONSOLE12", "userName": "alice",
+                     "sessionContext": {"attributes": {"creationDate": "2024-07-01T13:50:00Z",
+                                                       "mfaAuthenticated": "false"}}},
+    "requestParameters": {"userName": "bob"}, "responseElements": None,
+}
+
+
+def test_a_console_call_is_the_person_not_aws() -> None:
+    """Regression: "AWS Internal" as source address and user agent is the console, where a person acts."""
+    assert fires("iam-login-profile-updated-for-another-user", CONSOLE_UPDATE_LOGIN_PROFILE) == 1
+
+
+@pytest.mark.parametrize(("fields", "aws_acted"), [
+    ({"userIdentity": {"type": "AWSService", "invokedBy": "cloudtrail.amazonaws.com"}}, True),
+    ({"userIdentity": service_linked("config", "AWSServiceRoleForConfig")}, True),
+    ({"userIdentity": service_linked("controltower", "AWSServiceRoleForAWSControlTower")}, True),
+    (via_service("backup", role_session("AWSBackupDefaultServiceRole", "AWSBackup-AWSBackupDefaultServiceRole")),
+     True),
+    (via_service("dlm", role_session("AWSDataLifecycleManagerDefaultRole", "DLM")), True),
+    ({"userIdentity": service_linked(), "sourceIPAddress": "autoscaling.amazonaws.com"}, False),
+    (via_service("cloudformation"), False),
+    (via_service("ssm"), False),
+    ({"userIdentity": iam_user(), "sourceIPAddress": "AWS Internal", "userAgent": "AWS Internal",
+      "sessionCredentialFromConsole": "true"}, False),
+    ({"userIdentity": iam_user(), "sourceIPAddress": "AWS Internal"}, False),
+    ({"userIdentity": {**iam_user(), "invokedBy": "AWS Internal"}}, False),
+    ({"userIdentity": {"type": "Root", "arn": f"arn:aws:iam::{ACCOUNT}:root", "accountId": ACCOUNT,
+                       "invokedBy": "signin.amazonaws.com"}, "sourceIPAddress": "81.2.69.142"}, False),
+    ({"userIdentity": iam_user()}, False),
+], ids=["service principal", "Config service-linked role", "Control Tower service-linked role", "AWS Backup",
+        "Data Lifecycle Manager", "Auto Scaling service-linked role", "CloudFormation", "SSM Automation",
+        "console", "AWS Internal source", "AWS Internal invokedBy", "root in the console", "CLI"])
+def test_who_acted(fields: dict[str, Any], aws_acted: bool) -> None:
+    record = complete_record({"eventSource": "iam.amazonaws.com", "eventName": "CreateRole", **fields})
+    event = Event.from_record(record)
+    assert not isinstance(event, str)
+    assert by_aws_service(event) is aws_acted
 
 
 def test_every_attack_rule_ignores_aws_service_principals() -> None:
@@ -298,13 +361,18 @@ def test_hostile_field_types_never_raise() -> None:
     assert not detector.stats.rule_errors, detector.stats.last_errors[:5]
 
 
+# Attack rules whose question is about the caller, not the call, so they run on every event.
+EVERY_EVENT = {"ec2-instance-credentials-used-outside-instance"}
+
+
 def test_attack_rule_metadata_and_own_cases() -> None:
     rules = attack_rules()
     assert len(rules) >= 33
     for rule in rules:
         assert rule.description and rule.runbook and rule.title, rule.id
         assert all(ATTACK_ID.match(t) for t in rule.attack), (rule.id, rule.attack)
-        assert "*" not in rule.events and all(names for names in rule.events.values()), f"{rule.id}: wildcard"
+        if rule.id not in EVERY_EVENT:
+            assert "*" not in rule.events and all(names for names in rule.events.values()), f"{rule.id}: wildcard"
         assert not rule.id.startswith("cis-")
     report = run_rules(rules)
     assert not report.problems, report.problems
@@ -336,3 +404,28 @@ def test_secret_harvesting_counts_across_sessions_of_one_role() -> None:
              for i in range(10)]
     assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads)) == 1
     assert len(run_events(PACK["secretsmanager-secret-harvesting"], reads[:9])) == 0
+
+
+@pytest.mark.parametrize(("condition", "opened"), [
+    ({"StringEquals": {"sts:ExternalId": "x"}}, True),
+    ({"StringLike": {"aws:PrincipalArn": "*"}}, True),
+    ({"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/deploy"}}, True),
+    ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/?i"}}, True),
+    ({"StringNotEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}, True),
+    ({"StringEqualsIfExists": {"aws:PrincipalOrgID": "o-abc"}}, True),
+    ({"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-abc"}}, True),
+    ({"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}}, True),
+    ({"StringEquals": {"aws:PrincipalOrgID": []}}, True),
+    ({"StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}, True),
+    ({"StringEquals": {"AWS:PrincipalOrgId": "o-abc"}}, False),
+    ({"stringequals": {"aws:SourceAccount": ACCOUNT}}, False),
+    ({"StringEquals": {"aws:PrincipalAccount": [ACCOUNT]}, "IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}, False),
+    ({"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/ci"}}, False),
+], ids=["external id only", "ARN like *", "ARN with an account wildcard", "ARN with ?", "negation", "IfExists",
+        "ForAllValues", "source address", "no values", "foreign account pinned", "organization (key case)",
+        "own source account", "own account and any address", "own role"])
+def test_trust_policy_open_to_anyone_unless_a_condition_pins_the_caller(condition: dict[str, Any],
+                                                                      opened: bool) -> None:
+    update = call("iam.amazonaws.com", "UpdateAssumeRolePolicy",
+                  {"roleName": "r", "policyDocument": trust_doc({"AWS": "*"}, condition)})
+    assert fires("iam-role-trust-policy-opened-to-external-account", update) == int(opened)

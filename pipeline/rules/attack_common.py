@@ -1,5 +1,12 @@
-"""Shared parts of the attack-technique rules: who called (a person or AWS on someone's behalf),
-accounts in ARNs and IAM policies, source addresses, and builders for the rules' own test cases.
+"""Shared parts of the attack-technique rules: who acted (a person, or AWS itself), accounts in ARNs and
+IAM policies, source addresses.
+
+Did a person or AWS itself act? Ask `by_aws_service(e)`, and nothing else: it is the one answer every
+rule uses. Who acted is `userIdentity`. A call made in the console ("AWS Internal" as source address
+and user agent, `sessionCredentialFromConsole`) is the person's; so is a call that CloudFormation,
+Auto Scaling or any other service made to carry out what a person asked (a stack, a scaling group,
+`invokedBy`): whoever created the stack or the group acted, and known automation is silenced by the
+allowlist (by role ARN), never inside a rule.
 
 Everything here reads attacker-controlled CloudTrail text and never raises.
 """
@@ -32,17 +39,41 @@ def actor(e: Event) -> str:
     return text(session_issuer(e).get("arn")) or e.principal or e.source_ip
 
 
+# Services that act on their own, on a schedule or for their own upkeep, with a role given to them: a
+# backup plan copying a snapshot, Data Lifecycle Manager, AWS Config recording resources. Their calls are
+# not anyone's request of the moment. Every other service named in `invokedBy` acts for the caller.
+SELF_ACTING_SERVICES = frozenset({"backup.amazonaws.com", "dlm.amazonaws.com", "config.amazonaws.com"})
+# Services whose service-linked roles carry out what a person configured, one to one: a scaling group's
+# launches, a stack set's deployments. Their calls are that person's, like CloudFormation's.
+PERSON_DRIVEN_SERVICES = frozenset({"autoscaling.amazonaws.com", "cloudformation.amazonaws.com",
+                                    "stacksets.cloudformation.amazonaws.com"})
+_SERVICE_ROLE_PATH = ":role/aws-service-role/"
+
+
+def service_linked_role(e: Event) -> str:
+    """The service whose service-linked role made the call (e.g. "autoscaling.amazonaws.com"), else ""."""
+    arn = text(session_issuer(e).get("arn"))
+    _, found, rest = arn.partition(_SERVICE_ROLE_PATH)
+    return rest.partition("/")[0] if found else ""
+
+
 def by_aws_service(e: Event) -> bool:
-    """True when AWS made the call: an AWS service principal, a call a service made with the caller's
-    credentials (`invokedBy`), a source address that is a service name, or a service-linked role
-    (which no person can assume). These are not an attacker's own API calls."""
+    """Did AWS itself act (True), rather than a person or a person's code (False)?
+
+    AWS acts when the caller is an AWS service principal (`userIdentity.type` "AWSService"), a
+    service-linked role (no person can assume one) of a service other than those in
+    PERSON_DRIVEN_SERVICES, or a service of SELF_ACTING_SERVICES named in `invokedBy` (or as the source
+    address). Everything else is a person: the console ("AWS Internal" is where the console's calls come
+    from, not a service), root's console actions (`invokedBy` signin.amazonaws.com), and CloudFormation
+    or Auto Scaling doing what the caller asked."""
     ident = e.identity
-    if text(ident.get("type")) == "AWSService" or text(ident.get("invokedBy")):
+    if text(ident.get("type")) == "AWSService":
         return True
-    if ":role/aws-service-role/" in text(session_issuer(e).get("arn")):
-        return True
-    source = e.source_ip
-    return source.endswith(".amazonaws.com") or source == "AWS Internal"
+    linked = service_linked_role(e)
+    if linked:
+        return linked not in PERSON_DRIVEN_SERVICES
+    via = text(ident.get("invokedBy")) or e.source_ip
+    return via in SELF_ACTING_SERVICES
 
 
 def from_console(e: Event) -> bool:

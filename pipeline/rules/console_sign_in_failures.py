@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import ACCOUNT, at
+from pipeline.cases import ACCOUNT, SIGN_IN, at
 from pipeline.event import Event, text
 from pipeline.rule import Case, Params
 from pipeline.stateful.facts import Step
@@ -59,14 +59,16 @@ def _ok(t: float, user: str = "alice", ip: str = ATTACKER_IP) -> dict[str, Any]:
     runbook="Look up the source address; check whether any sign-in from it succeeded afterwards, and for which "
             "user; make sure the targeted users have MFA; block the address if it is not yours.",
     cases=[
-        Case("ten failures in a minute", [_fail(i * 0.1) for i in range(10)], expect=1),
+        Case("ten failures in a minute", [_fail(i * 0.1) for i in range(10)], expect=1, no_form=SIGN_IN),
         Case("nine failures", [_fail(i * 0.1) for i in range(9)], expect=0),
         Case("ten failures spread over an hour", [_fail(i * 6) for i in range(10)], expect=0),
         Case("failures from different addresses", [_fail(i * 0.1, ip=f"203.0.113.{i}") for i in range(12)],
              expect=0),
         Case("successful sign-ins do not count", [_ok(i * 0.1) for i in range(12)], expect=0),
-        Case("a long attack is one finding per dedup period", [_fail(i * 0.2) for i in range(100)], expect=1),
-        Case("threshold from configuration", [_fail(i * 0.1) for i in range(3)], expect=1, params={"failures": 3}),
+        Case("a long attack is one finding per dedup period", [_fail(i * 0.2) for i in range(100)], expect=1,
+             no_form=SIGN_IN),
+        Case("threshold from configuration", [_fail(i * 0.1) for i in range(3)], expect=1, params={"failures": 3},
+             no_form=SIGN_IN),
     ],
 )
 def console_login_brute_force(e: Event, p: Params) -> Step | None:
@@ -90,7 +92,8 @@ def console_login_brute_force(e: Event, p: Params) -> Step | None:
     runbook="Look up the source address and the users it tried; check for any later successful sign-in from it; "
             "enforce MFA and a password policy; block the address if it is not yours.",
     cases=[
-        Case("five users in two minutes", [_fail(i * 0.4, user=f"user{i}") for i in range(5)], expect=1),
+        Case("five users in two minutes", [_fail(i * 0.4, user=f"user{i}") for i in range(5)], expect=1,
+             no_form=SIGN_IN),
         Case("four users", [_fail(i * 0.4, user=f"user{i}") for i in range(4)], expect=0),
         Case("one user many times", [_fail(i * 0.1) for i in range(20)], expect=0),
         Case("five users over an hour", [_fail(i * 15, user=f"user{i}") for i in range(5)], expect=0),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.cases import call, failed, iam_user, role_session, via_service
+from pipeline.cases import call, failed, iam_user, in_console, role_session, via_service
 from pipeline.event import Event, items, mapping, text
-from pipeline.rule import Case, Hit, Params, match
+from pipeline.rule import ANY, Case, Hit, Params, match
 from pipeline.rules.attack_common import (
     OTHER_ACCOUNT,
     actor,
@@ -33,7 +33,7 @@ UNAUTHORIZED = failed("Client.UnauthorizedOperation")
     severity="medium",
     attack="T1552",
     events={EC2: ["GetPasswordData"]},
-    params={"include_failed": True, "include_console": False},
+    params={"include_failed": True, "include_console": True},
     dedup="1h",
     runbook=(
         "Ask the principal why it read Windows password data. If unexpected: list the instances it targeted "
@@ -46,8 +46,8 @@ UNAUTHORIZED = failed("Client.UnauthorizedOperation")
             call(EC2, "GetPasswordData", I1, **UNAUTHORIZED),
             call(EC2, "GetPasswordData", {"instanceId": "i-0123456789abcdef1"}, **UNAUTHORIZED),
         ], expect=1),
-        Case("console admin fetching a password", call(EC2, "GetPasswordData", I1,
-                                                             sessionCredentialFromConsole="true"), expect=0),
+        Case("console use ignored when configured", call(EC2, "GetPasswordData", I1, **in_console()),
+             expect=0, params={"include_console": False}),
         Case("failures ignored when configured", call(EC2, "GetPasswordData", I1, **failed()),
              expect=0, params={"include_failed": False}),
     ],
@@ -55,9 +55,10 @@ UNAUTHORIZED = failed("Client.UnauthorizedOperation")
 def ec2_password_data_retrieved(e: Event, p: Params) -> Hit | None:
     """GetPasswordData returns the encrypted Windows Administrator password of an instance: whoever holds
     the launch key pair can decrypt it. Attackers call it across many instances. Failed calls count by
-    default (`include_failed`): a burst of denied attempts is the discovery attempt itself. Console use,
-    the routine way administrators read the password, is skipped unless `include_console`; calls AWS
-    services make are never findings. A per-principal count of distinct instances would make a better
+    default (`include_failed`): a burst of denied attempts is the discovery attempt itself. Console use
+    counts like any other (a stolen console session reads the password the same way); a team whose
+    administrators routinely read passwords in the console can set `include_console` false. Calls AWS
+    makes itself are never findings. A per-principal count of distinct instances would make a better
     threshold rule."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
@@ -69,22 +70,6 @@ def ec2_password_data_retrieved(e: Event, p: Params) -> Hit | None:
                context={"instance_id": instance, "error_code": e.error_code})
 
 
-# Calls an attacker makes first with stolen instance credentials: checking whose keys they are, then
-# enumerating or changing IAM, storage and secrets. Workloads rarely make them from the public internet.
-INSTANCE_CREDENTIAL_PROBES = {
-    "sts.amazonaws.com": ["GetCallerIdentity", "GetSessionToken", "GetFederationToken"],
-    "iam.amazonaws.com": [
-        "GetAccountAuthorizationDetails", "ListUsers", "ListRoles", "ListGroups", "ListPolicies", "ListAccessKeys",
-        "ListAttachedRolePolicies", "ListRolePolicies", "ListAttachedUserPolicies", "GetUser", "GetRole",
-        "CreateUser", "CreateAccessKey", "CreateLoginProfile", "UpdateLoginProfile", "AttachUserPolicy",
-        "AttachRolePolicy", "PutUserPolicy", "PutRolePolicy", "UpdateAssumeRolePolicy", "CreateRole",
-    ],
-    "s3.amazonaws.com": ["ListBuckets"],
-    "secretsmanager.amazonaws.com": ["ListSecrets"],
-    "organizations.amazonaws.com": ["DescribeOrganization", "ListAccounts"],
-}
-
-
 def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2.0") -> dict[str, object]:
     return role_session("web-instance-role", instance, ec2RoleDelivery=delivery)
 
@@ -94,8 +79,10 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
     title="EC2 instance credentials used from outside the instance",
     severity="high",
     attack="T1552.005",
-    events=INSTANCE_CREDENTIAL_PROBES,
+    events={ANY: ANY},
     params={"instance_networks": []},
+    param_docs={"instance_networks": "the account's own egress addresses (NAT gateways, Elastic IPs, "
+                                     "proxies) as CIDR blocks: instance credentials used from there are fine"},
     dedup="1h",
     runbook=(
         "The role session named after an instance id was used from the source address shown. Check whether "
@@ -108,12 +95,17 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
         Case("credential check from the internet", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(delivery="1.0"),
             sourceIPAddress=PUBLIC_IP), expect=1),
+        Case("any call counts, DescribeInstances too", call(
+            EC2, "DescribeInstances", {"instancesSet": {}, "filterSet": {}}, userIdentity=_instance_identity(),
+            sourceIPAddress=PUBLIC_IP), expect=1),
         Case("session named after an instance without ec2RoleDelivery", call(
             "iam.amazonaws.com", "ListUsers", userIdentity=role_session("web", "i-0123456789abcdef0"),
             sourceIPAddress=PUBLIC_IP), expect=1),
         Case("through another account's VPC endpoint", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
             sourceIPAddress="10.1.2.3", vpcEndpointId="vpce-0abc", vpcEndpointAccountId=OTHER_ACCOUNT), expect=1),
+        Case("turned into a console session", call(
+            "s3.amazonaws.com", "ListBuckets", userIdentity=_instance_identity(), **in_console()), expect=1),
         Case("from the instance's configured egress", call(
             "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
             sourceIPAddress=PUBLIC_IP), expect=0, params={"instance_networks": ["81.2.69.0/24"]}),
@@ -128,22 +120,26 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
     ],
 )
 def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit | None:
-    """An instance profile's credentials (a role session named after the instance id, marked
-    `ec2RoleDelivery`) used from a public address for a credential check or IAM, S3, secrets or
-    organization enumeration: what an attacker does first with keys lifted from the instance metadata
-    service (SSRF, a command run on the instance). CloudTrail does not say which addresses belong to an
-    instance, so the rule fires on public source addresses outside `instance_networks` (list your NAT
-    gateway and Elastic IP ranges there to keep the workloads' own calls out), and always when the call
-    came through a VPC endpoint owned by another account. Private addresses (the account's own VPC
-    endpoints) and calls AWS services make are not findings. Failed calls count: trying the keys is the
-    behaviour. Stronger with state: the same instance session seen from two public addresses."""
+    """Any call made with an instance profile's credentials (a role session named after the instance id,
+    marked `ec2RoleDelivery`) from a public address outside `instance_networks`, through a VPC endpoint
+    owned by another account, or in a console session: keys lifted from the instance metadata service
+    (SSRF, a command run on the instance) and used elsewhere, whatever they are used for. CloudTrail does
+    not say which addresses belong to an instance, so list the account's egress (NAT gateways, Elastic
+    IPs) in `instance_networks`; until then, workloads calling AWS through a NAT gateway are findings too.
+    Private addresses (the account's own VPC endpoints) and calls AWS makes itself are not findings.
+    Failed calls count: trying the keys is the behaviour. One finding per session and address per hour."""
+    # Runs on every event: the identity type is read first, as cheaply as Event's accessors allow.
+    ident = e.raw.get("userIdentity")
+    if type(ident) is not dict or ident.get("type") != "AssumedRole":
+        return None
     instance = instance_session(e)
     if not instance or by_aws_service(e):
         return None
     endpoint_account = e.text("vpcEndpointAccountId")
-    reason = ""
     if endpoint_account and endpoint_account != e.account:
         reason = f"through a VPC endpoint of account {endpoint_account}"
+    elif from_console(e):
+        reason = "in a console session"
     else:
         addr = parse_ip(e.source_ip)
         if addr is None or not addr.is_global or in_networks(addr, p.instance_networks):
@@ -180,16 +176,16 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
                                              {"secretIdList": [f"app/secret-{i}" for i in range(12)]}), expect=1),
         Case("a few named secrets", call(SECRETS, "BatchGetSecretValue",
                                                {"secretIdList": ["app/db", "app/api"]}), expect=0),
-        Case("by a service on the caller's behalf", call(
+        Case("through a service acting with the caller's credentials", call(
             SECRETS, "BatchGetSecretValue", {"filters": [{"key": "name", "values": ["app"]}]}, **via_service("lambda")),
-             expect=0),
+             expect=1),
     ],
 )
 def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
     """BatchGetSecretValue returns the values of every secret matching a filter, or of up to 20 named
     secrets, in one call. A filter (instead of naming the secrets an application needs) or at least
     `min_secret_ids` names is bulk collection. Denied calls count by default (`include_failed`): the
-    attempt is the behaviour. Calls AWS services make are not findings. Many GetSecretValue calls by one
+    attempt is the behaviour. Calls AWS makes itself are not findings. Many GetSecretValue calls by one
     principal in a short window are the same behaviour and need a threshold rule."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
@@ -226,8 +222,8 @@ def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
         Case("console user viewing a secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
                                                          userIdentity=iam_user(key="ASIAEXAMPLEKEYID9876"),
                                                          sessionCredentialFromConsole="true"), expect=0),
-        Case("service on the caller's behalf", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
-                                                          **via_service("cloudformation")), expect=0),
+        Case("a stack of the key's user resolving the secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
+                                                                   **via_service("cloudformation")), expect=1),
     ],
 )
 def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | None:
@@ -268,18 +264,18 @@ def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | 
             SSM, "GetParameters", {"names": [f"/cfg/c{i}" for i in range(10)], "withDecryption": False}), expect=0),
         Case("app path subtree", call(
             SSM, "GetParametersByPath", {"path": "/app/prod/", "recursive": True, "withDecryption": True}), expect=0),
-        Case("CloudFormation resolving references", call(
+        Case("a stack resolving ten SecureString references", call(
             SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
     ],
 )
 def ssm_bulk_securestring_parameter_retrieval(e: Event, p: Params) -> Hit | None:
     """Decrypting many SecureString parameters in one call: GetParameters with decryption for at least
     `min_names` names (10 is the API's page size, what an enumerating script uses), or GetParametersByPath
     with decryption recursively from the root path "/". Applications read the few parameters they need.
-    Failed calls do not count by default (nothing was decrypted). Calls AWS services make (CloudFormation,
-    ECS resolving secrets) are not findings. Evasion with smaller batches or GetParameter one by one needs
-    a threshold rule on decrypted parameters per principal."""
+    Failed calls do not count by default (nothing was decrypted). Calls AWS makes itself are not findings;
+    a stack resolving SecureString references is its creator decrypting them. Smaller batches and
+    GetParameter one by one are counted by ssm-securestring-harvesting."""
     if by_aws_service(e) or not attempted(e, p.include_failed) or e.request.get("withDecryption") is not True:
         return None
     if e.name == "GetParameters":

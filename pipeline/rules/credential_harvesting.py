@@ -43,8 +43,8 @@ def _secret_read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
         Case("ten secrets over two hours", [_secret_read(i, i * 13) for i in range(10)], expect=0),
         Case("ten workloads one secret each",
              [_secret_read(i, i * 0.2, userIdentity=role_session(f"app{i}", "task")) for i in range(10)], expect=0),
-        Case("a service resolving secrets for the caller",
-             [_secret_read(i, i * 0.2, **via_service("cloudformation")) for i in range(12)], expect=0),
+        Case("a stack resolving every secret is its creator reading them",
+             [_secret_read(i, i * 0.2, **via_service("cloudformation")) for i in range(12)], expect=1),
         Case("denied reads count as the attempt",
              [_secret_read(i, i * 0.2, errorCode="AccessDeniedException") for i in range(10)], expect=1),
     ],
@@ -53,7 +53,7 @@ def secretsmanager_secret_harvesting(e: Event, p: Params) -> Step | None:
     """At least `secrets` distinct secrets read with GetSecretValue by one principal (the role behind a
     session, so fresh sessions do not reset the count) within `window`: collection of the account's
     secrets, whatever credentials are used. Denied reads count, since trying every secret is the
-    behaviour; calls AWS services make are not findings. Applications read the few secrets they need,
+    behaviour; calls AWS makes itself are not findings. Applications read the few secrets they need,
     usually the same ones again. BatchGetSecretValue is judged per call by
     secretsmanager-mass-secret-retrieval (stage 2 counts one fact per event and key)."""
     secret = e.text("requestParameters", "secretId")
@@ -88,8 +88,8 @@ def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any)
         Case("the same parameter again and again", [_parameter_read(0, i * 0.1) for i in range(30)], expect=0),
         Case("without decryption", [_parameter_read(i, i * 0.1, decrypt=False) for i in range(25)], expect=0),
         Case("nineteen parameters", [_parameter_read(i, i * 0.1) for i in range(19)], expect=0),
-        Case("CloudFormation resolving references",
-             [_parameter_read(i, i * 0.1, **via_service("cloudformation")) for i in range(25)], expect=0),
+        Case("a stack resolving references is its creator decrypting them",
+             [_parameter_read(i, i * 0.1, **via_service("cloudformation")) for i in range(25)], expect=1),
     ],
 )
 def ssm_securestring_harvesting(e: Event, p: Params) -> Step | None:
@@ -97,7 +97,7 @@ def ssm_securestring_harvesting(e: Event, p: Params) -> Step | None:
     one principal within `window`: enumeration that avoids the batch calls which
     ssm-bulk-securestring-parameter-retrieval judges per call (stage 2 counts one fact per event and
     key, so batches are left to that rule). Only successful calls count (nothing is decrypted
-    otherwise); calls AWS services make are not findings."""
+    otherwise); calls AWS makes itself are not findings."""
     name = e.text("requestParameters", "name")
     if not name or by_aws_service(e) or not e.succeeded or e.request.get("withDecryption") is not True:
         return None

@@ -48,8 +48,8 @@ def _tamper_hit(e: Event, what: str, target: str, **context: Any) -> Hit:
 )
 def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | None:
     """StopLogging turns a trail off while leaving it in place, so nothing looks deleted. A denied
-    attempt is reported too (`include_failed`): trying to blind the defenders is the behaviour. Calls by
-    AWS services and service-linked roles are not findings."""
+    attempt is reported too (`include_failed`): trying to blind the defenders is the behaviour. Calls AWS
+    makes itself (service-linked roles such as Control Tower's) are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     return _tamper_hit(e, "Logging stopped on trail", e.text("requestParameters", "name"))
@@ -66,14 +66,17 @@ def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | None:
     cases=[
         Case("deleted", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}), expect=1),
         Case("denied attempt", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}, **failed()), expect=1),
-        Case("CloudFormation stack deletion", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"},
-                                                         **via_service("cloudformation")), expect=0),
+        Case("deleted with the stack that held it", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"},
+                                                         **via_service("cloudformation")), expect=1),
+        Case("Control Tower's service-linked role", call(
+            CLOUDTRAIL, "DeleteTrail", {"name": "aws-controltower-BaselineCloudTrail"},
+            userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
     ],
 )
 def cloudtrail_trail_deleted(e: Event, p: Params) -> Hit | None:
     """DeleteTrail removes a trail and its logging. Denied attempts are reported too (`include_failed`).
-    Deletions AWS services perform (CloudFormation stack teardown with `invokedBy`, service-linked roles)
-    are not findings."""
+    Deletions by service-linked roles (Control Tower) are not findings; a trail deleted with its stack is
+    the act of whoever deleted or updated the stack."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     return _tamper_hit(e, "Trail deleted:", e.text("requestParameters", "name"))
@@ -134,7 +137,7 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
     (includeManagementEvents false, ReadOnly selectors, or advanced selectors without a management
     selector that covers writes): the trail looks healthy while the attacker's changes go unrecorded.
     Adding data events while keeping management writes is not a finding. Denied attempts count
-    (`include_failed`); calls by AWS services are not findings."""
+    (`include_failed`); calls AWS makes itself are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     basic = items(e.request.get("eventSelectors"))
@@ -162,15 +165,18 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
         Case("VPC disassociated", call(RESOLVER, "DisassociateResolverQueryLogConfig",
                                              {"resolverQueryLogConfigId": "rqlc-0123", "resourceId": "vpc-0abc"}),
              expect=1),
-        Case("stack teardown by CloudFormation", call(
+        Case("deleted with the stack that held it", call(
             RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
+        Case("failures ignored when configured", call(
+            RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"}, **failed()),
+             expect=0, params={"include_failed": False}),
     ],
 )
 def route53_resolver_query_logging_deleted(e: Event, p: Params) -> Hit | None:
     """Deleting a Route 53 Resolver query logging configuration, or detaching it from a VPC, stops DNS
     query logs (the record of C2 and exfiltration domains). Denied attempts count (`include_failed`);
-    calls by AWS services are not findings."""
+    calls AWS makes itself are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     config = e.text("requestParameters", "resolverQueryLogConfigId")
@@ -199,7 +205,7 @@ def route53_resolver_query_logging_deleted(e: Event, p: Params) -> Hit | None:
 def organizations_leave_attempted(e: Event, p: Params) -> Hit | None:
     """LeaveOrganization from a member account, whether it succeeded or was denied: leaving is rare and
     removes the organization's guardrails, so an attempt is the behaviour (SCPs usually deny it, which is
-    why the denied call is what an intrusion shows). Calls by AWS services are not findings."""
+    why the denied call is what an intrusion shows). Calls AWS makes itself are not findings."""
     if by_aws_service(e):
         return None
     return _tamper_hit(e, "LeaveOrganization from account", e.account)
@@ -230,14 +236,17 @@ def _flow_log_ids(e: Event) -> list[str]:
             "DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0123456789abcdef0", "tag": 1}}}), expect=1),
         Case("deleted (list of ids)", call("ec2.amazonaws.com", "DeleteFlowLogs",
                                                  {"flowLogIds": ["fl-1", "fl-2"]}), expect=1),
-        Case("CloudFormation teardown", call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]},
-                                                   **via_service("cloudformation")), expect=0),
+        Case("deleted with the stack that held it", call("ec2.amazonaws.com", "DeleteFlowLogs",
+                                                         {"flowLogIds": ["fl-1"]}, **via_service("cloudformation")),
+             expect=1),
+        Case("failures ignored when configured", call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]},
+                                                      **failed()), expect=0, params={"include_failed": False}),
     ],
 )
 def vpc_flow_logs_deleted(e: Event, p: Params) -> Hit | None:
     """DeleteFlowLogs stops recording network traffic metadata for VPCs, subnets or interfaces. The flow
     log ids are read from every request shape CloudTrail uses. Denied attempts count (`include_failed`);
-    calls by AWS services are not findings."""
+    calls AWS makes itself are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     ids = _flow_log_ids(e)

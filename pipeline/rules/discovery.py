@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.cases import call, failed, service_linked
+from pipeline.cases import call, failed, in_console, service_linked
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import actor, attempted, by_aws_service, from_console, outcome
@@ -16,7 +16,7 @@ EC2 = "ec2.amazonaws.com"
     severity="medium",
     attack=("T1580", "T1552"),
     events={EC2: ["DescribeInstanceAttribute"]},
-    params={"include_failed": True, "include_console": False},
+    params={"include_failed": True, "include_console": True},
     dedup="1h",
     runbook=(
         "User data often holds bootstrap secrets. Ask the principal why it read user data (a security scanner "
@@ -32,9 +32,9 @@ EC2 = "ec2.amazonaws.com"
         Case("other attribute", call(EC2, "DescribeInstanceAttribute",
                                            {"attribute": "instanceType", "instanceId": "i-0123456789abcdef0"}),
              expect=0),
-        Case("console user opening the user data view", call(
+        Case("console views ignored when configured", call(
             EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
-            sessionCredentialFromConsole="true"), expect=0),
+            **in_console()), expect=0, params={"include_console": False}),
         Case("AWS Config recording the instance", call(
             EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
             userIdentity=service_linked("config", "AWSServiceRoleForConfig")), expect=0),
@@ -44,9 +44,9 @@ def ec2_instance_user_data_read(e: Event, p: Params) -> Hit | None:
     """DescribeInstanceAttribute for `userData` returns an instance's bootstrap script, where credentials
     and internal endpoints are often left. Attackers sweep it across instances. Denied calls count by
     default (`include_failed`): the sweep is the behaviour even when the policy stops it. Console sessions
-    (an operator opening the user-data view; `sessionCredentialFromConsole`, which the client cannot
-    forge) are skipped unless `include_console`; AWS services and service-linked roles are not findings.
-    A distinct-instances-per-principal threshold would separate a sweep from one look."""
+    count too (the user-data view shows the same secrets); `include_console` false leaves them out; calls
+    AWS makes itself (AWS Config's service-linked role) are not findings. A distinct-instances-per-principal
+    threshold would separate a sweep from one look."""
     if e.text("requestParameters", "attribute").lower() != "userdata":
         return None
     if by_aws_service(e) or not attempted(e, p.include_failed) or (from_console(e) and not p.include_console):

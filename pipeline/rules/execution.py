@@ -84,10 +84,11 @@ def _max_count(e: Event) -> int:
         Case("ordinary type", call(EC2, "RunInstances", {"instanceType": "t3.micro"}), expect=0),
         Case("allowed ML type", call(EC2, "RunInstances", {"instanceType": "g4dn.xlarge"}), expect=0,
              params={"allowed_instance_types": ["g4dn.xlarge"]}),
-        Case("Auto Scaling scaling out a GPU group", call(
+        Case("Auto Scaling launching a GPU group someone configured", call(
             EC2, "RunInstances", {"instanceType": "g5.xlarge"},
             userIdentity=service_linked("autoscaling", "AWSServiceRoleForAutoScaling"),
-            sourceIPAddress="autoscaling.amazonaws.com"), expect=0),
+            sourceIPAddress="autoscaling.amazonaws.com"), expect=1,
+             no_form={"console": "Auto Scaling's own launch: the group's creator used the console elsewhere"}),
     ],
 )
 def ec2_unusual_instance_type_launched(e: Event, p: Params) -> Hit | None:
@@ -95,8 +96,8 @@ def ec2_unusual_instance_type_launched(e: Event, p: Params) -> Hit | None:
     `unusual_families`; "u-*" is a prefix): the signature of resource hijacking such as cryptomining.
     Types in `allowed_instance_types` are fine. Failed launches count by default (`include_failed`):
     attackers hit UnauthorizedOperation, Unsupported and quota errors while trying types and regions,
-    and the attempt is the behaviour. Launches by Auto Scaling, EKS, SageMaker and other services are not
-    findings."""
+    and the attempt is the behaviour. Launches by Auto Scaling count as the act of whoever
+    configured the group (allowlist known groups' roles); calls AWS makes itself are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     unusual = [t for t in _instance_types(e) if _unusual(t, p.unusual_families, p.allowed_instance_types)]
@@ -194,8 +195,12 @@ def _command_targets(request: dict[str, Any]) -> list[str]:
             "targets": [{"key": "tag:env", "values": ["prod"]}]}), expect=1),
         Case("patch baseline", call(SSM, "SendCommand", {
             "documentName": "AWS-RunPatchBaseline", "instanceIds": ["i-0abc"]}), expect=0),
-        Case("State Manager association run by SSM", call(SSM, "SendCommand", {
-            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}, **via_service("ssm")), expect=0),
+        Case("an Automation runbook sending it with the caller's credentials", call(SSM, "SendCommand", {
+            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}, **via_service("ssm")), expect=1),
+        Case("a maintenance window run by SSM's service-linked role", call(SSM, "SendCommand", {
+            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]},
+            userIdentity=service_linked("ssm", "AWSServiceRoleForAmazonSSM"), sourceIPAddress="ssm.amazonaws.com"),
+             expect=0),
         Case("denied", call(SSM, "SendCommand", {"documentName": "AWS-RunShellScript",
                                                        "instanceIds": ["i-0abc"]}, **failed()), expect=0),
     ],
@@ -204,8 +209,10 @@ def ssm_send_command_to_instances(e: Event, p: Params) -> Hit | None:
     """SendCommand with a document that runs arbitrary scripts (`command_documents`, e.g.
     AWS-RunShellScript) or a document owned by another account not in `allowed_document_accounts`:
     remote code execution as root on every targeted instance, often to read the instance role's
-    credentials from IMDS. Commands AWS runs itself (State Manager, Maintenance Windows, `invokedBy`) are
-    not findings, nor are AWS documents with a fixed purpose (patching, inventory). Only successful calls
+    credentials from IMDS. Commands SSM's service-linked role runs are not findings, nor are
+    AWS documents with a fixed purpose (patching, inventory); an Automation runbook or a maintenance
+    window sending the command with someone's credentials or role is that someone's act (allowlist known
+    windows by role ARN). Only successful calls
     count by default: a denied call executes nothing. Console use counts too (`include_console`), since
     Run Command from the console runs the same code."""
     if by_aws_service(e) or not attempted(e, p.include_failed) or (from_console(e) and not p.include_console):

@@ -85,7 +85,7 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
     """ModifyImageAttribute adding launch permission for another account (not in `allowed_accounts`) or
     for everyone (group "all"). Organization or OU shares are only findings when `allowed_organizations`
     is set and the ARN is not in it. Only successful calls count: a denied share exposes nothing.
-    Calls AWS services make are not findings."""
+    Calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     recipients, public = _recipients(e, _grants(e.request.get("launchPermission")), p)
@@ -157,7 +157,7 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
 def rds_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
     """ModifyDBSnapshotAttribute / ModifyDBClusterSnapshotAttribute adding another account (not in
     `allowed_accounts`) or "all" to a snapshot's `restore` attribute: the recipient can restore the
-    database. Only successful calls count; calls AWS services make are not findings."""
+    database. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     if e.text("requestParameters", "attributeName").lower() != "restore":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import at, iam_user
+from pipeline.cases import SIGN_IN, at, iam_user
 from pipeline.event import Event
 from pipeline.rule import ANY, Case, Params
 from pipeline.stateful.facts import Step
@@ -96,7 +96,7 @@ def first_seen_region(e: Event, p: Params) -> Step | None:
     cases=[
         Case("a new address after the warm-up",
              [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7"), _login(DAY + 60, "203.0.113.66")],
-             expect=1, params={"warmup": "12h"}),
+             expect=1, params={"warmup": "12h"}, no_form=SIGN_IN),
         Case("the usual address", [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7")], expect=0,
              params={"warmup": "12h"}),
         Case("nothing during the warm-up", [_login(0, "198.51.100.7"), _login(DAY, "203.0.113.66")], expect=0),
@@ -104,7 +104,7 @@ def first_seen_region(e: Event, p: Params) -> Step | None:
              [_login(0, "198.51.100.7"), _login(DAY, "203.0.113.66", ok=False)], expect=0, params={"warmup": "12h"}),
         Case("another user's address is new for this user",
              [_login(0, "198.51.100.7"), _login(1, "203.0.113.66", user="bob"), _login(DAY, "203.0.113.66")],
-             expect=1, params={"warmup": "12h"}),
+             expect=1, params={"warmup": "12h"}, no_form=SIGN_IN),
     ],
 )
 def first_seen_console_source_ip(e: Event, p: Params) -> Step | None:

@@ -36,8 +36,11 @@ MODEL_ACCESS_EVENTS = ["PutFoundationModelEntitlement", "PutUseCaseForModelAcces
                                           {"modelId": "anthropic.claude-3-sonnet"}, **failed()), expect=1),
         Case("application invoking a model", call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}),
              expect=0),
-        Case("marketplace service acting", call(BEDROCK, "PutFoundationModelEntitlement",
-                                                      {"modelId": "m"}, **via_service("aws-marketplace")), expect=0),
+        Case("entitlement the Marketplace put for the caller", call(
+            BEDROCK, "PutFoundationModelEntitlement", {"modelId": "m"}, **via_service("aws-marketplace")), expect=1),
+        Case("failures ignored when configured", call(BEDROCK, "CreateFoundationModelAgreement",
+                                                      {"modelId": "anthropic.claude-3-sonnet"}, **failed()),
+             expect=0, params={"include_failed": False}),
     ],
 )
 def bedrock_model_access_enabled(e: Event, p: Params) -> Hit | None:
@@ -45,7 +48,7 @@ def bedrock_model_access_enabled(e: Event, p: Params) -> Hit | None:
     agreement, creating the entitlement): the preparatory step of LLMjacking, where stolen credentials
     are used to run paid models for someone else. Applications only invoke models that are already
     enabled, so InvokeModel alone is not a finding. Denied attempts count (`include_failed`): probing
-    model access is the behaviour. Calls AWS services make are not findings. A spike of InvokeModel per
+    model access is the behaviour. Calls AWS makes itself are not findings. A spike of InvokeModel per
     principal would be a threshold rule."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None

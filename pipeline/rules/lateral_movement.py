@@ -3,7 +3,7 @@ console) instead of the network."""
 
 from __future__ import annotations
 
-from pipeline.cases import call, failed
+from pipeline.cases import call, failed, in_console
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import actor, attempted, by_aws_service, from_console, outcome
@@ -17,7 +17,7 @@ CONNECT = "ec2-instance-connect.amazonaws.com"
     severity="low",
     attack="T1021.008",
     events={CONNECT: ["SendSSHPublicKey"]},
-    params={"include_console": False},
+    params={"include_console": True},
     dedup="1h",
     runbook=(
         "The key is valid for 60 seconds for the OS user shown. Confirm the principal is expected to log in "
@@ -28,8 +28,9 @@ CONNECT = "ec2-instance-connect.amazonaws.com"
         Case("key pushed from the CLI", call(CONNECT, "SendSSHPublicKey", {
             "instanceId": "i-0abc", "instanceOSUser": "ec2-user", "sSHPublicKey": "ssh-ed25519 AAAA"},
             {"success": True}), expect=1),
-        Case("console connect button", call(CONNECT, "SendSSHPublicKey", {
-            "instanceId": "i-0abc", "instanceOSUser": "ec2-user"}, sessionCredentialFromConsole="true"), expect=0),
+        Case("console Connect button ignored when configured", call(CONNECT, "SendSSHPublicKey", {
+            "instanceId": "i-0abc", "instanceOSUser": "ec2-user"}, **in_console()), expect=0,
+             params={"include_console": False}),
         Case("denied", call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "root"},
                                   **failed()), expect=0),
     ],
@@ -37,9 +38,9 @@ CONNECT = "ec2-instance-connect.amazonaws.com"
 def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
     """SendSSHPublicKey installs a temporary SSH key for an OS user on an instance, so whoever holds the
     private key can log in without the instance's own key pair. Only successful pushes count (a denied
-    push installs nothing). The console's Connect button (a console session, which the client cannot
-    forge) is routine and skipped unless `include_console`; calls AWS services make (the Instance Connect
-    Endpoint acting for a user) are not findings. Keys pushed to many instances would be a threshold rule."""
+    push installs nothing). The console's Connect button counts too (a stolen console session
+    connects the same way; `include_console` false leaves it out); calls AWS makes itself are not
+    findings. Keys pushed to many instances would be a threshold rule."""
     if by_aws_service(e) or not e.succeeded or (from_console(e) and not p.include_console):
         return None
     instance = e.text("requestParameters", "instanceId")
@@ -79,7 +80,7 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
 def ec2_serial_console_access(e: Event, p: Params) -> Hit | None:
     """EnableSerialConsoleAccess (account-wide switch; denied attempts count by default through
     `include_failed`, since the switch is rarely touched) or a successful SendSerialConsoleSSHPublicKey
-    (a key pushed for the serial console of an instance). Calls AWS services make are not findings."""
+    (a key pushed for the serial console of an instance). Calls AWS makes itself are not findings."""
     if by_aws_service(e):
         return None
     if e.name == "EnableSerialConsoleAccess":

@@ -38,16 +38,41 @@ def _trust_doc(account: str, principal: Any = None, condition: dict[str, Any] | 
     return json.dumps({"Version": "2012-10-17", "Statement": [stmt]})
 
 
+# Condition keys that pin who the caller is, and the operators that pin them when their values are
+# concrete. Anything else (sts:ExternalId, aws:SourceIp, negations, ...IfExists, ForAllValues:, a value
+# with a wildcard) leaves "*" open to every AWS account.
+_PINNING_KEYS = frozenset({"aws:principalaccount", "aws:principalorgid", "aws:sourceaccount", "aws:principalarn"})
+_PINNING_OPERATORS = frozenset({"stringequals", "stringequalsignorecase", "arnequals", "stringlike", "arnlike"})
+
+
+def pinned_callers(condition: Any) -> list[str]:
+    """The concrete values (accounts, organization ids, principal ARNs) a statement's Condition pins the
+    caller to; empty when it pins nothing."""
+    pinned: list[str] = []
+    for operator, block in mapping(condition).items():
+        if text(operator).lower() not in _PINNING_OPERATORS:
+            continue
+        for key, value in mapping(block).items():
+            values = strings(value, limit=100)
+            if text(key).lower() in _PINNING_KEYS and values and all(
+                    v and "*" not in v and "?" not in v for v in values):
+                pinned.extend(values)
+    return pinned
+
+
 def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]:
-    """AWS principals outside the account (or anyone, unconditionally) that a trust policy lets in."""
+    """AWS principals outside the account that a trust policy lets in: a foreign principal, "*" not
+    pinned by its condition to concrete callers, or "*" pinned to a foreign account or principal."""
     found: list[str] = []
     for stmt in statements(load_policy(document)):
         if not allows(stmt):
             continue
         for principal in aws_principals(stmt):
             if principal == ANYONE:
-                if not mapping(stmt.get("Condition")):
+                pinned = pinned_callers(stmt.get("Condition"))
+                if not pinned:
                     found.append(ANYONE)
+                found.extend(v for v in pinned if foreign(account_of(v), e, allowed))
             elif foreign(account_of(principal), e, allowed):
                 found.append(principal)
     return found[:20]
@@ -74,27 +99,47 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
             "roleName": "helper", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
         Case("trust anyone without condition", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"})}), expect=1),
+        Case("anyone who knows an external id", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=1),
+        Case("anyone whose ARN is like *", call(IAM, "CreateRole", {
+            "roleName": "app", "assumeRolePolicyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringLike": {"aws:PrincipalArn": "*"}})}), expect=1),
+        Case("anyone, if the account key exists", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal="*", condition={
+                "StringEqualsIfExists": {"aws:PrincipalAccount": "111122223333"}})}), expect=1),
+        Case("anyone of a foreign account", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}})}), expect=1),
         Case("anyone in the organization", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
                 "StringEquals": {"aws:PrincipalOrgID": "o-abc"}})}), expect=0),
+        Case("anyone, pinned to the account's own roles", call(IAM, "UpdateAssumeRolePolicy", {
+            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
+                "ArnLike": {"aws:PrincipalArn": ["arn:aws:iam::111122223333:role/ci",
+                                                 "arn:aws:iam::111122223333:role/ops"]},
+                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=0),
         Case("allowed vendor account", call(IAM, "CreateRole", {
             "roleName": "vendor", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=0,
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
         Case("service and same-account principals", call(IAM, "CreateRole", {
             "roleName": "ec2", "assumeRolePolicyDocument": _trust_doc("111122223333")}), expect=0),
-        Case("CloudFormation deploying a vendor role", call(IAM, "CreateRole", {
+        Case("a stack creating the role", call(IAM, "CreateRole", {
             "roleName": "x", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}, **via_service("cloudformation")),
-             expect=0),
+             expect=1),
         Case("malformed policy text", call(IAM, "UpdateAssumeRolePolicy", {
             "roleName": "app", "policyDocument": "{not json"}), expect=0),
     ],
 )
 def iam_role_trust_policy_opened_to_external_account(e: Event, p: Params) -> Hit | None:
     """CreateRole or UpdateAssumeRolePolicy whose trust policy allows an AWS principal of another account
-    (not the caller's, not in `allowed_accounts`), or "*" without any condition: a backdoor role the
-    outsider can assume at will. Service and federated principals are not findings. Only successful calls
-    count (a rejected policy grants nothing); calls AWS services make (CloudFormation with `invokedBy`)
-    are not findings. Policies are read whether CloudTrail logs them as JSON or URL-encoded text."""
+    (not the caller's, not in `allowed_accounts`), or "*" that no condition pins to concrete callers
+    (`aws:PrincipalAccount`, `aws:PrincipalOrgID`, `aws:SourceAccount` or `aws:PrincipalArn` with values
+    and no wildcard; an external id alone pins nothing), or pins to a foreign account: a backdoor role
+    the outsider can assume at will. Service and federated principals are not findings. Only successful calls
+    count (a rejected policy grants nothing); calls AWS makes itself are not findings (a stack
+    creating the role is its creator's act). Policies are read whether CloudTrail logs them as JSON or
+    URL-encoded text."""
     if by_aws_service(e) or not e.succeeded:
         return None
     document = e.request.get("policyDocument") if e.name == "UpdateAssumeRolePolicy" else \
@@ -160,8 +205,8 @@ def _grants_everything(document: Any) -> bool:
 def iam_admin_policy_attached(e: Event, p: Params) -> Hit | None:
     """Full administrator permissions granted: a managed policy in `admin_policies` attached to a user,
     role or group, or an inline policy / new default policy version that allows every action on every
-    resource. Only successful calls count; calls AWS services make (CloudFormation with `invokedBy`) are
-    not findings."""
+    resource. Only successful calls count; calls AWS makes itself are not findings (a stack
+    granting it is its creator's act)."""
     if by_aws_service(e) or not e.succeeded:
         return None
     request = e.request
@@ -218,7 +263,7 @@ def _other_user_hit(e: Event, what: str) -> Hit | None:
 def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
     """CreateAccessKey naming a user other than the calling IAM user: a second, long-lived way in that
     survives the loss of the caller's own credentials. A user creating their own key is not a finding.
-    Only successful calls count; calls AWS services make are not findings."""
+    Only successful calls count; calls AWS makes itself are not findings."""
     return _other_user_hit(e, "Access key created")
 
 
@@ -242,7 +287,7 @@ def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
 )
 def iam_login_profile_created_for_another_user(e: Event, p: Params) -> Hit | None:
     """CreateLoginProfile giving console access to a user other than the caller (often a service user that
-    never had a password). Only successful calls count; calls AWS services make are not findings."""
+    never had a password). Only successful calls count; calls AWS makes itself are not findings."""
     return _other_user_hit(e, "Console password created")
 
 
@@ -336,7 +381,7 @@ def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
 )
 def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
     """CreateFunctionUrlConfig / UpdateFunctionUrlConfig with auth type NONE: the function gets a public
-    HTTPS endpoint. Only successful calls count; calls AWS services make are not findings."""
+    HTTPS endpoint. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded or e.text("requestParameters", "authType").upper() != "NONE":
         return None
     function = _function(e)
@@ -368,17 +413,17 @@ def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
              params={"only_external_layers": True}),
         Case("memory change without layers", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "memorySize": 256}), expect=0),
-        Case("CloudFormation deployment", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
+        Case("a stack update setting the layer", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
             "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
     ],
 )
 def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
     """UpdateFunctionConfiguration that sets layers on an existing function: a layer carrying a Lambda
     extension runs attacker code in every invocation with the function's role, without touching the
     function's own code. With `only_external_layers`, only layers of accounts other than the caller's (and
-    not in `allowed_layer_accounts`, e.g. a monitoring vendor's) count. Only successful calls count;
-    deployments AWS services make (CloudFormation, SAM) are not findings."""
+    not in `allowed_layer_accounts`, e.g. a monitoring vendor's) count. Only successful calls count,
+    through CloudFormation or SAM too (allowlist the deployment pipeline's role)."""
     if by_aws_service(e) or not e.succeeded:
         return None
     layers = strings(e.request.get("layers"), limit=20)
@@ -410,7 +455,7 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
                                          {"codeSha256": "abc="}), expect=1),
         Case("deployment through CloudFormation", call(
             LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "s3Bucket": "b", "s3Key": "k"},
-            **via_service("cloudformation")), expect=0),
+            **via_service("cloudformation")), expect=1),
         Case("denied", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()),
              expect=0),
     ],
@@ -418,8 +463,8 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
 def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
     """UpdateFunctionCode replacing a function's code: the function then runs whatever the caller
     uploaded, with its role and triggers. Deployments are routine, so this is low severity, one finding
-    per function per hour, and deployment pipelines belong in the allowlist; updates made by AWS services
-    (CloudFormation, SAM) are not findings. Only successful calls count."""
+    per function per hour, and deployment pipelines belong in the allowlist; updates made through
+    CloudFormation or SAM count like any other. Only successful calls count."""
     if by_aws_service(e) or not e.succeeded:
         return None
     function = _function(e)
@@ -449,14 +494,14 @@ def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
              expect=1),
         Case("denied", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()),
              expect=0),
-        Case("CloudFormation deployment", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
-                                                     {"name": "a"}, **via_service("cloudformation")), expect=0),
+        Case("a stack creating the anchor", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
+                                                 {"name": "a"}, **via_service("cloudformation")), expect=1),
     ],
 )
 def iam_roles_anywhere_trust_anchor_created(e: Event, p: Params) -> Hit | None:
     """CreateTrustAnchor / UpdateTrustAnchor in IAM Roles Anywhere: registering a certificate authority
     whose certificates can be exchanged for role credentials from anywhere, a persistence path that no
-    access key rotation removes. Only successful calls count; calls AWS services make are not findings."""
+    access key rotation removes. Only successful calls count; calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     anchor = mapping(e.response.get("trustAnchor"))
@@ -496,7 +541,7 @@ def _allows_everything(document: Any) -> bool:
 def sts_federation_token_created(e: Event, p: Params) -> Hit | None:
     """A successful GetFederationToken: temporary credentials derived from an IAM user's long-term key that
     keep working after the key is deleted, a known persistence trick. Legitimate use is rare (custom
-    federation brokers: allowlist them). Calls AWS services make are not findings."""
+    federation brokers: allowlist them). Calls AWS makes itself are not findings."""
     if by_aws_service(e) or not e.succeeded:
         return None
     federated = text(mapping(e.response.get("federatedUser")).get("arn"))

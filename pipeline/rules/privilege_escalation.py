@@ -30,15 +30,15 @@ IAM = "iam.amazonaws.com"
             userIdentity=role_session("helpdesk")), expect=1),
         Case("user updating own profile", call(IAM, "UpdateLoginProfile", {"userName": "alice"}), expect=0),
         Case("denied", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}, **failed()), expect=0),
-        Case("service acting", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"},
-                                          **via_service("cloudformation")), expect=0),
+        Case("a stack update changing the user's password", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"},
+                                                                  **via_service("cloudformation")), expect=1),
     ],
 )
 def iam_login_profile_updated_for_another_user(e: Event, p: Params) -> Hit | None:
     """UpdateLoginProfile setting the console password of a user other than the calling IAM user: whoever
     holds iam:UpdateLoginProfile can log in as any user with a password, and so take its permissions. A
     user's own password change (ChangePassword, or UpdateLoginProfile on itself) is not a finding. Only
-    successful calls count; calls AWS services make are not findings. The context says whether the new
+    successful calls count; calls AWS makes itself are not findings. The context says whether the new
     password must be reset at first sign-in (the help-desk pattern)."""
     target = targets_other_user(e)
     if not target or by_aws_service(e) or not e.succeeded:
