@@ -17,6 +17,9 @@ BASE_TIME = 1719842400.0
 
 # `Case.no_form` of a case made of console sign-ins: the sign-in is the console's own record.
 SIGN_IN = {"console": "a console sign-in is the console's own record: it has no other form"}
+# `Case.no_form` of a case judged by the client's user agent (a tool's name in it): in the console the
+# user agent is "AWS Internal", so the console form of the call is no longer that tool's call.
+USER_AGENT = {"console": "the rule judges the client's user agent, which the console writes as AWS Internal"}
 
 
 def at(minutes: float) -> str:

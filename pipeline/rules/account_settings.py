@@ -7,7 +7,7 @@ from pipeline.cases import call
 from pipeline.event import Event
 from pipeline.rule import ANY, Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 ACCOUNT_API = "account.amazonaws.com"
 
@@ -25,8 +25,8 @@ ACCOUNT_API = "account.amazonaws.com"
         "disable the region again, check that the trail covers it, and look for resources created there."
     ),
     cases=[
-        *forms("region enabled", call(ACCOUNT_API, "EnableRegion", {"RegionName": "me-central-1"}),
-               failed_expect=0, failed_why="the region stays off"),
+        *with_denied("region enabled", call(ACCOUNT_API, "EnableRegion", {"RegionName": "me-central-1"}),
+                     failed_expect=0, failed_why="the region stays off"),
         Case("region opt status read", call(ACCOUNT_API, "GetRegionOptStatus", {"RegionName": "me-central-1"}),
              expect=0),
     ],
@@ -52,7 +52,7 @@ def account_region_enabled(e: Event, p: Params) -> Hit | None:
         "unnoticed. Check the new contact with the account owner and restore it if it is not theirs."
     ),
     cases=[
-        *forms("security contact replaced", call(ACCOUNT_API, "PutAlternateContact", {
+        *with_denied("security contact replaced", call(ACCOUNT_API, "PutAlternateContact", {
             "alternateContactType": "SECURITY", "emailAddress": "ops@example.net", "name": "Ops",
             "phoneNumber": "+1-555-0100", "title": "Ops"}), failed_expect=0, failed_why="the contact stays"),
         Case("security contact deleted", call(ACCOUNT_API, "DeleteAlternateContact", {

@@ -1,9 +1,9 @@
 """Shared parts of the rules that judge one change a person makes to a control, a credential or a
 resource: whether AWS itself made the call, and the finding for the change.
 
-Who acted is the `userIdentity`. A console session ("AWS Internal" source and user agent) is a person;
-so is CloudFormation or Auto Scaling acting for whoever created or updated the stack or group (a skip
-for known automation belongs in the rule's allowlist, by role ARN, not in the rule).
+Who acted is answered by `attack_common.by_aws_service`, as for every rule: a console session is a person,
+and so is CloudFormation or Auto Scaling acting for whoever created the stack or group (known automation
+belongs in the rule's allowlist, by role ARN, not in the rule).
 """
 
 from __future__ import annotations
@@ -13,27 +13,13 @@ from typing import Any
 
 from pipeline.event import Event, text
 from pipeline.rule import Hit
-from pipeline.rules.attack_common import actor, outcome, session_issuer
-
-# Services that act for the person who configured them: the person is the actor.
-ON_BEHALF_OF_A_PERSON = frozenset({"cloudformation.amazonaws.com", "autoscaling.amazonaws.com"})
-
-
-def aws_itself(e: Event) -> bool:
-    """True when AWS made the call on its own: an AWS service principal, a service-linked role (which no
-    person can assume), or a service other than CloudFormation and Auto Scaling acting with `invokedBy`."""
-    ident = e.identity
-    if text(ident.get("type")) == "AWSService":
-        return True
-    if ":role/aws-service-role/" in text(session_issuer(e).get("arn")):
-        return True
-    invoked = text(ident.get("invokedBy"))
-    return bool(invoked) and invoked not in ON_BEHALF_OF_A_PERSON
+from pipeline.rules.attack_common import actor, by_aws_service, outcome
 
 
 def by_person(e: Event, include_failed: bool) -> bool:
-    """A person's call (see `aws_itself`) that counts: it succeeded, or failures count for the rule."""
-    return (e.succeeded or include_failed) and not aws_itself(e)
+    """A person's call (not AWS itself, see `by_aws_service`) that counts: it succeeded, or failures count
+    for the rule."""
+    return (e.succeeded or include_failed) and not by_aws_service(e)
 
 
 def change_hit(e: Event, what: str, target: str = "", detail: str = "", *, key: str = "",

@@ -9,7 +9,7 @@ from pipeline.cases import ACCOUNT, call, role_session, root_identity, service_l
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit, matches_any
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 IAM = "iam.amazonaws.com"
 QUARANTINE_POLICIES = ("AWSCompromisedKeyQuarantine", "AWSCompromisedKeyQuarantineV2", "AWSCompromisedKeyQuarantineV3",
@@ -86,8 +86,8 @@ def _mfa_call(name: str, user: str = "bob", serial: str = "", **fields: Any) -> 
         "the principal that removed the device."
     ),
     cases=[
-        *forms("another user's device deactivated", _mfa_call("DeactivateMFADevice"),
-               failed_expect=0, failed_why="the device stays"),
+        *with_denied("another user's device deactivated", _mfa_call("DeactivateMFADevice"),
+                     failed_expect=0, failed_why="the device stays"),
         Case("virtual device deleted", call(IAM, "DeleteVirtualMFADevice", {
             "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/bob"}), expect=1),
         Case("root's own device (root-mfa-removed reports it)", call(IAM, "DeactivateMFADevice", {
@@ -143,8 +143,8 @@ STRONG = {"minimumPasswordLength": 14, "requireSymbols": True, "requireNumbers":
         "principal's owner why it changed."
     ),
     cases=[
-        *forms("length cut to 6", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"minimumPasswordLength": 6}),
-               failed_expect=0, failed_why="the policy is unchanged"),
+        *with_denied("length cut to 6", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"minimumPasswordLength": 6}),
+                     failed_expect=0, failed_why="the policy is unchanged"),
         Case("policy deleted", call(IAM, "DeleteAccountPasswordPolicy"), expect=1),
         Case("symbols no longer required", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"requireSymbols": False}),
              expect=1),
@@ -188,10 +188,10 @@ IDP_EVENTS = ["CreateSAMLProvider", "UpdateSAMLProvider", "DeleteSAMLProvider", 
         "trust it and their AssumeRoleWithSAML / AssumeRoleWithWebIdentity calls, and investigate the principal."
     ),
     cases=[
-        *forms("SAML provider created", call(IAM, "CreateSAMLProvider", {
+        *with_denied("SAML provider created", call(IAM, "CreateSAMLProvider", {
             "name": "okta-prod", "sAMLMetadataDocument": "<EntityDescriptor ...>"},
             {"sAMLProviderArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/okta-prod"}),
-               failed_expect=0, failed_why="no provider is trusted"),
+                     failed_expect=0, failed_why="no provider is trusted"),
         Case("OIDC provider for any GitHub repository", call(IAM, "CreateOpenIDConnectProvider", {
             "url": "https://token.actions.githubusercontent.com", "clientIDList": ["sts.amazonaws.com"],
             "thumbprintList": ["6938fd4d98bab03faadb97b34396831e3780aea1"]}), expect=1),
@@ -231,9 +231,9 @@ def iam_identity_provider_changed(e: Event, p: Params) -> Hit | None:
         "its keys and password, and review what the user and the principal that added it did since."
     ),
     cases=[
-        *forms("user added to Administrators", call(IAM, "AddUserToGroup", {"groupName": "Administrators",
+        *with_denied("user added to Administrators", call(IAM, "AddUserToGroup", {"groupName": "Administrators",
                                                                             "userName": "svc-report"}),
-               failed_expect=0, failed_why="membership unchanged"),
+                     failed_expect=0, failed_why="membership unchanged"),
         Case("a team's own admin group name", call(IAM, "AddUserToGroup", {"groupName": "breakglass",
                                                                            "userName": "eve"}),
              expect=1, params={"admin_groups": ["breakglass", "*admin*"]}),

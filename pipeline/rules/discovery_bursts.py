@@ -8,9 +8,8 @@ from typing import Any
 from pipeline.cases import at, call, role_session, service_linked
 from pipeline.event import Event, text
 from pipeline.rule import ANY, Case, Params
-from pipeline.rules.attack_common import actor, from_console
-from pipeline.rules.change_common import aws_itself
-from pipeline.rules.forms import in_console, through_stack
+from pipeline.rules.attack_common import actor, by_aws_service, from_console
+from pipeline.rules.forms import console, stack
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -39,25 +38,23 @@ def _read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     severity="medium",
     attack=("T1580", "T1526", "T1087.004"),
     events={ANY: ANY},
-    params={"services": 10, "window": "10m", "include_console": False},
+    params={"services": 12, "window": "10m", "include_console": True},
     threshold="services",
     window="window",
     distinct=True,
     dedup="1h",
     runbook=RECON_RUNBOOK,
     cases=[
-        Case("ten services in two minutes", [_read(i, i * 0.2) for i in range(10)], expect=1),
-        Case("ten services, denied (probing is the behaviour)",
-             [_read(i, i * 0.2, errorCode="AccessDenied") for i in range(10)], expect=1),
-        Case("ten services read by a CloudFormation stack (its own bookkeeping)",
-             [through_stack(_read(i, i * 0.2)) for i in range(10)], expect=0),
-        Case("ten services in the console (pages fan out reads)", [in_console(_read(i, i * 0.2)) for i in range(10)],
-             expect=0),
-        Case("ten services in the console when configured", [in_console(_read(i, i * 0.2)) for i in range(10)],
-             expect=1, params={"include_console": True}),
-        Case("nine services", [_read(i, i * 0.2) for i in range(9)], expect=0),
+        Case("twelve services in two minutes", [_read(i, i * 0.2) for i in range(12)], expect=1),
+        Case("twelve services, denied (probing is the behaviour)",
+             [_read(i, i * 0.2, errorCode="AccessDenied") for i in range(12)], expect=1),
+        Case("twelve services read by a CloudFormation stack (its own bookkeeping)",
+             [stack(_read(i, i * 0.2)) for i in range(12)], expect=0),
+        Case("twelve services in the console, console sessions excluded",
+             [console(_read(i, i * 0.2)) for i in range(12)], expect=0, params={"include_console": False}),
+        Case("eleven services", [_read(i, i * 0.2) for i in range(11)], expect=0),
         Case("one service read all day", [_read(0, i) for i in range(50)], expect=0),
-        Case("ten services over two hours", [_read(i, i * 13) for i in range(10)], expect=0),
+        Case("twelve services over two hours", [_read(i, i * 10) for i in range(12)], expect=0),
         Case("AWS Config recording the account", [_read(i, i * 0.2, userIdentity=service_linked(
             "config", "AWSServiceRoleForConfig")) for i in range(12)], expect=0),
         Case("writes do not count", [{**_read(i, i * 0.2), "eventName": "CreateTags"} for i in range(12)], expect=0),
@@ -66,12 +63,12 @@ def _read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
 def discovery_burst(e: Event, p: Params) -> Step | None:
     """List*, Describe* or Get* calls to at least `services` distinct services by one principal within
     `window`: what freshly stolen credentials do first. The key is the caller's ARN, so each new role
-    session or user key is a new principal. Denied reads count (probing is the behaviour). Console
-    sessions are skipped unless `include_console` (a console page fans out reads across services), and so
-    are reads any service makes with `invokedBy` (a CloudFormation stack describing what it deploys is its
-    own bookkeeping, not a person's discovery); inventory and security scanners belong in the rule's
-    allowlist."""
-    if not e.name.startswith(READS) or aws_itself(e) or text(e.identity.get("invokedBy")):
+    session or user key is a new principal. Denied reads count (probing is the behaviour), and so do
+    console sessions (a team whose people browse many consoles quickly can set `include_console` false:
+    a console page fans out reads across services). Reads any service makes with `invokedBy` do not (a
+    CloudFormation stack describing what it deploys is its own bookkeeping); inventory and security
+    scanners belong in the rule's allowlist."""
+    if not e.name.startswith(READS) or by_aws_service(e) or text(e.identity.get("invokedBy")):
         return None
     if not p.include_console and from_console(e):
         return None
@@ -94,7 +91,7 @@ def _ses(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     severity="medium",
     attack=("T1580", "T1526"),
     events={SES: SES_RECON},
-    params={"calls": 3, "window": "1h", "include_console": False},
+    params={"calls": 3, "window": "1h", "include_console": True},
     threshold="calls",
     window="window",
     distinct=True,
@@ -102,10 +99,11 @@ def _ses(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     runbook=RECON_RUNBOOK + " SES abuse follows: check sending quotas, new identities and sending statistics.",
     cases=[
         Case("sending enabled, quota and identities checked", [_ses(i, i) for i in range(3)], expect=1),
-        Case("the same checks made by a CloudFormation stack", [through_stack(_ses(i, i)) for i in range(3)],
+        Case("the same checks made by a CloudFormation stack", [stack(_ses(i, i)) for i in range(3)],
              expect=0),
         Case("the same checks, denied", [_ses(i, i, errorCode="AccessDenied") for i in range(3)], expect=1),
-        Case("the SES console page", [in_console(_ses(i, i)) for i in range(3)], expect=0),
+        Case("the SES console page, console sessions excluded", [console(_ses(i, i)) for i in range(3)], expect=0,
+             params={"include_console": False}),
         Case("a mailer checking its quota", [_ses(1, i) for i in range(10)], expect=0),
         Case("Trusted Advisor's checks", [_ses(i, i, userIdentity=service_linked(
             "trustedadvisor", "AWSServiceRoleForTrustedAdvisor")) for i in range(5)], expect=0),
@@ -114,8 +112,9 @@ def _ses(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
 def ses_enumeration(e: Event, p: Params) -> Step | None:
     """At least `calls` distinct SES checks (is sending enabled, the quota and statistics, which identities
     are verified) by one principal within `window`: how stolen credentials are sized up for spam and
-    phishing. Denied calls count. Console sessions (the SES console makes these calls on opening) are
-    skipped unless `include_console`; reads services make (`invokedBy`, Trusted Advisor) are not findings."""
-    if aws_itself(e) or text(e.identity.get("invokedBy")) or (from_console(e) and not p.include_console):
+    phishing. Denied calls count, and console sessions do (the SES console makes these calls when it
+    opens: allowlist the administrators who use it, or set `include_console` false); reads services make
+    (`invokedBy`, Trusted Advisor) are not findings."""
+    if by_aws_service(e) or text(e.identity.get("invokedBy")) or (from_console(e) and not p.include_console):
         return None
     return Step(actor(e), value=e.name)

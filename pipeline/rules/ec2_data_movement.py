@@ -11,7 +11,7 @@ from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, account_of, foreign
 from pipeline.rules.change_common import by_person, change_hit, first_text
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 EC2 = "ec2.amazonaws.com"
 COPY_RUNBOOK = (
@@ -31,7 +31,7 @@ COPY_RUNBOOK = (
     dedup="1h",
     runbook=COPY_RUNBOOK,
     cases=[
-        *forms("snapshot copied across regions", call(EC2, "CopySnapshot", {
+        *with_denied("snapshot copied across regions", call(EC2, "CopySnapshot", {
             "sourceRegion": "eu-west-1", "sourceSnapshotId": "snap-0123456789abcdef0", "encrypted": True},
             {"snapshotId": "snap-0fedcba9876543210"}), failed_expect=0, failed_why="no copy exists"),
         Case("AMI copied across regions", call(EC2, "CopyImage", {
@@ -80,9 +80,9 @@ def _export_bucket(e: Event) -> str:
     dedup="1h",
     runbook=COPY_RUNBOOK,
     cases=[
-        *forms("AMI stored in a bucket", call(EC2, "CreateStoreImageTask", {
+        *with_denied("AMI stored in a bucket", call(EC2, "CreateStoreImageTask", {
             "imageId": "ami-0123456789abcdef0", "bucket": "ami-archive-x1"}, {"objectKey": "ami-0123.bin"}),
-               failed_expect=0, failed_why="no export runs"),
+                     failed_expect=0, failed_why="no export runs"),
         Case("instance exported as a disk image", call(EC2, "CreateInstanceExportTask", {
             "instanceId": "i-0123456789abcdef0", "targetEnvironment": "vmware",
             "exportToS3": {"diskImageFormat": "VMDK", "s3Bucket": "vm-exports"}}), expect=1),
@@ -135,10 +135,10 @@ def _mirror(name: str, **request: Any) -> dict[str, Any]:
         "session and target, and treat the mirrored traffic as captured."
     ),
     cases=[
-        *forms("session mirroring a database's interface", _mirror(
+        *with_denied("session mirroring a database's interface", _mirror(
             "CreateTrafficMirrorSession", NetworkInterfaceId="eni-0db0123456789abcd",
             TrafficMirrorTargetId="tmt-0123456789abcdef0", TrafficMirrorFilterId="tmf-0123", SessionNumber=1),
-               failed_expect=0, failed_why="nothing is mirrored"),
+                     failed_expect=0, failed_why="nothing is mirrored"),
         Case("target created", _mirror("CreateTrafficMirrorTarget", NetworkLoadBalancerArn=(
             f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/net/collector/abc")), expect=1),
         Case("mirror filter rule only", _mirror("CreateTrafficMirrorFilterRule", TrafficMirrorFilterId="tmf-0123"),
@@ -179,7 +179,7 @@ def _nacl_entry(cidr: str = "0.0.0.0/0", action: str = "allow", egress: bool = F
         "replace or delete it and review the subnet's security groups, which are now the only barrier."
     ),
     cases=[
-        *forms("inbound allow from anywhere", _nacl_entry(), failed_expect=0, failed_why="the ACL is unchanged"),
+        *with_denied("inbound allow from anywhere", _nacl_entry(), failed_expect=0, failed_why="the ACL is unchanged"),
         Case("IPv6 inbound allow from anywhere", call(EC2, "ReplaceNetworkAclEntry", {
             "networkAclId": "acl-0123", "ruleNumber": 100, "egress": False, "ruleAction": "allow",
             "aclProtocol": "6", "ipv6CidrBlock": "::/0", "portRange": {"from": 22, "to": 22}}), expect=1),

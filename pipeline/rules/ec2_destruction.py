@@ -8,9 +8,9 @@ from typing import Any
 from pipeline.cases import at, call, service_linked
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import actor
-from pipeline.rules.change_common import aws_itself, by_person, change_hit
-from pipeline.rules.forms import forms, in_console, through_stack
+from pipeline.rules.attack_common import actor, by_aws_service
+from pipeline.rules.change_common import by_person, change_hit
+from pipeline.rules.forms import with_denied
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -47,10 +47,6 @@ def _deleted(kind: str, i: int, minutes: float, **fields: Any) -> dict[str, Any]
              expect=1),
         Case("snapshots and volumes together", [_deleted("snapshot" if i % 2 else "volume", i, i * 0.3)
                                                 for i in range(10)], expect=1),
-        Case("ten deletions in the console", [in_console(_deleted("volume", i, i * 0.3)) for i in range(10)],
-             expect=1),
-        Case("ten deletions through a CloudFormation stack",
-             [through_stack(_deleted("volume", i, i * 0.3)) for i in range(10)], expect=1),
         Case("ten denied deletions (nothing deleted)",
              [_deleted("snapshot", i, i * 0.3, errorCode="Client.UnauthorizedOperation") for i in range(10)],
              expect=0),
@@ -64,7 +60,7 @@ def ebs_snapshots_or_volumes_deleted_in_bulk(e: Event, p: Params) -> Step | None
     """At least `resources` distinct EBS snapshots and volumes deleted by one principal (the role behind a
     session) within `window`: destroying the disks and their recovery points. Only successful calls count;
     deletions AWS makes itself (Data Lifecycle Manager, AWS Backup) are not findings."""
-    if not e.succeeded or aws_itself(e):
+    if not e.succeeded or by_aws_service(e):
         return None
     resource = e.text("requestParameters", "snapshotId") or e.text("requestParameters", "volumeId")
     return Step(actor(e), value=resource) if resource else None
@@ -105,21 +101,25 @@ def _ids(start: int, count: int) -> list[str]:
         Case("ten instances terminated in one call", _power("TerminateInstances", _ids(0, 10)), expect=1),
         Case("ten instances stopped one by one", [_power("StopInstances", _ids(i, 1), i) for i in range(10)],
              expect=1),
-        Case("ten instances, in the console", in_console(_power("TerminateInstances", _ids(0, 10))), expect=1),
-        Case("ten instances, through a CloudFormation stack",
-             through_stack(_power("TerminateInstances", _ids(0, 10))), expect=1),
         Case("ten instances, denied (nothing stopped)",
              _power("TerminateInstances", _ids(0, 10), errorCode="Client.UnauthorizedOperation"), expect=0),
         Case("a developer stopping three instances", _power("StopInstances", _ids(0, 3)), expect=0),
-        Case("Auto Scaling scaling in", [
-            _power("TerminateInstances", _ids(i, 1), i, userIdentity=service_linked()) for i in range(20)], expect=0),
+        Case("Auto Scaling scaling in twenty instances (its role is in the default allowlist)", [
+            _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
+             expect=0),
+        Case("Data Lifecycle Manager (a service acting on its own schedule)", [
+            _power("StopInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM"))
+            for i in range(20)], expect=0),
     ],
 )
 def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Step] | None:
     """At least `instances` distinct instances stopped or terminated by one principal within `window`,
     counting every instance of a call: an outage or the destruction of a fleet. Only successful calls
-    count; Auto Scaling's own scale-in (a service-linked role) is not a finding."""
-    if not e.succeeded or aws_itself(e):
+    count; services acting on their own are not findings. Auto Scaling terminating instances acts for
+    whoever set the group's capacity, but its scale-in is routine: its service-linked role is in this
+    rule's default allowlist (defaults.toml), which a team removes to count a group emptied by setting
+    its capacity to zero."""
+    if not e.succeeded or by_aws_service(e):
         return None
     who = actor(e)
     return [Step(who, value=iid) for iid in instance_ids(e)] or None
@@ -139,7 +139,7 @@ def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Ste
         "principal's owner why it changed."
     ),
     cases=[
-        *forms("default encryption disabled", call(EC2, "DisableEbsEncryptionByDefault", {
+        *with_denied("default encryption disabled", call(EC2, "DisableEbsEncryptionByDefault", {
             "DisableEbsEncryptionByDefaultRequest": ""}, {"DisableEbsEncryptionByDefaultResponse": {
                 "ebsEncryptionByDefault": False}}), failed_expect=1,
                failed_why="trying to turn the control off is the behaviour"),

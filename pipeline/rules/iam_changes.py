@@ -7,7 +7,7 @@ from pipeline.cases import call, role_session, service_linked
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit, first_text
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 IAM = "iam.amazonaws.com"
 CHANGES = ("Add", "Attach", "Change", "Create", "Deactivate", "Delete", "Detach", "Enable", "Put", "Remove", "Reset",
@@ -26,14 +26,16 @@ TARGETS = ("userName", "roleName", "groupName", "policyArn", "policyName", "inst
     dedup="1h",
     runbook="A record of the change for audits. Review it when investigating the principal or the identity changed.",
     cases=[
-        *forms("role created", call(IAM, "CreateRole", {"roleName": "reporting", "assumeRolePolicyDocument": "{}"}),
-               failed_expect=0, failed_why="nothing changed"),
+        *with_denied("role created", call(IAM, "CreateRole", {"roleName": "reporting",
+                                                               "assumeRolePolicyDocument": "{}"}),
+                     failed_expect=0, failed_why="nothing changed"),
         Case("user password changed by the user", call(IAM, "ChangePassword"), expect=1),
         Case("access key created by Terraform", call(IAM, "CreateAccessKey", {"userName": "ci"},
                                                      userIdentity=role_session("terraform", "run-42")), expect=1),
         Case("roles listed", call(IAM, "ListRoles"), expect=0),
         Case("service-linked role created by its service", call(IAM, "CreateServiceLinkedRole", {
-            "aWSServiceName": "autoscaling.amazonaws.com"}, userIdentity=service_linked()), expect=0),
+            "aWSServiceName": "autoscaling.amazonaws.com"}, userIdentity=service_linked(
+            "elasticloadbalancing", "AWSServiceRoleForElasticLoadBalancing")), expect=0),
     ],
 )
 def iam_configuration_changed(e: Event, p: Params) -> Hit | None:

@@ -10,7 +10,7 @@ from pipeline.cases import ACCOUNT, call
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit, matches_any
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 S3 = "s3.amazonaws.com"
 LOGS = "logs.amazonaws.com"
@@ -39,8 +39,8 @@ def _bucket_logging(enabled: bool) -> dict[str, Any]:
     dedup="1h",
     runbook=LOGGING_RUNBOOK,
     cases=[
-        *forms("access logging turned off", _bucket_logging(False),
-               failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
+        *with_denied("access logging turned off", _bucket_logging(False),
+                     failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
         Case("access logging turned on", _bucket_logging(True), expect=0),
     ],
 )
@@ -71,8 +71,8 @@ def _log_group(name: str, group: str = "aws-cloudtrail-logs-111122223333-org", *
     dedup="1h",
     runbook=LOGGING_RUNBOOK,
     cases=[
-        *forms("trail log group deleted", _log_group("DeleteLogGroup"),
-               failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
+        *with_denied("trail log group deleted", _log_group("DeleteLogGroup"),
+                     failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
         Case("retention cut to a day", _log_group("PutRetentionPolicy", retentionInDays=1), expect=1),
         Case("subscription feeding detection removed", _log_group("DeleteSubscriptionFilter",
                                                                   filterName="trailwarden"), expect=1),
@@ -114,8 +114,8 @@ def trail_log_group_deleted_or_retention_cut(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=LOGGING_RUNBOOK + " Check Bedrock usage and costs in every region: this often precedes LLMjacking.",
     cases=[
-        *forms("invocation logging deleted", call(BEDROCK, "DeleteModelInvocationLoggingConfiguration"),
-               failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
+        *with_denied("invocation logging deleted", call(BEDROCK, "DeleteModelInvocationLoggingConfiguration"),
+                     failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
         Case("invocation logging configured", call(BEDROCK, "PutModelInvocationLoggingConfiguration", {
             "loggingConfig": {"textDataDeliveryEnabled": True}}), expect=0),
     ],
@@ -141,9 +141,9 @@ def bedrock_invocation_logging_deleted(e: Event, p: Params) -> Hit | None:
         "from infrastructure code and review the applications that used it."
     ),
     cases=[
-        *forms("guardrail deleted", call(BEDROCK, "DeleteGuardrail", {
+        *with_denied("guardrail deleted", call(BEDROCK, "DeleteGuardrail", {
             "guardrailIdentifier": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:guardrail/abc123def456"}),
-               failed_expect=0, failed_why="the guardrail stays"),
+                     failed_expect=0, failed_why="the guardrail stays"),
         Case("guardrail updated", call(BEDROCK, "UpdateGuardrail", {"guardrailIdentifier": "g"}), expect=0),
     ],
 )

@@ -9,7 +9,7 @@ from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, account_of, actor, foreign, from_console
 from pipeline.rules.change_common import by_person, change_hit
-from pipeline.rules.forms import forms, through_stack
+from pipeline.rules.forms import with_denied
 from pipeline.rules.rds_protection import RDS, database
 
 EXPORT_RUNBOOK = (
@@ -40,7 +40,7 @@ def _password_reset(**fields: object) -> dict[str, object]:
         "principal."
     ),
     cases=[
-        *forms("master password reset", _password_reset(), failed_expect=0, failed_why="the password stays"),
+        *with_denied("master password reset", _password_reset(), failed_expect=0, failed_why="the password stays"),
         Case("cluster password reset", call(RDS, "ModifyDBCluster", {
             "dBClusterIdentifier": "orders-aurora", "masterUserPassword": "****"}), expect=1),
         Case("storage change", call(RDS, "ModifyDBInstance", {"dBInstanceIdentifier": "orders-prod",
@@ -72,7 +72,7 @@ def rds_master_password_changed(e: Event, p: Params) -> Hit | None:
         "export calls in the database's logs."
     ),
     cases=[
-        *forms("role for S3 export", call(RDS, "AddRoleToDBCluster", {
+        *with_denied("role for S3 export", call(RDS, "AddRoleToDBCluster", {
             "dBClusterIdentifier": "orders-aurora", "roleArn": f"arn:aws:iam::{ACCOUNT}:role/aurora-s3",
             "featureName": "s3Export"}), failed_expect=0, failed_why="no role is associated"),
         Case("role removed", call(RDS, "RemoveRoleFromDBCluster", {"dBClusterIdentifier": "c", "roleArn": "r"}),
@@ -101,8 +101,8 @@ def rds_iam_role_added(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="Check the reboot or failover matches a maintenance or incident; repeated ones disrupt the service.",
     cases=[
-        *forms("cluster failed over", call(RDS, "FailoverDBCluster", {"dBClusterIdentifier": "orders-aurora"}),
-               failed_expect=0, failed_why="nothing restarted"),
+        *with_denied("cluster failed over", call(RDS, "FailoverDBCluster", {"dBClusterIdentifier": "orders-aurora"}),
+                     failed_expect=0, failed_why="nothing restarted"),
         Case("instance rebooted with failover", call(RDS, "RebootDBInstance", {
             "dBInstanceIdentifier": "orders-prod", "forceFailover": True}), expect=1),
         Case("instance described", call(RDS, "DescribeDBInstances"), expect=0),
@@ -129,9 +129,9 @@ def rds_database_rebooted_or_failed_over(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="Database logs can hold queries with credentials and data. Check the reader should have them.",
     cases=[
-        *forms("error log downloaded", call(RDS, "DownloadDBLogFilePortion", {
+        *with_denied("error log downloaded", call(RDS, "DownloadDBLogFilePortion", {
             "dBInstanceIdentifier": "orders-prod", "logFileName": "error/mysql-error.log", "numberOfLines": 1000}),
-               failed_expect=0, failed_why="nothing was read"),
+                     failed_expect=0, failed_why="nothing was read"),
         Case("log files listed", call(RDS, "DescribeDBLogFiles", {"dBInstanceIdentifier": "orders-prod"}), expect=0),
     ],
 )
@@ -154,10 +154,10 @@ def rds_log_file_downloaded(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="A manual snapshot is the usual first step before sharing or exporting a database: check who needs it.",
     cases=[
-        *forms("manual snapshot", call(RDS, "CreateDBSnapshot", {
+        *with_denied("manual snapshot", call(RDS, "CreateDBSnapshot", {
             "dBSnapshotIdentifier": "orders-copy", "dBInstanceIdentifier": "orders-prod"},
             {"snapshotType": "manual", "dBSnapshotIdentifier": "orders-copy"}),
-               failed_expect=0, failed_why="no snapshot exists"),
+                     failed_expect=0, failed_why="no snapshot exists"),
         Case("AWS Backup snapshot", call(RDS, "CreateDBSnapshot", {"dBSnapshotIdentifier": "awsbackup-job-1"},
                                          userIdentity={"type": "AWSService", "invokedBy": "backup.amazonaws.com"}),
              expect=0),
@@ -180,7 +180,7 @@ def rds_manual_snapshot_created(e: Event, p: Params) -> Hit | None:
     severity="low",
     attack="T1580",
     events={RDS: ["DescribeDBSnapshots", "DescribeDBClusterSnapshots"]},
-    params={"include_failed": False, "include_console": False},
+    params={"include_failed": False, "include_console": True},
     dedup="1h",
     runbook="Listing public and shared snapshots is reconnaissance for data to restore. Check the caller's purpose.",
     cases=[
@@ -189,19 +189,17 @@ def rds_manual_snapshot_created(e: Event, p: Params) -> Hit | None:
              expect=1),
         Case("public snapshots listed, denied (nothing listed)", call(RDS, "DescribeDBSnapshots", {
             "includePublic": True}, errorCode="AccessDenied"), expect=0),
-        Case("public snapshots listed through a CloudFormation stack", through_stack(call(
-            RDS, "DescribeDBSnapshots", {"includePublic": True})), expect=1),
-        Case("the console's snapshot page", call(RDS, "DescribeDBSnapshots", {"includePublic": True},
-                                                 sessionCredentialFromConsole="true", userAgent="AWS Internal",
-                                                 sourceIPAddress="AWS Internal"), expect=0),
+        Case("the console's snapshot page, console sessions excluded", call(
+            RDS, "DescribeDBSnapshots", {"includeShared": True}, sessionCredentialFromConsole="true",
+            userAgent="AWS Internal", sourceIPAddress="AWS Internal"), expect=0, params={"include_console": False}),
         Case("own snapshots listed", call(RDS, "DescribeDBSnapshots", {"dBInstanceIdentifier": "orders-prod"}),
              expect=0),
     ],
 )
 def rds_public_snapshot_enumeration(e: Event, p: Params) -> Hit | None:
     """DescribeDBSnapshots or DescribeDBClusterSnapshots with includePublic or includeShared: looking for
-    snapshots other accounts made public or shared. The console's snapshot pages list shared snapshots for
-    their own display, so console sessions are skipped unless `include_console`. Only successful calls count
+    snapshots other accounts made public or shared. Console sessions count (the console's "shared with me"
+    view makes this call too; set `include_console` false if that is noise). Only successful calls count
     by default; calls AWS makes itself are not findings."""
     if e.request.get("includePublic") is not True and e.request.get("includeShared") is not True:
         return None
@@ -220,11 +218,11 @@ def rds_public_snapshot_enumeration(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=EXPORT_RUNBOOK,
     cases=[
-        *forms("snapshot exported", call(RDS, "StartExportTask", {
+        *with_denied("snapshot exported", call(RDS, "StartExportTask", {
             "exportTaskIdentifier": "exp-1", "sourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:snapshot:orders-nightly",
             "s3BucketName": "analytics-drop", "iamRoleArn": f"arn:aws:iam::{ACCOUNT}:role/rds-export",
             "kmsKeyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1"}, {"status": "STARTING"}),
-               failed_expect=0, failed_why="no export runs"),
+                     failed_expect=0, failed_why="no export runs"),
         Case("export tasks listed", call(RDS, "DescribeExportTasks"), expect=0),
     ],
 )
@@ -255,10 +253,10 @@ def _region_of(arn: str) -> str:
     dedup="1h",
     runbook=EXPORT_RUNBOOK,
     cases=[
-        *forms("copy from another region", call(RDS, "CopyDBSnapshot", {
+        *with_denied("copy from another region", call(RDS, "CopyDBSnapshot", {
             "sourceDBSnapshotIdentifier": f"arn:aws:rds:eu-west-1:{ACCOUNT}:snapshot:orders-nightly",
             "targetDBSnapshotIdentifier": "orders-copy", "sourceRegion": "eu-west-1"}),
-               failed_expect=0, failed_why="no copy exists"),
+                     failed_expect=0, failed_why="no copy exists"),
         Case("copy re-encrypted with an outside key", call(RDS, "CopyDBClusterSnapshot", {
             "sourceDBClusterSnapshotIdentifier": "aurora-weekly", "targetDBClusterSnapshotIdentifier": "x",
             "kmsKeyId": f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/k9"}), expect=1),

@@ -9,7 +9,7 @@ from pipeline.cases import ACCOUNT, call
 from pipeline.event import Event, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit, first_text
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 RDS = "rds.amazonaws.com"
 DB_FIELDS = ("dBInstanceIdentifier", "dBClusterIdentifier", "resourceArn", "dbiResourceId", "dbClusterResourceId",
@@ -52,8 +52,8 @@ def _flag(value: Any) -> bool | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("instance modified to public", _modify(publiclyAccessible=True),
-               failed_expect=0, failed_why="the database stays private"),
+        *with_denied("instance modified to public", _modify(publiclyAccessible=True),
+                     failed_expect=0, failed_why="the database stays private"),
         Case("snapshot restored as a public instance", call(RDS, "RestoreDBInstanceFromDBSnapshot", {
             "dBInstanceIdentifier": "restore-1", "dBSnapshotIdentifier": "orders-nightly"},
             {"dBInstanceIdentifier": "restore-1", "publiclyAccessible": True}), expect=1),
@@ -90,8 +90,8 @@ def rds_made_public(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("instance protection off", _modify(deletionProtection=False),
-               failed_expect=1, failed_why="trying to remove the protection is the behaviour"),
+        *with_denied("instance protection off", _modify(deletionProtection=False),
+                     failed_expect=1, failed_why="trying to remove the protection is the behaviour"),
         Case("cluster protection off", _modify("ModifyDBCluster", deletionProtection=False), expect=1),
         Case("protection on", _modify(deletionProtection=True), expect=0),
         Case("other change", _modify(dBInstanceClass="db.r6g.large"), expect=0),
@@ -116,8 +116,8 @@ def rds_deletion_protection_disabled(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("retention set to zero", _modify(backupRetentionPeriod=0),
-               failed_expect=1, failed_why="trying to remove the backups is the behaviour"),
+        *with_denied("retention set to zero", _modify(backupRetentionPeriod=0),
+                     failed_expect=1, failed_why="trying to remove the backups is the behaviour"),
         Case("retained automated backups deleted", call(RDS, "DeleteDBInstanceAutomatedBackup", {
             "dbiResourceId": "db-FEVDSUCWJ43PXONVT6ZU2TK4WY"}), expect=1),
         Case("cluster backups deleted", call(RDS, "DeleteDBClusterAutomatedBackup", {
@@ -148,9 +148,9 @@ def rds_automated_backups_disabled_or_deleted(e: Event, p: Params) -> Hit | None
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("instance deleted without a final snapshot", call(RDS, "DeleteDBInstance", {
+        *with_denied("instance deleted without a final snapshot", call(RDS, "DeleteDBInstance", {
             "dBInstanceIdentifier": "orders-prod", "skipFinalSnapshot": True, "deleteAutomatedBackups": True}),
-               failed_expect=0, failed_why="the database stays"),
+                     failed_expect=0, failed_why="the database stays"),
         Case("cluster deleted with a final snapshot", call(RDS, "DeleteDBCluster", {
             "dBClusterIdentifier": "orders-aurora", "skipFinalSnapshot": False,
             "finalDBSnapshotIdentifier": "orders-final"}), expect=1),
@@ -180,8 +180,9 @@ def rds_database_deleted(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("manual snapshot deleted", call(RDS, "DeleteDBSnapshot", {"dBSnapshotIdentifier": "orders-pre-migr"}),
-               failed_expect=0, failed_why="the snapshot stays"),
+        *with_denied("manual snapshot deleted", call(RDS, "DeleteDBSnapshot", {
+            "dBSnapshotIdentifier": "orders-pre-migr"}),
+                     failed_expect=0, failed_why="the snapshot stays"),
         Case("cluster snapshot deleted", call(RDS, "DeleteDBClusterSnapshot", {
             "dBClusterSnapshotIdentifier": "aurora-weekly"}), expect=1),
         Case("snapshot created", call(RDS, "CreateDBSnapshot", {"dBSnapshotIdentifier": "x"}), expect=0),
@@ -209,7 +210,7 @@ def rds_snapshot_deleted(e: Event, p: Params) -> Hit | None:
         "owner why it stopped, and review database connections and queries around the gap."
     ),
     cases=[
-        *forms("stream stopped", call(RDS, "StopActivityStream", {
+        *with_denied("stream stopped", call(RDS, "StopActivityStream", {
             "resourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:cluster:orders-aurora", "applyImmediately": True},
             {"status": "stopping"}), failed_expect=1, failed_why="trying to stop the audit is the behaviour"),
         Case("stream started", call(RDS, "StartActivityStream", {"resourceArn": "c", "mode": "async"}), expect=0),
@@ -233,9 +234,9 @@ def rds_activity_stream_stopped(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *forms("ingress from the internet", call(RDS, "AuthorizeDBSecurityGroupIngress", {
+        *with_denied("ingress from the internet", call(RDS, "AuthorizeDBSecurityGroupIngress", {
             "dBSecurityGroupName": "legacy-db", "cIDRIP": "0.0.0.0/0"}),
-               failed_expect=0, failed_why="the group is unchanged"),
+                     failed_expect=0, failed_why="the group is unchanged"),
         Case("ingress from an EC2 group of another account", call(RDS, "AuthorizeDBSecurityGroupIngress", {
             "dBSecurityGroupName": "legacy-db", "eC2SecurityGroupName": "web",
             "eC2SecurityGroupOwnerId": "444455556666"}), expect=1),

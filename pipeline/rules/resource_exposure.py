@@ -11,7 +11,7 @@ from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, foreign, strings
 from pipeline.rules.change_common import by_person, change_hit, first_text
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 from pipeline.rules.policy_exposure import ANYONE, described, policy_recipients
 
 S3 = "s3.amazonaws.com"
@@ -70,8 +70,8 @@ def _granted_accounts(e: Event, allowed: list[str]) -> list[str]:
     dedup="1h",
     runbook=EXPOSURE_RUNBOOK,
     cases=[
-        *forms("bucket policy readable by anyone", _bucket_policy("*"),
-               failed_expect=0, failed_why="a rejected policy exposes nothing"),
+        *with_denied("bucket policy readable by anyone", _bucket_policy("*"),
+                     failed_expect=0, failed_why="a rejected policy exposes nothing"),
         Case("ECR repository pullable by anyone", call("ecr.amazonaws.com", "SetRepositoryPolicy", {
             "repositoryName": "base-images", "force": False,
             "policyText": json.dumps(_doc("*", action="ecr:BatchGetImage"))}), expect=1),
@@ -201,8 +201,8 @@ ALL_USERS_GRANT = {"AccessControlPolicy": {"AccessControlList": {"Grant": [
     dedup="1h",
     runbook=EXPOSURE_RUNBOOK,
     cases=[
-        *forms("canned public-read ACL", _acl_call({"x-amz-acl": ["public-read"]}),
-               failed_expect=0, failed_why="a rejected ACL (Block Public Access) exposes nothing"),
+        *with_denied("canned public-read ACL", _acl_call({"x-amz-acl": ["public-read"]}),
+                     failed_expect=0, failed_why="a rejected ACL (Block Public Access) exposes nothing"),
         Case("AllUsers grant in the ACL document", _acl_call(ALL_USERS_GRANT), expect=1),
         Case("grant header naming AuthenticatedUsers", _acl_call({
             "x-amz-grant-read": ["uri=http://acs.amazonaws.com/groups/global/AuthenticatedUsers"]}), expect=1),
@@ -255,9 +255,9 @@ def _bpa(name: str, on: bool = False, **extra: Any) -> dict[str, Any]:
         "PutBucketAcl calls that followed, and investigate the principal."
     ),
     cases=[
-        *forms("bucket setting deleted", call(S3, "DeleteBucketPublicAccessBlock", {
+        *with_denied("bucket setting deleted", call(S3, "DeleteBucketPublicAccessBlock", {
             "bucketName": "customer-exports", "publicAccessBlock": ""}),
-               failed_expect=1, failed_why="trying to remove the guard is the behaviour"),
+                     failed_expect=1, failed_why="trying to remove the guard is the behaviour"),
         Case("account setting deleted", call(S3, "DeleteAccountPublicAccessBlock", {
             "Host": f"{ACCOUNT}.s3-control.us-east-1.amazonaws.com"}), expect=1),
         Case("bucket settings turned off", _bpa("PutBucketPublicAccessBlock"), expect=1),
@@ -298,7 +298,7 @@ def s3_block_public_access_removed(e: Event, p: Params) -> Hit | None:
         "project back to PRIVATE, rotate any credential its builds use or print, and investigate the principal."
     ),
     cases=[
-        *forms("project visibility public", call("codebuild.amazonaws.com", "UpdateProjectVisibility", {
+        *with_denied("project visibility public", call("codebuild.amazonaws.com", "UpdateProjectVisibility", {
             "projectArn": f"arn:aws:codebuild:us-east-1:{ACCOUNT}:project/api-build",
             "projectVisibility": "PUBLIC_READ"}), failed_expect=0, failed_why="the project stays private"),
         Case("visibility private", call("codebuild.amazonaws.com", "UpdateProjectVisibility", {

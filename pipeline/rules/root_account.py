@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import ACCOUNT, at, call, root_identity
+from pipeline.cases import ACCOUNT, SIGN_IN, at, call, root_identity
 from pipeline.event import Event, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import change_hit
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -51,8 +51,8 @@ ROOT_KEY = call(IAM, "CreateAccessKey", None,
     dedup="1h",
     runbook=ROOT_RUNBOOK,
     cases=[
-        *forms("root key from the console (invokedBy signin)", ROOT_KEY,
-               failed_expect=0, failed_why="no key was made"),
+        *with_denied("root key from the console (invokedBy signin)", ROOT_KEY,
+                     failed_expect=0, failed_why="no key was made"),
         Case("root key with the CLI", call(IAM, "CreateAccessKey", userIdentity=root_identity(
             accessKeyId="AKIAEXAMPLEROOTOLD01"), response={"accessKey": {"accessKeyId": "AKIANEW"}}), expect=1),
         Case("root creating a key for an IAM user", {**ROOT_KEY, "requestParameters": {"userName": "deploy"}},
@@ -85,8 +85,9 @@ def _password_event(name: str, outcome: str = "Success", **fields: Any) -> dict[
     runbook=ROOT_RUNBOOK,
     cases=[
         Case("password changed in the console (the console form of this event)", _password_event("PasswordUpdated"),
-             expect=1),
-        Case("password reset through the recovery email", _password_event("PasswordRecoveryCompleted"), expect=1),
+             expect=1, no_form=SIGN_IN),
+        Case("password reset through the recovery email", _password_event("PasswordRecoveryCompleted"), expect=1,
+             no_form=SIGN_IN),
         Case("password change through IAM", call(IAM, "ChangePassword", userIdentity=_root_console()), expect=1),
         Case("failed change (nothing changed)", _password_event("PasswordUpdated", "Failure"), expect=0),
         Case("denied IAM call", call(IAM, "ChangePassword", userIdentity=_root_console(), errorCode="AccessDenied"),
@@ -122,9 +123,9 @@ ROOT_MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"
     dedup="1h",
     runbook=ROOT_RUNBOOK,
     cases=[
-        *forms("root deactivates its MFA device", call(IAM, "DeactivateMFADevice", {
+        *with_denied("root deactivates its MFA device", call(IAM, "DeactivateMFADevice", {
             "serialNumber": ROOT_MFA_SERIAL}, userIdentity=_root_console()),
-               failed_expect=0, failed_why="the device stays"),
+                     failed_expect=0, failed_why="the device stays"),
         Case("root's virtual device deleted", call(IAM, "DeleteVirtualMFADevice", {"serialNumber": ROOT_MFA_SERIAL},
                                                    userIdentity=_root_console()), expect=1),
         Case("root removing an IAM user's device", call(IAM, "DeactivateMFADevice", {
@@ -169,10 +170,10 @@ def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", 
     dedup="1h",
     runbook=ROOT_RUNBOOK,
     cases=[
-        Case("root sign-in with MFA (the console form of this event)", _sign_in(), expect=1),
-        Case("root sign-in without MFA", _sign_in(mfa="No"), expect=1),
-        Case("two sign-ins from one address within the hour", [_sign_in(), _sign_in(t=20)], expect=1),
-        Case("sign-ins from two addresses", [_sign_in(), _sign_in(t=5, ip="203.0.113.9")], expect=2),
+        Case("root sign-in with MFA (the console form of this event)", _sign_in(), expect=1, no_form=SIGN_IN),
+        Case("root sign-in without MFA", _sign_in(mfa="No"), expect=1, no_form=SIGN_IN),
+        Case("two sign-ins from one address within the hour", [_sign_in(), _sign_in(t=20)], expect=1, no_form=SIGN_IN),
+        Case("sign-ins from two addresses", [_sign_in(), _sign_in(t=5, ip="203.0.113.9")], expect=2, no_form=SIGN_IN),
         Case("failed root sign-in (counted by root-console-sign-in-failures)", _sign_in("Failure"), expect=0),
         Case("an IAM user's sign-in", _sign_in(identity={"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT,
                                                          "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"}), expect=0),
@@ -202,7 +203,7 @@ def root_console_sign_in(e: Event, p: Params) -> Hit | None:
     runbook=ROOT_RUNBOOK,
     cases=[
         Case("five failures from several addresses", [_sign_in("Failure", i * 5, f"203.0.113.{i}") for i in range(5)],
-             expect=1),
+             expect=1, no_form=SIGN_IN),
         Case("four failures", [_sign_in("Failure", i * 5) for i in range(4)], expect=0),
         Case("five failures over five hours", [_sign_in("Failure", i * 70) for i in range(5)], expect=0),
         Case("successful sign-ins do not count", [_sign_in("Success", i) for i in range(6)], expect=0),

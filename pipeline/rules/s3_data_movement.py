@@ -10,7 +10,7 @@ from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, actor, foreign
 from pipeline.rules.change_common import by_person, change_hit
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 S3 = "s3.amazonaws.com"
 EXFIL_RUNBOOK = (
@@ -52,8 +52,8 @@ def _copy(dest_owner: str, source: str = "customer-data", dest: str = "exfil-dro
     dedup="1h",
     runbook=EXFIL_RUNBOOK,
     cases=[
-        *forms("copy into an outside bucket", _copy(OTHER_ACCOUNT),
-               failed_expect=0, failed_why="nothing was copied"),
+        *with_denied("copy into an outside bucket", _copy(OTHER_ACCOUNT),
+                     failed_expect=0, failed_why="nothing was copied"),
         Case("copy into the backup account", _copy(OTHER_ACCOUNT), expect=0,
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
         Case("copy within the account", _copy(ACCOUNT, dest="customer-archive"), expect=0),
@@ -99,8 +99,8 @@ def _replication(account: str | None, bucket: str = "arn:aws:s3:::offsite-7731")
     dedup="1h",
     runbook=EXFIL_RUNBOOK,
     cases=[
-        *forms("replication to an outside account", _replication(OTHER_ACCOUNT),
-               failed_expect=0, failed_why="no replication is set up"),
+        *with_denied("replication to an outside account", _replication(OTHER_ACCOUNT),
+                     failed_expect=0, failed_why="no replication is set up"),
         Case("replication to the organization's backup account", _replication(OTHER_ACCOUNT), expect=0,
              params={"allowed_accounts": [OTHER_ACCOUNT]}),
         Case("replication within the account", _replication(None), expect=0),

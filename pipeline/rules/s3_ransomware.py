@@ -10,9 +10,9 @@ from typing import Any
 from pipeline.cases import ACCOUNT, at, call, role_session, service_linked
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import OTHER_ACCOUNT, account_of, actor, foreign
-from pipeline.rules.change_common import aws_itself, by_person, change_hit, matches_any
-from pipeline.rules.forms import forms, in_console, through_stack
+from pipeline.rules.attack_common import OTHER_ACCOUNT, account_of, actor, by_aws_service, foreign
+from pipeline.rules.change_common import by_person, change_hit, matches_any
+from pipeline.rules.forms import with_denied
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -52,10 +52,10 @@ def _kms_key(e: Event) -> str:
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *forms("object re-encrypted in place with a foreign key", _object(
+        *with_denied("object re-encrypted in place with a foreign key", _object(
             "CopyObject", **{"x-amz-server-side-encryption": "aws:kms",
                              "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}),
-               failed_expect=0, failed_why="the object is unchanged"),
+                     failed_expect=0, failed_why="the object is unchanged"),
         Case("upload under a foreign key", _object("PutObject", **{
             "x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}),
              expect=1),
@@ -104,9 +104,6 @@ def _sse_c(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     runbook=RANSOM_RUNBOOK,
     cases=[
         Case("twenty objects rewritten with SSE-C", [_sse_c(i, i * 0.2) for i in range(20)], expect=1),
-        Case("twenty objects in the console", [in_console(_sse_c(i, i * 0.2)) for i in range(20)], expect=1),
-        Case("twenty objects through a CloudFormation stack",
-             [through_stack(_sse_c(i, i * 0.2)) for i in range(20)], expect=1),
         Case("twenty denied rewrites (nothing encrypted)",
              [_sse_c(i, i * 0.2, errorCode="AccessDenied") for i in range(20)], expect=0),
         Case("an application storing a few SSE-C objects", [_sse_c(i, i * 3) for i in range(5)], expect=0),
@@ -122,7 +119,7 @@ def s3_objects_encrypted_with_customer_keys(e: Event, p: Params) -> Step | None:
     is ransomware encryption. Only successful calls count; calls AWS makes itself are not findings."""
     if not e.text("requestParameters", "x-amz-server-side-encryption-customer-algorithm"):
         return None
-    if not e.succeeded or aws_itself(e):
+    if not e.succeeded or by_aws_service(e):
         return None
     bucket, key = e.text("requestParameters", "bucketName"), e.text("requestParameters", "key")
     return Step(actor(e), value=f"{bucket}/{key}")
@@ -146,7 +143,7 @@ def _versioning(status: str = "Suspended", mfa: str | None = None) -> dict[str, 
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *forms("versioning suspended", _versioning(), failed_expect=1,
+        *with_denied("versioning suspended", _versioning(), failed_expect=1,
                failed_why="trying to remove the recovery path is the behaviour"),
         Case("MFA delete disabled", _versioning("Enabled", "Disabled"), expect=1),
         Case("versioning enabled", _versioning("Enabled"), expect=0),
@@ -181,7 +178,7 @@ def s3_versioning_or_mfa_delete_suspended(e: Event, p: Params) -> Hit | None:
         "and check what else the principal changed on the bucket."
     ),
     cases=[
-        *forms("default encryption deleted", call(S3, "DeleteBucketEncryption", {
+        *with_denied("default encryption deleted", call(S3, "DeleteBucketEncryption", {
             "bucketName": "customer-data", "encryption": ""}), failed_expect=0, failed_why="the configuration stays"),
         Case("default encryption set", call(S3, "PutBucketEncryption", {"bucketName": "customer-data"}), expect=0),
     ],
@@ -244,8 +241,8 @@ def _lifecycle(bucket: str, days: int = 1, status: str = "Enabled", **fields: An
         "if versioning is on) and investigate the principal."
     ),
     cases=[
-        *forms("trail bucket set to expire after a day", _lifecycle("org-cloudtrail-logs-111122223333"),
-               failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
+        *with_denied("trail bucket set to expire after a day", _lifecycle("org-cloudtrail-logs-111122223333"),
+                     failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
         Case("a team's own log bucket name", _lifecycle("sec-evidence"), expect=1,
              params={"audit_buckets": ["sec-evidence"]}),
         Case("ninety-day retention on the trail bucket", _lifecycle("org-cloudtrail-logs", 90), expect=0),
@@ -281,10 +278,6 @@ def s3_lifecycle_short_expiration_on_audit_bucket(e: Event, p: Params) -> Hit | 
     cases=[
         Case("three buckets set to expire in a day", [
             {**_lifecycle(f"data-{i}"), "eventTime": at(i * 5)} for i in range(3)], expect=1),
-        Case("three buckets, in the console", [
-            in_console({**_lifecycle(f"data-{i}"), "eventTime": at(i * 5)}) for i in range(3)], expect=1),
-        Case("three buckets, through a CloudFormation stack", [
-            through_stack({**_lifecycle(f"data-{i}"), "eventTime": at(i * 5)}) for i in range(3)], expect=1),
         Case("three buckets, denied (nothing will expire)", [
             {**_lifecycle(f"data-{i}", errorCode="AccessDenied"), "eventTime": at(i * 5)} for i in range(3)],
              expect=0),
@@ -297,7 +290,7 @@ def s3_short_expiration_on_many_buckets(e: Event, p: Params) -> Step | None:
     """Enabled lifecycle rules expiring objects within `max_days` days set on at least `buckets` distinct
     buckets by one principal within `window`: deletion by lifecycle (S3 deletes the data itself, with no
     DeleteObject in the trail). Only successful calls count; calls AWS makes itself are not findings."""
-    if not e.succeeded or aws_itself(e) or short_expiry(e, p.max_days) is None:
+    if not e.succeeded or by_aws_service(e) or short_expiry(e, p.max_days) is None:
         return None
     bucket = e.text("requestParameters", "bucketName")
     return Step(actor(e), value=bucket) if bucket else None
@@ -327,10 +320,6 @@ def _delete(i: int, minutes: float, batch: bool = False, **fields: Any) -> dict[
     cases=[
         Case("a hundred objects deleted one by one", [_delete(i, i * 0.05) for i in range(100)], expect=1),
         Case("four batch deletions", [_delete(i, i, batch=True) for i in range(4)], expect=1),
-        Case("four batch deletions, in the console", [in_console(_delete(i, i, batch=True)) for i in range(4)],
-             expect=1),
-        Case("a hundred deletions through a CloudFormation stack",
-             [through_stack(_delete(i, i * 0.05)) for i in range(100)], expect=1),
         Case("denied deletions (nothing deleted)",
              [_delete(i, i * 0.05, errorCode="AccessDenied") for i in range(100)], expect=0),
         Case("a cleanup of ninety objects", [_delete(i, i * 0.05) for i in range(90)], expect=0),
@@ -345,7 +334,7 @@ def s3_mass_object_deletion(e: Event, p: Params) -> list[Step] | None:
     DeleteObject names its object; a DeleteObjects batch (up to 1,000 keys, which CloudTrail does not list)
     counts as `batch_weight` objects. Only successful calls count; S3 expiring objects itself is not a
     finding. Cleanup jobs that delete in bulk belong in the rule's allowlist."""
-    if not e.succeeded or aws_itself(e):
+    if not e.succeeded or by_aws_service(e):
         return None
     who = actor(e)
     bucket = e.text("requestParameters", "bucketName")
@@ -382,8 +371,8 @@ def ransom_note_name(key: str) -> str:
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *forms("note uploaded", _object("PutObject", key="README_TO_DECRYPT_YOUR_FILES.txt"),
-               failed_expect=0, failed_why="no note was left"),
+        *with_denied("note uploaded", _object("PutObject", key="README_TO_DECRYPT_YOUR_FILES.txt"),
+                     failed_expect=0, failed_why="no note was left"),
         Case("note beside the data", _object("PutObject", key="exports/HOW-TO-RESTORE-FILES.html"), expect=1),
         Case("recovery instructions", _object("PutObject", key="Ransom_Note.txt"), expect=1),
         Case("a project README", _object("PutObject", key="docs/README.md"), expect=0),
@@ -414,8 +403,8 @@ def s3_ransom_note_uploaded(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="A record of the deletion. Check it matches a decommissioning; many deletions in a row deserve a look.",
     cases=[
-        *forms("bucket deleted", call(S3, "DeleteBucket", {"bucketName": "old-exports"}),
-               failed_expect=0, failed_why="the bucket stays"),
+        *with_denied("bucket deleted", call(S3, "DeleteBucket", {"bucketName": "old-exports"}),
+                     failed_expect=0, failed_why="the bucket stays"),
         Case("S3's own lifecycle cleanup", {**call(S3, "DeleteBucket", {"bucketName": "b"}),
                                             "userIdentity": service_linked("s3", "AWSServiceRoleForS3")}, expect=0),
         Case("bucket listed", call(S3, "ListBuckets"), expect=0),

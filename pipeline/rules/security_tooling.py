@@ -9,7 +9,7 @@ from pipeline.cases import ACCOUNT, call, service_linked
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import by_person, change_hit, first_text
-from pipeline.rules.forms import forms
+from pipeline.rules.forms import with_denied
 
 GUARDDUTY = "guardduty.amazonaws.com"
 SECURITYHUB = "securityhub.amazonaws.com"
@@ -67,8 +67,8 @@ def _detector_off(e: Event) -> bool:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("detector deleted", call(GUARDDUTY, "DeleteDetector", {"detectorId": DETECTOR}),
-               failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+        *with_denied("detector deleted", call(GUARDDUTY, "DeleteDetector", {"detectorId": DETECTOR}),
+                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
         Case("detector suspended", call(GUARDDUTY, "UpdateDetector", {"detectorId": DETECTOR, "enable": False}),
              expect=1),
         Case("S3 protection turned off", call(GUARDDUTY, "UpdateDetector", {
@@ -99,11 +99,11 @@ def guardduty_detector_disabled(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("trusted IP list added", call(GUARDDUTY, "CreateIPSet", {
+        *with_denied("trusted IP list added", call(GUARDDUTY, "CreateIPSet", {
             "detectorId": DETECTOR, "name": "office", "format": "TXT", "activate": True,
             "location": "https://s3.amazonaws.com/ip-lists-x1/trusted.txt"},
             {"ipSetId": "0cb0141ab9fbde177613ab9436212e90"}),
-               failed_expect=1, failed_why="trying to whitelist addresses is the behaviour"),
+                     failed_expect=1, failed_why="trying to whitelist addresses is the behaviour"),
         Case("threat list deleted", call(GUARDDUTY, "DeleteThreatIntelSet", {
             "detectorId": DETECTOR, "threatIntelSetId": "0ab"}), expect=1),
         Case("threat list added", call(GUARDDUTY, "CreateThreatIntelSet", {"detectorId": DETECTOR, "name": "feeds"}),
@@ -130,10 +130,10 @@ ARCHIVE = frozenset({"ARCHIVE", "ARCHIVED", "SUPPRESSED", "DISABLED"})
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("auto-archive filter created", call(GUARDDUTY, "CreateFilter", {
+        *with_denied("auto-archive filter created", call(GUARDDUTY, "CreateFilter", {
             "detectorId": DETECTOR, "name": "quiet", "action": "ARCHIVE",
             "findingCriteria": {"criterion": {"severity": {"gte": 1}}}}),
-               failed_expect=1, failed_why="trying to hide findings is the behaviour"),
+                     failed_expect=1, failed_why="trying to hide findings is the behaviour"),
         Case("findings archived", call(GUARDDUTY, "ArchiveFindings", {
             "detectorId": DETECTOR, "findingIds": ["a", "b", "c"]}), expect=1),
         Case("filter that only labels findings", call(GUARDDUTY, "CreateFilter", {
@@ -161,8 +161,8 @@ def guardduty_findings_suppressed(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("Security Hub disabled", call(SECURITYHUB, "DisableSecurityHub"),
-               failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+        *with_denied("Security Hub disabled", call(SECURITYHUB, "DisableSecurityHub"),
+                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
         Case("standards disabled", call(SECURITYHUB, "BatchDisableStandards", {"StandardsSubscriptionArns": [
             f"arn:aws:securityhub:us-east-1:{ACCOUNT}:subscription/cis-aws-foundations-benchmark/v/1.4.0"]}),
              expect=1),
@@ -190,7 +190,7 @@ def securityhub_disabled(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("findings suppressed", call(SECURITYHUB, "BatchUpdateFindings", {
+        *with_denied("findings suppressed", call(SECURITYHUB, "BatchUpdateFindings", {
             "FindingIdentifiers": [{"Id": "arn:aws:securityhub:us-east-1::finding/1", "ProductArn": "p"}],
             "Workflow": {"Status": "SUPPRESSED"}}), failed_expect=1,
                failed_why="trying to hide findings is the behaviour"),
@@ -243,8 +243,8 @@ def _macie_weakened(e: Event) -> bool:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("Macie disabled", call(MACIE, "DisableMacie"),
-               failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+        *with_denied("Macie disabled", call(MACIE, "DisableMacie"),
+                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
         Case("Macie paused", call(MACIE, "UpdateMacieSession", {"status": "PAUSED"}), expect=1),
         Case("archive filter", call(MACIE, "CreateFindingsFilter", {"name": "quiet", "action": "ARCHIVE"}), expect=1),
         Case("discovery job cancelled", call(MACIE, "UpdateClassificationJob", {
@@ -273,7 +273,7 @@ def macie_disabled_or_findings_suppressed(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("analyzer deleted", call("access-analyzer.amazonaws.com", "DeleteAnalyzer", {
+        *with_denied("analyzer deleted", call("access-analyzer.amazonaws.com", "DeleteAnalyzer", {
             "analyzerName": "org-analyzer"}), failed_expect=1, failed_why="trying to blind detection is the behaviour"),
         Case("analyzer created", call("access-analyzer.amazonaws.com", "CreateAnalyzer", {"analyzerName": "a"}),
              expect=0),
@@ -295,9 +295,9 @@ def access_analyzer_deleted(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *forms("scanning disabled", call("inspector2.amazonaws.com", "Disable", {
+        *with_denied("scanning disabled", call("inspector2.amazonaws.com", "Disable", {
             "accountIds": [ACCOUNT], "resourceTypes": ["EC2", "ECR", "LAMBDA"]}),
-               failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
         Case("scanning enabled", call("inspector2.amazonaws.com", "Enable", {"resourceTypes": ["EC2"]}), expect=0),
     ],
 )
@@ -325,9 +325,9 @@ WAF_EVENTS = ["DisassociateWebACL", "DeleteWebACL"]
         "restore it from infrastructure code), check the application's logs since, and ask the principal's owner."
     ),
     cases=[
-        *forms("web ACL removed from a load balancer", call("wafv2.amazonaws.com", "DisassociateWebACL", {
+        *with_denied("web ACL removed from a load balancer", call("wafv2.amazonaws.com", "DisassociateWebACL", {
             "resourceArn": f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/app/web/84dc5457e450dba5"}),
-               failed_expect=1, failed_why="trying to drop the protection is the behaviour"),
+                     failed_expect=1, failed_why="trying to drop the protection is the behaviour"),
         Case("web ACL deleted", call("wafv2.amazonaws.com", "DeleteWebACL", {
             "name": "web", "scope": "REGIONAL", "id": "a1b2"}), expect=1),
         Case("Firewall Manager managing the association", {**call("wafv2.amazonaws.com", "DisassociateWebACL", {
@@ -355,8 +355,8 @@ def waf_web_acl_disassociated_or_deleted(e: Event, p: Params) -> Hit | None:
         "if it fed alerting or remediation, restore it and review what it would have caught."
     ),
     cases=[
-        *forms("rule disabled", call("events.amazonaws.com", "DisableRule", {"name": "guardduty-to-pagerduty"}),
-               failed_expect=0, failed_why="the rule still runs"),
+        *with_denied("rule disabled", call("events.amazonaws.com", "DisableRule", {"name": "guardduty-to-pagerduty"}),
+                     failed_expect=0, failed_why="the rule still runs"),
         Case("rule deleted", call("events.amazonaws.com", "DeleteRule", {"name": "config-remediation"}), expect=1),
         Case("rule enabled", call("events.amazonaws.com", "EnableRule", {"name": "x"}), expect=0),
     ],

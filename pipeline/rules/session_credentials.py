@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.cases import ACCOUNT, at, call, iam_user, role_session
+from pipeline.cases import ACCOUNT, SIGN_IN, USER_AGENT, at, call, failed, iam_user, role_session
 from pipeline.event import Event, text
 from pipeline.rule import ANY, Case, Hit, Params, match
-from pipeline.rules.attack_common import actor, long_term_key
-from pipeline.rules.change_common import aws_itself, by_person, change_hit, matches_any
-from pipeline.rules.forms import denied, forms, in_console, through_stack
+from pipeline.rules.attack_common import actor, by_aws_service, long_term_key
+from pipeline.rules.change_common import by_person, change_hit, matches_any
+from pipeline.rules.forms import console, stack, with_denied
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -35,9 +35,9 @@ KEY_RUNBOOK = (
     dedup="1h",
     runbook=KEY_RUNBOOK,
     cases=[
-        *forms("token without MFA", call(STS, "GetSessionToken", {"durationSeconds": 129600},
+        *with_denied("token without MFA", call(STS, "GetSessionToken", {"durationSeconds": 129600},
                                           userIdentity=iam_user("bob")),
-               failed_expect=0, failed_why="no credentials were issued"),
+                     failed_expect=0, failed_why="no credentials were issued"),
         Case("token with an MFA code (the intended use)", call(STS, "GetSessionToken", {
             "durationSeconds": 43200, "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}), expect=0),
         Case("a role session cannot call it", call(STS, "GetSessionToken", userIdentity=role_session("app")),
@@ -93,7 +93,6 @@ SSO_PORTAL = role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@exampl
         Case("role session from a script, denied (no token issued)",
              _signin_token(role_session("ops", "stolen"), errorCode="AccessDenied",
                            responseElements={"GetSigninToken": "Failure"}), expect=0),
-        Case("federated user, in the console (the event's own console form)", in_console(_signin_token()), expect=1),
         Case("IAM Identity Center portal opening the console", _signin_token(SSO_PORTAL, "Jersey/${project.version}"),
              expect=0),
     ],
@@ -125,9 +124,9 @@ def console_session_from_cli_credentials(e: Event, p: Params) -> Hit | None:
         "the session's calls."
     ),
     cases=[
-        *forms("break-glass role assumed by a user", call(STS, "AssumeRole", {
+        *with_denied("break-glass role assumed by a user", call(STS, "AssumeRole", {
             "roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin", "roleSessionName": "bob"}),
-               failed_expect=1, failed_why="trying to become the role is the behaviour",
+                     failed_expect=1, failed_why="trying to become the role is the behaviour",
                params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]}),
         Case("other roles", call(STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly",
                                                      "roleSessionName": "bob"}),
@@ -180,7 +179,8 @@ def _mfa_failure(t: float, user: str = "alice", mfa: str = "Yes", outcome: str =
         "not, reset the password at once, check the MFA device is still theirs, and look up the source addresses."
     ),
     cases=[
-        Case("three MFA failures in five minutes", [_mfa_failure(i * 2) for i in range(3)], expect=1),
+        Case("three MFA failures in five minutes", [_mfa_failure(i * 2) for i in range(3)], expect=1,
+             no_form=SIGN_IN),
         Case("two MFA failures (a mistyped code)", [_mfa_failure(i * 2) for i in range(2)], expect=0),
         Case("password failures without MFA (brute-force rules' job)",
              [_mfa_failure(i, mfa="No") for i in range(5)], expect=0),
@@ -237,18 +237,19 @@ KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.202
         "credentials as leaked: deactivate the key or revoke the sessions and review what else they did."
     ),
     cases=[
-        Case("TruffleHog checks a key", call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG), expect=1),
+        Case("TruffleHog checks a key", call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG), expect=1,
+             no_form=USER_AGENT),
         Case("TruffleHog checks a key, denied (a denied probe is a probe with a leaked key)",
-             denied(call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG)), expect=1),
-        Case("the same call in the console (no tool in the agent)", in_console(call(STS, "GetCallerIdentity")),
+             call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG, **failed()), expect=1, no_form=USER_AGENT),
+        Case("the same call in the console (no tool in the agent)", console(call(STS, "GetCallerIdentity")),
              expect=0),
-        Case("the same call through a CloudFormation stack", through_stack(call(STS, "GetCallerIdentity")),
+        Case("the same call through a CloudFormation stack", stack(call(STS, "GetCallerIdentity")),
              expect=0),
         Case("aws-cli from Kali Linux", call("iam.amazonaws.com", "ListUsers", userAgent=KALI_CLI,
-                                             userIdentity=iam_user("ci")), expect=1),
+                                             userIdentity=iam_user("ci")), expect=1, no_form=USER_AGENT),
         Case("Pacu module", call("ec2.amazonaws.com", "DescribeInstances",
                                  userAgent="Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux lang/python#3.11 Pacu"),
-             expect=1),
+             expect=1, no_form=USER_AGENT),
         Case("ordinary aws-cli", call(STS, "GetCallerIdentity"), expect=0),
         Case("no tool names configured", call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG), expect=0,
              params={"user_agents": []}),
@@ -261,7 +262,7 @@ def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
     behaviour. A user agent is set by the client and an attacker can change it, so this catches the
     careless, not the careful. Calls AWS makes itself are not findings."""
     tool = _tool_in(e.user_agent, p.user_agents)
-    if not tool or aws_itself(e):
+    if not tool or by_aws_service(e):
         return None
     return change_hit(e, f"{tool} used for {e.name} as", e.principal, key=f"{actor(e)}|{tool}", tool=tool,
                       long_term_key=long_term_key(e))

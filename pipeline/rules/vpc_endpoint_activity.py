@@ -30,6 +30,7 @@ def _vpce(name: str = "GetObject", source: str = "s3.amazonaws.com", ip: str = "
             "vpcEndpointId": "vpce-0a1b2c3d4e5f60718", "vpcEndpointAccountId": ACCOUNT, **fields}
 
 
+NETWORK_ONLY = {"console": "a network activity event records a request through the endpoint, not a console call"}
 DENIED = {"errorCode": "VpceAccessDenied", "errorMessage": "The request was denied due to a VPC endpoint policy"}
 
 
@@ -49,11 +50,12 @@ DENIED = {"errorCode": "VpceAccessDenied", "errorMessage": "The request was deni
     ),
     cases=[
         Case("denied by the endpoint policy", _vpce("PutObject", **DENIED, requestParameters={
-            "bucketName": "exfil-drop-7731", "key": "dump.tar"}), expect=1),
+            "bucketName": "exfil-drop-7731", "key": "dump.tar"}), expect=1, no_form=NETWORK_ONLY),
         Case("principal of another account through the endpoint", _vpce(identity={
-            "type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}), expect=1),
+            "type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}), expect=1,
+             no_form=NETWORK_ONLY),
         Case("S3 data from a public address through the endpoint", _vpce(ip="81.2.69.142", identity={
-            "type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT}), expect=1),
+            "type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT}), expect=1, no_form=NETWORK_ONLY),
         Case("the account's own workload", _vpce(), expect=0),
         Case("a partner account that is expected", _vpce(identity={
             "type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}), expect=0,
