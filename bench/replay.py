@@ -39,7 +39,7 @@ def measure(events: int) -> dict[str, Any]:
         target = aws.emulator(handle.endpoint)
         outputs = provision.provision(target)
         now = time.time()
-        scenario = build(events, seed=11, start=now - 3600, duration=3600)
+        scenario = build(events, seed=11, end=now, duration=3600)
         config = directory / "scenario.toml"
         config.write_text(scenario.config_toml())
         records = cwl_records(scenario.events)

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import infra
 from pipeline.aws import Target
 from pipeline.processes import alive, stop_pid
 
@@ -34,10 +35,9 @@ log = logging.getLogger(__name__)
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 MIN_JAVA = 17
-REPO = Path(__file__).resolve().parents[1]
-LOGBACK = REPO / "infra" / "logback.xml"
+LOGBACK = Path(infra.__file__).resolve().parent / "logback.xml"  # package data: in a wheel too
 
-# Measured on the emulator (LOCAL-STACK.md): leases assigned and the first record within seconds.
+# Measured on the emulator (docs/local-stack.md): leases assigned and the first record within seconds.
 LOCAL_TIMERS: dict[str, str] = {
     "failoverTimeMillis": "5000",
     "shardSyncIntervalMillis": "1000",
@@ -297,13 +297,12 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
     child_env = target.env(env)
     child_env.update(spec.env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), child_env.get("PYTHONPATH", "")) if p)
     if target.local:
         child_env["CBOR_ENABLED"] = "false"
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
             command(java, properties_file, target), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=REPO, env=child_env, start_new_session=True,
+            cwd=directory, env=child_env, start_new_session=True,
         )
     pid_file = directory / f"{spec.application}.pid"
     pid_file.write_text(json.dumps({"pid": process.pid, "application": spec.application}) + "\n")

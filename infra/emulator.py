@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -49,9 +50,14 @@ WORKER_THREADS = 64
 
 
 def state_dir() -> Path:
-    """Where local run state lives (pid and log files): $TRAILWARDEN_STATE_DIR or `<repo>/.trailwarden`."""
-    configured = os.environ.get("TRAILWARDEN_STATE_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / ".trailwarden"
+    """Where local run state lives (pid files, logs, KCL properties): $TRAILWARDEN_STATE_DIR, else
+    `$XDG_STATE_HOME/trailwarden` (`~/.local/state/trailwarden`): one per user, like the port the local
+    stack listens on, so `stack down` finds what `stack up` started from any folder."""
+    configured = os.environ.get("TRAILWARDEN_STATE_DIR", "").strip()
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
+    return Path(base) / "trailwarden"
 
 
 def default_pid_file() -> Path:
@@ -216,6 +222,10 @@ def start(
 
     Raises RuntimeError if the port is taken or the server does not come up (its log is in `log_file`).
     """
+    missing = [name for name in ("moto", "hypercorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"the embedded emulator needs {' and '.join(missing)}, from the `local` extra: "
+                           "pip install 'trailwarden[local]' (or use another endpoint: --endpoint-url URL)")
     if not port_free(host, port):
         raise RuntimeError(f"{host}:{port} is already in use")
     if log_file is None:
@@ -230,7 +240,7 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the command that started it; Ctrl-C there does not reach it
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=log_file.parent,
             env=env,
         )
     handle = Emulator(process.pid, host, port, pid_file, log_file)

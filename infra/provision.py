@@ -3,7 +3,7 @@
 The template is evaluated for the target's account and region (`infra.cfn.plan`), and every
 resource the emulator can hold is created through that service's own API, in dependency order.
 moto's CloudFormation is not used: for subscription filters, Firehose and Glue it reports
-CREATE_COMPLETE while creating nothing (see LOCAL-STACK.md).
+CREATE_COMPLETE while creating nothing (see docs/local-stack.md).
 
     outputs = provision(target)          # dict of the template's Outputs; existing resources are kept
     for row in status(target): ...       # (resource, state) for every template resource

@@ -8,7 +8,8 @@ chosen, first match wins, by:
    `--aws` / `--endpoint-url URL` (`add_arguments(parser)`, then `from_args(args)`);
 2. `TRAILWARDEN_TARGET` in the environment: "aws", "local", or an endpoint URL;
 3. `AWS_ENDPOINT_URL` or `LOCALSTACK_HOST` (read through localstack-client, so `LOCALSTACK_HOST=host:port`
-   and `USE_SSL` mean what they mean for LocalStack's own clients): that endpoint, e.g. a real LocalStack;
+   and `USE_SSL` mean what they mean for LocalStack's own clients): that endpoint, e.g. a real LocalStack.
+   Without the `local` extra (no localstack-client), AWS_ENDPOINT_URL is taken as it is;
 4. otherwise the default of the command: the embedded emulator at http://127.0.0.1:4566 for local
    commands (`local=True`, the default), real AWS for commands that run in an account (`local=False`).
 
@@ -151,8 +152,10 @@ def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, 
     if env.get(TARGET_ENV, "").strip():
         return _from_choice(env[TARGET_ENV], env)
     if any(env.get(name, "").strip() for name in _ENDPOINT_ENV):
-        from localstack_client import config as localstack_config
-
+        try:
+            from localstack_client import config as localstack_config
+        except ImportError:  # the `local` extra is not installed: AWS_ENDPOINT_URL still means what it says
+            return _endpoint_without_localstack_client(env)
         saved = {name: os.environ.get(name) for name in (*_ENDPOINT_ENV, "USE_SSL")}
         try:
             if env is not os.environ:  # localstack-client reads os.environ
@@ -166,6 +169,14 @@ def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, 
         if url:
             return _from_choice(url, env)
     return emulator() if local else aws()
+
+
+def _endpoint_without_localstack_client(env: Mapping[str, str]) -> Target:
+    url = env.get("AWS_ENDPOINT_URL", "").strip()
+    if url:
+        return _from_choice(url, env)
+    raise ValueError("LOCALSTACK_HOST is set, and reading it needs localstack-client: "
+                     "pip install 'trailwarden[local]', or set AWS_ENDPOINT_URL to the endpoint URL instead")
 
 
 def _set_env(name: str, value: str | None) -> None:

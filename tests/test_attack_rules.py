@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.cases import ACCOUNT, call, console, iam_user, role_session, service_linked, via_service
 from pipeline.config import Config
@@ -28,7 +29,6 @@ from pipeline.rules.attack_common import OTHER_ACCOUNT, by_aws_service
 from pipeline.ruletest import complete_record, run_events, run_rules
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "pipeline" / "rules"
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 ATTACK_MODULES = ("credential_access", "defense_evasion", "discovery", "execution", "exfiltration", "impact",
                   "lateral_movement", "persistence", "privilege_escalation")
 ATTACK_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -186,7 +186,7 @@ def test_who_acted(fields: dict[str, Any], aws_acted: bool) -> None:
 
 def test_every_attack_rule_ignores_aws_service_principals() -> None:
     """Whatever the call, a record whose caller is an AWS service principal raises no attack finding."""
-    corpus = [r for p in sorted(CORPUS.glob("*.json")) for r in json.loads(p.read_text())]
+    corpus = [r for p in sorted(STRATUS.glob("*.json")) for r in json.loads(p.read_text())]
     detector = Detector(rules=attack_rules())
     fired = []
     for record in corpus:
@@ -341,7 +341,7 @@ def test_hostile_field_types_never_raise() -> None:
     rules = attack_rules()
     wanted = {(src, name) for r in rules for src, names in r.events.items() for name in (names or ())}
     detector = Detector(rules=rules)
-    corpus = [r for p in sorted(CORPUS.glob("*.json")) for r in json.loads(p.read_text())]
+    corpus = [r for p in sorted(STRATUS.glob("*.json")) for r in json.loads(p.read_text())]
     samples = {(r["eventSource"], r["eventName"]): r for r in corpus if (r["eventSource"], r["eventName"]) in wanted}
     samples.update({(a["eventSource"], a["eventName"]): complete_record(a) for a in ATTACKS.values()})
     count = 0
@@ -384,7 +384,7 @@ def test_rules_do_not_key_on_the_corpus() -> None:
     """No rule source names the red-team tool, its tags, or the corpus' fake accounts and regions."""
     corpus_accounts = set()
     corpus_regions = set()
-    for path in CORPUS.glob("*.json"):
+    for path in STRATUS.glob("*.json"):
         for record in json.loads(path.read_text()):
             corpus_accounts.add(record.get("recipientAccountId"))
             corpus_regions.add(record.get("awsRegion"))

@@ -27,6 +27,16 @@ def test_aws_endpoint_url_and_localstack_host_pick_another_endpoint() -> None:
     assert aws.resolve(env={"LOCALSTACK_HOST": "ls.internal"}, local=False).kind == "endpoint"
 
 
+def test_without_the_local_extra_aws_endpoint_url_still_works_and_localstack_host_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "localstack_client", None)  # as if `trailwarden[local]` were not installed
+    assert aws.resolve(env={"AWS_ENDPOINT_URL": "http://ls:4566/"}).endpoint_url == "http://ls:4566"
+    with pytest.raises(ValueError, match=r"pip install 'trailwarden\[local\]'"):
+        aws.resolve(env={"LOCALSTACK_HOST": "ls.internal:4599"})
+
+
 def test_explicit_choice_and_trailwarden_target_win() -> None:
     env = {"AWS_ENDPOINT_URL": "http://localstack:4566", "TRAILWARDEN_TARGET": "aws"}
     assert aws.resolve(env=env).kind == "aws"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.decode import (
     EVENTBRIDGE_DETAIL_TYPE,
@@ -22,8 +22,6 @@ from pipeline.decode import (
     gunzip,
 )
 from pipeline.event import Event
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 
 
 def record(i: int = 0, **fields: Any) -> dict[str, Any]:
@@ -326,10 +324,9 @@ def test_decode_floor_counts_the_messages() -> None:
     assert decode_floor(orjson.dumps(doc)) == len(RECORDS)
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 def test_corpus_files_decode_without_dead_letters_in_every_transport() -> None:
     total = 0
-    for path in sorted(CORPUS.glob("*.json")):
+    for path in sorted(STRATUS.glob("*.json")):
         data = path.read_bytes()
         recs = orjson.loads(data)
         for blob in (data, gzip.compress(orjson.dumps({"Records": recs})), orjson.dumps(cwl(recs)),

@@ -7,14 +7,13 @@ import copy
 import gzip
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from reliability import fuzz
+from support.corpus import stratus_records
 
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
@@ -22,7 +21,6 @@ from pipeline.event import Event
 from pipeline.rule import ANY
 from pipeline.ruletest import complete_record
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # The fields rules read, nested ones by path: each gets replaced by a value of every JSON type.
@@ -62,10 +60,7 @@ json_values = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4)
 
 
 def _corpus_records() -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    for path in sorted(CORPUS.glob("*.json")) if CORPUS.is_dir() else []:
-        records.extend(r for r in orjson.loads(path.read_bytes()) if isinstance(r, dict))
-    return records
+    return [r for r in stratus_records() if isinstance(r, dict)]
 
 
 def _rule_bases(detector: Detector, corpus: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -288,7 +283,6 @@ def test_one_megabyte_events_decode_and_pass_the_rules(record: dict[str, Any], f
     _detect(events)
 
 
-@pytest.mark.skipif(not BASES, reason="no base records")
 def test_bases_cover_the_pack() -> None:
     # The mutation tests only mean something if unmutated bases reach the rules of the pack.
     pairs = {(r["eventSource"], r["eventName"]) for r in BASES}

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support.corpus import STRATUS
 
 from infra import provision
 from infra.trail_player import Player
@@ -157,15 +158,11 @@ def test_simulate_command_plays_files_and_prints_the_scenario_expectations(
     stack: tuple[aws.Target, dict[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     import argparse
-    from pathlib import Path
 
     from pipeline.commands import simulate
     from pipeline.sources import Reader, resolve
 
     target, outputs = stack
-    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
-    if not corpus.is_dir():
-        pytest.skip("the shared CloudTrail corpus is not here")
     parser = argparse.ArgumentParser()
     simulate.register(parser.add_subparsers())
     logs = target.client("logs")
@@ -177,9 +174,9 @@ def test_simulate_command_plays_files_and_prints_the_scenario_expectations(
                    for s in streams)
 
     before = delivered()
-    args = parser.parse_args(["simulate", str(corpus), "--endpoint-url", target.endpoint_url or "", "-q"])
+    args = parser.parse_args(["simulate", str(STRATUS), "--endpoint-url", target.endpoint_url or "", "-q"])
     assert args.func(args) == 0
-    in_files = sum(1 for item in Reader(resolve([str(corpus)])).items() if not isinstance(item, DeadLetter))
+    in_files = sum(1 for item in Reader(resolve([str(STRATUS)])).items() if not isinstance(item, DeadLetter))
     assert in_files > 0 and delivered() - before == in_files
     assert capsys.readouterr().out == ""  # files carry no expectations
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.config import Config, ConfigError
 from pipeline.detector import Detector
@@ -16,7 +16,6 @@ from pipeline.ruletest import run_events, validate_params
 
 builtin_rules()
 RULE = REGISTRY["iam-user-created-outside-business-hours"]
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 
 
 def create_user(when: str, name: str = "reporting", **fields) -> dict:
@@ -122,9 +121,7 @@ def test_other_iam_calls_are_ignored():
 
 
 def test_corpus_create_user_depends_on_the_time_zone():
-    path = CORPUS / "aws.persistence.iam-create-admin-user.json"
-    if not path.is_file():
-        pytest.skip("corpus not present")
+    path = STRATUS / "aws.persistence.iam-create-admin-user.json"
     events = [Event.from_record(r) for r in json.loads(path.read_text())]
 
     def run(**params):

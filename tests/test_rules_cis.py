@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.cases import role_session, root_identity
 from pipeline.config import Config
@@ -16,7 +16,6 @@ from pipeline.rules import builtin_rules
 from pipeline.ruletest import complete_record, run_events
 
 RULES = builtin_rules()
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 
 
 def rule(rule_id: str):
@@ -234,7 +233,7 @@ def test_source_restricted_filters_ignore_other_sources():
 # --- real records ---------------------------------------------------------------------------------
 
 def corpus_events(name: str) -> list[Event]:
-    records = json.loads((CORPUS / name).read_text())
+    records = json.loads((STRATUS / name).read_text())
     events = [Event.from_record(r, name) for r in records]
     assert all(isinstance(e, Event) for e in events)
     return events  # type: ignore[return-value]
@@ -251,8 +250,6 @@ def corpus_events(name: str) -> list[Event]:
     ("aws.exfiltration.ec2-security-group-open-port-22-ingress.json", "cis-security-group-changes"),
 ])
 def test_corpus_records(file, rule_id):
-    if not CORPUS.is_dir():
-        pytest.skip("corpus not present")
     detector = Detector(rules=[rule(rule_id)], config=Config.from_dict())
     findings = [f for e in corpus_events(file) for f in detector.process(e)]
     assert findings and {f.rule_id for f in findings} == {rule_id}
@@ -262,7 +259,7 @@ def test_corpus_records(file, rule_id):
 def test_cis_rules_are_quiet_on_unrelated_corpus_files():
     detector = Detector(rules=[rule("cis-root-account-usage"), rule("console-login-without-mfa")],
                         config=Config.from_dict())
-    for path in sorted(CORPUS.glob("*.json")):
+    for path in sorted(STRATUS.glob("*.json")):
         if "console-login" in path.name:
             continue
         for event in corpus_events(path.name):

@@ -14,18 +14,17 @@ from typing import Any
 
 import orjson
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.cli import main
 from pipeline.output import TableWriter, format_summary, safe
 from pipeline.progress import Progress
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 REPO = Path(__file__).resolve().parents[1]
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 
 
 def corpus_records() -> list[dict[str, Any]]:
-    return [r for p in sorted(CORPUS.glob("*.json")) for r in orjson.loads(p.read_bytes())]
+    return [r for p in sorted(STRATUS.glob("*.json")) for r in orjson.loads(p.read_bytes())]
 
 
 def scan(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
@@ -51,11 +50,10 @@ def cwl(records: list[dict[str, Any]]) -> bytes:
     }))
 
 
-@needs_corpus
 def test_corpus_directory_scans_without_dead_letters(capsysbinary: pytest.CaptureFixture[bytes],
                                                      tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
-    rc, out, err = scan(capsysbinary, str(CORPUS), "--format", "json", "--dead-letters", str(dead))
+    rc, out, err = scan(capsysbinary, str(STRATUS), "--format", "json", "--dead-letters", str(dead))
     assert rc == 0, err
     assert summary_count(err, "events") == len(corpus_records())
     assert summary_count(err, "dead letters") == 0
@@ -68,7 +66,6 @@ def test_corpus_directory_scans_without_dead_letters(capsysbinary: pytest.Captur
         assert f["schema"] == "trailwarden.finding/1" and f["rule_id"] and f["event_ids"]
 
 
-@needs_corpus
 def test_files_gz_and_directory_recursion_match_one_plain_file(capsysbinary: pytest.CaptureFixture[bytes],
                                                                tmp_path: Path) -> None:
     records = corpus_records()
@@ -98,7 +95,6 @@ def test_files_gz_and_directory_recursion_match_one_plain_file(capsysbinary: pyt
     assert rc == 0 and err == ""
 
 
-@needs_corpus
 def test_stdin_gzip_matches_the_file(tmp_path: Path) -> None:
     data = gzip.compress(orjson.dumps({"Records": corpus_records()}))
     run = subprocess.run([sys.executable, "-m", "pipeline.cli", "scan", "-", "-q"], input=data,
@@ -167,21 +163,19 @@ def test_bad_config_and_unknown_rule_exit_2(capsysbinary: pytest.CaptureFixture[
     assert rc == 2 and "no-such-rule-id" in err
 
 
-@needs_corpus
 def test_rules_option_narrows_the_pack(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    rc, out, _ = scan(capsysbinary, str(CORPUS), "--format", "json", "-q")
+    rc, out, _ = scan(capsysbinary, str(STRATUS), "--format", "json", "-q")
     rule_ids = sorted({f["rule_id"] for f in findings(out)})
     assert len(rule_ids) >= 2
-    rc, out, _ = scan(capsysbinary, str(CORPUS), "--format", "json", "-q", "--rules", rule_ids[0])
+    rc, out, _ = scan(capsysbinary, str(STRATUS), "--format", "json", "-q", "--rules", rule_ids[0])
     assert rc == 0 and {f["rule_id"] for f in findings(out)} == {rule_ids[0]}
-    rc, out, _ = scan(capsysbinary, str(CORPUS), "--format", "json", "-q", "--rules", f"{rule_ids[0]},{rule_ids[1]}")
+    rc, out, _ = scan(capsysbinary, str(STRATUS), "--format", "json", "-q", "--rules", f"{rule_ids[0]},{rule_ids[1]}")
     assert rc == 0 and {f["rule_id"] for f in findings(out)} == set(rule_ids[:2])
 
 
-@needs_corpus
 def test_all_option_repeats_finding_ids(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    _, once, err = scan(capsysbinary, str(CORPUS), "--format", "json")
-    _, every, _ = scan(capsysbinary, str(CORPUS), "--format", "json", "--all", "-q")
+    _, once, err = scan(capsysbinary, str(STRATUS), "--format", "json")
+    _, every, _ = scan(capsysbinary, str(STRATUS), "--format", "json", "--all", "-q")
     assert len(findings(every)) == len(findings(once)) + summary_count(err, "repeats of a finding id")
     assert {f["id"] for f in findings(every)} == {f["id"] for f in findings(once)}
 
@@ -202,15 +196,13 @@ def test_dead_letters_file_and_summary(capsysbinary: pytest.CaptureFixture[bytes
     assert "truncated gzip" in err
 
 
-@needs_corpus
 def test_output_file_and_quiet(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
     target = tmp_path / "findings.jsonl"
-    rc, out, err = scan(capsysbinary, str(CORPUS), "--output", str(target), "-q")
+    rc, out, err = scan(capsysbinary, str(STRATUS), "--output", str(target), "-q")
     assert rc == 0 and out == b"" and err == ""
     assert findings(target.read_bytes())  # --output to a file defaults to json
 
 
-@needs_corpus
 def test_large_json_lines_are_streamed_past_the_size_limit(capsysbinary: pytest.CaptureFixture[bytes],
                                                            tmp_path: Path) -> None:
     records = corpus_records()
@@ -229,7 +221,6 @@ def test_large_json_lines_are_streamed_past_the_size_limit(capsysbinary: pytest.
     assert "too large to decode whole and not JSON lines" in err
 
 
-@needs_corpus
 def test_table_neutralizes_attacker_controlled_text(capsysbinary: pytest.CaptureFixture[bytes],
                                                     tmp_path: Path) -> None:
     evil = "\x1b]0;pwned\x07\x1b[2J\r\nFAKE ROW\u202e"
@@ -337,7 +328,6 @@ def test_help_has_examples(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     assert "examples:" in text and "trailwarden scan -" in text and "exit status" in text
 
 
-@needs_corpus
 def test_reader_streams_json_lines_and_tracks_bytes(tmp_path: Path) -> None:
     from pipeline.decode import DeadLetter, DecodeStats
     from pipeline.event import Event

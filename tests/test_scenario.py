@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.detector import Detector
 from pipeline.event import Event
@@ -17,7 +18,6 @@ from pipeline.finding import Finding
 from pipeline.rules import builtin_rules
 from pipeline.scenario import ATTACKS, Expected, build, compare, resolve_attacks
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 # The CIS change-monitoring controls the benign background triggers on purpose: Terraform changes
@@ -47,7 +47,7 @@ def attacked() -> Any:
 @pytest.fixture(scope="module")
 def corpus_keys() -> dict[str, set[str]]:
     keys: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(CORPUS.glob("*.json")):
+    for path in sorted(STRATUS.glob("*.json")):
         for rec in json.loads(path.read_text()):
             keys[rec["eventName"]] |= set(rec)
             keys["*identity:" + rec["userIdentity"]["type"]] |= set(rec["userIdentity"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.config import Config, ConfigError
 from pipeline.detector import Detector
@@ -16,7 +16,6 @@ from pipeline.ruletest import complete_record, run_events, validate_params
 
 builtin_rules()
 RULE = REGISTRY["ec2-security-group-open-to-internet"]
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 SG = "sg-0a1b2c3d4e5f60718"
 
 
@@ -141,9 +140,7 @@ def test_no_finding(record):
 
 
 def test_corpus_file():
-    path = CORPUS / "aws.exfiltration.ec2-security-group-open-port-22-ingress.json"
-    if not path.is_file():
-        pytest.skip("corpus not present")
+    path = STRATUS / "aws.exfiltration.ec2-security-group-open-port-22-ingress.json"
     detector = Detector(rules=[RULE], config=Config.from_dict())
     events = [Event.from_record(r) for r in json.loads(path.read_text())]
     found = [f for e in events for f in detector.process(e)]

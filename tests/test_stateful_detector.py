@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from stateful_support import stateful_rules
+from support.corpus import STRATUS
 
 from pipeline.cases import at
 from pipeline.config import Config
@@ -15,7 +15,6 @@ from pipeline.ruletest import complete_record
 from pipeline.stateful.facts import MAX_PARTITION_KEY, Fact, key_hash, partition_key
 from pipeline.stateful.router import Router
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 TAGS = "ec2-instance-missing-required-tags"
 
 
@@ -86,7 +85,7 @@ def test_malformed_facts_are_rejected_with_value_error():
 
 
 def _corpus(name: str) -> list[Event]:
-    records = json.loads((CORPUS / name).read_text())
+    records = json.loads((STRATUS / name).read_text())
     events = [Event.from_record(r) for r in records]
     return sorted((e for e in events if isinstance(e, Event)), key=lambda e: e.time)
 

@@ -1,4 +1,4 @@
-"""Every Stratus Red Team technique in the shared corpus is found by the rule meant for it.
+"""Every Stratus Red Team technique (the corpus in tests/fixtures/stratus-red-team) is found by its rule.
 
 The whole built-in pack runs over each file (real CloudTrail from real detonations). A technique only
 counts as detected when the rule written for that behaviour fires, not a catch-all change-monitoring
@@ -9,17 +9,15 @@ rule depends on the corpus rather than on the behaviour.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.corpus import STRATUS
 
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding
 from pipeline.rules import builtin_rules
-
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "stratus-red-team"
 
 # technique (file name without .json) -> the rule meant to detect it
 EXPECTED: dict[str, str] = {
@@ -67,7 +65,7 @@ CLI_AGENT = "aws-cli/2.17.20 md/awscrt#0.20.11 ua/2.0 os/linux#6.8.0 md/arch#x86
 
 
 def load(technique: str) -> list[dict[str, Any]]:
-    records = json.loads((CORPUS / f"{technique}.json").read_text())
+    records = json.loads((STRATUS / f"{technique}.json").read_text())
     assert isinstance(records, list) and records, f"{technique}: not a non-empty JSON array"
     return records
 
@@ -100,8 +98,8 @@ def pack_ids() -> set[str]:
 
 
 def test_corpus_is_present_and_fully_mapped() -> None:
-    files = {p.stem for p in CORPUS.glob("*.json")}
-    assert len(files) == 35, f"expected 35 technique files in {CORPUS}, found {len(files)}"
+    files = {p.stem for p in STRATUS.glob("*.json")}
+    assert len(files) == 35, f"expected 35 technique files in {STRATUS}, found {len(files)}"
     assert files == set(EXPECTED), f"unmapped: {sorted(files - set(EXPECTED))}; stale: {sorted(set(EXPECTED) - files)}"
 
 

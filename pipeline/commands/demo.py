@@ -42,12 +42,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    config = Config.load(args.config) if args.config else Config.from_dict()
     try:
-        scenario = build_from_args(args)
+        scenario = build_from_args(args, config)
     except ValueError as exc:
         print(f"trailwarden demo: {exc}", file=sys.stderr)
         return 2
-    config = Config.load(args.config) if args.config else Config.from_dict()
     detector = Detector(config=config, overrides=scenario.overrides)
     events, stats = _events(scenario.events, args.transport, args.seed)
     findings: list[Finding] = []

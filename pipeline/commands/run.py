@@ -31,7 +31,7 @@ examples:
   trailwarden run --keep                            # keep running (and printing findings) until Ctrl-C
   trailwarden run --endpoint-url http://localhost:4566   # e.g. LocalStack instead of the embedded emulator
 
-Daemon logs and properties: .trailwarden/kcl/ (or $TRAILWARDEN_STATE_DIR/kcl/).
+Daemon logs and properties: ~/.local/state/trailwarden/kcl/ ($TRAILWARDEN_STATE_DIR/kcl/ if set).
 """
 
 
@@ -74,15 +74,24 @@ def _say(message: str) -> None:
     print(f"trailwarden run: {message}", file=sys.stderr, flush=True)
 
 
+def live_scenario(events: int, seed: int, attacks: list[str], config: Any, *, now: float) -> Any:
+    """The scenario `run` plays: it ends by `now`, as late as its attacks' time conditions allow (an
+    IAM user created after hours, in `config`'s business hours and time zone), so it reads as recent
+    activity and never as activity from the future."""
+    from pipeline.scenario import build
+
+    return build(events, seed, attacks, end=now, config=config)
+
+
 def run(args: argparse.Namespace) -> int:
     from consumers import live
     from infra import emulator, provision
     from infra.trail_player import Player
     from pipeline.commands.stack import ensure_emulator
     from pipeline.config import Config, enabled_rules
+    from pipeline.finding import iso_time
     from pipeline.rules import builtin_rules
-    from pipeline.scenario import build, compare, resolve_attacks
-    from pipeline.scenario.builder import MIN_DURATION, RATE
+    from pipeline.scenario import compare, resolve_attacks
 
     target = aws.from_args(args)
     if not target.local:
@@ -111,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         queue = live.findings_queue(target, outputs["FindingsTopicArn"], name=f"trailwarden-run-{os.getpid()}")
         queue_url = queue[0]
 
-        duration = max(MIN_DURATION, args.events / RATE)
-        scenario = build(args.events, seed, attacks, start=time.time() - duration, duration=duration)
+        scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
         env = {"TRAILWARDEN_OVERRIDES": json.dumps(scenario.overrides)}
         if config_path:
             env["TRAILWARDEN_CONFIG"] = str(Path(config_path).resolve())
@@ -131,13 +139,15 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
+        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
+        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
         names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
-        _say(f"sending {len(scenario.events):,} CloudTrail events (seed {seed}, attacks: {names})")
+        _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
+             f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
+             f"{sum(e.stateful for e in wanted)} of them stateful")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
 
-        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
-        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
         sqs = target.client("sqs")
         alerts: list[Any] = []
         first_at: float | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.config import Config
 from pipeline.encode import FORMATS, encode
 from pipeline.scenario import ATTACKS, build, resolve_attacks
 
@@ -63,11 +64,12 @@ def list_attacks() -> int:
     return 0
 
 
-def build_from_args(args: argparse.Namespace) -> Any:
-    """The scenario the shared options describe; raises ValueError with a message for the user."""
+def build_from_args(args: argparse.Namespace, config: Config | None = None) -> Any:
+    """The scenario the shared options describe, its attacks timed for `config` (e.g. its business hours);
+    raises ValueError with a message for the user."""
     if args.events < 0:
         raise ValueError("--events must be zero or more")
-    return build(args.events, args.seed, resolve_attacks(args.attacks), accounts=args.accounts)
+    return build(args.events, args.seed, resolve_attacks(args.attacks), accounts=args.accounts, config=config)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ examples:
   trailwarden simulate                                 # the built-in scenario, every attack
   trailwarden simulate --attacks root-usage console-brute-force --events 2000 --rate 200
   trailwarden simulate --scenario none --events 100000            # background only
-  trailwarden simulate ../shared/corpora/stratus-red-team/  # any file `trailwarden scan` reads
+  trailwarden simulate tests/fixtures/stratus-red-team/detonation-logs/  # any file `trailwarden scan` reads
   trailwarden simulate --endpoint-url http://localhost:4566 trail.json.gz   # e.g. LocalStack
 
 With a scenario, the findings it must raise are printed on stdout at the end (one JSON object per
@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--streams-per-region", type=int, default=1, metavar="K",
                         help="log streams per account-region, as CloudTrail uses for busy ones (default 1)")
     parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="the consumers' configuration, so that the scenario's timing and expectations follow it "
+                             "(e.g. its business hours)")
     parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
@@ -104,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
         except SourceError as error:
             return _fail(str(error))
     else:
+        from pipeline.config import Config, ConfigError
+
         try:
-            scenario = build_from_args(args)
-        except ValueError as error:
+            scenario = build_from_args(args, Config.load(args.config) if args.config else Config.from_dict())
+        except (ValueError, ConfigError) as error:
             return _fail(str(error))
         records = scenario.events
 

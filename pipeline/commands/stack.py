@@ -1,10 +1,11 @@
 """`trailwarden stack up|down|status`: the local AWS stack (emulator + the template's resources).
 
 `up` starts the embedded emulator (moto under hypercorn on 127.0.0.1:4566) as a background process
-recorded in `.trailwarden/emulator.pid`, waits until it is healthy and provisions every resource of
-infra/template.yaml that it can hold. Against another endpoint (AWS_ENDPOINT_URL, LOCALSTACK_HOST,
---endpoint-url: e.g. LocalStack) it only provisions. Both are idempotent. `down` stops only the
-process `up` started and checks that the port is free. `status` shows the emulator and each resource.
+recorded in `~/.local/state/trailwarden/emulator.pid` (or under $TRAILWARDEN_STATE_DIR), waits until it
+is healthy and provisions every resource of infra/template.yaml that it can hold. Against another
+endpoint (AWS_ENDPOINT_URL, LOCALSTACK_HOST, --endpoint-url: e.g. LocalStack) it only provisions. Both
+are idempotent. `down` stops only the process `up` started and checks that the port is free. `status`
+shows the emulator and each resource.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.cases import call
-from pipeline.config import ConfigError
+from pipeline.config import Config, ConfigError
 from pipeline.event import Event, mapping, text
-from pipeline.rule import Case, Hit, Params, match
+from pipeline.rule import REGISTRY, Case, Hit, Params, match
 
 RULE_ID = "iam-user-created-outside-business-hours"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -118,6 +118,11 @@ def business_hours(time_zone: Any, days: tuple[Any, ...], start: Any, end: Any) 
                           f"business hours that span midnight are not supported")
     names = _day_text(day_set)
     return BusinessHours(zone, day_set, low, high, f"{names} {start}-{end} {time_zone}")
+
+
+def business_hours_of(config: Config) -> BusinessHours:
+    """The business hours `config` sets for this rule (its defaults overlaid with [rules.<id>])."""
+    return params_hours(config.params(REGISTRY[RULE_ID]))
 
 
 def params_hours(p: Params) -> BusinessHours:

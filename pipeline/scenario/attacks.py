@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config import Config
+from pipeline.rules.iam_user_after_hours import business_hours_of
 from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, java_date
 from pipeline.scenario.org import PEOPLE, UNUSED_REGIONS, Account, Actor, Organization, iam_user_identity, root_identity
@@ -112,6 +114,8 @@ class Kit:
     actor: Actor
     ip: str
     region: str
+    config: Config = field(default_factory=Config.from_dict)
+    placed: bool = True  # False when the attack's time condition holds nowhere (see Attack.when)
     events: list[dict[str, Any]] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
 
@@ -142,24 +146,37 @@ class Kit:
                      user_name=name)
 
 
+When = Callable[[Config], Callable[[float], bool]]
+
+
 @dataclass(frozen=True)
 class Attack:
+    """An attack; `when`, given the configuration, tells whether an epoch second suits the attack's start
+    (e.g. outside business hours): the builder then places it at such a moment, whatever the clock says."""
+
     name: str
     summary: str
     run: Callable[[Kit, float], None]
     stateful: bool = False
+    when: When | None = None
 
 
 ATTACKS: dict[str, Attack] = {}
 
 
-def attack(name: str, summary: str, stateful: bool = False) -> Callable[[Callable[[Kit, float], None]],
-                                                                        Callable[[Kit, float], None]]:
+def attack(name: str, summary: str, stateful: bool = False, when: When | None = None) -> Callable[
+        [Callable[[Kit, float], None]], Callable[[Kit, float], None]]:
     def wrap(fn: Callable[[Kit, float], None]) -> Callable[[Kit, float], None]:
-        ATTACKS[name] = Attack(name, summary, fn, stateful)
+        ATTACKS[name] = Attack(name, summary, fn, stateful, when)
         return fn
 
     return wrap
+
+
+def outside_business_hours(config: Config) -> Callable[[float], bool]:
+    """Outside the business hours configured for the after-hours rule (days, hours, time zone)."""
+    hours = business_hours_of(config)
+    return lambda t: not hours.contains(t)
 
 
 def _arn(k: Kit) -> str:
@@ -189,11 +206,11 @@ def security_group_open(k: Kit, t: float) -> None:
     k.expect("cis-sg", source_ip=k.ip)
 
 
-@attack("iam-user-after-hours", "An IAM user created in the middle of the night")
+@attack("iam-user-after-hours", "An IAM user created outside business hours", when=outside_business_hours)
 def iam_user_after_hours(k: Kit, t: float) -> None:
-    t = min(t, k.start + 3000)  # the scenario starts at night; stay there whatever its length
     k.emit(k.shapes.create_user(k.actor, t, "svc-backup-sync", ip=k.ip))
-    k.expect("user-after-hours", resource="svc-backup-sync")
+    # business hours configured round the clock, all week: there is no "after hours", and no finding
+    k.expect("user-after-hours", present=k.placed, resource="svc-backup-sync")
 
 
 # -- CIS monitoring controls ---------------------------------------------------------------------------
@@ -267,7 +284,7 @@ def network_changes(k: Kit, t: float) -> None:
         k.expect(what)
 
 
-# -- attack techniques (the behaviours of ../shared/corpora/stratus-red-team, written afresh) -------------
+# -- attack techniques (the behaviours of the Stratus Red Team techniques, written afresh) -------------
 
 @attack("cloudtrail-stop", "A trail stops logging")
 def cloudtrail_stop(k: Kit, t: float) -> None:

@@ -29,6 +29,8 @@ DESCRIBES = ("DescribeInstances", "DescribeSecurityGroups", "DescribeVolumes", "
 IAM_READS = ("GetRole", "ListRoles", "ListAttachedRolePolicies", "GetPolicy", "GetAccountSummary", "ListUsers",
              "GetUser", "ListPolicies", "GetRolePolicy", "ListInstanceProfilesForRole")
 TEAMS = ("platform-team", "payments", "data-eng", "web", "ml-research")
+SCALE_IN_AFTER = 600.0
+LONGEST_CHAIN = SCALE_IN_AFTER  # the longest delay from an activity's first record to its last
 INSTANCE_TYPES = ("t3.medium", "t3.large", "m6i.large", "m6i.xlarge", "c6g.large", "r6i.large")
 
 
@@ -50,12 +52,13 @@ class Background:
         ]
 
     def generate(self, count: int, start: float, duration: float) -> list[Record]:
-        """About `count` records (a chained activity may add a few) spread evenly over `duration` seconds."""
+        """About `count` records (a chained activity may add a few) spread evenly over `duration` seconds;
+        activities start early enough for what they chain (a scale-in 10 minutes on) to end by then too."""
         rng = self.rng
         funcs = [f for _, f in self.activities]
         cum = list(accumulate(w for w, _ in self.activities))
         out: list[Record] = self.region_sweep(start) if count else []
-        step = duration / max(count, 1)
+        step = max(duration - LONGEST_CHAIN, duration / 2) / max(count, 1)
         while len(out) < count:
             batch = rng.choices(funcs, cum_weights=cum, k=max(64, count - len(out)))
             for fn in batch:
@@ -237,7 +240,7 @@ class Background:
         if not self.launched:
             return self.describe(t)
         asg, region, iid = self.launched.pop(self.rng.randrange(len(self.launched)))
-        return [self.shapes.terminate_instances(asg, t + 600, region, [iid])]
+        return [self.shapes.terminate_instances(asg, t + SCALE_IN_AFTER, region, [iid])]
 
     def internal_ingress(self, t: float) -> list[Record]:
         tf = self.rng.choice(self.org.by_kind["terraform"])

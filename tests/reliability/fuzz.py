@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from support.corpus import stratus_records
 
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
@@ -48,7 +49,6 @@ from pipeline.ruletest import complete_record
 from pipeline.sinks import firehose, sns
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpora" / "stratus-red-team"
 MAX_SUBJECT = 100
 
 # Attacker-controlled text at its worst: terminal escapes, line breaks of every kind, bidi overrides,
@@ -61,10 +61,7 @@ NAMED_FIELDS = ["userAgent", "sourceIPAddress", "eventName", "eventSource", "aws
 
 
 def corpus_records() -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    for path in sorted(CORPUS.glob("*.json")) if CORPUS.is_dir() else []:
-        records.extend(r for r in orjson.loads(path.read_bytes()) if isinstance(r, dict))
-    return records
+    return [r for r in stratus_records() if isinstance(r, dict)]
 
 
 def rule_records(detector: Detector) -> list[dict[str, Any]]:
