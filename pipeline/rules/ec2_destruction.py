@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.cases import at, call, service_linked
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
-from pipeline.rules.attack_common import actor, by_aws_service
+from pipeline.rules.attack_common import actor, by_aws_service, service_linked_role
 from pipeline.rules.change_common import by_person, change_hit
 from pipeline.rules.forms import with_denied
 from pipeline.stateful.facts import Step
@@ -91,7 +91,7 @@ def _ids(start: int, count: int) -> list[str]:
     severity="high",
     attack=("T1485", "T1489", "T1529"),
     events={EC2: ["StopInstances", "TerminateInstances"]},
-    params={"instances": 10, "window": "10m"},
+    params={"instances": 10, "window": "10m", "include_auto_scaling": False},
     threshold="instances",
     window="window",
     distinct=True,
@@ -104,9 +104,13 @@ def _ids(start: int, count: int) -> list[str]:
         Case("ten instances, denied (nothing stopped)",
              _power("TerminateInstances", _ids(0, 10), errorCode="Client.UnauthorizedOperation"), expect=0),
         Case("a developer stopping three instances", _power("StopInstances", _ids(0, 3)), expect=0),
-        Case("Auto Scaling scaling in twenty instances (its role is in the default allowlist)", [
+        Case("Auto Scaling scaling in twenty instances", [
             _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
              expect=0),
+        Case("Auto Scaling emptying a group, when counted", [
+            _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
+             expect=1, params={"include_auto_scaling": True},
+             no_form={"console": "Auto Scaling's own calls are not made in a console"}),
         Case("Data Lifecycle Manager (a service acting on its own schedule)", [
             _power("StopInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM"))
             for i in range(20)], expect=0),
@@ -116,10 +120,11 @@ def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Ste
     """At least `instances` distinct instances stopped or terminated by one principal within `window`,
     counting every instance of a call: an outage or the destruction of a fleet. Only successful calls
     count; services acting on their own are not findings. Auto Scaling terminating instances acts for
-    whoever set the group's capacity, but its scale-in is routine: its service-linked role is in this
-    rule's default allowlist (defaults.toml), which a team removes to count a group emptied by setting
-    its capacity to zero."""
+    whoever set the group's capacity, but its scale-in is routine, so its service-linked role is counted
+    only with `include_auto_scaling` (then a group emptied by setting its capacity to zero shows)."""
     if not e.succeeded or by_aws_service(e):
+        return None
+    if not p.include_auto_scaling and service_linked_role(e) == "autoscaling.amazonaws.com":
         return None
     who = actor(e)
     return [Step(who, value=iid) for iid in instance_ids(e)] or None
