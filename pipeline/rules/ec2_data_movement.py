@@ -199,6 +199,7 @@ def ec2_network_acl_open_to_internet(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     ports = mapping(request.get("portRange"))
-    span = f"ports {ports.get('from')}-{ports.get('to')}" if ports else "all ports"
+    low, high = ports.get("from"), ports.get("to")
+    span = f"ports {low}-{high}" if type(low) is int and type(high) is int else "all ports"
     return change_hit(e, "Network ACL", text(request.get("networkAclId")), f"allows {cidr} inbound ({span})",
                       cidr=cidr, protocol=text(request.get("aclProtocol")))

@@ -101,7 +101,8 @@ def trail_log_group_deleted_or_retention_cut(e: Event, p: Params) -> Hit | None:
         detail = f"(subscription {e.text('requestParameters', 'filterName')} removed)"
     if not by_person(e, p.include_failed):
         return None
-    return change_hit(e, f"{e.name} on trail log group", group, detail, retention_days=days)
+    return change_hit(e, f"{e.name} on trail log group", group, detail,
+                      retention_days=days if type(days) is int else None)
 
 
 @match(

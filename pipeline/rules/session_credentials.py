@@ -53,8 +53,9 @@ def sts_session_token_without_mfa(e: Event, p: Params) -> Hit | None:
         return None
     if not by_person(e, p.include_failed):
         return None
+    duration = e.get("requestParameters", "durationSeconds")
     return change_hit(e, "Session token without MFA for", e.principal, key=actor(e),
-                      duration=e.get("requestParameters", "durationSeconds"))
+                      duration_seconds=duration if type(duration) is int else None)
 
 
 def _signin_token(identity: dict[str, Any] | None = None, agent: str = "python-requests/2.31.0",
