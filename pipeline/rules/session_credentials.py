@@ -4,7 +4,6 @@ attack or key-validation tool?"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pipeline.cases import ACCOUNT, SIGN_IN, USER_AGENT, at, call, failed, iam_user, role_session
@@ -144,8 +143,11 @@ def sts_protected_role_assumed(e: Event, p: Params) -> Hit | None:
     """AssumeRole of a role matching `protected_roles` (ARN shell patterns; none by default, so the rule
     is quiet until the team lists its break-glass or automation-only roles). Denied attempts count by
     default; AWS services assuming the role are not findings."""
+    protected = p["protected_roles"]  # item access: AssumeRole is frequent and the list usually empty
+    if not protected:
+        return None
     role = e.text("requestParameters", "roleArn")
-    if not role or not p.protected_roles or not matches_any(role, p.protected_roles):
+    if not role or not matches_any(role, protected):
         return None
     if not by_person(e, p.include_failed):
         return None
@@ -202,21 +204,27 @@ def console_sign_in_mfa_failures(e: Event, p: Params) -> Step | None:
 TOOL_AGENTS = ["trufflehog", "pacu", "cloudfox", "weirdaal", "cloudgoat", "kali", "parrot", "pentoo"]
 
 
-def _agent_pattern(agents: list[str]) -> re.Pattern[str] | None:
-    words = [re.escape(a.lower()) for a in agents if type(a) is str and a]
-    return re.compile("|".join(words)) if words else None
-
-
-_PATTERNS: dict[tuple[str, ...], re.Pattern[str] | None] = {}
+# Tool names found per user agent, per configured list: user agents repeat, so each is searched once.
+_SEEN: dict[int, tuple[list[str], dict[str, str]]] = {}
+_SEEN_LIMIT = 4096
 
 
 def _tool_in(agent: str, agents: list[str]) -> str:
-    marker = tuple(a for a in agents if type(a) is str)
-    pattern = _PATTERNS.get(marker)
-    if marker not in _PATTERNS:
-        pattern = _PATTERNS[marker] = _agent_pattern(list(marker))
-    found = pattern.search(agent.lower()) if pattern is not None and agent else None
-    return found.group(0) if found else ""
+    """The first of `agents` (lowercase substrings) in the user agent, else ""."""
+    entry = _SEEN.get(id(agents))
+    if entry is None or entry[0] is not agents:
+        if len(_SEEN) > 64:
+            _SEEN.clear()
+        entry = _SEEN[id(agents)] = (agents, {})
+    seen = entry[1]
+    found = seen.get(agent)
+    if found is None:
+        lowered = agent.lower()
+        found = next((a for a in agents if type(a) is str and a and a.lower() in lowered), "")
+        if len(seen) >= _SEEN_LIMIT:
+            seen.clear()
+        seen[agent] = found
+    return found
 
 
 TRUFFLEHOG = "TruffleHog"
@@ -262,7 +270,8 @@ def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
     Linux distributions (Kali, Parrot, Pentoo). Denied calls count: probing with a leaked key is the
     behaviour. A user agent is set by the client and an attacker can change it, so this catches the
     careless, not the careful. Calls AWS makes itself are not findings."""
-    tool = _tool_in(e.user_agent, p.user_agents)
+    agent = e.raw.get("userAgent")  # this runs on every event: read the field and the parameter directly
+    tool = _tool_in(agent, p["user_agents"]) if type(agent) is str else ""
     if not tool or by_aws_service(e):
         return None
     return change_hit(e, f"{tool} used for {e.name} as", e.principal, key=f"{actor(e)}|{tool}", tool=tool,
