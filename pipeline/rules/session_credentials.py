@@ -227,6 +227,11 @@ def _tool_in(agent: str, agents: list[str]) -> str:
     return found
 
 
+# The calls key validators and attack tools make first (whose keys are these, what may they do, what is
+# there): the rule watches these rather than every event, which would cost every event a check.
+FIRST_CALLS = {STS: ANY, "iam.amazonaws.com": ANY, "organizations.amazonaws.com": ANY,
+               "s3.amazonaws.com": ["ListBuckets"], "ec2.amazonaws.com": ["DescribeInstances", "DescribeRegions"],
+               "secretsmanager.amazonaws.com": ["ListSecrets"], "lambda.amazonaws.com": ["ListFunctions20150331"]}
 TRUFFLEHOG = "TruffleHog"
 KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.2024 prompt/off "
             "command/sts.get-caller-identity")
@@ -237,7 +242,7 @@ KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.202
     title="Call made with a known attack or key-validation tool",
     severity="high",
     attack=("T1087.004", "T1078.004"),
-    events={ANY: ANY},
+    events=FIRST_CALLS,
     params={"user_agents": TOOL_AGENTS},
     dedup="1h",
     runbook=(
@@ -265,11 +270,13 @@ KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.202
     ],
 )
 def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
-    """Any call whose user agent names a tool of `user_agents` (case-insensitive substrings): key validators
+    """A call whose user agent names a tool of `user_agents` (case-insensitive substrings): key validators
     such as TruffleHog, AWS attack frameworks (Pacu, CloudFox, WeirdAAL) and the CLI of penetration-testing
-    Linux distributions (Kali, Parrot, Pentoo). Denied calls count: probing with a leaked key is the
-    behaviour. A user agent is set by the client and an attacker can change it, so this catches the
-    careless, not the careful. Calls AWS makes itself are not findings."""
+    Linux distributions (Kali, Parrot, Pentoo). The rule watches the calls such tools begin with (STS, IAM
+    and Organizations calls, listing buckets, instances, regions, secrets and functions); a tool that
+    never makes one of them is missed. Denied calls count: probing with a leaked key is the behaviour. A
+    user agent is set by the client and an attacker can change it, so this catches the careless, not the
+    careful. Calls AWS makes itself are not findings."""
     agent = e.raw.get("userAgent")  # this runs on every event: read the field and the parameter directly
     tool = _tool_in(agent, p["user_agents"]) if type(agent) is str else ""
     if not tool or by_aws_service(e):
