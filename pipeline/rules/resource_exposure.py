@@ -144,7 +144,9 @@ def resource_policy_public_or_cross_account(e: Event, p: Params) -> Hit | None:
     `allowed_accounts`) may use the resource: S3 bucket policies, ECR repository policies, KMS key
     policies, SNS topic and SQS queue policies and their AddPermission grants, Secrets Manager resource
     policies, Glacier vault, EFS file system, OpenSearch domain and API Gateway policies. An organization
-    condition restricts unless `allowed_organizations` is set and does not list it. Only successful calls
+    condition restricts unless `allowed_organizations` is set and does not list it. AWS log delivery
+    that still names an AWS-owned account (Elastic Load Balancing or Redshift logs written to a bucket)
+    belongs in `allowed_accounts`. Only successful calls
     count by default (a rejected policy exposes nothing); calls AWS makes itself are not findings, while
     console sessions and CloudFormation stacks are the person behind them."""
     if not by_person(e, p.include_failed):
