@@ -281,5 +281,5 @@ def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
     tool = _tool_in(agent, p["user_agents"]) if type(agent) is str else ""
     if not tool or by_aws_service(e):
         return None
-    return change_hit(e, f"{tool} used for {e.name} as", e.principal, key=f"{actor(e)}|{tool}", tool=tool,
+    return change_hit(e, f"{tool} in the user agent of {e.name}", key=f"{actor(e)}|{tool}", tool=tool,
                       long_term_key=long_term_key(e))
