@@ -5,7 +5,8 @@ The launcher passes everything through the environment of the daemon, which the 
 - TRAILWARDEN_RESOURCES: JSON of the template's outputs (stream, topic, Firehose, table, bucket names);
   without it they are read with `infra.provision.outputs` for the resolved target;
 - TRAILWARDEN_TARGET and the AWS_* variables (`pipeline.aws.Target.env`);
-- TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness);
+- TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness, [alerts]: what goes to
+  the SNS topic and what only to Firehose);
   TRAILWARDEN_OVERRIDES: JSON {rule id: {parameter: value}} over it (a scenario's scaled periods);
 - TRAILWARDEN_SINKS: comma-separated from sns, firehose, file (default "sns,firehose");
   TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | read-only | memory | none
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline import aws
+from pipeline.alerting import AlertPolicy
 from pipeline.runtime import tune_gc
 from pipeline.sinks import (
     DedupeTable,
@@ -100,8 +102,9 @@ class Settings:
         return cls(target, resources(target), sinks, findings_file, os.environ.get("TRAILWARDEN_DEDUPE", "table"))
 
 
-def publisher(settings: Settings) -> Publisher:
-    """The sinks the settings name, behind the dedupe table."""
+def publisher(settings: Settings, policy: AlertPolicy | None = None) -> Publisher:
+    """The sinks the settings name, behind the dedupe table; `policy` decides what each sink is given
+    (the SNS topic the alerts, Firehose every archived finding)."""
     r, t = settings.resources, settings.target
     sinks: list[Any] = []
     for name in settings.sinks:
@@ -120,7 +123,7 @@ def publisher(settings: Settings) -> Publisher:
             dedupe = ReadOnlyDedupe(dedupe)
     elif settings.dedupe == "memory":
         dedupe = MemoryDedupe()
-    return Publisher(sinks, dedupe)
+    return Publisher(sinks, dedupe, policy=policy)
 
 
 def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None,

@@ -10,6 +10,7 @@ finding shows seconds after start-up rather than a minute.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import threading
@@ -173,3 +174,30 @@ def receive(sqs: Any, queue_url: str, wait: float = 1.0) -> Iterator[Alert]:
             sent = message.get("Attributes", {}).get("SentTimestamp", "")
             enqueued = int(sent) / 1000 if sent.isdigit() else now
             yield Alert(finding, attrs, envelope.get("Subject", ""), now, enqueued)
+
+
+# --- the findings archive (Firehose -> S3), how `run` and the tests see what was archived ---------------
+
+
+def archived(target: aws.Target, bucket: str, read: set[str] | None = None) -> list[dict[str, Any]]:
+    """The findings in the archive bucket (one JSON finding per line, gzip or not). Objects whose keys are
+    in `read` are skipped and the keys read now are added to it, so a caller can poll for new ones."""
+    s3 = target.client("s3")
+    out: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            if read is not None and obj["Key"] in read:
+                continue
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            body = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+            for line in body.splitlines():
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    log.warning("unreadable line in s3://%s/%s", bucket, obj["Key"])
+                    continue
+                if isinstance(doc, dict):
+                    out.append(doc)
+            if read is not None:
+                read.add(obj["Key"])
+    return out

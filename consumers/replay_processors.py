@@ -370,15 +370,17 @@ def _only() -> list[str] | None:
 
 def build_router() -> ReplayRouterProcessor:
     from consumers.router import RouterStage
+    from pipeline.alerting import AlertPolicy
     from pipeline.config import Config
     from pipeline.sinks.deadletter import S3DeadLetters
     from pipeline.sinks.kinesis import KinesisWriter
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
-    reporter = Reporter(common.publisher(settings), _directory(), "router")
+    config = Config.load()
+    reporter = Reporter(common.publisher(settings, AlertPolicy.from_config(config)), _directory(), "router")
     return ReplayRouterProcessor(
-        RouterStage(Config.load(), overrides=common.overrides(), only=_only()),
+        RouterStage(config, overrides=common.overrides(), only=_only()),
         reporter,
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r["RouterAppName"]),
@@ -392,14 +394,16 @@ def build_router() -> ReplayRouterProcessor:
 def build_stateful() -> ReplayStatefulProcessor:
     from consumers.snapshots import S3SnapshotStore
     from consumers.stateful import state_factory
+    from pipeline.alerting import AlertPolicy
     from pipeline.config import Config
     from pipeline.sinks.deadletter import S3DeadLetters
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     app = r["StatefulAppName"]
-    reporter = Reporter(common.publisher(settings), _directory(), "stateful")
-    factory = state_factory(Config.load(), overrides=common.overrides(), only=_only())
+    config = Config.load()
+    reporter = Reporter(common.publisher(settings, AlertPolicy.from_config(config)), _directory(), "stateful")
+    factory = state_factory(config, overrides=common.overrides(), only=_only())
     return ReplayStatefulProcessor(
         lambda: event_time_only(factory()),
         reporter,

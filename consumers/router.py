@@ -19,6 +19,7 @@ from typing import Any
 from amazon_kclpy.v3 import processor
 
 from consumers import common
+from pipeline.alerting import AlertPolicy
 from pipeline.config import Config, enabled_rules
 from pipeline.decode import DeadLetter, DecodeStats, decode
 from pipeline.engine import Engine
@@ -151,9 +152,10 @@ class RouterProcessor(processor.RecordProcessorBase):
 def build() -> RouterProcessor:
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
+    config = Config.load()
     return RouterProcessor(
-        RouterStage(Config.load(), overrides=common.overrides()),
-        common.publisher(settings),
+        RouterStage(config, overrides=common.overrides()),
+        common.publisher(settings, AlertPolicy.from_config(config)),
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r.get("RouterAppName", "trailwarden-router")),
         stream=r.get("TrailStreamName", "trail"),

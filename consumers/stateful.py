@@ -25,6 +25,7 @@ from amazon_kclpy.v3 import processor
 
 from consumers import common
 from consumers.snapshots import S3SnapshotStore, SnapshotStore, merge
+from pipeline.alerting import AlertPolicy
 from pipeline.config import Config, enabled_rules
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
@@ -176,9 +177,10 @@ def build() -> StatefulProcessor:
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     app = r.get("StatefulAppName", "trailwarden-stateful")
+    config = Config.load()
     return StatefulProcessor(
-        state_factory(Config.load(), overrides=common.overrides()),
-        common.publisher(settings),
+        state_factory(config, overrides=common.overrides()),
+        common.publisher(settings, AlertPolicy.from_config(config)),
         S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),
         kinesis=t.client("kinesis"),

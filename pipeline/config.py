@@ -6,8 +6,10 @@ it exists, else the built-in defaults alone.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -17,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.event import Event
-from pipeline.rule import Params, Rule
+from pipeline.finding import SEVERITIES
+from pipeline.rule import Params, Rule, parse_duration
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+# Keys every [rules.<id>] section takes besides the rule's own parameters.
+RULE_KEYS = ("enabled", "allowlist", "severity", "dedup")
 
 
 class ConfigError(Exception):
@@ -159,13 +164,13 @@ class Config:
 
     def params(self, rule: Rule, overrides: dict[str, Any] | None = None) -> Params:
         """The rule's declared defaults overlaid with its [rules.<id>] section; types are checked."""
-        section = {k: v for k, v in self._rule_section(rule.id).items() if k not in ("enabled", "allowlist")}
+        section = {k: v for k, v in self._rule_section(rule.id).items() if k not in RULE_KEYS}
         section.update(overrides or {})
         unknown = set(section) - set(rule.params)
         if unknown:
             raise ConfigError(
                 f"{self.where()}: [rules.{rule.id}] has unknown parameter(s) {sorted(unknown)}; "
-                f"the rule takes {sorted(rule.params) or 'none'}"
+                f"the rule takes {sorted(rule.params) or 'no parameters'}, and {', '.join(RULE_KEYS)}"
             )
         for key, value in section.items():
             default = rule.params[key]
@@ -181,6 +186,29 @@ class Config:
             except ConfigError as exc:
                 raise ConfigError(f"{self.where()}: {exc}") from None
         return params
+
+    def configured(self, rule: Rule) -> Rule:
+        """The rule with the severity and dedup period its [rules.<id>] section sets (the rule itself when
+        it sets neither). Findings take both from the rule they come from."""
+        section = self._rule_section(rule.id)
+        changes: dict[str, Any] = {}
+        if "severity" in section:
+            value = section["severity"]
+            if value not in SEVERITIES:
+                raise ConfigError(f"{self.where()}: rules.{rule.id}.severity = {value!r} is not a severity; "
+                                  f"use one of {', '.join(repr(s) for s in SEVERITIES)}")
+            changes["severity"] = value
+        if "dedup" in section:
+            value = section["dedup"]
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                raise ConfigError(f"{self.where()}: rules.{rule.id}.dedup: {exc}") from None
+            if not math.isfinite(seconds) or seconds < 0:
+                raise ConfigError(f"{self.where()}: rules.{rule.id}.dedup = {value!r} must be a duration of 0 or "
+                                  f"more, e.g. \"30m\", \"6h\" or \"1d\"")
+            changes["dedup"] = seconds
+        return dataclasses.replace(rule, **changes) if changes else rule
 
     def allowlist(self, rule: Rule) -> Allowlist:
         """The global allowlist merged with the rule's own."""

@@ -34,6 +34,11 @@ class EngineStats:
     last_errors: list[str] = field(default_factory=list)
 
 
+def bind(rule: Rule, config: Config, overrides: dict[str, Any] | None = None) -> BoundRule:
+    """A rule as the configuration has it: its severity and dedup period, parameters and allowlist."""
+    return BoundRule(config.configured(rule), config.params(rule, overrides), config.allowlist(rule))
+
+
 def note_rule_error(stats: EngineStats | Any, rule_id: str, what: object, exc: BaseException) -> None:
     """Count a rule's exception in `stats` (anything with `rule_errors` and `last_errors`) and keep the
     first few messages: a rule bug is reported, never raised into the shard."""
@@ -118,8 +123,7 @@ class Engine:
                  overrides: dict[str, dict[str, Any]] | None = None) -> None:
         self.config = config or Config.from_dict()
         overrides = overrides or {}
-        bound = [BoundRule(r, self.config.params(r, overrides.get(r.id)), self.config.allowlist(r))
-                 for r in rules]
+        bound = [bind(r, self.config, overrides.get(r.id)) for r in rules]
         self.rules = [br.rule for br in bound]
         self.index = RuleIndex(br for br in bound if isinstance(br.rule, MatchRule))
         self.stats = EngineStats()

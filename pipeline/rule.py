@@ -91,6 +91,14 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(f"not a duration: {value!r} (use seconds, or a number with s, m, h, d or w)") from None
 
 
+def format_duration(seconds: float) -> str:
+    """A duration the way configuration writes it: "1d", "6h", "15m", else seconds ("90s", "0s")."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def _event_index(events: Mapping[str, Iterable[str] | str]) -> dict[str, frozenset[str] | None]:
     """{eventSource: names} with None standing for every name of that source."""
     index: dict[str, frozenset[str] | None] = {}

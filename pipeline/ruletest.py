@@ -117,10 +117,11 @@ class Report:
 
 
 def validate_params(rule: Rule, config: Config, overrides: dict[str, Any] | None = None) -> Params:
-    """The rule's configured parameters and allowlist, checked: the types against the defaults and
-    the values by the rule's own `validate` (both in `Config.params`). Raises ConfigError."""
+    """The rule's configured parameters, allowlist, severity and dedup period, checked: the types against
+    the defaults and the values by the rule's own `validate` (both in `Config.params`). Raises ConfigError."""
     params = config.params(rule, overrides)
     config.allowlist(rule)
+    config.configured(rule)
     return params
 
 

@@ -142,9 +142,10 @@ class Live:
 
 
 def config_file(directory: Path, grace: float, extra: str = "") -> Path:
-    """A configuration with short lateness and idle time and the missing-tags grace of `grace` seconds."""
+    """A configuration with short lateness and idle time and the missing-tags grace of `grace` seconds;
+    missing-tags findings (low) are alerted, as [alerts] rules, since the tests watch the topic for them."""
     config = directory / "trailwarden.toml"
-    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n'
+    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[alerts]\nrules = ["{MISSING_TAGS}"]\n'
                       f'[rules.{MISSING_TAGS}]\ngrace = "{grace:g}s"\n{extra}')
     return config
 

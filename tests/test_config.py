@@ -40,6 +40,9 @@ def test_config_output_is_valid_toml_commented_and_uncommented(capsys):
     for rule in RULES:
         section = data["rules"][rule.id]
         assert section.pop("enabled") is True
+        assert section.pop("severity") == rule.severity
+        assert config.configured(rule).dedup == rule.dedup
+        section.pop("dedup")
         assert section == {k: v for k, v in rule.params.items() if v is not None}
         assert validate_params(rule, config) == rule.params
 
@@ -81,7 +84,7 @@ ignore_ports = [80, "tcp/443"]
 enabled = false
 """)
     assert main(["config", "--check", str(path)]) == 0
-    assert f"{path}: ok ({len(RULES) - 1} of {len(RULES)} rules enabled)" in capsys.readouterr().out
+    assert f"{path}: ok ({len(RULES) - 1} of {len(RULES)} rules enabled; " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [
@@ -168,3 +171,54 @@ def test_validate_params_raises_config_error():
     config = Config.from_dict({"rules": {"iam-user-created-outside-business-hours": {"time_zone": "Nowhere/Land"}}})
     with pytest.raises(ConfigError, match="Nowhere/Land"):
         validate_params(rule("iam-user-created-outside-business-hours"), config)
+
+
+# --- per-rule severity and dedup period ----------------------------------------------------------------
+
+def test_severity_override_reaches_match_and_stateful_findings():
+    config = Config.from_dict({"rules": {"console-login-without-mfa": {"severity": "critical"},
+                                         "console-login-brute-force": {"severity": "info"}}})
+    assert [f.severity for f in run_events(rule("console-login-without-mfa"), [LOGIN], config=config)] == ["critical"]
+    default = rule("console-login-without-mfa").severity
+    assert default != "critical"
+    assert [f.severity for f in run_events(rule("console-login-without-mfa"), [LOGIN])] == [default]
+    brute = rule("console-login-brute-force")
+    failures = list(next(c for c in brute.cases if c.name == "ten failures in a minute").events)
+    assert [f.severity for f in run_events(brute, failures, config=config)] == ["info"]
+    assert rule("console-login-without-mfa").severity == default  # the registered rule is untouched
+
+
+def test_dedup_override_changes_what_is_one_finding():
+    """Two changes of one target by one caller ten seconds apart: one finding per hour by default, two
+    with no dedup period, one with a day's period even an hour later."""
+    change = {"eventSource": "ec2.amazonaws.com", "eventName": "CreateVpc", "requestParameters": {"vpcId": "vpc-1"}}
+    events = [change, change]
+    assert len({f.id for f in run_events(rule("cis-vpc-changes"), events)}) == 1
+    none = Config.from_dict({"rules": {"cis-vpc-changes": {"dedup": "0s"}}})
+    assert len({f.id for f in run_events(rule("cis-vpc-changes"), events, config=none)}) == 2
+    hour_apart = [change, {**change, "eventTime": "2024-07-01T15:30:00Z"}]
+    assert len({f.id for f in run_events(rule("cis-vpc-changes"), hour_apart)}) == 2
+    day = Config.from_dict({"rules": {"cis-vpc-changes": {"dedup": "1d"}}})
+    assert len({f.id for f in run_events(rule("cis-vpc-changes"), hour_apart, config=day)}) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[rules.cis-vpc-changes]\nseverity = "urgent"\n', "rules.cis-vpc-changes.severity = 'urgent' is not a severity"),
+    ('[rules.cis-vpc-changes]\nseverity = 3\n', "rules.cis-vpc-changes.severity = 3 is not a severity"),
+    ('[rules.cis-vpc-changes]\ndedup = "soon"\n', "rules.cis-vpc-changes.dedup: not a duration: 'soon'"),
+    ('[rules.console-login-brute-force]\ndedup = "-5m"\n', "rules.console-login-brute-force.dedup = '-5m' must be"),
+    ('[rules.cis-vpc-changes]\ndedup = true\n', "rules.cis-vpc-changes.dedup: not a duration: True"),
+])
+def test_bad_severity_or_dedup_names_the_rule_and_key(tmp_path, capsys, text, message):
+    path = write(tmp_path, text)
+    assert main(["config", "--check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and message in err, err
+
+
+def test_a_bad_override_stops_a_scan_too(tmp_path, capsys):
+    path = write(tmp_path, '[rules.cis-vpc-changes]\nseverity = "urgent"\n')
+    trail = tmp_path / "trail.jsonl"
+    trail.write_text("")
+    assert main(["scan", str(trail), "--config", str(path), "-q"]) == 2
+    assert "rules.cis-vpc-changes.severity" in capsys.readouterr().err

@@ -169,12 +169,12 @@ def test_cli_rules_list_table_and_json(capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["ID", "KIND", "SEVERITY", "ATT&CK", "TITLE"]
     row = next(line for line in table if line.startswith("cis-unauthorized-api-calls "))
-    assert "match" in row and "low" in row and "T1580" in row and "(CIS 4.1)" in row
+    assert "match" in row and "info" in row and "T1580" in row and "(CIS 4.1)" in row
     assert main(["rules", "list", "--format", "json"]) == 0
     rules = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rules.keys() == {r.id for r in builtin_rules()}
     sg = rules["ec2-security-group-open-to-internet"]
-    assert sg["kind"] == "match" and sg["severity"] == "high" and sg["attack"] == ["T1562.007"]
+    assert sg["kind"] == "match" and sg["severity"] == "medium" and sg["attack"] == ["T1562.007"]
     assert sg["params"] == {"ignore_ports": []}
 
 

@@ -14,6 +14,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import aws
+from pipeline.alerting import AlertPolicy
 from pipeline.backfill import Backfill, BackfillStats, S3Store, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
 from pipeline.config import Config
@@ -128,15 +129,17 @@ def run(args: argparse.Namespace) -> int:
     if args.config and not Path(args.config).is_file():
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)
+    policy = AlertPolicy.from_config(config)
     detector = Detector(config=config, only=_rule_ids(args.rules))
-    publisher = make_publisher(aws.from_args(args), args.alert) if args.sinks or args.alert else None
+    publisher = make_publisher(aws.from_args(args), args.alert, policy=policy) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
                 Backfill(store, prefix, window, workers=args.workers, max_size=args.max_size * 1024 * 1024) as job:
             writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
             try:
-                return _backfill(args, job, detector, Emitter(writer, every=args.all), dead_out, publisher)
+                return _backfill(args, job, detector, Emitter(writer, every=args.all, policy=policy), dead_out,
+                                 publisher)
             finally:
                 writer.close()
     except OSError as exc:
@@ -194,7 +197,7 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
     display.clear()
     if not args.quiet:
         summary = summarize(detector, stats.decode, stats.files, stats.bytes, events, time.monotonic() - started,
-                            emit.emitted, emit.duplicates)
+                            emit)
         summary["files_listed"] = stats.files_total
         summary["streams"] = stats.streams
         summary["day_folders_listed"] = stats.listings
@@ -204,5 +207,6 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
         if publisher is not None:
             summary["published"] = publisher.stats.published
             summary["already_alerted"] = publisher.stats.suppressed
+            summary["sent_to"] = dict(publisher.stats.by_sink)
         print(format_summary(summary), file=sys.stderr)
     return 0

@@ -9,18 +9,24 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
-from pipeline.rule import Rule
+from pipeline.rule import Rule, format_duration
 from pipeline.ruletest import validate_params
 
 RULES_HEADER = """\
 
 # ---------------------------------------------------------------------------------------------
-# Rule parameters. Each section below is commented out and shows the rule's defaults: uncomment
-# a section (remove the leading "# " of its lines) to change it. Every rule also takes
-#   enabled = false                    to turn it off, and
+# Rules. Each section below is commented out and shows the rule's defaults: uncomment a section
+# (remove the leading "# " of its lines) to change it. Every rule takes
+#   enabled = false                    to turn it off,
+#   severity = "..."                   info, low, medium, high or critical: what its findings
+#                                      carry, so whether [alerts] sends them to SNS,
+#   dedup = "..."                      the period within which its findings for one key are one
+#                                      finding (one alert): "30m", "6h", "1d", "0s",
 #   [rules.<rule-id>.allowlist]        with principals, accounts and source_ips, like [allowlist],
-# for known automation that this rule alone should ignore.
+#                                      for known automation that this rule alone should ignore,
+# and its own parameters, listed with their defaults.
 # ---------------------------------------------------------------------------------------------
 """
 
@@ -57,8 +63,11 @@ def check(path: str | None, rules: list[Rule]) -> int:
                           f"`trailwarden rules list` shows the ids")
     for rule in rules:
         validate_params(rule, config)
+    policy = AlertPolicy.from_config(config)
     enabled = enabled_rules(rules, config)
-    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled)")
+    alerted = sum(policy.alerts_rule(r.id, config.configured(r).severity) for r in enabled)
+    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
+          f"{policy.describe()})")
     return 0
 
 
@@ -77,6 +86,8 @@ def rule_section(rule: Rule) -> str:
         f"# `trailwarden rules show {rule.id}` describes it.",
         f"[rules.{_key(rule.id)}]",
         "enabled = true",
+        f"severity = {toml_value(rule.severity)}",
+        f"dedup = {toml_value(format_duration(rule.dedup))}",
     ]
     docs = param_docs(rule)
     for name, value in rule.params.items():

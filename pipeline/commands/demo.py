@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from pipeline.alerting import ALERTED, AlertPolicy, rule_routes
 from pipeline.commands.scenario import add_scenario_arguments, build_from_args
 from pipeline.config import Config
 from pipeline.decode import DeadLetter, DecodeStats, decode
@@ -64,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
             writer.write(finding)
         writer.close()
     result = compare(scenario.expected, unique, [r.id for r in detector.engine.rules])
-    print(_report(scenario, result, unique, len(events), stats, elapsed, args.transport), file=sys.stderr)
+    routes = rule_routes(detector.engine.rules, config)
+    policy = AlertPolicy.from_config(config).describe()
+    print(_report(scenario, result, unique, len(events), stats, elapsed, args.transport, routes, policy),
+          file=sys.stderr)
     return 0 if result.ok else 1
 
 
@@ -81,7 +85,7 @@ def _events(records: list[dict[str, Any]], transport: str, seed: int) -> tuple[l
 
 
 def _report(scenario: Any, result: Comparison, findings: list[Finding], events: int, stats: DecodeStats,
-            elapsed: float, transport: str) -> str:
+            elapsed: float, transport: str, routes: dict[str, str], policy: str) -> str:
     lines = [
         "",
         f"scenario: seed {scenario.seed}, {len(scenario.events):,} records over {len(scenario.accounts)} accounts, "
@@ -92,13 +96,15 @@ def _report(scenario: Any, result: Comparison, findings: list[Finding], events: 
         "rule periods scaled to the scenario: " + "; ".join(
             f"{rule} {', '.join(f'{k}={v}' for k, v in params.items())}"
             for rule, params in scenario.overrides.items()),
-        f"findings: {len(findings):,} from {len(Counter(f.rule_id for f in findings))} rules in {elapsed:.1f} s",
+        f"findings: {len(findings):,} from {len(Counter(f.rule_id for f in findings))} rules in {elapsed:.1f} s; "
+        f"{sum(routes.get(f.rule_id) == ALERTED for f in findings):,} of them alerted ({policy}), the rest archived",
         "",
         "expected vs found:",
     ]
     width = max((len(e.attack) for e in scenario.expected), default=10)
     for exp, finding in result.found:
-        lines.append(f"  found     {exp.attack:<{width}}  {exp.rule_id}  ({safe(finding.summary, 90)})")
+        tag = "alerted" if routes.get(exp.rule_id) == ALERTED else "archived"
+        lines.append(f"  found     {exp.attack:<{width}}  {exp.rule_id} [{tag}]  ({safe(finding.summary, 90)})")
     for exp in result.missing:
         lines.append(f"  MISSING   {exp.attack:<{width}}  {exp.rule_id}  {_facts(exp.facts)}")
     for exp, finding in result.unwanted:

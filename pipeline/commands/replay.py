@@ -164,6 +164,7 @@ class Display(StatusLine):
 
 def run(args: argparse.Namespace) -> int:
     from consumers.replay import Replay
+    from pipeline.alerting import AlertPolicy
     from pipeline.commands.scan import Emitter, _rule_ids
     from pipeline.config import Config, ConfigError, enabled_rules
     from pipeline.rules import builtin_rules
@@ -178,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--keyed-shards must be positive")
     rules = _rule_ids(args.rules)
     try:
-        chosen = enabled_rules(builtin_rules(), Config.load(args.config), rules)  # checks ids and the file now
+        config = Config.load(args.config)
+        chosen = enabled_rules(builtin_rules(), config, rules)  # checks ids and the file now
+        policy = AlertPolicy.from_config(config)
     except ConfigError as exc:
         return _fail(str(exc))
     if not chosen:
@@ -194,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     writer = make_writer(fmt, sys.stdout.buffer)
-    emit = Emitter(writer, every=args.all)
+    emit = Emitter(writer, every=args.all, policy=policy)
     display = Display(enabled=not args.quiet)
     job = Replay(target, outputs, start, end, rules=rules, alert=args.alert, config=args.config,
                  keyed_shards=args.keyed_shards)
@@ -269,6 +272,7 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
         "trail_shards": {p.shard: p.reason for p in router},
         "keyed_facts": sum(p.records for p in stateful),
         "findings": dict(emit.emitted),
+        **emit.policy_summary(),
         "repeats_of_a_finding_id": sum(n - 1 for n in seen.values() if n > 1),
         "published": sum(p.published for p in [*router, *stateful]),
         "already_alerted": sum(p.already_alerted for p in [*router, *stateful]),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ConfigError
-from pipeline.rule import ANY, REGISTRY, Rule
+from pipeline.rule import ANY, REGISTRY, Rule, format_duration
 from pipeline.ruletest import run_rules
 
 
@@ -179,7 +179,7 @@ def show_rule(args: argparse.Namespace) -> int:
         f"  kind:      {rule.kind}",
         f"  severity:  {rule.severity}",
         f"  ATT&CK:    {', '.join(rule.attack) or '-'}",
-        f"  dedup:     {_duration(rule.dedup)} per key",
+        f"  dedup:     {format_duration(rule.dedup)} per key",
         "  events:    " + "\n             ".join(events_text(rule)),
         "",
         "Description:",
@@ -209,9 +209,3 @@ def _indent(text: str) -> str:
                                     break_on_hyphens=False, break_long_words=False)
                      for p in text.split("\n\n"))
 
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

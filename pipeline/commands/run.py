@@ -3,7 +3,9 @@
 Brings the stack up (the embedded emulator unless another endpoint is given), starts both KCL
 daemons, plays a scenario's CloudTrail into the trail log group, prints each finding as it reaches
 the findings topic (through an SQS queue subscribed to it), then compares them with the findings
-the scenario expects. Ctrl-C stops everything this command started.
+the scenario expects: those the alert policy ([alerts] in the configuration) alerts are looked for
+on the topic, those it only archives in the Firehose archive. Ctrl-C stops everything this command
+started.
 """
 
 from __future__ import annotations
@@ -87,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from consumers import live
     from infra import emulator, provision
     from infra.trail_player import Player
+    from pipeline.alerting import ALERTED, ARCHIVED, AlertPolicy, rule_routes
     from pipeline.commands.stack import ensure_emulator
     from pipeline.config import Config, enabled_rules
-    from pipeline.finding import iso_time
+    from pipeline.finding import Finding, iso_time
     from pipeline.rules import builtin_rules
-    from pipeline.scenario import compare, resolve_attacks
+    from pipeline.scenario import Comparison, compare, resolve_attacks
 
     target = aws.from_args(args)
     if not target.local:
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     config_path = args.config
     config = Config.load(config_path)
+    policy = AlertPolicy.from_config(config)
 
     def interrupted(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -139,17 +143,23 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
-        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
-        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
+        routes = rule_routes(enabled_rules(builtin_rules(), config), config)
+        on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
+        in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
+        wanted = [e for e in on_topic + in_archive if e.present]
         names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
         _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
              f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
-             f"{sum(e.stateful for e in wanted)} of them stateful")
+             f"{sum(e.stateful for e in wanted)} of them stateful, {sum(e.present for e in on_topic)} alerted "
+             f"({policy.describe()}) and the rest only archived")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
 
         sqs = target.client("sqs")
         alerts: list[Any] = []
+        archive: list[Finding] = []
+        read_keys: set[str] = set()
+        next_archive_read = 0.0
         first_at: float | None = None
         deadline: float | None = None
         while True:
@@ -158,17 +168,30 @@ def run(args: argparse.Namespace) -> int:
                 if first_at is None:
                     first_at = time.monotonic() - t0
                 print(_line(alert, args.json), flush=True)
+            if in_archive and time.monotonic() >= next_archive_read:
+                next_archive_read = time.monotonic() + 3
+                archive += [Finding.from_dict(d) for d in live.archived(target, outputs["FindingsBucketName"],
+                                                                        read_keys)]
             if deadline is None and not feeder.is_alive():
                 if "error" in sent:
                     _say(f"sending failed: {sent['error']}")
                     return 1
                 deadline = time.monotonic() + args.wait
-            done = all(any(e.matches(a.finding) for a in alerts) for e in wanted)
+            done = all(any(e.matches(a.finding) for a in alerts) for e in on_topic if e.present) and \
+                all(any(e.matches(f) for f in archive) for e in in_archive if e.present)
             if deadline is not None and (done or time.monotonic() > deadline):
                 break
 
-        result = compare(scenario.expected, [a.finding for a in alerts], rule_ids)
-        _summary(result, alerts, first_at, sent.get("stats"))
+        if in_archive:
+            archive += [Finding.from_dict(d) for d in live.archived(target, outputs["FindingsBucketName"], read_keys)]
+        rule_ids = set(routes)
+        alerted = compare(on_topic, [a.finding for a in alerts], rule_ids)
+        archived = compare(in_archive, archive, rule_ids)
+        not_kept = [e for e in scenario.expected if e.rule_id in routes and e not in on_topic + in_archive]
+        unknown = [e for e in scenario.expected if e.rule_id not in routes]
+        result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
+                            no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
+        _summary(alerted, archived, policy.describe(), not_kept, unknown, alerts, first_at, sent.get("stats"))
         if not result.ok and started_emulator is None:
             _say("this stack was already running: findings it alerted before (same rule, key and window) are not "
                  "alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
@@ -197,20 +220,28 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _summary(result: Any, alerts: list[Any], first_at: float | None, stats: Any) -> None:
+def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_rule: list[Any], alerts: list[Any],
+             first_at: float | None, stats: Any) -> None:
+    """What arrived against what the scenario expects: the expectations the alert policy alerts were looked
+    for on the topic, those it only archives in the Firehose archive."""
     out = sys.stderr
-    present = len(result.found) + len(result.missing)
     out.write("\nsummary\n")
     if stats is not None:
         out.write(f"  sent: {stats.events:,} events in {stats.calls:,} PutLogEvents calls\n")
     out.write(f"  alerts received: {len(alerts)}" + (f" (first after {first_at:.1f} s)\n" if first_at else "\n"))
-    out.write(f"  expected findings: {len(result.found)}/{present} found\n")
-    for exp in result.missing:
-        facts = " ".join(f"{k}={v}" for k, v in sorted(exp.facts.items()))
-        out.write(f"    MISSING {exp.rule_id} ({exp.attack}) account={exp.account or '-'} {facts}\n")
-    for exp, finding in result.unwanted:
-        out.write(f"    UNWANTED {exp.rule_id} ({exp.attack}): {finding.id}\n")
-    if result.no_rule:
-        out.write(f"  expectations for rules not in the pack: {len(result.no_rule)}\n")
-    out.write("  result: " + ("OK\n" if result.ok else "INCOMPLETE\n"))
+    out.write(f"  alert policy: {policy}\n")
+    for where, result in (("alerted, on the topic", alerted), ("archived only, in the Firehose archive", archived)):
+        present = len(result.found) + len(result.missing)
+        out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")
+        for exp in result.missing:
+            facts = " ".join(f"{k}={v}" for k, v in sorted(exp.facts.items()))
+            out.write(f"    MISSING {exp.rule_id} ({exp.attack}) account={exp.account or '-'} {facts}\n")
+        for exp, finding in result.unwanted:
+            out.write(f"    UNWANTED {exp.rule_id} ({exp.attack}): {finding.id}\n")
+    if not_kept:
+        out.write(f"  expectations the policy neither alerts nor archives (not looked for): {len(not_kept)}\n")
+    if no_rule:
+        out.write(f"  expectations for rules not in the pack: {len(no_rule)}\n")
+    ok = alerted.ok and archived.ok
+    out.write("  result: " + ("OK\n" if ok else "INCOMPLETE\n"))
     out.flush()

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from pipeline.alerting import AlertPolicy
 from pipeline.config import Config
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats
 from pipeline.detector import Detector
@@ -66,6 +67,9 @@ def register(subparsers: Any) -> None:
                         help="largest file or record decoded whole, in MB (larger JSON lines are streamed; default 64)")
     parser.add_argument("--all", action="store_true",
                         help="print a finding for every matching event, also repeats of one finding id")
+    parser.add_argument("--alerts-only", action="store_true",
+                        help="print only the findings the alert policy alerts ([alerts] in the configuration; "
+                             "by default every finding it archives is printed)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar on stderr")
     parser.set_defaults(func=run)
 
@@ -101,12 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if args.config and not (Path(args.config).is_file() and os.access(args.config, os.R_OK)):
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)  # ConfigError: the command line reports it and exits 2
+    policy = AlertPolicy.from_config(config)
     detector = Detector(config=config, only=_rule_ids(args.rules))
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out:
             writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
-            return _scan(args, sources, detector, writer, dead_out)
+            return _scan(args, sources, detector, writer, dead_out, policy)
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             raise
@@ -114,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, writer: FindingWriter,
-          dead_out: BinaryIO | None) -> int:
+          dead_out: BinaryIO | None, policy: AlertPolicy) -> int:
     decode_stats = DecodeStats()
     reader = Reader(sources, decode_stats, max_size=args.max_size * 1024 * 1024)
     progress = Progress(reader.total, enabled=False if args.quiet else None)
     started = time.monotonic()
     events = 0
-    emit = Emitter(writer, every=args.all)
+    emit = Emitter(writer, every=args.all, policy=policy, alerts_only=args.alerts_only)
 
     try:
         for item in ordered(reader):
@@ -145,34 +150,53 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
     writer.close()
     if not args.quiet:
         summary = summarize(detector, decode_stats, len(reader.sources), reader.bytes_done, events,
-                            time.monotonic() - started, emit.emitted, emit.duplicates)
+                            time.monotonic() - started, emit)
         print(format_summary(summary), file=sys.stderr)
     return 0
 
 
 class Emitter:
     """Writes findings once per id (unless `every`): a finding id is deterministic (rule, dedup key,
-    window), so like the live dedupe table, alert once. Counts what it wrote and what it held back."""
+    window), so like the live dedupe table, alert once. Writes what the alert policy archives (with
+    `alerts_only`, what it alerts); counts what it wrote, what it alerts and what it held back."""
 
-    def __init__(self, writer: FindingWriter, every: bool = False) -> None:
+    def __init__(self, writer: FindingWriter, every: bool = False, policy: AlertPolicy | None = None,
+                 alerts_only: bool = False) -> None:
         self.writer = writer
         self.every = every
+        self.policy = policy or AlertPolicy()
+        self.alerts_only = alerts_only
         self.emitted: Counter[str] = Counter()
+        self.alerted: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
+        self.left_out: Counter[str] = Counter()  # below what the policy archives (or alerts, with alerts_only)
         self.seen: set[str] = set()
 
     def __call__(self, findings: list[Finding]) -> list[Finding]:
-        """Write the findings not written before; returns them."""
+        """Write the findings not written before that the policy keeps; returns them."""
         written = []
         for finding in findings:
-            if self.every or finding.id not in self.seen:
-                self.seen.add(finding.id)
-                self.emitted[finding.rule_id] += 1
-                self.writer.write(finding)
-                written.append(finding)
-            else:
+            if not self.every and finding.id in self.seen:
                 self.duplicates[finding.rule_id] += 1
+                continue
+            self.seen.add(finding.id)
+            alerted = self.policy.alerts(finding)
+            if not (alerted if self.alerts_only else self.policy.archives(finding)):
+                self.left_out[finding.rule_id] += 1
+                continue
+            self.emitted[finding.rule_id] += 1
+            self.alerted[finding.rule_id] += alerted
+            self.writer.write(finding)
+            written.append(finding)
         return written
+
+    def policy_summary(self) -> dict[str, Any]:
+        """What the alert policy made of the findings written: alerted, archived only, left out."""
+        alerted = +self.alerted
+        return {"alert_policy": self.policy.describe(),
+                "alerted": dict(alerted),
+                "archived_only": dict(self.emitted - alerted),
+                "left_out_by_the_policy": dict(self.left_out)}
 
 
 # The scan counts these itself (findings once per id), so a detector's own figures for them are left out.
@@ -180,7 +204,7 @@ _SCAN_COUNTS = ("events", "findings", "findings_by_rule")
 
 
 def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes_read: int, events: int,
-              elapsed: float, emitted: Counter[str], duplicates: Counter[str]) -> dict[str, Any]:
+              elapsed: float, emit: Emitter) -> dict[str, Any]:
     """The end-of-scan statistics. A detector's `summary()` adds its own (stateful stages, open watches)."""
     stats = detector.stats
     summary: dict[str, Any] = {
@@ -189,8 +213,9 @@ def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes
         "events": events,
         "seconds": round(elapsed, 2),
         "events_per_second": round(events / elapsed) if elapsed > 0 else 0,
-        "findings": dict(emitted),
-        "repeats_of_a_finding_id": dict(duplicates),
+        "findings": dict(emit.emitted),
+        **emit.policy_summary(),
+        "repeats_of_a_finding_id": dict(emit.duplicates),
         "dead_letters": dict(decode_stats.dead_letters),
         "skipped": dict(decode_stats.skipped),
     }

@@ -30,7 +30,8 @@ examples:
   trailwarden simulate --endpoint-url http://localhost:4566 trail.json.gz   # e.g. LocalStack
 
 With a scenario, the findings it must raise are printed on stdout at the end (one JSON object per
-line with --json), so they can be compared with what the pipeline reports.
+line with --json), so they can be compared with what the pipeline reports: each says whether the alert
+policy ([alerts] of the configuration the consumers use) alerts it on the topic or only archives it.
 """
 
 
@@ -53,7 +54,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
     parser.add_argument("--config", "-c", metavar="FILE",
                         help="the consumers' configuration, so that the scenario's timing and expectations follow it "
-                             "(e.g. its business hours)")
+                             "(e.g. its business hours) and each expected finding says whether its alert policy "
+                             "alerts it or only archives it")
     parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate is not None and args.rate <= 0:
         return _fail("--rate must be positive")
     scenario = None
+    routes: dict[str, str] = {}
     dead: Counter[str] = Counter()
     if args.paths:
         from pipeline.sources import SourceError
@@ -107,10 +110,14 @@ def run(args: argparse.Namespace) -> int:
         except SourceError as error:
             return _fail(str(error))
     else:
-        from pipeline.config import Config, ConfigError
+        from pipeline.alerting import rule_routes
+        from pipeline.config import Config, ConfigError, enabled_rules
+        from pipeline.rules import builtin_rules
 
         try:
-            scenario = build_from_args(args, Config.load(args.config) if args.config else Config.from_dict())
+            config = Config.load(args.config) if args.config else Config.from_dict()
+            scenario = build_from_args(args, config)
+            routes = rule_routes(enabled_rules(builtin_rules(), config), config)
         except (ValueError, ConfigError) as error:
             return _fail(str(error))
         records = scenario.events
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(stats, log_group, dead)
     if scenario is not None:
-        _print_expected(scenario, args.json)
+        _print_expected(scenario, args.json, routes)
     return 0
 
 
@@ -148,11 +155,13 @@ def _summary(stats: PlayStats, log_group: str, dead: Counter[str]) -> None:
         print(f"  not sent, could not be decoded: {count} x {kind}", file=sys.stderr)
 
 
-def _print_expected(scenario: Any, as_json: bool) -> None:
+def _print_expected(scenario: Any, as_json: bool, routes: dict[str, str]) -> None:
+    """The scenario's expectations, each with where the alert policy sends it (`routes`, by rule id)."""
     out = sys.stdout
     if as_json:
         for expected in scenario.expected:
-            out.write(orjson.dumps(expected.to_dict()).decode() + "\n")
+            route = routes.get(expected.rule_id, "no such rule enabled")
+            out.write(orjson.dumps({**expected.to_dict(), "delivery": route}).decode() + "\n")
         return
     present = [e for e in scenario.expected if e.present]
     absent = [e for e in scenario.expected if not e.present]
@@ -160,7 +169,8 @@ def _print_expected(scenario: Any, as_json: bool) -> None:
     for e in present:
         facts = " ".join(f"{k}={v}" for k, v in sorted(e.facts.items()))
         stage = " [stateful]" if e.stateful else ""
-        out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack})\n")
+        route = routes.get(e.rule_id, "no such rule enabled")
+        out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack}; {route})\n")
     if absent:
         out.write(f"must not be raised ({len(absent)}):\n")
         for e in absent:

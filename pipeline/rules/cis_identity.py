@@ -19,7 +19,7 @@ def _denied(code: str) -> bool:
 @match(
     id="cis-unauthorized-api-calls",
     title="Unauthorized API calls (CIS 4.1)",
-    severity="low",
+    severity="info",
     attack=("T1580", "T1078.004"),
     events={ANY: ANY},
     dedup="1h",
@@ -86,7 +86,7 @@ def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict 
 @match(
     id="console-login-without-mfa",
     title="Console sign-in without MFA (CIS 4.2)",
-    severity="medium",
+    severity="low",
     attack="T1078.004",
     events={ANY: ["ConsoleLogin"]},
     dedup="1h",
@@ -126,7 +126,7 @@ def console_login_without_mfa(e: Event, p: Params) -> Hit | None:
 @match(
     id="cis-root-account-usage",
     title="Root account usage (CIS 4.3)",
-    severity="high",
+    severity="medium",
     attack="T1078.004",
     events={ANY: ANY},
     dedup="1h",
@@ -174,7 +174,7 @@ def root_account_usage(e: Event, p: Params) -> Hit | None:
 @match(
     id="cis-console-authentication-failures",
     title="Console authentication failures (CIS 4.6)",
-    severity="low",
+    severity="info",
     attack="T1110",
     events={ANY: ["ConsoleLogin"]},
     dedup="1h",
@@ -222,7 +222,7 @@ change_monitor(
     control="CIS 4.4",
     id="cis-iam-policy-changes",
     title="IAM policy changes (CIS 4.4)",
-    severity="medium",
+    severity="info",
     attack=("T1098", "T1098.003"),
     events={ANY: IAM_POLICY_EVENTS},
     description=(

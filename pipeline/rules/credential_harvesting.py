@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.cases import at, call, role_session, via_service
-from pipeline.event import Event
+from pipeline.event import Event, text
 from pipeline.rule import Case, Params
-from pipeline.rules.attack_common import actor, by_aws_service
+from pipeline.rules.attack_common import actor, by_aws_service, strings
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -64,7 +64,12 @@ def secretsmanager_secret_harvesting(e: Event, p: Params) -> Step | None:
 
 def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any) -> dict[str, Any]:
     return call(SSM, "GetParameter", {"name": f"/creds/p{i}", "withDecryption": decrypt},
-                      eventTime=at(minutes), **fields)
+                eventTime=at(minutes), **fields)
+
+
+def _parameters_read(first: int, count: int, minutes: float, **fields: Any) -> dict[str, Any]:
+    return call(SSM, "GetParameters", {"names": [f"/creds/p{i}" for i in range(first, first + count)],
+                                       "withDecryption": True}, eventTime=at(minutes), **fields)
 
 
 @threshold(
@@ -72,7 +77,7 @@ def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any)
     title="Many distinct SecureString parameters decrypted by one principal",
     severity="high",
     attack="T1555.006",
-    events={SSM: ["GetParameter"]},
+    events={SSM: ["GetParameter", "GetParameters", "GetParametersByPath"]},
     params={"parameters": 20, "window": "10m"},
     threshold="parameters",
     window="window",
@@ -85,20 +90,39 @@ def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any)
     ),
     cases=[
         Case("twenty parameters one by one", [_parameter_read(i, i * 0.1) for i in range(20)], expect=1),
+        Case("three batches of nine in twenty seconds",
+             [_parameters_read(9 * b, 9, b * 10 / 60) for b in range(3)], expect=1),
+        Case("one by one, in batches and by path together",
+             [*[_parameter_read(i, i * 0.1) for i in range(8)], _parameters_read(8, 9, 1),
+              *[call(SSM, "GetParametersByPath", {"path": f"/team{j}/", "recursive": True, "withDecryption": True},
+                     eventTime=at(2 + j * 0.1)) for j in range(3)]], expect=1),
         Case("the same parameter again and again", [_parameter_read(0, i * 0.1) for i in range(30)], expect=0),
+        Case("the same batch again and again", [_parameters_read(0, 9, i * 0.1) for i in range(10)], expect=0),
         Case("without decryption", [_parameter_read(i, i * 0.1, decrypt=False) for i in range(25)], expect=0),
         Case("nineteen parameters", [_parameter_read(i, i * 0.1) for i in range(19)], expect=0),
+        Case("denied batches decrypt nothing",
+             [_parameters_read(9 * b, 9, b * 0.2, errorCode="AccessDeniedException") for b in range(4)], expect=0),
         Case("a stack resolving references is its creator decrypting them",
              [_parameter_read(i, i * 0.1, **via_service("cloudformation")) for i in range(25)], expect=1),
     ],
 )
-def ssm_securestring_harvesting(e: Event, p: Params) -> Step | None:
-    """At least `parameters` distinct parameters decrypted one by one (GetParameter with decryption) by
-    one principal within `window`: enumeration that avoids the batch calls which
-    ssm-bulk-securestring-parameter-retrieval judges per call (stage 2 counts one fact per event and
-    key, so batches are left to that rule). Only successful calls count (nothing is decrypted
-    otherwise); calls AWS makes itself are not findings."""
-    name = e.text("requestParameters", "name")
-    if not name or by_aws_service(e) or not e.succeeded or e.request.get("withDecryption") is not True:
+def ssm_securestring_harvesting(e: Event, p: Params) -> list[Step] | None:
+    """At least `parameters` distinct SecureString parameters decrypted by one principal (the role behind
+    a session) within `window`, however they are asked for: GetParameter one by one, GetParameters in
+    batches of any size (each name counts), GetParametersByPath (each path counts once, as "/path/*", or
+    "/path/**" when recursive: CloudTrail does not log what it returned). Only successful calls with
+    decryption count (nothing is decrypted otherwise); calls AWS makes itself are not findings. A single
+    call decrypting a page of names or the whole tree is judged at once by
+    ssm-bulk-securestring-parameter-retrieval."""
+    if by_aws_service(e) or not e.succeeded or e.request.get("withDecryption") is not True:
         return None
-    return Step(actor(e), value=name)
+    request = e.request
+    if e.name == "GetParameters":
+        names = strings(request.get("names"), limit=100)
+    elif e.name == "GetParametersByPath":
+        path = text(request.get("path"))
+        names = [path + ("**" if request.get("recursive") is True else "*")] if path else []
+    else:
+        names = strings(request.get("name"), limit=1)
+    who = actor(e)
+    return [Step(who, value=name) for name in dict.fromkeys(names) if name] or None

@@ -154,7 +154,7 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
 @match(
     id="route53-resolver-query-logging-deleted",
     title="Route 53 Resolver DNS query logging removed",
-    severity="medium",
+    severity="high",
     attack="T1562.008",
     events={RESOLVER: ["DeleteResolverQueryLogConfig", "DisassociateResolverQueryLogConfig"]},
     params={"include_failed": True},
@@ -226,7 +226,7 @@ def _flow_log_ids(e: Event) -> list[str]:
 @match(
     id="vpc-flow-logs-deleted",
     title="VPC flow logs deleted",
-    severity="medium",
+    severity="high",
     attack="T1562.008",
     events={"ec2.amazonaws.com": ["DeleteFlowLogs"]},
     params={"include_failed": True},
@@ -252,3 +252,89 @@ def vpc_flow_logs_deleted(e: Event, p: Params) -> Hit | None:
     ids = _flow_log_ids(e)
     hit = _tamper_hit(e, "Flow logs deleted:", ",".join(ids[:5]))
     return Hit(key=hit.key, resources=tuple(ids), summary=hit.summary, context=hit.context)
+
+
+CONFIG = "config.amazonaws.com"
+
+
+@match(
+    id="config-recording-stopped",
+    title="AWS Config recording stopped or its recorder or delivery channel deleted",
+    severity="high",
+    attack="T1562.001",
+    events={CONFIG: ["StopConfigurationRecorder", "DeleteConfigurationRecorder", "DeleteDeliveryChannel"]},
+    params={"include_failed": True},
+    runbook=LOG_RUNBOOK,
+    cases=[
+        Case("recorder stopped", call(CONFIG, "StopConfigurationRecorder", {"configurationRecorderName": "default"}),
+             expect=1),
+        Case("delivery channel deleted", call(CONFIG, "DeleteDeliveryChannel", {"deliveryChannelName": "default"}),
+             expect=1),
+        Case("denied attempt", call(CONFIG, "DeleteConfigurationRecorder", {"configurationRecorderName": "default"},
+                                    **failed()), expect=1),
+        Case("recorder started", call(CONFIG, "StartConfigurationRecorder", {"configurationRecorderName": "default"}),
+             expect=0),
+        Case("Control Tower's service-linked role", call(
+            CONFIG, "StopConfigurationRecorder",
+            {"configurationRecorderName": "aws-controltower-BaselineConfigRecorder"},
+            userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
+    ],
+)
+def config_recording_stopped(e: Event, p: Params) -> Hit | None:
+    """The AWS Config recorder stopped or deleted, or its delivery channel deleted: resource changes stop
+    being recorded, and the compliance rules that read them go blind. (The CIS 4.9 monitor records every
+    Config change; this rule is the part of it that turns the control off.) Denied attempts count
+    (`include_failed`); calls AWS makes itself are not findings."""
+    if by_aws_service(e) or not attempted(e, p.include_failed):
+        return None
+    target = e.text("requestParameters", "configurationRecorderName") or \
+        e.text("requestParameters", "deliveryChannelName")
+    return _tamper_hit(e, f"{e.name}:", target)
+
+
+ORGANIZATIONS = "organizations.amazonaws.com"
+FULL_ACCESS = "p-FullAWSAccess"
+
+
+@match(
+    id="organization-scp-removed",
+    title="Service control policy detached or SCPs disabled in the organization",
+    severity="high",
+    attack=("T1562.001", "T1484.002"),
+    events={ORGANIZATIONS: ["DetachPolicy", "DisablePolicyType"]},
+    params={"include_failed": True},
+    runbook=(
+        "SCPs are the guardrails member accounts cannot change. Confirm the change with the organization's "
+        "administrators; if unplanned, re-attach the policy (or re-enable the policy type), and review what the "
+        "accounts it covered did while it was off, and the caller's other activity."
+    ),
+    cases=[
+        Case("guardrail detached from an OU", call(ORGANIZATIONS, "DetachPolicy", {
+            "policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}), expect=1),
+        Case("SCPs disabled for the root", call(ORGANIZATIONS, "DisablePolicyType", {
+            "rootId": "r-ab12", "policyType": "SERVICE_CONTROL_POLICY"}), expect=1),
+        Case("tag policies disabled", call(ORGANIZATIONS, "DisablePolicyType", {
+            "rootId": "r-ab12", "policyType": "TAG_POLICY"}), expect=0),
+        Case("FullAWSAccess detached (restricts, not widens)", call(ORGANIZATIONS, "DetachPolicy", {
+            "policyId": FULL_ACCESS, "targetId": "ou-ab12-cdef3456"}), expect=0),
+        Case("policy attached", call(ORGANIZATIONS, "AttachPolicy", {
+            "policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}), expect=0),
+    ],
+)
+def organization_scp_removed(e: Event, p: Params) -> Hit | None:
+    """DetachPolicy (any policy but FullAWSAccess, whose removal restricts; CloudTrail does not say the
+    detached policy's type, so tag and backup policies count too) or DisablePolicyType for service
+    control policies: the organization's guardrails lifted from accounts. (The CIS 4.15 monitor records
+    every organization change; this rule is the part of it that weakens the guardrails.) Denied attempts
+    count (`include_failed`); calls AWS makes itself are not findings."""
+    if by_aws_service(e) or not attempted(e, p.include_failed):
+        return None
+    if e.name == "DisablePolicyType":
+        if e.text("requestParameters", "policyType") != "SERVICE_CONTROL_POLICY":
+            return None
+        return _tamper_hit(e, "Service control policies disabled on", e.text("requestParameters", "rootId"))
+    policy = e.text("requestParameters", "policyId")
+    if policy == FULL_ACCESS:
+        return None
+    target = e.text("requestParameters", "targetId")
+    return _tamper_hit(e, f"Policy {policy or '?'} detached from", target, policy_id=policy)

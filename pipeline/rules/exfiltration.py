@@ -55,7 +55,7 @@ def _share_hit(e: Event, kind: str, resource: str, recipients: list[str], public
 @match(
     id="ec2-ami-shared-publicly-or-externally",
     title="AMI shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={EC2: ["ModifyImageAttribute"]},
     params=SHARE_PARAMS,
@@ -97,7 +97,7 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
 @match(
     id="ebs-snapshot-shared-externally",
     title="EBS snapshot shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={EC2: ["ModifySnapshotAttribute"]},
     params=SHARE_PARAMS,
@@ -133,7 +133,7 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
 @match(
     id="rds-snapshot-shared-externally",
     title="RDS snapshot shared publicly or with an external account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={RDS: ["ModifyDBSnapshotAttribute", "ModifyDBClusterSnapshotAttribute"]},
     params=SHARE_PARAMS,

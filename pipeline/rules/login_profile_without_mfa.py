@@ -28,7 +28,7 @@ MFA = {"serialNumber": "arn:aws:iam::111122223333:mfa/svc-reporting"}
 @absence(
     id="iam-login-profile-without-mfa",
     title="IAM user with a console password and no MFA device",
-    severity="medium",
+    severity="low",
     attack="T1098",
     events={IAM: ["CreateLoginProfile", "EnableMFADevice", "DeleteLoginProfile", "DeleteUser"]},
     params={"window": "24h"},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.cases import call, failed, role_session, via_service
+from pipeline.cases import SIGN_IN, call, failed, role_session, root_identity, via_service
 from pipeline.event import Event, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import (
@@ -550,3 +550,75 @@ def sts_federation_token_created(e: Event, p: Params) -> Hit | None:
                summary=f"Federation token {name} obtained by {e.principal}",
                context={"federated_user": federated, "policy_allows_all": _allows_everything(e.request.get("policy"))})
 
+
+
+SIGNIN = "signin.amazonaws.com"
+
+
+def _root_console(**fields: Any) -> dict[str, Any]:
+    """A call root made in the console: CloudTrail names the sign-in service in invokedBy."""
+    return {"userIdentity": root_identity(invokedBy=SIGNIN, sessionContext={"attributes": {
+        "creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "true"}}),
+            "sourceIPAddress": "81.2.69.142", "userAgent": SIGNIN, **fields}
+
+
+def _root_password(name: str = "PasswordUpdated", outcome: str = "Success") -> dict[str, Any]:
+    record = call(SIGNIN, name, response={name: outcome}, userIdentity=root_identity(accessKeyId=""),
+                  sourceIPAddress="81.2.69.142")
+    record["requestParameters"] = None
+    return record
+
+
+@match(
+    id="root-credentials-changed",
+    title="Root user access key created or password changed",
+    severity="critical",
+    attack=("T1098", "T1098.001"),
+    events={IAM: ["CreateAccessKey"], SIGNIN: ["PasswordUpdated", "PasswordRecoveryCompleted"]},
+    dedup="1h",
+    runbook=(
+        "Only the root user's owner should ever do this, and root access keys should not exist at all. Call "
+        "the owner at once. If it was not them: delete the root access key (responseElements.accessKey), "
+        "reset the root password and MFA device through the account's email, review every call made with "
+        "root credentials since, and contact AWS Support if the account's email or MFA was changed too."
+    ),
+    cases=[
+        Case("root key created in the console (invokedBy signin)", call(
+            IAM, "CreateAccessKey", response={"accessKey": {"accessKeyId": "AKIAROOTNEWKEY000001", "status": "Active",
+                                                            "createDate": "Jul 1, 2024, 2:00:00 PM"}},
+            **_root_console()), expect=1),
+        Case("root key created with the CLI", call(
+            IAM, "CreateAccessKey", userIdentity=root_identity(accessKeyId="AKIAROOTOLDKEY000001")), expect=1),
+        Case("root password changed", _root_password(), expect=1, no_form=SIGN_IN),
+        Case("root password recovered by email", _root_password("PasswordRecoveryCompleted"), expect=1,
+             no_form=SIGN_IN),
+        Case("root creating a key for an IAM user", call(IAM, "CreateAccessKey", {"userName": "alice"},
+                                                         **_root_console()), expect=0),
+        Case("an IAM user creating their own key", call(IAM, "CreateAccessKey"), expect=0),
+        Case("root password change failed", _root_password(outcome="Failure"), expect=0),
+        Case("root key creation denied", call(IAM, "CreateAccessKey", **_root_console(**failed("LimitExceeded"))),
+             expect=0),
+    ],
+)
+def root_credentials_changed(e: Event, p: Params) -> Hit | None:
+    """The root user created an access key for itself, or its password was changed or recovered: a new
+    way into the one identity no policy can limit. Whatever invoked the call (the console's sign-in
+    service, CloudFormation, or nothing), root acted, so `invokedBy` is not looked at. Only successful
+    changes count; root creating a key for an IAM user is left to the IAM rules."""
+    if e.identity_type != "Root" or not e.succeeded:
+        return None
+    key = ""
+    if e.name == "CreateAccessKey":
+        if e.text("requestParameters", "userName"):
+            return None
+        key = e.text("responseElements", "accessKey", "accessKeyId")
+        what = f"access key {key} created" if key else "access key created"
+    elif e.text("responseElements", e.name) in ("", "Success"):
+        what = "password recovered" if e.name == "PasswordRecoveryCompleted" else "password changed"
+    else:
+        return None
+    account = e.account
+    return Hit(key=f"{account}|{e.name}", resources=(f"arn:aws:iam::{account}:root",) if account else (),
+               summary=f"Root user of {account or 'unknown account'}: {what} from {e.source_ip or 'unknown address'}",
+               context={"invoked_by": text(e.identity.get("invokedBy")), "access_key_id": key,
+                        "mfa_authenticated": e.mfa_authenticated})

@@ -45,7 +45,7 @@ def _flag(value: Any) -> bool | None:
 @match(
     id="rds-made-public",
     title="RDS database made publicly accessible, or restored or created as public",
-    severity="high",
+    severity="medium",
     attack=("T1133", "T1562.007"),
     events={RDS: ["ModifyDBInstance", *RESTORES]},
     params={"include_failed": False},

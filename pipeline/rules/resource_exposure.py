@@ -63,7 +63,7 @@ def _granted_accounts(e: Event, allowed: list[str]) -> list[str]:
 @match(
     id="resource-policy-public-or-cross-account",
     title="Resource policy lets anyone, or an outside account, in",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events=POLICY_EVENTS,
     params={"allowed_accounts": [], "allowed_organizations": [], "include_failed": False},
@@ -196,7 +196,7 @@ ALL_USERS_GRANT = {"AccessControlPolicy": {"AccessControlList": {"Grant": [
 @match(
     id="s3-acl-grants-public-access",
     title="S3 bucket ACL grants access to everyone",
-    severity="high",
+    severity="critical",
     attack=("T1537", "T1530"),
     events={S3: ["PutBucketAcl", "CreateBucket"]},
     params={"include_failed": False},

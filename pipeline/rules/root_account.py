@@ -1,8 +1,8 @@
-"""The root user: did it sign in to the console, get a new access key, password or fewer MFA devices?
+"""The root user: did it sign in to the console, fail to sign in again and again, or lose its MFA device?
 
 Whoever controls root controls the account, and no policy limits it. What root does to its own
 credentials is reported whatever invoked the call (the console's `invokedBy: signin.amazonaws.com`
-included): only root can make these calls.
+included); a new root access key or password is root-credentials-changed's.
 """
 
 from __future__ import annotations
@@ -35,79 +35,6 @@ def _root_console(**extra: Any) -> dict[str, Any]:
     return root_identity(invokedBy="signin.amazonaws.com", accessKeyId="ASIAEXAMPLEROOTKEY12",
                          sessionContext={"attributes": {"creationDate": "2024-07-01T13:55:00Z",
                                                         "mfaAuthenticated": "true"}}, **extra)
-
-
-ROOT_KEY = call(IAM, "CreateAccessKey", None,
-                {"accessKey": {"accessKeyId": "AKIAEXAMPLENEWROOT01", "status": "Active"}},
-                userIdentity=_root_console(), sourceIPAddress="81.2.69.142", userAgent="signin.amazonaws.com")
-
-
-@match(
-    id="root-access-key-created",
-    title="Access key created for the root user",
-    severity="critical",
-    attack=("T1098.001", "T1078.004"),
-    events={IAM: ["CreateAccessKey"]},
-    dedup="1h",
-    runbook=ROOT_RUNBOOK,
-    cases=[
-        *with_denied("root key from the console (invokedBy signin)", ROOT_KEY,
-                     failed_expect=0, failed_why="no key was made"),
-        Case("root key with the CLI", call(IAM, "CreateAccessKey", userIdentity=root_identity(
-            accessKeyId="AKIAEXAMPLEROOTOLD01"), response={"accessKey": {"accessKeyId": "AKIANEW"}}), expect=1),
-        Case("root creating a key for an IAM user", {**ROOT_KEY, "requestParameters": {"userName": "deploy"}},
-             expect=0),
-        Case("an IAM user creating its own key", call(IAM, "CreateAccessKey"), expect=0),
-    ],
-)
-def root_access_key_created(e: Event, p: Params) -> Hit | None:
-    """CreateAccessKey by the root user for itself (no user named): a long-lived key to the one principal no
-    policy limits. Critical whatever invoked it; only successful calls count."""
-    if not is_root(e) or not e.succeeded or e.text("requestParameters", "userName"):
-        return None
-    key_id = e.text("responseElements", "accessKey", "accessKeyId")
-    return change_hit(e, "Root access key created", key_id, key=e.account)
-
-
-def _password_event(name: str, outcome: str = "Success", **fields: Any) -> dict[str, Any]:
-    return {"eventSource": SIGNIN, "eventName": name, "eventType": "AwsConsoleSignIn",
-            "userIdentity": root_identity(accessKeyId=""), "sourceIPAddress": "81.2.69.142",
-            "responseElements": {name: outcome}, **fields}
-
-
-@match(
-    id="root-password-changed",
-    title="Root user password changed or recovered",
-    severity="critical",
-    attack=("T1098", "T1078.004"),
-    events={SIGNIN: ["PasswordUpdated", "PasswordRecoveryCompleted"], IAM: ["ChangePassword"]},
-    dedup="1h",
-    runbook=ROOT_RUNBOOK,
-    cases=[
-        Case("password changed in the console (the console form of this event)", _password_event("PasswordUpdated"),
-             expect=1, no_form=SIGN_IN),
-        Case("password reset through the recovery email", _password_event("PasswordRecoveryCompleted"), expect=1,
-             no_form=SIGN_IN),
-        Case("password change through IAM", call(IAM, "ChangePassword", userIdentity=_root_console()), expect=1),
-        Case("failed change (nothing changed)", _password_event("PasswordUpdated", "Failure"), expect=0),
-        Case("denied IAM call", call(IAM, "ChangePassword", userIdentity=_root_console(), errorCode="AccessDenied"),
-             expect=0),
-        Case("an IAM user changing its own password", _password_event("PasswordUpdated") | {
-            "userIdentity": {"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT,
-                             "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"}}, expect=0),
-    ],
-)
-def root_password_changed(e: Event, p: Params) -> Hit | None:
-    """The root user's password set anew: changed in the console (PasswordUpdated), reset through the
-    password-recovery email (PasswordRecoveryCompleted, the takeover path when the mailbox is lost) or
-    with IAM ChangePassword. Only successful changes count (a signin event says Success or Failure in its
-    response). No CloudFormation form exists: only root can make these calls."""
-    if not is_root(e) or not e.succeeded:
-        return None
-    if e.source == SIGNIN and text(e.response.get(e.name)) != "Success":
-        return None
-    how = {"PasswordRecoveryCompleted": "reset through password recovery"}.get(e.name, "changed")
-    return change_hit(e, f"Root password {how} from", e.source_ip, key=e.account)
 
 
 ROOT_MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"
@@ -164,7 +91,7 @@ def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", 
 @match(
     id="root-console-sign-in",
     title="Root user signed in to the console",
-    severity="high",
+    severity="medium",
     attack="T1078.004",
     events={SIGNIN: ["ConsoleLogin"]},
     dedup="1h",

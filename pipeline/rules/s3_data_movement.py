@@ -45,7 +45,7 @@ def _copy(dest_owner: str, source: str = "customer-data", dest: str = "exfil-dro
 @match(
     id="s3-object-copied-to-external-bucket",
     title="S3 object copied into a bucket of another account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={S3: ["CopyObject", "UploadPartCopy"]},
     params={"allowed_accounts": [], "include_failed": False},
@@ -92,7 +92,7 @@ def _replication(account: str | None, bucket: str = "arn:aws:s3:::offsite-7731")
 @match(
     id="s3-replication-to-external-account",
     title="S3 bucket replicated to another account",
-    severity="high",
+    severity="critical",
     attack="T1537",
     events={S3: ["PutBucketReplication"]},
     params={"allowed_accounts": [], "include_failed": False},

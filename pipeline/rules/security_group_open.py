@@ -240,7 +240,7 @@ PARAM_DOCS = {
 @match(
     id="ec2-security-group-open-to-internet",
     title="Security group opened to the internet",
-    severity="high",
+    severity="medium",
     attack="T1562.007",
     events={EC2: ["AuthorizeSecurityGroupIngress", "ModifySecurityGroupRules"]},
     params={"ignore_ports": []},

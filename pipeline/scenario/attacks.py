@@ -48,6 +48,7 @@ RULES = {
     "flow-logs-delete": "vpc-flow-logs-deleted",
     "dns-logs-delete": "route53-resolver-query-logging-deleted",
     "org-leave": "organizations-leave-attempted",
+    "config-stopped": "config-recording-stopped",
     "snapshot-share": "ebs-snapshot-shared-externally",
     "ami-share": "ec2-ami-shared-publicly-or-externally",
     "rds-share": "rds-snapshot-shared-externally",
@@ -258,6 +259,7 @@ def config_stopped(k: Kit, t: float) -> None:
     k.api(t, "config.amazonaws.com", "StopConfigurationRecorder", {"configurationRecorderName": "default"})
     k.api(k.step(t), "config.amazonaws.com", "DeleteDeliveryChannel", {"deliveryChannelName": "default"})
     k.expect("cis-config", source_ip=k.ip)
+    k.expect("config-stopped", source_ip=k.ip)
 
 
 @attack("network-changes", "A new VPC with an internet gateway, an open route and an allow-all network ACL entry")

@@ -1,7 +1,8 @@
 """Publisher: a batch of findings in, returns only when every new finding is durably delivered.
 
     fresh = findings not in the dedupe table (and not twice in the batch)
-    every sink delivers `fresh` (each resends its own failed entries, with backoff)
+    every sink delivers its share of `fresh` (each resends its own failed entries, with backoff):
+        the SNS topic what the alert policy alerts, Firehose and files what it archives
     the dedupe table marks `fresh`
 
 If a sink stays down, `publish` raises `SinkError` and the caller does not checkpoint. A retry
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.alerting import AlertPolicy
 from pipeline.finding import Finding
 from pipeline.sinks.base import Sink
 
@@ -35,12 +37,16 @@ class PublishStats:
     suppressed: int = 0  # already alerted (dedupe table or earlier in this process)
     batches: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
+    by_sink: dict[str, int] = field(default_factory=dict)  # findings each sink was given (its policy's share)
 
 
 class Publisher:
-    def __init__(self, sinks: Sequence[Sink], dedupe: Dedupe | None = None, remember: int = 50_000) -> None:
+    def __init__(self, sinks: Sequence[Sink], dedupe: Dedupe | None = None, remember: int = 50_000,
+                 policy: AlertPolicy | None = None) -> None:
         self.sinks = list(sinks)
         self.dedupe = dedupe
+        self.policy = policy or AlertPolicy()
+        self._shares = {sink.name: self.policy.for_sink(sink.name) for sink in self.sinks}
         self.stats = PublishStats()
         self._remember = remember
         self._acked: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sink name, finding id)
@@ -56,11 +62,13 @@ class Publisher:
         fresh = [f for f in unique if f.id not in already]
         self.stats.suppressed += len(given) - len(fresh)
         for sink in self.sinks:
-            todo = [f for f in fresh if (sink.name, f.id) not in self._acked]
+            share = self._shares.get(sink.name)
+            todo = [f for f in fresh if (sink.name, f.id) not in self._acked and (share is None or share(f))]
             if todo:
                 sink.deliver(todo)
                 for f in todo:
                     self._acked[(sink.name, f.id)] = None
+                self.stats.by_sink[sink.name] = self.stats.by_sink.get(sink.name, 0) + len(todo)
         if self.dedupe is not None and fresh:
             self.dedupe.mark(f.id for f in fresh)
         for f in fresh:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline import aws
+from pipeline.alerting import AlertPolicy
 from pipeline.sinks.dedupe import DedupeTable
 from pipeline.sinks.firehose import FirehoseSink
 from pipeline.sinks.publisher import Dedupe, Publisher
@@ -31,9 +32,10 @@ class ReadOnlyDedupe:
         return 0
 
 
-def make_publisher(target: aws.Target, alert: bool, names: Mapping[str, str] | None = None) -> Publisher:
-    """Firehose (and SNS with `alert`) behind the live dedupe table; `names` are the stack's outputs
-    (read from the target when not given)."""
+def make_publisher(target: aws.Target, alert: bool, names: Mapping[str, str] | None = None,
+                   policy: AlertPolicy | None = None) -> Publisher:
+    """Firehose (and SNS with `alert`) behind the live dedupe table, each given its share by `policy`;
+    `names` are the stack's outputs (read from the target when not given)."""
     if names is None:
         from infra.provision import outputs
 
@@ -42,5 +44,5 @@ def make_publisher(target: aws.Target, alert: bool, names: Mapping[str, str] | N
     table = DedupeTable(target.client("dynamodb"), names["DedupeTableName"])
     if alert:
         sinks.append(SnsSink(target.client("sns"), names["FindingsTopicArn"]))
-        return Publisher(sinks, table)
-    return Publisher(sinks, ReadOnlyDedupe(table))
+        return Publisher(sinks, table, policy=policy)
+    return Publisher(sinks, ReadOnlyDedupe(table), policy=policy)

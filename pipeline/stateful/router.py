@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.engine import BoundRule, EngineStats, RuleIndex, note_rule_error
+from pipeline.engine import bind as bind_rule
 from pipeline.event import Event
 from pipeline.stateful.facts import Fact, Step, clean_fields
 from pipeline.stateful.kinds import StatefulRule, resolve_duration
@@ -25,7 +26,7 @@ _RECENT_LIMIT = 200_000
 def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dict[str, Any]] | None = None
          ) -> list[BoundRule]:
     overrides = overrides or {}
-    return [BoundRule(r, config.params(r, overrides.get(r.id)), config.allowlist(r)) for r in rules]
+    return [bind_rule(r, config, overrides.get(r.id)) for r in rules]
 
 
 class Router:

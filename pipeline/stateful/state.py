@@ -66,11 +66,14 @@ class StateStats:
 
 
 def seen_digest(fact: Fact) -> int:
-    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()).
-    The value is part of it, so one event may count several distinct values for the same key
-    (the instances of one TerminateInstances call)."""
-    raw = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}\x1f{fact.value}".encode("utf-8", "replace")
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little", signed=True)
+    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()). The
+    value is part of it when there is one: one event may count several values for one key (the names
+    of one GetParameters call)."""
+    unique = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}"
+    if fact.value:
+        unique += f"\x1f{fact.value}"
+    return int.from_bytes(hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little",
+                          signed=True)
 
 
 class _Out:
@@ -128,8 +131,8 @@ class KeyedState:
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(r, config.params(r, overrides.get(r.id))) for r in rules], lateness=lateness,
-                   idle_after=idle_after)
+        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],  # type: ignore[misc]
+                   lateness=lateness, idle_after=idle_after)
 
     # --- input ----------------------------------------------------------------------------------
 
