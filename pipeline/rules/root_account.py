@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import ACCOUNT, SIGN_IN, at, call, root_identity
+from pipeline.cases import ACCOUNT, SIGN_IN, call, console_sign_in, root_identity
 from pipeline.event import Event, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.change_common import change_hit
@@ -77,15 +77,7 @@ def root_mfa_removed(e: Event, p: Params) -> Hit | None:
 
 def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", mfa: str = "Yes",
              identity: dict[str, Any] | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "eventSource": SIGNIN, "eventName": "ConsoleLogin", "eventTime": at(t), "sourceIPAddress": ip,
-        "userIdentity": identity or root_identity(accessKeyId="", userName="root"),
-        "requestParameters": None, "responseElements": {"ConsoleLogin": outcome},
-        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
-                                "MFAUsed": mfa}}
-    if outcome == "Failure":
-        ev["errorMessage"] = "Failed authentication"
-    return ev
+    return console_sign_in(identity or root_identity(accessKeyId="", userName="root"), outcome, t, ip, mfa)
 
 
 @match(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import ACCOUNT, SIGN_IN, USER_AGENT, at, call, failed, iam_user, role_session
+from pipeline.cases import ACCOUNT, SIGN_IN, USER_AGENT, call, console_sign_in, failed, iam_user, role_session
 from pipeline.event import Event, text
 from pipeline.rule import ANY, Case, Hit, Params, match
 from pipeline.rules.attack_common import actor, by_aws_service, long_term_key
@@ -155,16 +155,9 @@ def sts_protected_role_assumed(e: Event, p: Params) -> Hit | None:
 
 
 def _mfa_failure(t: float, user: str = "alice", mfa: str = "Yes", outcome: str = "Failure") -> dict[str, Any]:
-    ev: dict[str, Any] = {
-        "eventSource": SIGNIN, "eventName": "ConsoleLogin", "eventTime": at(t), "sourceIPAddress": "203.0.113.66",
-        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLEALICE", "accountId": ACCOUNT,
-                         "accessKeyId": "", "userName": user},
-        "requestParameters": None, "responseElements": {"ConsoleLogin": outcome},
-        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
-                                "MFAUsed": mfa}}
-    if outcome == "Failure":
-        ev["errorMessage"] = "Failed authentication"
-    return ev
+    identity = {"type": "IAMUser", "principalId": "AIDAEXAMPLEALICE", "accountId": ACCOUNT, "accessKeyId": "",
+                "userName": user}
+    return console_sign_in(identity, outcome, t, "203.0.113.66", mfa)
 
 
 @threshold(
