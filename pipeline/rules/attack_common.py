@@ -151,6 +151,7 @@ def instance_session(e: Event) -> str:
     return session if delivered else ""
 
 
+@functools.lru_cache(maxsize=4096)  # source addresses repeat: parse each once (a pure function of the text)
 def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An IP address, tolerating zero-padded IPv4 octets; None for service names and junk."""
     if not value or len(value) > 64:

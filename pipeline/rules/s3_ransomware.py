@@ -39,7 +39,7 @@ FOREIGN_KEY = f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/0a1b2c3d-4e5f-6789-abc
 
 
 def _kms_key(e: Event) -> str:
-    return e.text("requestParameters", "x-amz-server-side-encryption-aws-kms-key-id")
+    return text(e.request.get("x-amz-server-side-encryption-aws-kms-key-id"))
 
 
 @match(
@@ -385,7 +385,7 @@ def s3_ransom_note_uploaded(e: Event, p: Params) -> Hit | None:
     how to decrypt, restore or recover files, or that they are encrypted). A name is a weak signal alone,
     so the finding names the key for a quick look. Only successful calls count by default; calls AWS makes
     itself are not findings."""
-    name = ransom_note_name(e.text("requestParameters", "key"))
+    name = ransom_note_name(text(e.request.get("key")))  # runs on every object write: the cheapest read
     if not name or not by_person(e, p.include_failed):
         return None
     bucket = e.text("requestParameters", "bucketName")

@@ -3,7 +3,9 @@ the endpoint policy forbids, is a principal of another account using them, or is
 public address?
 
 These are CloudTrail network activity events (`eventType: AwsVpceEvent`, `eventCategory:
-NetworkActivity`), recorded for the endpoint owner when the trail logs them.
+NetworkActivity`), recorded for the endpoint owner when the trail logs them, for the services that
+support them (NETWORK_ACTIVITY_SOURCES): the rule looks only at those services' events, so an event of
+any other costs it nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pipeline.rule import ANY, Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, parse_ip
 from pipeline.rules.change_common import change_hit
 
+NETWORK_ACTIVITY_SOURCES = ("cloudtrail.amazonaws.com", "ec2.amazonaws.com", "kms.amazonaws.com", "s3.amazonaws.com",
+                            "secretsmanager.amazonaws.com")
 S3_DATA = frozenset({"GetObject", "GetObjectVersion", "GetObjectAcl", "PutObject", "PutObjectAcl", "CopyObject",
                      "DeleteObject", "DeleteObjects", "DeleteObjectVersion", "UploadPart", "CompleteMultipartUpload"})
 
@@ -39,7 +43,7 @@ DENIED = {"errorCode": "VpceAccessDenied", "errorMessage": "The request was deni
     title="VPC endpoint used against its policy, by an outside account, or from a public address",
     severity="medium",
     attack=("T1599", "T1048", "T1526"),
-    events={ANY: ANY},
+    events=dict.fromkeys(NETWORK_ACTIVITY_SOURCES, ANY),
     params={"allowed_accounts": []},
     dedup="1h",
     runbook=(
