@@ -35,9 +35,10 @@ local directory of the same layout: AWSLogs/[ORG-ID/]ACCOUNT/CloudTrail/REGION/Y
 Only the day folders of the range are listed (and the day after it, for late deliveries); events outside
 [--from, --to] are skipped. A date means the whole day (UTC); a time is ISO 8601, e.g. 2024-08-06T04:30Z.
 
-Findings have the ids scan and replay give, marked "replayed": true. They go to standard output, and with
---sinks to the findings Firehose stream too (except those the dedupe table says were already alerted);
-with --alert also to the SNS topic, and the dedupe table is marked, so nothing is alerted twice.
+Findings have the ids scan and replay give, marked "replayed": true. Those the alert policy ([alerts] of
+the configuration) archives go to standard output, and with --sinks to the findings Firehose stream too
+(except those the dedupe table says were already alerted); with --alert those it alerts also go to the
+SNS topic, and the dedupe table is marked, so nothing is alerted twice.
 
 examples:
   trailwarden backfill s3://org-trail-bucket --from 2024-08-01 --to 2024-08-07

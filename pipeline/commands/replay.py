@@ -28,10 +28,11 @@ ApproximateArrivalTimestamp, which is what the AT_TIMESTAMP start position uses)
 carry, whatever its eventTime. Each shard is read from --from until its first record past --to, or its tip.
 Ranges older than the stream's retention come from the S3 archive: `trailwarden backfill`.
 
-Findings are marked "replayed": true and printed (like scan); they go to the findings Firehose stream, and
-with --alert to the SNS topic too, except those the dedupe table says were already alerted (live or by an
-earlier replay). Without --alert the dedupe table is read, never written. The live applications' leases,
-snapshots and keyed stream are never read nor written: the run has its own, removed when it ends (Ctrl-C too).
+Findings are marked "replayed": true and printed (like scan); those the alert policy ([alerts] of the
+configuration) archives go to the findings Firehose stream, and with --alert those it alerts to the SNS
+topic too, except those the dedupe table says were already alerted (live or by an earlier replay).
+Without --alert the dedupe table is read, never written. The live applications' leases, snapshots and
+keyed stream are never read nor written: the run has its own, removed when it ends (Ctrl-C too).
 
 examples:
   trailwarden replay --from 6h --rules iam-user-console-login-without-mfa
@@ -56,7 +57,8 @@ def register(subparsers: Any) -> None:
                         help="run only these rule ids, enabled in the configuration or not (space- or comma-separated)")
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration for this replay's stages")
     parser.add_argument("--alert", action="store_true",
-                        help="also alert on the SNS topic (not what was alerted already) and mark the dedupe table")
+                        help="also alert on the SNS topic what the alert policy alerts (not what was alerted "
+                             "already) and mark the dedupe table")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="table (default on a terminal) or json: one finding per line (default otherwise)")
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
