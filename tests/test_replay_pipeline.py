@@ -71,17 +71,33 @@ class Stack:
                     "checkpoint", "checkpointSubSequenceNumber", "leaseOwner")}
         return out
 
-    def settled_checkpoints(self, quiet: float = 2.0, timeout: float = 60) -> dict[str, dict]:
-        """The live checkpoints once the live pipeline has finished with what it was given (unchanged for `quiet`)."""
+    def settled_checkpoints(self, quiet: float = 2.0, timeout: float = 90) -> dict[str, dict]:
+        """The live checkpoints once the live pipeline has finished with what it was given: every lease at
+        the last record of its shard, and unchanged for `quiet` (a loaded machine can leave a shard idle
+        for seconds before its processor takes its records)."""
         deadline = time.monotonic() + timeout
         last = self.lease_checkpoints()
         while time.monotonic() < deadline:
             time.sleep(quiet)
             now = self.lease_checkpoints()
-            if now == last:
+            tips = self.shard_tips()
+            if now == last and all(now[lease]["checkpoint"]["S"] == tip for lease, tip in tips.items()):
                 return now
             last = now
-        raise AssertionError(f"the live checkpoints keep moving: {last}")
+        raise AssertionError(f"the live checkpoints do not settle at the shards' last records: {last}")
+
+    def shard_tips(self) -> dict[str, str]:
+        """For each lease of the live applications, the sequence number of its shard's last record."""
+        kinesis, tips = self.target.client("kinesis"), {}
+        for app, stream in (("trailwarden-router", self.outputs["TrailStreamName"]),
+                            ("trailwarden-stateful", self.outputs["KeyedStreamName"])):
+            for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+                iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                records = kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"]
+                if records:
+                    tips[f"{app}/{shard['ShardId']}"] = records[-1]["SequenceNumber"]
+        return tips
 
     def keyed_records(self) -> int:
         kinesis, stream, n = self.target.client("kinesis"), self.outputs["KeyedStreamName"], 0
