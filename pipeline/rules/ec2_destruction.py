@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import at, call, service_linked
+from pipeline.cases import at, call, role_session, service_linked
 from pipeline.event import Event, items, mapping, text
 from pipeline.rule import Case, Hit, Params, match
 from pipeline.rules.attack_common import actor, by_aws_service, service_linked_role
@@ -66,6 +66,16 @@ def ebs_snapshots_or_volumes_deleted_in_bulk(e: Event, p: Params) -> Step | None
     return Step(actor(e), value=resource) if resource else None
 
 
+AUTO_SCALING = "autoscaling.amazonaws.com"
+
+
+def by_auto_scaling(e: Event) -> bool:
+    """Auto Scaling made the call: its service-linked role, or the service named as the caller's source
+    address or in `invokedBy` (both written by CloudTrail, not by the client)."""
+    return (service_linked_role(e) == AUTO_SCALING or e.source_ip == AUTO_SCALING
+            or text(e.identity.get("invokedBy")) == AUTO_SCALING)
+
+
 def instance_ids(e: Event, limit: int = 1000) -> list[str]:
     """The instance ids of a Start/Stop/Terminate/Reboot request (`instancesSet.items`)."""
     found = []
@@ -107,6 +117,10 @@ def _ids(start: int, count: int) -> list[str]:
         Case("Auto Scaling scaling in twenty instances", [
             _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
              expect=0),
+        Case("Auto Scaling scaling in, named only by its source address", [
+            _power("TerminateInstances", _ids(i, 1), i * 0.2, sourceIPAddress=AUTO_SCALING, userAgent=AUTO_SCALING,
+                   userIdentity=role_session("AWSServiceRoleForAutoScaling", "AutoScaling"))
+            for i in range(20)], expect=0),
         Case("Auto Scaling emptying a group, when counted", [
             _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
              expect=1, params={"include_auto_scaling": True},
@@ -124,7 +138,7 @@ def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Ste
     only with `include_auto_scaling` (then a group emptied by setting its capacity to zero shows)."""
     if not e.succeeded or by_aws_service(e):
         return None
-    if not p.include_auto_scaling and service_linked_role(e) == "autoscaling.amazonaws.com":
+    if not p.include_auto_scaling and by_auto_scaling(e):
         return None
     who = actor(e)
     return [Step(who, value=iid) for iid in instance_ids(e)] or None
