@@ -18,7 +18,7 @@ Stage 2 runs on event time only, and not on its own: live, the router shards mov
 wall clock, so a keyed shard's largest event time minus the allowed lateness is a safe watermark; in a
 replay each router shard reads the past at its own pace, and a fact from a shard behind the others
 would arrive after its timer had fired. So the keyed state never advances on what it sees alone
-(`KeyedState.external_watermark`): the replay command puts watermark markers on every keyed shard, carrying the
+(`KeyedState.driven`): the replay command puts watermark markers on every keyed shard, carrying the
 smallest largest-event-time over the router shards still reading (every fact still to come is at most
 the allowed lateness older than that), and the state advances to it minus the allowed lateness. When
 every router shard is done, an end marker carries the replay's largest event time; the state moves
@@ -87,14 +87,14 @@ def read_marker(data: bytes | None, run_id: str) -> tuple[str | None, float | No
 def event_time_only(state: KeyedState) -> KeyedState:
     """The state never advances its watermark on the facts it sees (see the module docstring): the
     replay's watermark markers move it, through `advance`."""
-    state.external_watermark = True
+    state.driven = True
     return state
 
 
 def advance(state: KeyedState, watermark: float) -> list[Finding]:
     """Apply the facts and fire the timers due up to `watermark` minus the allowed lateness, as `scan`'s
     single state would once every event before it was seen."""
-    return state.advance_to(watermark - state.lateness)
+    return state.drive_to(watermark - state.lateness)
 
 
 def select(arrivals_ms: Sequence[int | None], start: float, end: float) -> tuple[int, int, bool]:

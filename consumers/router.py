@@ -28,9 +28,9 @@ from pipeline.rule import Rule
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.sinks.kinesis import KinesisWriter
+from pipeline.stateful.extractor import FactExtractor, bind
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.kinds import StatefulRule
-from pipeline.stateful.router import Router, bind
 
 log = logging.getLogger("consumers.router")
 
@@ -47,10 +47,10 @@ class RouterStage:
         chosen = enabled_rules(rules, config, only)  # `only`: these rule ids, enabled or not (replay --rules)
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
         self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)
-        self.router = Router(bind(stateful, config, overrides), self.engine.stats)
+        self.extractor = FactExtractor(bind(stateful, config, overrides), self.engine.stats)
 
     def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
-        return self.engine.process(event), self.router.facts(event)
+        return self.engine.process(event), self.extractor.facts(event)
 
     def take_errors(self) -> list[str]:
         """The rule errors noted since the last call (match rules and fact extraction share the stats)."""

@@ -21,8 +21,8 @@ from pipeline.engine import Engine, EngineStats
 from pipeline.event import Event
 from pipeline.finding import Finding
 from pipeline.rule import Rule
+from pipeline.stateful.extractor import FactExtractor, bind
 from pipeline.stateful.kinds import StatefulRule
-from pipeline.stateful.router import Router, bind
 from pipeline.stateful.state import KeyedState, lateness_from
 
 
@@ -38,9 +38,9 @@ class Detector:
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
         self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], self.config, overrides)
         self.engine.rules = chosen
-        self.router = Router(bind(stateful, self.config, overrides), self.engine.stats)
+        self.extractor = FactExtractor(bind(stateful, self.config, overrides), self.engine.stats)
         lateness, idle_after = lateness_from(self.config)
-        self.state = KeyedState([(br.rule, br.params) for br in self.router.bound],  # type: ignore[misc]
+        self.state = KeyedState([(br.rule, br.params) for br in self.extractor.bound],  # type: ignore[misc]
                                 lateness=lateness, idle_after=idle_after)
         self._stateful = bool(stateful)
 
@@ -53,7 +53,7 @@ class Detector:
         """Findings raised by one event, including stateful findings now due (in event-time order of input)."""
         findings = self.engine.process(event)
         if self._stateful:
-            facts = self.router.facts(event)
+            facts = self.extractor.facts(event)
             if facts:
                 self._count(self.state.add(facts), findings)
             self._count(self.state.observe(event.time), findings)
@@ -95,7 +95,7 @@ class Detector:
             "suppressed_by_rule": dict(sorted(stats.suppressed.items())),
             "rule_errors": dict(sorted(stats.rule_errors.items())),
             "stateful": {
-                "facts": self.router.facts_out,
+                "facts": self.extractor.facts_out,
                 "duplicate_facts": st.duplicates,
                 "late_facts": st.late,
                 "expired_facts": st.expired,

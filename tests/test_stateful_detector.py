@@ -1,4 +1,4 @@
-"""Two-stage Detector, the stage-1 router, facts on the wire, and the built-in stateful rules on real data."""
+"""Two-stage Detector, the stage-1 fact extractor, facts on the wire, and the built-in stateful rules on real data."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.ruletest import complete_record
+from pipeline.stateful.extractor import FactExtractor
 from pipeline.stateful.facts import MAX_PARTITION_KEY, Fact, key_hash, partition_key
-from pipeline.stateful.router import Router
 
 TAGS = "ec2-instance-missing-required-tags"
 
@@ -44,23 +44,23 @@ def test_finish_fires_only_up_to_the_last_event_time_and_summary_counts_open_wat
     assert summary["stateful"]["open_watches_text"] == f"1 watch still open: {TAGS}: 1"
 
 
-def test_router_only_runs_the_extractors_an_event_can_match():
-    router = Router.for_rules(stateful_rules())
-    assert router.index.lookup("s3.amazonaws.com", "GetObject")  # first-seen-region and recon want everything
-    wanted = {br.rule.id for br in router.index.lookup("ec2.amazonaws.com", "CreateTags")}
+def test_fact_extractor_only_runs_the_extractors_an_event_can_match():
+    extractor = FactExtractor.for_rules(stateful_rules())
+    assert extractor.index.lookup("s3.amazonaws.com", "GetObject")  # first-seen-region and recon want everything
+    wanted = {br.rule.id for br in extractor.index.lookup("ec2.amazonaws.com", "CreateTags")}
     assert TAGS in wanted and "console-login-brute-force" not in wanted
     describe = {"eventSource": "ec2.amazonaws.com", "eventName": "DescribeRegions"}
-    assert {f.rule for f in router.facts(_event(0, describe))} == {"first-seen-region", "discovery-burst"}
+    assert {f.rule for f in extractor.facts(_event(0, describe))} == {"first-seen-region", "discovery-burst"}
     # the same (account, region) again within the refresh period is not sent again (a burst counts every read)
-    assert {f.rule for f in router.facts(_event(1, describe))} == {"discovery-burst"}
+    assert {f.rule for f in extractor.facts(_event(1, describe))} == {"discovery-burst"}
 
 
 def test_facts_carry_only_declared_fields_and_survive_the_wire():
-    router = Router.for_rules(stateful_rules())
+    extractor = FactExtractor.for_rules(stateful_rules())
     partial = _launch(0, "i-0000000000000000c")
     partial["requestParameters"]["tagSpecificationSet"] = {"items": [{"resourceType": "instance", "tags": [
         {"key": "Owner", "value": "alice"}, {"key": "Secret", "value": "x" * 5000}]}]}
-    facts = [f for f in router.facts(_event(0, partial)) if f.rule == TAGS]
+    facts = [f for f in extractor.facts(_event(0, partial)) if f.rule == TAGS]
     assert len(facts) == 1
     fact = facts[0]
     assert fact.fields == {"tags": {"Owner": "alice"}}  # only schema tags travel

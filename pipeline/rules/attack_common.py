@@ -151,11 +151,23 @@ def instance_session(e: Event) -> str:
     return session if delivered else ""
 
 
-@functools.lru_cache(maxsize=4096)  # source addresses repeat: parse each once (a pure function of the text)
-def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An IP address, tolerating zero-padded IPv4 octets; None for service names and junk."""
+def public_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address when `value` is an IP address on the public internet (not private, shared or
+    reserved), else None. A workload calls from the same few addresses all day, so recent answers are
+    kept (bounded; longer texts are no address and are not kept)."""
     if not value or len(value) > 64:
         return None
+    return _public(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    addr = _parse_ip(value)
+    return addr if addr is not None and addr.is_global else None
+
+
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, tolerating zero-padded IPv4 octets; None for service names and junk."""
     try:
         return ipaddress.ip_address(value)
     except ValueError:

@@ -15,7 +15,7 @@ from pipeline.rules.attack_common import (
     instance_session,
     long_term_key,
     outcome,
-    parse_ip,
+    public_address,
     strings,
 )
 
@@ -128,23 +128,30 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
     IPs) in `instance_networks`; until then, workloads calling AWS through a NAT gateway are findings too.
     Private addresses (the account's own VPC endpoints) and calls AWS makes itself are not findings.
     Failed calls count: trying the keys is the behaviour. One finding per session and address per hour."""
-    # Runs on every event: the identity type is read first, as cheaply as Event's accessors allow.
-    ident = e.raw.get("userIdentity")
+    # Runs on every event, most of them role sessions: the raw record is read first, where the session can
+    # be an instance's (named after one, or delivered to one) used from somewhere that is not its own.
+    raw = e.raw
+    ident = raw.get("userIdentity")
     if type(ident) is not dict or ident.get("type") != "AssumedRole":
         return None
-    instance = instance_session(e)
-    if not instance or by_aws_service(e):
-        return None
-    endpoint_account = e.text("vpcEndpointAccountId")
+    principal_id = ident.get("principalId")
+    if type(principal_id) is not str or ":i-" not in principal_id:
+        context = ident.get("sessionContext")
+        if type(context) is not dict or "ec2RoleDelivery" not in context:
+            return None
+    endpoint_account = text(raw.get("vpcEndpointAccountId"))
     if endpoint_account and endpoint_account != e.account:
         reason = f"through a VPC endpoint of account {endpoint_account}"
     elif from_console(e):
         reason = "in a console session"
     else:
-        addr = parse_ip(e.source_ip)
-        if addr is None or not addr.is_global or in_networks(addr, p.instance_networks):
+        addr = public_address(e.source_ip)
+        if addr is None or in_networks(addr, p.instance_networks):
             return None
         reason = f"from {e.source_ip}"
+    instance = instance_session(e)
+    if not instance or by_aws_service(e):
+        return None
     delivery = text(mapping(e.identity.get("sessionContext")).get("ec2RoleDelivery"))
     return Hit(
         key=f"{e.principal}|{e.source_ip}",

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.cases import ACCOUNT
 from pipeline.event import Event, text
 from pipeline.rule import ANY, Case, Hit, Params, match
-from pipeline.rules.attack_common import OTHER_ACCOUNT, parse_ip
+from pipeline.rules.attack_common import OTHER_ACCOUNT, public_address
 from pipeline.rules.change_common import change_hit
 
 NETWORK_ACTIVITY_SOURCES = ("cloudtrail.amazonaws.com", "ec2.amazonaws.com", "kms.amazonaws.com", "s3.amazonaws.com",
@@ -82,8 +82,7 @@ def vpc_endpoint_unexpected_access(e: Event, p: Params) -> Hit | None:
         why = "denied by the endpoint policy"
     elif caller_account and caller_account != owner and caller_account not in p.allowed_accounts:
         why = f"by a principal of account {caller_account}"
-    elif e.source == "s3.amazonaws.com" and e.name in S3_DATA and (addr := parse_ip(e.source_ip)) is not None \
-            and addr.is_global:
+    elif e.source == "s3.amazonaws.com" and e.name in S3_DATA and public_address(e.source_ip) is not None:
         why = f"from public address {e.source_ip}"
     else:
         return None

@@ -1,4 +1,4 @@
-"""Stage 1 of the stateful rules: turn an event into the keyed facts its stateful rules want.
+"""`FactExtractor`: the stage-1 half of the stateful rules, an event to the keyed facts its rules want.
 
 Rules are looked up with the engine's `RuleIndex`, so an event only meets the extractors of the
 rules that declared its (eventSource, eventName); everything else costs one dict lookup.
@@ -14,8 +14,9 @@ from pipeline.config import Config
 from pipeline.engine import BoundRule, EngineStats, RuleIndex, note_rule_error
 from pipeline.engine import bind as bind_rule
 from pipeline.event import Event
+from pipeline.rule import Kind
 from pipeline.stateful.facts import Fact, Step, clean_fields
-from pipeline.stateful.kinds import StatefulRule, resolve_duration
+from pipeline.stateful.rule import StatefulRule
 
 log = logging.getLogger(__name__)
 
@@ -29,23 +30,23 @@ def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dic
     return [bind_rule(r, config, overrides.get(r.id)) for r in rules]
 
 
-class Router:
-    """Extracts facts for stateful rules. Extractor exceptions are counted in `stats`, never raised."""
+class FactExtractor:
+    """Extracts keyed facts for stateful rules. Extractor exceptions are counted in `stats`, never raised."""
 
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
         self.index = RuleIndex(self.bound)
         self.stats = stats or EngineStats()
         self.facts_out = 0
-        self._refresh = {br.rule.id: resolve_duration(br.rule.options.get("refresh", 0), br.params)
-                         for br in self.bound if br.rule.kind == "first_seen"}
+        self._refresh = {br.rule.id: br.rule.options_for(br.params).refresh  # type: ignore[attr-defined]
+                         for br in self.bound if br.rule.kind == Kind.FIRST_SEEN}
         self._recent: dict[tuple[str, str, str], float] = {}
         # Allowlist emptiness is decided once here, not per fact.
         self._allowlists = {br.rule.id: br.allowlist for br in self.bound if br.allowlist}
 
     @classmethod
     def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> Router:
+                  overrides: dict[str, dict[str, Any]] | None = None) -> FactExtractor:
         return cls(bind(rules, config or Config.from_dict(), overrides))
 
     def facts(self, event: Event) -> list[Fact]:
