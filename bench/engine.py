@@ -25,6 +25,7 @@ target"; nothing fails on a number.
 
 from __future__ import annotations
 
+import functools
 import gc
 import gzip
 import json
@@ -178,7 +179,7 @@ def run() -> None:
         "r": lambda: router_stage(records, scenario.overrides),
         "s": lambda: engine(records, scenario.overrides),
         "c": lambda: naive(records, rules, config),
-        **{f"b{len(chosen)}": (lambda c=chosen: engine(records, scenario.overrides, c)) for chosen in shares},
+        **{f"b{len(chosen)}": functools.partial(engine, records, scenario.overrides, chosen) for chosen in shares},
     }
     took, result = interleaved(stages, repeat)
     a_s, b_s, c_s, d_s = took["a"], took["b"], took["c"], took["d"]

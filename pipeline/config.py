@@ -16,13 +16,14 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.event import Event
 from pipeline.finding import SEVERITIES
 from pipeline.rule import Params, Rule, parse_duration
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+AnyRule = TypeVar("AnyRule", bound=Rule)
 # Keys every [rules.<id>] section takes besides the rule's own parameters.
 RULE_KEYS = ("enabled", "allowlist", "severity", "dedup")
 
@@ -187,7 +188,7 @@ class Config:
                 raise ConfigError(f"{self.where()}: {exc}") from None
         return params
 
-    def configured(self, rule: Rule) -> Rule:
+    def configured(self, rule: AnyRule) -> AnyRule:
         """The rule with the severity and dedup period its [rules.<id>] section sets (the rule itself when
         it sets neither). Findings take both from the rule they come from."""
         section = self._rule_section(rule.id)

@@ -6,7 +6,7 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stateful_support import LATENESS, fresh, run, signature
+from stateful_support import LATENESS, fresh, run, signature, stateful_rules
 
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.synthetic import GOOD_TAGS, TAGS, mixed_facts
@@ -132,3 +132,25 @@ def test_rule_errors_are_counted_not_raised():
     state.add([_launch(t), Fact("console-login-brute-force", "203.0.113.1", "a", t + 3600)])
     assert state.stats.rule_errors[TAGS] == 1
     assert "rule bug" in state.stats.last_errors[0]
+
+
+def test_several_facts_of_one_event_count_once_each_even_when_sent_again():
+    """One GetParameters call decrypting nine names is nine facts of one event for one key: stage 2 counts
+    each name once, and the whole batch sent again (after a router crash, through the keyed stream's
+    bytes) adds nothing."""
+    from pipeline.cases import call
+    from pipeline.event import Event
+    from pipeline.ruletest import complete_record
+    from pipeline.stateful.extractor import FactExtractor
+
+    extractor = FactExtractor.for_rules([r for r in stateful_rules() if r.id == "ssm-securestring-harvesting"])
+    batches = [call("ssm.amazonaws.com", "GetParameters", {"names": [f"/creds/p{9 * b + i}" for i in range(9)],
+                                                            "withDecryption": True}) for b in range(3)]
+    facts = [f for b, partial in enumerate(batches)
+             for f in extractor.facts(Event.from_record(complete_record(partial, b, "batches")))]
+    assert len(facts) == 27 and {f.nth for f in facts} == set(range(9))
+    sent = [Fact.from_bytes(f.to_bytes()) for f in facts]
+    state = fresh()
+    findings = run(state, sent[:18] + sent[:18] + sent[18:])
+    assert [f.rule_id for f in findings] == ["ssm-securestring-harvesting"]
+    assert state.stats.duplicates == 18

@@ -62,9 +62,12 @@ class FactExtractor:
                 if not result:
                     continue
                 steps = (result,) if isinstance(result, Step) else result
+                seen: dict[tuple[str, str], int] = {}
                 for step in steps:
                     fact = self._fact(rule, br, event, step)
                     if fact is not None:
+                        fact.nth = seen.get((fact.key, fact.step), 0)  # several facts of one event for one key
+                        seen[(fact.key, fact.step)] = fact.nth + 1
                         out.append(fact)
             except Exception as exc:  # a rule bug must not stop the shard
                 note_rule_error(self.stats, rule.id, event, exc)

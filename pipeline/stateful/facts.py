@@ -66,14 +66,16 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 
 class Fact:
-    """One keyed fact. Strings that repeat across many facts are interned to keep state small."""
+    """One keyed fact. Strings that repeat across many facts are interned to keep state small. `nth` is
+    its place among the facts one event gives one key of one rule (0 for the first, and nearly always):
+    the names of one GetParameters call are several facts of one event, and stage 2 applies each once."""
 
-    __slots__ = ("account", "event_id", "fields", "key", "principal", "region", "rule", "source_ip", "step",
-                 "time", "user_agent", "value")
+    __slots__ = ("account", "event_id", "fields", "key", "nth", "principal", "region", "rule", "source_ip",
+                 "step", "time", "user_agent", "value")
 
     def __init__(self, rule: str, key: str, event_id: str, time: float, step: str = "", value: str = "",
                  fields: dict[str, Any] | None = None, account: str = "", region: str = "", principal: str = "",
-                 source_ip: str = "", user_agent: str = "") -> None:
+                 source_ip: str = "", user_agent: str = "", nth: int = 0) -> None:
         self.rule = _intern(rule)
         self.key = clip(key, MAX_KEY)
         self.event_id = event_id
@@ -86,6 +88,7 @@ class Fact:
         self.principal = _intern(clip(principal))
         self.source_ip = _intern(clip(source_ip, 64))
         self.user_agent = _intern(clip(user_agent))
+        self.nth = nth
 
     @property
     def partition_key(self) -> str:
@@ -100,7 +103,7 @@ class Fact:
         out: dict[str, Any] = {"r": self.rule, "k": self.key, "i": self.event_id, "t": self.time}
         for name, value in (("s", self.step), ("v", self.value), ("f", self.fields), ("a", self.account),
                             ("g", self.region), ("p", self.principal), ("ip", self.source_ip),
-                            ("ua", self.user_agent)):
+                            ("ua", self.user_agent), ("n", self.nth)):
             if value:
                 out[name] = value
         return out
@@ -126,8 +129,11 @@ class Fact:
             raise ValueError("fact fields are not an object")
         if not s("r") or not s("k"):
             raise ValueError("fact has no rule or key")
+        nth: Any = d.get("n", 0)
+        if type(nth) is not int or not 0 <= nth < 1 << 16:
+            raise ValueError("fact's place among its event's facts is not a small whole number")
         return cls(s("r"), s("k"), s("i"), float(t), s("s"), s("v"), fields, s("a"), s("g"), s("p"), s("ip"),
-                   s("ua"))
+                   s("ua"), nth)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Fact:
@@ -144,7 +150,7 @@ class Fact:
         return isinstance(other, Fact) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
-        return hash((self.rule, self.key, self.event_id, self.step))
+        return hash((self.rule, self.key, self.event_id, self.step, self.nth))
 
     def __repr__(self) -> str:
         return f"Fact({self.rule} {self.key} {self.step or '-'} {self.time} {self.event_id})"

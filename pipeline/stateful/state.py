@@ -68,12 +68,12 @@ class StateStats:
 
 
 def seen_digest(fact: Fact) -> int:
-    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()). The
-    value is part of it when there is one: one event may count several values for one key (the names
-    of one GetParameters call)."""
+    """A stable 64-bit digest of what makes a fact unique (stable across processes, unlike hash()). A
+    fact's place among its event's facts for the same key counts when it is not the first, so the first
+    (nearly every fact) keeps the digest snapshots of earlier releases hold."""
     unique = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}"
-    if fact.value:
-        unique += f"\x1f{fact.value}"
+    if fact.nth:
+        unique += f"\x1f{fact.nth}"
     return int.from_bytes(hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little",
                           signed=True)
 
@@ -133,7 +133,7 @@ class KeyedState:
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],  # type: ignore[misc]
+        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],
                    lateness=lateness, idle_after=idle_after)
 
     # --- input ----------------------------------------------------------------------------------
