@@ -118,9 +118,9 @@ def test_policy_text_shapes_and_junk_are_read_safely() -> None:
 
 def test_one_event_counts_several_distinct_values_for_one_key() -> None:
     """One TerminateInstances of ten instances is ten facts for the same key: they must not collapse."""
-    facts = [Fact("r", "key", "event-1", 0.0, "", f"i-{n}") for n in range(10)]
+    facts = [Fact("r", "key", "event-1", 0.0, "", f"i-{n}", nth=n) for n in range(10)]
     assert len({seen_digest(f) for f in facts}) == 10
-    assert seen_digest(Fact("r", "key", "event-1", 0.0, "", "i-1")) == seen_digest(facts[1])
+    assert seen_digest(Fact("r", "key", "event-1", 0.0, "", "i-1", nth=1)) == seen_digest(facts[1])
     rule = PACK["ec2-instances-stopped-or-terminated-in-bulk"]
     ten = call("ec2.amazonaws.com", "TerminateInstances", {"instancesSet": {"items": [
         {"instanceId": f"i-0{n:016x}"} for n in range(10)]}})
