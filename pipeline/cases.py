@@ -17,6 +17,9 @@ BASE_TIME = 1719842400.0
 
 # `Case.no_form` of a case made of console sign-ins: the sign-in is the console's own record.
 SIGN_IN = {"console": "a console sign-in is the console's own record: it has no other form"}
+# `Case.no_form` of a case judged by the client's user agent (a tool's name in it): in the console the
+# user agent is "AWS Internal", so the console form of the call is no longer that tool's call.
+USER_AGENT = {"console": "the rule judges the client's user agent, which the console writes as AWS Internal"}
 
 
 def at(minutes: float) -> str:
@@ -96,3 +99,18 @@ def console() -> dict[str, Any]:
     """Fields of a call made from a console session of an SSO user."""
     return {"userIdentity": role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com",
                                          path="aws-reserved/sso.amazonaws.com/"), **in_console()}
+
+
+def console_sign_in(identity: dict[str, Any], outcome: str = "Success", minutes: float = 0.0,
+                    ip: str = "81.2.69.142", mfa: str = "Yes") -> dict[str, Any]:
+    """A ConsoleLogin record of `identity`, as signin.amazonaws.com writes it (a failure carries
+    CloudTrail's "Failed authentication")."""
+    record: dict[str, Any] = {
+        "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventTime": at(minutes),
+        "sourceIPAddress": ip, "userIdentity": identity, "requestParameters": None,
+        "responseElements": {"ConsoleLogin": outcome},
+        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
+                                "MFAUsed": mfa}}
+    if outcome == "Failure":
+        record["errorMessage"] = "Failed authentication"
+    return record

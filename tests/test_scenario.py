@@ -183,12 +183,14 @@ def test_each_attack_alone_raises_its_findings() -> None:
 
 
 def test_benign_background_raises_only_the_cis_change_controls() -> None:
-    """The false-positive check: a working organization's activity alone, at a realistic volume."""
+    """The false-positive check: a working organization's activity alone, at a realistic volume. Rules
+    other than the CIS change controls may only keep records (info findings, archived, never alerted)."""
     sc = build(40_000, seed=8, attacks="none")
     assert sc.expected == []
     findings, _ = scan(sc)
     fired = Counter(f.rule_id for f in findings)
-    assert set(fired) <= BENIGN_CIS, {r: n for r, n in fired.items() if r not in BENIGN_CIS}
+    alerts = Counter(f.rule_id for f in findings if f.rule_id not in BENIGN_CIS and f.severity != "info")
+    assert not alerts, dict(alerts)
     # the background does contain the changes those controls watch, so the check is not vacuous
     assert {"cis-security-group-changes", "cis-iam-policy-changes", "cis-unauthorized-api-calls"} <= set(fired)
 
