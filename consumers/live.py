@@ -22,6 +22,7 @@ from typing import Any
 from consumers import launcher
 from pipeline import aws
 from pipeline.finding import Finding
+from pipeline.settings import environment
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 def specs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None, worker_suffix: str = "local",
           settings: Mapping[str, str] | None = None) -> tuple[launcher.AppSpec, launcher.AppSpec]:
     """The router (over the trail stream) and the stateful stage (over the keyed stream)."""
-    child_env = {"TRAILWARDEN_RESOURCES": json.dumps(dict(outputs)), **(env or {})}
+    child_env = {**environment(resources=outputs), **(env or {})}
     router_app = outputs.get("RouterAppName", "trailwarden-router")
     stateful_app = outputs.get("StatefulAppName", "trailwarden-stateful")
     router = launcher.AppSpec(router_app, outputs["TrailStreamName"], "consumers.router",

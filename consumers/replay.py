@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from consumers import launcher, leases
-from consumers.replay_processors import DIR_ENV, END, WATERMARK, Progress, marker
+from consumers.replay_processors import END, WATERMARK, Progress, marker
 from pipeline import aws
 from pipeline.finding import Finding
+from pipeline.settings import DedupeMode, ReplaySettings, SinkName, environment
 
 log = logging.getLogger(__name__)
 
@@ -257,16 +258,12 @@ class Replay:
 
     def specs(self) -> tuple[launcher.AppSpec, launcher.AppSpec]:
         """(stateful, router) application specs."""
+        sinks = (SinkName.SNS, SinkName.FIREHOSE) if self.alert else (SinkName.FIREHOSE,)
         env = {
-            "TRAILWARDEN_RESOURCES": json.dumps(self.names.resources(self.outputs)),
-            "TRAILWARDEN_SINKS": "sns,firehose" if self.alert else "firehose",
-            "TRAILWARDEN_DEDUPE": "table" if self.alert else "read-only",
-            DIR_ENV: str(self.directory),
-            "TRAILWARDEN_REPLAY_FROM": repr(self.start_time),
-            "TRAILWARDEN_REPLAY_TO": repr(self.end_time),
-            "TRAILWARDEN_REPLAY_RUN": self.names.run_id,
-            "TRAILWARDEN_REPLAY_RULES": ",".join(self.rules),
-            **({"TRAILWARDEN_CONFIG": str(self.config)} if self.config else {}),
+            **environment(resources=self.names.resources(self.outputs), sinks=sinks,
+                          dedupe=DedupeMode.TABLE if self.alert else DedupeMode.READ_ONLY, config=self.config,
+                          replay=ReplaySettings(self.names.run_id, self.directory, self.start_time, self.end_time,
+                                                tuple(self.rules))),
             **self.env,
         }
         stateful = launcher.AppSpec(self.names.stateful_app, self.names.keyed_stream, "consumers.replay_stateful",

@@ -45,12 +45,13 @@ from consumers import common
 from consumers.router import RouterProcessor
 from consumers.stateful import StatefulProcessor
 from pipeline.finding import Finding
+from pipeline.settings import ReplaySettings, SettingsError, Var
+from pipeline.settings import Settings as EnvSettings
 from pipeline.sinks import FileSink, Publisher
 from pipeline.stateful.state import KeyedState
 
 log = logging.getLogger("consumers.replay")
 
-DIR_ENV = "TRAILWARDEN_REPLAY_DIR"
 WRITE_EVERY = 0.5  # seconds between progress writes of a busy shard
 
 
@@ -358,14 +359,11 @@ def _data(record: Any) -> bytes | None:
 # --- built from the environment by the daemon's child processes -----------------------------------
 
 
-def _directory() -> Path:
-    return Path(os.environ[DIR_ENV])
-
-
-def _only() -> list[str] | None:
-    raw = os.environ.get("TRAILWARDEN_REPLAY_RULES", "")
-    ids = [part.strip() for part in raw.split(",") if part.strip()]
-    return ids or None
+def _replay() -> ReplaySettings:
+    replay = EnvSettings().replay
+    if replay is None:
+        raise SettingsError(f"a replay's processor needs {Var.REPLAY_RUN} and the other replay variables")
+    return replay
 
 
 def build_router() -> ReplayRouterProcessor:
@@ -376,15 +374,16 @@ def build_router() -> ReplayRouterProcessor:
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
-    reporter = Reporter(common.publisher(settings), _directory(), "router")
+    replay = _replay()
+    reporter = Reporter(common.publisher(settings), replay.directory, "router")
     return ReplayRouterProcessor(
-        RouterStage(Config.load(), overrides=common.overrides(), only=_only()),
+        RouterStage(Config.load(), overrides=common.overrides(), only=replay.rules or None),
         reporter,
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r["RouterAppName"]),
         stream=r.get("TrailStreamName", "trail"),
-        start=float(os.environ["TRAILWARDEN_REPLAY_FROM"]),
-        end=float(os.environ["TRAILWARDEN_REPLAY_TO"]),
+        start=replay.start,
+        end=replay.end,
         reporter=reporter,
     )
 
@@ -398,8 +397,9 @@ def build_stateful() -> ReplayStatefulProcessor:
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     app = r["StatefulAppName"]
-    reporter = Reporter(common.publisher(settings), _directory(), "stateful")
-    factory = state_factory(Config.load(), overrides=common.overrides(), only=_only())
+    replay = _replay()
+    reporter = Reporter(common.publisher(settings), replay.directory, "stateful")
+    factory = state_factory(Config.load(), overrides=common.overrides(), only=replay.rules or None)
     return ReplayStatefulProcessor(
         lambda: event_time_only(factory()),
         reporter,
@@ -407,7 +407,7 @@ def build_stateful() -> ReplayStatefulProcessor:
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),
         kinesis=t.client("kinesis"),
         stream=r["KeyedStreamName"],
-        run_id=os.environ["TRAILWARDEN_REPLAY_RUN"],
+        run_id=replay.run_id,
         reporter=reporter,
     )
 

@@ -15,7 +15,6 @@ Run by the MultiLangDaemon as `python -m consumers.stateful`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from pipeline.config import Config, enabled_rules
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
 from pipeline.rule import Rule
+from pipeline.settings import Settings as EnvSettings
 from pipeline.sinks import Publisher
 from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.stateful import snapshot
@@ -183,7 +183,7 @@ def build() -> StatefulProcessor:
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),
         kinesis=t.client("kinesis"),
         stream=r.get("KeyedStreamName", "keyed"),
-        snapshot_interval=float(os.environ.get("TRAILWARDEN_SNAPSHOT_SECONDS", "0")),
+        snapshot_interval=EnvSettings().snapshot_seconds,
     )
 
 

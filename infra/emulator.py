@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.processes import alive, stop_pid
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,7 @@ def state_dir() -> Path:
     """Where local run state lives (pid files, logs, KCL properties): $TRAILWARDEN_STATE_DIR, else
     `$XDG_STATE_HOME/trailwarden` (`~/.local/state/trailwarden`): one per user, like the port the local
     stack listens on, so `stack down` finds what `stack up` started from any folder."""
-    configured = os.environ.get("TRAILWARDEN_STATE_DIR", "").strip()
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
-    return Path(base) / "trailwarden"
+    return Settings().state_dir
 
 
 def default_pid_file() -> Path:

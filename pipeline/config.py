@@ -1,7 +1,7 @@
 """Configuration: one TOML file overlaid on documented defaults (see `trailwarden config`).
 
-Lookup order: the path given with --config, else $TRAILWARDEN_CONFIG, else ./trailwarden.toml if
-it exists, else the built-in defaults alone.
+Lookup order: the path given with --config, else $TRAILWARDEN_CONFIG (`pipeline.settings`), else
+./trailwarden.toml if it exists, else the built-in defaults alone.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.event import Event
 from pipeline.rule import Params, Rule
+from pipeline.settings import Settings
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
@@ -113,8 +114,8 @@ class Config:
         chosen: Path | None = None
         if path is not None:
             chosen = Path(path)
-        elif os.environ.get("TRAILWARDEN_CONFIG"):
-            chosen = Path(os.environ["TRAILWARDEN_CONFIG"])
+        elif (from_env := Settings().config) is not None:
+            chosen = from_env
         elif Path("trailwarden.toml").is_file():
             chosen = Path("trailwarden.toml")
         if chosen is not None:

@@ -178,8 +178,8 @@ def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp
             time.sleep(0.2)
         return False
 
-    out = tmp_path / "probe.out"
-    spec = launcher.AppSpec("probe-app", "probe", "consumers.probe", env={"TRAILWARDEN_PROBE_OUT": str(out)})
+    out = tmp_path / "kcl" / "probe.out"  # the probe writes in its working directory, the daemon's
+    spec = launcher.AppSpec("probe-app", "probe", "consumers.probe")
     put(0, 10)
     launcher.prepare_local(spec, target)
     started = time.monotonic()

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pipeline import aws
@@ -92,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.finding import iso_time
     from pipeline.rules import builtin_rules
     from pipeline.scenario import compare, resolve_attacks
+    from pipeline.settings import environment
 
     target = aws.from_args(args)
     if not target.local:
@@ -121,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
         queue_url = queue[0]
 
         scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
-        env = {"TRAILWARDEN_OVERRIDES": json.dumps(scenario.overrides)}
-        if config_path:
-            env["TRAILWARDEN_CONFIG"] = str(Path(config_path).resolve())
+        env = environment(overrides=scenario.overrides, config=config_path)
         directory = emulator.state_dir() / "kcl"
         t0 = time.monotonic()
         pipeline = live.LivePipeline.start(target, outputs, directory, env=env)
