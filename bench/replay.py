@@ -28,8 +28,7 @@ def _put(kinesis: Any, stream: str, records: list[bytes]) -> None:
 
 def measure(events: int) -> dict[str, Any]:
     from consumers.replay import Replay
-    from infra import emulator, provision
-    from pipeline import aws
+    from infra import aws, emulator, provision
     from pipeline.encode import cwl_records
     from pipeline.scenario import build
 

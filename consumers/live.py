@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers import launcher
-from pipeline import aws
+from infra import aws
 from pipeline.finding import Finding
 from pipeline.settings import environment
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from consumers import launcher, leases
 from consumers.replay_processors import END, WATERMARK, Progress, marker
-from pipeline import aws
+from infra import aws
 from pipeline.finding import Finding
 from pipeline.settings import DedupeMode, ReplaySettings, SinkName, environment
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.processes import alive, stop_pid
+from infra.processes import alive, stop_pid
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import cfn
-from pipeline import aws
+from infra import aws, cfn
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import aws
+from infra import aws
 from pipeline.backfill import Backfill, LocalStore, TimeRange, local_location, parse_range, region_prefixes
 from pipeline.cli import main
 from pipeline.decode import DeadLetter

@@ -14,9 +14,8 @@ import orjson
 import pytest
 from support.corpus import STRATUS
 
-from infra import provision
+from infra import aws, provision
 from infra.trail_player import Player
-from pipeline import aws
 from pipeline.decode import DeadLetter, decode
 from pipeline.event import Event
 from pipeline.finding import SEVERITIES, Finding, finding_id

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from consumers import launcher, leases
-from pipeline import aws
-from pipeline.processes import alive
+from infra import aws
+from infra.processes import alive
 
 LOCAL = aws.emulator("http://127.0.0.1:4599")
 REAL = aws.aws("eu-west-1")

@@ -31,7 +31,7 @@ from consumers.replay_processors import (
 from consumers.router import RouterStage
 from consumers.snapshots import MemorySnapshotStore
 from consumers.stateful import state_factory
-from pipeline import aws
+from infra import aws
 from pipeline.commands.replay import Display, parse_when, parse_window, progress_line
 from pipeline.config import Config
 from pipeline.encode import cwl_records

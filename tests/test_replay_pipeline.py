@@ -24,8 +24,8 @@ import pytest
 from live_support import open_sg, run_instances
 
 from consumers import live
+from infra import aws
 from infra.trail_player import Player
-from pipeline import aws
 
 pytestmark = pytest.mark.slow
 

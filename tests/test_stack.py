@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
+from infra import aws, provision
 from infra import emulator as emu
-from infra import provision
-from pipeline import aws
 from pipeline.commands import stack
 
 pytestmark = pytest.mark.slow

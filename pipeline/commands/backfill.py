@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import aws
+from infra import aws
 from pipeline.backfill import Backfill, BackfillStats, S3Store, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
 from pipeline.config import Config

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws
+from infra import aws
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import REDRAW_EVERY, StatusLine
 

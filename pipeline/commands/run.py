@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from pipeline import aws
+from infra import aws
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import orjson
 
-from infra import provision
+from infra import aws, provision
 from infra.trail_player import Player, PlayStats
-from pipeline import aws
 from pipeline.commands.scenario import add_scenario_arguments, build_from_args
 from pipeline.progress import Progress
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline import aws
+from infra import aws
 from pipeline.sinks.dedupe import DedupeTable
 from pipeline.sinks.firehose import FirehoseSink
 from pipeline.sinks.publisher import Dedupe, Publisher
