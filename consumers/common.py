@@ -11,20 +11,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from consumers.sinks import (
+    Publisher,
+)
+from consumers.sinks.build import build_publisher
 from infra import aws
 from pipeline.runtime import tune_gc
+from pipeline.settings import DedupeMode, SinkName
 from pipeline.settings import Settings as EnvSettings
-from pipeline.sinks import (
-    DedupeTable,
-    FileSink,
-    FirehoseSink,
-    MemoryDedupe,
-    Publisher,
-    SnsSink,
-)
-from pipeline.sinks.replay import ReadOnlyDedupe
 
 log = logging.getLogger("consumers")
 
@@ -71,38 +68,21 @@ def overrides() -> dict[str, dict[str, Any]]:
 class Settings:
     target: aws.Target
     resources: dict[str, str]
-    sinks: tuple[str, ...]
-    findings_file: str
-    dedupe: str
+    sinks: tuple[SinkName, ...]
+    findings_file: Path | None
+    dedupe: DedupeMode
 
     @classmethod
     def from_env(cls) -> Settings:
         env = EnvSettings()
         target = aws.resolve()
-        return cls(target, resources(target), tuple(env.sinks), str(env.findings_file or ""), env.dedupe.value)
+        return cls(target, resources(target), env.sinks, env.findings_file, env.dedupe)
 
 
 def publisher(settings: Settings) -> Publisher:
     """The sinks the settings name, behind the dedupe table."""
-    r, t = settings.resources, settings.target
-    sinks: list[Any] = []
-    for name in settings.sinks:
-        if name == "sns":
-            sinks.append(SnsSink(t.client("sns"), r["FindingsTopicArn"]))
-        elif name == "firehose":
-            sinks.append(FirehoseSink(t.client("firehose"), r["FindingsDeliveryStreamName"]))
-        elif name == "file" and settings.findings_file:
-            sinks.append(FileSink(settings.findings_file))
-        elif name != "file":
-            raise ValueError(f"unknown sink {name!r} in TRAILWARDEN_SINKS")
-    dedupe: Any = None
-    if settings.dedupe in ("table", "read-only"):
-        dedupe = DedupeTable(t.client("dynamodb"), r["DedupeTableName"])
-        if settings.dedupe == "read-only":
-            dedupe = ReadOnlyDedupe(dedupe)
-    elif settings.dedupe == "memory":
-        dedupe = MemoryDedupe()
-    return Publisher(sinks, dedupe)
+    return build_publisher(settings.target, settings.resources, settings.sinks, settings.dedupe,
+                           settings.findings_file)
 
 
 def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None,

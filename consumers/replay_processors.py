@@ -43,11 +43,11 @@ from typing import Any
 
 from consumers import common
 from consumers.router import RouterProcessor
+from consumers.sinks import FileSink, Publisher
 from consumers.stateful import StatefulProcessor
 from pipeline.finding import Finding
 from pipeline.settings import ReplaySettings, SettingsError, Var
 from pipeline.settings import Settings as EnvSettings
-from pipeline.sinks import FileSink, Publisher
 from pipeline.stateful.state import KeyedState
 
 log = logging.getLogger("consumers.replay")
@@ -368,9 +368,9 @@ def _replay() -> ReplaySettings:
 
 def build_router() -> ReplayRouterProcessor:
     from consumers.router import RouterStage
+    from consumers.sinks.deadletter import S3DeadLetters
+    from consumers.sinks.kinesis import KinesisWriter
     from pipeline.config import Config
-    from pipeline.sinks.deadletter import S3DeadLetters
-    from pipeline.sinks.kinesis import KinesisWriter
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
@@ -389,10 +389,10 @@ def build_router() -> ReplayRouterProcessor:
 
 
 def build_stateful() -> ReplayStatefulProcessor:
+    from consumers.sinks.deadletter import S3DeadLetters
     from consumers.snapshots import S3SnapshotStore
     from consumers.stateful import state_factory
     from pipeline.config import Config
-    from pipeline.sinks.deadletter import S3DeadLetters
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target

@@ -19,14 +19,14 @@ from typing import Any
 from amazon_kclpy.v3 import processor
 
 from consumers import common
+from consumers.sinks import Publisher
+from consumers.sinks.deadletter import S3DeadLetters
+from consumers.sinks.kinesis import KinesisWriter
 from pipeline.config import Config, enabled_rules
 from pipeline.decode import DeadLetter, DecodeStats, decode
 from pipeline.engine import Engine
 from pipeline.finding import Finding
 from pipeline.rule import Rule
-from pipeline.sinks import Publisher
-from pipeline.sinks.deadletter import S3DeadLetters
-from pipeline.sinks.kinesis import KinesisWriter
 from pipeline.stateful.extractor import FactExtractor, bind
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.kinds import StatefulRule

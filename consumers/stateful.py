@@ -23,14 +23,14 @@ from typing import Any
 from amazon_kclpy.v3 import processor
 
 from consumers import common
+from consumers.sinks import Publisher
+from consumers.sinks.deadletter import S3DeadLetters
 from consumers.snapshots import S3SnapshotStore, SnapshotStore, merge
 from pipeline.config import Config, enabled_rules
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
 from pipeline.rule import Rule
 from pipeline.settings import Settings as EnvSettings
-from pipeline.sinks import Publisher
-from pipeline.sinks.deadletter import S3DeadLetters
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.kinds import StatefulRule

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from consumers.sinks import DedupeTable
 from infra import aws
 from pipeline.backfill import Backfill, LocalStore, TimeRange, local_location, parse_range, region_prefixes
 from pipeline.cli import main
@@ -19,7 +20,6 @@ from pipeline.decode import DeadLetter
 from pipeline.encode import cloudtrail_files
 from pipeline.event import Event
 from pipeline.scenario import build
-from pipeline.sinks import DedupeTable
 
 DAY = 86400.0
 T0 = datetime(2024, 8, 5, 0, 0, tzinfo=UTC).timestamp()
@@ -256,11 +256,10 @@ def test_progress_shows_files_events_and_the_current_day() -> None:
 
 
 def test_without_alert_the_dedupe_table_is_read_never_marked() -> None:
-    from pipeline.commands.backfill import _ReadOnlyDedupe
-    from pipeline.sinks import MemoryDedupe
+    from consumers.sinks.dedupe import MemoryDedupe, ReadOnlyDedupe
 
     table = MemoryDedupe()
     table.mark(["a"])
-    read_only = _ReadOnlyDedupe(table)
+    read_only = ReadOnlyDedupe(table)
     assert read_only.seen(["a", "b"]) == {"a"}
     assert read_only.mark(["b"]) == 0 and table.seen(["b"]) == set()

@@ -10,6 +10,7 @@ import pytest
 
 from consumers import common
 from consumers.router import RouterProcessor, RouterStage
+from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable
 from consumers.snapshots import MemorySnapshotStore
 from consumers.stateful import StatefulProcessor, state_factory
 from pipeline.config import Config
@@ -18,7 +19,6 @@ from pipeline.finding import iso_time
 from pipeline.rule import REGISTRY
 from pipeline.rules import builtin_rules
 from pipeline.ruletest import complete_record
-from pipeline.sinks import MemoryDedupe, Publisher, SinkUnavailable
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact, key_hash
 

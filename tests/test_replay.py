@@ -29,6 +29,8 @@ from consumers.replay_processors import (
     select,
 )
 from consumers.router import RouterStage
+from consumers.sinks import MemoryDedupe, Publisher
+from consumers.sinks.dedupe import ReadOnlyDedupe
 from consumers.snapshots import MemorySnapshotStore
 from consumers.stateful import state_factory
 from infra import aws
@@ -37,8 +39,6 @@ from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
 from pipeline.ruletest import complete_record
-from pipeline.sinks import MemoryDedupe, Publisher
-from pipeline.sinks.replay import ReadOnlyDedupe
 from pipeline.stateful.facts import Fact
 
 EC2 = "ec2.amazonaws.com"

@@ -13,8 +13,11 @@ from typing import Any, BinaryIO
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumers.archive import S3Store
+from consumers.sinks import Publisher, SinkError
+from consumers.sinks.build import build_publisher, past_findings
 from infra import aws
-from pipeline.backfill import Backfill, BackfillStats, S3Store, Store, local_location, parse_range, parse_s3
+from pipeline.backfill import Backfill, BackfillStats, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
 from pipeline.config import Config
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter
@@ -22,9 +25,6 @@ from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import REDRAW_EVERY, StatusLine
-from pipeline.sinks import Publisher, SinkError
-from pipeline.sinks.replay import ReadOnlyDedupe as _ReadOnlyDedupe  # noqa: F401  (its tests import it here)
-from pipeline.sinks.replay import make_publisher
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)
     detector = Detector(config=config, only=_rule_ids(args.rules))
-    publisher = make_publisher(aws.from_args(args), args.alert) if args.sinks or args.alert else None
+    publisher = _publisher(aws.from_args(args), args.alert) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
@@ -143,6 +143,13 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, BrokenPipeError):
             raise
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}")
+
+
+def _publisher(target: aws.Target, alert: bool) -> Publisher:
+    """Firehose (and SNS with `alert`) behind the live dedupe table, named by the stack's outputs."""
+    from infra.provision import outputs
+
+    return build_publisher(target, outputs(target), *past_findings(alert))
 
 
 def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,

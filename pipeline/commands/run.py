@@ -54,11 +54,11 @@ def register(subparsers: Any) -> None:
 
 
 def _line(alert: Any, as_json: bool) -> str:
-    from pipeline.sinks.sns import printable
+    from consumers.sinks.sns import printable
 
     f = alert.finding
     if as_json:
-        from pipeline.sinks.base import encode
+        from consumers.sinks.base import encode
 
         return encode(f, 1 << 20).decode("utf-8", "replace")
     resources = printable(",".join(f.resources), 80)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "infra")
 CONSUMER_ENTRIES = ("consumers.router", "consumers.stateful")
 OPERATOR_ENTRIES = ("consumers.replay", "consumers.replay_router", "consumers.replay_stateful",
-                    "pipeline.commands.replay", "pipeline.commands.backfill", "pipeline.backfill")
+                    "pipeline.commands.replay", "pipeline.commands.backfill", "consumers.archive")
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 
 # API operations whose IAM permission has another name (Service Authorization Reference).

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from consumers.sinks.base import Sink
 from pipeline.finding import Finding
-from pipeline.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline.sinks.retry import RetryPolicy, SinkUnavailable, call
+from consumers.sinks.retry import RetryPolicy, SinkUnavailable, call
 
 
 class DeadLetterLike(Protocol):
