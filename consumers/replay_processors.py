@@ -367,17 +367,18 @@ def _replay() -> ReplaySettings:
 
 
 def build_router() -> ReplayRouterProcessor:
-    from consumers.router import RouterStage
     from consumers.sinks.deadletter import S3DeadLetters
     from consumers.sinks.kinesis import KinesisWriter
     from pipeline.config import Config
+    from pipeline.pack import bind_pack
+    from pipeline.stages import RouterStage
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     replay = _replay()
     reporter = Reporter(common.publisher(settings), replay.directory, "router")
     return ReplayRouterProcessor(
-        RouterStage(Config.load(), overrides=common.overrides(), only=replay.rules or None),
+        RouterStage(bind_pack(Config.load(), replay.rules or None, overrides=common.overrides())),
         reporter,
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r["RouterAppName"]),
@@ -391,15 +392,15 @@ def build_router() -> ReplayRouterProcessor:
 def build_stateful() -> ReplayStatefulProcessor:
     from consumers.sinks.deadletter import S3DeadLetters
     from consumers.snapshots import S3SnapshotStore
-    from consumers.stateful import state_factory
     from pipeline.config import Config
+    from pipeline.pack import bind_pack
 
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     app = r["StatefulAppName"]
     replay = _replay()
     reporter = Reporter(common.publisher(settings), replay.directory, "stateful")
-    factory = state_factory(Config.load(), overrides=common.overrides(), only=replay.rules or None)
+    factory = bind_pack(Config.load(), replay.rules or None, overrides=common.overrides()).new_state
     return ReplayStatefulProcessor(
         lambda: event_time_only(factory()),
         reporter,

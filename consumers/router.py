@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 from amazon_kclpy.v3 import processor
@@ -22,40 +21,14 @@ from consumers import common
 from consumers.sinks import Publisher
 from consumers.sinks.deadletter import S3DeadLetters
 from consumers.sinks.kinesis import KinesisWriter
-from pipeline.config import Config, enabled_rules
+from pipeline.config import Config
 from pipeline.decode import DeadLetter, DecodeStats, decode
-from pipeline.engine import Engine
 from pipeline.finding import Finding
-from pipeline.rule import Rule
-from pipeline.stateful.extractor import FactExtractor, bind
+from pipeline.pack import bind_pack
+from pipeline.stages import RouterStage
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import StatefulRule
 
 log = logging.getLogger("consumers.router")
-
-
-class RouterStage:
-    """Stateless rules and fact extraction, bound to configuration the way `Detector` binds them."""
-
-    def __init__(self, config: Config, rules: Iterable[Rule] | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None, only: Iterable[str] | None = None) -> None:
-        if rules is None:
-            from pipeline.rules import builtin_rules
-
-            rules = builtin_rules()
-        chosen = enabled_rules(rules, config, only)  # `only`: these rule ids, enabled or not (replay --rules)
-        stateful = [r for r in chosen if isinstance(r, StatefulRule)]
-        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)
-        self.extractor = FactExtractor(bind(stateful, config, overrides), self.engine.stats)
-
-    def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
-        return self.engine.process(event), self.extractor.facts(event)
-
-    def take_errors(self) -> list[str]:
-        """The rule errors noted since the last call (match rules and fact extraction share the stats)."""
-        errors = list(self.engine.stats.last_errors)
-        self.engine.stats.last_errors.clear()
-        return errors
 
 
 class RouterProcessor(processor.RecordProcessorBase):
@@ -152,7 +125,7 @@ def build() -> RouterProcessor:
     settings = common.Settings.from_env()
     r, t = settings.resources, settings.target
     return RouterProcessor(
-        RouterStage(Config.load(), overrides=common.overrides()),
+        RouterStage(bind_pack(Config.load(), overrides=common.overrides())),
         common.publisher(settings),
         KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], r.get("RouterAppName", "trailwarden-router")),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from amazon_kclpy.v3 import processor
@@ -26,28 +26,16 @@ from consumers import common
 from consumers.sinks import Publisher
 from consumers.sinks.deadletter import S3DeadLetters
 from consumers.snapshots import S3SnapshotStore, SnapshotStore, merge
-from pipeline.config import Config, enabled_rules
+from pipeline.config import Config
 from pipeline.decode import DecodeStats
 from pipeline.finding import Finding
-from pipeline.rule import Rule
+from pipeline.pack import bind_pack
 from pipeline.settings import Settings as EnvSettings
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import StatefulRule
 from pipeline.stateful.state import KeyedState
 
 log = logging.getLogger("consumers.stateful")
-
-
-def state_factory(config: Config, rules: Iterable[Rule] | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None,
-                  only: Iterable[str] | None = None) -> Callable[[], KeyedState]:
-    if rules is None:
-        from pipeline.rules import builtin_rules
-
-        rules = builtin_rules()
-    stateful = [r for r in enabled_rules(rules, config, only) if isinstance(r, StatefulRule)]
-    return lambda: KeyedState.for_rules(stateful, config, overrides)
 
 
 def child_shards(kinesis: Any, stream: str, parent: str) -> list[dict[str, Any]]:
@@ -177,7 +165,7 @@ def build() -> StatefulProcessor:
     r, t = settings.resources, settings.target
     app = r.get("StatefulAppName", "trailwarden-stateful")
     return StatefulProcessor(
-        state_factory(Config.load(), overrides=common.overrides()),
+        bind_pack(Config.load(), overrides=common.overrides()).new_state,
         common.publisher(settings),
         S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
         S3DeadLetters(t.client("s3"), r["StateBucketName"], app),

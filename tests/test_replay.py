@@ -28,17 +28,17 @@ from consumers.replay_processors import (
     read_marker,
     select,
 )
-from consumers.router import RouterStage
 from consumers.sinks import MemoryDedupe, Publisher
 from consumers.sinks.dedupe import ReadOnlyDedupe
 from consumers.snapshots import MemorySnapshotStore
-from consumers.stateful import state_factory
 from infra import aws
 from pipeline.commands.replay import Display, parse_when, parse_window, progress_line
 from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
+from pipeline.pack import bind_pack
 from pipeline.ruletest import complete_record
+from pipeline.stages import RouterStage
 from pipeline.stateful.facts import Fact
 
 EC2 = "ec2.amazonaws.com"
@@ -181,7 +181,7 @@ def test_names_never_collide_with_the_live_ones():
 def router(tmp_path: Path, start: float, end: float, dedupe=None, only=None):
     sink = Sink()
     reporter = Reporter(Publisher([sink], dedupe), tmp_path, "router")
-    processor = ReplayRouterProcessor(RouterStage(CONFIG, only=only), reporter, Facts(), DeadLetters(),
+    processor = ReplayRouterProcessor(RouterStage(bind_pack(CONFIG, only)), reporter, Facts(), DeadLetters(),
                                       start=start, end=end, reporter=reporter)
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="AT_TIMESTAMP"))
     return processor, sink
@@ -237,7 +237,7 @@ def test_findings_already_alerted_are_printed_but_not_published_and_without_aler
 def stateful(tmp_path: Path, run_id: str = "r1"):
     sink = Sink()
     reporter = Reporter(Publisher([sink]), tmp_path, "stateful")
-    factory = state_factory(CONFIG)
+    factory = bind_pack(CONFIG).new_state
     processor = ReplayStatefulProcessor(lambda: event_time_only(factory()), reporter, MemorySnapshotStore(),
                                         run_id=run_id, reporter=reporter, clock=lambda: T0 + 10_000)
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
@@ -245,7 +245,7 @@ def stateful(tmp_path: Path, run_id: str = "r1"):
 
 
 def facts_of(records: list[dict]) -> list[bytes]:
-    stage = RouterStage(CONFIG)
+    stage = RouterStage(bind_pack(CONFIG))
     from pipeline.event import Event
 
     out = []

@@ -24,6 +24,7 @@ from pipeline.decode import MAX_DECOMPRESSED, DeadLetter
 from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
+from pipeline.pack import bind_pack
 from pipeline.progress import REDRAW_EVERY, StatusLine
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config and not Path(args.config).is_file():
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)
-    detector = Detector(config=config, only=_rule_ids(args.rules))
+    detector = Detector(bind_pack(config, only=_rule_ids(args.rules)))
     publisher = _publisher(aws.from_args(args), args.alert) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:

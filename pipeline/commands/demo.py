@@ -20,6 +20,7 @@ from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
 from pipeline.output import FORMATS as OUTPUT_FORMATS
 from pipeline.output import make_writer, safe
+from pipeline.pack import bind_pack
 from pipeline.scenario import Comparison, compare
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"trailwarden demo: {exc}", file=sys.stderr)
         return 2
-    detector = Detector(config=config, overrides=scenario.overrides)
+    detector = Detector(bind_pack(config, overrides=scenario.overrides))
     events, stats = _events(scenario.events, args.transport, args.seed)
     findings: list[Finding] = []
     for event in events:
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for finding in unique:
             writer.write(finding)
         writer.close()
-    result = compare(scenario.expected, unique, [r.id for r in detector.engine.rules])
+    result = compare(scenario.expected, unique, [r.id for r in detector.rules])
     print(_report(scenario, result, unique, len(events), stats, elapsed, args.transport), file=sys.stderr)
     return 0 if result.ok else 1
 

@@ -165,8 +165,8 @@ class Display(StatusLine):
 def run(args: argparse.Namespace) -> int:
     from consumers.replay import Replay
     from pipeline.commands.scan import Emitter, _rule_ids
-    from pipeline.config import Config, ConfigError, enabled_rules
-    from pipeline.rules import builtin_rules
+    from pipeline.config import Config, ConfigError
+    from pipeline.pack import bind_pack
 
     try:
         start, end = parse_window(args.start, args.end)
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--keyed-shards must be positive")
     rules = _rule_ids(args.rules)
     try:
-        chosen = enabled_rules(builtin_rules(), Config.load(args.config), rules)  # checks ids and the file now
+        chosen = bind_pack(Config.load(args.config), only=rules).rules  # checks ids, the file and parameters now
     except ConfigError as exc:
         return _fail(str(exc))
     if not chosen:

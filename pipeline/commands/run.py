@@ -86,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from infra import emulator, provision
     from infra.trail_player import Player
     from pipeline.commands.stack import ensure_emulator
-    from pipeline.config import Config, enabled_rules
+    from pipeline.config import Config
     from pipeline.finding import iso_time
-    from pipeline.rules import builtin_rules
+    from pipeline.pack import bind_pack
     from pipeline.scenario import compare, resolve_attacks
     from pipeline.settings import environment
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
-        rule_ids = {r.id for r in enabled_rules(builtin_rules(), config)}
+        rule_ids = {r.id for r in bind_pack(config).rules}
         wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
         names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
         _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "

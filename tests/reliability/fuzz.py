@@ -67,7 +67,7 @@ def corpus_records() -> list[dict[str, Any]]:
 def rule_records(detector: Detector) -> list[dict[str, Any]]:
     """Every rule's own test events, completed into full records (so mutations reach every rule)."""
     out = []
-    for rule in detector.engine.rules:
+    for rule in detector.rules:
         for case in getattr(rule, "cases", ()):
             for i, event in enumerate(case.events):
                 if isinstance(event, dict):
