@@ -1,6 +1,6 @@
 """Start a KCL MultiLangDaemon for one application: properties, classpath, Java, process.
 
-    spec = AppSpec("trailwarden-router", stream="trail", processor="consumers.router")
+    spec = AppSpec("trailwarden-router", stream="trail", processor=PROCESSORS[Stage.ROUTER])
     daemon = start(spec, target)          # writes <state>/kcl/<app>.properties, returns a handle
     daemon.pid; daemon.stop()             # SIGTERM, then SIGKILL; by pid only
 
@@ -22,8 +22,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,12 @@ import infra
 from infra.aws import Target
 from infra.processes import alive, stop_pid
 from pipeline.settings import Settings
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+PROCESSORS = {Stage.ROUTER: "consumers.router", Stage.STATEFUL: "consumers.stateful"}  # `python -m` modules
 MIN_JAVA = 17
 LOGBACK = Path(infra.__file__).resolve().parent / "logback.xml"  # package data: in a wheel too
 KCL_LOG_LEVEL_PROPERTY = "trailwarden.kcl.log.level"  # read by logback.xml
@@ -280,6 +283,24 @@ class Daemon:
         if self.pid_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.pid_file.unlink()
+
+
+def stop_all(daemons: Iterable[Daemon], graceful: bool = True) -> None:
+    """Stop daemons at once, each in a thread (each takes about the failover time to shut down cleanly):
+    SIGTERM if `graceful` (processors checkpoint), else SIGKILL. One that fails to stop does not keep the
+    others running."""
+
+    def one(daemon: Daemon) -> None:
+        try:
+            daemon.stop() if graceful else daemon.kill()
+        except Exception as exc:
+            log.error("stopping %s (pid %d): %s", daemon.application, daemon.pid, exc)
+
+    threads = [threading.Thread(target=one, args=(d,)) for d in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def state_dir() -> Path:

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from consumers import common
+from consumers import kcl
+from consumers.publishing import Alerts
 from consumers.router import RouterProcessor
 from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable
 from consumers.snapshots import MemorySnapshotStore
@@ -32,7 +33,7 @@ CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+    monkeypatch.setattr(kcl.time, "sleep", lambda s: None)
 
 
 def run_instances(iid: str, t: float) -> dict:
@@ -102,7 +103,7 @@ class DeadLetters:
 
 def router(log, sink_failures=0):
     sink = Sink(log, sink_failures)
-    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Publisher([sink], MemoryDedupe()), Facts(log),
+    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(Publisher([sink], MemoryDedupe())), Facts(log),
                            DeadLetters(log), stream="trail")
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
     return proc, sink
@@ -157,7 +158,7 @@ def start_fact(iid: str, t: float) -> Fact:
 def stateful(log, store=None, clock=None):
     sink = Sink(log)
     store = store if store is not None else MemorySnapshotStore()
-    proc = StatefulProcessor(bind_pack(CONFIG).new_state, Publisher([sink], MemoryDedupe()), store,
+    proc = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([sink], MemoryDedupe())), store,
                              clock=clock or (lambda: T0))
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return proc, sink, store
@@ -207,7 +208,8 @@ def test_shard_end_hands_each_child_its_keys():
     assert log[-1] == ("checkpoint", None)
     low = {f.key for f in facts if key_hash(f.key) < half}
     for child, expected in (("shardId-000000000002", low), ("shardId-000000000003", {f.key for f in facts} - low)):
-        proc_child = StatefulProcessor(bind_pack(CONFIG).new_state, Publisher([Sink([])]), store, clock=lambda: T0)
+        proc_child = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([Sink([])])), store,
+                                       clock=lambda: T0)
         proc_child.initialize(SimpleNamespace(shard_id=child, sequence_number="TRIM_HORIZON"))
         keys = {k for states in proc_child.state.states.values() for k in states}
         keys |= {entry[6].key for entry in proc_child.state.pending}
@@ -281,7 +283,8 @@ def test_router_logs_rule_errors_and_keeps_going(caplog):
     sink = Sink(log)
     try:
         stage = RouterStage(bind_pack(CONFIG, rules=[broken, *builtin_rules()]))
-        proc = RouterProcessor(stage, Publisher([sink], MemoryDedupe()), Facts(log), DeadLetters(log), stream="trail")
+        proc = RouterProcessor(stage, Alerts(Publisher([sink], MemoryDedupe())), Facts(log), DeadLetters(log),
+                               stream="trail")
         proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
         with caplog.at_level("WARNING", logger="consumers.router"):
             proc.process_records(batch([record(d, 10) for d in cwl_records([open_sg(T0)])], log))

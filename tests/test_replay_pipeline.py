@@ -113,9 +113,17 @@ class Stack:
                 text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if ("-replay-" in text and "MultiLangDaemon" in text) or "consumers.replay_" in text:
+            if ("-replay-" in text and "MultiLangDaemon" in text) or _replay_processor(cmdline.parent):
                 found.append(f"process {cmdline.parent.name}: {text[:120]}")
         return found
+
+
+def _replay_processor(proc: Path) -> bool:
+    """A record processor started for a replay: the live processors' modules with a replay's settings."""
+    try:
+        return b"TRAILWARDEN_REPLAY_RUN=" in (proc / "environ").read_bytes()
+    except OSError:
+        return False
 
 
 def findings(out: str) -> list[dict]:

@@ -21,6 +21,12 @@ class DeadLetterLike(Protocol):
     def to_dict(self) -> dict[str, str]: ...
 
 
+class DeadLetterSink(Protocol):
+    def deliver(self, letters: Sequence[DeadLetterLike], batch_id: str) -> None:
+        """Store a batch's dead letters (`batch_id`: `<shard>/<first sequence number>`) until acknowledged."""
+        ...
+
+
 def lines(letters: Sequence[DeadLetterLike]) -> bytes:
     return b"".join(orjson.dumps(d.to_dict()) + b"\n" for d in letters)
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from infra import aws
+from pipeline.finding import iso_time
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import REDRAW_EVERY, StatusLine
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ def _duration(value: float) -> str:
 
 def progress_line(status: Any, elapsed: float, findings: int) -> str:
     """Shards done, events, and per router shard how far (in arrival time) it still is from the end."""
-    router = status.shards("router")
+    router = status.shards(Stage.ROUTER)
     done = sum(1 for s in router if status.router.get(s) is not None and status.router[s].done)
     parts = []
     for shard in router:
@@ -129,7 +131,7 @@ def progress_line(status: Any, elapsed: float, findings: int) -> str:
         else:
             behind = status.behind(shard)
             parts.append(f"{label} " + ("reading" if behind is None else f"{_duration(behind)} behind --to"))
-    stateful = status.shards("stateful")
+    stateful = status.shards(Stage.STATEFUL)
     ended = sum(1 for s in stateful if status.stateful.get(s) is not None and status.stateful[s].done)
     return (f"replay {_duration(elapsed)}  router {done}/{len(router)} shards done  {status.events():,} events  "
             f"[{', '.join(parts)}]  stateful {ended}/{len(stateful)}  {findings:,} findings")
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.quiet:
             _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
-                 f"{_iso(start)} to {_iso(end)}; {len(chosen)} rules; alerts {'on' if args.alert else 'off'}")
+                 f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; alerts {'on' if args.alert else 'off'}")
         job.start()
         if job.wait(timeout=args.timeout or None, on_poll=show):
             show(job)
@@ -261,7 +263,7 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
     events = sum(p.events for p in router)
     out: dict[str, Any] = {
         "run": job.names.run_id,
-        "range": f"{_iso(job.start_time)} to {_iso(job.end_time)} (arrival in the stream)",
+        "range": f"{iso_time(job.start_time)} to {iso_time(job.end_time)} (arrival in the stream)",
         "seconds": round(elapsed, 1),
         "records": sum(p.records for p in router),
         "events": events,
@@ -278,8 +280,3 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
         out["dead_letters"] = f"{dead} (s3://{job.outputs['StateBucketName']}/dead-letters/{job.names.router_app}/)"
     return out
 
-
-def _iso(epoch: float) -> str:
-    from consumers.replay import _iso as iso
-
-    return iso(epoch)

@@ -30,7 +30,7 @@ from botocore import xform_name
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "infra")
 CONSUMER_ENTRIES = ("consumers.router", "consumers.stateful")
-OPERATOR_ENTRIES = ("consumers.replay", "consumers.replay_router", "consumers.replay_stateful",
+OPERATOR_ENTRIES = ("consumers.replay", "consumers.router", "consumers.stateful",
                     "pipeline.commands.replay", "pipeline.commands.backfill", "consumers.archive")
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 

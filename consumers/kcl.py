@@ -1,6 +1,8 @@
-"""What both record processors share: settings from the environment (`pipeline.settings`), sinks,
-retries, checkpoints. The launcher passes everything through the environment of the daemon, which the
-processors inherit. Processors never write to stdout: the MultiLangDaemon's protocol owns it.
+"""The KCL side of a record processor: its process, and the delivery rules every processor keeps.
+
+A processor's process logs to stderr only (stdout carries the MultiLangDaemon's protocol), and each
+destination is retried until it acknowledged (`until_done`) before the shard is checkpointed past the
+records concerned (`checkpoint`): docs/architecture.md, "Delivery".
 """
 
 from __future__ import annotations
@@ -10,18 +12,13 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from consumers.sinks import (
-    Publisher,
-)
-from consumers.sinks.build import build_publisher
-from infra import aws
+from amazon_kclpy import kcl
+from amazon_kclpy.kcl import CheckpointError
+
 from pipeline.runtime import tune_gc
-from pipeline.settings import DedupeMode, SinkName
-from pipeline.settings import Settings as EnvSettings
+from pipeline.settings import Settings
 
 log = logging.getLogger("consumers")
 
@@ -31,9 +28,9 @@ MAX_BACKOFF = 30.0
 
 
 def setup_logging() -> None:
-    """stderr only (the daemon copies a child's stderr into its own log). TRAILWARDEN_LOG_LEVEL sets the
-    level of trailwarden's own loggers; libraries stay at WARNING."""
-    level = getattr(logging, EnvSettings().log_level)
+    """stderr only (the daemon copies a child's stderr into its own log), at TRAILWARDEN_LOG_LEVEL for
+    trailwarden's own loggers; libraries stay at WARNING."""
+    level = getattr(logging, Settings().log_level)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     for name in ("consumers", "pipeline"):
@@ -43,46 +40,10 @@ def setup_logging() -> None:
 def run_processor(build: Callable[[], Any]) -> None:
     """A record processor's process: logging to stderr, the processor built, the GC tuned, then the KCL
     protocol on stdin/stdout until the daemon closes it."""
-    from amazon_kclpy import kcl
-
     setup_logging()
     processor = build()
     tune_gc()
     kcl.KCLProcess(processor).run()
-
-
-def resources(target: aws.Target | None = None) -> dict[str, str]:
-    given = EnvSettings().resources
-    if given is not None:
-        return given
-    from infra.provision import outputs
-
-    return outputs(target or aws.resolve())
-
-
-def overrides() -> dict[str, dict[str, Any]]:
-    return EnvSettings().overrides
-
-
-@dataclass
-class Settings:
-    target: aws.Target
-    resources: dict[str, str]
-    sinks: tuple[SinkName, ...]
-    findings_file: Path | None
-    dedupe: DedupeMode
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = EnvSettings()
-        target = aws.resolve()
-        return cls(target, resources(target), env.sinks, env.findings_file, env.dedupe)
-
-
-def publisher(settings: Settings) -> Publisher:
-    """The sinks the settings name, behind the dedupe table."""
-    return build_publisher(settings.target, settings.resources, settings.sinks, settings.dedupe,
-                           settings.findings_file)
 
 
 def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None,
@@ -105,8 +66,6 @@ def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | 
 def checkpoint(checkpointer: Any, sequence_number: str | None = None, sub_sequence_number: int | None = None,
                attempts: int = 5) -> bool:
     """Checkpoint, retrying throttling; False if the lease is gone (shutdown or invalid state)."""
-    from amazon_kclpy.kcl import CheckpointError
-
     for attempt in range(attempts):
         try:
             checkpointer.checkpoint(sequence_number, sub_sequence_number)
