@@ -57,7 +57,8 @@ class Target:
         """True for an emulator or LocalStack-style endpoint, False for real AWS."""
         return self.endpoint_url is not None
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """The target in a few words, for messages."""
         if self.kind == "aws":
             return f"real AWS (region {self.session().region_name or 'unset'})"
         return f"{self.kind} {self.endpoint_url} (region {self.region})"

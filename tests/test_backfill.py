@@ -241,17 +241,18 @@ class Tty:
 
 def test_progress_shows_files_events_and_the_current_day() -> None:
     from pipeline.backfill import BackfillStats
-    from pipeline.commands.backfill import Display
+    from pipeline.commands.backfill import line
+    from pipeline.progress import Display
 
     stats = BackfillStats(files_total=40, files=12, last_time=datetime(2024, 8, 6, 5, tzinfo=UTC).timestamp())
     tty = Tty()
     display = Display(stream=tty)
-    display.update(stats, 5000)
+    display.update(line(stats, 5000, display.elapsed()))
     assert "12/40 files" in tty.text and "5,000 events" in tty.text and "day 2024-08-06" in tty.text
     display.clear()
     assert tty.text.endswith("\r\x1b[K")
     quiet = Tty()
-    Display(enabled=False, stream=quiet).update(stats, 5000)
+    Display(enabled=False, stream=quiet).update(line(stats, 5000, 1.0))
     assert quiet.text == ""
 
 

@@ -26,11 +26,12 @@ from consumers.snapshots import MemorySnapshotStore
 from consumers.stateful import StatefulProcessor
 from consumers.watermarks import ReplayMarkers
 from infra import aws
-from pipeline.commands.replay import Display, parse_when, parse_window, progress_line
+from pipeline.commands.replay import PROGRESS_EVERY, parse_when, parse_window, progress_line
 from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
 from pipeline.pack import bind_pack
+from pipeline.progress import Display
 from pipeline.ruletest import complete_record
 from pipeline.stages import RouterStage, Stage
 from pipeline.stateful.facts import Fact
@@ -393,13 +394,13 @@ def test_display_redraws_on_a_terminal_and_writes_lines_otherwise():
     display.clear()
     assert tty.text == "\rone\x1b[K\r\x1b[K"
     pipe = Stream(False)
-    display = Display(stream=pipe)
+    display = Display(stream=pipe, lines_every=PROGRESS_EVERY)
     display.update("one")
     display.update("two")  # within PROGRESS_EVERY: not written
     display.update("three", force=True)
     assert pipe.text == "one\nthree\n"
     quiet = Stream(True)
-    Display(enabled=False, stream=quiet).update("x")
+    Display(enabled=False, stream=quiet, lines_every=PROGRESS_EVERY).update("x")
     assert quiet.text == ""
 
 

@@ -25,7 +25,7 @@ from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.pack import bind_pack
-from pipeline.progress import REDRAW_EVERY, StatusLine
+from pipeline.progress import Display
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +94,6 @@ def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
     if not path.is_dir():
         raise ValueError(f"{location}: not a directory or an s3:// location")
     return local_location(path)
-
-
-class Display(StatusLine):
-    """One progress line on stderr (a terminal only): files, events, the current day, events/s."""
-
-    def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
-        super().__init__(stream)
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) if enabled is None else enabled
-        self.started = time.monotonic()
-
-    def update(self, stats: BackfillStats, events: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now < self._next:
-            return
-        self._next = now + REDRAW_EVERY
-        self.draw(line(stats, events, now - self.started))
 
 
 def line(stats: BackfillStats, events: int, elapsed: float) -> str:
@@ -190,7 +174,7 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
                 found(findings)
             if not events % PROGRESS_EVERY:
                 stats.last_time = item.time
-                display.update(stats, events)
+                display.update(line(stats, events, display.elapsed()))
         found(detector.finish())
         if publisher is not None and pending:
             publisher.publish(pending)

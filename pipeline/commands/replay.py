@@ -16,7 +16,7 @@ from typing import Any
 from infra import aws
 from pipeline.finding import iso_time
 from pipeline.output import FORMATS, format_summary, make_writer, safe
-from pipeline.progress import REDRAW_EVERY, StatusLine
+from pipeline.progress import Display
 from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
@@ -143,27 +143,6 @@ def _label(shard: str) -> str:
     return f"#{digits.lstrip('0') or '0'}" if digits != shard and digits.isdigit() else safe(shard, 40)
 
 
-class Display(StatusLine):
-    """The progress line on stderr: redrawn in place on a terminal, one line every PROGRESS_EVERY otherwise."""
-
-    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
-        super().__init__(stream)
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def update(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now < self._next and not force):
-            return
-        if self.tty:
-            self._next = now + REDRAW_EVERY
-            self.draw(text)
-        else:
-            self._next = now + PROGRESS_EVERY
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     from consumers.replay import Replay
     from pipeline.commands.scan import Emitter, _rule_ids
@@ -192,12 +171,12 @@ def run(args: argparse.Namespace) -> int:
         outputs = stack_outputs(target)
         target.client("kinesis").describe_stream_summary(StreamName=outputs["TrailStreamName"])
     except Exception as exc:
-        return _fail(f"no trail stream on {target.describe()} ({type(exc).__name__}: {exc}); is the stack up?")
+        return _fail(f"no trail stream on {target.label()} ({type(exc).__name__}: {exc}); is the stack up?")
 
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     writer = make_writer(fmt, sys.stdout.buffer)
     emit = Emitter(writer, every=args.all)
-    display = Display(enabled=not args.quiet)
+    display = Display(enabled=not args.quiet, lines_every=PROGRESS_EVERY)
     job = Replay(target, outputs, start, end, rules=rules, alert=args.alert, config=args.config,
                  keyed_shards=args.keyed_shards)
     seen: Counter[str] = Counter()

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # an endpoint that is down or a missing log group: say what to do
         progress.close()
         hint = " (is the local stack up? `trailwarden stack up`)" if target.local else ""
-        return _fail(f"delivery to {log_group or 'the trail log group'} at {target.describe()} failed: {error}{hint}")
+        return _fail(f"delivery to {log_group or 'the trail log group'} at {target.label()} failed: {error}{hint}")
     progress.close()
     if not args.quiet:
         _summary(stats, log_group, dead)
