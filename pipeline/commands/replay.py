@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
 import sys
 import time
 from collections import Counter
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import aws
+from pipeline.commands import sigterm_interrupts, uninterrupted
 from pipeline.finding import iso_time
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.progress import Display
@@ -191,44 +191,37 @@ def run(args: argparse.Namespace) -> int:
             writer.close()  # flushes
         display.update(progress_line(j.status(), j.elapsed(), len(emit.seen)))
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupted)
     code, graceful = 1, True
-    try:
-        if not args.quiet:
-            _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
-                 f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; alerts {'on' if args.alert else 'off'}")
-        job.start()
-        if job.wait(timeout=args.timeout or None, on_poll=show):
-            show(job)
-            code, graceful = 0, False
-        else:
-            display.clear()
-            _say(f"gave up after {args.timeout:g} s (--timeout)")
-    except KeyboardInterrupt:
-        display.clear()
-        _say("interrupted; stopping and removing what this replay started")
-        code = 130
-    except Exception as exc:  # a daemon that exits, an endpoint that fails: say what, then clean up
-        display.clear()
-        log.debug("replay failed", exc_info=True)
-        _say(f"failed: {type(exc).__name__}: {safe(str(exc))}")
-    finally:
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with sigterm_interrupts():
         try:
+            if not args.quiet:
+                _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
+                     f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; "
+                     f"alerts {'on' if args.alert else 'off'}")
+            job.start()
+            if job.wait(timeout=args.timeout or None, on_poll=show):
+                show(job)
+                code, graceful = 0, False
+            else:
+                display.clear()
+                _say(f"gave up after {args.timeout:g} s (--timeout)")
+        except KeyboardInterrupt:
             display.clear()
-            problems = job.close(graceful=graceful, keep_directory=code != 0)
-            for problem in problems:
-                _say(f"could not remove {safe(problem)}")
-            if code not in (0, 130) and job.directory.exists():
-                _say(f"daemon logs kept in {job.directory / 'kcl'}")
+            _say("interrupted; stopping and removing what this replay started")
+            code = 130
+        except Exception as exc:  # a daemon that exits, an endpoint that fails: say what, then clean up
+            display.clear()
+            log.debug("replay failed", exc_info=True)
+            _say(f"failed: {type(exc).__name__}: {safe(str(exc))}")
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, previous)
-        writer.close()
+            with uninterrupted():
+                display.clear()
+                problems = job.close(graceful=graceful, keep_directory=code != 0)
+                for problem in problems:
+                    _say(f"could not remove {safe(problem)}")
+                if code not in (0, 130) and job.directory.exists():
+                    _say(f"daemon logs kept in {job.directory / 'kcl'}")
+            writer.close()
     if code == 0 and not args.quiet:
         print(format_summary(summary(job, emit, seen)), file=sys.stderr)
     return code

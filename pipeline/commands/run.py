@@ -12,13 +12,15 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from infra import aws
+from pipeline.commands import sigterm_interrupts, uninterrupted
+from pipeline.finding import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,10 @@ def live_scenario(events: int, seed: int, attacks: list[str], config: Any, *, no
 
 
 def run(args: argparse.Namespace) -> int:
-    from consumers import live
-    from infra import emulator, provision
-    from infra.trail_player import Player
-    from pipeline.commands.stack import ensure_emulator
+    # Here, not at the top: building the parser imports every command module, and these cost ~0.3 s.
     from pipeline.config import Config
-    from pipeline.finding import iso_time
     from pipeline.pack import bind_pack
     from pipeline.scenario import compare, resolve_attacks
-    from pipeline.settings import environment
 
     target = aws.from_args(args)
     if not target.local:
@@ -98,100 +95,162 @@ def run(args: argparse.Namespace) -> int:
         return 2
     attacks = resolve_attacks(args.attacks.split(",") if "," in args.attacks else args.attacks)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
-    config_path = args.config
-    config = Config.load(config_path)
+    config = Config.load(args.config)
+    rule_ids = {r.id for r in bind_pack(config).rules}
+    stack = LiveStack(target)
+    with sigterm_interrupts():
+        try:
+            stack.start()
+            scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
+            stack.start_pipeline(scenario.overrides, args.config)
+            wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
+            names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
+            _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
+                 f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
+                 f"{sum(e.stateful for e in wanted)} of them stateful")
+            feeder = Feeder(stack.player(args.rate), scenario.events)
+            watch = Watch(stack, args.json)
+            if not watch.until_found(wanted, feeder, args.wait):
+                _say(f"sending failed: {feeder.error}")
+                return 1
+            result = compare(scenario.expected, [a.finding for a in watch.alerts], rule_ids)
+            _summary(result, watch.alerts, watch.first_at, feeder.stats)
+            if not result.ok and not stack.own_emulator:
+                _say("this stack was already running: findings it alerted before (same rule, key and window) are "
+                     "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
+            if args.keep:
+                _say("still running; Ctrl-C stops everything")
+                watch.forever()
+            return 0 if result.ok else 1
+        except KeyboardInterrupt:
+            _say("interrupted; stopping what this run started")
+            return 130
+        except Exception as exc:  # an endpoint that is down, a daemon that cannot start: say what, then clean up
+            log.debug("run failed", exc_info=True)
+            _say(f"failed: {type(exc).__name__}: {exc}")
+            return 1
+        finally:
+            with uninterrupted():
+                stack.stop()
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)
-    started_emulator = None
-    pipeline = None
-    queue: tuple[str, str] | None = None
-    feeder = None
-    try:
+class LiveStack:
+    """What `run` starts, and stops again: the emulator (if none was running), the provisioned stack, a
+    findings queue, both KCL daemons."""
+
+    def __init__(self, target: aws.Target) -> None:
+        self.target = target
+        self.own_emulator: Any = None
+        self.outputs: dict[str, str] = {}
+        self.queue: tuple[str, str] | None = None
+        self.pipeline: Any = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        """The emulator if needed, the stack's resources, and a queue subscribed to the findings topic."""
+        # Here, not at the top: see run().
+        from consumers import live
+        from infra import emulator, provision
+        from pipeline.commands.stack import ensure_emulator
+
         before = emulator.running()
-        handle = ensure_emulator(target)
+        handle = ensure_emulator(self.target)
         if handle is not None and before is None:
-            started_emulator = handle
+            self.own_emulator = handle
         _say("provisioning the stack from infra/template.yaml ...")
-        outputs = provision.provision(target)
-        queue = live.findings_queue(target, outputs["FindingsTopicArn"], name=f"trailwarden-run-{os.getpid()}")
-        queue_url = queue[0]
+        self.outputs = provision.provision(self.target)
+        self.queue = live.findings_queue(self.target, self.outputs["FindingsTopicArn"],
+                                         name=f"trailwarden-run-{os.getpid()}")
 
-        scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
-        env = environment(overrides=scenario.overrides, config=config_path)
+    def start_pipeline(self, overrides: dict[str, dict[str, Any]], config: str | None) -> None:
+        """Both KCL daemons, with the scenario's parameter overrides and the configuration file."""
+        from consumers import live
+        from infra import emulator
+        from pipeline.settings import environment
+
         directory = emulator.state_dir() / "kcl"
-        t0 = time.monotonic()
-        pipeline = live.LivePipeline.start(target, outputs, directory, env=env)
-        _say(f"KCL daemons: router pid {pipeline.router.pid}, stateful pid {pipeline.stateful.pid} "
+        self.started = time.monotonic()
+        self.pipeline = live.LivePipeline.start(self.target, self.outputs, directory,
+                                                env=environment(overrides=overrides, config=config))
+        _say(f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
              f"(logs in {directory})")
 
-        sent: dict[str, Any] = {}
+    def player(self, rate: float) -> Any:
+        from infra.trail_player import Player
 
-        def feed() -> None:
-            try:
-                player = Player(target.client("logs"), outputs["TrailLogGroupName"], rate=args.rate)
-                sent["stats"] = player.play(scenario.events)
-            except Exception as exc:  # reported below; the watcher keeps going
-                sent["error"] = exc
+        return Player(self.target.client("logs"), self.outputs["TrailLogGroupName"], rate=rate)
 
-        rule_ids = {r.id for r in bind_pack(config).rules}
-        wanted = [e for e in scenario.expected if e.present and e.rule_id in rule_ids]
-        names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
-        _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
-             f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
-             f"{sum(e.stateful for e in wanted)} of them stateful")
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+    def alerts(self) -> Iterator[Any]:
+        """The alerts now in the findings queue (one long poll of a second, then drained)."""
+        from consumers import live
 
-        sqs = target.client("sqs")
-        alerts: list[Any] = []
-        first_at: float | None = None
+        assert self.queue is not None
+        return live.receive(self.target.client("sqs"), self.queue[0], wait=1)
+
+    def stop(self) -> None:
+        """Everything this run started, in reverse order; what it found running is left running."""
+        from consumers import live
+
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        if self.queue is not None:
+            with contextlib.suppress(Exception):
+                live.remove_findings_queue(self.target, *self.queue)
+        if self.own_emulator is not None:
+            self.own_emulator.stop()
+
+
+class Feeder:
+    """The scenario's CloudTrail played into the trail log group from a thread; `error` if that failed."""
+
+    def __init__(self, player: Any, events: list[dict[str, Any]]) -> None:
+        self.stats: Any = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._play, args=(player, events), daemon=True)
+        self.thread.start()
+
+    def _play(self, player: Any, events: list[dict[str, Any]]) -> None:
+        try:
+            self.stats = player.play(events)
+        except Exception as exc:  # reported by the caller; the watcher keeps going meanwhile
+            self.error = exc
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+
+class Watch:
+    """The alerts as they reach the findings queue, printed as they come."""
+
+    def __init__(self, stack: LiveStack, as_json: bool) -> None:
+        self.stack = stack
+        self.as_json = as_json
+        self.alerts: list[Any] = []
+        self.first_at: float | None = None  # seconds from the daemons' start to the first alert
+
+    def poll(self) -> None:
+        for alert in self.stack.alerts():
+            self.alerts.append(alert)
+            if self.first_at is None:
+                self.first_at = time.monotonic() - self.stack.started
+            print(_line(alert, self.as_json), flush=True)
+
+    def until_found(self, wanted: list[Any], feeder: Feeder, wait: float) -> bool:
+        """Until every wanted finding arrived, or `wait` seconds after the feeder finished; False if it failed."""
         deadline: float | None = None
         while True:
-            for alert in live.receive(sqs, queue_url, wait=1):
-                alerts.append(alert)
-                if first_at is None:
-                    first_at = time.monotonic() - t0
-                print(_line(alert, args.json), flush=True)
-            if deadline is None and not feeder.is_alive():
-                if "error" in sent:
-                    _say(f"sending failed: {sent['error']}")
-                    return 1
-                deadline = time.monotonic() + args.wait
-            done = all(any(e.matches(a.finding) for a in alerts) for e in wanted)
-            if deadline is not None and (done or time.monotonic() > deadline):
-                break
+            self.poll()
+            if deadline is None and feeder.done():
+                if feeder.error is not None:
+                    return False
+                deadline = time.monotonic() + wait
+            found = all(any(e.matches(a.finding) for a in self.alerts) for e in wanted)
+            if deadline is not None and (found or time.monotonic() > deadline):
+                return True
 
-        result = compare(scenario.expected, [a.finding for a in alerts], rule_ids)
-        _summary(result, alerts, first_at, sent.get("stats"))
-        if not result.ok and started_emulator is None:
-            _say("this stack was already running: findings it alerted before (same rule, key and window) are not "
-                 "alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
-        if args.keep:
-            _say("still running; Ctrl-C stops everything")
-            while True:
-                for alert in live.receive(sqs, queue_url, wait=1):
-                    print(_line(alert, args.json), flush=True)
-        return 0 if result.ok else 1
-    except KeyboardInterrupt:
-        _say("interrupted; stopping what this run started")
-        return 130
-    except Exception as exc:  # an endpoint that is down, a daemon that cannot start: say what, then clean up
-        log.debug("run failed", exc_info=True)
-        _say(f"failed: {type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
-        if pipeline is not None:
-            pipeline.stop()
-        if queue is not None:
-            with contextlib.suppress(Exception):
-                live.remove_findings_queue(target, *queue)
-        if started_emulator is not None:
-            started_emulator.stop()
-        signal.signal(signal.SIGTERM, previous)
+    def forever(self) -> None:
+        while True:
+            self.poll()
 
 
 def _summary(result: Any, alerts: list[Any], first_at: float | None, stats: Any) -> None:
