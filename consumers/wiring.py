@@ -39,9 +39,9 @@ class Wiring:
         target = aws.resolve()
         given = settings.resources
         if given is None:
-            # Here, not at the top: reading the template costs start-up time that processors launched with
+            # Here, not at the top: the template reader (yaml) costs start-up time that processors launched with
             # TRAILWARDEN_RESOURCES (all of ours) do not pay.
-            from infra.provision import outputs
+            from infra.outputs import outputs
 
             given = outputs(target)
         resources = Resources(given)

@@ -155,7 +155,7 @@ def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, 
     if chosen:
         return _from_choice(chosen, env)
     if any(env.get(name, "").strip() for name in _ENDPOINT_ENV):
-        try:
+        try:  # here, not at the top: localstack-client is optional (the `local` extra)
             from localstack_client import config as localstack_config
         except ImportError:  # the `local` extra is not installed: AWS_ENDPOINT_URL still means what it says
             return _endpoint_without_localstack_client(env)

@@ -66,6 +66,8 @@ def default_pid_file() -> Path:
 
 def build_app() -> Any:
     """moto's WSGI application (dispatching on Host and signature like `moto_server`), plus a health route."""
+    # Here, not at the top: moto and hypercorn are optional (the `local` extra) and take seconds to import;
+    # only the emulator's own process needs them.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -98,6 +100,7 @@ def _at_least_one_chunk(body: Any) -> Any:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve in the foreground until SIGTERM or SIGINT."""
+    # Here, not at the top: the `local` extra, as in build_app.
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 

@@ -16,7 +16,7 @@ STREAM_OUTPUT = {Stage.ROUTER: "TrailStreamName", Stage.STATEFUL: "KeyedStreamNa
 
 @dataclass(frozen=True)
 class Resources(Mapping[str, str]):
-    """The stack's outputs (`infra.provision.outputs`), read like the dict they are."""
+    """The stack's outputs (`infra.outputs.outputs`), read like the dict they are."""
 
     outputs: Mapping[str, str] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from consumers.archive import S3Store
 from consumers.sinks import Publisher, SinkError
 from consumers.sinks.build import build_publisher, past_findings
 from infra import aws
+from infra.outputs import outputs as stack_outputs
 from pipeline.backfill import Backfill, BackfillStats, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
 from pipeline.config import Config
@@ -132,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _publisher(target: aws.Target, alert: bool) -> Publisher:
     """Firehose (and SNS with `alert`) behind the live dedupe table, named by the stack's outputs."""
-    from infra.provision import outputs
-
-    return build_publisher(target, outputs(target), *past_findings(alert))
+    return build_publisher(target, stack_outputs(target), *past_findings(alert))
 
 
 def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,

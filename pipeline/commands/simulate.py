@@ -10,10 +10,14 @@ from typing import Any
 
 import orjson
 
-from infra import aws, provision
+from infra import aws
+from infra.outputs import outputs as stack_outputs
 from infra.trail_player import Player, PlayStats
 from pipeline.commands.scenario import add_scenario_arguments, build_from_args
+from pipeline.config import Config, ConfigError
+from pipeline.decode import DeadLetter
 from pipeline.progress import Progress
+from pipeline.sources import Reader, SourceError, resolve
 
 EXAMPLES = """\
 Records go to the log group with PutLogEvents, into log streams named <account>_CloudTrail_<region>,
@@ -69,9 +73,6 @@ def _fail(message: str) -> int:
 
 
 def _from_files(paths: list[str], dead: Counter[str]) -> Iterator[dict[str, Any]]:
-    from pipeline.decode import DeadLetter
-    from pipeline.sources import Reader, resolve
-
     for item in Reader(resolve(paths)).items():
         if isinstance(item, DeadLetter):
             dead[item.kind or item.reason] += 1
@@ -99,15 +100,11 @@ def run(args: argparse.Namespace) -> int:
     scenario = None
     dead: Counter[str] = Counter()
     if args.paths:
-        from pipeline.sources import SourceError
-
         try:
             records = list(_from_files(args.paths, dead))
         except SourceError as error:
             return _fail(str(error))
     else:
-        from pipeline.config import Config, ConfigError
-
         try:
             scenario = build_from_args(args, Config.load(args.config) if args.config else Config.from_dict())
         except (ValueError, ConfigError) as error:
@@ -118,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     progress = _PlayProgress(len(records), enabled=False if args.quiet else None)
     try:
         if not log_group:
-            log_group = provision.outputs(target)["TrailLogGroupName"]
+            log_group = stack_outputs(target)["TrailLogGroupName"]
         player = Player(
             target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
             account=args.account, on_progress=lambda s: progress.update(s.events, s.events),

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.scenario.attacks import REQUIRED_TAGS
 from pipeline.scenario.ids import Ids
-from pipeline.scenario.org import Actor, Organization
+from pipeline.scenario.org import Actor, Organization, root_identity
 from pipeline.scenario.shapes import Shapes
 
 Record = dict[str, Any]
@@ -277,8 +277,6 @@ class Background:
         region = acct.regions[0]
         if rng.random() < 0.5:
             return [self.shapes.kms_rotation(svc, t, region)]
-        from pipeline.scenario.org import root_identity
-
         ev = self.shapes.call(svc, t, "us-east-1", "iam.amazonaws.com", "GetAccountSummary", read_only=True,
                               identity=root_identity(acct.id, invoked_by="support.amazonaws.com"),
                               ip="support.amazonaws.com", agent="support.amazonaws.com")
