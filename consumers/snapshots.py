@@ -7,7 +7,6 @@ starting without a snapshot of its own merges the hand-offs of its parents (two 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -95,25 +94,9 @@ class MemorySnapshotStore:
 
 
 def merge(snapshots: Iterable[bytes]) -> dict[str, Any] | None:
-    """One snapshot dict from the hand-offs of several parents (their keys are disjoint by hash range).
-    The watermark is the smallest of theirs, so no parent's pending work is judged late."""
+    """One snapshot dict from the hand-offs of a child's parents (None if it has none): see
+    `snapshot.merge_for_child`."""
     docs = [snapshot.decode(s) for s in snapshots]
     if not docs:
         return None
-    if len(docs) == 1:
-        return docs[0]
-    merged: dict[str, Any] = {"v": docs[0].get("v"), "rules": {}, "pending": [], "seen": [], "next_sweep": {}}
-    times = [d["max_time"] for d in docs if d.get("max_time") is not None]
-    marks = [d["watermark"] for d in docs if d.get("watermark") is not None]
-    merged["max_time"] = max(times) if times else None
-    merged["watermark"] = min(marks) if marks else None
-    merged["seq"] = max(int(d.get("seq", 0)) for d in docs)
-    for d in docs:
-        for rule_id, entry in d.get("rules", {}).items():
-            into = merged["rules"].setdefault(rule_id, {"kind": entry.get("kind"), "keys": []})
-            into["keys"].extend(entry.get("keys", []))
-        merged["pending"].extend(d.get("pending", []))
-        merged["seen"].extend(d.get("seen", []))
-        for rule_id, due in d.get("next_sweep", {}).items():
-            merged["next_sweep"][rule_id] = min(due, merged["next_sweep"].get(rule_id, math.inf))
-    return merged
+    return docs[0] if len(docs) == 1 else snapshot.merge_docs(docs)

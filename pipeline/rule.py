@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pipeline.event import Event
@@ -28,6 +29,16 @@ from pipeline.finding import SEVERITIES
 ANY = "*"
 
 REGISTRY: dict[str, Rule] = {}
+
+
+class Kind(StrEnum):
+    """What decides a rule: one event (match, stage 1) or per-key state over many (the stateful kinds, stage 2)."""
+
+    MATCH = "match"
+    ABSENCE = "absence"
+    THRESHOLD = "threshold"
+    SEQUENCE = "sequence"
+    FIRST_SEEN = "first_seen"
 
 
 class Params(dict[str, Any]):
@@ -106,7 +117,7 @@ class Rule:
     params: dict[str, Any]
     dedup: float
     cases: tuple[Case, ...]
-    kind: str = "match"
+    kind: Kind = Kind.MATCH
     validate: Callable[[Params], None] | None = None
     param_docs: dict[str, str] = field(default_factory=dict)
 
@@ -180,7 +191,7 @@ def match(*, id: str, title: str, severity: str, attack: str | Iterable[str],
         rule = MatchRule(**metadata(id=id, title=title, severity=severity, attack=attack, events=events,
                                     params=params, dedup=dedup, runbook=runbook, cases=cases, fn=fn,
                                     validate=validate, param_docs=param_docs),
-                         kind="match", check=fn)
+                         kind=Kind.MATCH, check=fn)
         return register(rule)  # type: ignore[return-value]
 
     return wrap

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+import zlib
+from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stateful_support import LATENESS, fresh, run, signature
 
+from consumers.snapshots import merge as consumer_merge
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact, key_hash
 from pipeline.stateful.synthetic import instance_facts, mixed_facts
@@ -116,3 +120,74 @@ def test_split_works_from_snapshot_bytes_too():
     assert snapshot.split_for_child(data, 0, MAX_HASH) == snapshot.split_for_child(parent, 0, MAX_HASH)
     whole = snapshot.load_into(fresh(), snapshot.split_for_child(data, 0, MAX_HASH))
     assert whole.keys() == parent.keys()
+
+
+# --- versions -------------------------------------------------------------------------------------
+
+V1_SNAPSHOT = Path(__file__).resolve().parent / "fixtures" / "snapshots" / "v1-mixed.snapshot"
+
+
+def _blob(doc: dict, version: int) -> bytes:
+    return snapshot.MAGIC + bytes([version]) + zlib.compress(orjson.dumps(doc))
+
+
+def _held(state) -> dict[tuple[str, str], object]:
+    return {(rule_id, key): s for rule_id, states in state.states.items() for key, s in states.items()}
+
+
+def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fields_named():
+    state = fresh()
+    for fact in ARRIVAL[:700]:
+        state.add([fact])
+    data = snapshot.dumps(state)
+    assert data[3] == snapshot.VERSION == 2
+    doc = snapshot.decode(data)
+    assert doc["v"] == 2
+    held = {rid: e for rid, e in doc["rules"].items() if e["keys"]}
+    assert len(held) >= 7
+    for rule_id, entry in held.items():
+        assert entry["kind"] == state.logics[rule_id].kind
+        assert entry["fields"] == list(state.logics[rule_id].state_fields)
+
+
+def test_a_snapshot_from_a_newer_release_is_refused_saying_what_to_do():
+    doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 3}
+    for data in (_blob(doc, 3), doc):
+        with pytest.raises(snapshot.SnapshotVersionError, match=r"v3 was written by a newer trailwarden; this build "
+                                                                r"reads v1 to v2\. Run the newer release"):
+            snapshot.load_into(fresh(), data)
+    with pytest.raises(snapshot.SnapshotError, match="header says v2 and its content v3"):
+        snapshot.load_into(fresh(), _blob(doc, 2))
+
+
+def test_state_fields_stored_in_another_order_are_read_by_name_and_a_missing_one_drops_only_that_rule(caplog):
+    state = fresh()
+    for fact in ARRIVAL[:700]:
+        state.add([fact])
+    doc = snapshot.decode(snapshot.dumps(state))
+    brute, tags = doc["rules"]["console-login-brute-force"], doc["rules"]["ec2-instance-missing-required-tags"]
+    assert brute["keys"] and tags["keys"]
+    brute["fields"].reverse()
+    for kv in brute["keys"]:
+        kv[1].reverse()
+    tags["fields"][0] = "renamed"
+    restored = snapshot.load_into(fresh(), doc)
+    assert restored.states["console-login-brute-force"] == state.states["console-login-brute-force"]
+    assert not restored.states["ec2-instance-missing-required-tags"]
+    assert "dropping state of rule ec2-instance-missing-required-tags" in caplog.text
+    kept = {k: v for k, v in _held(state).items() if k[0] != "ec2-instance-missing-required-tags"}
+    assert _held(restored) == kept
+
+
+@pytest.mark.parametrize("merge", [snapshot.merge_for_child, consumer_merge], ids=["engine", "consumer"])
+def test_a_child_merges_a_v1_hand_off_with_a_v2_one_during_a_rolling_upgrade(merge):
+    """One parent still ran the v1 release (its hand-off is a v1 snapshot), the other this one."""
+    old = snapshot.load_into(fresh(), V1_SNAPSHOT.read_bytes())
+    new = fresh()
+    for fact in instance_facts(300, seed=9, rate=1.0):
+        new.add([Fact(fact.rule, "new:" + fact.key, fact.event_id, fact.time, fact.step, fields=fact.fields)])
+    assert new.keys() and old.keys()
+    child = snapshot.load_into(fresh(), merge([V1_SNAPSHOT.read_bytes(), snapshot.dumps(new)]))
+    assert _held(child) == _held(old) | _held(new)
+    assert len(child.pending) == len(old.pending) + len(new.pending)
+    assert child.seen == old.seen | new.seen

@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.finding import Finding
 from pipeline.rules import builtin_rules
-from pipeline.stateful import snapshot
+from pipeline.stateful import absence, first_seen, sequence, snapshot, threshold
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.kinds import StatefulRule
 from pipeline.stateful.state import KeyedState
@@ -50,9 +50,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The classes of a key's state in the v1 release, and the ones that hold it now (same attributes).
+V1_STATE_TYPES = {"AbsenceState": absence.State, "CountState": threshold.CountState,
+                  "DistinctState": threshold.DistinctState, "SequenceState": sequence.State,
+                  "FirstSeenState": first_seen.State}
+NOW = {now: v1 for v1, now in V1_STATE_TYPES.items()}
+
+
 def key_state(s: Any) -> dict[str, Any]:
-    """A key's state as its attributes, in plain JSON."""
-    return {"type": type(s).__name__, **{name: _plain(getattr(s, name)) for name in type(s).__slots__}}
+    """A key's state as its attributes, in plain JSON (its type by its v1 name)."""
+    return {"type": NOW.get(type(s), type(s).__name__),
+            **{name: _plain(getattr(s, name)) for name in type(s).__slots__}}
 
 
 def state_doc(state: KeyedState) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def satisfied(value: dict[str, str] | None, p: Params) -> bool:
     return True
 
 
-def describe(key: str, ctx: dict[str, Any], p: Params) -> Hit:
+def finding_hit(key: str, ctx: dict[str, Any], p: Params) -> Hit:
+    """What a finding says: the instance ARN and which tags are missing or wrong."""
     account, region, iid = [*key.split(":", 2), "", ""][:3]
     issues = problems(ctx.get("state"), p)
     minutes = int(ctx.get("window_seconds", 0) // 60)
@@ -227,7 +228,7 @@ CASES = [
     fold=fold,
     satisfied=satisfied,
     track_before_start=False,
-    describe=describe,
+    hit=finding_hit,
     runbook="Tag the instance with the required keys (see rules.ec2-instance-missing-required-tags.required), "
             "or find out who launched it without them and why; untagged instances escape cost and ownership "
             "controls.",

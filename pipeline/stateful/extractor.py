@@ -13,8 +13,9 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.engine import BoundRule, EngineStats, RuleIndex, note_rule_error
 from pipeline.event import Event
+from pipeline.rule import Kind
 from pipeline.stateful.facts import Fact, Step, clean_fields
-from pipeline.stateful.kinds import StatefulRule, resolve_duration
+from pipeline.stateful.rule import StatefulRule
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class FactExtractor:
         self.index = RuleIndex(self.bound)
         self.stats = stats or EngineStats()
         self.facts_out = 0
-        self._refresh = {br.rule.id: resolve_duration(br.rule.options.get("refresh", 0), br.params)
-                         for br in self.bound if br.rule.kind == "first_seen"}
+        self._refresh = {br.rule.id: br.rule.options_for(br.params).refresh  # type: ignore[attr-defined]
+                         for br in self.bound if br.rule.kind == Kind.FIRST_SEEN}
         self._recent: dict[tuple[str, str, str], float] = {}
         # Allowlist emptiness is decided once here, not per fact.
         self._allowlists = {br.rule.id: br.allowlist for br in self.bound if br.allowlist}

@@ -78,7 +78,7 @@ class Fact:
         self.key = clip(key, MAX_KEY)
         self.event_id = event_id
         self.time = time
-        self.step = _intern(step)
+        self.step = _intern(str(step))  # a StepName is a str subclass, which intern() refuses
         self.value = clip(value)
         self.fields = fields or None
         self.account = _intern(account)
@@ -118,8 +118,8 @@ class Fact:
                 raise ValueError(f"fact field {name!r} is not a string")
             return value
 
-        t = d.get("t")
-        if type(t) not in (int, float) or isinstance(t, bool):
+        t: Any = d.get("t")
+        if type(t) not in (int, float):
             raise ValueError("fact time is not a number")
         fields = d.get("f")
         if fields is not None and type(fields) is not dict:

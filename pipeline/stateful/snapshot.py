@@ -1,8 +1,14 @@
-"""Snapshots: the whole keyed state of one shard as bytes, and the hand-off to child shards.
+"""The snapshot format of stage 2: the whole keyed state of one shard as bytes, and the hand-offs
+to child shards after a reshard.
 
 A snapshot holds every rule's keys and state, the facts still waiting for the watermark, the
 watermark and largest event time, the sweep schedule and the seen-fact digests. Timers are not
-stored: each is rebuilt from the state that set it. Layout: b"TWS" + version byte + zlib(JSON).
+stored: each is rebuilt from the state that set it. Bytes: b"TWS", a version byte, zlib(JSON).
+
+Versions: v1 stored each key's state as a list of values in an order only the code knew. v2 (written
+now) also names them once per rule (`fields`: the kind's State fields), so a later release can map
+them by name; v1 snapshots are read by attaching the names v1 used. A version newer than this build
+reads is refused with SnapshotVersionError.
 
 On a reshard the stage-2 processor hands each child shard `split_for_child(parent, start, end)`:
 the parent's keys (with their state, pending facts and therefore timers) whose Kinesis hash,
@@ -28,17 +34,31 @@ from typing import Any
 import orjson
 
 from pipeline.stateful.facts import Fact, key_hash
-from pipeline.stateful.kinds import STEP_RANK
 from pipeline.stateful.state import KeyedState
+from pipeline.stateful.steps import STEP_RANK
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"TWS"
-VERSION = 1
+VERSION = 2  # written by this build, which reads 1 and 2
+
+# The per-key layouts v1 wrote without naming them: by kind, and for a threshold rule by what it
+# counted (a count rule's entries are [time, event id] pairs, a distinct rule's [value, time, event id]).
+V1_FIELDS: dict[str, tuple[str, ...]] = {
+    "absence": ("value", "active", "since", "fired", "last", "meta"),
+    "sequence": ("firsts", "last"),
+    "first_seen": ("first", "values", "last"),
+}
+V1_COUNT_FIELDS = ("entries", "quiet", "last", "meta")
+V1_DISTINCT_FIELDS = ("values", "quiet", "last", "meta")
 
 
 class SnapshotError(ValueError):
     """Bytes that are not a snapshot this version can read."""
+
+
+class SnapshotVersionError(SnapshotError):
+    """A snapshot written by a newer release, in a format this build does not know."""
 
 
 @contextmanager
@@ -63,10 +83,14 @@ def _inf(x: Any) -> float:
 
 
 def to_dict(state: KeyedState) -> dict[str, Any]:
+    """The snapshot of `state` as a dict (current version). It shares lists with the state: encode it
+    before the state changes."""
     rules: dict[str, Any] = {}
     for rule_id, states in state.states.items():
         logic = state.logics[rule_id]
-        rules[rule_id] = {"kind": logic.rule.kind, "keys": [[k, logic.dump(s)] for k, s in states.items()]}
+        dump = logic.dump
+        rules[rule_id] = {"kind": logic.kind, "fields": list(logic.state_fields),
+                          "keys": [[k, dump(s)] for k, s in states.items()]}
     seen = [[b, base64.b64encode(arr.tobytes()).decode()] for b, arr in state.seen_buckets.items()]
     return {
         "v": VERSION,
@@ -85,17 +109,51 @@ def encode(d: dict[str, Any]) -> bytes:
 
 
 def decode(data: bytes) -> dict[str, Any]:
+    """The snapshot dict of `data`, in the current version whatever version wrote it."""
     if not isinstance(data, bytes | bytearray | memoryview) or bytes(data[:3]) != MAGIC or len(data) < 4:
         raise SnapshotError("not a trailwarden state snapshot")
-    if data[3] != VERSION:
-        raise SnapshotError(f"snapshot version {data[3]} is not supported (this build reads {VERSION})")
+    _check_version(data[3])
     try:
         d = orjson.loads(zlib.decompress(bytes(data[4:])))
     except (zlib.error, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"snapshot is corrupt: {exc}") from None
     if type(d) is not dict:
         raise SnapshotError("snapshot is corrupt: not an object")
+    if d.get("v") != data[3]:
+        raise SnapshotError(f"snapshot is corrupt: its header says v{data[3]} and its content v{d.get('v')}")
+    return current(d)
+
+
+def _check_version(version: Any) -> None:
+    if type(version) is not int or version < 1:
+        raise SnapshotError(f"snapshot is corrupt: version {version!r}")
+    if version > VERSION:
+        raise SnapshotVersionError(
+            f"snapshot format v{version} was written by a newer trailwarden; this build reads v1 to v{VERSION}. "
+            "Run the newer release (or delete the shard's snapshot to start it with empty state)")
+
+
+def current(d: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot dict of any version this build reads, in the current version (v1 is upgraded in place)."""
+    _check_version(d.get("v"))
+    if d["v"] == 1:
+        for entry in d.get("rules", {}).values():
+            fields = _v1_fields(entry.get("kind"), entry.get("keys", ()))
+            entry["fields"] = None if fields is None else list(fields)
+        d["v"] = 2
     return d
+
+
+def _v1_fields(kind: Any, keys: Any) -> tuple[str, ...] | None:
+    if kind != "threshold":
+        return V1_FIELDS.get(kind)
+    try:
+        entry = next(row[0][0] for _, row in keys if row[0])  # one key's first counted entry
+    except StopIteration:
+        return V1_COUNT_FIELDS  # no key holds any: either layout reads nothing
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None  # malformed: the loader drops the rule's state and says so
+    return V1_DISTINCT_FIELDS if len(entry) == 3 else V1_COUNT_FIELDS
 
 
 def dumps(state: KeyedState) -> bytes:
@@ -105,10 +163,11 @@ def dumps(state: KeyedState) -> bytes:
 
 
 def load_into(state: KeyedState, data: bytes | dict[str, Any]) -> KeyedState:
-    """Restore a snapshot into a freshly built KeyedState (bound to the current rules and config).
-    State of rules no longer configured, or whose kind changed, is dropped and logged."""
+    """Restore a snapshot (bytes or dict, any version this build reads) into a freshly built KeyedState
+    (bound to the current rules and config). State of rules no longer configured, whose kind changed
+    or whose state fields this build cannot map, is dropped and logged."""
     with _no_gc():
-        return _load(state, decode(data) if not isinstance(data, dict) else data)
+        return _load(state, decode(data) if not isinstance(data, dict) else current(data))
 
 
 def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
@@ -117,15 +176,22 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
     state._seq = int(d.get("seq", 0))
     state.next_sweep = {k: float(v) for k, v in d.get("next_sweep", {}).items() if k in state.logics}
     for rule_id, entry in d.get("rules", {}).items():
+        if not entry.get("keys"):
+            continue  # nothing to restore (and a v1 threshold rule without keys has no telling layout)
         logic = state.logics.get(rule_id)
-        if logic is None or entry.get("kind") != logic.rule.kind:
+        if logic is None or entry.get("kind") != logic.kind:
             log.warning("snapshot: dropping state of rule %s (%d keys): not configured or kind changed",
                         rule_id, len(entry.get("keys", ())))
             continue
         states = state.states[rule_id]
+        order = _field_order(entry.get("fields"), logic.state_fields)
+        if order is None:
+            log.warning("snapshot: dropping state of rule %s (%d keys): it holds fields %s, this build keeps %s",
+                        rule_id, len(entry.get("keys", ())), entry.get("fields"), list(logic.state_fields))
+            continue
         try:
             for key, dumped in entry["keys"]:
-                s = logic.load(dumped)
+                s = logic.load(dumped if order is _SAME else [dumped[i] for i in order])
                 states[key] = s
                 deadline = logic.deadline(s)
                 if deadline is not None:
@@ -151,11 +217,26 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
     return state
 
 
+_SAME: list[int] = []
+
+
+def _field_order(stored: Any, wanted: tuple[str, ...]) -> list[int] | None:
+    """Where each wanted field is in a stored row (_SAME if in place), or None if one is missing."""
+    if not isinstance(stored, list | tuple):
+        return None
+    if tuple(stored) == wanted:
+        return _SAME
+    try:
+        return [list(stored).index(name) for name in wanted]
+    except ValueError:
+        return None
+
+
 def split_for_child(parent: KeyedState | bytes | dict[str, Any], start_hash: int, end_hash: int) -> bytes:
     """The snapshot a child shard starts from: the parent's keys whose hash is in [start_hash, end_hash]."""
     with _no_gc():
         d = to_dict(parent) if isinstance(parent, KeyedState) else decode(parent) if not isinstance(parent, dict) \
-            else parent
+            else current(parent)
         return _split(d, int(start_hash), int(end_hash))
 
 
@@ -164,7 +245,7 @@ def _split(d: dict[str, Any], start: int, end: int) -> bytes:
         return isinstance(key, str) and start <= key_hash(key) <= end
 
     child = dict(d)
-    child["rules"] = {rid: {"kind": e.get("kind"), "keys": [kv for kv in e.get("keys", ()) if mine(kv[0])]}
+    child["rules"] = {rid: {**e, "keys": [kv for kv in e.get("keys", ()) if mine(kv[0])]}
                       for rid, e in d.get("rules", {}).items()}
     child["pending"] = [f for f in d.get("pending", ()) if mine(f.get("k"))]
     return encode(child)
@@ -177,11 +258,14 @@ def merge_for_child(parents: Iterable[KeyedState | bytes | dict[str, Any]]) -> b
     per expiry bucket. The child's watermark is the smaller of the parents' (no fact a slower parent still
     buffers is judged late), its largest event time the larger; each rule's next sweep is the earlier."""
     with _no_gc():
-        docs = [to_dict(p) if isinstance(p, KeyedState) else p if isinstance(p, dict) else decode(p) for p in parents]
-        return encode(_merge(docs))
+        docs = [to_dict(p) if isinstance(p, KeyedState) else current(p) if isinstance(p, dict) else decode(p)
+                for p in parents]
+        return encode(merge_docs(docs))
 
 
-def _merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshot dict a child starts from after a merge, from its parents' (current version; see
+    `merge_for_child`)."""
     times = [d["max_time"] for d in docs if d.get("max_time") is not None]
     marks = [d["watermark"] for d in docs if d.get("watermark") is not None]
     rules: dict[str, dict[str, Any]] = {}
@@ -192,10 +276,12 @@ def _merge(docs: list[dict[str, Any]]) -> dict[str, Any]:
     clashes = 0
     for n, d in enumerate(docs):
         for rule_id, entry in d.get("rules", {}).items():
-            into = rules.setdefault(rule_id, {"kind": entry.get("kind"), "keys": []})
-            if entry.get("kind") != into["kind"]:
-                log.warning("snapshot merge: rule %s has kind %s in one parent and %s in another: keeping %s",
-                            rule_id, into["kind"], entry.get("kind"), into["kind"])
+            if not entry.get("keys"):
+                continue
+            into = rules.setdefault(rule_id, {"kind": entry.get("kind"), "fields": entry.get("fields"), "keys": []})
+            if entry.get("kind") != into["kind"] or entry.get("fields") != into["fields"]:
+                log.warning("snapshot merge: rule %s holds %s %s in one parent and %s %s in another: keeping the "
+                            "first", rule_id, into["kind"], into["fields"], entry.get("kind"), entry.get("fields"))
                 continue
             for kv in entry.get("keys", ()):
                 if owner.setdefault((rule_id, kv[0]), n) != n:

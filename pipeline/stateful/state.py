@@ -1,4 +1,4 @@
-"""Stage 2: the keyed state of one shard, with event-time timers and a watermark.
+"""`KeyedState`: the stage-2 state of one shard: each rule's keyed state, event-time timers, a watermark.
 
 Facts wait in a buffer until the watermark (largest event time seen minus the allowed lateness)
 passes them; they are then applied in event-time order, interleaved with the timers that fall due,
@@ -33,7 +33,9 @@ from pipeline.engine import note_rule_error
 from pipeline.finding import Finding
 from pipeline.rule import Params, parse_duration
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import STEP_RANK, Logic, StatefulRule
+from pipeline.stateful.logic import KindLogic
+from pipeline.stateful.rule import StatefulRule
+from pipeline.stateful.steps import STEP_RANK
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ class KeyedState:
 
     def __init__(self, rules: Iterable[tuple[StatefulRule, Params]], *, lateness: float = 120.0,
                  idle_after: float = 10.0) -> None:
-        self.logics: dict[str, Logic] = {rule.id: rule.logic(params) for rule, params in rules}
+        self.logics: dict[str, KindLogic[Any, Any]] = {rule.id: rule.logic(params) for rule, params in rules}
         self.lateness = float(lateness)
         self.idle_after = float(idle_after)
         self.states: dict[str, dict[str, Any]] = {rid: {} for rid in self.logics}
@@ -111,12 +113,12 @@ class KeyedState:
         self.watermark = -math.inf
         self.next_sweep: dict[str, float] = {}
         self.seen: set[int] = set()
-        self.seen_buckets: dict[int, array] = {}
+        self.seen_buckets: dict[int, array[int]] = {}
         self.stats = StateStats()
         self._seq = 0
         self._arrival: tuple[float, float] | None = None  # (wall clock, max event time) at the last arrival
-        # Set by a driver that knows more than this shard (replay): the watermark then moves only by advance_to().
-        self.external_watermark = False
+        # Set by a driver that knows more than this shard (replay): the watermark then moves only by drive_to().
+        self.driven = False
         self._next_expiry = -math.inf  # watermark at which the next sweep or seen-id bucket is due
 
     @classmethod
@@ -138,19 +140,20 @@ class KeyedState:
             self._take(fact, now, out)
         if now is not None:
             self._arrival = (now, self.max_time)
-        self._advance(self._own_watermark(), out)
+        self._run_until(self._own_watermark(), out)
         return out.findings
 
-    def advance_to(self, watermark: float) -> list[Finding]:
-        """Apply the facts and fire the timers due up to `watermark`, told by a driver that has seen
-        every source of this shard's facts (possibly past this shard's own largest fact time)."""
+    def drive_to(self, watermark: float) -> list[Finding]:
+        """Move a driven state's watermark to `watermark`, told by a driver that has seen every source of
+        this shard's facts (possibly past this shard's own largest fact time): apply the facts and fire
+        the timers due up to it."""
         out = _Out(self)
         if self.max_time > -math.inf:
-            self._advance(watermark, out)
+            self._run_until(watermark, out)
         return out.findings
 
     def _own_watermark(self) -> float:
-        return self.watermark if self.external_watermark else self.max_time - self.lateness
+        return self.watermark if self.driven else self.max_time - self.lateness
 
     def observe(self, event_time: float) -> list[Finding]:
         """Event time has reached `event_time` (an event with no fact, in-process): findings now due."""
@@ -158,7 +161,7 @@ class KeyedState:
             return []  # nothing can fall due before event time moves on
         self.max_time = event_time
         out = _Out(self)
-        self._advance(self._own_watermark(), out)
+        self._run_until(self._own_watermark(), out)
         return out.findings
 
     def tick(self, now: float) -> list[Finding]:
@@ -169,14 +172,14 @@ class KeyedState:
         wall, base = self._arrival
         idle = now - wall
         out = _Out(self)
-        if idle >= self.idle_after and base > -math.inf and not self.external_watermark:
-            self._advance(base + idle - self.lateness, out)
+        if idle >= self.idle_after and base > -math.inf and not self.driven:
+            self._run_until(base + idle - self.lateness, out)
         return out.findings
 
     def flush(self) -> list[Finding]:
         """End of finite input: apply every buffered fact and fire timers up to the last event time seen."""
         out = _Out(self)
-        self._advance(self.max_time, out)
+        self._run_until(self.max_time, out)
         return out.findings
 
     def _take(self, fact: Fact, now: float | None, out: _Out) -> None:
@@ -216,8 +219,9 @@ class KeyedState:
 
     # --- time -----------------------------------------------------------------------------------
 
-    def _advance(self, target: float, out: _Out) -> None:
-        """Apply due facts and fire due timers in event-time order, up to `target`."""
+    def _run_until(self, target: float, out: _Out) -> None:
+        """Apply due facts and fire due timers in event-time order up to `target`, which becomes the
+        watermark (it never moves back)."""
         pending, timers = self.pending, self.timers
         target = max(target, self.watermark)
         while True:
@@ -235,11 +239,11 @@ class KeyedState:
             self.watermark = target
             self._expire()
 
-    def _apply(self, fact: Fact, logic: Logic, out: _Out) -> None:
+    def _apply(self, fact: Fact, logic: KindLogic[Any, Any], out: _Out) -> None:
         states = self.states[fact.rule]
         key = fact.key
         state = states.get(key)
-        if state is not None and fact.time - logic.last(state) > logic.ttl:
+        if state is not None and fact.time - state.last > logic.ttl:
             self.stats.evictions[fact.rule] += 1
             state = None
         out.rule_id = fact.rule
@@ -283,8 +287,8 @@ class KeyedState:
             if w < due:
                 continue
             self.next_sweep[rule_id] = w + max(logic.ttl / 8, 60.0)
-            states, horizon, last = self.states[rule_id], w - logic.ttl, logic.last
-            dead = [k for k, s in states.items() if last(s) < horizon and logic.deadline(s) is None]
+            states, horizon, deadline = self.states[rule_id], w - logic.ttl, logic.deadline
+            dead = [k for k, s in states.items() if s.last < horizon and deadline(s) is None]
             for k in dead:
                 del states[k]
             self.stats.evictions[rule_id] += len(dead)

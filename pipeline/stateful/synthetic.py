@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import END, FIRST, SATISFY, START, THEN
+from pipeline.stateful.steps import END, FIRST, SATISFY, START, THEN
 
 TAGS = "ec2-instance-missing-required-tags"
 GOOD_TAGS = {"Owner": "team-a", "CostCenter": "cc-1", "Environment": "prod"}
@@ -30,7 +31,7 @@ class _Gen:
         self.n += 1
         return f"{self.rng.getrandbits(64):016x}-{self.n:08d}"
 
-    def fact(self, rule: str, key: str, t: float, step: str = "", value: str = "", fields: dict | None = None,
+    def fact(self, rule: str, key: str, t: float, step: str = "", value: str = "", fields: dict[str, Any] | None = None,
              principal: str = "arn:aws:iam::100000000000:user/alice", ip: str = "198.51.100.7") -> Fact:
         return Fact(rule, key, self.eid(), t, step, value, fields, key.split(":", 1)[0], "us-east-1", principal, ip,
                     "aws-cli/2.17.13")

@@ -1,0 +1,139 @@
+"""Absence rules: a `start` not followed within `window` by the rule's condition being met."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.finding import window_start
+from pipeline.rule import Case, Kind, Params, metadata
+from pipeline.stateful.facts import Fact
+from pipeline.stateful.findings import NO_META, Meta, when
+from pipeline.stateful.logic import KindLogic, Out, field_names, load_meta
+from pipeline.stateful.options import KindOptions, duration
+from pipeline.stateful.rule import Extractor, HitFor, StatefulRule, declare
+from pipeline.stateful.steps import END, SATISFY, START, UNSATISFY
+
+# fold(value, step, fields, params): the key's value after a fact; satisfied(value, params): is the condition met.
+Fold = Callable[[Any, str, Mapping[str, Any] | None, Params], Any]
+Satisfied = Callable[[Any, Params], bool]
+
+
+def default_fold(value: Any, step: str, fields: Mapping[str, Any] | None, params: Params) -> Any:
+    """`satisfy` meets the condition, `unsatisfy` loses it again."""
+    if step == SATISFY:
+        return True
+    if step == UNSATISFY:
+        return None
+    return value
+
+
+def default_satisfied(value: Any, params: Params) -> bool:
+    return bool(value)
+
+
+def unchanged(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Options(KindOptions):
+    window: float = duration()
+    ttl: float | None = duration(None)  # None: four windows; never less than two
+    fold: Fold = default_fold
+    satisfied: Satisfied = default_satisfied
+    load_value: Callable[[Any], Any] = unchanged  # a folded value read back from a snapshot's JSON
+    track_before_start: bool = True  # fold steps that come before the key's `start`
+
+
+@dataclass(slots=True)
+class State:
+    value: Any = None  # what `fold` made of the key's facts
+    active: bool = False  # a `start` was seen
+    since: float | None = None  # start of the open lapse (condition unmet)
+    fired: bool = False  # the open lapse has raised its finding
+    last: float = 0.0
+    meta: Meta = NO_META  # of the fact that opened the lapse
+
+
+class Logic(KindLogic[Options, State]):
+    """A key is watched from its `start` step; while the rule's condition is unmet, a lapse is open
+    and a timer stands at lapse start + window. The timer raises one finding per lapse; meeting the
+    condition closes the lapse, losing it again opens a new one; `end` forgets the key."""
+
+    kind = Kind.ABSENCE
+    options_type = Options
+    state_fields = field_names(State)
+
+    def __init__(self, rule: StatefulRule, params: Params) -> None:
+        super().__init__(rule, params)
+        o = self.options
+        self.ttl = max(o.ttl, o.window * 2) if o.ttl else o.window * 4
+
+    def apply(self, state: State | None, fact: Fact, out: Out) -> State | None:
+        o = self.options
+        step = fact.step
+        if step == END:
+            return None
+        if state is None:
+            if step != START and not o.track_before_start:
+                return None
+            state = State()
+        state.value = o.fold(state.value, step, fact.fields, self.params)
+        state.last = max(state.last, fact.time)
+        if step == START:
+            state.active = True
+        if not state.active:
+            return state
+        if o.satisfied(state.value, self.params):
+            state.since, state.fired = None, False
+        elif state.since is None:
+            state.since, state.fired, state.meta = fact.time, False, fact.meta
+            out.timer(fact.time + o.window, fact.key)
+        return state
+
+    def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
+        window = self.options.window
+        if state.since is None or state.fired or state.since + window != deadline:
+            return state  # the lapse this timer was set for has closed
+        state.fired = True
+        start = window_start(state.since, self.dedup) if self.dedup > 0 else int(state.since)
+        ctx = {"since": when(state.since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
+        out.emit(self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
+                              summary=f"{self.rule.title}: {key} since {when(state.since)}", context=ctx))
+        return state
+
+    def deadline(self, state: State) -> float | None:
+        if state.active and state.since is not None and not state.fired:
+            return state.since + self.options.window
+        return None
+
+    def dump(self, s: State) -> list[Any]:
+        return [s.value, s.active, s.since, s.fired, s.last, s.meta]
+
+    def load(self, row: list[Any]) -> State:
+        return State(self.options.load_value(row[0]), bool(row[1]), row[2], bool(row[3]), float(row[4]),
+                     load_meta(row[5]))
+
+
+def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
+            events: Mapping[str, Iterable[str] | str], window: str | float, params: Mapping[str, Any] | None = None,
+            ttl: str | float | None = None, dedup: str | float = 0, fields: Iterable[str] = (),
+            fold: Fold | None = None, satisfied: Satisfied | None = None,
+            load_value: Callable[[Any], Any] | None = None, track_before_start: bool = True, runbook: str = "",
+            cases: Iterable[Case] = (),
+            hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
+    """Declare an absence rule: a `start` not followed within `window` by the condition being met.
+    Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, step, fields, params)`
+    understands, with `satisfied(value, params)` deciding. `end` forgets the key. Allowlists drop
+    only `start`. `window` and `ttl` are durations or names of parameters holding one."""
+
+    def wrap(fn: Extractor) -> StatefulRule:
+        meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
+                        dedup=dedup, runbook=runbook, cases=cases, fn=fn)
+        return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,),
+                       options={"window": window, "ttl": ttl, "fold": fold, "satisfied": satisfied,
+                                "load_value": load_value, "track_before_start": track_before_start})
+
+    return wrap
