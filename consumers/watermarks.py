@@ -70,7 +70,7 @@ class ReplayMarkers:
         self.run_id = run_id
 
     def prepare(self, state: KeyedState) -> None:
-        state.external_watermark = True
+        state.driven = True
 
     def marker(self, data: bytes) -> markers.Marker | None:
         return markers.read(data, self.run_id)
@@ -80,7 +80,7 @@ class ReplayMarkers:
 
     def at_marker(self, state: KeyedState, marker: markers.Marker) -> list[Finding]:
         if marker.kind is markers.Kind.WATERMARK:
-            return state.advance_to(marker.time - state.lateness) if marker.time is not None else []
+            return state.drive_to(marker.time - state.lateness) if marker.time is not None else []
         found = state.observe(marker.time) if marker.time is not None else []
         return found + state.flush()
 

@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.config import Config, enabled_rules
 from pipeline.engine import BoundRule
 from pipeline.rule import Rule
+from pipeline.rules import builtin_rules
 from pipeline.stateful.kinds import StatefulRule
 from pipeline.stateful.state import KeyedState
 
@@ -39,9 +40,6 @@ def bind_pack(config: Config | None = None, only: Iterable[str] | None = None, *
     enabled or not (`--rules`); each bound to its parameters (the configuration's, then `overrides`, e.g. a
     scenario's shortened periods) and its allowlist. Raises ConfigError for unknown ids and bad parameters."""
     if rules is None:
-        # Here, not at the top: the pack's modules (~40 ms) load only for commands that run rules.
-        from pipeline.rules import builtin_rules
-
         rules = builtin_rules()
     config = config or Config.from_dict()
     overrides = overrides or {}
