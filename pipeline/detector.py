@@ -1,13 +1,8 @@
-"""Both stages of the pipeline in one process, for `scan`, rule tests, benches and backfill.
+"""Both stages in one process, for `scan`, `backfill`, `rules test` and `demo`: a `RouterStage` whose facts go
+straight to one keyed state (docs/architecture.md, "The two stages").
 
-Stage 1 evaluates match rules and extracts keyed facts for the stateful rules; the facts go
-straight to one in-process keyed state (stage 2), which is what routing by key amounts to when
-there is a single shard. The live pipeline splits the same two stages across the KCL applications,
-so a file gives the findings the live pipeline would.
-
-Event time only advances with the input: `finish()` fires timers up to the last event time seen
-and no further (finite input does not mean time has passed), and `summary()` says how many
-watches were still open.
+Event time only advances with the input: `finish()` fires timers up to the last event time seen and no
+further, and `summary()` says how many watches were still open.
 """
 
 from __future__ import annotations
