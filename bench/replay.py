@@ -31,6 +31,7 @@ def measure(events: int) -> dict[str, Any]:
     from infra import aws, emulator, provision
     from pipeline.encode import cwl_records
     from pipeline.scenario import build
+    from pipeline.stages import Stage
 
     directory = Path(tempfile.mkdtemp(prefix="trailwarden-bench-replay-"))
     handle = emulator.start(emulator.free_port(), log_file=directory / "emulator.log")
@@ -60,7 +61,7 @@ def measure(events: int) -> dict[str, Any]:
         finally:
             job.close()
         closed = time.monotonic()
-        return {"events": status.events(), "records": len(records), "shards": len(status.shards("router")),
+        return {"events": status.events(), "records": len(records), "shards": len(status.shards(Stage.ROUTER)),
                 "findings": len(findings), "to_done": done - began, "with_cleanup": closed - began,
                 "flowing": last - first}
     finally:
