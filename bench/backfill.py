@@ -33,8 +33,7 @@ def _timed(argv: list[str], repeat: int = 2) -> float:
 
 
 def run() -> None:
-    from infra import emulator
-    from pipeline import aws
+    from infra import aws, emulator
     from pipeline.encode import cloudtrail_files
     from pipeline.scenario import build
 

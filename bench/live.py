@@ -94,9 +94,8 @@ def _wait(predicate: Any, timeout: float, step: float = 0.25) -> float | None:
 
 def measure(burst: int = BURST, latency_events: int = LATENCY_EVENTS) -> dict[str, Any]:
     from consumers import live
-    from infra import emulator, provision
+    from infra import aws, emulator, provision
     from infra.trail_player import Player
-    from pipeline import aws
     from pipeline.scenario import build
 
     directory = Path(tempfile.mkdtemp(prefix="trailwarden-bench-live-"))

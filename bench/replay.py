@@ -28,10 +28,10 @@ def _put(kinesis: Any, stream: str, records: list[bytes]) -> None:
 
 def measure(events: int) -> dict[str, Any]:
     from consumers.replay import Replay
-    from infra import emulator, provision
-    from pipeline import aws
+    from infra import aws, emulator, provision
     from pipeline.encode import cwl_records
     from pipeline.scenario import build
+    from pipeline.stages import Stage
 
     directory = Path(tempfile.mkdtemp(prefix="trailwarden-bench-replay-"))
     handle = emulator.start(emulator.free_port(), log_file=directory / "emulator.log")
@@ -61,7 +61,7 @@ def measure(events: int) -> dict[str, Any]:
         finally:
             job.close()
         closed = time.monotonic()
-        return {"events": status.events(), "records": len(records), "shards": len(status.shards("router")),
+        return {"events": status.events(), "records": len(records), "shards": len(status.shards(Stage.ROUTER)),
                 "findings": len(findings), "to_done": done - began, "with_cleanup": closed - began,
                 "flowing": last - first}
     finally:

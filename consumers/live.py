@@ -13,7 +13,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from consumers import launcher
-from pipeline import aws
+from infra import aws
+from infra.resources import Resources
 from pipeline.finding import Finding
+from pipeline.settings import environment
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +32,16 @@ log = logging.getLogger(__name__)
 def specs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None, worker_suffix: str = "local",
           settings: Mapping[str, str] | None = None) -> tuple[launcher.AppSpec, launcher.AppSpec]:
     """The router (over the trail stream) and the stateful stage (over the keyed stream)."""
-    child_env = {"TRAILWARDEN_RESOURCES": json.dumps(dict(outputs)), **(env or {})}
-    router_app = outputs.get("RouterAppName", "trailwarden-router")
-    stateful_app = outputs.get("StatefulAppName", "trailwarden-stateful")
-    router = launcher.AppSpec(router_app, outputs["TrailStreamName"], "consumers.router",
-                              worker_id=f"{router_app}-{worker_suffix}", env=child_env, settings=dict(settings or {}))
-    stateful = launcher.AppSpec(stateful_app, outputs["KeyedStreamName"], "consumers.stateful",
-                                worker_id=f"{stateful_app}-{worker_suffix}", empty_batches=True, env=child_env,
-                                settings=dict(settings or {}))
-    return router, stateful
+    resources = Resources(outputs)
+    child_env = {**environment(resources=resources), **(env or {})}
+
+    def spec(stage: Stage) -> launcher.AppSpec:
+        app = resources.app(stage)
+        return launcher.AppSpec(app, resources.stream(stage), launcher.PROCESSORS[stage],
+                                worker_id=f"{app}-{worker_suffix}", empty_batches=stage is Stage.STATEFUL,
+                                env=child_env, settings=dict(settings or {}))
+
+    return spec(Stage.ROUTER), spec(Stage.STATEFUL)
 
 
 @dataclass
@@ -56,8 +59,8 @@ class LivePipeline:
         router, stateful = specs(outputs, env, worker_suffix, settings)
         pipeline = cls(target, router, stateful, directory)
         try:
-            pipeline.start_stage("router")
-            pipeline.start_stage("stateful")
+            pipeline.start_stage(Stage.ROUTER)
+            pipeline.start_stage(Stage.STATEFUL)
         except BaseException:
             pipeline.stop()
             raise
@@ -65,16 +68,16 @@ class LivePipeline:
 
     @property
     def router(self) -> launcher.Daemon:
-        return self.daemons["router"]
+        return self.daemons[Stage.ROUTER]
 
     @property
     def stateful(self) -> launcher.Daemon:
-        return self.daemons["stateful"]
+        return self.daemons[Stage.STATEFUL]
 
-    def spec(self, stage: str) -> launcher.AppSpec:
-        return self.router_spec if stage == "router" else self.stateful_spec
+    def spec(self, stage: Stage | str) -> launcher.AppSpec:
+        return self.router_spec if Stage(stage) is Stage.ROUTER else self.stateful_spec
 
-    def start_stage(self, stage: str, worker_id: str | None = None) -> launcher.Daemon:
+    def start_stage(self, stage: Stage | str, worker_id: str | None = None) -> launcher.Daemon:
         """(Re)start one stage; a new `worker_id` plays a replacement worker after a crash."""
         spec = self.spec(stage)
         if worker_id:
@@ -82,26 +85,15 @@ class LivePipeline:
                                     spec.empty_batches, spec.settings, spec.env)
         launcher.prepare_local(spec, self.target)
         daemon = launcher.start(spec, self.target, directory=self.directory)
-        self.daemons[stage] = daemon
+        self.daemons[Stage(stage)] = daemon
         return daemon
 
     def alive(self) -> dict[str, bool]:
         return {stage: d.alive() for stage, d in self.daemons.items()}
 
     def stop(self) -> None:
-        """Stop both daemons at once (each takes about the failover time to shut down cleanly)."""
-        threads = [threading.Thread(target=_stop, args=(d,)) for d in self.daemons.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-
-def _stop(daemon: launcher.Daemon) -> None:
-    try:
-        daemon.stop()
-    except Exception as exc:  # the other one is stopped anyway
-        log.error("stopping %s (pid %d): %s", daemon.application, daemon.pid, exc)
+        """Stop both daemons at once, gracefully (processors checkpoint)."""
+        launcher.stop_all(self.daemons.values())
 
 
 # --- the findings queue (SQS subscribed to the topic), how `run` and the tests watch alerts -------------

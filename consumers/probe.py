@@ -1,22 +1,23 @@
 """A trivial record processor for launcher tests: appends each record's data, one line per record, to
-the file named by $TRAILWARDEN_PROBE_OUT, then checkpoints. Logs go to stderr (stdout is the KCL's)."""
+`probe.out` in its working directory (the daemon's directory), then checkpoints. Logs go to stderr
+(stdout is the KCL's)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
 log = logging.getLogger("consumers.probe")
+OUT = "probe.out"
 
 
 class ProbeProcessor(processor.RecordProcessorBase):
     def __init__(self) -> None:
         self.shard_id = ""
-        self.out = os.environ.get("TRAILWARDEN_PROBE_OUT", "")
+        self.out = OUT
 
     def initialize(self, initialize_input) -> None:
         self.shard_id = initialize_input.shard_id
@@ -26,11 +27,9 @@ class ProbeProcessor(processor.RecordProcessorBase):
         records = process_records_input.records
         if not records:
             return
-        if self.out:
-            with open(self.out, "ab") as out:
-                for r in records:
-                    out.write(self.shard_id.encode() + b" " + r.sequence_number.encode() + b" " + r.binary_data
-                              + b"\n")
+        with open(self.out, "ab") as out:
+            for r in records:
+                out.write(self.shard_id.encode() + b" " + r.sequence_number.encode() + b" " + r.binary_data + b"\n")
         process_records_input.checkpointer.checkpoint(records[-1].sequence_number, records[-1].sub_sequence_number)
 
     def lease_lost(self, lease_lost_input) -> None:

@@ -5,21 +5,12 @@
     while not job.poll(): ...   # progress (job.status()), new findings (job.findings())
     job.close()                 # daemons stopped; tables, keyed stream, snapshots and run directory removed
 
-What is its own, named after the run id (`<RouterAppName>-replay-<run>`, `<StatefulAppName>-replay-<run>`,
-`<KeyedStreamName>-replay-<run>`): the two KCL applications (lease, coordinator and worker-metrics
-tables), the keyed stream, the snapshots under `<StatefulAppName>-replay-<run>/` in the state bucket,
-and a local run directory with the processors' progress and findings files. It reads the trail
-stream (from START, AT_TIMESTAMP) and the dedupe table, and writes to Firehose (and SNS with
-`alert`); it never touches the live applications' tables, snapshots or keyed stream. Dead letters
-stay under `dead-letters/<RouterAppName>-replay-<run>/`, like the live ones.
-
-The range is in arrival time (the records' ApproximateArrivalTimestamp, which is what AT_TIMESTAMP
-positions on): a record that reached the stream between START and END is replayed whole, whatever
-the event times inside it (CloudTrail delivers events minutes after they happen). A router shard is
-done at its first record past END or at its tip; when all are, an end marker goes to every keyed
-shard, and a stateful shard is done when it has read it. Until then, watermark markers carry the
-event time all router shards still reading have reached, which is what moves stage 2's event time in a
-replay. See `consumers.replay_processors`.
+The run owns, named after its id (`infra.resources.Resources.for_replay`), two KCL applications (their lease,
+coordinator and worker-metrics tables), a keyed stream, the snapshots under its stateful application's prefix
+in the state bucket, and a local run directory with the processors' progress and findings files. Its
+processors are the live ones (`consumers.router`, `consumers.stateful`) with the replay's settings. While they
+run, this job puts the watermark and end markers on its keyed stream (`consumers.markers`). How a replay moves
+event time, and why: docs/architecture.md, "Replay".
 """
 
 from __future__ import annotations
@@ -29,7 +20,6 @@ import json
 import logging
 import secrets
 import shutil
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,10 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from consumers import launcher, leases
-from consumers.replay_processors import DIR_ENV, END, WATERMARK, Progress, marker
-from pipeline import aws
-from pipeline.finding import Finding
+from consumers import launcher, markers, shards
+from consumers.progress import Progress, read_progress
+from consumers.sinks.build import past_findings
+from infra import aws
+from infra.resources import Resources
+from pipeline.finding import Finding, iso_time
+from pipeline.settings import ReplaySettings, environment
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +59,26 @@ class Names:
     """Everything a replay run owns, by name."""
 
     run_id: str
-    router_app: str
-    stateful_app: str
-    keyed_stream: str
+    resources: Resources  # the stack's outputs as the run's processors see them: its applications and keyed stream
 
     @classmethod
     def for_run(cls, outputs: Mapping[str, str], run_id: str) -> Names:
-        router = outputs.get("RouterAppName", "trailwarden-router")
-        stateful = outputs.get("StatefulAppName", "trailwarden-stateful")
-        return cls(run_id, f"{router}-replay-{run_id}", f"{stateful}-replay-{run_id}",
-                   f"{outputs['KeyedStreamName']}-replay-{run_id}")
+        return cls(run_id, Resources(outputs).for_replay(run_id))
+
+    @property
+    def router_app(self) -> str:
+        return self.resources.app(Stage.ROUTER)
+
+    @property
+    def stateful_app(self) -> str:
+        return self.resources.app(Stage.STATEFUL)
+
+    @property
+    def keyed_stream(self) -> str:
+        return self.resources.stream(Stage.STATEFUL)
 
     def tables(self) -> list[str]:
         return [app + suffix for app in (self.router_app, self.stateful_app) for suffix in KCL_TABLE_SUFFIXES]
-
-    def resources(self, outputs: Mapping[str, str]) -> dict[str, str]:
-        """The stack outputs as the replay's processors see them: its own applications and keyed stream."""
-        return {**outputs, "RouterAppName": self.router_app, "StatefulAppName": self.stateful_app,
-                "KeyedStreamName": self.keyed_stream}
 
 
 @dataclass
@@ -97,16 +93,16 @@ class Status:
     marked: bool = False  # end markers put on the keyed stream
 
     def router_done(self) -> bool:
-        return all(self.router.get(s) is not None and self.router[s].done for s in self.shards("router"))
+        return all(self.router.get(s) is not None and self.router[s].done for s in self.shards(Stage.ROUTER))
 
     def stateful_done(self) -> bool:
         return self.marked and all(self.stateful.get(s) is not None and self.stateful[s].done
-                                   for s in self.shards("stateful"))
+                                   for s in self.shards(Stage.STATEFUL))
 
-    def shards(self, stage: str) -> list[str]:
+    def shards(self, stage: Stage) -> list[str]:
         """The shards expected (open at the start) and any other that reported (a closed parent)."""
-        expected = self.router_shards if stage == "router" else self.stateful_shards
-        reported = self.router if stage == "router" else self.stateful
+        expected = self.router_shards if stage == Stage.ROUTER else self.stateful_shards
+        reported = self.router if stage == Stage.ROUTER else self.stateful
         return list(dict.fromkeys([*expected, *sorted(reported)]))
 
     def event_time(self) -> float | None:
@@ -117,7 +113,7 @@ class Status:
     def low_mark(self) -> float | None:
         """The event time every router shard still reading has reached (the smallest of their largest event
         times); None until each has reported one. Done shards send nothing more, so they do not count."""
-        reading = [s for s in self.shards("router") if not (self.router.get(s) and self.router[s].done)]
+        reading = [s for s in self.shards(Stage.ROUTER) if not (self.router.get(s) and self.router[s].done)]
         times = [self.router[s].last_event_time if s in self.router else None for s in reading]
         if not reading or any(t is None for t in times):
             return None
@@ -142,16 +138,6 @@ class Status:
             for name in ("records", "events", "facts", "findings", "published", "already_alerted", "dead_letters"):
                 out[name] = out.get(name, 0) + int(getattr(progress, name) or 0)
         return out
-
-
-def read_progress(directory: Path) -> dict[str, dict[str, Progress]]:
-    """{stage: {shard: progress}} from the processors' progress files."""
-    out: dict[str, dict[str, Progress]] = {"router": {}, "stateful": {}}
-    for path in sorted((directory / "progress").glob("*.json")):
-        progress = Progress.read(path)
-        if progress is not None and progress.stage in out and progress.shard:
-            out[progress.stage][progress.shard] = progress
-    return out
 
 
 class FindingsTail:
@@ -210,9 +196,9 @@ class Replay:
         self._keyed_shards: list[dict[str, Any]] | None = None
 
     def _check_names(self) -> None:
-        live = {self.outputs.get("RouterAppName", "trailwarden-router"),
-                self.outputs.get("StatefulAppName", "trailwarden-stateful"), self.outputs["KeyedStreamName"]}
-        if live & {self.names.router_app, self.names.stateful_app, self.names.keyed_stream}:
+        live = Resources(self.outputs)
+        if {live.app(Stage.ROUTER), live.app(Stage.STATEFUL), live.stream(Stage.STATEFUL)} & \
+                {self.names.router_app, self.names.stateful_app, self.names.keyed_stream}:
             raise ValueError("a replay's names must differ from the live applications' and keyed stream's")
 
     # --- start -------------------------------------------------------------------------------------
@@ -224,17 +210,16 @@ class Replay:
         self.directory.mkdir(parents=True, exist_ok=True)
         kinesis = self.target.client("kinesis")
         trail = self.outputs["TrailStreamName"]
-        router_shards = [s["ShardId"] for s in leases.shards(kinesis, trail)
-                         if not s.get("SequenceNumberRange", {}).get("EndingSequenceNumber")]
+        router_shards = [s["ShardId"] for s in shards.open_shards(kinesis, trail)]
         self._create_keyed_stream(kinesis)
-        keyed_shards = [s["ShardId"] for s in leases.shards(kinesis, self.names.keyed_stream)]
+        keyed_shards = [s["ShardId"] for s in shards.shards(kinesis, self.names.keyed_stream)]
         self.status_ = Status(self.end_time, router_shards, stateful_shards=keyed_shards)
         stateful_spec, router_spec = self.specs()
-        for stage, spec in (("stateful", stateful_spec), ("router", router_spec)):
+        for stage, spec in ((Stage.STATEFUL, stateful_spec), (Stage.ROUTER, router_spec)):
             launcher.prepare_local(spec, self.target)
             self.daemons[stage] = launcher.start(spec, self.target, directory=self.directory / "kcl")
         log.info("replay %s: %d trail shards from %s to %s", self.names.run_id, len(router_shards),
-                 _iso(self.start_time), _iso(self.end_time))
+                 iso_time(self.start_time), iso_time(self.end_time))
 
     def _create_keyed_stream(self, kinesis: Any) -> None:
         live = kinesis.describe_stream_summary(StreamName=self.outputs["KeyedStreamName"])["StreamDescriptionSummary"]
@@ -257,21 +242,14 @@ class Replay:
 
     def specs(self) -> tuple[launcher.AppSpec, launcher.AppSpec]:
         """(stateful, router) application specs."""
-        env = {
-            "TRAILWARDEN_RESOURCES": json.dumps(self.names.resources(self.outputs)),
-            "TRAILWARDEN_SINKS": "sns,firehose" if self.alert else "firehose",
-            "TRAILWARDEN_DEDUPE": "table" if self.alert else "read-only",
-            DIR_ENV: str(self.directory),
-            "TRAILWARDEN_REPLAY_FROM": repr(self.start_time),
-            "TRAILWARDEN_REPLAY_TO": repr(self.end_time),
-            "TRAILWARDEN_REPLAY_RUN": self.names.run_id,
-            "TRAILWARDEN_REPLAY_RULES": ",".join(self.rules),
-            **({"TRAILWARDEN_CONFIG": str(self.config)} if self.config else {}),
-            **self.env,
-        }
-        stateful = launcher.AppSpec(self.names.stateful_app, self.names.keyed_stream, "consumers.replay_stateful",
-                                    env=env, settings=self.settings)
-        router = launcher.AppSpec(self.names.router_app, self.outputs["TrailStreamName"], "consumers.replay_router",
+        sinks, dedupe = past_findings(self.alert)
+        replay = ReplaySettings(self.names.run_id, self.directory, self.start_time, self.end_time, tuple(self.rules))
+        env = {**environment(resources=self.names.resources, sinks=sinks, dedupe=dedupe, config=self.config,
+                             replay=replay), **self.env}
+        stateful = launcher.AppSpec(self.names.stateful_app, self.names.keyed_stream,
+                                    launcher.PROCESSORS[Stage.STATEFUL], env=env, settings=self.settings)
+        router = launcher.AppSpec(self.names.router_app, self.outputs["TrailStreamName"],
+                                  launcher.PROCESSORS[Stage.ROUTER],
                                   initial_position="AT_TIMESTAMP", initial_timestamp=self.start_time,
                                   empty_batches=True, env=env, settings=self.settings)
         return stateful, router
@@ -282,7 +260,7 @@ class Replay:
         if self.status_ is None:
             raise ReplayError("not started")
         found = read_progress(self.directory)
-        self.status_.router, self.status_.stateful = found["router"], found["stateful"]
+        self.status_.router, self.status_.stateful = found[Stage.ROUTER], found[Stage.STATEFUL]
         return self.status_
 
     def poll(self) -> bool:
@@ -292,7 +270,7 @@ class Replay:
             if not daemon.alive():
                 raise ReplayError(f"the {stage} daemon (pid {daemon.pid}) exited; its log: {daemon.log_file}")
         if not status.marked and status.router_done():
-            self._put_marker(END, status.event_time())
+            self._put_marker(markers.Kind.END, status.event_time())
             status.marked = True
         elif not status.marked:
             self._move_watermark(status)
@@ -304,19 +282,18 @@ class Replay:
         if low is None or (self._watermark is not None and low <= self._watermark) or \
                 now - self._watermark_at < WATERMARK_EVERY:
             return
-        self._put_marker(WATERMARK, low)
+        self._put_marker(markers.Kind.WATERMARK, low)
         self._watermark, self._watermark_at = low, now
 
-    def _put_marker(self, kind: str, event_time: float | None) -> None:
+    def _put_marker(self, kind: markers.Kind, event_time: float | None) -> None:
         """One marker per keyed shard, placed by explicit hash key. A router shard reports its progress only
         after its facts were acknowledged, so each marker follows every fact it speaks of."""
         kinesis = self.target.client("kinesis")
-        data = marker(self.names.run_id, kind, event_time)
+        data = markers.encode(self.names.run_id, kind, event_time)
         if self._keyed_shards is None:
-            self._keyed_shards = [s for s in leases.shards(kinesis, self.names.keyed_stream)
-                                  if not s.get("SequenceNumberRange", {}).get("EndingSequenceNumber")]
+            self._keyed_shards = shards.open_shards(kinesis, self.names.keyed_stream)
         for shard in self._keyed_shards:
-            kinesis.put_record(StreamName=self.names.keyed_stream, Data=data, PartitionKey=f"replay-{kind}",
+            kinesis.put_record(StreamName=self.names.keyed_stream, Data=data, PartitionKey=f"replay-{kind.value}",
                                ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
 
     def findings(self) -> list[Finding]:
@@ -342,20 +319,9 @@ class Replay:
     # --- the end -----------------------------------------------------------------------------------
 
     def stop(self, graceful: bool = False) -> None:
-        """Stop both daemons at once: SIGTERM (processors checkpoint) if `graceful`, else SIGKILL, which
-        is safe once every shard is done (nothing is in flight)."""
-
-        def one(daemon: launcher.Daemon) -> None:
-            try:
-                daemon.stop() if graceful else daemon.kill()
-            except Exception as exc:
-                log.error("stopping %s (pid %d): %s", daemon.application, daemon.pid, exc)
-
-        threads = [threading.Thread(target=one, args=(d,)) for d in self.daemons.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        """Stop both daemons: SIGTERM (processors checkpoint) if `graceful`, else SIGKILL, which is safe once every
+        shard is done (nothing is in flight)."""
+        launcher.stop_all(self.daemons.values(), graceful)
 
     def close(self, graceful: bool = False, keep_directory: bool = False) -> list[str]:
         """Stop the daemons and remove everything the run created; returns what could not be removed."""
@@ -403,6 +369,3 @@ class Replay:
             return [f"snapshots s3://{bucket}/{prefix}: {exc}"]
         return []
 
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

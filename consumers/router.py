@@ -1,92 +1,89 @@
-"""Stage 1 record processor (KCL application over the trail stream).
+"""Stage 1 record processor: the KCL application over the trail stream (docs/architecture.md).
 
-Per batch: decode each record (dead letters counted and kept with reason and origin
-`<stream>/<shard>/<sequence number>`), run the stateless rules, extract keyed facts for the
-stateful rules; then publish the findings, put the facts on the keyed stream and store the dead
-letters, each retried until acknowledged; only then checkpoint at the batch's last record.
-
-Run by the MultiLangDaemon as `python -m consumers.router`.
+Run by the MultiLangDaemon as `python -m consumers.router`, live or, with TRAILWARDEN_REPLAY_RUN set, as a
+replay's (`consumers.wiring` picks the strategies).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from amazon_kclpy.v3 import processor
 
-from consumers import common
-from pipeline.alerting import AlertPolicy
-from pipeline.config import Config, enabled_rules
+from consumers import kcl
+from consumers.intake import AllRecords, Intake
+from consumers.progress import Progress
+from consumers.publishing import FindingsOut
+from consumers.reports import LogReport, Report
+from consumers.sinks.deadletter import DeadLetterSink
+from consumers.sinks.kinesis import KinesisWriter
+from consumers.wiring import Wiring
 from pipeline.decode import DeadLetter, DecodeStats, decode
-from pipeline.engine import Engine
 from pipeline.finding import Finding
-from pipeline.rule import Rule
-from pipeline.sinks import Publisher
-from pipeline.sinks.deadletter import S3DeadLetters
-from pipeline.sinks.kinesis import KinesisWriter
-from pipeline.stateful.extractor import FactExtractor, bind
+from pipeline.stages import RouterStage, Stage
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import StatefulRule
 
 log = logging.getLogger("consumers.router")
 
 
-class RouterStage:
-    """Stateless rules and fact extraction, bound to configuration the way `Detector` binds them."""
-
-    def __init__(self, config: Config, rules: Iterable[Rule] | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None, only: Iterable[str] | None = None) -> None:
-        if rules is None:
-            from pipeline.rules import builtin_rules
-
-            rules = builtin_rules()
-        chosen = enabled_rules(rules, config, only)  # `only`: these rule ids, enabled or not (replay --rules)
-        stateful = [r for r in chosen if isinstance(r, StatefulRule)]
-        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)
-        self.extractor = FactExtractor(bind(stateful, config, overrides), self.engine.stats)
-
-    def process(self, event: Any) -> tuple[list[Finding], list[Fact]]:
-        return self.engine.process(event), self.extractor.facts(event)
-
-    def take_errors(self) -> list[str]:
-        """The rule errors noted since the last call (match rules and fact extraction share the stats)."""
-        errors = list(self.engine.stats.last_errors)
-        self.engine.stats.last_errors.clear()
-        return errors
+class FactWriter(Protocol):
+    def put_facts(self, facts: Sequence[Fact]) -> None: ...
 
 
 class RouterProcessor(processor.RecordProcessorBase):
-    def __init__(self, stage: RouterStage, publisher: Publisher, facts: KinesisWriter, dead_letters: Any,
-                 stream: str = "trail") -> None:
+    """Per batch: decode the records the intake takes (dead letters kept with their reason and origin
+    `<stream>/<shard>/<sequence number>`), run each event through the `RouterStage`, then deliver the findings,
+    the facts and the dead letters, each until acknowledged; only then checkpoint at the last record taken."""
+
+    def __init__(self, stage: RouterStage, findings: FindingsOut, facts: FactWriter, dead_letters: DeadLetterSink, *,
+                 intake: Intake | None = None, report: Report | None = None, stream: str = "trail") -> None:
         self.stage = stage
-        self.publisher = publisher
+        self.findings = findings
         self.facts = facts
         self.dead_letters = dead_letters
+        self.intake = intake or AllRecords()
+        self.report = report or LogReport()
         self.stream = stream
         self.shard_id = ""
         self.decode_stats = DecodeStats()
-        self.counts: Counter[str] = Counter()
-        self._last_report = time.monotonic()
+        self.progress = Progress(Stage.ROUTER, "")
 
     def initialize(self, initialize_input: Any) -> None:
-        self.shard_id = initialize_input.shard_id
+        self.shard_id = self.progress.shard = initialize_input.shard_id
+        self.findings.open(Stage.ROUTER, self.shard_id)
+        self.report.open(self.progress)
         log.info("router initialized on %s at %s", self.shard_id, initialize_input.sequence_number)
 
     def process_records(self, process_records_input: Any) -> None:
-        records = process_records_input.records
-        if not records:
-            return
+        progress = self.progress
+        if progress.done:
+            return  # past a replay's range: read on by the daemon, ignored here
+        taken = self.intake.take(process_records_input)
+        if taken:
+            self._process(taken, process_records_input.checkpointer)
+        behind = getattr(process_records_input, "millis_behind_latest", None)
+        progress.behind_latest_ms = behind if isinstance(behind, int) else None
+        reason = self.intake.finished(process_records_input)
+        if reason:
+            self.report.finish(progress, reason)
+        else:
+            self.report.update(progress)
+
+    def _process(self, records: list[Any], checkpointer: Any) -> None:
+        progress = self.progress
         started = time.time()
+        if progress.first_record_at is None:
+            progress.first_record_at = started
         findings: list[Finding] = []
         facts: list[Fact] = []
         dead: list[DeadLetter] = []
+        events = errors = 0
+        latest = progress.last_event_time
         for record in records:
             origin = f"{self.stream}/{self.shard_id}/{record.sequence_number}"
-            self.counts["records"] += 1
             try:
                 data = record.binary_data
             except Exception as exc:  # the daemon sent data that is not base64
@@ -96,11 +93,13 @@ class RouterProcessor(processor.RecordProcessorBase):
                 if isinstance(item, DeadLetter):
                     dead.append(item)
                     continue
-                self.counts["events"] += 1
+                events += 1
+                if latest is None or item.time > latest:
+                    latest = item.time
                 try:
                     new_findings, new_facts = self.stage.process(item)
                 except Exception:  # a bug in the engine must not stop the shard
-                    self.counts["errors"] += 1
+                    errors += 1
                     log.exception("engine failed on an event from %s", origin)
                     continue
                 findings.extend(new_findings)
@@ -111,59 +110,65 @@ class RouterProcessor(processor.RecordProcessorBase):
         self.deliver(findings, facts, dead, first=records[0].sequence_number)
         delivered = time.time()
         last = records[-1]
-        common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+        kcl.checkpoint(checkpointer, last.sequence_number, last.sub_sequence_number)
+        # Only now, with its facts acknowledged, may the shard say how far in event time it got (replay markers).
+        progress.records += len(records)
+        progress.events += events
+        progress.errors += errors
+        progress.last_event_time = latest
+        arrival = getattr(last, "timestamp_millis", None)
+        if isinstance(arrival, int | float):
+            progress.last_arrival = arrival / 1000.0
         if log.isEnabledFor(logging.DEBUG):
-            arrival = getattr(records[0], "timestamp_millis", None)
-            lag = f"{started - arrival / 1000:.3f}" if isinstance(arrival, int | float) else "?"
+            first_arrival = getattr(records[0], "timestamp_millis", None)
+            lag = f"{started - first_arrival / 1000:.3f}" if isinstance(first_arrival, int | float) else "?"
             log.debug("%s: %d records, first arrived %s s before; processed %.3f s, delivered %.3f s, "
                       "checkpointed %.3f s", self.shard_id, len(records), lag, processed - started,
                       delivered - processed, time.time() - delivered)
-        self._report()
 
     def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
         """Each destination until it acknowledged: findings, then facts, then dead letters."""
+        progress = self.progress
         if findings:
-            common.until_done(lambda: self.publisher.publish(findings), f"{self.shard_id}: publishing findings")
-            self.counts["findings"] += len(findings)
+            kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            progress.findings += len(findings)
+            progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed
         if facts:
-            common.until_done(lambda: self.facts.put_facts(facts), f"{self.shard_id}: putting facts")
-            self.counts["facts"] += len(facts)
+            kcl.until_done(lambda: self.facts.put_facts(facts), f"{self.shard_id}: putting facts")
+            progress.facts += len(facts)
         if dead:
             batch = f"{self.shard_id}/{first}"
-            common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
-            self.counts["dead_letters"] += len(dead)
-
-    def _report(self) -> None:
-        if time.monotonic() - self._last_report >= 30:
-            self._last_report = time.monotonic()
-            log.info("router %s: %s", self.shard_id, dict(self.counts))
+            kcl.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
+            progress.dead_letters += len(dead)
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         log.info("router lost the lease of %s", self.shard_id)
 
     def shard_ended(self, shard_ended_input: Any) -> None:
-        common.checkpoint(shard_ended_input.checkpointer)
+        kcl.checkpoint(shard_ended_input.checkpointer)
+        self.report.finish(self.progress, "shard ended")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         # process_records returns only after delivery, so everything received so far is acknowledged
-        common.checkpoint(shutdown_requested_input.checkpointer)
+        kcl.checkpoint(shutdown_requested_input.checkpointer)
 
 
-def build() -> RouterProcessor:
-    settings = common.Settings.from_env()
-    r, t = settings.resources, settings.target
-    config = Config.load()
+def build(wiring: Wiring | None = None) -> RouterProcessor:
+    wiring = wiring or Wiring.from_settings()
+    resources = wiring.resources
     return RouterProcessor(
-        RouterStage(config, overrides=common.overrides()),
-        common.publisher(settings, AlertPolicy.from_config(config)),
-        KinesisWriter(t.client("kinesis"), r["KeyedStreamName"]),
-        S3DeadLetters(t.client("s3"), r["StateBucketName"], r.get("RouterAppName", "trailwarden-router")),
-        stream=r.get("TrailStreamName", "trail"),
+        RouterStage(wiring.pack),
+        wiring.findings_out(),
+        KinesisWriter(wiring.target.client("kinesis"), resources.stream(Stage.STATEFUL)),
+        wiring.dead_letters(Stage.ROUTER),
+        intake=wiring.intake(),
+        report=wiring.report(),
+        stream=resources.stream(Stage.ROUTER),
     )
 
 
 def main() -> None:
-    common.run_processor(build)
+    kcl.run_processor(build)
 
 
 if __name__ == "__main__":

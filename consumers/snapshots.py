@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from pipeline.sinks.retry import RetryPolicy, call, error_code
+from consumers.sinks.retry import RetryPolicy, call, error_code
 from pipeline.stateful import snapshot
 
 log = logging.getLogger(__name__)

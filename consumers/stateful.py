@@ -1,99 +1,87 @@
-"""Stage 2 record processor (KCL application over the keyed stream).
+"""Stage 2 record processor: the KCL application over the keyed stream (docs/architecture.md).
 
-initialize: restore the shard's snapshot (or merge the hand-offs of its parents after a reshard).
-process_records: apply the facts, fire timers (on empty batches too: the daemon runs with
-callProcessRecordsEvenForEmptyRecordList, so an idle shard's watermark follows the wall clock),
-publish the findings until acknowledged, save the snapshot, then checkpoint.
-shard_ended: hand each child shard the parent's keys in its hash range, then checkpoint.
-
-A snapshot is always saved before the checkpoint it goes with; facts read again after a crash are
-recognised by their event ids (kept in the snapshot) and applied at most once.
-
-Run by the MultiLangDaemon as `python -m consumers.stateful`.
+Run by the MultiLangDaemon as `python -m consumers.stateful`, live or, with TRAILWARDEN_REPLAY_RUN set, as a
+replay's (`consumers.wiring` picks the strategies).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from amazon_kclpy.v3 import processor
 
-from consumers import common
+from consumers import kcl, markers, shards
+from consumers.progress import Progress
+from consumers.publishing import FindingsOut
+from consumers.reports import LogReport, Report
+from consumers.sinks.deadletter import DeadLetterSink
 from consumers.snapshots import S3SnapshotStore, SnapshotStore, merge
-from pipeline.alerting import AlertPolicy
-from pipeline.config import Config, enabled_rules
-from pipeline.decode import DecodeStats
+from consumers.watermarks import WallClock, Watermark
+from consumers.wiring import Wiring
+from pipeline.decode import DeadLetter, DecodeStats
 from pipeline.finding import Finding
-from pipeline.rule import Rule
-from pipeline.sinks import Publisher
-from pipeline.sinks.deadletter import S3DeadLetters
+from pipeline.stages import Stage
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.kinds import StatefulRule
 from pipeline.stateful.state import KeyedState
 
 log = logging.getLogger("consumers.stateful")
 
 
-def state_factory(config: Config, rules: Iterable[Rule] | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None,
-                  only: Iterable[str] | None = None) -> Callable[[], KeyedState]:
-    if rules is None:
-        from pipeline.rules import builtin_rules
-
-        rules = builtin_rules()
-    stateful = [r for r in enabled_rules(rules, config, only) if isinstance(r, StatefulRule)]
-    return lambda: KeyedState.for_rules(stateful, config, overrides)
-
-
-def child_shards(kinesis: Any, stream: str, parent: str) -> list[dict[str, Any]]:
-    """Shards whose parent (or adjacent parent, after a merge) is `parent`."""
-    out: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"StreamName": stream}
-    while True:
-        response = kinesis.list_shards(**kwargs)
-        out += [s for s in response.get("Shards", [])
-                if parent in (s.get("ParentShardId"), s.get("AdjacentParentShardId"))]
-        if not response.get("NextToken"):
-            return out
-        kwargs = {"NextToken": response["NextToken"]}
-
-
 class StatefulProcessor(processor.RecordProcessorBase):
-    def __init__(self, make_state: Callable[[], KeyedState], publisher: Publisher, store: SnapshotStore,
-                 dead_letters: Any = None, kinesis: Any = None, stream: str = "keyed",
+    """initialize: restore the shard's snapshot, or merge the hand-offs of its parents after a reshard.
+    process_records: apply the facts and move event time as the watermark strategy says (timers fire on
+    empty batches too when it moves with the wall clock), publish the findings until acknowledged, save the
+    snapshot, then checkpoint. shard_ended: hand each child the parent's keys in its hash range, then checkpoint.
+
+    A snapshot is always saved before the checkpoint it goes with; facts read again after a crash are
+    recognised by their event ids (kept in the snapshot) and applied at most once."""
+
+    def __init__(self, make_state: Callable[[], KeyedState], findings: FindingsOut, store: SnapshotStore,
+                 dead_letters: DeadLetterSink | None = None, *, watermark: Watermark | None = None,
+                 report: Report | None = None, kinesis: Any = None, stream: str = "keyed",
                  clock: Callable[[], float] = time.time, snapshot_interval: float = 0.0) -> None:
         self.make_state = make_state
-        self.publisher = publisher
+        self.findings = findings
         self.store = store
         self.dead_letters = dead_letters
+        self.watermark = watermark or WallClock()
+        self.report = report or LogReport()
         self.kinesis = kinesis
         self.stream = stream
         self.clock = clock
         self.snapshot_interval = snapshot_interval
-        self.state = make_state()
+        self.state = self._new_state()
         self.shard_id = ""
         self.decode_stats = DecodeStats()
-        self.counts: Counter[str] = Counter()
+        self.progress = Progress(Stage.STATEFUL, "")
         self._last_save = -float("inf")
+
+    def _new_state(self) -> KeyedState:
+        state = self.make_state()
+        self.watermark.prepare(state)
+        return state
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def initialize(self, initialize_input: Any) -> None:
-        self.shard_id = initialize_input.shard_id
-        self.state = self.make_state()
-        data = common.until_done(lambda: self.store.load(self.shard_id), f"{self.shard_id}: loading snapshot")
+        self.shard_id = self.progress.shard = initialize_input.shard_id
+        self.state = self._new_state()
+        self._restore()
+        self.findings.open(Stage.STATEFUL, self.shard_id)
+        self.report.open(self.progress)
+
+    def _restore(self) -> None:
+        data = kcl.until_done(lambda: self.store.load(self.shard_id), f"{self.shard_id}: loading snapshot")
         try:
             if data is not None:
                 snapshot.load_into(self.state, data)
                 log.info("stateful %s: restored %d keys", self.shard_id, self.state.keys())
                 return
-            handoffs = common.until_done(lambda: self.store.handoffs(self.shard_id), f"{self.shard_id}: hand-offs")
+            handoffs = kcl.until_done(lambda: self.store.handoffs(self.shard_id), f"{self.shard_id}: hand-offs")
             merged = merge(handoffs)
             if merged is not None:
                 snapshot.load_into(self.state, merged)
@@ -102,40 +90,71 @@ class StatefulProcessor(processor.RecordProcessorBase):
         except (snapshot.SnapshotError, ValueError, TypeError, KeyError) as exc:
             # An unreadable snapshot must not block the shard forever; its state is lost, and said so.
             log.error("stateful %s: snapshot unreadable (%s): starting with empty state", self.shard_id, exc)
-            self.state = self.make_state()
+            self.state = self._new_state()
 
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
+        progress = self.progress
+        if progress.done or not (records or self.watermark.idle_batches):
+            return
         now = self.clock()
         findings: list[Finding] = []
+        ended = False
         if records:
-            facts, dead = self._facts(records)
-            findings += self.state.add(facts, now=now)
-            if dead and self.dead_letters is not None:
-                batch = f"{self.shard_id}/{records[0].sequence_number}"
-                common.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
-        findings += self.state.tick(now)
+            findings, ended = self._apply(records, now)
+        findings += self.watermark.after_batch(self.state, now)
         self._log_errors()
         if findings:
-            common.until_done(lambda: self.publisher.publish(findings), f"{self.shard_id}: publishing findings")
-            self.counts["findings"] += len(findings)
+            kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            progress.findings += len(findings)
+            progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed
         if records and now - self._last_save >= self.snapshot_interval:
             self.save()
             last = records[-1]
-            common.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
+            kcl.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
         elif findings:
             self.save()  # timers fired: the state changed without new records
+        if self.state.max_time > float("-inf"):
+            progress.last_event_time = self.state.max_time
+        if ended:
+            self.report.finish(progress, "end of the replayed input")
+        else:
+            self.report.update(progress)
 
-    def _facts(self, records: list[Any]) -> tuple[list[Fact], list[Any]]:
-        facts, dead = [], []
+    def _apply(self, records: Sequence[Any], now: float) -> tuple[list[Finding], bool]:
+        """The batch's facts to the state, in order, each run of facts before the marker that follows it;
+        undecodable records go to the dead letters. Returns the findings now due, and whether an END came."""
+        findings: list[Finding] = []
+        facts: list[Fact] = []
+        dead: list[DeadLetter] = []
+        ended = False
         for record in records:
-            origin = f"{self.stream}/{self.shard_id}/{record.sequence_number}"
             try:
-                facts.append(Fact.from_bytes(record.binary_data))
+                data = record.binary_data
+                marker = self.watermark.marker(data)
+                if marker is None:
+                    self.progress.records += 1
+                    facts.append(Fact.from_bytes(data))
+                    continue
             except Exception as exc:
+                origin = f"{self.stream}/{self.shard_id}/{record.sequence_number}"
                 dead.append(self.decode_stats.dead("not a keyed fact", origin, b"", detail=str(exc)))
-        self.counts["facts"] += len(facts)
-        return facts, dead
+                continue
+            findings += self._take(facts, now)
+            facts = []
+            findings += self.watermark.at_marker(self.state, marker)
+            ended = ended or marker.kind is markers.Kind.END
+        findings += self._take(facts, now)
+        sink = self.dead_letters
+        if dead and sink is not None:
+            batch = f"{self.shard_id}/{records[0].sequence_number}"
+            kcl.until_done(lambda: sink.deliver(dead, batch), f"{self.shard_id}: dead letters")
+        self.progress.dead_letters += len(dead)
+        return findings, ended
+
+    def _take(self, facts: list[Fact], now: float) -> list[Finding]:
+        self.progress.facts += len(facts)
+        return self.watermark.facts(self.state, facts, now)
 
     def _log_errors(self) -> None:
         errors = self.state.stats.last_errors
@@ -146,9 +165,9 @@ class StatefulProcessor(processor.RecordProcessorBase):
 
     def save(self) -> None:
         data = snapshot.dumps(self.state)
-        common.until_done(lambda: self.store.save(self.shard_id, data), f"{self.shard_id}: saving snapshot")
+        kcl.until_done(lambda: self.store.save(self.shard_id, data), f"{self.shard_id}: saving snapshot")
         self._last_save = self.clock()
-        self.counts["snapshots"] += 1
+        self.progress.snapshots += 1
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         log.info("stateful lost the lease of %s", self.shard_id)
@@ -156,41 +175,42 @@ class StatefulProcessor(processor.RecordProcessorBase):
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Hand each child the parent's keys in its hash range, then checkpoint (which lets children start)."""
         if self.kinesis is not None:
-            children = common.until_done(lambda: child_shards(self.kinesis, self.stream, self.shard_id),
-                                         f"{self.shard_id}: listing child shards")
+            children = kcl.until_done(lambda: shards.children(self.kinesis, self.stream, self.shard_id),
+                                      f"{self.shard_id}: listing child shards")
             for child in children:
                 hashes = child.get("HashKeyRange", {})
                 data = snapshot.split_for_child(self.state, int(hashes.get("StartingHashKey", 0)),
                                                 int(hashes.get("EndingHashKey", 0)))
-                common.until_done(lambda c=child, d=data: self.store.save_handoff(c["ShardId"], self.shard_id, d),
-                                  f"{self.shard_id}: hand-off to {child.get('ShardId')}")
+                kcl.until_done(lambda c=child, d=data: self.store.save_handoff(c["ShardId"], self.shard_id, d),
+                               f"{self.shard_id}: hand-off to {child.get('ShardId')}")
             log.info("stateful %s ended: state handed to %s", self.shard_id, [c.get("ShardId") for c in children])
         self.save()
-        common.checkpoint(shard_ended_input.checkpointer)
+        kcl.checkpoint(shard_ended_input.checkpointer)
+        self.report.finish(self.progress, "shard ended")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         self.save()
-        common.checkpoint(shutdown_requested_input.checkpointer)
+        kcl.checkpoint(shutdown_requested_input.checkpointer)
 
 
-def build() -> StatefulProcessor:
-    settings = common.Settings.from_env()
-    r, t = settings.resources, settings.target
-    app = r.get("StatefulAppName", "trailwarden-stateful")
-    config = Config.load()
+def build(wiring: Wiring | None = None) -> StatefulProcessor:
+    wiring = wiring or Wiring.from_settings()
+    resources, target = wiring.resources, wiring.target
     return StatefulProcessor(
-        state_factory(config, overrides=common.overrides()),
-        common.publisher(settings, AlertPolicy.from_config(config)),
-        S3SnapshotStore(t.client("s3"), r["StateBucketName"], app),
-        S3DeadLetters(t.client("s3"), r["StateBucketName"], app),
-        kinesis=t.client("kinesis"),
-        stream=r.get("KeyedStreamName", "keyed"),
-        snapshot_interval=float(os.environ.get("TRAILWARDEN_SNAPSHOT_SECONDS", "0")),
+        wiring.pack.new_state,
+        wiring.findings_out(),
+        S3SnapshotStore(target.client("s3"), resources["StateBucketName"], resources.app(Stage.STATEFUL)),
+        wiring.dead_letters(Stage.STATEFUL),
+        watermark=wiring.watermark(),
+        report=wiring.report(),
+        kinesis=target.client("kinesis"),
+        stream=resources.stream(Stage.STATEFUL),
+        snapshot_interval=wiring.settings.snapshot_seconds,
     )
 
 
 def main() -> None:
-    common.run_processor(build)
+    kcl.run_processor(build)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.processes import alive, stop_pid
+from infra.processes import alive, stop_pid
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,7 @@ def state_dir() -> Path:
     """Where local run state lives (pid files, logs, KCL properties): $TRAILWARDEN_STATE_DIR, else
     `$XDG_STATE_HOME/trailwarden` (`~/.local/state/trailwarden`): one per user, like the port the local
     stack listens on, so `stack down` finds what `stack up` started from any folder."""
-    configured = os.environ.get("TRAILWARDEN_STATE_DIR", "").strip()
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
-    return Path(base) / "trailwarden"
+    return Settings().state_dir
 
 
 def default_pid_file() -> Path:
@@ -69,6 +66,8 @@ def default_pid_file() -> Path:
 
 def build_app() -> Any:
     """moto's WSGI application (dispatching on Host and signature like `moto_server`), plus a health route."""
+    # Here, not at the top: moto and hypercorn are optional (the `local` extra) and take seconds to import;
+    # only the emulator's own process needs them.
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -101,6 +100,7 @@ def _at_least_one_chunk(body: Any) -> Any:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve in the foreground until SIGTERM or SIGINT."""
+    # Here, not at the top: the `local` extra, as in build_app.
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 

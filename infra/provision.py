@@ -7,10 +7,9 @@ CREATE_COMPLETE while creating nothing (see docs/local-stack.md).
 
     outputs = provision(target)          # dict of the template's Outputs; existing resources are kept
     for row in status(target): ...       # (resource, state) for every template resource
-    outputs(target)                      # the names consumers read, locally or from the AWS stack
 
-`SKIPPED` is the one place that says which resource types are not created locally, and why.
-`LOCAL_PARAMETERS` holds the parameter values that differ locally, and why.
+`SKIPPED` is the one place that says which resource types are not created locally, and why; the
+template's evaluation for the local stack (`local_plan`, `LOCAL_PARAMETERS`) is in `infra.outputs`.
 """
 
 from __future__ import annotations
@@ -23,12 +22,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import cfn
-from pipeline import aws
+from infra import aws, cfn
+from infra.outputs import local_plan, local_target
 
 log = logging.getLogger(__name__)
-
-STACK_NAME = "trailwarden"
 
 SKIPPED: dict[str, str] = {
     "AWS::CloudTrail::Trail": (
@@ -39,14 +36,6 @@ SKIPPED: dict[str, str] = {
         "the operator's replay/backfill policy is attached on AWS to the people or CI role that run them; "
         "the emulator enforces no IAM and has no one to attach it to"
     ),
-}
-
-LOCAL_PARAMETERS: dict[str, str] = {
-    # moto gives an ON_DEMAND stream 4 shards; each leased shard costs the KCL a Python child process,
-    # and moto's PutRecords slows as a shard fills, so two provisioned shards per stream fit a laptop.
-    "StreamMode": "PROVISIONED",
-    "TrailShardCount": "2",
-    "KeyedShardCount": "2",
 }
 
 # States reported by `status`.
@@ -326,21 +315,6 @@ _HANDLERS: dict[str, tuple[Callable[[_Clients, cfn.Resource], bool], Callable[[_
 # --- the public functions ---------------------------------------------------------------------
 
 
-def _target(target: aws.Target | str | None) -> aws.Target:
-    resolved = target if isinstance(target, aws.Target) else aws.resolve(target)
-    if not resolved.local:
-        raise ValueError("this provisions the local stack only; deploy infra/template.yaml with CloudFormation on AWS")
-    return resolved
-
-
-def local_plan(target: aws.Target | str | None = None, parameters: Mapping[str, Any] | None = None) -> cfn.Plan:
-    """The template evaluated for the target's account (asked from STS) and region, local parameters applied."""
-    resolved = _target(target)
-    account = resolved.client("sts").get_caller_identity()["Account"]
-    return cfn.plan({**LOCAL_PARAMETERS, **(parameters or {})}, account=account, region=resolved.region or "us-east-1",
-                    stack_name=STACK_NAME)
-
-
 @dataclass
 class Row:
     """One template resource and its state on the target."""
@@ -359,7 +333,7 @@ def provision(
 
     `on_resource(row, created)` is called for each resource (for progress output).
     """
-    resolved = _target(target)
+    resolved = local_target(target)
     plan = local_plan(resolved, parameters)
     clients = _Clients(resolved)
     for resource in plan.resources:
@@ -387,15 +361,6 @@ def _row(clients: _Clients, resource: cfn.Resource) -> Row:
 
 def status(target: aws.Target | str | None = None, parameters: Mapping[str, Any] | None = None) -> list[Row]:
     """Every template resource with its state on the target."""
-    resolved = _target(target)
+    resolved = local_target(target)
     clients = _Clients(resolved)
     return [_row(clients, resource) for resource in local_plan(resolved, parameters).resources]
-
-
-def outputs(target: aws.Target | str | None = None, stack_name: str = STACK_NAME) -> dict[str, str]:
-    """The names and ARNs consumers read: from the template locally, from the deployed stack on AWS."""
-    resolved = target if isinstance(target, aws.Target) else aws.resolve(target)
-    if resolved.local:
-        return local_plan(resolved).outputs
-    stacks = resolved.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -1,4 +1,5 @@
 """Backfill: a date range of the CloudTrail S3 archive (or a local copy of it), in event-time order.
+The archive is read through a `Store`: a local directory here, the bucket itself in `consumers.archive`.
 
 Listing never walks the whole bucket: the account and region folders are found with delimited
 listings under `AWSLogs/` (`AWSLogs/<account>/CloudTrail/<region>/`, organization trails
@@ -21,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats, decode
 from pipeline.ordering import Item, Stream, group, merge, sort_file, windowed
@@ -92,34 +93,6 @@ class Store(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def origin(self, key: str) -> str: ...
-
-
-class S3Store:
-    """A bucket through a boto3 S3 client (delimited ListObjectsV2, GetObject)."""
-
-    def __init__(self, client: Any, bucket: str) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.list_calls = 0
-
-    def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            self.list_calls += 1
-            yield page
-
-    def dirs(self, prefix: str) -> list[str]:
-        return [p["Prefix"] for page in self._list(prefix) for p in page.get("CommonPrefixes", [])]
-
-    def files(self, prefix: str) -> list[tuple[str, int]]:
-        return [(o["Key"], int(o.get("Size", 0))) for page in self._list(prefix) for o in page.get("Contents", [])
-                if not o["Key"].endswith("/")]
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-    def origin(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
 
 
 class LocalStore:

@@ -1,7 +1,7 @@
 """Configuration: one TOML file overlaid on documented defaults (see `trailwarden config`).
 
-Lookup order: the path given with --config, else $TRAILWARDEN_CONFIG, else ./trailwarden.toml if
-it exists, else the built-in defaults alone.
+Lookup order: the path given with --config, else $TRAILWARDEN_CONFIG (`pipeline.settings`), else
+./trailwarden.toml if it exists, else the built-in defaults alone.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pipeline.event import Event
 from pipeline.finding import SEVERITIES
 from pipeline.rule import Params, Rule, parse_duration
+from pipeline.settings import Settings
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 AnyRule = TypeVar("AnyRule", bound=Rule)
@@ -119,8 +120,8 @@ class Config:
         chosen: Path | None = None
         if path is not None:
             chosen = Path(path)
-        elif os.environ.get("TRAILWARDEN_CONFIG"):
-            chosen = Path(os.environ["TRAILWARDEN_CONFIG"])
+        elif (from_env := Settings().config) is not None:
+            chosen = from_env
         elif Path("trailwarden.toml").is_file():
             chosen = Path("trailwarden.toml")
         if chosen is not None:

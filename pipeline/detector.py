@@ -1,48 +1,41 @@
-"""Both stages of the pipeline in one process, for `scan`, rule tests, benches and backfill.
+"""Both stages in one process, for `scan`, `backfill`, `rules test` and `demo`: a `RouterStage` whose facts go
+straight to one keyed state (docs/architecture.md, "The two stages").
 
-Stage 1 evaluates match rules and extracts keyed facts for the stateful rules; the facts go
-straight to one in-process keyed state (stage 2), which is what routing by key amounts to when
-there is a single shard. The live pipeline splits the same two stages across the KCL applications,
-so a file gives the findings the live pipeline would.
-
-Event time only advances with the input: `finish()` fires timers up to the last event time seen
-and no further (finite input does not mean time has passed), and `summary()` says how many
-watches were still open.
+Event time only advances with the input: `finish()` fires timers up to the last event time seen and no
+further, and `summary()` says how many watches were still open.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.config import Config, enabled_rules
-from pipeline.engine import Engine, EngineStats
+from pipeline.config import Config
+from pipeline.engine import EngineStats
 from pipeline.event import Event
 from pipeline.finding import Finding
+from pipeline.pack import Pack, bind_pack
 from pipeline.rule import Rule
-from pipeline.stateful.extractor import FactExtractor, bind
-from pipeline.stateful.kinds import StatefulRule
-from pipeline.stateful.state import KeyedState, lateness_from
+from pipeline.stages import RouterStage
 
 
 class Detector:
-    def __init__(self, rules: Iterable[Rule] | None = None, config: Config | None = None,
-                 only: Iterable[str] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> None:
-        if rules is None:
-            from pipeline.rules import builtin_rules
+    """Stage 1 and stage 2 in one process: a `RouterStage` whose facts go straight to one keyed state."""
 
-            rules = builtin_rules()
-        self.config = config or Config.from_dict()
-        chosen = enabled_rules(rules, self.config, only)
-        stateful = [r for r in chosen if isinstance(r, StatefulRule)]
-        self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], self.config, overrides)
-        self.engine.rules = chosen
-        self.extractor = FactExtractor(bind(stateful, self.config, overrides), self.engine.stats)
-        lateness, idle_after = lateness_from(self.config)
-        self.state = KeyedState([(br.rule, br.params) for br in self.extractor.bound],  # type: ignore[misc]
-                                lateness=lateness, idle_after=idle_after)
-        self._stateful = bool(stateful)
+    def __init__(self, pack: Pack | None = None, *, rules: Iterable[Rule] | None = None, config: Config | None = None,
+                 only: Iterable[str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """`pack`, or the pack `bind_pack(config, only, rules=rules, overrides=overrides)` binds (tests)."""
+        self.pack = pack if pack is not None else bind_pack(config, only, rules=rules, overrides=overrides)
+        stage = RouterStage(self.pack)
+        self.engine, self.extractor = stage.engine, stage.extractor
+        self.state = self.pack.new_state()
+        self._stateful = bool(self.pack.stateful)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every rule it runs."""
+        return self.pack.rules
 
     @property
     def stats(self) -> EngineStats:

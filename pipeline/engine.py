@@ -1,4 +1,8 @@
-"""The rule engine: indexes rules by (eventSource, eventName) so an event meets only the rules it can match."""
+"""The match-rule engine: rules indexed by (eventSource, eventName), so an event meets only the rules it can match.
+
+`MatchEngine` runs the match rules of a bound pack (`pipeline.pack`) on one event; the stateful rules' half of
+stage 1 (`pipeline.stateful.extractor`) looks its rules up with the same `RuleIndex`.
+"""
 
 from __future__ import annotations
 
@@ -116,17 +120,12 @@ class RuleIndex:
         return found
 
 
-class Engine:
+class MatchEngine:
     """Evaluates match rules on events. Rule exceptions are counted, never raised."""
 
-    def __init__(self, rules: Iterable[Rule], config: Config | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> None:
-        self.config = config or Config.from_dict()
-        overrides = overrides or {}
-        bound = [bind(r, self.config, overrides.get(r.id)) for r in rules]
-        self.rules = [br.rule for br in bound]
+    def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.index = RuleIndex(br for br in bound if isinstance(br.rule, MatchRule))
-        self.stats = EngineStats()
+        self.stats = stats or EngineStats()
 
     def process(self, event: Event) -> list[Finding]:
         """Findings of the match rules for one event."""

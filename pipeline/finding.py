@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.event import parse_event_time
+
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
@@ -125,8 +127,6 @@ class Finding:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
-        from pipeline.event import parse_event_time
-
         return cls(
             id=d["id"],
             rule_id=d["rule_id"],

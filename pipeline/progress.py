@@ -1,6 +1,7 @@
-"""A small progress line on stderr for long scans: bytes done/total and events/s.
+"""Status lines on stderr for long commands: `Display` (backfill, replay) and `Progress`, the scan's
+bytes done/total and events/s.
 
-Shown only when stderr is a terminal and the input is large (more than 5 MB) or the scan has run
+`Progress` shows only when stderr is a terminal and the input is large (more than 5 MB) or the scan has run
 for 2 seconds; redrawn at most every 0.2 s; erased when done. A no-op otherwise.
 """
 
@@ -45,6 +46,35 @@ class StatusLine:
             self.stream.flush()
             self._shown = False
             self._next = 0.0
+
+
+class Display(StatusLine):
+    """A command's status line: redrawn in place on a terminal (at most every REDRAW_EVERY); elsewhere one
+    line every `lines_every` seconds, or nothing when it is None. `enabled` (default: when there is
+    something to show) turns it off for --quiet."""
+
+    def __init__(self, enabled: bool | None = None, stream: TextIO | None = None,
+                 lines_every: float | None = None) -> None:
+        super().__init__(stream)
+        self.tty = _isatty(self.stream)
+        self.lines_every = lines_every
+        self.enabled = (self.tty or lines_every is not None) if enabled is None else enabled
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now < self._next and not force):
+            return
+        if self.tty:
+            self._next = now + REDRAW_EVERY
+            self.draw(text)
+        elif self.lines_every is not None:
+            self._next = now + self.lines_every
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
 
 class Progress(StatusLine):

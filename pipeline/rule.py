@@ -165,7 +165,7 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
-def describe(fn: Callable[..., Any]) -> str:
+def docstring_of(fn: Callable[..., Any]) -> str:
     """A rule function's docstring, dedented, as its description."""
     return inspect.cleandoc(fn.__doc__ or "").strip()
 
@@ -184,7 +184,7 @@ def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
         "title": title,
         "severity": severity,
         "attack": (attack,) if isinstance(attack, str) else tuple(attack),
-        "description": describe(fn),
+        "description": docstring_of(fn),
         "runbook": runbook,
         "events": _event_index(events),
         "params": dict(params or {}),

@@ -24,6 +24,7 @@ from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
+from pipeline.pack import bind_pack
 from pipeline.rule import Case, Params, Rule
 from pipeline.rules.attack_common import by_aws_service, service_linked_role
 
@@ -135,7 +136,7 @@ def _run(rule: Rule, case: Case, name: str, partials: Iterable[dict[str, Any]]) 
     try:
         config = Config.from_dict()
         validate_params(rule, config, dict(case.params))
-        detector = Detector(rules=[rule], config=config, overrides={rule.id: dict(case.params)})
+        detector = Detector(bind_pack(config, rules=[rule], overrides={rule.id: dict(case.params)}))
         findings: list[Finding] = []
         for index, partial in enumerate(partials):
             event = Event.from_record(complete_record(partial, index, case.name), f"case {case.name}")
@@ -233,7 +234,7 @@ def run_events(rule: Rule, partials: Iterable[dict[str, Any]], params: dict[str,
                config: Config | None = None, case: str = "adhoc") -> list[Finding]:
     """Findings of `rule` over partial records (completed as in cases): for targeted tests.
     Unlike `run_case`, errors propagate and every finding is returned, duplicates included."""
-    detector = Detector(rules=[rule], config=config or Config.from_dict(), overrides={rule.id: dict(params or {})})
+    detector = Detector(bind_pack(config, rules=[rule], overrides={rule.id: dict(params or {})}))
     findings: list[Finding] = []
     for index, partial in enumerate(partials):
         event = Event.from_record(complete_record(partial, index, case), case)

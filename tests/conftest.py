@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from infra import aws
 from infra import emulator as emu
-from pipeline import aws
 
 
 @pytest.fixture(scope="session")

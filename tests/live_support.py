@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from consumers import live
+from infra import aws
 from infra.trail_player import Player
-from pipeline import aws
 from pipeline.finding import iso_time
 from pipeline.ruletest import complete_record
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from consumers.sinks import MemoryDedupe, Publisher
 from pipeline.alerting import PRESETS, AlertPolicy
 from pipeline.cli import main
 from pipeline.commands.scan import Emitter
@@ -15,7 +16,6 @@ from pipeline.config import Config, ConfigError
 from pipeline.finding import SEVERITIES, Finding
 from pipeline.output import JsonWriter
 from pipeline.rules import builtin_rules
-from pipeline.sinks import MemoryDedupe, Publisher
 
 RULES = builtin_rules()
 

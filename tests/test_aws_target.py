@@ -1,4 +1,4 @@
-"""Endpoint resolution (pipeline.aws): one order of precedence for every command and child process."""
+"""Endpoint resolution (infra.aws): one order of precedence for every command and child process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pipeline import aws
+from infra import aws
 
 
 def test_local_commands_default_to_the_embedded_emulator() -> None:

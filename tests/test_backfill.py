@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline import aws
+from consumers.sinks import DedupeTable
+from infra import aws
 from pipeline.backfill import Backfill, LocalStore, TimeRange, local_location, parse_range, region_prefixes
 from pipeline.cli import main
 from pipeline.decode import DeadLetter
 from pipeline.encode import cloudtrail_files
 from pipeline.event import Event
 from pipeline.scenario import build
-from pipeline.sinks import DedupeTable
 
 DAY = 86400.0
 T0 = datetime(2024, 8, 5, 0, 0, tzinfo=UTC).timestamp()
@@ -241,26 +241,26 @@ class Tty:
 
 def test_progress_shows_files_events_and_the_current_day() -> None:
     from pipeline.backfill import BackfillStats
-    from pipeline.commands.backfill import Display
+    from pipeline.commands.backfill import line
+    from pipeline.progress import Display
 
     stats = BackfillStats(files_total=40, files=12, last_time=datetime(2024, 8, 6, 5, tzinfo=UTC).timestamp())
     tty = Tty()
     display = Display(stream=tty)
-    display.update(stats, 5000)
+    display.update(line(stats, 5000, display.elapsed()))
     assert "12/40 files" in tty.text and "5,000 events" in tty.text and "day 2024-08-06" in tty.text
     display.clear()
     assert tty.text.endswith("\r\x1b[K")
     quiet = Tty()
-    Display(enabled=False, stream=quiet).update(stats, 5000)
+    Display(enabled=False, stream=quiet).update(line(stats, 5000, 1.0))
     assert quiet.text == ""
 
 
 def test_without_alert_the_dedupe_table_is_read_never_marked() -> None:
-    from pipeline.commands.backfill import _ReadOnlyDedupe
-    from pipeline.sinks import MemoryDedupe
+    from consumers.sinks.dedupe import MemoryDedupe, ReadOnlyDedupe
 
     table = MemoryDedupe()
     table.mark(["a"])
-    read_only = _ReadOnlyDedupe(table)
+    read_only = ReadOnlyDedupe(table)
     assert read_only.seen(["a", "b"]) == {"a"}
     assert read_only.mark(["b"]) == 0 and table.seen(["b"]) == set()

@@ -163,8 +163,8 @@ def test_per_rule_allowlist_suppresses_only_that_rule():
 def test_disabled_rule_is_not_run():
     config = Config.from_dict({"rules": {"console-login-without-mfa": {"enabled": False}}})
     detector = Detector(rules=RULES, config=config)
-    assert "console-login-without-mfa" not in {r.id for r in detector.engine.rules}
-    assert len(detector.engine.rules) == len(RULES) - 1
+    assert "console-login-without-mfa" not in {r.id for r in detector.rules}
+    assert len(detector.rules) == len(RULES) - 1
 
 
 def test_validate_params_raises_config_error():

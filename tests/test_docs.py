@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -26,3 +27,58 @@ def test_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
     assert "make run" in first_block and "make test" in first_block
+
+
+VARIABLE = re.compile(r"TRAILWARDEN_[A-Z0-9]+(?:_[A-Z0-9]+)*(?![A-Z0-9_])")  # not a prefix: TRAILWARDEN_REPLAY_*
+PRODUCT = ("pipeline", "consumers", "infra")
+TEXT_SUFFIXES = {".py", ".xml", ".yaml", ".toml", ".sh"}
+
+
+def _names_in(folders: tuple[str, ...]) -> dict[str, set[str]]:
+    """Every TRAILWARDEN_* name written in the files below `folders`: name -> files."""
+    found: dict[str, set[str]] = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and path.suffix in TEXT_SUFFIXES and "fixtures" not in path.parts:
+                for name in VARIABLE.findall(path.read_text(errors="replace")):
+                    found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _documented(doc: str) -> set[str]:
+    """The variables of a document's tables (rows that start with the variable's name)."""
+    return set(re.findall(r"^\| `(TRAILWARDEN_[A-Z0-9_]+)` \|", (ROOT / "docs" / doc).read_text(), re.M))
+
+
+def test_configuration_lists_exactly_the_variables_trailwarden_reads() -> None:
+    from pipeline.settings import Var
+
+    product = set(_names_in(PRODUCT))
+    assert product == {v.value for v in Var}, "a TRAILWARDEN_* name outside pipeline/settings.py's Var"
+    documented = _documented("configuration.md")
+    assert documented == product, (f"docs/configuration.md misses {sorted(product - documented)} and lists "
+                                   f"{sorted(documented - product)}, which nothing reads")
+
+
+def test_only_settings_spells_a_variable_as_code() -> None:
+    """A name as a whole string (an environment lookup or an environment entry) appears in pipeline/settings.py
+    only: everything else asks `Settings` or writes through `environment()`."""
+    offenders = []
+    for folder in PRODUCT:
+        for path in (ROOT / folder).rglob("*.py"):
+            if path == ROOT / "pipeline" / "settings.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and VARIABLE.fullmatch(node.value):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value}")
+    assert not offenders, offenders
+
+
+def test_the_test_suites_knobs_are_documented_apart_from_trailwarden_s() -> None:
+    product = set(_names_in(PRODUCT))
+    knobs = set(_names_in(("tests", "bench"))) - product
+    assert knobs, "the suites' knobs were not found"
+    documented = _documented("reliability.md")
+    assert knobs == documented, (f"docs/reliability.md misses {sorted(knobs - documented)} and lists "
+                                 f"{sorted(documented - knobs)}, which no test reads")
+    assert not knobs & _documented("configuration.md")

@@ -14,9 +14,9 @@ import orjson
 import pytest
 from support.corpus import STRATUS
 
-from infra import provision
+from infra import aws, provision
+from infra import outputs as stack_outputs
 from infra.trail_player import Player
-from pipeline import aws
 from pipeline.decode import DeadLetter, decode
 from pipeline.event import Event
 from pipeline.finding import SEVERITIES, Finding, finding_id
@@ -75,7 +75,7 @@ def test_log_events_reach_the_trail_stream_as_gzip_subscription_records(
         assert envelope["messageType"] == "DATA_MESSAGE"
         assert envelope["logGroup"] == outputs["TrailLogGroupName"]
         assert "_CloudTrail_" in envelope["logStream"]
-        assert envelope["subscriptionFilters"] == [f"{provision.STACK_NAME}-trail"]
+        assert envelope["subscriptionFilters"] == [f"{stack_outputs.STACK_NAME}-trail"]
         for item in decode(data, f"kinesis:{record['SequenceNumber']}"):
             assert not isinstance(item, DeadLetter), item
             received.append(item)

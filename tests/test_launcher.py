@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from consumers import launcher, leases
-from pipeline import aws
-from pipeline.processes import alive
+from infra import aws
+from infra.processes import alive
 
 LOCAL = aws.emulator("http://127.0.0.1:4599")
 REAL = aws.aws("eu-west-1")
@@ -178,8 +178,8 @@ def test_daemon_starts_in_seconds_and_resumes_after_sigkill(emulator_target, tmp
             time.sleep(0.2)
         return False
 
-    out = tmp_path / "probe.out"
-    spec = launcher.AppSpec("probe-app", "probe", "consumers.probe", env={"TRAILWARDEN_PROBE_OUT": str(out)})
+    out = tmp_path / "kcl" / "probe.out"  # the probe writes in its working directory, the daemon's
+    spec = launcher.AppSpec("probe-app", "probe", "consumers.probe")
     put(0, 10)
     launcher.prepare_local(spec, target)
     started = time.monotonic()

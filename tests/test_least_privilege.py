@@ -199,7 +199,7 @@ def test_the_scan_finds_the_calls_replay_and_backfill_make() -> None:
             "s3:DeleteObject", "s3:ListBucket", "s3:GetObject", "cloudformation:DescribeStacks",
             "firehose:PutRecordBatch", "sns:Publish", "dynamodb:BatchGetItem"} <= found
     where = {c.where.split(" ")[0].rsplit(":", 1)[0] for c in iam.operator_calls()}
-    assert {"consumers/replay.py", "pipeline/backfill.py", "pipeline/sinks/kinesis.py"} <= where
+    assert {"consumers/replay.py", "consumers/archive.py", "consumers/sinks/kinesis.py"} <= where
     # Local provisioning, the simulator and `run`'s findings queue are not replay's or backfill's.
     assert not {"kinesis:CreateStream", "kinesis:DeleteStream", "dynamodb:DeleteTable"} & \
         {c.action for c in iam.consumer_calls()}

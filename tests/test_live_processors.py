@@ -8,17 +8,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from consumers import common
-from consumers.router import RouterProcessor, RouterStage
+from consumers import kcl
+from consumers.publishing import Alerts
+from consumers.router import RouterProcessor
+from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable
 from consumers.snapshots import MemorySnapshotStore
-from consumers.stateful import StatefulProcessor, state_factory
+from consumers.stateful import StatefulProcessor
 from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
+from pipeline.pack import bind_pack
 from pipeline.rule import REGISTRY
 from pipeline.rules import builtin_rules
 from pipeline.ruletest import complete_record
-from pipeline.sinks import MemoryDedupe, Publisher, SinkUnavailable
+from pipeline.stages import RouterStage
 from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact, key_hash
 
@@ -30,7 +33,7 @@ CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+    monkeypatch.setattr(kcl.time, "sleep", lambda s: None)
 
 
 def run_instances(iid: str, t: float) -> dict:
@@ -100,8 +103,8 @@ class DeadLetters:
 
 def router(log, sink_failures=0):
     sink = Sink(log, sink_failures)
-    proc = RouterProcessor(RouterStage(CONFIG), Publisher([sink], MemoryDedupe()), Facts(log), DeadLetters(log),
-                           stream="trail")
+    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(Publisher([sink], MemoryDedupe())), Facts(log),
+                           DeadLetters(log), stream="trail")
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
     return proc, sink
 
@@ -155,7 +158,7 @@ def start_fact(iid: str, t: float) -> Fact:
 def stateful(log, store=None, clock=None):
     sink = Sink(log)
     store = store if store is not None else MemorySnapshotStore()
-    proc = StatefulProcessor(state_factory(CONFIG), Publisher([sink], MemoryDedupe()), store,
+    proc = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([sink], MemoryDedupe())), store,
                              clock=clock or (lambda: T0))
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return proc, sink, store
@@ -205,7 +208,8 @@ def test_shard_end_hands_each_child_its_keys():
     assert log[-1] == ("checkpoint", None)
     low = {f.key for f in facts if key_hash(f.key) < half}
     for child, expected in (("shardId-000000000002", low), ("shardId-000000000003", {f.key for f in facts} - low)):
-        proc_child = StatefulProcessor(state_factory(CONFIG), Publisher([Sink([])]), store, clock=lambda: T0)
+        proc_child = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([Sink([])])), store,
+                                       clock=lambda: T0)
         proc_child.initialize(SimpleNamespace(shard_id=child, sequence_number="TRIM_HORIZON"))
         keys = {k for states in proc_child.state.states.values() for k in states}
         keys |= {entry[6].key for entry in proc_child.state.pending}
@@ -251,18 +255,18 @@ def test_s3_snapshot_store_round_trip_and_handoffs(monkeypatch):
         s3.create_bucket(Bucket="state")
         store = S3SnapshotStore(s3, "state", "trailwarden-stateful")
         assert store.load("shardId-000000000000") is None
-        state = state_factory(CONFIG)()
+        state = bind_pack(CONFIG).new_state()
         state.add([start_fact("i-1", T0), start_fact("i-2", T0)], now=T0)
         store.save("shardId-000000000000", snapshot.dumps(state))
         assert s3.head_object(Bucket="state", Key="trailwarden-stateful/shardId-000000000000")
-        restored = snapshot.load_into(state_factory(CONFIG)(), store.load("shardId-000000000000"))
+        restored = snapshot.load_into(bind_pack(CONFIG).new_state(), store.load("shardId-000000000000"))
         assert len(restored.pending) + restored.keys() == 2
         for parent, iid in (("shardId-000000000000", "i-1"), ("shardId-000000000001", "i-3")):
-            other = state_factory(CONFIG)()
+            other = bind_pack(CONFIG).new_state()
             other.add([start_fact(iid, T0)], now=T0)
             store.save_handoff("shardId-000000000002", parent, snapshot.dumps(other))
         merged = merge(store.handoffs("shardId-000000000002"))
-        child = snapshot.load_into(state_factory(CONFIG)(), merged)
+        child = snapshot.load_into(bind_pack(CONFIG).new_state(), merged)
         assert {e[6].key.rsplit(":", 1)[1] for e in child.pending} == {"i-1", "i-3"}
 
 
@@ -278,8 +282,9 @@ def test_router_logs_rule_errors_and_keeps_going(caplog):
     log: list = []
     sink = Sink(log)
     try:
-        stage = RouterStage(CONFIG, rules=[broken, *builtin_rules()])
-        proc = RouterProcessor(stage, Publisher([sink], MemoryDedupe()), Facts(log), DeadLetters(log), stream="trail")
+        stage = RouterStage(bind_pack(CONFIG, rules=[broken, *builtin_rules()]))
+        proc = RouterProcessor(stage, Alerts(Publisher([sink], MemoryDedupe())), Facts(log), DeadLetters(log),
+                               stream="trail")
         proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
         with caplog.at_level("WARNING", logger="consumers.router"):
             proc.process_records(batch([record(d, 10) for d in cwl_records([open_sg(T0)])], log))

@@ -11,12 +11,12 @@ import random
 import orjson
 import pytest
 
+from consumers.sinks import firehose, sns
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding, finding_id
 from pipeline.output import TableWriter, format_summary, safe, time_text
 from pipeline.ruletest import complete_record
-from pipeline.sinks import firehose, sns
 
 ATTACKS = [
     "\x1b[31mcritical\x1b[0m", "\x1b]0;pwned\x07", "\x1b[2J\x1b[H", "\x1b[1A\x1b[2K", "\x9b31m",  # ANSI, CSI (C1)

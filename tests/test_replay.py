@@ -12,33 +12,28 @@ from types import SimpleNamespace
 import pytest
 from live_support import open_sg, run_instances
 
-from consumers import common, launcher, replay_processors
-from consumers.replay import FindingsTail, Names, Status, read_progress
-from consumers.replay_processors import (
-    END,
-    WATERMARK,
-    Progress,
-    ReplayRouterProcessor,
-    ReplayStatefulProcessor,
-    Reporter,
-    at_tip,
-    end_marker,
-    event_time_only,
-    marker,
-    read_marker,
-    select,
-)
-from consumers.router import RouterStage
+from consumers import kcl, launcher, live, markers, reports
+from consumers.intake import ArrivalRange, at_tip, select
+from consumers.markers import Kind, Marker
+from consumers.progress import Progress, read_progress
+from consumers.publishing import ReplayedFindings
+from consumers.replay import FindingsTail, Names, Status
+from consumers.reports import ProgressFile
+from consumers.router import RouterProcessor
+from consumers.sinks import MemoryDedupe, Publisher
+from consumers.sinks.dedupe import ReadOnlyDedupe
 from consumers.snapshots import MemorySnapshotStore
-from consumers.stateful import state_factory
-from pipeline import aws
-from pipeline.commands.replay import Display, parse_when, parse_window, progress_line
+from consumers.stateful import StatefulProcessor
+from consumers.watermarks import ReplayMarkers
+from infra import aws
+from pipeline.commands.replay import PROGRESS_EVERY, parse_when, parse_window, progress_line
 from pipeline.config import Config
 from pipeline.encode import cwl_records
 from pipeline.finding import iso_time
+from pipeline.pack import bind_pack
+from pipeline.progress import Display
 from pipeline.ruletest import complete_record
-from pipeline.sinks import MemoryDedupe, Publisher
-from pipeline.sinks.replay import ReadOnlyDedupe
+from pipeline.stages import RouterStage, Stage
 from pipeline.stateful.facts import Fact
 
 EC2 = "ec2.amazonaws.com"
@@ -53,8 +48,8 @@ OUTPUTS = {"TrailStreamName": "tw-trail", "KeyedStreamName": "tw-keyed", "Router
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
-    monkeypatch.setattr(common.time, "sleep", lambda s: None)
-    monkeypatch.setattr(replay_processors, "WRITE_EVERY", 0.0)  # every progress write goes to the file
+    monkeypatch.setattr(kcl.time, "sleep", lambda s: None)
+    monkeypatch.setattr(reports, "WRITE_EVERY", 0.0)  # every progress write goes to the file
 
 
 
@@ -128,7 +123,7 @@ def test_at_tip_by_millis_behind_latest_else_by_an_empty_read():
 
 def test_at_timestamp_is_given_as_initial_position_extended_in_whole_seconds():
     target = aws.emulator("http://127.0.0.1:4599")
-    spec = launcher.AppSpec("tw-router-replay-x", "trail", "consumers.replay_router", initial_position="AT_TIMESTAMP",
+    spec = launcher.AppSpec("tw-router-replay-x", "trail", "consumers.router", initial_position="AT_TIMESTAMP",
                             initial_timestamp=1_700_000_123.9)
     props = launcher.properties(spec, target)
     assert props["initialPositionInStreamExtended"] == "1700000123"
@@ -155,6 +150,10 @@ def test_replay_specs_start_the_router_at_the_range_and_use_their_own_names(tmp_
     assert (router.application, router.stream, router.initial_position) == ("tw-router-replay-r1", "tw-trail",
                                                                              "AT_TIMESTAMP")
     assert router.initial_timestamp == T0 and router.empty_batches
+    # the live processors, made a replay's by their settings
+    live_router, live_stateful = live.specs(OUTPUTS)
+    assert (router.processor, stateful.processor) == (live_router.processor, live_stateful.processor)
+    assert router.env["TRAILWARDEN_REPLAY_RUN"] == "r1" and "TRAILWARDEN_REPLAY_RUN" not in live_router.env
     assert (stateful.application, stateful.stream) == ("tw-stateful-replay-r1", "tw-keyed-replay-r1")
     resources = json.loads(router.env["TRAILWARDEN_RESOURCES"])
     assert resources["KeyedStreamName"] == "tw-keyed-replay-r1" and resources["TrailStreamName"] == "tw-trail"
@@ -179,10 +178,11 @@ def test_names_never_collide_with_the_live_ones():
 
 
 def router(tmp_path: Path, start: float, end: float, dedupe=None, only=None):
+    """The router processor as a replay wires it: the arrival range, findings to the run's file, a progress file."""
     sink = Sink()
-    reporter = Reporter(Publisher([sink], dedupe), tmp_path, "router")
-    processor = ReplayRouterProcessor(RouterStage(CONFIG, only=only), reporter, Facts(), DeadLetters(),
-                                      start=start, end=end, reporter=reporter)
+    findings = ReplayedFindings(Publisher([sink], dedupe), tmp_path)
+    processor = RouterProcessor(RouterStage(bind_pack(CONFIG, only)), findings, Facts(), DeadLetters(),
+                                intake=ArrivalRange(start, end), report=ProgressFile(tmp_path))
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="AT_TIMESTAMP"))
     return processor, sink
 
@@ -235,17 +235,17 @@ def test_findings_already_alerted_are_printed_but_not_published_and_without_aler
 
 
 def stateful(tmp_path: Path, run_id: str = "r1"):
+    """The stateful processor as a replay wires it: event time moved by the run's markers only."""
     sink = Sink()
-    reporter = Reporter(Publisher([sink]), tmp_path, "stateful")
-    factory = state_factory(CONFIG)
-    processor = ReplayStatefulProcessor(lambda: event_time_only(factory()), reporter, MemorySnapshotStore(),
-                                        run_id=run_id, reporter=reporter, clock=lambda: T0 + 10_000)
+    processor = StatefulProcessor(bind_pack(CONFIG).new_state, ReplayedFindings(Publisher([sink]), tmp_path),
+                                  MemorySnapshotStore(), watermark=ReplayMarkers(run_id), report=ProgressFile(tmp_path),
+                                  clock=lambda: T0 + 10_000)
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return processor, sink
 
 
 def facts_of(records: list[dict]) -> list[bytes]:
-    stage = RouterStage(CONFIG)
+    stage = RouterStage(bind_pack(CONFIG))
     from pipeline.event import Event
 
     out = []
@@ -263,9 +263,9 @@ def test_stateful_runs_on_event_time_only_and_the_end_marker_flushes_to_the_repl
     processor.process_records(batch([]))
     assert sink.findings == []  # the wall clock (T0 + 10,000) never fires a replay's timers
     # the marker of another run is not this run's end (it is read as a fact and dead-lettered)
-    processor.process_records(batch([kinesis_record(end_marker("other", T0 + 60), 50, None)]))
-    assert sink.findings == [] and not processor.reporter.progress.done
-    processor.process_records(batch([kinesis_record(end_marker("r1", T0 + 60), 99, None)]))
+    processor.process_records(batch([kinesis_record(markers.encode("other", Kind.END, T0 + 60), 50, None)]))
+    assert sink.findings == [] and not processor.progress.done
+    processor.process_records(batch([kinesis_record(markers.encode("r1", Kind.END, T0 + 60), 99, None)]))
     assert [f.rule_id for f in sink.findings] == [MISSING_TAGS] and sink.findings[0].replayed
     progress = Progress.read(tmp_path / "progress" / "stateful-shardId-000000000000.json")
     assert progress.done and progress.reason == "end of the replayed input"
@@ -275,8 +275,9 @@ def test_the_end_marker_does_not_move_event_time_past_what_the_replay_saw(tmp_pa
     processor, sink = stateful(tmp_path)
     records = [kinesis_record(d, 1, None) for d in facts_of([run_instances("i-0bbbbbbbbbbbbbbbb", T0)])]
     processor.process_records(batch(records))
-    processor.process_records(batch([kinesis_record(end_marker("r1", T0 + 5), 2, None)]))  # before the grace ends
-    assert sink.findings == [] and processor.reporter.progress.done
+    end = markers.encode("r1", Kind.END, T0 + 5)  # before the grace ends
+    processor.process_records(batch([kinesis_record(end, 2, None)]))
+    assert sink.findings == [] and processor.progress.done
 
 
 def test_a_fact_from_a_router_shard_behind_the_others_is_not_judged_late(tmp_path):
@@ -293,24 +294,24 @@ def test_a_fact_from_a_router_shard_behind_the_others_is_not_judged_late(tmp_pat
         "responseElements": {"_return": True}})])
     seq = iter(range(1, 100))
     processor.process_records(batch([kinesis_record(d, next(seq), None) for d in launched + ahead]))
-    processor.process_records(batch([kinesis_record(marker("r1", WATERMARK, T0 + 3), next(seq), None)]))
+    processor.process_records(batch([kinesis_record(markers.encode("r1", Kind.WATERMARK, T0 + 3), next(seq), None)]))
     assert sink.findings == []
     processor.process_records(batch([kinesis_record(d, next(seq), None) for d in tags]))  # the slow shard's fact
-    processor.process_records(batch([kinesis_record(marker("r1", WATERMARK, T0 + 600), next(seq), None)]))
+    processor.process_records(batch([kinesis_record(markers.encode("r1", Kind.WATERMARK, T0 + 600), next(seq), None)]))
     assert [r for f in sink.findings for r in f.resources if untagged in r]  # watermark past the grace: fired
     assert not [r for f in sink.findings for r in f.resources if tagged in r]
-    processor.process_records(batch([kinesis_record(end_marker("r1", T0 + 3700), next(seq), None)]))
+    processor.process_records(batch([kinesis_record(markers.encode("r1", Kind.END, T0 + 3700), next(seq), None)]))
     assert len([f for f in sink.findings if f.rule_id == MISSING_TAGS]) == 2  # the one ahead: at the end
 
 
 def test_markers_round_trip_and_facts_are_never_markers():
-    assert read_marker(end_marker("r1", 12.5), "r1") == (END, 12.5)
-    assert read_marker(marker("r1", WATERMARK, 3.0), "r1") == (WATERMARK, 3.0)
-    assert read_marker(end_marker("r1"), "r1") == (END, None)
-    assert read_marker(end_marker("r1", 1.0), "r2") == (None, None)
-    assert read_marker(marker("r1", "other", 1.0), "r1") == (None, None)
+    assert markers.read(markers.encode("r1", Kind.END, 12.5), "r1") == Marker(Kind.END, 12.5)
+    assert markers.read(markers.encode("r1", Kind.WATERMARK, 3.0), "r1") == Marker(Kind.WATERMARK, 3.0)
+    assert markers.read(markers.encode("r1", Kind.END), "r1") == Marker(Kind.END, None)
+    assert markers.read(markers.encode("r1", Kind.END, 1.0), "r2") is None
+    assert markers.read(b'{"trailwarden_replay":"r1","kind":"other","time":1.0}', "r1") is None
     for data in [*facts_of([run_instances("i-0ccccccccccccccccc", T0)]), b"", b"{", b'{"trailwarden_replay"']:
-        assert read_marker(data, "r1") == (None, None)
+        assert markers.read(data, "r1") is None
 
 
 # --- what the replay command reads -----------------------------------------------------------------------
@@ -318,27 +319,27 @@ def test_markers_round_trip_and_facts_are_never_markers():
 
 def test_progress_files_and_status(tmp_path):
     status = Status(T0 + 100, ["s0", "s1"], stateful_shards=["k0"])
-    Progress("router", "s0", events=5, last_arrival=T0 + 40, last_event_time=T0 + 30).write(tmp_path)
+    Progress(Stage.ROUTER, "s0", events=5, last_arrival=T0 + 40, last_event_time=T0 + 30).write(tmp_path)
     found = read_progress(tmp_path)
-    status.router, status.stateful = found["router"], found["stateful"]
+    status.router, status.stateful = found[Stage.ROUTER], found[Stage.STATEFUL]
     assert status.behind("s0") == pytest.approx(60) and status.behind("s1") is None
     assert status.low_mark() is None  # s1 has not said where it is
-    Progress("router", "s1", last_event_time=T0 + 20).write(tmp_path)
-    status.router = read_progress(tmp_path)["router"]
+    Progress(Stage.ROUTER, "s1", last_event_time=T0 + 20).write(tmp_path)
+    status.router = read_progress(tmp_path)[Stage.ROUTER]
     assert status.low_mark() == T0 + 20
     assert not status.router_done() and status.events() == 5
-    Progress("router", "s1", done=True, last_event_time=T0 + 90).write(tmp_path)
-    status.router = read_progress(tmp_path)["router"]
+    Progress(Stage.ROUTER, "s1", done=True, last_event_time=T0 + 90).write(tmp_path)
+    status.router = read_progress(tmp_path)[Stage.ROUTER]
     assert status.low_mark() == T0 + 30  # a done shard sends nothing more: it no longer holds event time back
-    Progress("router", "s0", done=True, last_event_time=T0 + 30).write(tmp_path)
+    Progress(Stage.ROUTER, "s0", done=True, last_event_time=T0 + 30).write(tmp_path)
     found = read_progress(tmp_path)
-    status.router = found["router"]
+    status.router = found[Stage.ROUTER]
     assert status.router_done() and status.event_time() == T0 + 90
-    Progress("router", "parent", done=False).write(tmp_path)  # a shard that was not open at the start reports
-    status.router = read_progress(tmp_path)["router"]
-    assert not status.router_done() and "parent" in status.shards("router")
-    Progress("stateful", "k0", done=True).write(tmp_path)
-    status.stateful = read_progress(tmp_path)["stateful"]
+    Progress(Stage.ROUTER, "parent", done=False).write(tmp_path)  # a shard that was not open at the start reports
+    status.router = read_progress(tmp_path)[Stage.ROUTER]
+    assert not status.router_done() and "parent" in status.shards(Stage.ROUTER)
+    Progress(Stage.STATEFUL, "k0", done=True).write(tmp_path)
+    status.stateful = read_progress(tmp_path)[Stage.STATEFUL]
     assert not status.stateful_done()  # not before the end markers were put
     status.marked = True
     assert status.stateful_done()
@@ -349,7 +350,7 @@ def test_progress_files_and_status(tmp_path):
 
 def test_progress_line_shows_how_far_each_shard_is_behind_the_end():
     status = Status(T0 + 600, ["shardId-000000000000", "shardId-000000000001"])
-    status.router = {"shardId-000000000000": Progress("router", "shardId-000000000000", events=1200,
+    status.router = {"shardId-000000000000": Progress(Stage.ROUTER, "shardId-000000000000", events=1200,
                                                       last_arrival=T0 + 400)}
     line = progress_line(status, 12, 0)
     assert "#0 3m20s behind --to" in line and "#1 starting" in line and "1,200 events" in line
@@ -393,13 +394,13 @@ def test_display_redraws_on_a_terminal_and_writes_lines_otherwise():
     display.clear()
     assert tty.text == "\rone\x1b[K\r\x1b[K"
     pipe = Stream(False)
-    display = Display(stream=pipe)
+    display = Display(stream=pipe, lines_every=PROGRESS_EVERY)
     display.update("one")
     display.update("two")  # within PROGRESS_EVERY: not written
     display.update("three", force=True)
     assert pipe.text == "one\nthree\n"
     quiet = Stream(True)
-    Display(enabled=False, stream=quiet).update("x")
+    Display(enabled=False, stream=quiet, lines_every=PROGRESS_EVERY).update("x")
     assert quiet.text == ""
 
 
@@ -432,5 +433,5 @@ def test_cli_refuses_bad_input_before_starting_anything(capsys, tmp_path):
 
 def test_base64_marker_survives_the_daemon_protocol():
     # the daemon hands record data to the processor base64-encoded; the marker is plain bytes either way
-    data = end_marker("r1", T0)
-    assert read_marker(base64.b64decode(base64.b64encode(data)), "r1") == (END, T0)
+    data = markers.encode("r1", Kind.END, T0)
+    assert markers.read(base64.b64decode(base64.b64encode(data)), "r1") == Marker(Kind.END, T0)

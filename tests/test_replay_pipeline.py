@@ -23,8 +23,8 @@ import pytest
 from live_support import open_sg, run_instances
 
 from consumers import live
+from infra import aws
 from infra.trail_player import Player
-from pipeline import aws
 
 pytestmark = pytest.mark.slow
 
@@ -121,9 +121,17 @@ class Stack:
                 text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if ("-replay-" in text and "MultiLangDaemon" in text) or "consumers.replay_" in text:
+            if ("-replay-" in text and "MultiLangDaemon" in text) or _replay_processor(cmdline.parent):
                 found.append(f"process {cmdline.parent.name}: {text[:120]}")
         return found
+
+
+def _replay_processor(proc: Path) -> bool:
+    """A record processor started for a replay: the live processors' modules with a replay's settings."""
+    try:
+        return b"TRAILWARDEN_REPLAY_RUN=" in (proc / "environ").read_bytes()
+    except OSError:
+        return False
 
 
 def findings(out: str) -> list[dict]:

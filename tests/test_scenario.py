@@ -161,7 +161,7 @@ def test_event_shapes_the_rules_read(attacked: Any) -> None:
 
 def test_every_expected_finding_is_raised(attacked: Any) -> None:
     findings, det = scan(attacked)
-    known = {r.id for r in det.engine.rules}
+    known = {r.id for r in det.rules}
     result = compare(attacked.expected, findings, known)
     assert not result.no_rule, f"expectations name rules the pack lacks: {[e.rule_id for e in result.no_rule]}"
     assert not result.missing, [(e.attack, e.rule_id, e.facts) for e in result.missing]

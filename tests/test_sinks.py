@@ -10,8 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from pipeline.finding import Finding, finding_id
-from pipeline.sinks import (
+from consumers.sinks import (
     DedupeTable,
     FileSink,
     FirehoseSink,
@@ -22,7 +21,8 @@ from pipeline.sinks import (
     SnsSink,
     retry,
 )
-from pipeline.sinks.sns import attributes, subject
+from consumers.sinks.sns import attributes, subject
+from pipeline.finding import Finding, finding_id
 
 REGION = "us-east-1"
 
@@ -391,7 +391,7 @@ class FlakyKinesis:
 
 
 def test_kinesis_writer_batches_within_limits_and_resends_only_failed():
-    from pipeline.sinks.kinesis import KinesisWriter
+    from consumers.sinks.kinesis import KinesisWriter
 
     client = FlakyKinesis({1, 499})
     records = [(f"key-{i}", b"x" * 100) for i in range(1100)]
@@ -408,7 +408,7 @@ def test_kinesis_writer_batches_within_limits_and_resends_only_failed():
 
 
 def test_kinesis_writer_puts_facts_by_entity_key(aws):
-    from pipeline.sinks.kinesis import KinesisWriter
+    from consumers.sinks.kinesis import KinesisWriter
     from pipeline.stateful.facts import Fact
 
     kinesis = boto3.client("kinesis", region_name=REGION)
@@ -423,8 +423,8 @@ def test_kinesis_writer_puts_facts_by_entity_key(aws):
 
 
 def test_dead_letters_go_to_s3_with_reason_and_origin(aws):
+    from consumers.sinks.deadletter import S3DeadLetters
     from pipeline.decode import decode
-    from pipeline.sinks.deadletter import S3DeadLetters
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="state")
@@ -437,7 +437,7 @@ def test_dead_letters_go_to_s3_with_reason_and_origin(aws):
 
 
 def test_unencodable_or_huge_findings_still_give_valid_json_lines():
-    from pipeline.sinks.base import encode, line
+    from consumers.sinks.base import encode, line
 
     past_9999 = make_finding(event_time=1e15, window=10**15)
     doc = json.loads(line(past_9999))

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from infra import aws, provision
 from infra import emulator as emu
-from infra import provision
-from pipeline import aws
+from infra import outputs as stack_outputs
 from pipeline.commands import stack
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _listed(target: aws.Target) -> dict[str, set[str]]:
     return {
         "AWS::S3::Bucket": {b["Name"] for b in c("s3").list_buckets()["Buckets"]},
         "AWS::S3::BucketPolicy": {
-            f"{provision.STACK_NAME}-TrailBucketPolicy"
+            f"{stack_outputs.STACK_NAME}-TrailBucketPolicy"
             for b in c("s3").list_buckets()["Buckets"] if _has_policy(target, b["Name"])
         },
         "AWS::Logs::LogGroup": set(groups),
@@ -84,7 +84,7 @@ def test_up_provisions_every_resource_up_twice_and_down(
         outputs = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
         assert outputs["TrailStreamName"] == "trailwarden-trail"
 
-        plan = provision.local_plan(target)
+        plan = stack_outputs.local_plan(target)
         listed = _listed(target)
         expected = [r for r in plan.resources if r.enabled and r.type not in provision.SKIPPED]
         assert len(expected) >= 15

@@ -171,3 +171,14 @@ def test_unknown_parameter_and_bad_value_are_refused() -> None:
         _plan(NoSuchParameter="x")
     with pytest.raises(cfn.TemplateError):
         _plan(StreamMode="SOMETIMES")
+
+
+def test_the_default_application_names_are_the_template_s(template: dict[str, Any]) -> None:
+    from infra.resources import APP_OUTPUT, DEFAULT_APPS, Resources
+
+    for stage, output in APP_OUTPUT.items():
+        assert template["Parameters"][output]["Default"] == DEFAULT_APPS[stage]
+        assert template["Outputs"][output]["Value"] == {"Ref": output}
+    plan = _plan()
+    resources = Resources(plan.outputs)
+    assert resources.for_replay("r1").app(next(iter(APP_OUTPUT))) == plan.outputs["RouterAppName"] + "-replay-r1"

@@ -13,19 +13,21 @@ from typing import Any, BinaryIO
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import aws
+from consumers.archive import S3Store
+from consumers.sinks import Publisher, SinkError
+from consumers.sinks.build import build_publisher, past_findings
+from infra import aws
+from infra.outputs import outputs as stack_outputs
 from pipeline.alerting import AlertPolicy
-from pipeline.backfill import Backfill, BackfillStats, S3Store, Store, local_location, parse_range, parse_s3
+from pipeline.backfill import Backfill, BackfillStats, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
 from pipeline.config import Config
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter
 from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
-from pipeline.progress import REDRAW_EVERY, StatusLine
-from pipeline.sinks import Publisher, SinkError
-from pipeline.sinks.replay import ReadOnlyDedupe as _ReadOnlyDedupe  # noqa: F401  (its tests import it here)
-from pipeline.sinks.replay import make_publisher
+from pipeline.pack import bind_pack
+from pipeline.progress import Display
 
 log = logging.getLogger(__name__)
 
@@ -97,22 +99,6 @@ def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
     return local_location(path)
 
 
-class Display(StatusLine):
-    """One progress line on stderr (a terminal only): files, events, the current day, events/s."""
-
-    def __init__(self, enabled: bool | None = None, stream: Any = None) -> None:
-        super().__init__(stream)
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) if enabled is None else enabled
-        self.started = time.monotonic()
-
-    def update(self, stats: BackfillStats, events: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now < self._next:
-            return
-        self._next = now + REDRAW_EVERY
-        self.draw(line(stats, events, now - self.started))
-
-
 def line(stats: BackfillStats, events: int, elapsed: float) -> str:
     rate = events / elapsed if elapsed > 0 else 0.0
     return (f"backfill {stats.files:,}/{stats.files_total:,} files  {events:,} events  day {stats.day()}  "
@@ -131,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)
     policy = AlertPolicy.from_config(config)
-    detector = Detector(config=config, only=_rule_ids(args.rules))
-    publisher = make_publisher(aws.from_args(args), args.alert, policy=policy) if args.sinks or args.alert else None
+    detector = Detector(bind_pack(config, only=_rule_ids(args.rules)))
+    publisher = _publisher(aws.from_args(args), args.alert, policy) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
@@ -147,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(exc, BrokenPipeError):
             raise
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}")
+
+
+def _publisher(target: aws.Target, alert: bool, policy: AlertPolicy) -> Publisher:
+    """Firehose (and SNS with `alert`) behind the live dedupe table, named by the stack's outputs, each
+    given its share by the alert policy."""
+    return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy)
 
 
 def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,
@@ -186,7 +178,7 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
                 found(findings)
             if not events % PROGRESS_EVERY:
                 stats.last_time = item.time
-                display.update(stats, events)
+                display.update(line(stats, events, display.elapsed()))
         found(detector.finish())
         if publisher is not None and pending:
             publisher.publish(pending)

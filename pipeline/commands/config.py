@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
 from pipeline.rule import Rule, format_duration
+from pipeline.rules import builtin_rules
 from pipeline.ruletest import validate_params
 
 RULES_HEADER = """\
@@ -44,8 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.rules import builtin_rules
-
     rules = builtin_rules()
     if args.check is not None:
         return check(args.check or None, rules)

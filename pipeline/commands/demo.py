@@ -21,6 +21,7 @@ from pipeline.event import Event
 from pipeline.finding import Finding, iso_time
 from pipeline.output import FORMATS as OUTPUT_FORMATS
 from pipeline.output import make_writer, safe
+from pipeline.pack import bind_pack
 from pipeline.scenario import Comparison, compare
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"trailwarden demo: {exc}", file=sys.stderr)
         return 2
-    detector = Detector(config=config, overrides=scenario.overrides)
+    detector = Detector(bind_pack(config, overrides=scenario.overrides))
     events, stats = _events(scenario.events, args.transport, args.seed)
     findings: list[Finding] = []
     for event in events:
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         for finding in unique:
             writer.write(finding)
         writer.close()
-    result = compare(scenario.expected, unique, [r.id for r in detector.engine.rules])
-    routes = rule_routes(detector.engine.rules, config)
+    result = compare(scenario.expected, unique, [r.id for r in detector.rules])
+    routes = rule_routes(detector.rules, config)
     policy = AlertPolicy.from_config(config).describe()
     print(_report(scenario, result, unique, len(events), stats, elapsed, args.transport, routes, policy),
           file=sys.stderr)

@@ -6,16 +6,24 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws
+from infra import aws
+from infra.outputs import outputs as stack_outputs
+from pipeline.alerting import AlertPolicy
+from pipeline.backfill import parse_time
+from pipeline.commands import sigterm_interrupts, uninterrupted
+from pipeline.commands.scan import Emitter, _rule_ids
+from pipeline.config import Config, ConfigError
+from pipeline.finding import iso_time
 from pipeline.output import FORMATS, format_summary, make_writer, safe
-from pipeline.progress import REDRAW_EVERY, StatusLine
+from pipeline.pack import bind_pack
+from pipeline.progress import Display
+from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +81,6 @@ def register(subparsers: Any) -> None:
 
 def parse_when(text: str, *, end: bool = False, now: float | None = None) -> float:
     """Epoch seconds of WHEN (see the epilog). Raises ValueError."""
-    from pipeline.backfill import parse_time
-
     now = time.time() if now is None else now
     value = text.strip().lower()
     if value == "now":
@@ -118,7 +124,7 @@ def _duration(value: float) -> str:
 
 def progress_line(status: Any, elapsed: float, findings: int) -> str:
     """Shards done, events, and per router shard how far (in arrival time) it still is from the end."""
-    router = status.shards("router")
+    router = status.shards(Stage.ROUTER)
     done = sum(1 for s in router if status.router.get(s) is not None and status.router[s].done)
     parts = []
     for shard in router:
@@ -131,7 +137,7 @@ def progress_line(status: Any, elapsed: float, findings: int) -> str:
         else:
             behind = status.behind(shard)
             parts.append(f"{label} " + ("reading" if behind is None else f"{_duration(behind)} behind --to"))
-    stateful = status.shards("stateful")
+    stateful = status.shards(Stage.STATEFUL)
     ended = sum(1 for s in stateful if status.stateful.get(s) is not None and status.stateful[s].done)
     return (f"replay {_duration(elapsed)}  router {done}/{len(router)} shards done  {status.events():,} events  "
             f"[{', '.join(parts)}]  stateful {ended}/{len(stateful)}  {findings:,} findings")
@@ -143,33 +149,8 @@ def _label(shard: str) -> str:
     return f"#{digits.lstrip('0') or '0'}" if digits != shard and digits.isdigit() else safe(shard, 40)
 
 
-class Display(StatusLine):
-    """The progress line on stderr: redrawn in place on a terminal, one line every PROGRESS_EVERY otherwise."""
-
-    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
-        super().__init__(stream)
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def update(self, text: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now < self._next and not force):
-            return
-        if self.tty:
-            self._next = now + REDRAW_EVERY
-            self.draw(text)
-        else:
-            self._next = now + PROGRESS_EVERY
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-
 def run(args: argparse.Namespace) -> int:
-    from consumers.replay import Replay
-    from pipeline.alerting import AlertPolicy
-    from pipeline.commands.scan import Emitter, _rule_ids
-    from pipeline.config import Config, ConfigError, enabled_rules
-    from pipeline.rules import builtin_rules
+    from consumers.replay import Replay  # here, not at the top: ~40 ms the other commands do not need
 
     try:
         start, end = parse_window(args.start, args.end)
@@ -182,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     rules = _rule_ids(args.rules)
     try:
         config = Config.load(args.config)
-        chosen = enabled_rules(builtin_rules(), config, rules)  # checks ids and the file now
+        chosen = bind_pack(config, only=rules).rules  # checks ids, the file and parameters now
         policy = AlertPolicy.from_config(config)
     except ConfigError as exc:
         return _fail(str(exc))
@@ -190,17 +171,15 @@ def run(args: argparse.Namespace) -> int:
         return _fail("no rule is enabled: nothing to replay")
     target = aws.from_args(args)
     try:
-        from infra.provision import outputs as stack_outputs
-
         outputs = stack_outputs(target)
         target.client("kinesis").describe_stream_summary(StreamName=outputs["TrailStreamName"])
     except Exception as exc:
-        return _fail(f"no trail stream on {target.describe()} ({type(exc).__name__}: {exc}); is the stack up?")
+        return _fail(f"no trail stream on {target.label()} ({type(exc).__name__}: {exc}); is the stack up?")
 
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
     writer = make_writer(fmt, sys.stdout.buffer)
     emit = Emitter(writer, every=args.all, policy=policy)
-    display = Display(enabled=not args.quiet)
+    display = Display(enabled=not args.quiet, lines_every=PROGRESS_EVERY)
     job = Replay(target, outputs, start, end, rules=rules, alert=args.alert, config=args.config,
                  keyed_shards=args.keyed_shards)
     seen: Counter[str] = Counter()
@@ -215,44 +194,37 @@ def run(args: argparse.Namespace) -> int:
             writer.close()  # flushes
         display.update(progress_line(j.status(), j.elapsed(), len(emit.seen)))
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupted)
     code, graceful = 1, True
-    try:
-        if not args.quiet:
-            _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
-                 f"{_iso(start)} to {_iso(end)}; {len(chosen)} rules; alerts {'on' if args.alert else 'off'}")
-        job.start()
-        if job.wait(timeout=args.timeout or None, on_poll=show):
-            show(job)
-            code, graceful = 0, False
-        else:
-            display.clear()
-            _say(f"gave up after {args.timeout:g} s (--timeout)")
-    except KeyboardInterrupt:
-        display.clear()
-        _say("interrupted; stopping and removing what this replay started")
-        code = 130
-    except Exception as exc:  # a daemon that exits, an endpoint that fails: say what, then clean up
-        display.clear()
-        log.debug("replay failed", exc_info=True)
-        _say(f"failed: {type(exc).__name__}: {safe(str(exc))}")
-    finally:
-        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with sigterm_interrupts():
         try:
+            if not args.quiet:
+                _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
+                     f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; "
+                     f"alerts {'on' if args.alert else 'off'}")
+            job.start()
+            if job.wait(timeout=args.timeout or None, on_poll=show):
+                show(job)
+                code, graceful = 0, False
+            else:
+                display.clear()
+                _say(f"gave up after {args.timeout:g} s (--timeout)")
+        except KeyboardInterrupt:
             display.clear()
-            problems = job.close(graceful=graceful, keep_directory=code != 0)
-            for problem in problems:
-                _say(f"could not remove {safe(problem)}")
-            if code not in (0, 130) and job.directory.exists():
-                _say(f"daemon logs kept in {job.directory / 'kcl'}")
+            _say("interrupted; stopping and removing what this replay started")
+            code = 130
+        except Exception as exc:  # a daemon that exits, an endpoint that fails: say what, then clean up
+            display.clear()
+            log.debug("replay failed", exc_info=True)
+            _say(f"failed: {type(exc).__name__}: {safe(str(exc))}")
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, previous)
-        writer.close()
+            with uninterrupted():
+                display.clear()
+                problems = job.close(graceful=graceful, keep_directory=code != 0)
+                for problem in problems:
+                    _say(f"could not remove {safe(problem)}")
+                if code not in (0, 130) and job.directory.exists():
+                    _say(f"daemon logs kept in {job.directory / 'kcl'}")
+            writer.close()
     if code == 0 and not args.quiet:
         print(format_summary(summary(job, emit, seen)), file=sys.stderr)
     return code
@@ -266,7 +238,7 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
     events = sum(p.events for p in router)
     out: dict[str, Any] = {
         "run": job.names.run_id,
-        "range": f"{_iso(job.start_time)} to {_iso(job.end_time)} (arrival in the stream)",
+        "range": f"{iso_time(job.start_time)} to {iso_time(job.end_time)} (arrival in the stream)",
         "seconds": round(elapsed, 1),
         "records": sum(p.records for p in router),
         "events": events,
@@ -284,8 +256,3 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
         out["dead_letters"] = f"{dead} (s3://{job.outputs['StateBucketName']}/dead-letters/{job.names.router_app}/)"
     return out
 
-
-def _iso(epoch: float) -> str:
-    from consumers.replay import _iso as iso
-
-    return iso(epoch)

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.commands.config import param_docs
 from pipeline.config import ConfigError
 from pipeline.rule import ANY, REGISTRY, Rule, format_duration
+from pipeline.rules import builtin_rules
 from pipeline.ruletest import run_rules
 
 
@@ -71,8 +73,6 @@ def load_rule_files(paths: Iterable[str]) -> None:
 
 def all_rules(args: argparse.Namespace) -> list[Rule]:
     """The built-in pack plus any rules loaded with --load, sorted by id."""
-    from pipeline.rules import builtin_rules
-
     builtin_rules()
     load_rule_files(getattr(args, "load", []))
     return sorted(REGISTRY.values(), key=lambda r: r.id)
@@ -191,8 +191,6 @@ def show_rule(args: argparse.Namespace) -> int:
         "Parameters (set them under [rules." + rule.id + "]; `trailwarden config` prints them all):",
     ]
     if rule.params:
-        from pipeline.commands.config import param_docs
-
         docs = param_docs(rule)
         for name, value in rule.params.items():
             out.append(f"  {name} = {json.dumps(value)}" + (f"\n      {docs[name]}" if docs.get(name) else ""))

@@ -12,17 +12,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-from pipeline import aws
+from consumers.sinks.base import encode
+from consumers.sinks.sns import printable
+from infra import aws, emulator, provision
+from infra.trail_player import Player
+from pipeline.alerting import ALERTED, ARCHIVED, AlertPolicy, rule_routes
+from pipeline.commands import sigterm_interrupts, uninterrupted
+from pipeline.commands.stack import ensure_emulator
+from pipeline.config import Config
+from pipeline.finding import Finding, iso_time
+from pipeline.pack import bind_pack
+from pipeline.scenario import Comparison, build, compare, resolve_attacks
+from pipeline.settings import environment
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +67,8 @@ def register(subparsers: Any) -> None:
 
 
 def _line(alert: Any, as_json: bool) -> str:
-    from pipeline.sinks.sns import printable
-
     f = alert.finding
     if as_json:
-        from pipeline.sinks.base import encode
-
         return encode(f, 1 << 20).decode("utf-8", "replace")
     resources = printable(",".join(f.resources), 80)
     summary = printable(f.summary or f.title, 100)
@@ -80,144 +85,197 @@ def live_scenario(events: int, seed: int, attacks: list[str], config: Any, *, no
     """The scenario `run` plays: it ends by `now`, as late as its attacks' time conditions allow (an
     IAM user created after hours, in `config`'s business hours and time zone), so it reads as recent
     activity and never as activity from the future."""
-    from pipeline.scenario import build
-
     return build(events, seed, attacks, end=now, config=config)
 
 
 def run(args: argparse.Namespace) -> int:
-    from consumers import live
-    from infra import emulator, provision
-    from infra.trail_player import Player
-    from pipeline.alerting import ALERTED, ARCHIVED, AlertPolicy, rule_routes
-    from pipeline.commands.stack import ensure_emulator
-    from pipeline.config import Config, enabled_rules
-    from pipeline.finding import Finding, iso_time
-    from pipeline.rules import builtin_rules
-    from pipeline.scenario import Comparison, compare, resolve_attacks
-
     target = aws.from_args(args)
     if not target.local:
         _say("runs on a local endpoint only (the embedded emulator or LocalStack); on AWS, deploy the template")
         return 2
     attacks = resolve_attacks(args.attacks.split(",") if "," in args.attacks else args.attacks)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
-    config_path = args.config
-    config = Config.load(config_path)
+    config = Config.load(args.config)
     policy = AlertPolicy.from_config(config)
+    routes = rule_routes(bind_pack(config).rules, config)
+    stack = LiveStack(target)
+    with sigterm_interrupts():
+        try:
+            stack.start()
+            scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
+            stack.start_pipeline(scenario.overrides, args.config)
+            on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
+            in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
+            wanted = [e for e in on_topic + in_archive if e.present]
+            names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
+            _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
+                 f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
+                 f"{sum(e.stateful for e in wanted)} of them stateful, {sum(e.present for e in on_topic)} alerted "
+                 f"({policy.describe()}) and the rest only archived")
+            feeder = Feeder(stack.player(args.rate), scenario.events)
+            watch = Watch(stack, args.json)
+            if not watch.until_found(on_topic, in_archive, feeder, args.wait):
+                _say(f"sending failed: {feeder.error}")
+                return 1
+            rule_ids = set(routes)
+            alerted = compare(on_topic, [a.finding for a in watch.alerts], rule_ids)
+            archived = compare(in_archive, watch.archive, rule_ids)
+            not_kept = [e for e in scenario.expected if e.rule_id in routes and e not in on_topic + in_archive]
+            unknown = [e for e in scenario.expected if e.rule_id not in routes]
+            result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
+                                no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
+            _summary(alerted, archived, policy.describe(), not_kept, unknown, watch.alerts, watch.first_at,
+                     feeder.stats)
+            if not result.ok and not stack.own_emulator:
+                _say("this stack was already running: findings it alerted before (same rule, key and window) are "
+                     "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
+            if args.keep:
+                _say("still running; Ctrl-C stops everything")
+                watch.forever()
+            return 0 if result.ok else 1
+        except KeyboardInterrupt:
+            _say("interrupted; stopping what this run started")
+            return 130
+        except Exception as exc:  # an endpoint that is down, a daemon that cannot start: say what, then clean up
+            log.debug("run failed", exc_info=True)
+            _say(f"failed: {type(exc).__name__}: {exc}")
+            return 1
+        finally:
+            with uninterrupted():
+                stack.stop()
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)
-    started_emulator = None
-    pipeline = None
-    queue: tuple[str, str] | None = None
-    feeder = None
-    try:
+class LiveStack:
+    """What `run` starts, and stops again: the emulator (if none was running), the provisioned stack, a
+    findings queue, both KCL daemons."""
+
+    def __init__(self, target: aws.Target) -> None:
+        self.target = target
+        self.own_emulator: Any = None
+        self.outputs: dict[str, str] = {}
+        self.queue: tuple[str, str] | None = None
+        self.pipeline: Any = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        """The emulator if needed, the stack's resources, and a queue subscribed to the findings topic."""
+        from consumers import live  # here, not at the top: ~40 ms the other commands do not need
+
         before = emulator.running()
-        handle = ensure_emulator(target)
+        handle = ensure_emulator(self.target)
         if handle is not None and before is None:
-            started_emulator = handle
+            self.own_emulator = handle
         _say("provisioning the stack from infra/template.yaml ...")
-        outputs = provision.provision(target)
-        queue = live.findings_queue(target, outputs["FindingsTopicArn"], name=f"trailwarden-run-{os.getpid()}")
-        queue_url = queue[0]
+        self.outputs = provision.provision(self.target)
+        self.queue = live.findings_queue(self.target, self.outputs["FindingsTopicArn"],
+                                         name=f"trailwarden-run-{os.getpid()}")
 
-        scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
-        env = {"TRAILWARDEN_OVERRIDES": json.dumps(scenario.overrides)}
-        if config_path:
-            env["TRAILWARDEN_CONFIG"] = str(Path(config_path).resolve())
+    def start_pipeline(self, overrides: dict[str, dict[str, Any]], config: str | None) -> None:
+        """Both KCL daemons, with the scenario's parameter overrides and the configuration file."""
+        from consumers import live  # here, not at the top: ~40 ms the other commands do not need
+
         directory = emulator.state_dir() / "kcl"
-        t0 = time.monotonic()
-        pipeline = live.LivePipeline.start(target, outputs, directory, env=env)
-        _say(f"KCL daemons: router pid {pipeline.router.pid}, stateful pid {pipeline.stateful.pid} "
+        self.started = time.monotonic()
+        self.pipeline = live.LivePipeline.start(self.target, self.outputs, directory,
+                                                env=environment(overrides=overrides, config=config))
+        _say(f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
              f"(logs in {directory})")
 
-        sent: dict[str, Any] = {}
+    def player(self, rate: float) -> Any:
+        return Player(self.target.client("logs"), self.outputs["TrailLogGroupName"], rate=rate)
 
-        def feed() -> None:
-            try:
-                player = Player(target.client("logs"), outputs["TrailLogGroupName"], rate=args.rate)
-                sent["stats"] = player.play(scenario.events)
-            except Exception as exc:  # reported below; the watcher keeps going
-                sent["error"] = exc
+    def alerts(self) -> Iterator[Any]:
+        """The alerts now in the findings queue (one long poll of a second, then drained)."""
+        from consumers import live  # here, not at the top: ~40 ms the other commands do not need
 
-        routes = rule_routes(enabled_rules(builtin_rules(), config), config)
-        on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
-        in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
-        wanted = [e for e in on_topic + in_archive if e.present]
-        names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
-        _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
-             f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
-             f"{sum(e.stateful for e in wanted)} of them stateful, {sum(e.present for e in on_topic)} alerted "
-             f"({policy.describe()}) and the rest only archived")
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+        assert self.queue is not None
+        return live.receive(self.target.client("sqs"), self.queue[0], wait=1)
 
-        sqs = target.client("sqs")
-        alerts: list[Any] = []
-        archive: list[Finding] = []
-        read_keys: set[str] = set()
-        next_archive_read = 0.0
-        first_at: float | None = None
+    def archived(self, read: set[str]) -> list[Finding]:
+        """The findings written to the Firehose archive since the last call (`read`: the objects read)."""
+        from consumers import live  # here, not at the top: ~40 ms the other commands do not need
+
+        return [Finding.from_dict(d) for d in live.archived(self.target, self.outputs["FindingsBucketName"], read)]
+
+    def stop(self) -> None:
+        """Everything this run started, in reverse order; what it found running is left running."""
+        from consumers import live  # here, not at the top: ~40 ms the other commands do not need
+
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        if self.queue is not None:
+            with contextlib.suppress(Exception):
+                live.remove_findings_queue(self.target, *self.queue)
+        if self.own_emulator is not None:
+            self.own_emulator.stop()
+
+
+class Feeder:
+    """The scenario's CloudTrail played into the trail log group from a thread; `error` if that failed."""
+
+    def __init__(self, player: Any, events: list[dict[str, Any]]) -> None:
+        self.stats: Any = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._play, args=(player, events), daemon=True)
+        self.thread.start()
+
+    def _play(self, player: Any, events: list[dict[str, Any]]) -> None:
+        try:
+            self.stats = player.play(events)
+        except Exception as exc:  # reported by the caller; the watcher keeps going meanwhile
+            self.error = exc
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+
+class Watch:
+    """The alerts as they reach the findings queue, printed as they come; the archive, read when asked."""
+
+    ARCHIVE_EVERY = 3.0  # seconds between reads of the archive bucket
+
+    def __init__(self, stack: LiveStack, as_json: bool) -> None:
+        self.stack = stack
+        self.as_json = as_json
+        self.alerts: list[Any] = []
+        self.archive: list[Finding] = []
+        self.first_at: float | None = None  # seconds from the daemons' start to the first alert
+        self._read: set[str] = set()
+        self._next_archive_read = 0.0
+
+    def read_archive(self) -> None:
+        self.archive += self.stack.archived(self._read)
+        self._next_archive_read = time.monotonic() + self.ARCHIVE_EVERY
+
+    def poll(self) -> None:
+        for alert in self.stack.alerts():
+            self.alerts.append(alert)
+            if self.first_at is None:
+                self.first_at = time.monotonic() - self.stack.started
+            print(_line(alert, self.as_json), flush=True)
+
+    def until_found(self, on_topic: list[Any], in_archive: list[Any], feeder: Feeder, wait: float) -> bool:
+        """Until every expected finding arrived (alerted ones on the topic, archived-only ones in the archive),
+        or `wait` seconds after the feeder finished; False if it failed."""
         deadline: float | None = None
         while True:
-            for alert in live.receive(sqs, queue_url, wait=1):
-                alerts.append(alert)
-                if first_at is None:
-                    first_at = time.monotonic() - t0
-                print(_line(alert, args.json), flush=True)
-            if in_archive and time.monotonic() >= next_archive_read:
-                next_archive_read = time.monotonic() + 3
-                archive += [Finding.from_dict(d) for d in live.archived(target, outputs["FindingsBucketName"],
-                                                                        read_keys)]
-            if deadline is None and not feeder.is_alive():
-                if "error" in sent:
-                    _say(f"sending failed: {sent['error']}")
-                    return 1
-                deadline = time.monotonic() + args.wait
-            done = all(any(e.matches(a.finding) for a in alerts) for e in on_topic if e.present) and \
-                all(any(e.matches(f) for f in archive) for e in in_archive if e.present)
-            if deadline is not None and (done or time.monotonic() > deadline):
-                break
+            self.poll()
+            if in_archive and time.monotonic() >= self._next_archive_read:
+                self.read_archive()
+            if deadline is None and feeder.done():
+                if feeder.error is not None:
+                    return False
+                deadline = time.monotonic() + wait
+            found = all(any(e.matches(a.finding) for a in self.alerts) for e in on_topic if e.present) and \
+                all(any(e.matches(f) for f in self.archive) for e in in_archive if e.present)
+            if deadline is not None and (found or time.monotonic() > deadline):
+                if in_archive:
+                    self.read_archive()
+                return True
 
-        if in_archive:
-            archive += [Finding.from_dict(d) for d in live.archived(target, outputs["FindingsBucketName"], read_keys)]
-        rule_ids = set(routes)
-        alerted = compare(on_topic, [a.finding for a in alerts], rule_ids)
-        archived = compare(in_archive, archive, rule_ids)
-        not_kept = [e for e in scenario.expected if e.rule_id in routes and e not in on_topic + in_archive]
-        unknown = [e for e in scenario.expected if e.rule_id not in routes]
-        result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
-                            no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
-        _summary(alerted, archived, policy.describe(), not_kept, unknown, alerts, first_at, sent.get("stats"))
-        if not result.ok and started_emulator is None:
-            _say("this stack was already running: findings it alerted before (same rule, key and window) are not "
-                 "alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
-        if args.keep:
-            _say("still running; Ctrl-C stops everything")
-            while True:
-                for alert in live.receive(sqs, queue_url, wait=1):
-                    print(_line(alert, args.json), flush=True)
-        return 0 if result.ok else 1
-    except KeyboardInterrupt:
-        _say("interrupted; stopping what this run started")
-        return 130
-    except Exception as exc:  # an endpoint that is down, a daemon that cannot start: say what, then clean up
-        log.debug("run failed", exc_info=True)
-        _say(f"failed: {type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
-        if pipeline is not None:
-            pipeline.stop()
-        if queue is not None:
-            with contextlib.suppress(Exception):
-                live.remove_findings_queue(target, *queue)
-        if started_emulator is not None:
-            started_emulator.stop()
-        signal.signal(signal.SIGTERM, previous)
+    def forever(self) -> None:
+        while True:
+            self.poll()
 
 
 def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_rule: list[Any], alerts: list[Any],

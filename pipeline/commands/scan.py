@@ -21,6 +21,7 @@ from pipeline.detector import Detector
 from pipeline.finding import Finding
 from pipeline.ordering import ordered
 from pipeline.output import FORMATS, FindingWriter, format_summary, make_writer, safe
+from pipeline.pack import bind_pack
 from pipeline.progress import Progress
 from pipeline.sources import Reader, Source, SourceError, resolve
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)  # ConfigError: the command line reports it and exits 2
     policy = AlertPolicy.from_config(config)
-    detector = Detector(config=config, only=_rule_ids(args.rules))
+    detector = Detector(bind_pack(config, only=_rule_ids(args.rules)))
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out:

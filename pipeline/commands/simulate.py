@@ -10,11 +10,16 @@ from typing import Any
 
 import orjson
 
-from infra import provision
+from infra import aws
+from infra.outputs import outputs as stack_outputs
 from infra.trail_player import Player, PlayStats
-from pipeline import aws
+from pipeline.alerting import rule_routes
 from pipeline.commands.scenario import add_scenario_arguments, build_from_args
+from pipeline.config import Config, ConfigError
+from pipeline.decode import DeadLetter
+from pipeline.pack import bind_pack
 from pipeline.progress import Progress
+from pipeline.sources import Reader, SourceError, resolve
 
 EXAMPLES = """\
 Records go to the log group with PutLogEvents, into log streams named <account>_CloudTrail_<region>,
@@ -72,9 +77,6 @@ def _fail(message: str) -> int:
 
 
 def _from_files(paths: list[str], dead: Counter[str]) -> Iterator[dict[str, Any]]:
-    from pipeline.decode import DeadLetter
-    from pipeline.sources import Reader, resolve
-
     for item in Reader(resolve(paths)).items():
         if isinstance(item, DeadLetter):
             dead[item.kind or item.reason] += 1
@@ -103,21 +105,15 @@ def run(args: argparse.Namespace) -> int:
     routes: dict[str, str] = {}
     dead: Counter[str] = Counter()
     if args.paths:
-        from pipeline.sources import SourceError
-
         try:
             records = list(_from_files(args.paths, dead))
         except SourceError as error:
             return _fail(str(error))
     else:
-        from pipeline.alerting import rule_routes
-        from pipeline.config import Config, ConfigError, enabled_rules
-        from pipeline.rules import builtin_rules
-
         try:
             config = Config.load(args.config) if args.config else Config.from_dict()
             scenario = build_from_args(args, config)
-            routes = rule_routes(enabled_rules(builtin_rules(), config), config)
+            routes = rule_routes(bind_pack(config).rules, config)
         except (ValueError, ConfigError) as error:
             return _fail(str(error))
         records = scenario.events
@@ -126,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     progress = _PlayProgress(len(records), enabled=False if args.quiet else None)
     try:
         if not log_group:
-            log_group = provision.outputs(target)["TrailLogGroupName"]
+            log_group = stack_outputs(target)["TrailLogGroupName"]
         player = Player(
             target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
             account=args.account, on_progress=lambda s: progress.update(s.events, s.events),
@@ -135,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # an endpoint that is down or a missing log group: say what to do
         progress.close()
         hint = " (is the local stack up? `trailwarden stack up`)" if target.local else ""
-        return _fail(f"delivery to {log_group or 'the trail log group'} at {target.describe()} failed: {error}{hint}")
+        return _fail(f"delivery to {log_group or 'the trail log group'} at {target.label()} failed: {error}{hint}")
     progress.close()
     if not args.quiet:
         _summary(stats, log_group, dead)

@@ -17,8 +17,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import cfn, emulator, provision
-from pipeline import aws
+from infra import aws, cfn, emulator, provision
 
 _AWS_HINT = (
     "on AWS, deploy the template with CloudFormation:\n"

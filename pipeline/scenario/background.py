@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.scenario.attacks import REQUIRED_TAGS
 from pipeline.scenario.ids import Ids
-from pipeline.scenario.org import Actor, Organization
+from pipeline.scenario.org import Actor, Organization, root_identity
 from pipeline.scenario.shapes import Shapes
 
 Record = dict[str, Any]
@@ -44,7 +44,7 @@ class Background:
         self.callers = self.automation + org.sso
         self.launched: list[tuple[Actor, str, str]] = []  # (account's autoscaling actor, region, instance id)
         self.activities: list[tuple[float, Callable[[float], list[Record]]]] = [
-            (22, self.describe), (6, self.iam_read), (9, self.service_assume_role), (2, self.web_identity),
+            (22, self.describe_calls), (6, self.iam_read), (9, self.service_assume_role), (2, self.web_identity),
             (4, self.caller_identity), (20, self.s3_objects), (3, self.kms_direct), (9, self.app_reads),
             (3, self.log_streams), (0.3, self.console_sessions), (0.6, self.instance_power),
             (0.8, self.launch), (0.3, self.scale_in), (0.25, self.internal_ingress), (0.2, self.iam_role_changes),
@@ -86,7 +86,7 @@ class Background:
         return self.rng.choice(actor.account.regions)
 
     # -- reads -------------------------------------------------------------------------------------
-    def describe(self, t: float) -> list[Record]:
+    def describe_calls(self, t: float) -> list[Record]:
         actor = self.rng.choice(self.readers)
         return [self.shapes.ec2_describe(actor, t, self.region(actor), self.rng.choice(DESCRIBES))]
 
@@ -238,7 +238,7 @@ class Background:
 
     def scale_in(self, t: float) -> list[Record]:
         if not self.launched:
-            return self.describe(t)
+            return self.describe_calls(t)
         asg, region, iid = self.launched.pop(self.rng.randrange(len(self.launched)))
         return [self.shapes.terminate_instances(asg, t + SCALE_IN_AFTER, region, [iid])]
 
@@ -260,7 +260,7 @@ class Background:
         actor = self.rng.choice(self.automation)
         region = self.region(actor)
         if actor.kind in ("config", "autoscaling"):
-            return self.describe(t)
+            return self.describe_calls(t)
         if self.rng.random() < 0.5:
             bucket = actor.account.buckets[2]
             return [self.shapes.s3_object(actor, t, region, bucket, f"archive/{self.ids.hex(8)}.gz", False,
@@ -277,8 +277,6 @@ class Background:
         region = acct.regions[0]
         if rng.random() < 0.5:
             return [self.shapes.kms_rotation(svc, t, region)]
-        from pipeline.scenario.org import root_identity
-
         ev = self.shapes.call(svc, t, "us-east-1", "iam.amazonaws.com", "GetAccountSummary", read_only=True,
                               identity=root_identity(acct.id, invoked_by="support.amazonaws.com"),
                               ip="support.amazonaws.com", agent="support.amazonaws.com")

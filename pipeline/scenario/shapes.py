@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.scenario.ids import Ids, iso, java_date
-from pipeline.scenario.org import Actor
+from pipeline.scenario.org import Actor, service_identity
 
 TLS = (
     {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256"},
@@ -310,8 +310,6 @@ class Shapes:
         return ev
 
     def service_assume_role(self, service: str, t: float, region: str, target: Actor) -> dict[str, Any]:
-        from pipeline.scenario.org import service_identity
-
         ev = self.assume_role(target, t, region, target, identity=service_identity(service), ip=service,
                               agent=service)
         ev.pop("tlsDetails", None)

@@ -40,13 +40,13 @@ from typing import Any
 import orjson
 from support.corpus import stratus_records
 
+from consumers.sinks import firehose, sns
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.finding import Finding
 from pipeline.output import TableWriter
 from pipeline.ruletest import complete_record
-from pipeline.sinks import firehose, sns
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_SUBJECT = 100
@@ -67,7 +67,7 @@ def corpus_records() -> list[dict[str, Any]]:
 def rule_records(detector: Detector) -> list[dict[str, Any]]:
     """Every rule's own test events, completed into full records (so mutations reach every rule)."""
     out = []
-    for rule in detector.engine.rules:
+    for rule in detector.rules:
         for case in getattr(rule, "cases", ()):
             for i, event in enumerate(case.events):
                 if isinstance(event, dict):

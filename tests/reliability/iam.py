@@ -9,7 +9,7 @@ is `<signing name>:<Operation>`, except where IAM names the permission different
 
 `consumer_calls()` keeps the calls the consumer processes make: the modules imported (at module level) from
 consumers.router and consumers.stateful, transitively, and, for an import inside a function (`from
-infra.provision import outputs`), only that function and the functions of its module it calls.
+infra.outputs import outputs`), only that function and the functions of its module it calls.
 `operator_calls()` does the same from the entries of `trailwarden replay` (the command, the job and its two
 daemons, which run under the operator's credentials) and `trailwarden backfill`.
 """
@@ -30,8 +30,8 @@ from botocore import xform_name
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "infra")
 CONSUMER_ENTRIES = ("consumers.router", "consumers.stateful")
-OPERATOR_ENTRIES = ("consumers.replay", "consumers.replay_router", "consumers.replay_stateful",
-                    "pipeline.commands.replay", "pipeline.commands.backfill", "pipeline.backfill")
+OPERATOR_ENTRIES = ("consumers.replay", "consumers.router", "consumers.stateful",
+                    "pipeline.commands.replay", "pipeline.commands.backfill", "consumers.archive")
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 
 # API operations whose IAM permission has another name (Service Authorization Reference).

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.sinks.batching import batches
-from pipeline.sinks.retry import RetryPolicy, resend_failed
+from consumers.sinks.batching import batches
+from consumers.sinks.retry import RetryPolicy, resend_failed
 
 log = logging.getLogger(__name__)
 

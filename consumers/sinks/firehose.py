@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from consumers.sinks.base import line as finding_line
+from consumers.sinks.batching import batches
+from consumers.sinks.retry import RetryPolicy, resend_failed
 from pipeline.finding import Finding
-from pipeline.sinks.base import line as finding_line
-from pipeline.sinks.batching import batches
-from pipeline.sinks.retry import RetryPolicy, resend_failed
 
 MAX_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from consumers.sinks.base import Sink
 from pipeline.alerting import AlertPolicy
 from pipeline.finding import Finding
-from pipeline.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from pipeline.settings import Settings, Var
+
 EMULATOR_ENDPOINT = "http://127.0.0.1:4566"
 LOCAL_REGION = "us-east-1"
 DUMMY_KEY = "test"
-TARGET_ENV = "TRAILWARDEN_TARGET"
 
 _ENDPOINT_ENV = ("AWS_ENDPOINT_URL", "LOCALSTACK_HOST")
 
@@ -56,7 +57,8 @@ class Target:
         """True for an emulator or LocalStack-style endpoint, False for real AWS."""
         return self.endpoint_url is not None
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """The target in a few words, for messages."""
         if self.kind == "aws":
             return f"real AWS (region {self.session().region_name or 'unset'})"
         return f"{self.kind} {self.endpoint_url} (region {self.region})"
@@ -77,7 +79,7 @@ class Target:
         """The environment for a child process (e.g. the KCL daemon) so it resolves to this same target."""
         env = dict(os.environ if base is None else base)
         if not self.local:
-            env[TARGET_ENV] = "aws"
+            env[Var.TARGET] = "aws"
             for name in _ENDPOINT_ENV:
                 env.pop(name, None)
             return env
@@ -86,7 +88,7 @@ class Target:
         env.pop("AWS_PROFILE", None)
         env.update(
             {
-                TARGET_ENV: self.endpoint_url,
+                Var.TARGET: self.endpoint_url,
                 "AWS_ENDPOINT_URL": self.endpoint_url,
                 "AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -149,10 +151,11 @@ def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, 
     env = os.environ if env is None else env
     if choice:
         return _from_choice(choice, env)
-    if env.get(TARGET_ENV, "").strip():
-        return _from_choice(env[TARGET_ENV], env)
+    chosen = Settings(env).target
+    if chosen:
+        return _from_choice(chosen, env)
     if any(env.get(name, "").strip() for name in _ENDPOINT_ENV):
-        try:
+        try:  # here, not at the top: localstack-client is optional (the `local` extra)
             from localstack_client import config as localstack_config
         except ImportError:  # the `local` extra is not installed: AWS_ENDPOINT_URL still means what it says
             return _endpoint_without_localstack_client(env)

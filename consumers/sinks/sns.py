@@ -10,10 +10,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from consumers.sinks.base import encode
+from consumers.sinks.batching import batches
+from consumers.sinks.retry import RetryPolicy, resend_failed
 from pipeline.finding import Finding
-from pipeline.sinks.base import encode
-from pipeline.sinks.batching import batches
-from pipeline.sinks.retry import RetryPolicy, resend_failed
 
 MAX_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pipeline.sinks.retry import RetryPolicy, SinkUnavailable, call, error_code
+from consumers.sinks.retry import RetryPolicy, SinkUnavailable, call, error_code
 
 MAX_GET_KEYS = 100
 DEFAULT_TTL = 7 * 24 * 3600
@@ -103,3 +103,17 @@ class MemoryDedupe:
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
         return new
+
+
+class ReadOnlyDedupe:
+    """A dedupe table consulted, never marked: a replay or backfill that does not alert must not record
+    anything as alerted."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def seen(self, ids: Iterable[str]) -> set[str]:
+        return self.table.seen(ids)
+
+    def mark(self, finding_ids: Iterable[str]) -> int:
+        return 0

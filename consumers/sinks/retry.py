@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -72,9 +75,6 @@ def http_status(exc: BaseException) -> int:
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx, and connection-level failures are worth retrying; everything else is not."""
-    from botocore.exceptions import ClientError, HTTPClientError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
     if isinstance(exc, ClientError):
         return error_code(exc) in THROTTLING_CODES or http_status(exc) >= 500 or http_status(exc) == 429
     return isinstance(exc, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError)

@@ -14,11 +14,17 @@ from typing import Any, Protocol
 
 import orjson
 
-from pipeline.sinks.retry import RetryPolicy, SinkUnavailable, call
+from consumers.sinks.retry import RetryPolicy, SinkUnavailable, call
 
 
 class DeadLetterLike(Protocol):
     def to_dict(self) -> dict[str, str]: ...
+
+
+class DeadLetterSink(Protocol):
+    def deliver(self, letters: Sequence[DeadLetterLike], batch_id: str) -> None:
+        """Store a batch's dead letters (`batch_id`: `<shard>/<first sequence number>`) until acknowledged."""
+        ...
 
 
 def lines(letters: Sequence[DeadLetterLike]) -> bytes:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from consumers.sinks.base import line
+from consumers.sinks.retry import SinkUnavailable
 from pipeline.finding import Finding
-from pipeline.sinks.base import line
-from pipeline.sinks.retry import SinkUnavailable
 
 
 class StreamSink:
