@@ -41,9 +41,9 @@ class RouterStage:
     def __init__(self, config: Config, rules: Iterable[Rule] | None = None,
                  overrides: dict[str, dict[str, Any]] | None = None, only: Iterable[str] | None = None) -> None:
         if rules is None:
-            from pipeline.rules import builtin_rules
+            from pipeline.rules import rule_pack
 
-            rules = builtin_rules()
+            rules = rule_pack(config)
         chosen = enabled_rules(rules, config, only)  # `only`: these rule ids, enabled or not (replay --rules)
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
         self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], config, overrides)

@@ -44,9 +44,9 @@ def state_factory(config: Config, rules: Iterable[Rule] | None = None,
                   overrides: dict[str, dict[str, Any]] | None = None,
                   only: Iterable[str] | None = None) -> Callable[[], KeyedState]:
     if rules is None:
-        from pipeline.rules import builtin_rules
+        from pipeline.rules import rule_pack
 
-        rules = builtin_rules()
+        rules = rule_pack(config)
     stateful = [r for r in enabled_rules(rules, config, only) if isinstance(r, StatefulRule)]
     return lambda: KeyedState.for_rules(stateful, config, overrides)
 

@@ -28,12 +28,14 @@ from pipeline.stateful.state import KeyedState, lateness_from
 
 class Detector:
     def __init__(self, rules: Iterable[Rule] | None = None, config: Config | None = None,
-                 only: Iterable[str] | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> None:
-        if rules is None:
-            from pipeline.rules import builtin_rules
-
-            rules = builtin_rules()
+                 only: Iterable[str] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+                 sigma: Iterable[str] = ()) -> None:
+        """`rules`, or the configured pack with the Sigma folders `sigma` (`pipeline.rules.rule_pack`)."""
         self.config = config or Config.from_dict()
+        if rules is None:
+            from pipeline.rules import rule_pack
+
+            rules = rule_pack(self.config, sigma)
         chosen = enabled_rules(rules, self.config, only)
         stateful = [r for r in chosen if isinstance(r, StatefulRule)]
         self.engine = Engine([r for r in chosen if not isinstance(r, StatefulRule)], self.config, overrides)

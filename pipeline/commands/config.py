@@ -44,18 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.rules import builtin_rules
+    from pipeline.rules import rule_pack
 
-    rules = builtin_rules()
     if args.check is not None:
-        return check(args.check or None, rules)
-    sys.stdout.write(render(rules))
+        config = Config.load(args.check or None)
+        return check(config, rule_pack(config))
+    sys.stdout.write(render(rule_pack(Config.from_dict())))
     return 0
 
 
-def check(path: str | None, rules: list[Rule]) -> int:
-    """Load the configuration and validate every rule's parameters and allowlist; ConfigError propagates."""
-    config = Config.load(path)
+def check(config: Config, rules: list[Rule]) -> int:
+    """Validate every rule's parameters and allowlist (the pack includes the configuration's Sigma folders,
+    so they are loaded and checked too); ConfigError propagates."""
     known = {r.id for r in rules}
     unknown = sorted(set(config.section("rules")) - known)
     if unknown:

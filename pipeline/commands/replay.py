@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.alerting import AlertPolicy
     from pipeline.commands.scan import Emitter, _rule_ids
     from pipeline.config import Config, ConfigError, enabled_rules
-    from pipeline.rules import builtin_rules
+    from pipeline.rules import rule_pack
 
     try:
         start, end = parse_window(args.start, args.end)
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     rules = _rule_ids(args.rules)
     try:
         config = Config.load(args.config)
-        chosen = enabled_rules(builtin_rules(), config, rules)  # checks ids and the file now
+        chosen = enabled_rules(rule_pack(config), config, rules)  # checks ids and the file now
         policy = AlertPolicy.from_config(config)
     except ConfigError as exc:
         return _fail(str(exc))

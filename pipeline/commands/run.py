@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.commands.stack import ensure_emulator
     from pipeline.config import Config, enabled_rules
     from pipeline.finding import Finding, iso_time
-    from pipeline.rules import builtin_rules
+    from pipeline.rules import rule_pack
     from pipeline.scenario import Comparison, compare, resolve_attacks
 
     target = aws.from_args(args)
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # reported below; the watcher keeps going
                 sent["error"] = exc
 
-        routes = rule_routes(enabled_rules(builtin_rules(), config), config)
+        routes = rule_routes(enabled_rules(rule_pack(config), config), config)
         on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
         in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
         wanted = [e for e in on_topic + in_archive if e.present]

@@ -112,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         from pipeline.alerting import rule_routes
         from pipeline.config import Config, ConfigError, enabled_rules
-        from pipeline.rules import builtin_rules
+        from pipeline.rules import rule_pack
 
         try:
             config = Config.load(args.config) if args.config else Config.from_dict()
             scenario = build_from_args(args, config)
-            routes = rule_routes(enabled_rules(builtin_rules(), config), config)
+            routes = rule_routes(enabled_rules(rule_pack(config), config), config)
         except (ValueError, ConfigError) as error:
             return _fail(str(error))
         records = scenario.events
