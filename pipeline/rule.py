@@ -139,6 +139,7 @@ class Rule:
     # file); `upstream` says which (the Sigma id, file, status, author).
     origin: str = "builtin"
     upstream: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True  # runs unless the configuration says `enabled = false` (or, if False here, `true`)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:

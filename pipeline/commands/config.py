@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
 def check(config: Config, rules: list[Rule]) -> int:
     """Validate every rule's parameters and allowlist (the pack includes the configuration's Sigma folders,
     so they are loaded and checked too); ConfigError propagates."""
-    known = {r.id for r in rules}
+    from pipeline.sigma import bundled
+
+    known = {r.id for r in rules} | {r.id for r in bundled().rules}  # bundled ones too, if [sigma] turns them off
     unknown = sorted(set(config.section("rules")) - known)
     if unknown:
         raise ConfigError(f"{config.where()}: [rules] names unknown rule(s) {unknown}; "
@@ -85,7 +87,7 @@ def rule_section(rule: Rule) -> str:
         f"# {rule.title} ({rule.severity}{', ATT&CK ' + attack if attack else ''}).",
         f"# `trailwarden rules show {rule.id}` describes it.",
         f"[rules.{_key(rule.id)}]",
-        "enabled = true",
+        f"enabled = {toml_value(rule.enabled)}",
         f"severity = {toml_value(rule.severity)}",
         f"dedup = {toml_value(format_duration(rule.dedup))}",
     ]

@@ -79,7 +79,8 @@ def match_rule(d: Detection) -> MatchRule:
     """The match rule that raises a finding for each event the detection matches."""
     predicate = d.predicate
     # The Detection Rule License asks that messages based on a rule's matches name its authors.
-    context = {"sigma_id": d.upstream.get("id", ""), "sigma_level": d.level, "sigma_author": d.upstream.get("author", "")}
+    context = {"sigma_id": d.upstream.get("id", ""), "sigma_level": d.level,
+               "sigma_author": d.upstream.get("author", "")}
 
     def check(e: Event, p: Params) -> Hit | None:
         if not predicate(e.raw):
