@@ -69,30 +69,24 @@ def _render(value: Any, out: list[str]) -> None:
 
 
 def values(record: Any, path: Path) -> list[Any]:
-    """Every non-null value at `path`, looking into each element of the arrays on the way and at the end."""
+    """Every non-null value at `path`, looking into each element of the arrays on the way and at the end
+    (without recursion: a record may nest arrays thousands deep)."""
     out: list[Any] = []
-    _collect(record, path, 0, out)
-    return out
-
-
-def _collect(value: Any, path: Path, at: int, out: list[Any]) -> None:
-    while at < len(path):
-        kind = type(value)
-        if kind is dict:
+    stack: list[tuple[Any, int]] = [(record, 0)]
+    end = len(path)
+    while stack:
+        value, at = stack.pop()
+        while at < end and type(value) is dict:
             value = value.get(path[at])
             at += 1
-        elif kind is list:
-            for item in value:
-                _collect(item, path, at, out)
-            return
-        else:
-            return
-    if value is None:
-        return
-    if type(value) is list:
-        out.extend(v for v in value if v is not None)
-    else:
-        out.append(value)
+        if type(value) is list:
+            if at < end:
+                stack.extend((item, at) for item in reversed(value))
+            else:
+                out.extend(v for v in value if v is not None)
+        elif at == end and value is not None:
+            out.append(value)
+    return out
 
 
 def texts(record: Any, path: Path) -> list[str]:
