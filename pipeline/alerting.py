@@ -5,8 +5,8 @@ By default findings of medium severity and above are alerted and every finding i
 of Sigma rules (ids `sigma-*`) are alerted from `sigma_min_severity` (default high): SigmaHQ writes its
 levels for triage in a SIEM, and on a benign organization its medium rules fire on routine changes (the
 measurement is in docs/rules.md). Rules named in `rules` (or by a preset) are alerted whatever their
-severity; an alerted finding is always archived too. Every way findings leave the engine (the live processors, replay, backfill, scan) asks
-the same `AlertPolicy`.
+severity; an alerted finding is always archived too. Every way findings leave the engine (the live
+processors, replay, backfill, scan) asks the same `AlertPolicy`.
 """
 
 from __future__ import annotations

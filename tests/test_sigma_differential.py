@@ -168,8 +168,9 @@ def corpus(detections: list[Detection]) -> list[dict[str, Any]]:
     records.append({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",  # and Unicode case:
                     "requestParameters": {"instanceType": "P4D.24XLARGE"}})
     records.append({"eventSource": "ssm.amazonaws.com", "eventName": "SendCommand",
-                    "userAgent": "aws-cli COMMAND/SSM.SEND-COMMAND", "requestParameters": {
-                        "parameters": {"commands": ["CURL -O x 169.254.169.254"]}, "documentName": "AWS-RunShellScript"}})
+                    "userAgent": "aws-cli COMMAND/SSM.SEND-COMMAND",
+                    "requestParameters": {"parameters": {"commands": ["CURL -O x 169.254.169.254"]},
+                                          "documentName": "AWS-RunShellScript"}})
     records.append({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "TRUFFLEHOG"})
     records.append({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "TRUFFLEHOĞ"})
     out = []
