@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import operator
+import re
+import re._parser as sre  # the standard library's parser of regular expressions
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,18 +125,51 @@ def _search(compiled: Any, text: str, full: bool = False) -> bool:
 
 @dataclass(frozen=True)
 class Regex(Test):
-    """`|re` (with `|i`, `|m`, `|s`): found anywhere in the text, by RE2."""
+    """`|re` (with `|i`, `|m`, `|s`): found anywhere in the text, by RE2. A literal the pattern cannot match
+    without (`:assumed-role/aws:` in `.+:assumed-role/aws:.+`) is looked for first, which rules most texts out
+    at the cost of a substring search."""
 
     pattern: str
     flags: str = ""
     _compiled: Any = field(init=False, repr=False, compare=False)
+    _needle: tuple[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         prefix = f"(?{self.flags})" if self.flags else ""
         object.__setattr__(self, "_compiled", _RE2.compile(prefix + self.pattern))
+        object.__setattr__(self, "_needle", required_literal(prefix + self.pattern))
 
     def one(self, text: str) -> bool:
+        needle, fold = self._needle
+        if needle and needle not in (text.casefold() if fold else text):
+            return False
         return _search(self._compiled, text)
+
+
+def required_literal(pattern: str) -> tuple[str, bool]:
+    """The longest run of literal characters at the top level of a pattern with no top-level alternation
+    (every match contains it), case-folded when the pattern ignores case (then only an ASCII one, whose
+    case-insensitive matches case-folding finds); "" when there is none or the pattern is beyond Python's
+    parser (RE2 alone decides then)."""
+    try:
+        parsed = sre.parse(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return "", False
+    fold = bool(parsed.state.flags & re.IGNORECASE)
+    runs, run = [], ""
+    for op, arg in parsed:
+        if str(op) == "LITERAL":
+            run += chr(arg)
+        elif str(op) == "BRANCH":
+            return "", False
+        else:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    best = max(runs, key=len)
+    if fold and not best.isascii():
+        return "", False
+    return (best.casefold() if fold else best), fold
 
 
 @dataclass(frozen=True)

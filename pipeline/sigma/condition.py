@@ -151,16 +151,30 @@ def _leaf(leaf: Leaf) -> Predicate:
     if isinstance(test, FieldRef):
         other = test.other
         return lambda r: any(test.pair(a, b) for a in texts(r, path) for b in texts(r, other))
-    if len(path) == 1 and type(test).matches is Test.matches:
-        key, one = path[0], test.one
+    if type(test).matches is Test.matches:  # a test of each text: none when the field has no value
+        one = test.one
+        if len(path) == 1:
+            key = path[0]
 
-        def single(r: dict[str, Any]) -> bool:
-            value = r.get(key)
-            if type(value) is str:  # the common case: a top-level string
+            def top(r: dict[str, Any]) -> bool:
+                value = r.get(key)
+                if type(value) is str:  # the common case: a string
+                    return one(value)
+                return value is not None and test.matches(texts(r, path))
+
+            return top
+
+        def nested(r: dict[str, Any]) -> bool:
+            value: Any = r
+            for step in path:
+                if type(value) is not dict:
+                    return value is not None and test.matches(texts(r, path))  # an array on the way
+                value = value.get(step)
+            if type(value) is str:
                 return one(value)
             return value is not None and test.matches(texts(r, path))
 
-        return single
+        return nested
     return lambda r: test.matches(texts(r, path))
 
 
