@@ -70,8 +70,8 @@ def run() -> None:
     engine = Engine(rules, Config.from_dict())
     unindexed = sum(1 for r in rules if "*" in r.events and r.events["*"] is None)
     print(f"{len(events):,} events (scenario and Stratus Red Team), built in {time.perf_counter() - t0:.1f} s; "
-          f"the {len(rules)} bundled Sigma match rules enabled by default ({unindexed} with no eventSource/eventName equality, so met by "
-          f"every event); {where}; best CPU time of {repeat} rounds")
+          f"the {len(rules)} bundled Sigma match rules enabled by default ({unindexed} with no eventSource or "
+          f"eventName equality, so met by every event); {where}; best CPU time of {repeat} rounds")
     indexed(engine, events[:5000])
     one_by_one(pairs, events[:5000])
     took, result = interleaved({"b": lambda: indexed(engine, events), "c": lambda: one_by_one(pairs, events)},
