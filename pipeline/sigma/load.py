@@ -138,7 +138,7 @@ def _parse(doc: _Doc, problems: list[Problem]) -> None:
     try:
         collection = SigmaCollection.from_dicts([doc.data], collect_errors=True, resolve_references=False)
     except SigmaError as exc:
-        problems.append(Problem(doc.file, lines.start(doc.node), doc.label, f"not a Sigma rule: {exc}"))
+        problems.append(Problem(doc.file, _error_line(doc, exc), doc.label, f"not a Sigma rule: {_error_text(exc)}"))
         return
     if len(collection.rules) != 1:
         problems.append(Problem(doc.file, lines.start(doc.node), doc.label, "not a Sigma rule"))
