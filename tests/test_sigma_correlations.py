@@ -61,7 +61,7 @@ def test_value_count_list_calls_to_more_than_three_services() -> None:
     spread = [call(f"{s}.amazonaws.com", "ListThings", userIdentity=iam_user("eve"), eventTime=at(i))
               for i, s in enumerate(services[:4])]
     assert len(ids(scan(records(spread)), "sigma-list-spread")) == 1
-    assert ids(scan(records(spread[:3] + [spread[0]])), "sigma-list-spread") == []
+    assert ids(scan(records([*spread[:3], spread[0]])), "sigma-list-spread") == []
 
 
 def _key(user: str, minutes: float) -> dict[str, Any]:
@@ -101,9 +101,11 @@ def test_out_of_order_arrival_within_the_allowed_lateness_gives_the_same_finding
     ordered = _stream()
     expected = {f.id for f in scan(ordered)}
     assert len({f.rule_id for f in scan(ordered)}) == 4 and len(expected) >= 5
-    rng = random.Random(3)  # the stream spans more than the lateness (2 minutes): shuffled six events at a time
-    windows = [rng.sample(ordered[i:i + 6], len(ordered[i:i + 6])) for i in range(0, len(ordered), 6)]
-    arrival = [r for w in windows for r in w]
+    rng = random.Random(3)  # shuffled within buckets of 100 s, less than the allowed lateness (2 minutes)
+    buckets: dict[int, list[dict[str, Any]]] = {}
+    for r in ordered:
+        buckets.setdefault(int(Event.from_record(r).time // 100), []).append(r)  # type: ignore[union-attr]
+    arrival = [r for _, b in sorted(buckets.items()) for r in rng.sample(b, len(b))]
     assert arrival != ordered
     assert {f.id for f in scan(arrival)} == expected
 
