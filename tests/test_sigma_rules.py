@@ -268,6 +268,20 @@ def test_correlations_that_cannot_be_decided_in_the_stream_are_refused(tmp_path:
     assert re.search(r"c\.yml:\d+: rule 'corr'", str(exc.value))
 
 
+def test_a_correlation_of_a_bundled_rule_and_an_impossible_condition(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yml"
+    path.write_text(yaml.safe_dump({"title": "Trail changed twice", "name": "trail_twice", "correlation": {
+        "type": "event_count", "rules": ["4db60cc0-36fb-42b7-9b58-a5b53019fb74"], "timespan": "1h",
+        "group-by": ["userIdentity.arn"], "condition": {"gte": 2}}}))
+    rule = load([path], "mine", bundled().detections).rules[0]
+    assert rule.id == "sigma-trail-twice" and rule.kind == "threshold" and rule.attack == ("T1685.002",)
+    assert rule.events == {"cloudtrail.amazonaws.com": frozenset({"StopLogging", "UpdateTrail", "DeleteTrail"})}
+    report = run_rules([rule])
+    assert report.ok and len(report.results) >= 3, report.failures
+    with pytest.raises(SigmaLoadError, match="can never hold"):
+        compiled(tmp_path, {"a": {"eventName": "A"}, "b": {"eventName": "B"}, "condition": "a and b"}, "never")
+
+
 def test_rules_list_and_show_name_the_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "--sigma", str(SIGMA / "correlations"), "list", "--source", "sigma", "--format", "json"]) == 0
     listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}

@@ -80,17 +80,34 @@ def _group_key(fields: Sequence[tuple[str, tuple[str, ...]]], record: dict[str, 
 
 def correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, severity: str, attack: tuple[str, ...],
                      description: str, runbook: str, refs: Sequence[tuple[str, Detection]], explicit_condition: bool,
-                     upstream: Mapping[str, str]) -> StatefulRule:
-    """The stateful rule for a correlation over the detections `refs` ((reference, detection) in order)."""
+                     upstream: Mapping[str, str], examples: bool = True) -> StatefulRule:
+    """The stateful rule for a correlation over the detections `refs` ((reference, detection) in order), with
+    its generated test cases when `examples`."""
+    built = _correlation_rule(rule, rule_id, title, severity, attack, description, runbook, refs, explicit_condition,
+                              upstream)
+    if examples:
+        from pipeline.sigma.examples import correlation_cases
+
+        fields = [(ref, d, _fields(rule, ref)) for ref, d in refs]
+        options = built.options
+        value = split(rule.condition.fieldref) if rule.type == Kind.VALUE_COUNT else None
+        count = getattr(options, "threshold", 2)
+        built.cases = tuple(correlation_cases(str(rule.type), fields, count, options.window, value))
+    return built
+
+
+def _fields(rule: SigmaCorrelationRule, reference: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The group-by fields as the rule `reference` names them (aliases resolved)."""
+    aliases = {a.alias: {ref.reference: name for ref, name in a.mapping.items()} for a in rule.aliases}
+    return [(g, split(aliases[g].get(reference, g) if g in aliases else g)) for g in rule.group_by or []]
+
+
+def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, severity: str, attack: tuple[str, ...],
+                      description: str, runbook: str, refs: Sequence[tuple[str, Detection]], explicit_condition: bool,
+                      upstream: Mapping[str, str]) -> StatefulRule:
     kind = rule.type
     window = float(rule.timespan.seconds)
-    group_by = list(rule.group_by or [])
-    aliases = {a.alias: {ref.reference: name for ref, name in a.mapping.items()} for a in rule.aliases}
-
-    def fields_for(reference: str) -> list[tuple[str, tuple[str, ...]]]:
-        return [(g, split(aliases[g].get(reference, g) if g in aliases else g)) for g in group_by]
-
-    matchers = [(ref, d.predicate, fields_for(ref)) for ref, d in refs]
+    matchers = [(ref, d.predicate, _fields(rule, ref)) for ref, d in refs]
     detections = [d for _, d in refs]
     span = format_duration(window)
 

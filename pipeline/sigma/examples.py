@@ -15,6 +15,7 @@ rest), so every Sigma rule, bundled or the user's, is tested by the same means a
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import re._parser as sre  # the standard library's parser of regular expressions, to build an example
@@ -360,3 +361,74 @@ def cases_for(d: Detection) -> list[Case]:
             cases.append(Case(f"no match #{len(cases) - positives + 1}: {_describe(env)}", built, expect=0))
     return cases
 
+
+
+# --- correlations ----------------------------------------------------------------------------------------
+
+class _CannotBuild(Exception):
+    pass
+
+
+def _put(record: dict[str, Any], path: Path, value: Any) -> None:
+    node = record
+    for step in path[:-1]:
+        nxt = node.get(step)
+        if nxt is None:
+            nxt = node[step] = {}
+        elif not isinstance(nxt, dict):
+            raise _CannotBuild(".".join(path))
+        node = nxt
+    node[path[-1]] = value
+
+
+def correlation_cases(kind: str, sources: list[tuple[str, Detection, list[tuple[str, Path]]]], count: int,
+                      window: float, value: Path | None) -> list[Case]:
+    """Cases of a correlation: the referenced rules' own matches, grouped under one key, within the timespan
+    (one finding), and the same falling short (one fewer event, value or rule, or the wrong order: none).
+    Empty when the rules' matches cannot carry the group-by values (`rules test` then says so)."""
+    from pipeline.cases import BASE_TIME
+    from pipeline.finding import iso_time
+    from pipeline.ruletest import complete_record
+
+    step = min(10.0, window / (count + 2))
+    read = set().union(*(fields_read(d.node) for _, d, _ in sources)) | {n for _, _, f in sources for n, _ in f}
+
+    def event(source: int, at: int, group: str = "group-1", distinct: str | None = None) -> dict[str, Any]:
+        ref, d, fields = sources[source]
+        positives, _ = examples(d.node)
+        if not positives:
+            raise _CannotBuild(ref)
+        built = copy.deepcopy(positives[0])
+        for _, path in fields:
+            _put(built, path, group)
+        if value is not None and distinct is not None:
+            _put(built, value, distinct)
+        built["eventTime"] = iso_time(BASE_TIME + at * step)
+        if not d.predicate(complete_record(built)):
+            raise _CannotBuild(ref)
+        return built
+
+    try:
+        if kind == "temporal_ordered":
+            pos = [event(0, 0), event(1, 1)]
+            negs = {"the second rule first": [event(1, 0), event(0, 1)], "the first rule alone": [event(0, 0)]}
+        elif kind == "temporal":
+            pos = [event(i, i) for i in range(count)]
+            negs = {"one rule fewer": pos[:-1]}
+        elif value is not None:
+            pos = [event(0, i, distinct=f"value-{i}") for i in range(count)]
+            negs = {f"{count - 1} distinct values": [event(0, i, distinct=f"value-{i % max(count - 1, 1)}")
+                                                      for i in range(count)] if count > 1 else []}
+        else:
+            pos = [event(0, i) for i in range(count)]
+            negs = {"one event fewer": pos[:-1]}
+            if sources[0][2] and count > 1:
+                negs["the events split between two groups"] = [event(0, i, group=f"group-{i % 2}")
+                                                               for i in range(count)]
+    except _CannotBuild:
+        return []
+    partial = pos[0]
+    cases = [Case(f"matches: {len(pos)} events under one key within the timespan", pos, expect=1,
+                  no_form=_no_form(read, partial))]
+    cases += [Case(f"no match: {name}", events, expect=0) for name, events in negs.items() if events]
+    return cases

@@ -230,7 +230,7 @@ def _compile_detection(doc: _Doc, rule: SigmaRule, problems: list[Problem]) -> D
 
 
 def _compile_correlation(doc: _Doc, rule: SigmaCorrelationRule, known: Mapping[str, Detection],
-                         problems: list[Problem]) -> Rule | None:
+                         problems: list[Problem], examples: bool) -> Rule | None:
     refs = []
     for ref in rule.rules or []:
         found = known.get(ref.reference)
@@ -252,7 +252,7 @@ def _compile_correlation(doc: _Doc, rule: SigmaCorrelationRule, known: Mapping[s
                                 f"{description}\n\nSigma correlation: " + ", ".join(
                                     f"{k} {v}" for k, v in upstream.items() if v) + ".",
                                 runbook(tuple(str(f) for f in rule.falsepositives or ())), refs,
-                                "condition" in (doc.data.get("correlation") or {}), upstream)
+                                "condition" in (doc.data.get("correlation") or {}), upstream, examples)
     except Refused as exc:
         problems.append(Problem(doc.file, doc.line("correlation", exc.key or "type"), doc.label,
                                 f"{exc.construct} is not supported: {exc.reason}"))
@@ -297,7 +297,7 @@ def load(paths: Iterable[str | Path], what: str, known: Mapping[str, Detection] 
     correlations: list[Rule] = []
     for doc in docs:
         if isinstance(doc.rule, SigmaCorrelationRule):
-            built = _compile_correlation(doc, doc.rule, names, problems)
+            built = _compile_correlation(doc, doc.rule, names, problems, examples)
             if built is not None:
                 correlations.append(built)
                 if not doc.rule.generate:
