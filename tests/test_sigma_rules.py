@@ -79,6 +79,29 @@ def test_levels_tags_and_the_pack() -> None:
     assert not [r for r in off if r.origin == "sigma"]
 
 
+def test_allowlists_severity_dedup_and_enabled_apply_as_to_builtin_rules() -> None:
+    from pipeline.detector import Detector
+    from pipeline.ruletest import complete_record
+
+    rule = next(r for r in bundled().rules if r.id == "sigma-aws-cloudtrail-disable-logging")
+    stop = complete_record({"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging",
+                            "requestParameters": {"name": "main"}})
+
+    def findings(section: dict[str, Any]) -> list[Any]:
+        config = Config.from_dict({"rules": {rule.id: section}})
+        from pipeline.event import Event
+
+        return Detector(rules=[rule], config=config).process(Event.from_record(stop))  # type: ignore[arg-type]
+
+    [plain] = findings({})
+    assert plain.severity == "medium" and plain.context["sigma_id"] == rule.upstream["id"]
+    assert plain.context["sigma_author"] and plain.summary.startswith("AWS CloudTrail Important Change: StopLogging")
+    assert findings({"allowlist": {"principals": ["arn:aws:iam::*:user/alice"]}}) == []
+    assert findings({"enabled": False}) == []
+    [loud] = findings({"severity": "critical", "dedup": "1d"})
+    assert loud.severity == "critical" and loud.window != plain.window
+
+
 # --- what a rule means ---------------------------------------------------------------------------------
 
 def test_strings_ignore_case_except_cased_and_the_indexed_fields(tmp_path: Path) -> None:
