@@ -159,7 +159,7 @@ class Config:
 
     def enabled(self, rule: Rule) -> bool:
         section = self._rule_section(rule.id)
-        value = section.get("enabled", True)
+        value = section.get("enabled", rule.enabled)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.where()}: rules.{rule.id}.enabled must be true or false")
         return value

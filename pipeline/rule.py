@@ -135,6 +135,11 @@ class Rule:
     kind: Kind = Kind.MATCH
     validate: Callable[[Params], None] | None = None
     param_docs: dict[str, str] = field(default_factory=dict)
+    # Where the rule comes from: "builtin" (a Python rule of the pack) or "sigma" (compiled from a Sigma
+    # file); `upstream` says which (the Sigma id, file, status, author).
+    origin: str = "builtin"
+    upstream: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True  # runs unless the configuration says `enabled = false` (or, if False here, `true`)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
