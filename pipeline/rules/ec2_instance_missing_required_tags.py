@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cases import ACCOUNT, at
+from pipeline.cases import ACCOUNT, at, later
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params
 from pipeline.stateful.facts import Step
@@ -83,43 +83,38 @@ def _terminate(t: float, ids: list[str]) -> dict:
                  "previousState": {"code": 16, "name": "running"}} for i in ids]}}}
 
 
-def _later(t: float) -> dict:
-    """Any event: moves event time forward (finite input only advances time with its events)."""
-    return {"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "eventTime": at(t)}
-
-
 I1, I2, I3 = "i-0a1b2c3d4e5f60001", "i-0a1b2c3d4e5f60002", "i-0a1b2c3d4e5f60003"
 
 CASES = [
-    Case("untagged instance reported after the grace period", [_run(0, [I1]), _later(20)], expect=1),
-    Case("tagged at launch", [_run(0, [I1], GOOD), _later(20)], expect=0),
-    Case("tags arrive a minute after launch", [_run(0, [I1]), _tags(1, [I1], GOOD), _later(30)], expect=0),
-    Case("tags arrive after the grace period", [_run(0, [I1]), _tags(16, [I1], GOOD), _later(30)], expect=1),
-    Case("one launch of three untagged instances", [_run(0, [I1, I2, I3]), _later(20)], expect=3),
+    Case("untagged instance reported after the grace period", [_run(0, [I1]), later(20)], expect=1),
+    Case("tagged at launch", [_run(0, [I1], GOOD), later(20)], expect=0),
+    Case("tags arrive a minute after launch", [_run(0, [I1]), _tags(1, [I1], GOOD), later(30)], expect=0),
+    Case("tags arrive after the grace period", [_run(0, [I1]), _tags(16, [I1], GOOD), later(30)], expect=1),
+    Case("one launch of three untagged instances", [_run(0, [I1, I2, I3]), later(20)], expect=3),
     Case("failed RunInstances starts nothing",
-         [_run(0, [I1], error="Client.UnauthorizedOperation"), _later(20)], expect=0),
-    Case("terminated within the grace period", [_run(0, [I1]), _terminate(5, [I1]), _later(20)], expect=0),
-    Case("grace period not yet over at the end of input", [_run(0, [I1]), _later(10)], expect=0),
+         [_run(0, [I1], error="Client.UnauthorizedOperation"), later(20)], expect=0),
+    Case("terminated within the grace period", [_run(0, [I1]), _terminate(5, [I1]), later(20)], expect=0),
+    Case("grace period not yet over at the end of input", [_run(0, [I1]), later(10)], expect=0),
     Case("one finding per lapse, not per event",
-         [_run(0, [I1], {"Owner": "alice"}), _tags(17, [I1], {"Team": "x"}), _later(18), _later(40)], expect=1),
+         [_run(0, [I1], {"Owner": "alice"}), _tags(17, [I1], {"Team": "x"}), later(18), later(40)], expect=1),
     Case("required tag deleted from a running instance starts the clock again",
-         [_run(0, [I1], GOOD), _tags(30, [I1], {"Owner": None}, "DeleteTags"), _later(50)], expect=1),
+         [_run(0, [I1], GOOD), _tags(30, [I1], {"Owner": None}, "DeleteTags"), later(50)], expect=1),
     Case("two lapses, two findings",
          [_run(0, [I1]), _tags(20, [I1], GOOD), _tags(30, [I1], {"Environment": None}, "DeleteTags"),
-          _later(50)], expect=2),
+          later(50)], expect=2),
     Case("DeleteTags with another value leaves the tag",
-         [_run(0, [I1], GOOD), _tags(30, [I1], {"Owner": "bob"}, "DeleteTags"), _later(50)], expect=0),
+         [_run(0, [I1], GOOD), _tags(30, [I1], {"Owner": "bob"}, "DeleteTags"), later(50)], expect=0),
     Case("value not matching the configured pattern",
-         [_run(0, [I1], {"Owner": "bob"}), _later(20)], expect=1,
+         [_run(0, [I1], {"Owner": "bob"}), later(20)], expect=1,
          params={"required": {"Owner": r"[a-z.]+@example\.com"}}),
     Case("value matching the configured pattern",
-         [_run(0, [I1], {"Owner": "bob@example.com"}), _later(20)], expect=0,
+         [_run(0, [I1], {"Owner": "bob@example.com"}), later(20)], expect=0,
          params={"required": {"Owner": r"[a-z.]+@example\.com"}}),
-    Case("grace period from configuration", [_run(0, [I1]), _tags(3, [I1], GOOD), _later(10)], expect=1,
+    Case("grace period from configuration", [_run(0, [I1]), _tags(3, [I1], GOOD), later(10)], expect=1,
          params={"grace": "2m"}),
     Case("the same launch delivered twice raises one finding",
          [_run(0, [I1], eid="0b8a4b3e-1111-4d6e-9c35-3f1e0c9a0001"),
-          _run(0, [I1], eid="0b8a4b3e-1111-4d6e-9c35-3f1e0c9a0001"), _later(20)], expect=1),
+          _run(0, [I1], eid="0b8a4b3e-1111-4d6e-9c35-3f1e0c9a0001"), later(20)], expect=1),
 ]
 
 
