@@ -9,7 +9,7 @@ from functools import cache
 from pipeline.tagging.table import ResourceType, load_table
 from pipeline.tagging.watch import TagWatch
 
-# The rules' parameters: the defaults of the [tags] section (pipeline/defaults.toml), which sets them.
+# The rules' parameters, set by the [tags] section (pipeline/defaults.toml shows these defaults there).
 PARAMS = {"required": {"Owner": "", "CostCenter": "", "Environment": ""}, "grace": "15m", "types": {}}
 PARAM_DOCS = {
     "required": "Required tag keys, each with a regular expression its value must fully match (\"\" for any "

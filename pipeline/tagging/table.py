@@ -177,14 +177,14 @@ def _pair(tag: Any) -> tuple[str | None, Any]:
 def load_table(path: str | FilePath = BUILTIN) -> dict[str, ResourceType]:
     """The resource types of a table file, checked (TableError names the file, the entry and the key)."""
     path = FilePath(path)
+    where = _display(path)
     try:
         with path.open("rb") as fh:
             doc = tomllib.load(fh)
     except OSError as exc:
-        raise TableError(f"resource table {path} cannot be read: {exc.strerror or exc}") from None
+        raise TableError(f"{where}: the resource table cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise TableError(f"resource table {path} is not valid TOML: {exc}") from None
-    where = _display(path)
+        raise TableError(f"{where}: the resource table is not valid TOML: {exc}") from None
     types = doc.get("types")
     unknown = set(doc) - {"types"}
     if unknown or not isinstance(types, dict) or not types:
