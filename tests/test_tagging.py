@@ -262,3 +262,24 @@ def test_a_snapshot_restores_tag_sets_under_the_schema_of_the_day():
     moved_on = Fact("console-login-brute-force", "203.0.113.9", "later", t0 + 3600, source_ip="203.0.113.9")
     found = [f for f in after.add([changed, removed, moved_on]) + after.flush() if f.rule_id == RESOURCES]
     assert [(f.context["resource_id"], f.context["missing"]) for f in found] == [("acme-logs", ["Retention"])]
+
+
+def test_an_instance_restored_without_a_tag_set_keeps_its_type_s_grace():
+    """An EC2 instance saved by an earlier release with no tags (value null) keeps the grace of its type
+    after a tag change, so its timer still fires."""
+    t0 = 1_720_000_000.0
+    key = "111122223333:us-east-1:i-0a1b2c3d4e5f60001"
+    config = {"tags": {"types": {"ec2-instance": {"grace": "5m"}}}}
+    before = _state(config)
+    before.add([Fact(EC2, key, "launch", t0, "start", principal=ROLE),
+                Fact("console-login-brute-force", "203.0.113.9", "moves-time", t0 + 130, source_ip="203.0.113.9")])
+    saved = snapshot.to_dict(before)
+    (row,) = [r for k, r in saved["rules"][EC2]["keys"] if k == key]
+    row[0] = None  # what a release before the resource table wrote for an instance without tags
+    after = snapshot.load_into(_state(config), saved)
+    assert after.states[EC2][key].value is None
+    owner = Fact(EC2, key, "owner", t0 + 140, "tags", fields={"set": {"Owner": "carol"}}, principal=ROLE)
+    moved_on = Fact("console-login-brute-force", "203.0.113.9", "later", t0 + 900, source_ip="203.0.113.9")
+    (finding,) = [f for f in after.add([owner, moved_on]) + after.flush() if f.rule_id == EC2]
+    assert finding.context["window_seconds"] == 300 and finding.context["problems"] == ["CostCenter missing",
+                                                                                        "Environment missing"]

@@ -50,8 +50,8 @@ class Options(KindOptions):
     dump_value: Callable[[Any], Any] = unchanged  # a folded value as a snapshot's JSON holds it
     load_value: Callable[[Any, Params], Any] = loaded  # a folded value read back from a snapshot's JSON
     track_before_start: bool = True  # fold steps that come before the key's `start`
-    # A key's own window, from its value (None: `window`); keep it within half the ttl.
-    window_of: Callable[[Any], float | None] | None = None
+    # A key's own window, from its value and the params (None: `window`); keep it within half the ttl.
+    window_of: Callable[[Any, Params], float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -104,7 +104,7 @@ class Logic(KindLogic[Options, State]):
     def window(self, state: State) -> float:
         """The key's window: the rule's, or the one its value names."""
         of = self.options.window_of
-        return (of(state.value) if of is not None else None) or self.options.window
+        return (of(state.value, self.params) if of is not None else None) or self.options.window
 
     def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
         window = self.window(state)
@@ -135,14 +135,14 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
             ttl: str | float | None = None, dedup: str | float = 0, fields: Iterable[str] = (),
             fold: Fold | None = None, satisfied: Satisfied | None = None,
             dump_value: Callable[[Any], Any] | None = None, load_value: Callable[[Any, Params], Any] | None = None,
-            window_of: Callable[[Any], float | None] | None = None, track_before_start: bool = True,
+            window_of: Callable[[Any, Params], float | None] | None = None, track_before_start: bool = True,
             runbook: str = "", cases: Iterable[Case] = (), hit: HitFor | None = None,
             validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
             shared: str = "") -> Callable[[Extractor], StatefulRule]:
     """Declare an absence rule: a `start` not followed within `window` by the condition being met.
     Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, fact, params)`
-    understands, with `satisfied(value, params)` deciding; `window_of(value)` may give a key its own
-    window. `end` forgets the key. Allowlists drop only `start`. `window` and `ttl` are durations or
+    understands, with `satisfied(value, params)` deciding; `window_of(value, params)` may give a key
+    its own window. `end` forgets the key. Allowlists drop only `start`. `window` and `ttl` are durations or
     names of parameters holding one. `validate`, `param_docs` and `shared` are as for every rule."""
 
     def wrap(fn: Extractor) -> StatefulRule:

@@ -160,10 +160,13 @@ class TagWatch:
         schema = schemas(p, self.known).get(self.single.name)
         return schema is None or not schema.keys
 
-    @staticmethod
-    def window(value: TagSet | None) -> float | None:
-        """The resource's grace period: its type's."""
-        return value.schema.grace if type(value) is TagSet else None
+    def window(self, value: TagSet | None, p: Params) -> float | None:
+        """The resource's grace period: its type's (a key restored without a TagSet has the rule's
+        type's, when the rule watches one type)."""
+        if type(value) is TagSet:
+            return value.schema.grace
+        schema = schemas(p, self.known).get(self.single.name) if self.single is not None else None
+        return schema.grace if schema is not None else None
 
     def dump(self, value: TagSet | None) -> Any:
         """A TagSet as a snapshot holds it: the tags present (the EC2 instance rule, as before the
