@@ -65,8 +65,11 @@ class TagWatch:
         return self.types.get(type_name), account, region, rid
 
     def schema(self, key: str, p: Params) -> Schema | None:
-        rtype = self.parts(key)[0]
-        return None if rtype is None else schemas(p, self.known).get(rtype.name)
+        """The schema of the resource `key` names (None: its type is not watched)."""
+        if self.single is not None:
+            return schemas(p, self.known).get(self.single.name)
+        type_name = key.split(":", 3)[2] if key.count(":") >= 3 else ""
+        return schemas(p, self.known).get(type_name) if type_name in self.types else None
 
     # --- stage 1 --------------------------------------------------------------------------------
 
