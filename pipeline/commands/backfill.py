@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -199,6 +200,11 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
         detector.absorb(stats.stage1, stats.facts_out)
         if publisher is not None and pending:
             publisher.publish(pending)
+    except BrokenProcessPool as exc:
+        display.clear()
+        print(f"trailwarden backfill: a worker process died ({safe(str(exc))}); nothing after the findings above "
+              "was checked. Rerun the range with --processes 1 to run everything in this process.", file=sys.stderr)
+        return 1
     except SinkError as exc:
         display.clear()
         print(f"trailwarden backfill: a sink stayed down; findings from here on were not delivered: {safe(str(exc))}",
