@@ -28,3 +28,4 @@ def test_seen_ids_agree_with_a_set_through_adds_merges_and_removals() -> None:
     absent = [rng.randrange(-2**63, 2**63) for _ in range(2000)]
     assert [v in seen for v in absent] == [v in expected for v in absent]
     assert SeenIds(expected) == expected and SeenIds() == set() and SeenIds([1]) != {2}
+    assert SeenIds([1, 2]) | SeenIds([2, 3]) == {1, 2, 3} == {3} | SeenIds([1, 2])

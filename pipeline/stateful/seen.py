@@ -3,7 +3,7 @@
 A Python set of ints costs some 60 bytes per digest (the int object and the table slot); stage 2 keeps
 one or more per tracked key. Here the digests live in one sorted `array("q")`, looked up by binary
 search, and the newest in a small set that is merged into the array once it holds an eighth as many.
-It is a set to its users: `in`, `add`, `update`, `difference_update`, `len`, iteration, equality.
+It is a set to its users: `in`, `add`, `update`, `difference_update`, `len`, iteration, equality, `|`.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ class SeenIds:
             return set(self) == set(other)
         return NotImplemented
 
+    def __or__(self, other: Iterable[int]) -> set[int]:
+        """The union, as a plain set (for inspection and tests; state never needs it)."""
+        return set(self).union(other)
+
+    __ror__ = __or__
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
