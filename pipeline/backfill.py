@@ -9,7 +9,9 @@ after its events, into the folder of the delivery day) is listed on its own, in 
 
 Files are downloaded, decoded, cut to the range and sorted by a thread pool; each account-region is
 one stream (`pipeline.ordering`) holding its current file and at most `ahead` more, and the streams
-are merged by event time for the detector.
+are merged by event time for the detector. With a `Router` (`pipeline.routed`), the threads only
+download: worker processes decode each file and run stage 1 on it, on every core, and the merge passes
+on `Routed` events (their time, findings and facts) for the detector's stage 2.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats, decode
+from pipeline.engine import EngineStats
 from pipeline.ordering import Item, Stream, group, merge, sort_file, windowed
+from pipeline.routed import RoutedFile, Router, add_stats
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +192,8 @@ class Loaded:
     events: int = 0
     outside: int = 0
     failed: bool = False
+    stage1: EngineStats | None = None  # with a Router: the worker's stage-1 counts for this file
+    facts_out: int = 0
 
 
 @dataclass
@@ -201,6 +207,8 @@ class BackfillStats:
     listings: int = 0
     last_time: float | None = None
     decode: DecodeStats = field(default_factory=DecodeStats)
+    stage1: EngineStats = field(default_factory=EngineStats)  # with a Router: its workers' stage-1 counts
+    facts_out: int = 0
 
     def day(self) -> str:
         """The day of the latest event passed on, for progress."""
@@ -215,7 +223,7 @@ class Backfill:
     """
 
     def __init__(self, store: Store, prefix: str, window: TimeRange, *, workers: int = 8,
-                 max_size: int = MAX_DECOMPRESSED, ahead: int = 1) -> None:
+                 max_size: int = MAX_DECOMPRESSED, ahead: int = 1, router: Router | None = None) -> None:
         self.store = store
         self.prefix = prefix
         self.window = window
@@ -224,6 +232,7 @@ class Backfill:
         self.stats = BackfillStats()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill")
         self.streams: list[Stream[tuple[str, int]]] = []
+        self.router = router
 
     def __enter__(self) -> Backfill:
         return self
@@ -233,6 +242,8 @@ class Backfill:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.router is not None:
+            self.router.close()
 
     def plan(self) -> list[Stream[tuple[str, int]]]:
         """List the region folders, then each day folder of the range: the files, in streams."""
@@ -266,6 +277,9 @@ class Backfill:
             stats.download_errors += loaded.failed
             stats.decode.dead_letters.update(loaded.stats.dead_letters)
             stats.decode.skipped.update(loaded.stats.skipped)
+            if loaded.stage1 is not None:
+                add_stats(stats.stage1, [loaded.stage1])
+                stats.facts_out += loaded.facts_out
             yield loaded.items
 
     def load(self, key: str, size: int = 0) -> Loaded:
@@ -279,6 +293,10 @@ class Backfill:
             return Loaded(key, size, [stats.dead("cannot download", origin, b"", detail=str(exc))], stats,
                           failed=True)
         window = self.window
+        if self.router is not None:
+            routed: RoutedFile = self.router.submit(data, origin, window.start, window.end, self.max_size).result()
+            return Loaded(key, routed.size, routed.items, routed.decode, routed.events,  # type: ignore[arg-type]
+                          routed.outside, stage1=routed.stage1, facts_out=routed.facts_out)
         kept: list[Item] = []
         events = outside = 0
         for item in decode(data, origin, stats, self.max_size):

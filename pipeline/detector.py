@@ -16,6 +16,7 @@ from pipeline.engine import EngineStats
 from pipeline.event import Event
 from pipeline.finding import Finding
 from pipeline.pack import Pack, bind_pack
+from pipeline.routed import Routed, add_stats
 from pipeline.rule import Rule
 from pipeline.stages import RouterStage
 
@@ -53,6 +54,21 @@ class Detector:
                 self._count(self.state.add(facts), findings)
             self._count(self.state.observe(event.time), findings)
         return findings
+
+    def take(self, routed: Routed) -> list[Finding]:
+        """`process` for an event whose stage 1 ran elsewhere (`pipeline.routed`): its findings, and those
+        its facts and time make due here."""
+        findings = list(routed.findings)
+        if self._stateful:
+            if routed.facts:
+                self._count(self.state.add(routed.facts), findings)
+            self._count(self.state.observe(routed.time), findings)
+        return findings
+
+    def absorb(self, stage1: EngineStats, facts_out: int) -> None:
+        """Count what stage 1 did elsewhere (`pipeline.routed` workers) as if it ran here."""
+        add_stats(self.engine.stats, [stage1])
+        self.extractor.facts_out += facts_out
 
     def finish(self) -> list[Finding]:
         """End of finite input: findings of timers due up to the last event time seen."""

@@ -14,6 +14,7 @@ _hour_epochs: dict[str, float] = {}
 # A day's margin inside years 1-9999, so time-zone conversions and windows of a valid time never overflow.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+_PRINCIPAL_FIELDS = ("arn", "principalId", "invokedBy")  # who called, in order of preference
 _SIXTY = {f"{n:02d}": n for n in range(61)}  # seconds may read 60 (leap second)
 
 
@@ -157,8 +158,13 @@ class Event:
     @property
     def principal(self) -> str:
         """The caller's ARN; for an assumed role, the role session ARN. Falls back to the principal id."""
-        ident = self.identity
-        return text(ident.get("arn")) or text(ident.get("principalId")) or text(ident.get("invokedBy"))
+        ident = self.raw.get("userIdentity")
+        if type(ident) is dict:
+            for field in _PRINCIPAL_FIELDS:
+                value = ident.get(field)
+                if type(value) is str and value:
+                    return value
+        return ""
 
     @property
     def user_name(self) -> str:

@@ -69,6 +69,36 @@ def test_backfill_of_a_local_archive_gives_scans_findings_marked_replayed(
     assert f"events: {len(scenario.events):,}" in err and "outside the range: 0" in err
 
 
+COUNTED = {"events", "findings", "facts", "duplicate facts", "tracked keys", "rule errors", "suppressed by rule"}
+
+
+def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
+        tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """Decoding and stage 1 on two worker processes, stage 2 here: the same findings, in the same order,
+    and the same counts as everything in one process."""
+    archive = tmp_path / "archive"
+    write_archive(archive, scenario.events, "o-exampleorg1")
+    config = tmp_path / "scenario.toml"
+    config.write_text(scenario.config_toml())
+    day = datetime.fromtimestamp(scenario.start, UTC).strftime("%Y-%m-%d")
+    runs = {}
+    for processes in ("1", "2"):
+        rc, found, err = run_cli(capsysbinary, "backfill", str(archive), "--from", day, "--to", day, "--config",
+                                 str(config), "--format", "json", "--processes", processes, "--all")
+        assert rc == 0, err
+        runs[processes] = found, [line for line in err.splitlines() if line.strip().split(":")[0] in COUNTED]
+    one, two = runs["1"], runs["2"]
+    assert one[0] and [f["id"] for f in two[0]] == [f["id"] for f in one[0]]
+    assert [{k: v for k, v in f.items() if k != "detected_at"} for f in two[0]] == \
+        [{k: v for k, v in f.items() if k != "detected_at"} for f in one[0]]
+    # Each worker throttles its own first-seen refreshes, so they may send a remembered value again sooner.
+    facts = {run: int(next(line for line in counts if line.strip().startswith("facts:")).split(":")[1]
+                      .replace(",", "")) for run, (_, counts) in runs.items()}
+    assert facts["2"] >= facts["1"] > 0
+    same = [line for line in one[1] if not line.strip().startswith("facts:")]
+    assert [line for line in two[1] if not line.strip().startswith("facts:")] == same and len(same) >= 4, same
+
+
 class Recording(LocalStore):
     """A local store that remembers which folders were listed."""
 

@@ -1,12 +1,15 @@
 """`trailwarden backfill s3://BUCKET/PREFIX|DIR --from D1 --to D2`: the CloudTrail S3 archive through both
-stages in one process, in event-time order, findings marked as replayed."""
+stages, in event-time order, findings marked as replayed: stage 1 in worker processes on every core
+(`pipeline.routed`), stage 2 in this one."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +21,7 @@ from consumers.sinks import Publisher, SinkError
 from consumers.sinks.build import build_publisher, past_findings
 from infra import aws
 from infra.outputs import outputs as stack_outputs
+from infra.workers import RouterPool
 from pipeline.alerting import AlertPolicy
 from pipeline.backfill import Backfill, BackfillStats, Store, local_location, parse_range, parse_s3
 from pipeline.commands.scan import Emitter, _open_file, _rule_ids, summarize
@@ -28,6 +32,7 @@ from pipeline.finding import Finding
 from pipeline.output import FORMATS, format_summary, make_writer, safe
 from pipeline.pack import bind_pack
 from pipeline.progress import Display
+from pipeline.routed import Routed
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,9 @@ def register(subparsers: Any) -> None:
                         help="largest file decoded, in MB (default 64)")
     parser.add_argument("--workers", type=int, default=8, metavar="N",
                         help="files listed, downloaded and decoded in parallel (default 8)")
+    parser.add_argument("--processes", type=int, default=usable_cores(), metavar="N",
+                        help="worker processes that decode files and run the match rules and fact extraction "
+                             f"(default: the usable cores, {usable_cores()} here); 1 runs everything in this process")
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
     parser.add_argument("--sinks", action="store_true",
                         help="also send findings to the findings Firehose stream (not those already alerted)")
@@ -84,6 +92,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _fail(message: str) -> int:
@@ -109,8 +125,8 @@ def line(stats: BackfillStats, events: int, elapsed: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_size <= 0 or args.workers <= 0:
-        return _fail("--max-size and --workers must be positive")
+    if args.max_size <= 0 or args.workers <= 0 or args.processes <= 0:
+        return _fail("--max-size, --workers and --processes must be positive")
     try:
         window = parse_range(args.start, args.end)
         store, prefix = open_store(args.location, args)
@@ -125,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
-                Backfill(store, prefix, window, workers=args.workers, max_size=args.max_size * 1024 * 1024) as job:
+                Backfill(store, prefix, window, workers=args.workers, max_size=args.max_size * 1024 * 1024,
+                         router=RouterPool(detector.pack, args.processes) if args.processes > 1 else None) as job:
             writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
             try:
                 return _backfill(args, job, detector, Emitter(writer, every=args.all, policy=policy), dead_out,
@@ -176,15 +193,21 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
                     dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
                 continue
             events += 1
-            findings = detector.process(item)
+            findings = detector.take(item) if type(item) is Routed else detector.process(item)
             if findings:
                 found(findings)
             if not events % PROGRESS_EVERY:
                 stats.last_time = item.time
                 display.update(line(stats, events, display.elapsed()))
         found(detector.finish())
+        detector.absorb(stats.stage1, stats.facts_out)
         if publisher is not None and pending:
             publisher.publish(pending)
+    except BrokenProcessPool as exc:
+        display.clear()
+        print(f"trailwarden backfill: a worker process died ({safe(str(exc))}); nothing after the findings above "
+              "was checked. Rerun the range with --processes 1 to run everything in this process.", file=sys.stderr)
+        return 1
     except SinkError as exc:
         display.clear()
         print(f"trailwarden backfill: a sink stayed down; findings from here on were not delivered: {safe(str(exc))}",

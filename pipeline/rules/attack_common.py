@@ -66,13 +66,21 @@ def by_aws_service(e: Event) -> bool:
     address). Everything else is a person: the console ("AWS Internal" is where the console's calls come
     from, not a service), root's console actions (`invokedBy` signin.amazonaws.com), and CloudFormation
     or Auto Scaling doing what the caller asked."""
+    # Runs on most events (several rules ask): the record is read directly, with the accessors' type checks.
     ident = e.identity
-    if text(ident.get("type")) == "AWSService":
+    if ident.get("type") == "AWSService":
         return True
-    linked = service_linked_role(e)
-    if linked:
-        return linked not in PERSON_DRIVEN_SERVICES
-    via = text(ident.get("invokedBy")) or e.source_ip
+    context = ident.get("sessionContext")
+    issuer = context.get("sessionIssuer") if type(context) is dict else None
+    arn = issuer.get("arn") if type(issuer) is dict else None
+    if type(arn) is str:
+        _, found, rest = arn.partition(_SERVICE_ROLE_PATH)
+        linked = rest.partition("/")[0] if found else ""
+        if linked:
+            return linked not in PERSON_DRIVEN_SERVICES
+    via = ident.get("invokedBy")
+    if type(via) is not str or not via:
+        via = e.source_ip
     return via in SELF_ACTING_SERVICES
 
 

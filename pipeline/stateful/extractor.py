@@ -43,6 +43,8 @@ class FactExtractor:
         self._recent: dict[tuple[str, str, str], float] = {}
         # Allowlist emptiness is decided once here, not per fact.
         self._allowlists = {br.rule.id: br.allowlist for br in self.bound if br.allowlist}
+        self._meta_event: Event | None = None
+        self._meta: tuple[str, ...] = ()
 
     @classmethod
     def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
@@ -61,9 +63,13 @@ class FactExtractor:
                 result = rule.extract(event, br.params)
                 if not result:
                     continue
-                steps = (result,) if isinstance(result, Step) else result
+                if type(result) is Step:  # one step, nearly always: no bookkeeping of places
+                    fact = self._fact(rule, br, event, result)
+                    if fact is not None:
+                        out.append(fact)
+                    continue
                 seen: dict[tuple[str, str], int] = {}
-                for step in steps:
+                for step in result:
                     fact = self._fact(rule, br, event, step)
                     if fact is not None:
                         fact.nth = seen.get((fact.key, fact.step), 0)  # several facts of one event for one key
@@ -92,6 +98,13 @@ class FactExtractor:
             if len(self._recent) >= _RECENT_LIMIT:
                 self._recent.clear()
             self._recent[marker] = event.time
-        return Fact(rule.id, step.key, event.event_id, event.time, step.step, value,
-                    clean_fields(step.fields, rule.fields), event.account, event.region, event.principal,
-                    event.source_ip, event.user_agent)
+        if self._meta_event is not event:  # the event's fields every fact carries, read once per event
+            self._meta_event, self._meta = event, _meta(event)
+        return Fact.of_event(rule.id, step.key, event.time, step.step, value,
+                             clean_fields(step.fields, rule.fields) if step.fields else None, self._meta)
+
+
+def _meta(event: Event) -> tuple[str, ...]:
+    """What every fact of `event` carries besides its rule's step, clipped and interned once."""
+    return Fact.meta_of(event.event_id, event.account, event.region, event.principal, event.source_ip,
+                        event.user_agent)

@@ -90,6 +90,29 @@ class Fact:
         self.user_agent = _intern(clip(user_agent))
         self.nth = nth
 
+    @staticmethod
+    def meta_of(event_id: str, account: str, region: str, principal: str, source_ip: str, user_agent: str
+                ) -> tuple[str, ...]:
+        """An event's fields as every fact of it holds them (clipped and interned), for `of_event`."""
+        return (event_id, _intern(account), _intern(region), _intern(clip(principal)), _intern(clip(source_ip, 64)),
+                _intern(clip(user_agent)))
+
+    @classmethod
+    def of_event(cls, rule: str, key: str, time: float, step: str, value: str, fields: dict[str, Any] | None,
+                 meta: tuple[str, ...]) -> Fact:
+        """The fact stage 1 extracts: as `Fact(...)`, with the event's fields from `meta_of`, prepared once
+        for all the facts of one event."""
+        fact = cls.__new__(cls)
+        fact.rule = _intern(rule)
+        fact.key = clip(key, MAX_KEY)
+        fact.time = time
+        fact.step = _intern(str(step))
+        fact.value = clip(value)
+        fact.fields = fields or None
+        fact.event_id, fact.account, fact.region, fact.principal, fact.source_ip, fact.user_agent = meta
+        fact.nth = 0
+        return fact
+
     @property
     def partition_key(self) -> str:
         return partition_key(self.key)

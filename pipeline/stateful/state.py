@@ -11,9 +11,10 @@ seconds, the watermark advances with the time elapsed since the last arrival, so
 after N minutes" fires even if nothing else happens on the shard.
 
 Every fact is applied at most once per (rule, key, eventID, step): its 64-bit digest is remembered
-until the fact's time plus the rule's state TTL falls behind the watermark; a fact that old is
-dropped as expired anyway. Each rule's state lives for its TTL after a key's last fact; a sweep
-per rule (every eighth of its TTL in event time) evicts expired keys and counts them.
+until the fact's time plus the rule's state TTL falls behind the watermark (in a compact set,
+`SeenIds`); a fact that old is dropped as expired anyway. Each rule's state lives for its TTL after a
+key's last fact; a sweep per rule (every eighth of its TTL in event time) evicts expired keys and
+counts them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipeline.rule import Params, parse_duration
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.logic import KindLogic
 from pipeline.stateful.rule import StatefulRule
+from pipeline.stateful.seen import SeenIds
 from pipeline.stateful.steps import STEP_RANK
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,7 @@ class KeyedState:
         self.max_time = -math.inf
         self.watermark = -math.inf
         self.next_sweep: dict[str, float] = {}
-        self.seen: set[int] = set()
+        self.seen = SeenIds()
         self.seen_buckets: dict[int, array[int]] = {}
         self.stats = StateStats()
         self._seq = 0

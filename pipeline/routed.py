@@ -1,0 +1,112 @@
+"""Stage 1 in worker processes, for `backfill` on every core: a file's bytes in, its events routed out
+(the processes themselves are started by `infra.workers.RouterPool`).
+
+A worker decodes one file, keeps the events in the time range, sorts them like `ordering.sort_file` and
+runs stage 1 on each (`RouterStage`: match rules and fact extraction). What comes back is small: per event
+its time and, for the few that matched, their findings and facts (`Routed`), plus the file's dead letters
+and counts. The parent merges files by event time per account and region as before and gives each
+`Routed` to `Detector.take`, which applies the facts to the one keyed state, in event-time order: stage 2
+stays in one process, so the findings are those of a single-process backfill.
+
+The first-seen refresh throttle of `FactExtractor` is per process, so several workers may send a
+remembered value again sooner than one process would; that only refreshes what stage 2 already holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from pipeline.config import Config
+from pipeline.decode import DeadLetter, DecodeStats, decode
+from pipeline.engine import EngineStats
+from pipeline.event import Event
+from pipeline.finding import Finding
+from pipeline.ordering import sort_file
+from pipeline.pack import bind_pack
+from pipeline.runtime import tune_gc
+from pipeline.stages import RouterStage
+from pipeline.stateful.facts import Fact
+
+_NONE: tuple[()] = ()
+
+
+class Routed(NamedTuple):
+    """One event after stage 1: its time, and the match findings and keyed facts it gave (usually none)."""
+
+    time: float
+    findings: tuple[Finding, ...] | list[Finding] = _NONE
+    facts: tuple[Fact, ...] | list[Fact] = _NONE
+
+
+@dataclass
+class RoutedFile:
+    """One file through stage 1: dead letters first, then its events in the range by event time."""
+
+    items: list[Routed | DeadLetter]
+    size: int
+    decode: DecodeStats
+    stage1: EngineStats = field(default_factory=EngineStats)
+    facts_out: int = 0
+    events: int = 0
+    outside: int = 0
+
+
+_stage: RouterStage | None = None
+
+
+def start_worker(config: Config, only: list[str], overrides: dict[str, dict[str, object]]) -> None:
+    """In a new worker process: bind the pack `route_file` runs (the parent's: the same rules, configuration
+    and overrides)."""
+    global _stage
+    tune_gc()
+    _stage = RouterStage(bind_pack(config, only, overrides=overrides))
+
+
+def route_file(data: bytes, origin: str, start: float, end: float, max_size: int) -> RoutedFile:
+    """In a worker: decode `data`, keep events in [start, end], sort, run stage 1 on each."""
+    assert _stage is not None, "route_file runs in a worker started with start_worker"
+    stats = DecodeStats()
+    kept: list[Event | DeadLetter] = []
+    outside = 0
+    for item in decode(data, origin, stats, max_size):
+        if type(item) is DeadLetter or start <= item.time <= end:  # type: ignore[union-attr]
+            kept.append(item)
+        else:
+            outside += 1
+    engine, extractor = _stage.engine, _stage.extractor
+    engine.stats = extractor.stats = EngineStats()  # this file's counts only, added up by the parent
+    extractor.facts_out = 0
+    process, facts = engine.process, extractor.facts
+    out: list[Routed | DeadLetter] = []
+    events = 0
+    for item in sort_file(kept):  # type: ignore[arg-type]
+        if type(item) is DeadLetter:
+            out.append(item)
+            continue
+        events += 1
+        found = process(item)  # type: ignore[arg-type]
+        keyed = facts(item)  # type: ignore[arg-type]
+        out.append(Routed(item.time, found or _NONE, keyed or _NONE) if found or keyed  # type: ignore[union-attr]
+                   else Routed(item.time))  # type: ignore[union-attr]
+    return RoutedFile(out, len(data), stats, engine.stats, extractor.facts_out, events, outside)
+
+
+class Router(Protocol):
+    """Runs `route_file` on whole files somewhere else (worker processes: `infra.workers.RouterPool`)."""
+
+    def submit(self, data: bytes, origin: str, start: float, end: float, max_size: int) -> Future[RoutedFile]: ...
+
+    def close(self) -> None: ...
+
+
+def add_stats(into: EngineStats, stats: Iterable[EngineStats]) -> None:
+    """Add workers' stage-1 counts to `into`."""
+    for s in stats:
+        into.events += s.events
+        into.findings.update(s.findings)
+        into.suppressed.update(s.suppressed)
+        into.rule_errors.update(s.rule_errors)
+        into.last_errors.extend(s.last_errors[: max(0, 20 - len(into.last_errors))])
