@@ -16,10 +16,12 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.emulator import free_port
 from infra.processes import stop_pid
@@ -61,16 +63,15 @@ def install() -> Path:
 
 
 def healthy(url: str) -> bool:
-    """The server answers a Kinesis call (ListStreams, JSON protocol)."""
-    request = urllib.request.Request(url, data=b"{}", method="POST", headers={
-        "X-Amz-Target": "Kinesis_20131202.ListStreams", "Content-Type": "application/x-amz-json-1.1",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, "
-                         "SignedHeaders=host, Signature=0"})
+    """The server answers a Kinesis call (ListStreams)."""
+    client = boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
     try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
+        client.list_streams()
+    except (BotoCoreError, ClientError):
         return False
+    return True
 
 
 @contextlib.contextmanager
