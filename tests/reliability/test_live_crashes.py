@@ -44,7 +44,7 @@ OUTAGE = GRACE + 6  # seconds a router victim stays down, at least: longer than 
 VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor")
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 90 + 300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 240 + 300)]
 
 
 @pytest.fixture(scope="module")
