@@ -160,14 +160,16 @@ def test_split_and_merge_both_streams_under_the_kcl(mode: str, tmp_path: Path,
         for stream in (outputs["TrailStreamName"], outputs["KeyedStreamName"]):
             kinesis.create_stream(StreamName=stream, ShardCount=2)
             wait_active(kinesis, stream)
-        stack = running.enter_context(stack_on(target, tmp_path, config_file(tmp_path, GRACE), outputs=outputs,
+        config = config_file(tmp_path, GRACE)
+        stack = running.enter_context(stack_on(target, tmp_path, config, outputs=outputs,
                                                settings={"retrievalMode": mode}))
-        figure = run_reshards(stack, mode, started, capsys)
+        figure = run_reshards(stack, mode, started, capsys, replay_with=config if mode == "POLLING" else None)
     reliability_row(figure)
     assert figure.ok, figure.figure
 
 
-def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureFixture) -> Row:
+def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureFixture,
+                 replay_with: Path | None = None) -> Row:
     kinesis = stack.target.client("kinesis")
     trail, keyed = stack.outputs["TrailStreamName"], stack.outputs["KeyedStreamName"]
     feed = Trail(stack)
@@ -196,9 +198,11 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
     for iid in tagged_across[2:]:
         feed.tag(iid)
     after = [feed.untagged() for _ in range(2)]
-    time.sleep(3)
-    feed.stop()
     tagged = tagged_early + tagged_across
+    # the feed goes on until every watch has fired live, so the fed range holds their whole grace (for the replay)
+    stack.wait_for(lambda: all(stack.about(iid) for iid in before + middle + after), GRACE + 300)
+    feed.stop()
+    ended = time.time()
 
     def complete() -> bool:
         got = {(a.finding.rule_id, part) for rule, part in feed.expected for a in stack.about(part)
@@ -239,6 +243,37 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
             f"split at +{split_at - began:.0f}s, merge at +{merged_at - began:.0f}s of the feed")
     with capsys.disabled():
         print(f"\n[kcl resharding] {text}; missing {missing[:5]}; unended {unended}; unread {unread}", flush=True)
+    if replay_with is not None and ok:
+        same, note = replay_across(stack, replay_with, began - 1, ended + 1, feed, tagged)
+        ok = ok and same
+        text += "; " + note
+        with capsys.disabled():
+            print(f"[kcl resharding] {note}", flush=True)
     name = "kcl resharding" if mode == "POLLING" else "kcl fan-out resharding"
     return Row(name, 1, feed.records, len(feed.expected), len(delivered), duplicated, ok=ok,
                seconds=time.monotonic() - started, figure=text)
+
+
+def replay_across(stack: Live, config: Path, start: float, end: float, feed: Trail,
+                  tagged: list[str]) -> tuple[bool, str]:
+    """`trailwarden replay` of the fed range, which spans both reshards: the trail read from its parents into
+    their children under a replay's own KCL applications. It must find what live found, with the same ids."""
+    from consumers.replay import Replay
+
+    expected = {(rule, part) for rule, part in feed.expected if not part.startswith("sg-0warm")}  # before the range
+    live_ids = {a.finding.id for rule, part in expected for a in stack.about(part) if a.finding.rule_id == rule}
+    job = Replay(stack.target, stack.outputs, start, end, config=config, directory=config.parent / "replay")
+    try:
+        job.start()
+        done = job.wait(timeout=900)
+        found = job.findings()
+    finally:
+        problems = job.close()
+    ids = {f.id for f in found if f.rule_id in (SG_OPEN, MISSING_TAGS) and "sg-0warm" not in str(f.resources)}
+    parts = {(f.rule_id, r.rsplit("/", 1)[-1].rsplit(":", 1)[-1]) for f in found for r in f.resources}
+    missing = {(rule, part) for rule, part in expected if not any(part in p for r, p in parts if r == rule)}
+    false = [iid for iid in tagged if iid not in feed.late_tags and any(iid in p for _, p in parts)]
+    same = done and not missing and not false and ids == live_ids and not problems
+    return same, (f"replay of the range across both reshards: {'done' if done else 'NOT done'}, {len(ids)} findings "
+                  f"({len(ids & live_ids)} with live's ids, {len(ids - live_ids)} not live's, "
+                  f"{len(live_ids - ids)} of live's missing), {len(false)} false; leftovers {problems or 'none'}")
