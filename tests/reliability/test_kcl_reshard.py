@@ -209,7 +209,7 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
                if a.finding.rule_id == rule}
         return got >= feed.expected
 
-    stack.wait_for(complete, 300)
+    stack.wait_for(complete, 600)  # a parent whose shard-end checkpoint was refused is retried a lease later
     stack.wait_for(lambda: False, GRACE / 2)  # time for a duplicate or a false alert to show
 
     ids = Counter(a.finding.id for a in stack.alerts)
