@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench reliability clean up down
+.PHONY: setup run test test-fast lint bench reliability soak kinesis-local clean up down
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ bench: setup
 reliability: setup
 	rm -f build/reliability/results.jsonl
 	$(BIN)/python -m pytest -m reliability tests/reliability
+
+soak: setup
+	$(BIN)/python -m pytest -p no:cacheprovider -m reliability tests/reliability/soak.py
+
+kinesis-local: setup
+	$(BIN)/python tests/kinesis_local.py
 
 up: setup
 	$(BIN)/trailwarden stack up

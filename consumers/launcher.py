@@ -178,7 +178,8 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
     if target.local:
         assert target.endpoint_url
         props.update({
-            "kinesisClient.endpointOverride": target.endpoint_url,  # case-sensitive: dynamoDbClient, not ...DB...
+            "kinesisClient.endpointOverride": target.service_endpoint("kinesis"),
+            # case-sensitive: dynamoDbClient, not ...DB... (which is ignored, and the client goes to real AWS)
             "dynamoDbClient.endpointOverride": target.endpoint_url,
             "cloudWatchClient.endpointOverride": target.endpoint_url,
             "metricsLevel": "NONE",

@@ -38,7 +38,8 @@ def specs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None, work
     def spec(stage: Stage) -> launcher.AppSpec:
         app = resources.app(stage)
         return launcher.AppSpec(app, resources.stream(stage), launcher.PROCESSORS[stage],
-                                worker_id=f"{app}-{worker_suffix}", empty_batches=stage is Stage.STATEFUL,
+                                worker_id=f"{app}-{worker_suffix}",
+                                empty_batches=True,  # routers tell progress on idle, stage 2 fires timers
                                 env=child_env, settings=dict(settings or {}))
 
     return spec(Stage.ROUTER), spec(Stage.STATEFUL)

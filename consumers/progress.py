@@ -26,6 +26,7 @@ class Progress:
     errors: int = 0  # events the engine failed on
     snapshots: int = 0
     last_arrival: float | None = None  # epoch seconds of the last record taken (stage 1)
+    read_to: float | None = None  # stage 1: every record that arrived before it was read and delivered
     last_event_time: float | None = None  # the largest event time seen, once its facts were acknowledged
     behind_latest_ms: int | None = None
     first_record_at: float | None = None  # wall clock when the first record was taken

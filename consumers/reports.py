@@ -1,5 +1,6 @@
 """How a record processor tells its progress (`consumers.progress.Progress`): a log line every half minute
-(live), or a replay's progress file, which the replay command reads to know when each shard is done."""
+(live), a live router's progress markers on the keyed stream, which stage 2 moves its watermark by, or a
+replay's progress file, which the replay command reads to know when each shard is done."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from consumers import markers
 from consumers.progress import Progress
 
 log = logging.getLogger("consumers")
 
 LOG_EVERY = 30.0  # seconds between a live processor's count lines
 WRITE_EVERY = 0.5  # seconds between progress writes of a busy replay shard
+MARK_EVERY = 1.0  # seconds between a live router shard's progress markers
 
 
 class Report(Protocol):
@@ -74,3 +77,40 @@ class ProgressFile:
             progress.write(self.directory)
         except OSError as exc:  # progress is for display: never stop a shard for it
             log.warning("replay progress of %s not written: %s", progress.shard, exc)
+
+
+class EachShardWriter(Protocol):
+    def put_on_each_shard(self, data: bytes, key: str) -> None: ...
+
+
+class KeyedProgress(LogReport):
+    """A live router: the counts in the log, and after a batch, at most every MARK_EVERY seconds (and when the
+    shard ends), a progress marker (`consumers.markers.Progress`) on every keyed shard. The router calls
+    `update` only after the batch's facts were acknowledged, so each marker follows the facts it speaks of. A
+    marker that cannot be put is tried again after the next batch: until then stage 2 waits, which is safe."""
+
+    def __init__(self, writer: EachShardWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        self._marked = -float("inf")
+
+    def update(self, progress: Progress) -> None:
+        super().update(progress)
+        if time.monotonic() - self._marked >= MARK_EVERY:
+            self._mark(progress)
+
+    def finish(self, progress: Progress, reason: str) -> None:
+        self._mark(progress)
+        super().finish(progress, reason)
+
+    def _mark(self, progress: Progress) -> None:
+        if progress.read_to is None:
+            return
+        data = markers.encode_progress(markers.Progress(progress.shard, progress.read_to, progress.last_arrival,
+                                                        progress.last_event_time))
+        try:
+            self.writer.put_on_each_shard(data, f"progress-{progress.shard}")
+        except Exception as exc:
+            log.warning("router %s: progress marker not put: %s", progress.shard, exc)
+            return
+        self._marked = time.monotonic()

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from amazon_kclpy.v3 import processor
 
 from consumers import kcl
-from consumers.intake import AllRecords, Intake
+from consumers.intake import AllRecords, Intake, at_tip
 from consumers.progress import Progress
 from consumers.publishing import FindingsOut
 from consumers.reports import LogReport, Report
@@ -61,11 +61,13 @@ class RouterProcessor(processor.RecordProcessorBase):
         progress = self.progress
         if progress.done:
             return  # past a replay's range: read on by the daemon, ignored here
+        handed = time.time()
         taken = self.intake.take(process_records_input)
         if taken:
             self._process(taken, process_records_input.checkpointer)
         behind = getattr(process_records_input, "millis_behind_latest", None)
         progress.behind_latest_ms = behind if isinstance(behind, int) else None
+        progress.read_to = read_to(progress.read_to, process_records_input.records, behind, handed)
         reason = self.intake.finished(process_records_input)
         if reason:
             self.report.finish(progress, reason)
@@ -153,6 +155,20 @@ class RouterProcessor(processor.RecordProcessorBase):
         kcl.checkpoint(shutdown_requested_input.checkpointer)
 
 
+def read_to(before: float | None, records: Sequence[Any], millis_behind_latest: Any, handed: float) -> float | None:
+    """How far in arrival time the shard has been read once a batch is delivered: at the tip (an empty batch,
+    or MillisBehindLatest 0), the time the batch was handed over, `handed` (the KCL fetched it shortly before:
+    its prefetch, which the allowed lateness covers); behind it, the arrival time of the batch's last record."""
+    if at_tip(millis_behind_latest, len(records)):
+        now = handed
+    else:
+        arrival = getattr(records[-1], "timestamp_millis", None) if records else None
+        if not isinstance(arrival, int | float):
+            return before
+        now = arrival / 1000.0
+    return now if before is None else max(before, now)
+
+
 def build(wiring: Wiring | None = None) -> RouterProcessor:
     wiring = wiring or Wiring.from_settings()
     resources = wiring.resources
@@ -162,7 +178,7 @@ def build(wiring: Wiring | None = None) -> RouterProcessor:
         KinesisWriter(wiring.target.client("kinesis"), resources.stream(Stage.STATEFUL)),
         wiring.dead_letters(Stage.ROUTER),
         intake=wiring.intake(),
-        report=wiring.report(),
+        report=wiring.report(Stage.ROUTER),
         stream=resources.stream(Stage.ROUTER),
     )
 

@@ -19,7 +19,7 @@ from consumers.publishing import FindingsOut
 from consumers.reports import LogReport, Report
 from consumers.sinks.deadletter import DeadLetterSink
 from consumers.snapshots import S3SnapshotStore, SnapshotStore, merge
-from consumers.watermarks import WallClock, Watermark
+from consumers.watermarks import RouterProgress, Watermark
 from consumers.wiring import Wiring
 from pipeline.decode import DeadLetter, DecodeStats
 from pipeline.finding import Finding
@@ -48,7 +48,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
         self.findings = findings
         self.store = store
         self.dead_letters = dead_letters
-        self.watermark = watermark or WallClock()
+        self.watermark = watermark or RouterProgress(lambda: [])
         self.report = report or LogReport()
         self.kinesis = kinesis
         self.stream = stream
@@ -59,6 +59,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
         self.decode_stats = DecodeStats()
         self.progress = Progress(Stage.STATEFUL, "")
         self._last_save = -float("inf")
+        self._unsaved = False  # facts taken since the last snapshot
 
     def _new_state(self) -> KeyedState:
         state = self.make_state()
@@ -108,8 +109,11 @@ class StatefulProcessor(processor.RecordProcessorBase):
             kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
             progress.findings += len(findings)
             progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed
-        if records and now - self._last_save >= self.snapshot_interval:
-            self.save()
+        if records and (not self._unsaved or now - self._last_save >= self.snapshot_interval):
+            if self._unsaved or findings:
+                self.save()
+            # A batch of markers only is checkpointed without a snapshot: the saved state already holds
+            # everything before them, and markers read again after a crash only tell progress again.
             last = records[-1]
             kcl.checkpoint(process_records_input.checkpointer, last.sequence_number, last.sub_sequence_number)
         elif findings:
@@ -154,6 +158,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
 
     def _take(self, facts: list[Fact], now: float) -> list[Finding]:
         self.progress.facts += len(facts)
+        self._unsaved = self._unsaved or bool(facts)
         return self.watermark.facts(self.state, facts, now)
 
     def _log_errors(self) -> None:
@@ -167,6 +172,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
         data = snapshot.dumps(self.state)
         kcl.until_done(lambda: self.store.save(self.shard_id, data), f"{self.shard_id}: saving snapshot")
         self._last_save = self.clock()
+        self._unsaved = False
         self.progress.snapshots += 1
 
     def lease_lost(self, lease_lost_input: Any) -> None:
@@ -201,8 +207,8 @@ def build(wiring: Wiring | None = None) -> StatefulProcessor:
         wiring.findings_out(),
         S3SnapshotStore(target.client("s3"), resources["StateBucketName"], resources.app(Stage.STATEFUL)),
         wiring.dead_letters(Stage.STATEFUL),
-        watermark=wiring.watermark(),
-        report=wiring.report(),
+        watermark=wiring.watermark(),  # live: bounded by the routers' progress on the trail stream
+        report=wiring.report(Stage.STATEFUL),
         kinesis=target.client("kinesis"),
         stream=resources.stream(Stage.STATEFUL),
         snapshot_interval=wiring.settings.snapshot_seconds,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from consumers import shards
 from consumers.intake import AllRecords, ArrivalRange, Intake
 from consumers.publishing import Alerts, FindingsOut, ReplayedFindings
-from consumers.reports import LogReport, ProgressFile, Report
+from consumers.reports import KeyedProgress, LogReport, ProgressFile, Report
 from consumers.sinks import Publisher
 from consumers.sinks.build import build_publisher
 from consumers.sinks.deadletter import S3DeadLetters
-from consumers.watermarks import ReplayMarkers, WallClock, Watermark
+from consumers.sinks.kinesis import KinesisWriter
+from consumers.watermarks import ReplayMarkers, RouterProgress, Watermark
 from infra import aws
 from infra.resources import Resources
 from pipeline.alerting import AlertPolicy
@@ -61,13 +63,20 @@ class Wiring:
         return ArrivalRange(self.replay.start, self.replay.end) if self.replay else AllRecords()
 
     def watermark(self) -> Watermark:
-        return ReplayMarkers(self.replay.run_id) if self.replay else WallClock()
+        if self.replay:
+            return ReplayMarkers(self.replay.run_id)
+        kinesis, trail = self.target.client("kinesis"), self.resources.stream(Stage.ROUTER)
+        return RouterProgress(lambda: shards.shards(kinesis, trail))
 
     def findings_out(self) -> FindingsOut:
         return ReplayedFindings(self.publisher, self.replay.directory) if self.replay else Alerts(self.publisher)
 
-    def report(self) -> Report:
-        return ProgressFile(self.replay.directory) if self.replay else LogReport()
+    def report(self, stage: Stage) -> Report:
+        if self.replay:
+            return ProgressFile(self.replay.directory)
+        if stage is Stage.ROUTER:  # live: each router shard tells every keyed shard how far it has read
+            return KeyedProgress(KinesisWriter(self.target.client("kinesis"), self.resources.stream(Stage.STATEFUL)))
+        return LogReport()
 
     def dead_letters(self, stage: Stage) -> S3DeadLetters:
         """Dead letters under `dead-letters/<application>/` in the state bucket."""

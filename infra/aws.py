@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -51,6 +51,7 @@ class Target:
     region: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    kinesis_endpoint: str | None = None  # Kinesis elsewhere than the other services (local targets only)
 
     @property
     def local(self) -> bool:
@@ -72,15 +73,21 @@ class Target:
         if "config" in kwargs:
             config = config.merge(kwargs.pop("config"))
         if self.local:
-            kwargs.setdefault("endpoint_url", self.endpoint_url)
+            kwargs.setdefault("endpoint_url", self.service_endpoint(service))
         return self.session().client(service, config=config, **kwargs)
+
+    def service_endpoint(self, service: str) -> str | None:
+        """Where calls to `service` go on a local target (None for real AWS)."""
+        if service == "kinesis" and self.kinesis_endpoint:
+            return self.kinesis_endpoint
+        return self.endpoint_url
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a child process (e.g. the KCL daemon) so it resolves to this same target."""
         env = dict(os.environ if base is None else base)
         if not self.local:
             env[Var.TARGET] = "aws"
-            for name in _ENDPOINT_ENV:
+            for name in (*_ENDPOINT_ENV, Var.KINESIS_ENDPOINT):
                 env.pop(name, None)
             return env
         assert self.endpoint_url and self.region and self.access_key and self.secret_key
@@ -96,6 +103,10 @@ class Target:
                 "AWS_DEFAULT_REGION": self.region,
             }
         )
+        if self.kinesis_endpoint:
+            env[Var.KINESIS_ENDPOINT] = self.kinesis_endpoint
+        else:
+            env.pop(Var.KINESIS_ENDPOINT, None)
         return env
 
 
@@ -147,8 +158,15 @@ def _from_choice(choice: str, env: Mapping[str, str]) -> Target:
 
 
 def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, str] | None = None) -> Target:
-    """The target for this run; see the module docstring for the order. Raises ValueError on a bad choice."""
+    """The target for this run; see the module docstring for the order. Raises ValueError on a bad choice.
+    A local target takes TRAILWARDEN_KINESIS_ENDPOINT, if set, for Kinesis alone."""
     env = os.environ if env is None else env
+    target = _resolve(choice, local, env)
+    kinesis = Settings(env).kinesis_endpoint
+    return replace(target, kinesis_endpoint=kinesis) if kinesis and target.local else target
+
+
+def _resolve(choice: str | None, local: bool, env: Mapping[str, str]) -> Target:
     if choice:
         return _from_choice(choice, env)
     chosen = Settings(env).target

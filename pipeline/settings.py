@@ -23,6 +23,7 @@ class Var(StrEnum):
 
     CONFIG = "TRAILWARDEN_CONFIG"
     TARGET = "TRAILWARDEN_TARGET"
+    KINESIS_ENDPOINT = "TRAILWARDEN_KINESIS_ENDPOINT"
     STATE_DIR = "TRAILWARDEN_STATE_DIR"
     JAVA = "TRAILWARDEN_JAVA"
     KCL_LOG_LEVEL = "TRAILWARDEN_KCL_LOG_LEVEL"
@@ -97,6 +98,14 @@ class Settings:
     def target(self) -> str:
         """Where AWS calls go: "aws", "local", or an endpoint URL; "" when unset (see `infra.aws.resolve`)."""
         return self._get(Var.TARGET)
+
+    @cached_property
+    def kinesis_endpoint(self) -> str:
+        """Kinesis at another endpoint URL than the local target's other services; "" when unset."""
+        value = self._get(Var.KINESIS_ENDPOINT)
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"{Var.KINESIS_ENDPOINT}={value!r}: expected an http(s):// endpoint URL")
+        return value.rstrip("/")
 
     @cached_property
     def state_dir(self) -> Path:

@@ -152,16 +152,17 @@ def config_file(directory: Path, grace: float, extra: str = "") -> Path:
 
 @contextlib.contextmanager
 def stack_on(target: aws.Target, directory: Path, config: Path, env: Mapping[str, str] | None = None,
-             outputs: Mapping[str, str] | None = None,
-             queue_name: str = "trailwarden-findings-watch") -> Iterator[Live]:
-    """Provision `target`, subscribe a findings queue and start both daemons; stopped on exit."""
+             outputs: Mapping[str, str] | None = None, queue_name: str = "trailwarden-findings-watch",
+             settings: Mapping[str, str] | None = None) -> Iterator[Live]:
+    """Provision `target`, subscribe a findings queue and start both daemons (`settings`: more KCL
+    properties); stopped on exit."""
     from infra import provision
 
     resolved = dict(outputs or provision.provision(target))
     queue, _ = live.findings_queue(target, resolved["FindingsTopicArn"], name=queue_name)
     pipeline = live.LivePipeline.start(target, resolved, directory / "kcl",
                                        env={"TRAILWARDEN_CONFIG": str(config), "TRAILWARDEN_LOG_LEVEL": "INFO",
-                                            **(env or {})})
+                                            **(env or {})}, settings=settings)
     try:
         yield Live(target, resolved, pipeline, queue)
     finally:

@@ -73,3 +73,22 @@ def test_real_aws_clients_ignore_a_configured_endpoint(monkeypatch: pytest.Monke
     assert client.meta.endpoint_url == "https://kinesis.us-east-1.amazonaws.com"
     local = aws.emulator("http://127.0.0.1:4999").client("kinesis")
     assert local.meta.endpoint_url == "http://127.0.0.1:4999"
+
+
+def test_kinesis_can_live_at_another_endpoint_than_the_other_services() -> None:
+    from consumers import launcher
+
+    env = {"TRAILWARDEN_TARGET": "http://127.0.0.1:4599", "TRAILWARDEN_KINESIS_ENDPOINT": "http://127.0.0.1:4600/"}
+    target = aws.resolve(env=env)
+    assert target.kinesis_endpoint == "http://127.0.0.1:4600"
+    assert target.client("kinesis").meta.endpoint_url == "http://127.0.0.1:4600"
+    assert target.client("dynamodb").meta.endpoint_url == "http://127.0.0.1:4599"
+    child = target.env({})
+    assert aws.resolve(env=child) == target  # a record processor resolves the same split
+    props = launcher.properties(launcher.AppSpec("app", "trail", "consumers.router"), target)
+    assert props["kinesisClient.endpointOverride"] == "http://127.0.0.1:4600"
+    assert props["dynamoDbClient.endpointOverride"] == props["cloudWatchClient.endpointOverride"] == target.endpoint_url
+    assert aws.resolve(env={**env, "TRAILWARDEN_TARGET": "aws"}).kinesis_endpoint is None  # never on real AWS
+    assert "TRAILWARDEN_KINESIS_ENDPOINT" not in aws.aws().env(env)
+    with pytest.raises(ValueError, match="TRAILWARDEN_KINESIS_ENDPOINT"):
+        aws.resolve(env={**env, "TRAILWARDEN_KINESIS_ENDPOINT": "localhost:4600"})

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from consumers import kcl
+from consumers import kcl, markers
 from consumers.publishing import Alerts
 from consumers.router import RouterProcessor
 from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable
@@ -150,6 +150,11 @@ def fact_record(fact: Fact, seq: int):
     return record(fact.to_bytes(), seq)
 
 
+def progress_record(read_to: float, seq: int):
+    """A router's progress marker: trail shard 0 read up to `read_to`."""
+    return record(markers.encode_progress(markers.Progress("shardId-000000000000", read_to)), seq)
+
+
 def start_fact(iid: str, t: float) -> Fact:
     return Fact("ec2-instance-missing-required-tags", f"111122223333:us-east-1:{iid}", str(uuid.uuid4()), t,
                 "start", "", {"tags": {}}, "111122223333", "us-east-1", "arn:aws:iam::111122223333:user/a")
@@ -170,13 +175,15 @@ def test_idle_shard_fires_timers_on_the_wall_clock_and_snapshots_before_checkpoi
     proc, sink, store = stateful(log, clock=lambda: now[0])
     proc.process_records(batch([fact_record(start_fact("i-1", T0), 5)], log))
     assert [e[0] for e in log] == ["checkpoint"] and store.saves == 1
-    now[0] = T0 + 10
+    now[0] = T0 + 30  # past the 15 s grace, but no router has said how far it read: nothing fires
     proc.process_records(batch([], log))
     assert sink.findings == []
-    now[0] = T0 + 30  # idle long enough: the watermark follows the wall clock past the 15 s grace
-    proc.process_records(batch([], log))
+    now[0] = T0 + 31  # the router reads on, idle: the watermark follows the wall clock up to what it read
+    proc.process_records(batch([progress_record(T0 + 10, 6)], log))
+    assert sink.findings == [] and log[-1] == ("checkpoint", "6") and store.saves == 1  # a marker: no snapshot
+    proc.process_records(batch([progress_record(T0 + 31, 7)], log))
     assert [f.rule_id for f in sink.findings] == ["ec2-instance-missing-required-tags"]
-    assert store.saves == 2  # the fired timer changed the state: saved, no checkpoint without records
+    assert store.saves == 2  # the fired timer changed the state: saved before the checkpoint
 
 
 def test_restart_restores_the_snapshot_and_applies_a_replayed_fact_once():

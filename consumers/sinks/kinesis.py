@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from consumers import shards
 from consumers.sinks.batching import batches
 from consumers.sinks.retry import RetryPolicy, resend_failed
 
@@ -34,6 +35,7 @@ class KinesisWriter:
         self.calls = 0
         self.records = 0
         self.oversize = 0  # records Kinesis would refuse outright: logged and counted, never retried forever
+        self._open_shards: list[dict[str, Any]] | None = None
 
     def put(self, records: Sequence[tuple[str, bytes]]) -> None:
         entries = []
@@ -50,6 +52,25 @@ class KinesisWriter:
     def put_facts(self, facts: Sequence[Any]) -> None:
         """Facts (`pipeline.stateful.facts.Fact`) keyed by their partition key."""
         self.put([(f.partition_key, f.to_bytes()) for f in facts])
+
+    def put_on_each_shard(self, data: bytes, key: str) -> None:
+        """`data` once on every open shard (ExplicitHashKey at each shard's start), for control records such as
+        progress markers. A shard list made stale by a reshard shows in the shard ids PutRecords answers: the
+        stream is listed again and the record put again (a repeat is harmless). Raises if an entry failed."""
+        for attempt in range(2):
+            if self._open_shards is None or attempt:
+                self._open_shards = shards.open_shards(self.client, self.stream)
+            targets = self._open_shards or []
+            entries = [{"PartitionKey": key, "Data": data, "ExplicitHashKey": s["HashKeyRange"]["StartingHashKey"]}
+                       for s in targets]
+            self.calls += 1
+            results = self.client.put_records(StreamName=self.stream, Records=entries).get("Records") or []
+            failed = [r.get("ErrorCode") for r in results if r.get("ErrorCode") or not r.get("SequenceNumber")]
+            if failed or len(results) != len(entries):
+                raise RuntimeError(f"PutRecords to {self.stream}: {failed or 'entries missing'}")
+            if [r.get("ShardId") for r in results] == [s["ShardId"] for s in targets]:
+                return
+        raise RuntimeError(f"PutRecords to {self.stream}: the shards moved while being listed")
 
     def _send(self, batch: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
         self.calls += 1

@@ -25,6 +25,8 @@ PLANNED: tuple[tuple[str, str], ...] = (
     ("sink outages", "throttling and 5xx from SNS, Firehose, DynamoDB, Kinesis, then recovery"),
     ("lease moves", "a second worker joins, takes shards, leaves"),
     ("resharding", "split and merge hand-off of stage-2 state by hash range"),
+    ("kcl resharding", "split and merge of both streams under the real KCL (kinesis-local), records flowing"),
+    ("kcl fan-out resharding", "the same with enhanced fan-out (SubscribeToShard over HTTP/2)"),
     ("poison input (live)", "bad records into the live stream: dead-lettered, shard keeps moving"),
     ("fuzz", "mutated corpus events through the decoders and the rule engine"),
     ("output safety", "attacker text cannot forge SNS subjects/attributes, Firehose lines, table rows"),
