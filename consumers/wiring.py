@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumers.intake import AllRecords, ArrivalRange, Intake
+from consumers.metrics import StageMetrics
 from consumers.publishing import Alerts, FindingsOut, ReplayedFindings
 from consumers.reports import LogReport, ProgressFile, Report
 from consumers.sinks import Publisher
@@ -72,3 +73,8 @@ class Wiring:
     def dead_letters(self, stage: Stage) -> S3DeadLetters:
         """Dead letters under `dead-letters/<application>/` in the state bucket."""
         return S3DeadLetters(self.target.client("s3"), self.resources["StateBucketName"], self.resources.app(stage))
+
+    def metrics(self, stage: Stage) -> StageMetrics:
+        """The processor's EMF lines on stderr (TRAILWARDEN_METRICS, TRAILWARDEN_METRICS_SECONDS)."""
+        return StageMetrics(self.resources.app(stage), stage, interval=self.settings.metrics_seconds,
+                            enabled=self.settings.metrics)
