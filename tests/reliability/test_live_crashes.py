@@ -1,6 +1,7 @@
-"""Crashes: SIGKILL of a daemon (router or stateful) or of one of its record processor children at a
-random point, seeded; every expected finding delivered (SNS -> SQS and Firehose), none alerted twice,
-stage-2 state restored (an untagged instance launched before the crash is reported after it).
+"""Crashes: SIGKILL of a daemon (router or stateful) or of one of its record processor children, or SIGTERM of a
+daemon (a stop during a batch), at a random point, seeded; the pipeline's supervisor restarts every daemon that
+exits (the test restarts nothing itself); every expected finding delivered (SNS -> SQS and Firehose), none
+alerted twice, stage-2 state restored (an untagged instance launched before the crash is reported after it).
 
 TRAILWARDEN_CRASH_RUNS (default 20), TRAILWARDEN_CRASH_SEED (default 7) replays the same crash points.
 """
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 RUNS = int(os.environ.get("TRAILWARDEN_CRASH_RUNS", "20"))
 SEED = int(os.environ.get("TRAILWARDEN_CRASH_SEED", "7"))
 GRACE = 10  # seconds of the missing-tags grace period
-VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor")
+VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor", "router sigterm",
+           "stateful sigterm")
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 90 + 300)]
@@ -64,18 +66,22 @@ class Run:
     restarted: str = ""
     seconds: float = 0.0
     delivered: int = 0
+    supervised: int = 0  # restarts of the victim's stage by the pipeline's supervisor during the run
 
 
 def crash(stack: Live, victim: str, rng: random.Random) -> str:
-    """SIGKILL the victim (a daemon is restarted at once; a processor's daemon exits when it notices, and the
-    run's supervision restarts it). Returns what was killed."""
+    """SIGKILL the victim (a processor's daemon exits when it notices), or SIGTERM its daemon (it shuts down
+    gracefully, the batch in hand finished or abandoned); the supervisor restarts the daemon either way, under
+    the same worker id (its leases are its own again). Returns what was done."""
     stage, kind = victim.split()
     daemon = stack.pipeline.daemons[stage]
     children = sorted(daemon.processors())
+    if kind == "sigterm":
+        daemon.stop()
+        return f"daemon {daemon.pid} stopped (SIGTERM)"
     if kind == "daemon" or not children:
         daemon.kill()
-        stack.pipeline.start_stage(stage)  # same worker id: its leases are its own again
-        return f"daemon {daemon.pid} killed, restarted"
+        return f"daemon {daemon.pid} killed"
     child = rng.choice(children)
     os.kill(child, signal.SIGKILL)
     return f"processor {child} of {len(children)} killed"
@@ -94,6 +100,7 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
     # before it: a router restart (10 to 20 s) outlasts the 10 s grace, and stage 2, idle, moves its watermark
     # with the wall clock and reports the instance whose tags are still upstream (see docs/reliability.md).
     (after if victim.startswith("stateful") else before).append(create_tags(tagged, now + 1))
+    stage, kind = victim.split()
     expected = {(SG_OPEN, g) for g in groups} | {(MISSING_TAGS, untagged)}
     run = Run(index, victim, rng.uniform(0.2, 5.0), expected, untagged, tagged, len(before) + len(after))
     started = time.monotonic()
@@ -106,15 +113,15 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
         swept = sweep(stack)
         expected |= swept  # run.expected is this set
         run.records += len(swept)
-    restarts = stack.restarts
+    restarts = stack.restarts(stage)
 
-    def done() -> bool:
-        stack.restart_dead()
-        return len(found(stack, run)) == len(expected)
+    def done() -> bool:  # a daemon stopped or killed must have been restarted by the supervisor
+        restarted = kind == "processor" or stack.restarts(stage) > restarts
+        return restarted and len(found(stack, run)) == len(expected)
 
     stack.wait_for(done, 120)
-    if stack.restarts > restarts:
-        run.restarted += f"; {stack.restarts - restarts} daemon(s) exited and were restarted"
+    run.supervised = stack.restarts(stage) - restarts
+    run.restarted += f"; restarted by the supervisor {run.supervised} time(s)"
     run.delivered = len(found(stack, run))
     run.seconds = time.monotonic() - started
     return run
@@ -143,7 +150,6 @@ def final_sweep(stack: Live) -> Run:
     run = Run(-1, "final sweep", 0.0, sweep(stack), "", "", 2)
 
     def done() -> bool:
-        stack.restart_dead()
         return found(stack, run) == run.expected
 
     stack.wait_for(done, 120)
@@ -174,19 +180,22 @@ def test_crashes(stack: Live, reliability_row: Callable[[Row], Row], capsys: pyt
     not_archived = sorted(set(ids) - set(archived))
     false_alerts = [r.index for r in runs if stack.about(r.tagged)]
     runs.append(sweep)
+    unrestarted = [r.index for r in runs if r.index >= 0 and "processor" not in r.victim and not r.supervised]
     late_state = [r.index for r in runs  # the untagged instance must be reported after the crash
                   if r.untagged and any(a.received < r.crashed_at for a in stack.about(r.untagged))]
     kinds = Counter(r.victim for r in runs if r.index >= 0)
-    ok = not missing and not duplicated and not not_archived and not false_alerts and not late_state
+    ok = not missing and not duplicated and not not_archived and not false_alerts and not late_state \
+        and not unrestarted
     row = reliability_row(Row(
         "crashes", len(runs) - 1, sum(r.records for r in runs), expected, delivered, duplicated, ok=ok,
         seconds=time.monotonic() - started,
         figure=(f"seed {SEED}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-                + f", {stack.restarts} daemon exits after a processor died; {len(archived)} in Firehose; "
+                + f"; {stack.restarts()} daemon restarts by the supervisor; {len(archived)} in Firehose; "
                 f"longest run {max(r.seconds for r in runs):.0f}s")))
     assert not missing, missing
     assert not duplicated, [i for i, n in ids.items() if n > 1]
     assert not not_archived, not_archived
     assert not false_alerts, f"tagged instances reported in runs {false_alerts}"
     assert not late_state, late_state
+    assert not unrestarted, f"daemons not restarted by the supervisor in runs {unrestarted}"
     assert row.ok
