@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,7 +74,8 @@ class Target:
             config = config.merge(kwargs.pop("config"))
         if self.local:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
-        return self.session().client(service, config=config, **kwargs)
+        with _CLIENTS_LOCK:  # a boto3 Session is not safe to make clients from in two threads at once
+            return self.session().client(service, config=config, **kwargs)
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a child process (e.g. the KCL daemon) so it resolves to this same target."""
@@ -101,6 +103,9 @@ class Target:
 
 _BASE_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 _AWS_CONFIG = _BASE_CONFIG.merge(Config(ignore_configured_endpoint_urls=True))
+
+
+_CLIENTS_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=16)
