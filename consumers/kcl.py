@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from amazon_kclpy import kcl
 from amazon_kclpy.kcl import CheckpointError
 
+from consumers.sinks.retry import WAITS
 from pipeline.runtime import tune_gc
 from pipeline.settings import Settings
 
@@ -60,6 +61,7 @@ def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | 
             delay = rng.uniform(0.0, min(MAX_BACKOFF, 0.5 * 2**attempt))
             attempt += 1
             log.warning("%s failed (attempt %d): %s; retrying in %.1fs", what, attempt, exc, delay)
+            WAITS.note(delay)
             sleep(delay)
 
 

@@ -3,6 +3,8 @@
     spec = AppSpec("trailwarden-router", stream="trail", processor=PROCESSORS[Stage.ROUTER])
     daemon = start(spec, target)          # writes <state>/kcl/<app>.properties, returns a handle
     daemon.pid; daemon.stop()             # SIGTERM, then SIGKILL; by pid only
+    daemon = start(spec, target, foreground=True); wait(daemon)   # `trailwarden consume`: output on our
+                                          # stderr, SIGTERM/SIGINT passed on, the daemon's exit code
 
 Emulator-only settings (endpoint overrides, CBOR off, fast local timers, a fixed worker id) are
 applied only when the target is local (`infra.aws.Target.local`). Java: $TRAILWARDEN_JAVA, then
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,9 +251,10 @@ class Daemon:
     pid: int
     application: str
     properties_file: Path
-    log_file: Path
+    log_file: Path | None  # None: its output goes to this process's stderr (foreground)
     pid_file: Path | None = None
     process: subprocess.Popen | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -311,20 +314,22 @@ def state_dir() -> Path:
 
 
 def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Path | None = None,
-          python: str = sys.executable, env: Mapping[str, str] | None = None) -> Daemon:
-    """Write the properties and start the daemon in its own session; logs go to `<directory>/<app>.log`."""
+          python: str = sys.executable, env: Mapping[str, str] | None = None, foreground: bool = False) -> Daemon:
+    """Write the properties and start the daemon in its own session (a signal to our process group does not
+    reach it: `wait` passes signals on). Its output goes to `<directory>/<app>.log`, or with `foreground` to
+    this process's stderr (stdout too: a container's log is one stream, and our stdout stays clean)."""
     directory = directory or state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     props = properties(spec, target, python, scratch=directory)
     properties_file = write_properties(props, directory / f"{spec.application}.properties")
-    log_file = directory / f"{spec.application}.log"
+    log_file = None if foreground else directory / f"{spec.application}.log"
     java = java or find_java()
     child_env = target.env(env)
     child_env.update(spec.env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     if target.local:
         child_env["CBOR_ENABLED"] = "false"
-    with open(log_file, "ab") as out:
+    with open(log_file, "ab") if log_file is not None else contextlib.nullcontext(sys.stderr) as out:
         process = subprocess.Popen(
             command(java, properties_file, target), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             cwd=directory, env=child_env, start_new_session=True,
@@ -332,8 +337,41 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
     pid_file = directory / f"{spec.application}.pid"
     pid_file.write_text(json.dumps({"pid": process.pid, "application": spec.application}) + "\n")
     log.info("KCL daemon for %s (stream %s) started, pid %d, log %s", spec.application, spec.stream,
-             process.pid, log_file)
+             process.pid, log_file or "on stderr")
     return Daemon(process.pid, spec.application, properties_file, log_file, pid_file, process)
+
+
+def exit_code(returncode: int) -> int:
+    """A process's exit status as a shell reports it: 128 + n when signal n ended it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def wait(daemon: Daemon, forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+         say: Callable[[str], None] | None = None) -> int:
+    """Wait for a daemon started by this process; SIGTERM or SIGINT to this process become a SIGTERM to the
+    daemon (it shuts down gracefully: processors checkpoint, leases are given up), a second one a SIGKILL.
+    Returns the daemon's exit status. Call from the main thread (signal handlers)."""
+    assert daemon.process is not None, "wait() is for a daemon this process started"
+    received: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(signum)
+        sig = signal.SIGTERM if len(received) == 1 else signal.SIGKILL
+        if say is not None:
+            say(f"{signal.Signals(signum).name}: sending {sig.name} to the KCL daemon (pid {daemon.pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, sig)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in forward}
+    try:
+        returncode = daemon.process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if daemon.pid_file is not None:  # its processors exit as their stdin closes
+        with contextlib.suppress(FileNotFoundError):
+            daemon.pid_file.unlink()
+    return exit_code(returncode)
 
 
 def prepare_local(spec: AppSpec, target: Target, take_over: bool = False) -> None:

@@ -2,7 +2,10 @@
 
     pipeline = LivePipeline.start(target, outputs, directory, env={...})
     pipeline.router.pid, pipeline.stateful.pid
+    pipeline.supervisor.restarts     # daemons that exited and were restarted (consumers/supervisor.py)
     pipeline.stop()
+
+    daemon = launch(spec, target, directory, foreground=True)   # one stage: `trailwarden consume`
 
 Locally (emulator or LocalStack) the leases are seeded for fixed worker ids first, so the first
 finding shows seconds after start-up rather than a minute.
@@ -10,16 +13,19 @@ finding shows seconds after start-up rather than a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from consumers import launcher
+from consumers.supervisor import RestartPolicy, Supervisor
 from infra import aws
 from infra.resources import Resources
 from pipeline.finding import Finding
@@ -29,34 +35,53 @@ from pipeline.stages import Stage
 log = logging.getLogger(__name__)
 
 
+def stage_spec(stage: Stage, outputs: Mapping[str, str], env: Mapping[str, str] | None = None,
+               worker_suffix: str = "local", settings: Mapping[str, str] | None = None,
+               initial_position: str = "TRIM_HORIZON") -> launcher.AppSpec:
+    """One stage's KCL application: the router over the trail stream, the stateful stage over the keyed stream
+    (empty batches on: routers tell their progress when idle, stage 2 fires its wall-clock timers). An empty
+    `worker_suffix` leaves the worker id to the KCL (a random one: on AWS, where several tasks run one
+    application)."""
+    resources = Resources(outputs)
+    app = resources.app(stage)
+    return launcher.AppSpec(app, resources.stream(stage), launcher.PROCESSORS[stage], initial_position,
+                            worker_id=f"{app}-{worker_suffix}" if worker_suffix else "",
+                            empty_batches=True,  # routers tell progress on idle, stage 2 fires timers
+                            env={**environment(resources=resources), **(env or {})}, settings=dict(settings or {}))
+
+
 def specs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None, worker_suffix: str = "local",
           settings: Mapping[str, str] | None = None) -> tuple[launcher.AppSpec, launcher.AppSpec]:
-    """The router (over the trail stream) and the stateful stage (over the keyed stream)."""
-    resources = Resources(outputs)
-    child_env = {**environment(resources=resources), **(env or {})}
+    """The router and the stateful stage."""
+    return (stage_spec(Stage.ROUTER, outputs, env, worker_suffix, settings),
+            stage_spec(Stage.STATEFUL, outputs, env, worker_suffix, settings))
 
-    def spec(stage: Stage) -> launcher.AppSpec:
-        app = resources.app(stage)
-        return launcher.AppSpec(app, resources.stream(stage), launcher.PROCESSORS[stage],
-                                worker_id=f"{app}-{worker_suffix}",
-                                empty_batches=True,  # routers tell progress on idle, stage 2 fires timers
-                                env=child_env, settings=dict(settings or {}))
 
-    return spec(Stage.ROUTER), spec(Stage.STATEFUL)
+def launch(spec: launcher.AppSpec, target: aws.Target, directory: Path | None = None,
+           foreground: bool = False) -> launcher.Daemon:
+    """Start one stage's daemon, as `trailwarden run` does for each and `trailwarden consume` for one: locally
+    its leases seeded for its worker id first (`launcher.prepare_local`)."""
+    launcher.prepare_local(spec, target)
+    return launcher.start(spec, target, directory=directory, foreground=foreground)
 
 
 @dataclass
 class LivePipeline:
+    """Both stages' daemons, restarted by a `Supervisor` when one exits (unless started with `supervise=False`)."""
+
     target: aws.Target
     router_spec: launcher.AppSpec
     stateful_spec: launcher.AppSpec
     directory: Path
-    daemons: dict[str, launcher.Daemon] = field(default_factory=dict)
+    daemons: dict[Stage, launcher.Daemon] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
     def start(cls, target: aws.Target, outputs: Mapping[str, str], directory: Path,
               env: Mapping[str, str] | None = None, worker_suffix: str = "local",
-              settings: Mapping[str, str] | None = None) -> LivePipeline:
+              settings: Mapping[str, str] | None = None, supervise: bool = True,
+              restarts: RestartPolicy | None = None, say: Callable[[str], None] | None = None) -> LivePipeline:
         router, stateful = specs(outputs, env, worker_suffix, settings)
         pipeline = cls(target, router, stateful, directory)
         try:
@@ -65,6 +90,10 @@ class LivePipeline:
         except BaseException:
             pipeline.stop()
             raise
+        if supervise:
+            extra = {"say": say} if say is not None else {}
+            pipeline.supervisor = Supervisor(pipeline.daemons, pipeline.start_stage, pipeline.lock, restarts,
+                                             **extra).start()
         return pipeline
 
     @property
@@ -78,22 +107,30 @@ class LivePipeline:
     def spec(self, stage: Stage | str) -> launcher.AppSpec:
         return self.router_spec if Stage(stage) is Stage.ROUTER else self.stateful_spec
 
-    def start_stage(self, stage: Stage | str, worker_id: str | None = None) -> launcher.Daemon:
-        """(Re)start one stage; a new `worker_id` plays a replacement worker after a crash."""
-        spec = self.spec(stage)
-        if worker_id:
-            spec = launcher.AppSpec(spec.application, spec.stream, spec.processor, spec.initial_position, worker_id,
-                                    spec.empty_batches, spec.settings, spec.env)
-        launcher.prepare_local(spec, self.target)
-        daemon = launcher.start(spec, self.target, directory=self.directory)
-        self.daemons[Stage(stage)] = daemon
-        return daemon
+    def start_stage(self, stage: Stage | str) -> launcher.Daemon:
+        """(Re)start one stage (what the supervisor calls)."""
+        with self.lock:
+            daemon = launch(self.spec(stage), self.target, self.directory)
+            self.daemons[Stage(stage)] = daemon
+            return daemon
+
+    def replace_worker(self, stage: Stage | str, worker_id: str) -> None:
+        """The stage's next start (a restart after it exits) is a new worker, `worker_id`: a replacement worker,
+        whose leases move from the old one."""
+        with self.lock:
+            spec = dataclasses.replace(self.spec(stage), worker_id=worker_id)
+            if Stage(stage) is Stage.ROUTER:
+                self.router_spec = spec
+            else:
+                self.stateful_spec = spec
 
     def alive(self) -> dict[str, bool]:
         return {stage: d.alive() for stage, d in self.daemons.items()}
 
     def stop(self) -> None:
-        """Stop both daemons at once, gracefully (processors checkpoint)."""
+        """Stop the supervisor, then both daemons at once, gracefully (processors checkpoint)."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         launcher.stop_all(self.daemons.values())
 
 

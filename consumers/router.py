@@ -15,6 +15,7 @@ from amazon_kclpy.v3 import processor
 
 from consumers import kcl
 from consumers.intake import AllRecords, Intake, at_tip
+from consumers.metrics import DEAD_LETTERS, EVENTS_IN, KEYED_FACTS_OUT, RECORDS_IN, WATERMARK_LAG, StageMetrics
 from consumers.progress import Progress
 from consumers.publishing import FindingsOut
 from consumers.reports import LogReport, Report
@@ -39,7 +40,8 @@ class RouterProcessor(processor.RecordProcessorBase):
     the facts and the dead letters, each until acknowledged; only then checkpoint at the last record taken."""
 
     def __init__(self, stage: RouterStage, findings: FindingsOut, facts: FactWriter, dead_letters: DeadLetterSink, *,
-                 intake: Intake | None = None, report: Report | None = None, stream: str = "trail") -> None:
+                 intake: Intake | None = None, report: Report | None = None, stream: str = "trail",
+                 metrics: StageMetrics | None = None) -> None:
         self.stage = stage
         self.findings = findings
         self.facts = facts
@@ -47,6 +49,7 @@ class RouterProcessor(processor.RecordProcessorBase):
         self.intake = intake or AllRecords()
         self.report = report or LogReport()
         self.stream = stream
+        self.metrics = metrics or StageMetrics.off()
         self.shard_id = ""
         self.decode_stats = DecodeStats()
         self.progress = Progress(Stage.ROUTER, "")
@@ -73,6 +76,7 @@ class RouterProcessor(processor.RecordProcessorBase):
             self.report.finish(progress, reason)
         else:
             self.report.update(progress)
+        self.metrics.after_batch()
 
     def _process(self, records: list[Any], checkpointer: Any) -> None:
         progress = self.progress
@@ -118,6 +122,12 @@ class RouterProcessor(processor.RecordProcessorBase):
         progress.events += events
         progress.errors += errors
         progress.last_event_time = latest
+        metrics = self.metrics
+        metrics.add(RECORDS_IN, len(records))
+        metrics.add(EVENTS_IN, events)
+        metrics.rule_errors(self.stage.stats.rule_errors)
+        if latest is not None:
+            metrics.gauge(WATERMARK_LAG, round(max(0.0, time.time() - latest), 3), ("ShardId", self.shard_id))
         arrival = getattr(last, "timestamp_millis", None)
         if isinstance(arrival, int | float):
             progress.last_arrival = arrival / 1000.0
@@ -132,27 +142,33 @@ class RouterProcessor(processor.RecordProcessorBase):
         """Each destination until it acknowledged: findings, then facts, then dead letters."""
         progress = self.progress
         if findings:
-            kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            fresh = kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            self.metrics.published(len(findings), fresh)
             progress.findings += len(findings)
             progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed
         if facts:
             kcl.until_done(lambda: self.facts.put_facts(facts), f"{self.shard_id}: putting facts")
             progress.facts += len(facts)
+            self.metrics.add(KEYED_FACTS_OUT, len(facts))
         if dead:
             batch = f"{self.shard_id}/{first}"
             kcl.until_done(lambda: self.dead_letters.deliver(dead, batch), f"{self.shard_id}: dead letters")
             progress.dead_letters += len(dead)
+            self.metrics.add(DEAD_LETTERS, len(dead))
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         log.info("router lost the lease of %s", self.shard_id)
+        self.metrics.flush()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         kcl.checkpoint(shard_ended_input.checkpointer)
         self.report.finish(self.progress, "shard ended")
+        self.metrics.flush()
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         # process_records returns only after delivery, so everything received so far is acknowledged
         kcl.checkpoint(shutdown_requested_input.checkpointer)
+        self.metrics.flush()
 
 
 def read_to(before: float | None, records: Sequence[Any], millis_behind_latest: Any, handed: float) -> float | None:
@@ -180,6 +196,7 @@ def build(wiring: Wiring | None = None) -> RouterProcessor:
         intake=wiring.intake(),
         report=wiring.report(Stage.ROUTER),
         stream=resources.stream(Stage.ROUTER),
+        metrics=wiring.metrics(Stage.ROUTER),
     )
 
 

@@ -14,6 +14,15 @@ from typing import Any
 from amazon_kclpy.v3 import processor
 
 from consumers import kcl, markers, shards
+from consumers.metrics import (
+    DEAD_LETTERS,
+    RECORDS_IN,
+    SNAPSHOT_BYTES,
+    SNAPSHOT_MILLIS,
+    TRACKED_KEYS,
+    WATERMARK_LAG,
+    StageMetrics,
+)
 from consumers.progress import Progress
 from consumers.publishing import FindingsOut
 from consumers.reports import LogReport, Report
@@ -43,7 +52,8 @@ class StatefulProcessor(processor.RecordProcessorBase):
     def __init__(self, make_state: Callable[[], KeyedState], findings: FindingsOut, store: SnapshotStore,
                  dead_letters: DeadLetterSink | None = None, *, watermark: Watermark | None = None,
                  report: Report | None = None, kinesis: Any = None, stream: str = "keyed",
-                 clock: Callable[[], float] = time.time, snapshot_interval: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.time, snapshot_interval: float = 0.0,
+                 metrics: StageMetrics | None = None) -> None:
         self.make_state = make_state
         self.findings = findings
         self.store = store
@@ -54,6 +64,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
         self.stream = stream
         self.clock = clock
         self.snapshot_interval = snapshot_interval
+        self.metrics = metrics or StageMetrics.off()
         self.state = self._new_state()
         self.shard_id = ""
         self.decode_stats = DecodeStats()
@@ -106,7 +117,8 @@ class StatefulProcessor(processor.RecordProcessorBase):
         findings += self.watermark.after_batch(self.state, now)
         self._log_errors()
         if findings:
-            kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            fresh = kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
+            self.metrics.published(len(findings), fresh)
             progress.findings += len(findings)
             progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed
         if records and (not self._unsaved or now - self._last_save >= self.snapshot_interval):
@@ -124,6 +136,15 @@ class StatefulProcessor(processor.RecordProcessorBase):
             self.report.finish(progress, "end of the replayed input")
         else:
             self.report.update(progress)
+        self._measure(now)
+
+    def _measure(self, now: float) -> None:
+        metrics = self.metrics
+        metrics.rule_errors(self.state.stats.rule_errors)
+        metrics.gauge(TRACKED_KEYS, self.state.keys())
+        if self.state.watermark > float("-inf"):
+            metrics.gauge(WATERMARK_LAG, round(max(0.0, now - self.state.watermark), 3), ("ShardId", self.shard_id))
+        metrics.after_batch()
 
     def _apply(self, records: Sequence[Any], now: float) -> tuple[list[Finding], bool]:
         """The batch's facts to the state, in order, each run of facts before the marker that follows it;
@@ -154,11 +175,13 @@ class StatefulProcessor(processor.RecordProcessorBase):
             batch = f"{self.shard_id}/{records[0].sequence_number}"
             kcl.until_done(lambda: sink.deliver(dead, batch), f"{self.shard_id}: dead letters")
         self.progress.dead_letters += len(dead)
+        self.metrics.add(DEAD_LETTERS, len(dead))
         return findings, ended
 
     def _take(self, facts: list[Fact], now: float) -> list[Finding]:
         self.progress.facts += len(facts)
         self._unsaved = self._unsaved or bool(facts)
+        self.metrics.add(RECORDS_IN, len(facts))
         return self.watermark.facts(self.state, facts, now)
 
     def _log_errors(self) -> None:
@@ -169,14 +192,18 @@ class StatefulProcessor(processor.RecordProcessorBase):
             errors.clear()
 
     def save(self) -> None:
+        started = time.perf_counter()
         data = snapshot.dumps(self.state)
         kcl.until_done(lambda: self.store.save(self.shard_id, data), f"{self.shard_id}: saving snapshot")
+        self.metrics.sample(SNAPSHOT_MILLIS, round((time.perf_counter() - started) * 1000, 3))
+        self.metrics.sample(SNAPSHOT_BYTES, len(data))
         self._last_save = self.clock()
         self._unsaved = False
         self.progress.snapshots += 1
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         log.info("stateful lost the lease of %s", self.shard_id)
+        self.metrics.flush()
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Hand each child the parent's keys in its hash range, then checkpoint (which lets children start)."""
@@ -193,10 +220,12 @@ class StatefulProcessor(processor.RecordProcessorBase):
         self.save()
         kcl.checkpoint(shard_ended_input.checkpointer)
         self.report.finish(self.progress, "shard ended")
+        self.metrics.flush()
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         self.save()
         kcl.checkpoint(shutdown_requested_input.checkpointer)
+        self.metrics.flush()
 
 
 def build(wiring: Wiring | None = None) -> StatefulProcessor:
@@ -212,6 +241,7 @@ def build(wiring: Wiring | None = None) -> StatefulProcessor:
         kinesis=target.client("kinesis"),
         stream=resources.stream(Stage.STATEFUL),
         snapshot_interval=wiring.settings.snapshot_seconds,
+        metrics=wiring.metrics(Stage.STATEFUL),
     )
 
 

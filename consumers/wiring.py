@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from consumers import shards
 from consumers.intake import AllRecords, ArrivalRange, Intake
+from consumers.metrics import StageMetrics
 from consumers.publishing import Alerts, FindingsOut, ReplayedFindings
 from consumers.reports import KeyedProgress, LogReport, ProgressFile, Report
 from consumers.sinks import Publisher
@@ -81,3 +82,8 @@ class Wiring:
     def dead_letters(self, stage: Stage) -> S3DeadLetters:
         """Dead letters under `dead-letters/<application>/` in the state bucket."""
         return S3DeadLetters(self.target.client("s3"), self.resources["StateBucketName"], self.resources.app(stage))
+
+    def metrics(self, stage: Stage) -> StageMetrics:
+        """The processor's EMF lines on stderr (TRAILWARDEN_METRICS, TRAILWARDEN_METRICS_SECONDS)."""
+        return StageMetrics(self.resources.app(stage), stage, interval=self.settings.metrics_seconds,
+                            enabled=self.settings.metrics)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -74,7 +75,8 @@ class Target:
             config = config.merge(kwargs.pop("config"))
         if self.local:
             kwargs.setdefault("endpoint_url", self.service_endpoint(service))
-        return self.session().client(service, config=config, **kwargs)
+        with _CLIENTS_LOCK:  # a boto3 Session is not safe to make clients from in two threads at once
+            return self.session().client(service, config=config, **kwargs)
 
     def service_endpoint(self, service: str) -> str | None:
         """Where calls to `service` go on a local target (None for real AWS)."""
@@ -112,6 +114,9 @@ class Target:
 
 _BASE_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
 _AWS_CONFIG = _BASE_CONFIG.merge(Config(ignore_configured_endpoint_urls=True))
+
+
+_CLIENTS_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=16)

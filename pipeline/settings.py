@@ -34,6 +34,8 @@ class Var(StrEnum):
     FINDINGS_FILE = "TRAILWARDEN_FINDINGS_FILE"
     DEDUPE = "TRAILWARDEN_DEDUPE"
     SNAPSHOT_SECONDS = "TRAILWARDEN_SNAPSHOT_SECONDS"
+    METRICS = "TRAILWARDEN_METRICS"
+    METRICS_SECONDS = "TRAILWARDEN_METRICS_SECONDS"
     REPLAY_RUN = "TRAILWARDEN_REPLAY_RUN"
     REPLAY_DIR = "TRAILWARDEN_REPLAY_DIR"
     REPLAY_FROM = "TRAILWARDEN_REPLAY_FROM"
@@ -188,6 +190,22 @@ class Settings:
         return _seconds(Var.SNAPSHOT_SECONDS, value) if value else 0.0
 
     @cached_property
+    def metrics(self) -> bool:
+        """Whether record processors write their metrics (EMF lines on stderr): on unless "off"."""
+        value = self._get(Var.METRICS).lower()
+        if value in ("", "on"):
+            return True
+        if value == "off":
+            return False
+        raise SettingsError(f"{Var.METRICS}={value!r}: use on or off")
+
+    @cached_property
+    def metrics_seconds(self) -> float:
+        """Seconds between a record processor's metric lines (default 60; 0: after every batch)."""
+        value = self._get(Var.METRICS_SECONDS)
+        return _seconds(Var.METRICS_SECONDS, value) if value else 60.0
+
+    @cached_property
     def replay(self) -> ReplaySettings | None:
         """The replay this processor belongs to; None for a live processor."""
         run_id = self._get(Var.REPLAY_RUN)
@@ -215,7 +233,8 @@ class Settings:
 def environment(*, resources: Mapping[str, str] | None = None, config: Path | str | None = None,
                 overrides: Mapping[str, Mapping[str, Any]] | None = None, sinks: Iterable[SinkName] | None = None,
                 dedupe: DedupeMode | None = None, log_level: str | None = None,
-                replay: ReplaySettings | None = None) -> dict[str, str]:
+                replay: ReplaySettings | None = None, metrics: bool | None = None,
+                metrics_seconds: float | None = None) -> dict[str, str]:
     """The variables that give a child process these settings (what `Settings` reads back); unset ones are left out."""
     env: dict[str, str] = {}
     if resources is not None:
@@ -230,6 +249,10 @@ def environment(*, resources: Mapping[str, str] | None = None, config: Path | st
         env[Var.DEDUPE] = DedupeMode(dedupe).value
     if log_level is not None:
         env[Var.LOG_LEVEL] = log_level
+    if metrics is not None:
+        env[Var.METRICS] = "on" if metrics else "off"
+    if metrics_seconds is not None:
+        env[Var.METRICS_SECONDS] = repr(float(metrics_seconds))
     if replay is not None:
         env.update({Var.REPLAY_RUN: replay.run_id, Var.REPLAY_DIR: str(replay.directory),
                     Var.REPLAY_FROM: repr(replay.start), Var.REPLAY_TO: repr(replay.end),

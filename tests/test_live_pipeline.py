@@ -78,7 +78,9 @@ def test_no_processor_crashed(stack: Live):
 
 
 def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: Live):
+    """Nothing here restarts a daemon: the pipeline's supervisor does, the stateful one as a new worker."""
     start = len(stack.alerts)
+    restarts = {stage: stack.restarts(stage) for stage in ("router", "stateful")}
     groups = [f"sg-0kill{n:04d}" for n in range(90)]
     instances = [instance_id() for _ in range(6)]
     now = time.time()
@@ -94,11 +96,10 @@ def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: 
     feeder = threading.Thread(target=feed)
     feeder.start()
     time.sleep(1.5)
-    stack.pipeline.router.kill()
-    stack.pipeline.start_stage("router")  # same worker id: the seeded leases are its own
+    stack.pipeline.router.kill()  # restarted under the same worker id: the seeded leases are its own
     time.sleep(2.0)
-    stack.pipeline.stateful.kill()
-    stack.pipeline.start_stage("stateful", worker_id="trailwarden-stateful-replacement")  # a new worker
+    stack.pipeline.replace_worker("stateful", "trailwarden-stateful-replacement")
+    stack.pipeline.stateful.kill()  # restarted as a new worker, which takes the dead one's leases
     feeder.join()
 
     def complete() -> bool:
@@ -115,3 +116,4 @@ def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: 
     archived = Counter(f["id"] for f in stack.archived())
     assert set(ids) <= set(archived)
     assert all(stack.pipeline.alive().values())
+    assert {stage: stack.restarts(stage) - n for stage, n in restarts.items()} == {"router": 1, "stateful": 1}

@@ -35,6 +35,7 @@ def test_run_prints_findings_as_they_arrive_and_finds_what_the_scenario_expects(
     assert re.search(r"medium\s+ec2-security-group-open-to-internet", out)
     # the CIS change monitor's finding is info: looked for, and found, in the archive rather than on the topic
     assert "alert policy: medium and above" in err
+    assert "daemon restarts: 0 (router 0, stateful 0)" in err  # the supervisor's count: none exited
     assert re.search(r"expected findings archived only, in the Firehose archive: ([1-9]\d*)/\1 found", err), err
     assert not re.search(r"^\d\d:\d\d:\d\d  info ", out, re.M)
     assert "root" in out

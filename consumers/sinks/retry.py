@@ -31,6 +31,21 @@ THROTTLING_CODES = frozenset({
 })
 
 
+@dataclass
+class Waits:
+    """This process's retries of sink calls and the seconds slept before them (read by `consumers.metrics`)."""
+
+    retries: int = 0
+    seconds: float = 0.0
+
+    def note(self, delay: float) -> None:
+        self.retries += 1
+        self.seconds += delay
+
+
+WAITS = Waits()
+
+
 class SinkError(Exception):
     """A sink did not acknowledge: the caller must not checkpoint past the records concerned."""
 
@@ -98,6 +113,7 @@ def call(fn: Callable[[], T], policy: RetryPolicy, what: str) -> T:
             if delay is None:
                 raise SinkUnavailable(f"{what}: still failing after {policy.attempts} attempts: {exc}") from exc
             log.warning("%s failed (%s), retrying in %.2fs", what, error_code(exc) or type(exc).__name__, delay)
+            WAITS.note(delay)
             policy.sleep(delay)
 
 
@@ -123,5 +139,6 @@ def resend_failed(send: Callable[[list[T]], list[tuple[T, str]]], items: Sequenc
         codes = sorted({code or "transient" for _, code in failed})
         log.warning("%s: %d of %d entries failed (%s), resending in %.2fs", what, len(failed), len(pending),
                     ", ".join(codes), delay)
+        WAITS.note(delay)
         policy.sleep(delay)
         pending = [item for item, _ in failed]

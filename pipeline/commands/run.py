@@ -4,8 +4,10 @@ Brings the stack up (the embedded emulator unless another endpoint is given), st
 daemons, plays a scenario's CloudTrail into the trail log group, prints each finding as it reaches
 the findings topic (through an SQS queue subscribed to it), then compares them with the findings
 the scenario expects: those the alert policy ([alerts] in the configuration) alerts are looked for
-on the topic, those it only archives in the Firehose archive. Ctrl-C stops everything this command
-started.
+on the topic, those it only archives in the Firehose archive. A daemon that exits (its record
+processor died, or it was killed) is restarted, after 1, 2, 4... seconds while it keeps exiting soon
+after its start, and given up after 8 such restarts in a row; each restart is printed and counted in
+the summary. Ctrl-C stops everything this command started.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def register(subparsers: Any) -> None:
                         help="how long to wait for the expected findings after the scenario is sent (default 120)")
     parser.add_argument("--keep", action="store_true", help="keep the pipeline running after the summary, until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print findings as JSON lines")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="no metric lines (EMF) from the record processors in the daemon logs")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             stack.start()
             scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
-            stack.start_pipeline(scenario.overrides, args.config)
+            stack.start_pipeline(scenario.overrides, args.config, metrics=not args.no_metrics)
             on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
             in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
             wanted = [e for e in on_topic + in_archive if e.present]
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
                                 no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
             _summary(alerted, archived, policy.describe(), not_kept, unknown, watch.alerts, watch.first_at,
-                     feeder.stats)
+                     feeder.stats, stack.pipeline.supervisor)
             if not result.ok and not stack.own_emulator:
                 _say("this stack was already running: findings it alerted before (same rule, key and window) are "
                      "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
@@ -170,14 +174,16 @@ class LiveStack:
         self.queue = live.findings_queue(self.target, self.outputs["FindingsTopicArn"],
                                          name=f"trailwarden-run-{os.getpid()}")
 
-    def start_pipeline(self, overrides: dict[str, dict[str, Any]], config: str | None) -> None:
-        """Both KCL daemons, with the scenario's parameter overrides and the configuration file."""
+    def start_pipeline(self, overrides: dict[str, dict[str, Any]], config: str | None, metrics: bool = True) -> None:
+        """Both KCL daemons, with the scenario's parameter overrides and the configuration file, under a supervisor
+        that restarts a daemon that exits (each restart said on stderr)."""
         from consumers import live  # here, not at the top: ~40 ms the other commands do not need
 
         directory = emulator.state_dir() / "kcl"
         self.started = time.monotonic()
-        self.pipeline = live.LivePipeline.start(self.target, self.outputs, directory,
-                                                env=environment(overrides=overrides, config=config))
+        self.pipeline = live.LivePipeline.start(
+            self.target, self.outputs, directory, say=_say,
+            env=environment(overrides=overrides, config=config, metrics=None if metrics else False))
         _say(f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
              f"(logs in {directory})")
 
@@ -279,7 +285,7 @@ class Watch:
 
 
 def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_rule: list[Any], alerts: list[Any],
-             first_at: float | None, stats: Any) -> None:
+             first_at: float | None, stats: Any, supervisor: Any = None) -> None:
     """What arrived against what the scenario expects: the expectations the alert policy alerts were looked
     for on the topic, those it only archives in the Firehose archive."""
     out = sys.stderr
@@ -288,6 +294,8 @@ def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_r
         out.write(f"  sent: {stats.events:,} events in {stats.calls:,} PutLogEvents calls\n")
     out.write(f"  alerts received: {len(alerts)}" + (f" (first after {first_at:.1f} s)\n" if first_at else "\n"))
     out.write(f"  alert policy: {policy}\n")
+    if supervisor is not None:
+        out.write(f"  {supervisor.report()}\n")
     for where, result in (("alerted, on the topic", alerted), ("archived only, in the Firehose archive", archived)):
         present = len(result.found) + len(result.missing)
         out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")

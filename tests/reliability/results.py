@@ -21,7 +21,8 @@ DEFAULT_RESULTS = REPO / "build" / "reliability" / "results.jsonl"
 
 # The rows of issue 7, in its order: (row name, what it shows). A test records under one of these names.
 PLANNED: tuple[tuple[str, str], ...] = (
-    ("crashes", "SIGKILL of a daemon or record processor at random points, both stages"),
+    ("crashes", "SIGKILL of a daemon or record processor, SIGTERM of a daemon, at random points, both stages; "
+                "the supervisor restarts"),
     ("sink outages", "throttling and 5xx from SNS, Firehose, DynamoDB, Kinesis, then recovery"),
     ("lease moves", "a second worker joins, takes shards, leaves"),
     ("resharding", "split and merge hand-off of stage-2 state by hash range"),

@@ -1,8 +1,10 @@
-"""Crashes: SIGKILL of a daemon (router or stateful) or of one of its record processor children at a
-random point, seeded; every expected finding delivered (SNS -> SQS and Firehose), none alerted twice,
-stage-2 state restored (an untagged instance launched before the crash is reported after it). The tags of
-the tagged instance are played after the crash: a router victim stays down longer than the grace period
-with them unread, and stage 2 must neither report the tagged instance nor anything before the router is back.
+"""Crashes: SIGKILL of a daemon (router or stateful) or of one of its record processor children, or SIGTERM of a
+daemon (a stop during a batch), at a random point, seeded; the pipeline's supervisor restarts every daemon that
+exits (the test restarts nothing itself); every expected finding delivered (SNS -> SQS and Firehose), none
+alerted twice, stage-2 state restored (an untagged instance launched before the crash is reported after it).
+The tags of the tagged instance are played after the crash: a router victim is held down (the supervisor
+restarts it only after OUTAGE, longer than the grace period) with them unread, and stage 2 must neither report
+the tagged instance nor anything before the router is back.
 
 TRAILWARDEN_CRASH_RUNS (default 20), TRAILWARDEN_CRASH_SEED (default 7) replays the same crash points.
 """
@@ -41,7 +43,8 @@ RUNS = int(os.environ.get("TRAILWARDEN_CRASH_RUNS", "20"))
 SEED = int(os.environ.get("TRAILWARDEN_CRASH_SEED", "7"))
 GRACE = 10  # seconds of the missing-tags grace period
 OUTAGE = GRACE + 6  # seconds a router victim stays down, at least: longer than the grace
-VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor")
+VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor", "router sigterm",
+           "stateful sigterm")
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 240 + 300)]
@@ -64,23 +67,27 @@ class Run:
     tagged: str
     records: int
     crashed_at: float = 0.0
-    resumed_at: float = 0.0  # a router victim: when its daemon was started again
     restarted: str = ""
     seconds: float = 0.0
     delivered: int = 0
+    resumed_at: float = 0.0  # a router victim: when the supervisor started its daemon again
+    supervised: int = 0  # restarts of the victim's stage by the pipeline's supervisor during the run
 
 
 def crash(stack: Live, victim: str, rng: random.Random) -> str:
-    """SIGKILL the victim (a stateful daemon is restarted at once, a router daemon once the run says so; a
-    processor's daemon exits when it notices, and the run's supervision restarts it). Returns what was killed."""
+    """SIGKILL the victim (a processor's daemon exits when it notices), or SIGTERM its daemon (it shuts down
+    gracefully, the batch in hand finished or abandoned); the supervisor restarts the daemon either way, under
+    the same worker id (its leases are its own again). Returns what was done."""
     stage, kind = victim.split()
+    if stage == "router":  # held down longer than the grace, with the tags unread upstream
+        stack.pipeline.supervisor.hold(stage, OUTAGE)
     daemon = stack.pipeline.daemons[stage]
     children = sorted(daemon.processors())
+    if kind == "sigterm":
+        daemon.stop()
+        return f"daemon {daemon.pid} stopped (SIGTERM)"
     if kind == "daemon" or not children:
         daemon.kill()
-        if stage == "stateful":
-            stack.pipeline.start_stage(stage)  # same worker id: its leases are its own again
-            return f"daemon {daemon.pid} killed, restarted"
         return f"daemon {daemon.pid} killed"
     child = rng.choice(children)
     os.kill(child, signal.SIGKILL)
@@ -98,6 +105,7 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
     # The tags join a launch across the crash. A router victim stays down for OUTAGE, longer than the grace,
     # with them unread in the trail stream: stage 2 moves event time only as far as every router has read.
     after = [create_tags(tagged, now + 1), open_sg(groups[2], now + 2.1), open_sg(groups[3], now + 2.2)]
+    stage, kind = victim.split()
     expected = {(SG_OPEN, g) for g in groups} | {(MISSING_TAGS, untagged)}
     run = Run(index, victim, rng.uniform(0.2, 5.0), expected, untagged, tagged, len(before) + len(after))
     started = time.monotonic()
@@ -110,27 +118,17 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
         swept = sweep(stack)
         expected |= swept  # run.expected is this set
         run.records += len(swept)
-    restarts = stack.restarts
-    router_back = victim.startswith("stateful")
+    restarts = stack.restarts(stage)
 
-    def done() -> bool:
-        nonlocal router_back
-        if not router_back and time.time() - run.crashed_at >= OUTAGE:
-            router_back = True
-            if not stack.pipeline.router.alive():
-                stack.pipeline.start_stage("router")  # same worker id: its leases are its own again
-                run.restarted += ", restarted"
+    def done() -> bool:  # a daemon stopped or killed must have been restarted by the supervisor
+        if stage == "router" and not run.resumed_at and stack.restarts(stage) > restarts:
             run.resumed_at = time.time()
-        if router_back:
-            stack.restart_dead()
-        elif not stack.pipeline.stateful.alive():  # only the stateful daemon: the router stays down
-            stack.pipeline.start_stage("stateful")
-            stack.restarts += 1
-        return router_back and len(found(stack, run)) == len(expected)
+        restarted = kind == "processor" or stack.restarts(stage) > restarts
+        return restarted and len(found(stack, run)) == len(expected)
 
     stack.wait_for(done, 240)
-    if stack.restarts > restarts:
-        run.restarted += f"; {stack.restarts - restarts} daemon(s) exited and were restarted"
+    run.supervised = stack.restarts(stage) - restarts
+    run.restarted += f"; restarted by the supervisor {run.supervised} time(s)"
     run.delivered = len(found(stack, run))
     run.seconds = time.monotonic() - started
     return run
@@ -159,7 +157,6 @@ def final_sweep(stack: Live) -> Run:
     run = Run(-1, "final sweep", 0.0, sweep(stack), "", "", 2)
 
     def done() -> bool:
-        stack.restart_dead()
         return found(stack, run) == run.expected
 
     stack.wait_for(done, 120)
@@ -190,17 +187,19 @@ def test_crashes(stack: Live, reliability_row: Callable[[Row], Row], capsys: pyt
     not_archived = sorted(set(ids) - set(archived))
     false_alerts = [r.index for r in runs if stack.about(r.tagged)]
     runs.append(sweep)
+    unrestarted = [r.index for r in runs if r.index >= 0 and "processor" not in r.victim and not r.supervised]
     late_state = [r.index for r in runs  # the untagged instance must be reported after the crash
                   if r.untagged and any(a.received < r.crashed_at for a in stack.about(r.untagged))]
     early = [r.index for r in runs  # nor, with a router down, before it is back: stage 2 waits for its progress
              if r.resumed_at and any(a.enqueued < r.resumed_at for a in stack.about(r.untagged))]
     kinds = Counter(r.victim for r in runs if r.index >= 0)
-    ok = not missing and not duplicated and not not_archived and not false_alerts and not late_state and not early
+    ok = not missing and not duplicated and not not_archived and not false_alerts and not late_state \
+        and not unrestarted and not early
     row = reliability_row(Row(
         "crashes", len(runs) - 1, sum(r.records for r in runs), expected, delivered, duplicated, ok=ok,
         seconds=time.monotonic() - started,
         figure=(f"seed {SEED}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-                + f", {stack.restarts} daemon exits after a processor died; {len(archived)} in Firehose; "
+                + f"; {stack.restarts()} daemon restarts by the supervisor; {len(archived)} in Firehose; "
                 f"router outages of {OUTAGE}s+ with the tags unread against a {GRACE}s grace: "
                 f"{len(false_alerts)} false, {len(early)} early; longest run {max(r.seconds for r in runs):.0f}s")))
     assert not missing, missing
@@ -209,4 +208,5 @@ def test_crashes(stack: Live, reliability_row: Callable[[Row], Row], capsys: pyt
     assert not false_alerts, f"tagged instances reported in runs {false_alerts}"
     assert not late_state, late_state
     assert not early, f"reported while the router was down in runs {early}"
+    assert not unrestarted, f"daemons not restarted by the supervisor in runs {unrestarted}"
     assert row.ok

@@ -106,7 +106,7 @@ def test_load(stack: Live, reliability_row: Callable[[Row], Row], capsys: pytest
                 samples.append((now - started, memory(stack, emulator_pid)))
                 next_sample = now + SAMPLE_EVERY
             stack.poll()
-            assert all(stack.pipeline.alive().values()), stack.logs()
+            assert all(stack.pipeline.alive().values()) and not stack.restarts(), stack.logs()
     finally:
         stop.set()
         feeder.join(timeout=30)
