@@ -18,6 +18,10 @@ LOCAL_PARAMETERS: dict[str, str] = {
     "StreamMode": "PROVISIONED",
     "TrailShardCount": "2",
     "KeyedShardCount": "2",
+    # The consumer service exists locally as ECS, Application Auto Scaling and CloudWatch hold it (nothing runs
+    # the image: `trailwarden run` starts the consumers as processes); the image is a placeholder, and
+    # provisioning puts the tasks in the emulator's default VPC (infra.provision).
+    "Image": "trailwarden:local",
 }
 
 

@@ -53,6 +53,24 @@ def _listed(target: aws.Target) -> dict[str, set[str]]:
             for t in c("glue").get_tables(DatabaseName=d["Name"])["TableList"]
         },
         "AWS::DynamoDB::Table": set(c("dynamodb").list_tables()["TableNames"]),
+        "AWS::ECS::Cluster": {a.rsplit("/", 1)[1] for a in c("ecs").list_clusters()["clusterArns"]},
+        "AWS::ECS::TaskDefinition": set(c("ecs").list_task_definition_families()["families"]),
+        "AWS::ECS::Service": {
+            a.rsplit("/", 1)[1] for cluster in c("ecs").list_clusters()["clusterArns"]
+            for a in c("ecs").list_services(cluster=cluster)["serviceArns"]
+        },
+        "AWS::ApplicationAutoScaling::ScalableTarget": {
+            t["ResourceId"] for t in c("application-autoscaling").describe_scalable_targets(
+                ServiceNamespace="ecs")["ScalableTargets"]
+        },
+        "AWS::ApplicationAutoScaling::ScalingPolicy": {
+            p["PolicyName"] for p in c("application-autoscaling").describe_scaling_policies(
+                ServiceNamespace="ecs")["ScalingPolicies"]
+        },
+        "AWS::CloudWatch::Alarm": {a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"]},
+        "AWS::CloudWatch::Dashboard": {
+            d["DashboardName"] for d in c("cloudwatch").list_dashboards()["DashboardEntries"]
+        },
     }
 
 
