@@ -1,5 +1,6 @@
-"""The consumer service as `trailwarden stack up` provisions it on the emulator: ECS, Application Auto Scaling and
-CloudWatch resources exist, read back through their own APIs, and are wired to each other as the template says."""
+"""The consumer service as `trailwarden stack up` provisions it on the emulator (with LOCAL_SERVICE): ECS,
+Application Auto Scaling and CloudWatch resources exist, read back through their own APIs, and are wired to each
+other as the template says."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra import aws, provision
-from infra.outputs import local_plan
+from infra.outputs import LOCAL_SERVICE, local_plan
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +22,8 @@ OWN_METRICS = {"RecordsIn", "EventsIn", "FindingsOut", "DeadLetters", "RuleError
 
 @pytest.fixture(scope="module")
 def stack(module_target: aws.Target) -> dict[str, Any]:
-    outputs = provision.provision(module_target)
-    plan = local_plan(module_target)
+    outputs = provision.provision(module_target, LOCAL_SERVICE)
+    plan = local_plan(module_target, LOCAL_SERVICE)
     return {"target": module_target, "outputs": outputs, "plan": plan}
 
 

@@ -102,10 +102,10 @@ def test_up_provisions_every_resource_up_twice_and_down(
         outputs = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
         assert outputs["TrailStreamName"] == "trailwarden-trail"
 
-        plan = stack_outputs.local_plan(target)
+        plan = stack_outputs.local_plan(target, stack_outputs.LOCAL_SERVICE)
         listed = _listed(target)
         expected = [r for r in plan.resources if r.enabled and r.type not in provision.SKIPPED]
-        assert len(expected) >= 15
+        assert len(expected) >= 15 and "AWS::ECS::Service" in {r.type for r in expected}
         for resource in expected:
             assert resource.name in listed[resource.type], f"{resource.logical_id} ({resource.type}) not created"
         assert "trailwarden" not in {t["Name"] for t in target.client("cloudtrail").describe_trails()["trailList"]}
