@@ -532,8 +532,8 @@ def _with_network(clients: _Clients, parameters: Mapping[str, Any] | None) -> di
     """The parameters, with the service's Subnets and SecurityGroups (unless given) from the emulator's default VPC:
     ECS checks that they exist."""
     given = dict(parameters or {})
-    if given.get("Subnets") and given.get("SecurityGroups"):
-        return given
+    if not given.get("Image") or (given.get("Subnets") and given.get("SecurityGroups")):
+        return given  # no service, or its network given
     ec2 = clients.ec2
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
     if not vpcs:
