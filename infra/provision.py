@@ -436,6 +436,8 @@ def _alarm_create(c: _Clients, r: cfn.Resource) -> None:
         if key in kwargs:
             kwargs[key] = [_action_arn(c, arn) for arn in kwargs[key]]
     for query in kwargs.get("Metrics", []):
+        if "Period" in query:
+            query["Period"] = int(query["Period"])
         if "MetricStat" in query:
             query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
     c.cloudwatch.put_metric_alarm(**kwargs)

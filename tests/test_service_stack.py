@@ -87,7 +87,6 @@ def test_each_service_scales_on_cpu_and_steps_on_its_iterator_age_alarm(stack: d
 @pytest.mark.parametrize(("name", "metric", "stage"), [
     ("router-dead-letters", "DeadLetters", "router"), ("stateful-dead-letters", "DeadLetters", "stateful"),
     ("router-rule-errors", "RuleErrors", "router"), ("stateful-rule-errors", "RuleErrors", "stateful"),
-    ("stateful-watermark-lag", "WatermarkLagSeconds", "stateful"),
 ])
 def test_alarms_on_the_consumers_own_metrics(stack: dict[str, Any], name: str, metric: str, stage: str) -> None:
     outputs = stack["outputs"]
@@ -95,9 +94,18 @@ def test_alarms_on_the_consumers_own_metrics(stack: dict[str, Any], name: str, m
     assert (alarm["Namespace"], alarm["MetricName"]) == (outputs["MetricsNamespace"], metric)
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
         "Application": outputs[f"{stage.capitalize()}AppName"], "Stage": stage}
-    expected = 900 if metric == "WatermarkLagSeconds" else 0
-    assert alarm["Threshold"] == expected and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["AlarmActions"] == [outputs["OperationsTopicArn"]]
+
+
+def test_the_watermark_alarm_takes_the_largest_lag_over_the_stateful_shards(stack: dict[str, Any]) -> None:
+    outputs = stack["outputs"]
+    alarm = _alarm(stack["target"], "trailwarden-stateful-watermark-lag")
+    (query,) = alarm["Metrics"]  # WatermarkLagSeconds is written per shard only: a Metrics Insights query
+    assert query["Expression"].startswith("SELECT MAX(WatermarkLagSeconds) FROM SCHEMA(")
+    assert f'"{outputs["MetricsNamespace"]}", Application, ShardId, Stage' in query["Expression"]
+    assert f"Application = '{outputs['StatefulAppName']}' AND Stage = 'stateful'" in query["Expression"]
+    assert alarm["Threshold"] == 900 and alarm["AlarmActions"] == [outputs["OperationsTopicArn"]]
 
 
 def test_tasks_below_desired_and_firehose_failures_alarm(stack: dict[str, Any]) -> None:
@@ -127,8 +135,13 @@ def test_the_dashboard_shows_every_metric_of_both_stages(stack: dict[str, Any]) 
     for widget in body["widgets"]:
         for row in widget.get("properties", {}).get("metrics", []):
             names = [cell for cell in row if isinstance(cell, str)]
-            shown.add(names[1])
-            applications.update(names)
+            expressions = [cell["expression"] for cell in row if isinstance(cell, dict) and "expression" in cell]
+            if names:
+                shown.add(names[1])
+                applications.update(names)
+            for expression in expressions:  # SELECT MAX(<metric>) FROM SCHEMA(...) WHERE Application = '<app>' ...
+                shown.add(expression.split("(", 2)[1].split(")")[0])
+                applications.add(expression.split("Application = '")[1].split("'")[0])
     assert OWN_METRICS - {"EventsIn"} <= shown | {"EventsIn"} and "EventsIn" in shown
     assert {"MillisBehindLatest", "GetRecords.IteratorAgeMilliseconds", "RunningTaskCount", "CPUUtilization"} <= shown
     assert {outputs["RouterAppName"], outputs["StatefulAppName"]} <= applications
