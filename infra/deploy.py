@@ -3,7 +3,7 @@ make the change set, wait for it, read its changes, then execute it (or delete i
 
     request = DeployRequest(stack="trailwarden", parameters={"Image": "...:1.2.0"})
     deployer = Deployer(target)
-    change_set = deployer.prepare(request)       # raises DeployError on a bad parameter, before any change
+    change_set = deployer.prepare(request)       # ParameterError on a bad parameter, before any change
     for change in change_set.changes: ...
     deployer.execute(change_set, on_event=print)  # or deployer.discard(change_set)
     deployer.outputs(request.stack)
