@@ -26,6 +26,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 bench: setup
 	$(BIN)/python -m bench

@@ -188,8 +188,13 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
             "workerId": spec.local_worker_id(),
             **LOCAL_TIMERS,
         })
-    elif spec.worker_id:
-        props["workerId"] = spec.worker_id
+    else:
+        # On AWS the KCL's metrics are on at the summary level with the Operation dimension only, so a stage's
+        # MillisBehindLatest (its iterator age) is one metric over all its shards: the template's alarms read it.
+        props.update({"metricsLevel": "SUMMARY", "metricsEnabledDimensions": "Operation",
+                      "retrievalMode": Settings().retrieval_mode})
+        if spec.worker_id:
+            props["workerId"] = spec.worker_id
     props.update(spec.settings)
     return props
 

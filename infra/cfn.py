@@ -10,6 +10,7 @@ template uses is modelled; anything else raises TemplateError.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,18 @@ _TYPES: dict[str, tuple[str | None, str, str | None]] = {
     "AWS::Glue::Table": ("TableInput.Name", "name", None),
     "AWS::DynamoDB::Table": ("TableName", "name", "arn:{p}:dynamodb:{r}:{a}:table/{n}"),
     "AWS::KMS::Key": (None, "name", "arn:{p}:kms:{r}:{a}:key/{n}"),
+    "AWS::ECS::Cluster": ("ClusterName", "name", "arn:{p}:ecs:{r}:{a}:cluster/{n}"),
+    "AWS::ECS::TaskDefinition": ("Family", "arn", "arn:{p}:ecs:{r}:{a}:task-definition/{n}:1"),  # first revision
+    # An ECS service's Ref (an ARN holding the cluster) is not modelled: the template uses GetAtt Name.
+    "AWS::ECS::Service": ("ServiceName", "name", None),
+    # Ref is "<ResourceId>|<ScalableDimension>|<ServiceNamespace>" on AWS; the ResourceId alone here.
+    "AWS::ApplicationAutoScaling::ScalableTarget": ("ResourceId", "name", None),
+    # The real ARN holds an id the service makes up; provisioning looks the policy up by name.
+    "AWS::ApplicationAutoScaling::ScalingPolicy": (
+        "PolicyName", "arn", "arn:{p}:autoscaling:{r}:{a}:scalingPolicy:policyName/{n}",
+    ),
+    "AWS::CloudWatch::Alarm": ("AlarmName", "name", "arn:{p}:cloudwatch:{r}:{a}:alarm:{n}"),
+    "AWS::CloudWatch::Dashboard": ("DashboardName", "name", None),
 }
 
 
@@ -121,6 +134,28 @@ class Plan:
             if resource.logical_id == logical_id:
                 return resource
         raise KeyError(logical_id)
+
+
+def check_parameter(name: str, spec: Mapping[str, Any], value: Any) -> None:
+    """Raise TemplateError naming `name` if `value` breaks its declaration (type, allowed values, pattern, range)."""
+    items = value if isinstance(value, list) else [value]
+    allowed = spec.get("AllowedValues")
+    choices = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed or ()]
+    for item in items:
+        if allowed is not None and item not in choices:
+            raise TemplateError(f"parameter {name}={item!r} is not one of {', '.join(choices)}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and not isinstance(value, list) and re.fullmatch(pattern, str(value)) is None:
+        raise TemplateError(f"parameter {name}={value!r} does not match {pattern}")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"parameter {name}={value!r} is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise TemplateError(f"parameter {name}={value!r} is below its minimum {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise TemplateError(f"parameter {name}={value!r} is above its maximum {spec['MaxValue']}")
 
 
 class _Evaluator:
@@ -160,10 +195,7 @@ class _Evaluator:
                 value = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
             else:
                 value = str(value).lower() if isinstance(value, bool) else str(value)
-            allowed = spec.get("AllowedValues")
-            choices = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed or ()]
-            if allowed is not None and value not in choices:
-                raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+            check_parameter(name, spec, value)
             values[name] = value
         return values
 

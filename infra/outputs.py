@@ -19,6 +19,11 @@ LOCAL_PARAMETERS: dict[str, str] = {
     "TrailShardCount": "2",
     "KeyedShardCount": "2",
 }
+# What `trailwarden stack up` and `stack status` add: the consumer service as ECS, Application Auto Scaling and
+# CloudWatch hold it locally. Nothing runs the image (`trailwarden run` starts the consumers as processes and
+# provisions without it, as the end-to-end tests do); the image is a placeholder, and provisioning puts the
+# tasks in the emulator's default VPC (infra.provision).
+LOCAL_SERVICE: dict[str, str] = {"Image": "trailwarden:local"}
 
 
 def local_target(target: aws.Target | str | None) -> aws.Target:

@@ -61,6 +61,9 @@ def _exists(call: Callable[[], Any]) -> bool:
     return True
 
 
+_SERVICES = {"autoscaling": "application-autoscaling"}  # attribute names that are not boto3's service names
+
+
 class _Clients:
     def __init__(self, target: aws.Target) -> None:
         self.target = target
@@ -70,7 +73,7 @@ class _Clients:
         if service.startswith("_"):
             raise AttributeError(service)
         if service not in self._cache:
-            self._cache[service] = self.target.client(service)
+            self._cache[service] = self.target.client(_SERVICES.get(service, service))
         return self._cache[service]
 
 
@@ -295,6 +298,160 @@ def _dynamodb_create(c: _Clients, r: cfn.Resource) -> None:
         c.dynamodb.update_time_to_live(TableName=r.name, TimeToLiveSpecification=spec)
 
 
+def _camel(node: Any, literal: tuple[str, ...] = ("Options",)) -> Any:
+    """CloudFormation's property names as ECS's API spells them (Family -> family); the keys under
+    `literal` (the log driver's options) are kept as they are."""
+    if isinstance(node, list):
+        return [_camel(item, literal) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key[:1].lower() + key[1:]: value if key in literal else _camel(value, literal)
+            for key, value in node.items()}
+
+
+def _cluster_exists(c: _Clients, r: cfn.Resource) -> bool:
+    clusters = c.ecs.describe_clusters(clusters=[r.name]).get("clusters", [])
+    return any(cluster.get("status") == "ACTIVE" for cluster in clusters)
+
+
+def _cluster_create(c: _Clients, r: cfn.Resource) -> None:
+    c.ecs.create_cluster(clusterName=r.name, settings=_camel(r.properties.get("ClusterSettings", [])))
+
+
+def _task_definition_exists(c: _Clients, r: cfn.Resource) -> bool:
+    try:
+        c.ecs.describe_task_definition(taskDefinition=r.name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ClientException" or _missing(error):
+            return False
+        raise
+    return True
+
+
+def _task_definition_create(c: _Clients, r: cfn.Resource) -> None:
+    p = _camel(r.properties)
+    for container in p["containerDefinitions"]:
+        if "stopTimeout" in container:
+            container["stopTimeout"] = int(container["stopTimeout"])
+    c.ecs.register_task_definition(**p)
+
+
+def _service_exists(c: _Clients, r: cfn.Resource) -> bool:
+    services = c.ecs.describe_services(cluster=r.properties["Cluster"], services=[r.name]).get("services", [])
+    return any(service.get("status") == "ACTIVE" for service in services)
+
+
+def _service_create(c: _Clients, r: cfn.Resource) -> None:
+    p = _camel(r.properties)
+    p["taskDefinition"] = p["taskDefinition"].rsplit("/", 1)[-1].split(":", 1)[0]  # the family: its latest revision
+    p["cluster"] = p["cluster"].rsplit("/", 1)[-1]
+    p.setdefault("desiredCount", 1)  # CloudFormation's default for a new service; the scalable target owns it after
+    for key in ("maximumPercent", "minimumHealthyPercent"):
+        if key in p.get("deploymentConfiguration", {}):
+            p["deploymentConfiguration"][key] = int(p["deploymentConfiguration"][key])
+    c.ecs.create_service(**p)
+
+
+def _scalable_target_exists(c: _Clients, r: cfn.Resource) -> bool:
+    p = r.properties
+    targets = c.autoscaling.describe_scalable_targets(
+        ServiceNamespace=p["ServiceNamespace"], ResourceIds=[p["ResourceId"]], ScalableDimension=p["ScalableDimension"]
+    ).get("ScalableTargets", [])
+    return bool(targets)
+
+
+def _scalable_target_create(c: _Clients, r: cfn.Resource) -> None:
+    p = r.properties
+    c.autoscaling.register_scalable_target(
+        ServiceNamespace=p["ServiceNamespace"], ResourceId=p["ResourceId"], ScalableDimension=p["ScalableDimension"],
+        MinCapacity=int(p["MinCapacity"]), MaxCapacity=int(p["MaxCapacity"]),
+    )
+
+
+def _scaling_target(c: _Clients, resource_id: str) -> dict[str, Any]:
+    """The scalable target a policy's ScalingTargetId names (locally its ResourceId; see infra.cfn)."""
+    for namespace in ("ecs",):
+        found = c.autoscaling.describe_scalable_targets(ServiceNamespace=namespace, ResourceIds=[resource_id])
+        if found.get("ScalableTargets"):
+            return found["ScalableTargets"][0]
+    raise cfn.TemplateError(f"no scalable target {resource_id}")
+
+
+def _scaling_policies(c: _Clients, name: str) -> list[dict[str, Any]]:
+    found = c.autoscaling.describe_scaling_policies(ServiceNamespace="ecs", PolicyNames=[name])["ScalingPolicies"]
+    return [policy for policy in found if policy.get("PolicyName") == name]  # moto ignores PolicyNames
+
+
+def _scaling_policy_exists(c: _Clients, r: cfn.Resource) -> bool:
+    return bool(_scaling_policies(c, r.name))
+
+
+def _scaling_policy_create(c: _Clients, r: cfn.Resource) -> None:
+    p = r.properties
+    target = _scaling_target(c, p["ScalingTargetId"])
+    kwargs: dict[str, Any] = {
+        "PolicyName": r.name, "PolicyType": p["PolicyType"], "ServiceNamespace": target["ServiceNamespace"],
+        "ResourceId": target["ResourceId"], "ScalableDimension": target["ScalableDimension"],
+    }
+    tracking = p.get("TargetTrackingScalingPolicyConfiguration")
+    if tracking:
+        kwargs["TargetTrackingScalingPolicyConfiguration"] = tracking | {
+            "TargetValue": float(tracking["TargetValue"]),
+            **{k: int(tracking[k]) for k in ("ScaleInCooldown", "ScaleOutCooldown") if k in tracking},
+        }
+    steps = p.get("StepScalingPolicyConfiguration")
+    if steps:
+        kwargs["StepScalingPolicyConfiguration"] = steps | {
+            "Cooldown": int(steps.get("Cooldown", 0)),
+            "StepAdjustments": [
+                {k: (int(v) if k == "ScalingAdjustment" else float(v)) for k, v in step.items()}
+                for step in steps["StepAdjustments"]
+            ],
+        }
+    c.autoscaling.put_scaling_policy(**kwargs)
+
+
+def _action_arn(c: _Clients, arn: str) -> str:
+    """An alarm action as it exists: a scaling policy's ARN is looked up by name (infra.cfn has a placeholder)."""
+    marker = ":scalingPolicy:policyName/"
+    if marker not in arn:
+        return arn
+    policies = _scaling_policies(c, arn.split(marker, 1)[1])
+    if not policies:
+        raise cfn.TemplateError(f"alarm action {arn}: no such scaling policy")
+    return str(policies[0]["PolicyARN"])
+
+
+def _alarm_exists(c: _Clients, r: cfn.Resource) -> bool:
+    return bool(c.cloudwatch.describe_alarms(AlarmNames=[r.name]).get("MetricAlarms"))
+
+
+def _alarm_create(c: _Clients, r: cfn.Resource) -> None:
+    kwargs = dict(r.properties)
+    kwargs["Threshold"] = float(kwargs["Threshold"])
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if key in kwargs:
+            kwargs[key] = int(kwargs[key])
+    for key in ("AlarmActions", "OKActions", "InsufficientDataActions"):
+        if key in kwargs:
+            kwargs[key] = [_action_arn(c, arn) for arn in kwargs[key]]
+    for query in kwargs.get("Metrics", []):
+        if "Period" in query:
+            query["Period"] = int(query["Period"])
+        if "MetricStat" in query:
+            query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+    c.cloudwatch.put_metric_alarm(**kwargs)
+
+
+def _dashboard_exists(c: _Clients, r: cfn.Resource) -> bool:
+    entries = c.cloudwatch.list_dashboards(DashboardNamePrefix=r.name).get("DashboardEntries", [])
+    return any(entry.get("DashboardName") == r.name for entry in entries)
+
+
+def _dashboard_create(c: _Clients, r: cfn.Resource) -> None:
+    c.cloudwatch.put_dashboard(DashboardName=r.name, DashboardBody=r.properties["DashboardBody"])
+
+
 _HANDLERS: dict[str, tuple[Callable[[_Clients, cfn.Resource], bool], Callable[[_Clients, cfn.Resource], None]]] = {
     "AWS::S3::Bucket": (_bucket_exists, _bucket_create),
     "AWS::S3::BucketPolicy": (_bucket_policy_exists, _bucket_policy_create),
@@ -309,6 +466,13 @@ _HANDLERS: dict[str, tuple[Callable[[_Clients, cfn.Resource], bool], Callable[[_
     "AWS::Glue::Database": (_database_exists, _database_create),
     "AWS::Glue::Table": (_table_exists, _table_create),
     "AWS::DynamoDB::Table": (_dynamodb_exists, _dynamodb_create),
+    "AWS::ECS::Cluster": (_cluster_exists, _cluster_create),
+    "AWS::ECS::TaskDefinition": (_task_definition_exists, _task_definition_create),
+    "AWS::ECS::Service": (_service_exists, _service_create),
+    "AWS::ApplicationAutoScaling::ScalableTarget": (_scalable_target_exists, _scalable_target_create),
+    "AWS::ApplicationAutoScaling::ScalingPolicy": (_scaling_policy_exists, _scaling_policy_create),
+    "AWS::CloudWatch::Alarm": (_alarm_exists, _alarm_create),
+    "AWS::CloudWatch::Dashboard": (_dashboard_exists, _dashboard_create),
 }
 
 
@@ -334,8 +498,8 @@ def provision(
     `on_resource(row, created)` is called for each resource (for progress output).
     """
     resolved = local_target(target)
-    plan = local_plan(resolved, parameters)
     clients = _Clients(resolved)
+    plan = local_plan(resolved, _with_network(clients, parameters))
     for resource in plan.resources:
         row = _row(clients, resource)
         created = False
@@ -363,4 +527,22 @@ def status(target: aws.Target | str | None = None, parameters: Mapping[str, Any]
     """Every template resource with its state on the target."""
     resolved = local_target(target)
     clients = _Clients(resolved)
-    return [_row(clients, resource) for resource in local_plan(resolved, parameters).resources]
+    return [_row(clients, resource) for resource in local_plan(resolved, _with_network(clients, parameters)).resources]
+
+
+def _with_network(clients: _Clients, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters, with the service's Subnets and SecurityGroups (unless given) from the emulator's default VPC:
+    ECS checks that they exist."""
+    given = dict(parameters or {})
+    if not given.get("Image") or (given.get("Subnets") and given.get("SecurityGroups")):
+        return given  # no service, or its network given
+    ec2 = clients.ec2
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
+    if not vpcs:
+        return given
+    vpc = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=vpc)["Subnets"]][:2]
+    groups = ec2.describe_security_groups(Filters=[*vpc, {"Name": "group-name", "Values": ["default"]}])
+    given.setdefault("Subnets", ",".join(subnets))
+    given.setdefault("SecurityGroups", ",".join(g["GroupId"] for g in groups["SecurityGroups"]))
+    return given

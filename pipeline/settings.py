@@ -27,6 +27,7 @@ class Var(StrEnum):
     STATE_DIR = "TRAILWARDEN_STATE_DIR"
     JAVA = "TRAILWARDEN_JAVA"
     KCL_LOG_LEVEL = "TRAILWARDEN_KCL_LOG_LEVEL"
+    RETRIEVAL_MODE = "TRAILWARDEN_RETRIEVAL_MODE"
     LOG_LEVEL = "TRAILWARDEN_LOG_LEVEL"
     RESOURCES = "TRAILWARDEN_RESOURCES"
     OVERRIDES = "TRAILWARDEN_OVERRIDES"
@@ -129,6 +130,14 @@ class Settings:
     def kcl_log_level(self) -> str:
         """The KCL's own log level in the daemon's log (default WARN)."""
         return self._get(Var.KCL_LOG_LEVEL).upper() or "WARN"
+
+    @cached_property
+    def retrieval_mode(self) -> str:
+        """How the KCL daemons read Kinesis on AWS: POLLING (GetRecords, the default) or FANOUT (enhanced fan-out)."""
+        value = self._get(Var.RETRIEVAL_MODE).upper() or "POLLING"
+        if value not in ("POLLING", "FANOUT"):
+            raise SettingsError(f"{Var.RETRIEVAL_MODE}={value!r}: use POLLING or FANOUT")
+        return value
 
     # --- record processors --------------------------------------------------------------------------
 

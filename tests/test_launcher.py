@@ -12,6 +12,7 @@ import pytest
 from consumers import launcher, leases
 from infra import aws
 from infra.processes import alive
+from pipeline.settings import SettingsError
 
 LOCAL = aws.emulator("http://127.0.0.1:4599")
 REAL = aws.aws("eu-west-1")
@@ -33,10 +34,21 @@ def test_local_properties_point_every_client_at_the_emulator():
 def test_aws_properties_have_no_emulator_settings():
     props = launcher.properties(SPEC, REAL)
     assert not any("endpoint" in key.lower() for key in props)
-    assert "workerId" not in props and "metricsLevel" not in props
+    assert "workerId" not in props
+    assert props["metricsLevel"] == "SUMMARY" and props["metricsEnabledDimensions"] == "Operation"
+    assert props["retrievalMode"] == "POLLING"
     assert props["regionName"] == "eu-west-1"
     assert "-Daws.cborEnabled=false" not in launcher.command(Path("java"), Path("p"), REAL)
     assert "-Daws.cborEnabled=false" in launcher.command(Path("java"), Path("p"), LOCAL)
+
+
+def test_aws_retrieval_mode_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TRAILWARDEN_RETRIEVAL_MODE", "fanout")
+    assert launcher.properties(SPEC, REAL)["retrievalMode"] == "FANOUT"
+    assert launcher.properties(SPEC, LOCAL)["retrievalMode"] == "POLLING"  # the emulator has no enhanced fan-out
+    monkeypatch.setenv("TRAILWARDEN_RETRIEVAL_MODE", "push")
+    with pytest.raises(SettingsError, match="TRAILWARDEN_RETRIEVAL_MODE"):
+        launcher.properties(SPEC, REAL)
 
 
 def test_settings_override_and_empty_batches():

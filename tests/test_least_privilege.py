@@ -251,3 +251,20 @@ def test_the_operator_check_catches_an_unused_grant_a_missing_one_and_a_live_wri
     _, missing = operator_check(changed("ReplayKclTables", lambda a: [x for x in a if x != "dynamodb:Query"]))
     assert missing == {"dynamodb:Query": "KCL"}
     assert live_writes(changed("DedupeTable", lambda a: [*a, "dynamodb:DeleteTable"]))
+
+
+def test_the_consumer_tasks_run_as_the_consumer_role_and_pull_as_the_execution_role(
+        template: dict[str, Any]) -> None:
+    definitions = {name: r["Properties"] for name, r in template["Resources"].items()
+                   if r["Type"] == "AWS::ECS::TaskDefinition"}
+    assert set(definitions) == {"RouterTaskDefinition", "StatefulTaskDefinition"}
+    for name, properties in definitions.items():
+        # The code and the KCL in the task call AWS as the consumer role, checked above against their calls ...
+        assert properties["TaskRoleArn"] == {"Fn::GetAtt": ["ConsumerRole", "Arn"]}, name
+        # ... and only ECS itself (image pull, log driver) uses the execution role, checked as a service role.
+        assert properties["ExecutionRoleArn"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, name
+    trust = template["Resources"]["ConsumerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert any("ecs-tasks.amazonaws.com" in _listed(s["Principal"]["Service"]) for s in trust)
+    execution = iam.actions(template["Resources"]["TaskExecutionRole"]["Properties"])
+    consumer = {a for s in consumer_statements(template) for a in _listed(s["Action"])}
+    assert not {a for a in execution if a.startswith(("ecr:", "logs:"))} & consumer

@@ -53,6 +53,24 @@ def _listed(target: aws.Target) -> dict[str, set[str]]:
             for t in c("glue").get_tables(DatabaseName=d["Name"])["TableList"]
         },
         "AWS::DynamoDB::Table": set(c("dynamodb").list_tables()["TableNames"]),
+        "AWS::ECS::Cluster": {a.rsplit("/", 1)[1] for a in c("ecs").list_clusters()["clusterArns"]},
+        "AWS::ECS::TaskDefinition": set(c("ecs").list_task_definition_families()["families"]),
+        "AWS::ECS::Service": {
+            a.rsplit("/", 1)[1] for cluster in c("ecs").list_clusters()["clusterArns"]
+            for a in c("ecs").list_services(cluster=cluster)["serviceArns"]
+        },
+        "AWS::ApplicationAutoScaling::ScalableTarget": {
+            t["ResourceId"] for t in c("application-autoscaling").describe_scalable_targets(
+                ServiceNamespace="ecs")["ScalableTargets"]
+        },
+        "AWS::ApplicationAutoScaling::ScalingPolicy": {
+            p["PolicyName"] for p in c("application-autoscaling").describe_scaling_policies(
+                ServiceNamespace="ecs")["ScalingPolicies"]
+        },
+        "AWS::CloudWatch::Alarm": {a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"]},
+        "AWS::CloudWatch::Dashboard": {
+            d["DashboardName"] for d in c("cloudwatch").list_dashboards()["DashboardEntries"]
+        },
     }
 
 
@@ -84,10 +102,10 @@ def test_up_provisions_every_resource_up_twice_and_down(
         outputs = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
         assert outputs["TrailStreamName"] == "trailwarden-trail"
 
-        plan = stack_outputs.local_plan(target)
+        plan = stack_outputs.local_plan(target, stack_outputs.LOCAL_SERVICE)
         listed = _listed(target)
         expected = [r for r in plan.resources if r.enabled and r.type not in provision.SKIPPED]
-        assert len(expected) >= 15
+        assert len(expected) >= 15 and "AWS::ECS::Service" in {r.type for r in expected}
         for resource in expected:
             assert resource.name in listed[resource.type], f"{resource.logical_id} ({resource.type}) not created"
         assert "trailwarden" not in {t["Name"] for t in target.client("cloudtrail").describe_trails()["trailList"]}

@@ -2,7 +2,8 @@
 
 `up` starts the embedded emulator (moto under hypercorn on 127.0.0.1:4566) as a background process
 recorded in `~/.local/state/trailwarden/emulator.pid` (or under $TRAILWARDEN_STATE_DIR), waits until it
-is healthy and provisions every resource of infra/template.yaml that it can hold. Against another
+is healthy and provisions every resource of infra/template.yaml that it can hold, the consumer service's
+ECS, scaling and alarm resources included (nothing runs its image locally). Against another
 endpoint (AWS_ENDPOINT_URL, LOCALSTACK_HOST, --endpoint-url: e.g. LocalStack) it only provisions. Both
 are idempotent. `down` stops only the process `up` started and checks that the port is free. `status`
 shows the emulator and each resource.
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws, cfn, emulator, provision
+from infra.outputs import LOCAL_SERVICE
 
 _AWS_HINT = (
     "on AWS, deploy the template with CloudFormation:\n"
@@ -125,7 +127,7 @@ def _up(args: argparse.Namespace, target: aws.Target) -> int:
             _say(f"  {row.state:8} {r.type:38} {r.logical_id}: {row.reason}")
 
     try:
-        outputs = provision.provision(target, on_resource=progress)
+        outputs = provision.provision(target, LOCAL_SERVICE, on_resource=progress)
     except (BotoCoreError, ClientError, cfn.TemplateError) as error:
         _say(f"trailwarden stack up: provisioning at {target.endpoint_url} failed: {error}")
         return 1
@@ -172,7 +174,7 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
     ok = reachable
     if reachable:
         try:
-            rows = provision.status(target)
+            rows = provision.status(target, LOCAL_SERVICE)
         except (BotoCoreError, ClientError) as error:
             _say(f"trailwarden stack status: {target.endpoint_url} answered with an error: {error}")
             return 1

@@ -92,6 +92,12 @@ SERVICE_ROLES: dict[str, dict[str, str]] = {
                      "s3:ListBucketMultipartUploads": "Firehose -> S3", "s3:PutObject": "Firehose -> S3",
                      "logs:PutLogEvents": "Firehose error logging", "kms:Decrypt": "KmsKeyArn set",
                      "kms:GenerateDataKey": "KmsKeyArn set", "sts:AssumeRole": "trust policy"},
+    "TaskExecutionRole": {"ecr:GetAuthorizationToken": "ECS pulls the image",
+                          "ecr:BatchGetImage": "ECS pulls the image",
+                          "ecr:BatchCheckLayerAvailability": "ECS pulls the image",
+                          "ecr:GetDownloadUrlForLayer": "ECS pulls the image",
+                          "logs:CreateLogStream": "awslogs driver", "logs:PutLogEvents": "awslogs driver",
+                          "sts:AssumeRole": "trust policy"},
 }
 BUCKET_POLICIES: dict[str, dict[str, str]] = {
     "TrailBucketPolicy": {"s3:GetBucketAcl": "CloudTrail ACL check", "s3:PutObject": "CloudTrail log delivery"},
