@@ -8,6 +8,7 @@ at most 32 resources and 50 product fields).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consumers.destinations.base import RESOLVED, DeliveryError, occurrences, status, strings, text, updated_at
@@ -88,14 +89,20 @@ def asff(finding: dict[str, Any], product_account: str, product_region: str) -> 
 
 
 class SecurityHubDestination:
-    def __init__(self, name: str, client: Any, account: str, region: str) -> None:
+    """`account`: where the product ARN lives; if empty, `account_of()` is asked at the first send."""
+
+    def __init__(self, name: str, client: Any, account: str, region: str,
+                 account_of: Callable[[], str] | None = None) -> None:
         self.name = name
         self.client = client
         self.account = account
         self.region = region
+        self._account_of = account_of
 
     def send(self, finding: dict[str, Any]) -> None:
         try:
+            if not self.account and self._account_of is not None:
+                self.account = self._account_of()
             response = self.client.batch_import_findings(Findings=[asff(finding, self.account, self.region)])
         except Exception as exc:  # botocore's errors: throttling and 5xx are transient
             raise DeliveryError(f"securityhub destination {self.name!r}: {error_code(exc) or type(exc).__name__}",

@@ -6,11 +6,14 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from consumers.destinations.build import build_all
+from infra import aws
 from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
+from pipeline.routing import Routing
 from pipeline.rule import Rule, format_duration
 from pipeline.rules import builtin_rules
 from pipeline.ruletest import validate_params
@@ -40,20 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--check", nargs="?", const="", metavar="PATH",
                         help="load the configuration (PATH, else $TRAILWARDEN_CONFIG or ./trailwarden.toml) "
-                             "and check every rule's section; exit 2 with the reason if it is wrong")
+                             "and check every rule's section, the destinations and routes (reading their "
+                             "secrets); exit 2 with the reason if it is wrong")
+    aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     rules = builtin_rules()
     if args.check is not None:
-        return check(args.check or None, rules)
+        return check(args.check or None, rules, lambda: aws.from_args(args, local=False))
     sys.stdout.write(render(rules))
     return 0
 
 
-def check(path: str | None, rules: list[Rule]) -> int:
-    """Load the configuration and validate every rule's parameters and allowlist; ConfigError propagates."""
+def check(path: str | None, rules: list[Rule], target: Callable[[], aws.Target] | None = None) -> int:
+    """Load the configuration and validate every rule's parameters and allowlist, the destinations and routes
+    (their secrets read on `target`, real AWS unless told otherwise); ConfigError propagates."""
     config = Config.load(path)
     known = {r.id for r in rules}
     unknown = sorted(set(config.section("rules")) - known)
@@ -65,8 +71,11 @@ def check(path: str | None, rules: list[Rule]) -> int:
     policy = AlertPolicy.from_config(config)
     enabled = enabled_rules(rules, config)
     alerted = sum(policy.alerts_rule(r.id, config.configured(r).severity) for r in enabled)
+    routing = Routing.from_config(config)
+    if routing.destinations:
+        build_all(routing, target() if target is not None else aws.resolve(local=False))
     print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
-          f"{policy.describe()})")
+          f"{policy.describe()}; {routing.describe()})")
     return 0
 
 
