@@ -9,6 +9,7 @@ new messages naming the same finding id.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from consumers.destinations.base import (
@@ -88,7 +89,10 @@ class SlackDestination:
         self.name = name
         self.link = link
         self.runbooks = runbooks or {}
-        self._client = WebhookClient(url, timeout=int(max(1, timeout)))
+        # slack-sdk logs the webhook URL (a secret) at DEBUG: its logger here never says less than WARNING
+        quiet = logging.getLogger(f"{__name__}.sdk")
+        quiet.setLevel(logging.WARNING)
+        self._client = WebhookClient(url, timeout=int(max(1, timeout)), logger=quiet)
 
     def send(self, finding: dict[str, Any]) -> None:
         payload = message(finding, self.link, self.runbooks.get(str(finding.get("rule_id")), ""))
