@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from consumers.destinations.base import DeliveryError, Destination, delivery_id
 from infra.destination_queues import DestinationQueue
+from pipeline.config import ConfigError
 from pipeline.routing import Routing
 
 log = logging.getLogger(__name__)
@@ -195,3 +196,28 @@ class DeliveryThreads:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+
+
+def build_deliverers(target: Any, outputs: dict[str, str], routing: Routing, runbooks: dict[str, str] | None = None,
+                     env: dict[str, str] | None = None, dedupe: Dedupe | None = None,
+                     only: Iterable[str] | None = None) -> tuple[list[Deliverer], Any]:
+    """A deliverer per configured destination (or those in `only`), its queues ensured on the findings topic,
+    behind the stack's dedupe table unless `dedupe` is given; and the secrets read. ConfigError before any
+    queue is read if a destination is wrong."""
+    from consumers.destinations.build import build_all  # here: the destination modules load only to deliver
+    from consumers.sinks.dedupe import DedupeTable  # (the same reason)
+    from infra import destination_queues  # (the same reason)
+
+    built, secrets = build_all(routing, target, runbooks, env)
+    chosen = set(only) if only else set(built)
+    unknown = chosen - set(built)
+    if unknown:
+        raise ConfigError(f"no destination named {sorted(unknown)}; configured: {sorted(built) or 'none'}")
+    table = dedupe if dedupe is not None else DedupeTable(target.client("dynamodb"), outputs["DedupeTableName"])
+    sqs = target.client("sqs")
+    deliverers = [
+        Deliverer(dest, destination_queues.ensure(target, outputs["FindingsTopicArn"], name), sqs, routing, table,
+                  rate=RateLimit(routing.destinations[name].rate_per_minute))
+        for name, dest in sorted(built.items()) if name in chosen
+    ]
+    return deliverers, secrets
