@@ -23,6 +23,33 @@ _TACTIC_OF = {
 }
 
 
+TECHNIQUE_NAMES = {
+    "T1020": "Automated Exfiltration", "T1021": "Remote Services", "T1040": "Network Sniffing",
+    "T1048": "Exfiltration Over Alternative Protocol", "T1059": "Command and Scripting Interpreter",
+    "T1078": "Valid Accounts", "T1087": "Account Discovery", "T1098": "Account Manipulation",
+    "T1110": "Brute Force", "T1133": "External Remote Services", "T1136": "Create Account",
+    "T1190": "Exploit Public-Facing Application", "T1201": "Password Policy Discovery",
+    "T1484": "Domain or Tenant Policy Modification", "T1485": "Data Destruction",
+    "T1486": "Data Encrypted for Impact", "T1489": "Service Stop", "T1490": "Inhibit System Recovery",
+    "T1496": "Resource Hijacking", "T1499": "Endpoint Denial of Service", "T1525": "Implant Internal Image",
+    "T1526": "Cloud Service Discovery", "T1529": "System Shutdown/Reboot", "T1530": "Data from Cloud Storage",
+    "T1531": "Account Access Removal", "T1535": "Unused/Unsupported Cloud Regions",
+    "T1537": "Transfer Data to Cloud Account", "T1546": "Event Triggered Execution",
+    "T1548": "Abuse Elevation Control Mechanism", "T1550": "Use Alternate Authentication Material",
+    "T1552": "Unsecured Credentials", "T1555": "Credentials from Password Stores",
+    "T1556": "Modify Authentication Process", "T1562": "Impair Defenses", "T1567": "Exfiltration Over Web Service",
+    "T1578": "Modify Cloud Compute Infrastructure", "T1580": "Cloud Infrastructure Discovery",
+    "T1599": "Network Boundary Bridging", "T1621": "Multi-Factor Authentication Request Generation",
+    "T1648": "Serverless Execution", "T1651": "Cloud Administration Command",
+    "T1666": "Modify Cloud Resource Hierarchy",
+}
+
+
+def technique_name(technique: str) -> str:
+    """The name of a technique ("T1098.003" -> that of T1098); the id itself if not known."""
+    return TECHNIQUE_NAMES.get(technique.split(".")[0], technique)
+
+
 def tactic(technique: str) -> tuple[str, str] | None:
     """(tactic id, tactic name) of a technique such as "T1098" or "T1098.003"; None if not known."""
     uid = _TACTIC_OF.get(technique.split(".")[0])

@@ -13,6 +13,7 @@ from consumers.destinations.build import build_all
 from infra import aws
 from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
+from pipeline.ocsf import archive_format
 from pipeline.routing import Routing
 from pipeline.rule import Rule, format_duration
 from pipeline.rules import builtin_rules
@@ -71,11 +72,12 @@ def check(path: str | None, rules: list[Rule], target: Callable[[], aws.Target] 
     policy = AlertPolicy.from_config(config)
     enabled = enabled_rules(rules, config)
     alerted = sum(policy.alerts_rule(r.id, config.configured(r).severity) for r in enabled)
+    archive = archive_format(config)
     routing = Routing.from_config(config)
     if routing.destinations:
         build_all(routing, target() if target is not None else aws.resolve(local=False))
     print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
-          f"{policy.describe()}; {routing.describe()})")
+          f"{policy.describe()}; archive format {archive}; {routing.describe()})")
     return 0
 
 
