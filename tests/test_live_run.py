@@ -54,9 +54,8 @@ url = "{receivers["webhook"].url}"
 secret = "env:TW_TEST_HMAC"
 [[routes]]
 destinations = ["oncall"]
-min_severity = "critical"
+rules = ["cis-root-*"]
 [[routes]]
-default = true
 destinations = ["team", "siem"]
 """)
     try:
@@ -68,11 +67,11 @@ destinations = ["team", "siem"]
     out, err = capsys.readouterr()
     assert code == 0, err
     alerts = int(re.search(r"alerts received: (\d+)", err).group(1))
-    # every alert reached Slack and the webhook once, PagerDuty only the critical ones (root usage is)
+    # every alert reached Slack and the webhook once, PagerDuty only those of the root rules
     assert f"destinations received: oncall {len(receivers['pagerduty'].requests)}, siem {alerts}, team {alerts}" in err
     assert len({b["id"] for b in receivers["webhook"].bodies()}) == alerts == len(receivers["slack"].requests)
     assert receivers["pagerduty"].requests and all(
-        b["payload"]["severity"] == "critical" for b in receivers["pagerduty"].bodies())
+        b["payload"]["component"] == "cis-root-account-usage" for b in receivers["pagerduty"].bodies())
     # no secret in anything the run printed or logged (the daemons' logs included)
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file())
     for secret in ("T0RUNSECRET", "runsecretslackpath", HMAC_SECRET, PD_KEY):
