@@ -57,10 +57,17 @@ V1_STATE_TYPES = {"AbsenceState": absence.State, "CountState": threshold.CountSt
 NOW = {now: v1 for v1, now in V1_STATE_TYPES.items()}
 
 
+# Attributes added since v1, with the value a key restored from v1 has (threshold: no finding open).
+ADDED_SINCE_V1 = {"alerted": None, "alert_meta": ("", "", "", "", "", "")}
+
+
 def key_state(s: Any) -> dict[str, Any]:
-    """A key's state as its attributes, in plain JSON (its type by its v1 name)."""
+    """A key's state as its v1 attributes, in plain JSON (its type by its v1 name); those added since must
+    hold their restored values."""
+    for name, value in ADDED_SINCE_V1.items():
+        assert getattr(s, name, value) == value, name
     return {"type": NOW.get(type(s), type(s).__name__),
-            **{name: _plain(getattr(s, name)) for name in type(s).__slots__}}
+            **{name: _plain(getattr(s, name)) for name in type(s).__slots__ if name not in ADDED_SINCE_V1}}
 
 
 def state_doc(state: KeyedState) -> dict[str, Any]:
