@@ -4,11 +4,13 @@ after the burst), resolutions survive a snapshot, and the alert policy treats a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.alerting import AlertPolicy
+from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
@@ -138,3 +140,33 @@ def test_a_resolution_is_alerted_exactly_when_its_finding_is(section, alerted):
     found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], tags.GOOD), tags._later(30)])
     assert [policy.alerts(f) for f in found] == [alerted, alerted]
     assert all(policy.archives(f) for f in found)
+
+
+TAGGED_LATE = [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], tags.GOOD), tags._later(30)]
+
+
+def test_scan_and_backfill_give_the_same_lifecycle_and_the_table_shows_the_status(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from test_backfill import run_cli, write_archive
+
+    records = [complete_record(p, i, "lifecycle") for i, p in enumerate(TAGGED_LATE)]
+    archive = tmp_path / "archive"
+    write_archive(archive, records)
+    day = records[0]["eventTime"][:10]
+    rc, scanned, _ = run_cli(capsysbinary, "scan", str(archive), "--format", "json", "-q")
+    assert rc == 0
+    rc, backfilled, err = run_cli(capsysbinary, "backfill", str(archive), "--from", day, "--to", day,
+                                  "--format", "json")
+    assert rc == 0, err
+
+    def lifecycle_of(found: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+        return [(f["id"], f["status"], f["resolution"], f["updated_at"]) for f in found if f["rule_id"] == TAGS]
+
+    assert [s for _, s, _, _ in lifecycle_of(scanned)] == ["open", "resolved"]
+    assert lifecycle_of(backfilled) == lifecycle_of(scanned)
+    assert all(f["replayed"] for f in backfilled)
+    main(["scan", str(archive), "--format", "table", "-q"])
+    table = capsysbinary.readouterr().out.decode().splitlines()
+    assert table[0].split()[:3] == ["TIME", "SEVERITY", "STATUS"]
+    assert [line.split()[2] for line in table[1:]] == ["open", "resolved"]
+    assert "[tags added]" in table[2]
