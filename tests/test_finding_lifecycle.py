@@ -102,6 +102,7 @@ def test_a_burst_resolves_when_a_quiet_period_of_its_window_follows_its_last_fai
     assert [f.status for f in scan(BRUTE, [*events, _quiet_probe(17.9)])] == [OPEN]
     found = scan(BRUTE, [*events, _quiet_probe(18)])
     assert lifecycle(found) == [(found[0].id, OPEN, ""), (found[0].id, RESOLVED, "burst stopped")]
+    assert [f.occurrences for f in found] == [1, 2]  # the tenth failure raised it, one more came after
     # The finding was raised by the tenth failure (minute 0.9); it resolved at minute 18.
     assert found[1].updated_at == pytest.approx(found[0].event_time - 0.9 * 60 + 18 * 60)
 
@@ -112,6 +113,8 @@ def test_a_burst_outlasting_the_dedup_period_resolves_the_old_finding_as_continu
     assert [(f.status, f.resolution) for f in found] == [(OPEN, ""), (RESOLVED, "continued as a new finding"),
                                                          (OPEN, "")]
     assert found[0].id == found[1].id != found[2].id
+    # Raised by the tenth failure (minute 4.5), the next finding by the first failure past the hour (minute 64.5).
+    assert found[1].occurrences == 120
 
 
 def test_a_threshold_finding_open_at_a_snapshot_resolves_after_the_restore_as_without_it():

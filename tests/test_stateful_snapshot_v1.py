@@ -58,7 +58,7 @@ NOW = {now: v1 for v1, now in V1_STATE_TYPES.items()}
 
 
 # Attributes added since v1, with the value a key restored from v1 has (threshold: no finding open).
-ADDED_SINCE_V1 = {"alerted": None, "alert_meta": ("", "", "", "", "", "")}
+ADDED_SINCE_V1 = {"alerted": None, "alert_meta": ("", "", "", "", "", ""), "repeats": 0}
 
 
 def key_state(s: Any) -> dict[str, Any]:

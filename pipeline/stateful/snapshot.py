@@ -8,7 +8,7 @@ stored: each is rebuilt from the state that set it. Bytes: b"TWS", a version byt
 Versions: v1 stored each key's state as a list of values in an order only the code knew. v2 also
 names them once per rule (`fields`: the kind's State fields), so a later release can map them by name;
 v1 snapshots are read by attaching the names v1 used. v3 (written now) adds two fields to threshold
-state (its open finding, so that it can resolve: `alerted`, `alert_meta`); v1 and v2 rows are upgraded
+state (its open finding, so that it can resolve: `alerted`, `alert_meta`, `repeats`); v1 and v2 rows are upgraded
 with no finding open. A version newer than this build reads is refused with SnapshotVersionError.
 
 On a reshard the stage-2 processor hands each child shard `split_for_child(parent, start, end)`:
@@ -150,7 +150,8 @@ def current(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # Fields v3 added, per kind, with the value a v2 row has for them.
-V3_ADDED: dict[str, dict[str, Any]] = {"threshold": {"alerted": None, "alert_meta": ["", "", "", "", "", ""]}}
+V3_ADDED: dict[str, dict[str, Any]] = {
+    "threshold": {"alerted": None, "alert_meta": ["", "", "", "", "", ""], "repeats": 0}}
 
 
 def _add_v3_fields(entry: dict[str, Any]) -> None:

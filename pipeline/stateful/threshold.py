@@ -32,6 +32,7 @@ class CountState:
     meta: Meta = NO_META  # of the newest fact
     alerted: float | None = None  # event time of the open finding (None: none open)
     alert_meta: Meta = NO_META  # of the fact that raised it
+    repeats: int = 0  # facts counted since it was raised (its resolution's occurrences - 1)
 
 
 @dataclass(slots=True)
@@ -42,6 +43,7 @@ class DistinctState:
     meta: Meta = NO_META
     alerted: float | None = None
     alert_meta: Meta = NO_META
+    repeats: int = 0
 
 
 State = CountState | DistinctState
@@ -54,9 +56,10 @@ class Logic(KindLogic[Options, State]):
     """Only the last `threshold` entries are kept per key, so a key's state is bounded whatever the
     volume. After a finding the key is quiet for the dedup period (counting goes on).
 
-    The finding resolves ("burst stopped", same id) once a quiet period as long as `window` passes in
-    event time after the key's last fact; if the burst outlasts the dedup period, the next finding (a new
-    window, a new id) resolves the previous one ("continued as a new finding")."""
+    The finding resolves ("burst stopped", same id, `occurrences` the facts counted while it was open)
+    once a quiet period as long as `window` passes in event time after the key's last fact; if the
+    burst outlasts the dedup period, the next finding (a new window, a new id) resolves the previous one
+    ("continued as a new finding")."""
 
     kind = Kind.THRESHOLD
     options_type = Options
@@ -78,13 +81,16 @@ class Logic(KindLogic[Options, State]):
             state, n, ids = self._count(state if type(state) is CountState else CountState(), fact)
         state.last = max(state.last, t)
         state.meta = fact.meta
+        if state.alerted is not None:
+            state.repeats += 1
         if n >= o.threshold and t >= state.quiet:
             state.quiet = t + self.dedup
             if state.alerted is not None:
-                out.emit(self._open_finding(state, fact.key, ids).resolved(t, SUPERSEDED, fact.event_id))
+                state.repeats -= 1  # this fact opens the next finding
+                out.emit(self._resolution(state, fact.key, ids, t, SUPERSEDED, fact.event_id))
             else:
                 out.timer(t + o.window, fact.key)
-            state.alerted, state.alert_meta = t, fact.meta
+            state.alerted, state.alert_meta, state.repeats = t, fact.meta, 0
             out.emit(self._open_finding(state, fact.key, ids))
         return state
 
@@ -109,9 +115,14 @@ class Logic(KindLogic[Options, State]):
             out.timer(quiet_end, key)  # facts came since the timer was set: wait for the quiet period again
             return state
         ids = [e for _, e in state.entries] if type(state) is CountState else [e for _, e in state.values.values()]
-        out.emit(self._open_finding(state, key, ids).resolved(quiet_end, BURST_STOPPED))
-        state.alerted, state.alert_meta = None, NO_META
+        out.emit(self._resolution(state, key, ids, quiet_end, BURST_STOPPED))
+        state.alerted, state.alert_meta, state.repeats = None, NO_META, 0
         return state
+
+    def _resolution(self, state: State, key: str, ids: list[str], at: float, why: str, event_id: str = "") -> Finding:
+        resolution = self._open_finding(state, key, ids).resolved(at, why, event_id)
+        resolution.occurrences = 1 + state.repeats
+        return resolution
 
     def deadline(self, state: State) -> float | None:
         return None if state.alerted is None else state.last + self.options.window
@@ -146,15 +157,16 @@ class Logic(KindLogic[Options, State]):
 
     def dump(self, s: State) -> list[Any]:
         if isinstance(s, DistinctState):
-            return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta, s.alerted, s.alert_meta]
-        return [s.entries, s.quiet, s.last, s.meta, s.alerted, s.alert_meta]
+            return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta, s.alerted, s.alert_meta,
+                    s.repeats]
+        return [s.entries, s.quiet, s.last, s.meta, s.alerted, s.alert_meta, s.repeats]
 
     def load(self, row: list[Any]) -> State:
         if self.options.distinct:
             return DistinctState({str(v): (float(t), str(e)) for v, t, e in row[0]}, float(row[1]),
-                                 float(row[2]), load_meta(row[3]), _time(row[4]), load_meta(row[5]))
+                                 float(row[2]), load_meta(row[3]), _time(row[4]), load_meta(row[5]), int(row[6]))
         return CountState([(float(t), str(e)) for t, e in row[0]], float(row[1]), float(row[2]), load_meta(row[3]),
-                          _time(row[4]), load_meta(row[5]))
+                          _time(row[4]), load_meta(row[5]), int(row[6]))
 
 
 def _time(value: Any) -> float | None:
