@@ -64,6 +64,8 @@ class RouterProcessor(processor.RecordProcessorBase):
         taken = self.intake.take(process_records_input)
         if taken:
             self._process(taken, process_records_input.checkpointer)
+        elif self.findings.digests_due():
+            kcl.until_done(lambda: self.findings.publish([]), f"{self.shard_id}: publishing digests")
         behind = getattr(process_records_input, "millis_behind_latest", None)
         progress.behind_latest_ms = behind if isinstance(behind, int) else None
         reason = self.intake.finished(process_records_input)
@@ -129,7 +131,7 @@ class RouterProcessor(processor.RecordProcessorBase):
     def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
         """Each destination until it acknowledged: findings, then facts, then dead letters."""
         progress = self.progress
-        if findings:
+        if findings or self.findings.digests_due():
             kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
             progress.findings += len(findings)
             progress.published, progress.already_alerted = self.findings.stats.published, self.findings.stats.suppressed

@@ -50,7 +50,8 @@ def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: L
     first = stack.about(untagged)[0]
     assert first.received - launched >= GRACE  # not before the grace period is over
     assert first.finding.rule_id == MISSING_TAGS
-    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account}
+    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account,
+                                "status": "open"}
     stack.wait_for(lambda: False, 6)  # time for a duplicate or a late finding about the tagged one to show
     assert len(stack.about(untagged)) == 1
     assert stack.about(tagged) == []
@@ -65,6 +66,27 @@ def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: L
     change = [f for f in archive if f["rule_id"] == SG_CHANGES and "sg-0live1" in f["resources"]]
     assert len(change) == 1 and change[0]["severity"] == "info"
     assert not [a for a in stack.about("sg-0live1") if a.finding.rule_id == SG_CHANGES]
+
+
+def test_an_instance_tagged_after_its_alert_resolves_it_on_the_topic_with_the_same_id(stack: Live):
+    iid = instance_id()
+    launched = time.time()
+    stack.play([run_instances(iid, launched)])
+    assert stack.wait_for(lambda: stack.about(iid), 120), stack.logs()
+    opened = stack.about(iid)[0].finding
+    tagged = time.time()
+    stack.play([create_tags(iid, tagged)])
+    assert stack.wait_for(lambda: len(stack.about(iid)) >= 2, 120), stack.logs()
+    stack.wait_for(lambda: False, 4)  # time for a duplicate to show
+    alerts = stack.about(iid)
+    assert [(a.finding.id, a.finding.status, a.attributes["status"]) for a in alerts] == [
+        (opened.id, "open", "open"), (opened.id, "resolved", "resolved")]
+    resolution = alerts[1].finding
+    assert resolution.resolution == "tags added" and resolution.occurrences == 1
+    assert resolution.updated_at is not None and abs(resolution.updated_at - tagged) < 1.5
+    assert resolution.updated_at > opened.event_time
+    assert stack.wait_for(lambda: {("open", opened.id), ("resolved", opened.id)} <= {
+        (f["status"], f["id"]) for f in stack.archived()}, 120)
 
 
 def test_no_processor_crashed(stack: Live):

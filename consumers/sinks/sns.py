@@ -37,8 +37,9 @@ def subject(finding: Finding) -> str:
 
 
 def attributes(finding: Finding) -> dict[str, dict[str, str]]:
-    """severity, rule_id and account as String attributes (SNS refuses empty values: "unknown" instead)."""
-    values = {"severity": finding.severity, "rule_id": finding.rule_id, "account": finding.account}
+    """severity, rule_id, account and status as String attributes (SNS refuses empty values: "unknown" instead)."""
+    values = {"severity": finding.severity, "rule_id": finding.rule_id, "account": finding.account,
+              "status": finding.status}
     return {
         name: {"DataType": "String", "StringValue": printable(value, MAX_ATTRIBUTE) or "unknown"}
         for name, value in values.items()
@@ -55,7 +56,7 @@ def entry(finding: Finding, index: int, fifo: bool) -> dict[str, Any]:
     }
     if fifo:
         e["MessageGroupId"] = printable(finding.rule_id, 128) or "trailwarden"
-        e["MessageDeduplicationId"] = finding.id
+        e["MessageDeduplicationId"] = finding.delivery_key  # a resolution or digest is not its first alert
     return e
 
 

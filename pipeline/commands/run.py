@@ -79,7 +79,13 @@ def _line(alert: Any, as_json: bool) -> str:
     summary = printable(f.summary or f.title, 100)
     stamp = time.strftime("%H:%M:%S", time.localtime(alert.received))
     account = printable(f.account, 12) or "-"
-    return f"{stamp}  {printable(f.severity, 8):8} {printable(f.rule_id, 60):42} {account:12}  {resources}  {summary}"
+    status = printable(f.status, 8)
+    if f.status == "resolved":
+        summary = printable(f"[{f.resolution}] ", 40) + summary
+    elif f.occurrences > 1:
+        status = f"x{f.occurrences}"  # a digest: the finding counted this many times so far
+    return f"{stamp}  {printable(f.severity, 8):8} {status:8} {printable(f.rule_id, 60):42} {account:12}  " \
+           f"{resources}  {summary}"
 
 
 def _say(message: str) -> None:
@@ -340,7 +346,8 @@ def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_r
         out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")
         for exp in result.missing:
             facts = " ".join(f"{k}={v}" for k, v in sorted(exp.facts.items()))
-            out.write(f"    MISSING {exp.rule_id} ({exp.attack}) account={exp.account or '-'} {facts}\n")
+            resolved = " (its resolution)" if exp.status == "resolved" else ""
+            out.write(f"    MISSING {exp.rule_id}{resolved} ({exp.attack}) account={exp.account or '-'} {facts}\n")
         for exp, finding in result.unwanted:
             out.write(f"    UNWANTED {exp.rule_id} ({exp.attack}): {finding.id}\n")
     if not_kept:

@@ -182,10 +182,16 @@ def _later(t: float) -> dict:
 I1, I2, I3 = "i-0a1b2c3d4e5f60001", "i-0a1b2c3d4e5f60002", "i-0a1b2c3d4e5f60003"
 
 CASES = [
-    Case("untagged instance reported after the grace period", [_run(0, [I1]), _later(20)], expect=1),
+    Case("untagged instance reported after the grace period", [_run(0, [I1]), _later(20)], expect=1, resolved=0),
     Case("tagged at launch", [_run(0, [I1], GOOD), _later(20)], expect=0),
     Case("tags arrive a minute after launch", [_run(0, [I1]), _tags(1, [I1], GOOD), _later(30)], expect=0),
-    Case("tags arrive after the grace period", [_run(0, [I1]), _tags(16, [I1], GOOD), _later(30)], expect=1),
+    Case("tags arrive after the grace period: the finding resolves",
+         [_run(0, [I1]), _tags(16, [I1], GOOD), _later(30)], expect=1, resolved=1),
+    Case("terminated after the grace period: the finding resolves",
+         [_run(0, [I1]), _later(20), _terminate(25, [I1]), _later(30)], expect=1, resolved=1),
+    Case("tags added after the grace period still missing a required key: still open",
+         [_run(0, [I1]), _tags(16, [I1], {"Owner": "alice", "CostCenter": "cc-4410"}), _later(30)], expect=1,
+         resolved=0),
     Case("one launch of three untagged instances", [_run(0, [I1, I2, I3]), _later(20)], expect=3),
     Case("failed RunInstances starts nothing",
          [_run(0, [I1], error="Client.UnauthorizedOperation"), _later(20)], expect=0),
@@ -228,6 +234,8 @@ CASES = [
     fold=fold,
     satisfied=satisfied,
     track_before_start=False,
+    resolved="tags added",
+    ended="resource deleted",
     hit=finding_hit,
     runbook="Tag the instance with the required keys (see rules.ec2-instance-missing-required-tags.required), "
             "or find out who launched it without them and why; untagged instances escape cost and ownership "
@@ -239,5 +247,6 @@ def ec2_instance_missing_required_tags(e: Event, p: Params) -> list[Step] | None
     period after launch, or after a required tag was removed from it. `required` maps each required
     tag key to a regular expression its value must fully match ("" accepts any value); `grace` is
     the period. Tags in RunInstances' tag specifications for the instance count; CreateTags and
-    DeleteTags change them; TerminateInstances ends the watch. One finding per instance and lapse."""
+    DeleteTags change them; TerminateInstances ends the watch. One finding per instance and lapse; it
+    resolves ("tags added", "resource deleted") when the tags are complete or the instance terminated later."""
     return extract(e, p)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.finding import OPEN, RESOLVED
 from pipeline.rules.iam_user_after_hours import business_hours_of
 from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, java_date
@@ -134,8 +135,10 @@ class Kit:
         self.events.append(ev)
         return ev
 
-    def expect(self, what: str, *, stateful: bool = False, present: bool = True, **facts: str) -> None:
-        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present))
+    def expect(self, what: str, *, stateful: bool = False, present: bool = True, status: str = OPEN,
+               **facts: str) -> None:
+        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present,
+                                      status))
 
     def step(self, t: float, lo: float = 1, hi: float = 12) -> float:
         return t + self.rng.uniform(lo, hi)
@@ -677,7 +680,8 @@ def late_tags(k: Kit, t: float) -> None:
     k.expect("untagged", stateful=True, present=False, resource=iid)
 
 
-@attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address", stateful=True)
+@attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address, then quiet: the "
+        "finding resolves", stateful=True)
 def brute_force(k: Kit, t: float) -> None:
     target = k.org.people[0]
     agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:109.0) Gecko/20100101 Firefox/115.0"
@@ -686,6 +690,8 @@ def brute_force(k: Kit, t: float) -> None:
         t = k.step(t, 1, 6)
     k.account = target.account
     k.expect("brute-force", stateful=True, source_ip=k.ip)
+    # The burst stops: after a quiet window (10 min of event time) the finding resolves, with the same id.
+    k.expect("brute-force", stateful=True, source_ip=k.ip, status=RESOLVED)
     k.expect("cis-console-failures", source_ip=k.ip)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.finding import window_start
+from pipeline.finding import Finding, window_start
 from pipeline.rule import Case, Kind, Params, metadata
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.findings import NO_META, Meta, when
@@ -45,6 +45,8 @@ class Options(KindOptions):
     satisfied: Satisfied = default_satisfied
     load_value: Callable[[Any], Any] = unchanged  # a folded value read back from a snapshot's JSON
     track_before_start: bool = True  # fold steps that come before the key's `start`
+    resolved: str = "condition met"  # a finding's resolution when the condition is met after it
+    ended: str = "ended"  # a finding's resolution when the key ends (`end`) after it
 
 
 @dataclass(slots=True)
@@ -60,7 +62,8 @@ class State:
 class Logic(KindLogic[Options, State]):
     """A key is watched from its `start` step; while the rule's condition is unmet, a lapse is open
     and a timer stands at lapse start + window. The timer raises one finding per lapse; meeting the
-    condition closes the lapse, losing it again opens a new one; `end` forgets the key."""
+    condition closes the lapse, losing it again opens a new one; `end` forgets the key. A lapse whose
+    finding was raised resolves it (same id) when the condition is met or the key ends."""
 
     kind = Kind.ABSENCE
     options_type = Options
@@ -75,6 +78,8 @@ class Logic(KindLogic[Options, State]):
         o = self.options
         step = fact.step
         if step == END:
+            if state is not None and state.fired and state.since is not None:
+                out.emit(self._open_finding(state, fact.key).resolved(fact.time, o.ended, fact.event_id))
             return None
         if state is None:
             if step != START and not o.track_before_start:
@@ -87,6 +92,8 @@ class Logic(KindLogic[Options, State]):
         if not state.active:
             return state
         if o.satisfied(state.value, self.params):
+            if state.fired and state.since is not None:
+                out.emit(self._open_finding(state, fact.key).resolved(fact.time, o.resolved, fact.event_id))
             state.since, state.fired = None, False
         elif state.since is None:
             state.since, state.fired, state.meta = fact.time, False, fact.meta
@@ -98,11 +105,19 @@ class Logic(KindLogic[Options, State]):
         if state.since is None or state.fired or state.since + window != deadline:
             return state  # the lapse this timer was set for has closed
         state.fired = True
-        start = window_start(state.since, self.dedup) if self.dedup > 0 else int(state.since)
-        ctx = {"since": when(state.since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
-        out.emit(self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
-                              summary=f"{self.rule.title}: {key} since {when(state.since)}", context=ctx))
+        out.emit(self._open_finding(state, key))
         return state
+
+    def _open_finding(self, state: State, key: str) -> Finding:
+        """The finding the key's open lapse raised (or raises) at its deadline: rebuilt the same when it resolves."""
+        since = state.since
+        assert since is not None
+        window = self.options.window
+        deadline = since + window
+        start = window_start(since, self.dedup) if self.dedup > 0 else int(since)
+        ctx = {"since": when(since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
+        return self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
+                            summary=f"{self.rule.title}: {key} since {when(since)}", context=ctx)
 
     def deadline(self, state: State) -> float | None:
         if state.active and state.since is not None and not state.fired:
@@ -121,19 +136,21 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
             events: Mapping[str, Iterable[str] | str], window: str | float, params: Mapping[str, Any] | None = None,
             ttl: str | float | None = None, dedup: str | float = 0, fields: Iterable[str] = (),
             fold: Fold | None = None, satisfied: Satisfied | None = None,
-            load_value: Callable[[Any], Any] | None = None, track_before_start: bool = True, runbook: str = "",
-            cases: Iterable[Case] = (),
+            load_value: Callable[[Any], Any] | None = None, track_before_start: bool = True,
+            resolved: str | None = None, ended: str | None = None, runbook: str = "", cases: Iterable[Case] = (),
             hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
     """Declare an absence rule: a `start` not followed within `window` by the condition being met.
     Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, step, fields, params)`
     understands, with `satisfied(value, params)` deciding. `end` forgets the key. Allowlists drop
-    only `start`. `window` and `ttl` are durations or names of parameters holding one."""
+    only `start`. `window` and `ttl` are durations or names of parameters holding one. A finding resolves
+    (same id, `resolution` = `resolved` or `ended`) when the condition is met or the key ends after it."""
 
     def wrap(fn: Extractor) -> StatefulRule:
         meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
                         dedup=dedup, runbook=runbook, cases=cases, fn=fn)
         return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,),
                        options={"window": window, "ttl": ttl, "fold": fold, "satisfied": satisfied,
-                                "load_value": load_value, "track_before_start": track_before_start})
+                                "load_value": load_value, "track_before_start": track_before_start,
+                                "resolved": resolved, "ended": ended})
 
     return wrap
