@@ -86,7 +86,7 @@ def test_each_destination_gets_each_delivery_once_by_route(aws_target, receivers
     assert slack[2]["blocks"][0]["text"]["text"].startswith("✅ Resolved")
     assert [b["dedup_key"] for b in receivers["pagerduty"].bodies()] == [critical["id"]]
     assert [(b["id"], b.get("status"), b.get("occurrences")) for b in receivers["webhook"].bodies()] == [
-        (high["id"], None, None), (high["id"], "open", 3), (high["id"], "resolved", 1)]
+        (high["id"], "open", 1), (high["id"], "open", 3), (high["id"], "resolved", 1)]
     assert deliverers["team"].stats.duplicates == 1 and deliverers["team"].stats.not_routed == 1
 
 
