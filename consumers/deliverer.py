@@ -195,7 +195,8 @@ class DeliveryThreads:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(timeout)
+            if t.ident is not None:  # started
+                t.join(timeout)
 
 
 def build_deliverers(target: Any, outputs: dict[str, str], routing: Routing, runbooks: dict[str, str] | None = None,
