@@ -50,7 +50,7 @@ class Wiring:
         config = Config.load()
         pack = bind_pack(config, replay.rules if replay else None, overrides=settings.overrides)
         publisher = build_publisher(target, resources, settings.sinks, settings.dedupe, settings.findings_file,
-                                    AlertPolicy.from_config(config))
+                                    AlertPolicy.from_config(config), digests=replay is None)
         return cls(settings, target, resources, pack, publisher)
 
     @property

@@ -66,7 +66,8 @@ class _Repeats:
 
 class Publisher:
     def __init__(self, sinks: Sequence[Sink], dedupe: Dedupe | None = None, remember: int = 50_000,
-                 policy: AlertPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+                 policy: AlertPolicy | None = None, clock: Callable[[], float] = time.time,
+                 digests: bool = True) -> None:
         self.sinks = list(sinks)
         self.dedupe = dedupe
         self.policy = policy or AlertPolicy()
@@ -75,7 +76,7 @@ class Publisher:
         self._remember = remember
         self._acked: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sink name, delivery key)
         self.clock = clock
-        self.digest_interval = self.policy.digest_interval if dedupe is not None else 0.0
+        self.digest_interval = self.policy.digest_interval if dedupe is not None and digests else 0.0
         self._repeats: dict[str, _Repeats] = {}  # finding id -> its repeats since its last digest
         self._digests: list[Finding] = []  # built (counted in the table), not yet delivered
         self._next_digest = clock() + self.digest_interval
