@@ -91,6 +91,18 @@ def test_digests_off_drop_repeats_as_before():
     assert pub.publish([]) == [] and sink.got == [(alert.id, OPEN, 1)]
 
 
+def test_repeats_of_more_ids_than_the_bound_are_dropped_and_counted(monkeypatch):
+    monkeypatch.setattr("consumers.sinks.publisher.MAX_PENDING_DIGESTS", 2)
+    sink, clock = Sink("sns"), Clock()
+    pub = publisher([sink], clock=clock)
+    alerts = [make_finding(i) for i in range(3)]
+    pub.publish(alerts)
+    pub.publish(alerts)
+    clock.now += 900
+    assert sorted(f.occurrences for f in pub.publish([])) == [2, 2]
+    assert pub.stats.repeats_dropped == 1
+
+
 def test_a_resolution_drops_its_pending_digest():
     sink, clock = Sink("sns"), Clock()
     pub = publisher([sink], clock=clock)

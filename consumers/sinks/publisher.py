@@ -34,6 +34,8 @@ from pipeline.finding import OPEN, RESOLVED, Finding
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING_DIGESTS = 50_000  # ids with repeats counted per interval; repeats of more ids are dropped (counted)
+
 
 class Dedupe(Protocol):
     def seen(self, ids: Iterable[str]) -> set[str]: ...
@@ -51,6 +53,7 @@ class PublishStats:
     resolved: int = 0  # resolutions published
     digests: int = 0  # digests published
     repeats: int = 0  # repeats counted for digests
+    repeats_dropped: int = 0  # repeats of ids beyond MAX_PENDING_DIGESTS in one interval
     by_rule: dict[str, int] = field(default_factory=dict)
     by_sink: dict[str, int] = field(default_factory=dict)  # findings each sink was given (its policy's share)
 
@@ -142,6 +145,9 @@ class Publisher:
                 continue
             pending = self._repeats.get(f.id)
             if pending is None:
+                if len(self._repeats) >= MAX_PENDING_DIGESTS:
+                    self.stats.repeats_dropped += 1
+                    continue
                 pending = self._repeats[f.id] = _Repeats(f)
             pending.count += max(f.occurrences, 1)
             pending.latest = max(pending.latest, f.event_time)
