@@ -38,6 +38,9 @@ def register(subparsers: Any) -> None:
                         help="findings as a table (default on a terminal) or JSON lines")
     parser.add_argument("--config", "-c", metavar="FILE",
                         help="TOML configuration (default: built-in defaults, with the scenario's scaled periods)")
+    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
+                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+                             "of the configuration; one rule that cannot be loaded stops the command)")
     parser.add_argument("--quiet", "-q", action="store_true", help="only the expected-vs-found summary")
     parser.set_defaults(func=run)
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"trailwarden demo: {exc}", file=sys.stderr)
         return 2
-    detector = Detector(bind_pack(config, overrides=scenario.overrides))
+    detector = Detector(bind_pack(config, overrides=scenario.overrides, sigma=args.sigma))
     events, stats = _events(scenario.events, args.transport, args.seed)
     findings: list[Finding] = []
     for event in events:
