@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.finding import OPEN, RESOLVED
+from pipeline.rule import parse_duration
 from pipeline.rules.iam_user_after_hours import business_hours_of
 from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, java_date
@@ -719,6 +720,18 @@ def untagged_resources(k: Kit, t: float) -> None:
     _tag_call(k, person, made + k.rng.uniform(120, 300), SAMPLES["lambda-function"].untag(fn, ["CostCenter"], acct,
                                                                                            region))
     k.expect("untagged-resource", stateful=True, resource=fn)
+
+
+@attack("ec2-tagged-after-alert", "An instance launched without the required tags, alerted, then tagged by its "
+        "owner: the finding resolves", stateful=True, apart=True)
+def tagged_after_alert(k: Kit, t: float) -> None:
+    owner = _own(k, "terraform")
+    iid = k.ids.resource("i")
+    k.emit(k.shapes.run_instances(k.actor, t, k.region, [iid], tags={"Name": "scratch-box"}, ip=k.ip))
+    grace = parse_duration(k.config.section("tags").get("grace", "15m"))
+    k.emit(k.shapes.create_tags(owner, t + grace + k.rng.uniform(60, 240), k.region, [iid], REQUIRED_TAGS))
+    k.expect("untagged", stateful=True, resource=iid)
+    k.expect("untagged", stateful=True, resource=iid, status=RESOLVED)
 
 
 @attack("late-resource-tags", "Resources tagged at creation, tagged 30-90 s later (S3, DynamoDB), or deleted "
