@@ -28,14 +28,16 @@ def endpoint(tmp_path, monkeypatch):
 
 def test_run_prints_findings_as_they_arrive_and_finds_what_the_scenario_expects(endpoint, capsys):
     code = main(["run", "--endpoint-url", endpoint, "--events", "400", "--seed", "5",
-                 "--scenario", "security-group-open,root-usage", "--wait", "90"])
+                 "--scenario", "security-group-open,root-usage,ec2-tagged-after-alert", "--wait", "90"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "result: OK" in err
-    assert re.search(r"medium\s+ec2-security-group-open-to-internet", out)
+    assert re.search(r"medium\s+open\s+ec2-security-group-open-to-internet", out)
     # the CIS change monitor's finding is info: looked for, and found, in the archive rather than on the topic
     assert "alert policy: medium and above" in err
     assert re.search(r"expected findings archived only, in the Firehose archive: ([1-9]\d*)/\1 found", err), err
+    # among them the untagged instance's finding and its resolution once its owner tagged it
+    assert "of which resolutions (same id, resolved later): 1" in err, err
     assert not re.search(r"^\d\d:\d\d:\d\d  info ", out, re.M)
     assert "root" in out
     pids = [int(p) for p in re.findall(r"(?:router|stateful) pid (\d+)", err)]
