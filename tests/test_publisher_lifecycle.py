@@ -10,7 +10,7 @@ from test_sinks import aws, dedupe_table, make_finding  # noqa: F401  (aws is a 
 from consumers.sinks.dedupe import MemoryDedupe, ReadOnlyDedupe
 from consumers.sinks.publisher import Publisher
 from consumers.sinks.retry import SinkUnavailable
-from consumers.sinks.sns import entry
+from consumers.sinks.sns import entry, subject
 from pipeline.alerting import AlertPolicy
 from pipeline.finding import OPEN, RESOLVED
 
@@ -165,3 +165,5 @@ def test_a_fifo_topic_deduplicates_a_resolution_and_a_digest_apart_from_the_aler
            for f in (alert, alert.resolved(alert.event_time + 1, "tags added"), alert.digest(3, alert.event_time))}
     assert len(ids) == 3
     assert entry(alert, 0, fifo=True)["MessageAttributes"]["status"]["StringValue"] == "open"
+    assert [subject(f) for f in (alert, alert.resolved(1.0, "x"), alert.digest(3, 1.0))] == [
+        "[high] Title 1", "[high] [resolved] Title 1", "[high] [x3] Title 1"]
