@@ -1,9 +1,11 @@
 """Stateful stage: facts/s through the keyed state, and resident bytes per tracked key.
 
 `run()` prints (1) the rate at which stage 2 applies generated facts for every built-in stateful
-rule, in batches as the KCL hands records over; (2) for 100,000 and 1,000,000 tracked EC2
-instances (launches, half of them tagged a minute later, all still tracked), the growth of the
-resident set of a fresh subprocess divided by the keys held, with the snapshot size and time.
+rule, in batches as the KCL hands records over; (2) for 100,000 and 1,000,000 tracked resources
+(creations, half of them tagged a minute later, all still tracked), the growth of the resident set
+of a fresh subprocess divided by the keys held, with the snapshot size and time: EC2 instances alone,
+and beside them a mixed population of every type of the tag table (a quarter EC2 instances, the rest
+of resource-missing-required-tags' 17 types, keyed account:region:type:id, with longer ids).
 """
 
 from __future__ import annotations
@@ -50,17 +52,20 @@ def throughput(n: int = 200_000) -> dict[str, float]:
     return {"facts": len(facts), "seconds": elapsed, "facts_per_s": len(facts) / elapsed, "findings": findings}
 
 
-def _child(n: int) -> None:
-    """In a fresh process: track `n` instances, report the resident-set growth per key."""
+def _child(n: int, population: str = "ec2") -> None:
+    """In a fresh process: track `n` resources ("ec2": instances; "mixed": every type of the tag
+    table), report the resident-set growth per key."""
     from pipeline.stateful import snapshot
-    from pipeline.stateful.synthetic import instance_facts
+    from pipeline.stateful.synthetic import instance_facts, resource_facts
 
     state = _state()
+    facts = instance_facts(n, seed=2, rate=50.0, tagged=0.5) if population == "ec2" else \
+        resource_facts(n, seed=2, rate=50.0, tagged=0.5)
     gc.collect()
     base = _rss()
     start = time.perf_counter()
     batch = []
-    for fact in instance_facts(n, seed=2, rate=50.0, tagged=0.5):
+    for fact in facts:
         batch.append(fact)
         if len(batch) >= BATCH:
             state.add(batch)
@@ -79,8 +84,8 @@ def _child(n: int) -> None:
                       "snapshot_bytes_per_key": len(data) / max(keys, 1), "snapshot_s": dump_s}))
 
 
-def memory(n: int) -> dict[str, float]:
-    code = f"from bench.stateful import _child; _child({n})"
+def memory(n: int, population: str = "ec2") -> dict[str, float]:
+    code = f"from bench.stateful import _child; _child({n}, {population!r})"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -92,10 +97,11 @@ def run() -> None:
     print(f"  {t['facts']:,} facts in {t['seconds']:.2f} s: {t['facts_per_s']:,.0f} facts/s "
           f"({t['findings']:,} findings)")
     for n in (100_000, 1_000_000):
-        m = memory(n)
-        print(f"  {m['keys']:,} tracked instances: {m['bytes_per_key']:,.0f} resident bytes per key "
-              f"({m['rss_growth'] / 2**20:,.0f} MiB, {m['seen']:,} seen-fact ids, filled in {m['fill_s']:.1f} s); "
-              f"snapshot {m['snapshot_bytes_per_key']:.0f} bytes per key in {m['snapshot_s']:.1f} s")
+        for population, what in (("ec2", "EC2 instances"), ("mixed", "resources of 18 types")):
+            m = memory(n, population)
+            print(f"  {m['keys']:,} tracked {what}: {m['bytes_per_key']:,.0f} resident bytes per key "
+                  f"({m['rss_growth'] / 2**20:,.0f} MiB, {m['seen']:,} seen-fact ids, filled in {m['fill_s']:.1f} s); "
+                  f"snapshot {m['snapshot_bytes_per_key']:.0f} bytes per key in {m['snapshot_s']:.1f} s")
 
 
 if __name__ == "__main__":

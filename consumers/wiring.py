@@ -51,7 +51,8 @@ class Wiring:
         config = Config.load()
         pack = bind_pack(config, replay.rules if replay else None, overrides=settings.overrides)
         publisher = build_publisher(target, resources, settings.sinks, settings.dedupe, settings.findings_file,
-                                    AlertPolicy.from_config(config), archive_format(config))
+                                    AlertPolicy.from_config(config), digests=replay is None,
+                                    archive_format=archive_format(config))
         return cls(settings, target, resources, pack, publisher)
 
     @property

@@ -1,10 +1,12 @@
 """Which findings are alerted (the SNS topic) and which are only archived (Firehose, so S3 and Athena):
 the `[alerts]` section of the configuration.
 
-By default findings of medium severity and above are alerted and every finding is archived. Rules
-named in `rules` (or by a preset) are alerted whatever their severity; an alerted finding is always
-archived too. Every way findings leave the engine (the live processors, replay, backfill, scan) asks
-the same `AlertPolicy`.
+By default findings of medium severity and above are alerted and every finding is archived; findings
+of Sigma rules (ids `sigma-*`) are alerted from `sigma_min_severity` (default high): SigmaHQ writes its
+levels for triage in a SIEM, and on a benign organization its medium rules fire on routine changes (the
+measurement is in docs/rules.md). Rules named in `rules` (or by a preset) are alerted whatever their
+severity; an alerted finding is always archived too. Every way findings leave the engine (the live
+processors, replay, backfill, scan) asks the same `AlertPolicy`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # The CIS AWS Foundations monitoring controls 4.1 to 4.15, for teams that must alarm on each of them.
     "cis": ("cis-*", "console-login-without-mfa"),
 }
-_KEYS = ("min_severity", "archive_min_severity", "rules", "presets", "digest_interval")
+_KEYS = ("min_severity", "sigma_min_severity", "archive_min_severity", "rules", "presets", "digest_interval")
+SIGMA_PREFIX = "sigma-"  # the ids of rules compiled from Sigma files (pipeline.sigma.load)
 DEFAULT_DIGEST_INTERVAL = 900.0
 ALERTED, ARCHIVED, DROPPED = "alerted", "archived only", "neither alerted nor archived"
 
@@ -36,6 +39,7 @@ def rank(severity: str) -> int:
 @dataclass(frozen=True)
 class AlertPolicy:
     min_severity: str = "medium"
+    sigma_min_severity: str = "high"
     archive_min_severity: str = "info"
     rules: tuple[str, ...] = ()
     presets: tuple[str, ...] = ()
@@ -50,7 +54,7 @@ class AlertPolicy:
         if unknown:
             raise ConfigError(f"{where} has unknown key(s) {unknown}; it takes {', '.join(_KEYS)}")
         values: dict[str, Any] = {}
-        for key in ("min_severity", "archive_min_severity"):
+        for key in ("min_severity", "sigma_min_severity", "archive_min_severity"):
             value = section.get(key, getattr(cls, key))
             if value not in SEVERITIES:
                 raise ConfigError(f"{where} {key} = {value!r} is not a severity; "
@@ -81,8 +85,8 @@ class AlertPolicy:
 
     def alerts_rule(self, rule_id: str, severity: str) -> bool:
         """Whether findings of this rule at this severity are alerted."""
-        return rank(severity) >= rank(self.min_severity) or any(
-            fnmatch.fnmatchcase(rule_id, p) for p in self.patterns)
+        floor = self.sigma_min_severity if rule_id.startswith(SIGMA_PREFIX) else self.min_severity
+        return rank(severity) >= rank(floor) or any(fnmatch.fnmatchcase(rule_id, p) for p in self.patterns)
 
     def alerts(self, finding: Finding) -> bool:
         """Whether `finding` is alerted. Its digests and resolution carry its rule and severity, so each is
@@ -111,6 +115,8 @@ class AlertPolicy:
     def describe(self) -> str:
         """In words, e.g. "medium and above, and rules cis-*, console-login-without-mfa"."""
         text = "every severity" if self.min_severity == SEVERITIES[0] else f"{self.min_severity} and above"
+        if self.sigma_min_severity != self.min_severity:
+            text += f" (Sigma rules {self.sigma_min_severity} and above)"
         if self.patterns:
             text += ", and rules " + ", ".join(self.patterns)
         return text

@@ -114,3 +114,9 @@ def console_sign_in(identity: dict[str, Any], outcome: str = "Success", minutes:
     if outcome == "Failure":
         record["errorMessage"] = "Failed authentication"
     return record
+
+
+def later(minutes: float) -> dict[str, Any]:
+    """Any event `minutes` after the base time: it moves event time forward (finite input only advances
+    time with its events), so a stateful rule's timers fall due."""
+    return {"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "eventTime": at(minutes)}

@@ -159,13 +159,14 @@ class Config:
 
     def enabled(self, rule: Rule) -> bool:
         section = self._rule_section(rule.id)
-        value = section.get("enabled", True)
+        value = section.get("enabled", rule.enabled)
         if not isinstance(value, bool):
             raise ConfigError(f"{self.where()}: rules.{rule.id}.enabled must be true or false")
         return value
 
     def params(self, rule: Rule, overrides: dict[str, Any] | None = None) -> Params:
-        """The rule's declared defaults overlaid with its [rules.<id>] section; types are checked."""
+        """The rule's declared defaults overlaid with its shared section (`Rule.shared`), if any, then
+        with its [rules.<id>] section; types are checked."""
         section = {k: v for k, v in self._rule_section(rule.id).items() if k not in RULE_KEYS}
         section.update(overrides or {})
         unknown = set(section) - set(rule.params)
@@ -174,20 +175,36 @@ class Config:
                 f"{self.where()}: [rules.{rule.id}] has unknown parameter(s) {sorted(unknown)}; "
                 f"the rule takes {sorted(rule.params) or 'no parameters'}, and {', '.join(RULE_KEYS)}"
             )
-        for key, value in section.items():
+        shared = {k: v for k, v in self.shared(rule).items() if k not in section}
+        for key, value in (*shared.items(), *section.items()):
             default = rule.params[key]
             if default is not None and not _same_kind(default, value):
+                where = f"{rule.shared}.{key}" if key in shared else f"rules.{rule.id}.{key}"
                 raise ConfigError(
-                    f"{self.where()}: rules.{rule.id}.{key} = {value!r} should be a "
-                    f"{type(default).__name__} like the default {default!r}"
+                    f"{self.where()}: {where} = {value!r} should be a {type(default).__name__} like the default "
+                    f"{default!r}"
                 )
-        params = Params({**rule.params, **section})
+        params = Params({**rule.params, **shared, **section})
+        if shared:
+            params.origins = {key: rule.shared for key in shared}
         if rule.validate is not None:
             try:
                 rule.validate(params)
             except ConfigError as exc:
                 raise ConfigError(f"{self.where()}: {exc}") from None
         return params
+
+    def shared(self, rule: Rule) -> dict[str, Any]:
+        """The shared section that sets `rule`'s parameters (`Rule.shared`; {} when it has none). A key
+        there that the rule does not take is an error naming the section."""
+        if not rule.shared:
+            return {}
+        section = self.section(rule.shared)
+        unknown = set(section) - set(rule.params)
+        if unknown:
+            raise ConfigError(f"{self.where()}: [{rule.shared}] has unknown key(s) {sorted(unknown)}; "
+                              f"it takes {', '.join(sorted(rule.params))}")
+        return section
 
     def configured(self, rule: AnyRule) -> AnyRule:
         """The rule with the severity and dedup period its [rules.<id>] section sets (the rule itself when

@@ -24,9 +24,11 @@ class Detector:
     """Stage 1 and stage 2 in one process: a `RouterStage` whose facts go straight to one keyed state."""
 
     def __init__(self, pack: Pack | None = None, *, rules: Iterable[Rule] | None = None, config: Config | None = None,
-                 only: Iterable[str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """`pack`, or the pack `bind_pack(config, only, rules=rules, overrides=overrides)` binds (tests)."""
-        self.pack = pack if pack is not None else bind_pack(config, only, rules=rules, overrides=overrides)
+                 only: Iterable[str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 sigma: Iterable[str] = ()) -> None:
+        """`pack`, or the pack `bind_pack(config, only, rules=rules, overrides=overrides, sigma=sigma)` binds."""
+        self.pack = pack if pack is not None else bind_pack(config, only, rules=rules, overrides=overrides,
+                                                             sigma=sigma)
         stage = RouterStage(self.pack)
         self.engine, self.extractor = stage.engine, stage.extractor
         self.state = self.pack.new_state()

@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.config import Config, enabled_rules
 from pipeline.engine import BoundRule, bind
 from pipeline.rule import Rule
-from pipeline.rules import builtin_rules
+from pipeline.rules import rule_pack
 from pipeline.stateful.kinds import StatefulRule
 from pipeline.stateful.state import KeyedState
 
@@ -35,13 +35,15 @@ class Pack:
 
 
 def bind_pack(config: Config | None = None, only: Iterable[str] | None = None, *, rules: Iterable[Rule] | None = None,
-              overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Pack:
-    """The rules to run: of the built-in pack (or `rules`), those `config` enables, or the ids in `only` whether
-    enabled or not (`--rules`); each bound to its parameters (the configuration's, then `overrides`, e.g. a
-    scenario's shortened periods) and its allowlist. Raises ConfigError for unknown ids and bad parameters."""
-    if rules is None:
-        rules = builtin_rules()
+              overrides: Mapping[str, Mapping[str, Any]] | None = None, sigma: Iterable[str] = ()) -> Pack:
+    """The rules to run: of the configured pack (built-in rules, bundled Sigma rules, the Sigma folders of
+    `[sigma]` and `sigma`; see `pipeline.rules.rule_pack`) or of `rules`, those `config` enables, or the ids in
+    `only` whether enabled or not (`--rules`); each bound to its parameters (the configuration's, then
+    `overrides`, e.g. a scenario's shortened periods) and its allowlist. Raises ConfigError for unknown ids
+    and bad parameters."""
     config = config or Config.from_dict()
+    if rules is None:
+        rules = rule_pack(config, sigma)
     overrides = overrides or {}
     chosen = enabled_rules(rules, config, only)
     bound = [bind(r, config, dict(overrides.get(r.id) or {})) for r in chosen]

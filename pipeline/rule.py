@@ -42,13 +42,20 @@ class Kind(StrEnum):
 
 
 class Params(dict[str, Any]):
-    """A rule's parameters: its declared defaults overlaid by configuration; read as attributes."""
+    """A rule's parameters: its declared defaults overlaid by configuration; read as attributes.
+    `origins` says, for a parameter set by a shared section (`Rule.shared`), which one."""
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(f"rule has no parameter {name!r}") from None
+
+    def path(self, rule_id: str, name: str) -> str:
+        """The configuration key that sets parameter `name`, as an error names it: "rules.<id>.<name>",
+        or "<section>.<name>" when a shared section set it."""
+        section = self.__dict__.get("origins", {}).get(name)
+        return f"{section or 'rules.' + rule_id}.{name}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,14 @@ class Rule:
     kind: Kind = Kind.MATCH
     validate: Callable[[Params], None] | None = None
     param_docs: dict[str, str] = field(default_factory=dict)
+    # Where the rule comes from: "builtin" (a Python rule of the pack) or "sigma" (compiled from a Sigma
+    # file); `upstream` says which (the Sigma id, file, status, author).
+    origin: str = "builtin"
+    upstream: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True  # runs unless the configuration says `enabled = false` (or, if False here, `true`)
+    # A top-level configuration section whose keys set this rule's parameters for every rule sharing it
+    # (the rule's own [rules.<id>] section wins), e.g. "tags" for the tag-compliance rules.
+    shared: str = ""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -178,11 +193,12 @@ def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
              events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None,
              dedup: str | float, runbook: str, cases: Iterable[Case], fn: Callable[..., Any],
              validate: Callable[[Params], None] | None = None,
-             param_docs: Mapping[str, str] | None = None) -> dict[str, Any]:
+             param_docs: Mapping[str, str] | None = None, shared: str = "") -> dict[str, Any]:
     """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind.
 
     `validate(params)` checks configured values beyond their type and raises ConfigError;
-    `param_docs` says in one line per parameter what it means (shown by `trailwarden config`)."""
+    `param_docs` says in one line per parameter what it means (shown by `trailwarden config`);
+    `shared` names a configuration section that sets the rule's parameters (see `Rule.shared`)."""
     return {
         "id": id,
         "title": title,
@@ -196,6 +212,7 @@ def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
         "cases": tuple(cases),
         "validate": validate,
         "param_docs": dict(param_docs or {}),
+        "shared": shared,
     }
 
 

@@ -136,7 +136,7 @@ def _run(rule: Rule, case: Case, name: str, partials: Iterable[dict[str, Any]]) 
     try:
         config = Config.from_dict()
         validate_params(rule, config, dict(case.params))
-        detector = Detector(bind_pack(config, rules=[rule], overrides={rule.id: dict(case.params)}))
+        detector = Detector(bind_pack(config, [rule.id], rules=[rule], overrides={rule.id: dict(case.params)}))
         findings: list[Finding] = []
         for index, partial in enumerate(partials):
             event = Event.from_record(complete_record(partial, index, case.name), f"case {case.name}")
@@ -237,7 +237,7 @@ def run_events(rule: Rule, partials: Iterable[dict[str, Any]], params: dict[str,
                config: Config | None = None, case: str = "adhoc") -> list[Finding]:
     """Findings of `rule` over partial records (completed as in cases): for targeted tests.
     Unlike `run_case`, errors propagate and every finding is returned, duplicates included."""
-    detector = Detector(bind_pack(config, rules=[rule], overrides={rule.id: dict(params or {})}))
+    detector = Detector(bind_pack(config, [rule.id], rules=[rule], overrides={rule.id: dict(params or {})}))
     findings: list[Finding] = []
     for index, partial in enumerate(partials):
         event = Event.from_record(complete_record(partial, index, case), case)

@@ -39,7 +39,20 @@ def test_default_alerts_medium_and_above_and_archives_everything() -> None:
     policy = AlertPolicy.from_config(Config.from_dict())
     assert [policy.alerts(finding("r", s)) for s in SEVERITIES] == [False, False, True, True, True]
     assert all(policy.archives(finding("r", s)) for s in SEVERITIES)
-    assert policy.describe() == "medium and above"
+    assert policy.describe() == "medium and above (Sigma rules high and above)"
+
+
+def test_sigma_rules_are_alerted_from_their_own_floor() -> None:
+    policy = AlertPolicy.from_config(Config.from_dict())
+    assert [policy.alerts(finding("sigma-x", s)) for s in SEVERITIES] == [False, False, False, True, True]
+    assert all(policy.archives(finding("sigma-x", s)) for s in SEVERITIES)
+    assert all(not r.id.startswith("sigma-") for r in RULES)  # the prefix tells Sigma rules apart
+    same = AlertPolicy.from_config(Config.from_dict({"alerts": {"sigma_min_severity": "medium"}}))
+    assert same.alerts(finding("sigma-x", "medium")) and same.describe() == "medium and above"
+    named = AlertPolicy.from_config(Config.from_dict({"alerts": {"rules": ["sigma-x"]}}))
+    assert named.alerts(finding("sigma-x", "low"))
+    with pytest.raises(ConfigError, match="sigma_min_severity"):
+        AlertPolicy.from_config(Config.from_dict({"alerts": {"sigma_min_severity": "loud"}}))
 
 
 def test_cis_preset_alerts_every_cis_control_whatever_its_severity() -> None:
@@ -83,7 +96,8 @@ def test_config_check_reports_a_bad_alerts_section(tmp_path: Path, capsys: pytes
     assert "unknown preset(s) ['pci']" in capsys.readouterr().err
     path.write_text('[alerts]\npresets = ["cis"]\n')
     assert main(["config", "--check", str(path)]) == 0
-    assert "medium and above, and rules cis-*, console-login-without-mfa" in capsys.readouterr().out
+    assert "medium and above (Sigma rules high and above), and rules cis-*, console-login-without-mfa" in \
+        capsys.readouterr().out
 
 
 def test_publisher_gives_sns_the_alerts_and_firehose_every_archived_finding() -> None:
@@ -107,7 +121,7 @@ def test_publisher_with_no_policy_given_alerts_by_the_default_policy() -> None:
 def test_emitter_writes_what_is_archived_or_with_alerts_only_what_is_alerted() -> None:
     batch = [finding("cis-vpc-changes", "info", 1), finding("r", "high", 2), finding("r", "low", 3)]
     out = io.BytesIO()
-    emit = Emitter(JsonWriter(out), policy=AlertPolicy())
+    emit = Emitter(JsonWriter(out), policy=AlertPolicy(sigma_min_severity="medium"))
     emit(batch)
     assert len(out.getvalue().splitlines()) == 3
     assert emit.policy_summary() == {"alert_policy": "medium and above", "alerted": {"r": 1},

@@ -14,10 +14,11 @@ from pipeline.config import DEFAULTS_FILE, Config, ConfigError
 from pipeline.detector import Detector
 from pipeline.event import Event
 from pipeline.rule import REGISTRY
-from pipeline.rules import builtin_rules
+from pipeline.rules import builtin_rules, rule_pack
 from pipeline.ruletest import complete_record, run_events, validate_params
 
 RULES = builtin_rules()
+PACK = rule_pack(Config.from_dict())  # the built-in rules and the bundled Sigma rules
 LOGIN = {"eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
          "responseElements": {"ConsoleLogin": "Success"}, "additionalEventData": {"MFAUsed": "No"}}
 ALICE = "arn:aws:iam::111122223333:user/alice"  # the default identity of completed records
@@ -35,11 +36,11 @@ def test_config_output_is_valid_toml_commented_and_uncommented(capsys):
     assert out.startswith(DEFAULTS_FILE.read_text().rstrip("\n"))
     assert tomllib.loads(out)["engine"]["allowed_lateness"] == "2m"
     data = tomllib.loads(uncomment(out))
-    assert set(data["rules"]) == {r.id for r in RULES}
+    assert set(data["rules"]) == {r.id for r in PACK}
     config = Config.from_dict(data)
-    for rule in RULES:
+    for rule in PACK:
         section = data["rules"][rule.id]
-        assert section.pop("enabled") is True
+        assert section.pop("enabled") is rule.enabled
         assert section.pop("severity") == rule.severity
         assert config.configured(rule).dedup == rule.dedup
         section.pop("dedup")
@@ -84,7 +85,8 @@ ignore_ports = [80, "tcp/443"]
 enabled = false
 """)
     assert main(["config", "--check", str(path)]) == 0
-    assert f"{path}: ok ({len(RULES) - 1} of {len(RULES)} rules enabled; " in capsys.readouterr().out
+    on = sum(r.enabled for r in PACK)  # a bundled Sigma rule is off by default
+    assert f"{path}: ok ({on - 1} of {len(PACK)} rules enabled; " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text, message", [

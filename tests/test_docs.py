@@ -8,19 +8,24 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_rule_table_in_docs_matches_the_pack() -> None:
+@pytest.mark.parametrize(("source", "marker"), [("builtin", "rules-table"), ("sigma", "sigma-rules-table")])
+def test_rule_tables_in_docs_match_the_pack(source: str, marker: str) -> None:
+    """docs/rules.md holds the built-in rules in one table and the bundled Sigma rules in another."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["rules", "list", "--format", "markdown"]) == 0
+        assert main(["rules", "list", "--source", source, "--format", "markdown"]) == 0
     doc = (ROOT / "docs" / "rules.md").read_text()
-    table = re.search(r"<!-- rules-table:start -->\n(.*?)<!-- rules-table:end -->", doc, re.S)
+    table = re.search(rf"<!-- {marker}:start -->\n(.*?)<!-- {marker}:end -->", doc, re.S)
     assert table is not None
     assert table.group(1) == out.getvalue(), "docs/rules.md is stale: regenerate it (see the script at its top)"
+    assert table.group(1).count("\n| `") >= (133 if source == "builtin" else 57)
 
 
 def test_readme_opens_with_the_two_commands() -> None:

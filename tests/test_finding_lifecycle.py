@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.alerting import AlertPolicy
+from pipeline.cases import later
 from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.detector import Detector
@@ -43,7 +44,7 @@ def lifecycle(found: list[Finding]) -> list[tuple[str, str, str]]:
 
 
 def test_an_untagged_instance_tagged_after_its_finding_resolves_it_with_the_same_id():
-    found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], tags.GOOD), tags._later(30)])
+    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), later(30)])
     opened, resolved = found
     assert lifecycle(found) == [(opened.id, OPEN, ""), (opened.id, RESOLVED, "tags added")]
     d = resolved.to_dict()
@@ -56,23 +57,23 @@ def test_an_untagged_instance_tagged_after_its_finding_resolves_it_with_the_same
 
 def test_tags_still_missing_a_required_key_do_not_resolve_and_the_missing_one_does():
     partial = {"Owner": "alice", "CostCenter": "cc-4410"}
-    found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], partial), tags._later(30)])
+    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], partial), later(30)])
     assert [f.status for f in found] == [OPEN]
-    found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], partial),
-                        tags._tags(25, [I1], {"Environment": "prod"}), tags._later(30)])
+    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], partial),
+                        tags._tags(25, [I1], {"Environment": "prod"}), later(30)])
     assert [(f.status, f.resolution) for f in found] == [(OPEN, ""), (RESOLVED, "tags added")]
 
 
 def test_an_instance_terminated_after_its_finding_resolves_it_as_deleted_and_before_raises_nothing():
-    found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._terminate(40, [I1]), tags._later(50)])
+    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._terminate(40, [I1]), later(50)])
     assert lifecycle(found) == [(found[0].id, OPEN, ""), (found[0].id, RESOLVED, "resource deleted")]
-    assert scan(TAGS, [tags._run(0, [I1]), tags._terminate(5, [I1]), tags._later(50)]) == []
+    assert scan(TAGS, [tags._run(0, [I1]), tags._terminate(5, [I1]), later(50)]) == []
 
 
 def test_a_second_lapse_is_a_second_finding_and_resolves_on_its_own():
     found = scan(TAGS, [tags._run(0, [I1]), tags._tags(20, [I1], tags.GOOD),
-                        tags._tags(30, [I1], {"Owner": None}, "DeleteTags"), tags._later(50),
-                        tags._tags(55, [I1], {"Owner": "bob"}), tags._later(60)])
+                        tags._tags(30, [I1], {"Owner": None}, "DeleteTags"), later(50),
+                        tags._tags(55, [I1], {"Owner": "bob"}), later(60)])
     first, _, second, _ = found
     assert first.id != second.id
     assert lifecycle(found) == [(first.id, OPEN, ""), (first.id, RESOLVED, "tags added"),
@@ -140,12 +141,12 @@ def test_a_threshold_finding_open_at_a_snapshot_resolves_after_the_restore_as_wi
                                                   ({"rules": [TAGS]}, True)])
 def test_a_resolution_is_alerted_exactly_when_its_finding_is(section, alerted):
     policy = AlertPolicy.from_config(Config.from_dict({"alerts": section}))
-    found = scan(TAGS, [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], tags.GOOD), tags._later(30)])
+    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), later(30)])
     assert [policy.alerts(f) for f in found] == [alerted, alerted]
     assert all(policy.archives(f) for f in found)
 
 
-TAGGED_LATE = [tags._run(0, [I1]), tags._later(20), tags._tags(22, [I1], tags.GOOD), tags._later(30)]
+TAGGED_LATE = [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), later(30)]
 
 
 def test_scan_and_backfill_give_the_same_lifecycle_and_the_table_shows_the_status(

@@ -60,16 +60,16 @@ destinations = ["team", "siem"]
 """)
     try:
         code = main(["run", "--endpoint-url", endpoint, "--events", "400", "--seed", "5", "--config", str(config),
-                     "--scenario", "security-group-open,root-usage", "--wait", "90"])
+                     "--scenario", "security-group-open,root-usage,ec2-tagged-after-alert", "--wait", "90"])
     finally:
         for r in receivers.values():
             r.stop()
     out, err = capsys.readouterr()
     assert code == 0, err
     alerts = int(re.search(r"alerts received: (\d+)", err).group(1))
-    # every alert reached Slack and the webhook once, PagerDuty only those of the root rules
+    # every alert (a resolution too) reached Slack and the webhook once, PagerDuty only those of the root rules
     assert f"destinations received: oncall {len(receivers['pagerduty'].requests)}, siem {alerts}, team {alerts}" in err
-    assert len({b["id"] for b in receivers["webhook"].bodies()}) == alerts == len(receivers["slack"].requests)
+    assert len(receivers["webhook"].requests) == alerts == len(receivers["slack"].requests)
     assert receivers["pagerduty"].requests and all(
         b["payload"]["component"] == "cis-root-account-usage" for b in receivers["pagerduty"].bodies())
     # no secret in anything the run printed or logged (the daemons' logs included)
@@ -77,10 +77,12 @@ destinations = ["team", "siem"]
     for secret in ("T0RUNSECRET", "runsecretslackpath", HMAC_SECRET, PD_KEY):
         assert secret not in out + err + logs
     assert "result: OK" in err
-    assert re.search(r"medium\s+ec2-security-group-open-to-internet", out)
+    assert re.search(r"medium\s+open\s+ec2-security-group-open-to-internet", out)
     # the CIS change monitor's finding is info: looked for, and found, in the archive rather than on the topic
     assert "alert policy: medium and above" in err
     assert re.search(r"expected findings archived only, in the Firehose archive: ([1-9]\d*)/\1 found", err), err
+    # among them the untagged instance's finding and its resolution once its owner tagged it
+    assert "of which resolutions (same id, resolved later): 1" in err, err
     assert not re.search(r"^\d\d:\d\d:\d\d  info ", out, re.M)
     assert "root" in out
     pids = [int(p) for p in re.findall(r"(?:router|stateful) pid (\d+)", err)]

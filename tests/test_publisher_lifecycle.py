@@ -10,7 +10,7 @@ from test_sinks import aws, dedupe_table, make_finding  # noqa: F401  (aws is a 
 from consumers.sinks.dedupe import MemoryDedupe, ReadOnlyDedupe
 from consumers.sinks.publisher import Publisher
 from consumers.sinks.retry import SinkUnavailable
-from consumers.sinks.sns import entry
+from consumers.sinks.sns import entry, subject
 from pipeline.alerting import AlertPolicy
 from pipeline.finding import OPEN, RESOLVED
 
@@ -91,6 +91,18 @@ def test_digests_off_drop_repeats_as_before():
     assert pub.publish([]) == [] and sink.got == [(alert.id, OPEN, 1)]
 
 
+def test_repeats_of_more_ids_than_the_bound_are_dropped_and_counted(monkeypatch):
+    monkeypatch.setattr("consumers.sinks.publisher.MAX_PENDING_DIGESTS", 2)
+    sink, clock = Sink("sns"), Clock()
+    pub = publisher([sink], clock=clock)
+    alerts = [make_finding(i) for i in range(3)]
+    pub.publish(alerts)
+    pub.publish(alerts)
+    clock.now += 900
+    assert sorted(f.occurrences for f in pub.publish([])) == [2, 2]
+    assert pub.stats.repeats_dropped == 1
+
+
 def test_a_resolution_drops_its_pending_digest():
     sink, clock = Sink("sns"), Clock()
     pub = publisher([sink], clock=clock)
@@ -153,3 +165,5 @@ def test_a_fifo_topic_deduplicates_a_resolution_and_a_digest_apart_from_the_aler
            for f in (alert, alert.resolved(alert.event_time + 1, "tags added"), alert.digest(3, alert.event_time))}
     assert len(ids) == 3
     assert entry(alert, 0, fifo=True)["MessageAttributes"]["status"]["StringValue"] == "open"
+    assert [subject(f) for f in (alert, alert.resolved(1.0, "x"), alert.digest(3, 1.0))] == [
+        "[high] Title 1", "[high] [resolved] Title 1", "[high] [x3] Title 1"]

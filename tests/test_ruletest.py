@@ -167,10 +167,12 @@ def test_cli_rules_test_unknown_id_is_a_usage_error(capsys):
 def test_cli_rules_list_table_and_json(capsys):
     assert main(["rules", "list"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["ID", "KIND", "SEVERITY", "ATT&CK", "TITLE"]
+    assert table[0].split() == ["ID", "SOURCE", "KIND", "SEVERITY", "ATT&CK", "TITLE"]
     row = next(line for line in table if line.startswith("cis-unauthorized-api-calls "))
-    assert "match" in row and "info" in row and "T1580" in row and "(CIS 4.1)" in row
-    assert main(["rules", "list", "--format", "json"]) == 0
+    assert "builtin" in row and "match" in row and "info" in row and "T1580" in row and "(CIS 4.1)" in row
+    row = next(line for line in table if line.startswith("sigma-aws-cloudtrail-disable-logging "))
+    assert " sigma " in row and "medium" in row and "T1685.002" in row
+    assert main(["rules", "list", "--format", "json", "--source", "builtin"]) == 0
     rules = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rules.keys() == {r.id for r in builtin_rules()}
     sg = rules["ec2-security-group-open-to-internet"]

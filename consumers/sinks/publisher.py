@@ -34,6 +34,8 @@ from pipeline.finding import OPEN, RESOLVED, Finding
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING_DIGESTS = 50_000  # ids with repeats counted per interval; repeats of more ids are dropped (counted)
+
 
 class Dedupe(Protocol):
     def seen(self, ids: Iterable[str]) -> set[str]: ...
@@ -51,6 +53,7 @@ class PublishStats:
     resolved: int = 0  # resolutions published
     digests: int = 0  # digests published
     repeats: int = 0  # repeats counted for digests
+    repeats_dropped: int = 0  # repeats of ids beyond MAX_PENDING_DIGESTS in one interval
     by_rule: dict[str, int] = field(default_factory=dict)
     by_sink: dict[str, int] = field(default_factory=dict)  # findings each sink was given (its policy's share)
 
@@ -66,7 +69,8 @@ class _Repeats:
 
 class Publisher:
     def __init__(self, sinks: Sequence[Sink], dedupe: Dedupe | None = None, remember: int = 50_000,
-                 policy: AlertPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+                 policy: AlertPolicy | None = None, clock: Callable[[], float] = time.time,
+                 digests: bool = True) -> None:
         self.sinks = list(sinks)
         self.dedupe = dedupe
         self.policy = policy or AlertPolicy()
@@ -75,7 +79,7 @@ class Publisher:
         self._remember = remember
         self._acked: OrderedDict[tuple[str, str], None] = OrderedDict()  # (sink name, delivery key)
         self.clock = clock
-        self.digest_interval = self.policy.digest_interval if dedupe is not None else 0.0
+        self.digest_interval = self.policy.digest_interval if dedupe is not None and digests else 0.0
         self._repeats: dict[str, _Repeats] = {}  # finding id -> its repeats since its last digest
         self._digests: list[Finding] = []  # built (counted in the table), not yet delivered
         self._next_digest = clock() + self.digest_interval
@@ -141,6 +145,9 @@ class Publisher:
                 continue
             pending = self._repeats.get(f.id)
             if pending is None:
+                if len(self._repeats) >= MAX_PENDING_DIGESTS:
+                    self.stats.repeats_dropped += 1
+                    continue
                 pending = self._repeats[f.id] = _Repeats(f)
             pending.count += max(f.occurrences, 1)
             pending.latest = max(pending.latest, f.event_time)

@@ -31,8 +31,11 @@ def printable(text: Any, limit: int) -> str:
 
 
 def subject(finding: Finding) -> str:
-    """`[severity] title`: at most 100 printable ASCII characters, never empty, no line breaks."""
-    text = printable(f"[{finding.severity}] {finding.title}", MAX_SUBJECT)
+    """`[severity] title` (`[resolved]` or `[xN]` after the severity for a resolution or a digest): at most
+    100 printable ASCII characters, never empty, no line breaks."""
+    update = " [resolved]" if finding.status == "resolved" else f" [x{finding.occurrences}]" \
+        if finding.occurrences > 1 else ""
+    text = printable(f"[{finding.severity}]{update} {finding.title}", MAX_SUBJECT)
     return text or "trailwarden finding"
 
 

@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (as for scan)")
     parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
                         help="run only these rule ids (space- or comma-separated)")
+    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
+                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+                             "of the configuration; one rule that cannot be loaded stops the command)")
     parser.add_argument("--dead-letters", metavar="FILE", help="write what could not be decoded to FILE (JSON lines)")
     parser.add_argument("--max-size", type=int, default=MAX_DECOMPRESSED // (1024 * 1024), metavar="MB",
                         help="largest file decoded, in MB (default 64)")
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)
     policy = AlertPolicy.from_config(config)
-    detector = Detector(bind_pack(config, only=_rule_ids(args.rules)))
+    detector = Detector(bind_pack(config, only=_rule_ids(args.rules), sigma=args.sigma))
     publisher = _publisher(aws.from_args(args), args.alert, policy) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 def _publisher(target: aws.Target, alert: bool, policy: AlertPolicy) -> Publisher:
     """Firehose (and SNS with `alert`) behind the live dedupe table, named by the stack's outputs, each
     given its share by the alert policy."""
-    return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy)
+    return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy, digests=False)
 
 
 def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,

@@ -16,7 +16,7 @@ from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
 from pipeline.ocsf import archive_format
 from pipeline.routing import Routing
 from pipeline.rule import Rule, format_duration
-from pipeline.rules import builtin_rules
+from pipeline.rules import rule_pack
 from pipeline.ruletest import validate_params
 
 RULES_HEADER = """\
@@ -51,18 +51,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rules = builtin_rules()
     if args.check is not None:
-        return check(args.check or None, rules, lambda: aws.from_args(args, local=False))
-    sys.stdout.write(render(rules))
+        config = Config.load(args.check or None)
+        return check(config, rule_pack(config), lambda: aws.from_args(args, local=False))
+    sys.stdout.write(render(rule_pack(Config.from_dict())))
     return 0
 
 
-def check(path: str | None, rules: list[Rule], target: Callable[[], aws.Target] | None = None) -> int:
-    """Load the configuration and validate every rule's parameters and allowlist, the destinations and routes
-    (their secrets read on `target`, real AWS unless told otherwise); ConfigError propagates."""
-    config = Config.load(path)
-    known = {r.id for r in rules}
+def check(config: Config, rules: list[Rule], target: Callable[[], aws.Target] | None = None) -> int:
+    """Validate every rule's parameters and allowlist (the pack includes the configuration's Sigma folders,
+    so they are loaded and checked too), the archive format, the destinations and routes (their secrets read
+    on `target`, real AWS unless told otherwise); ConfigError propagates."""
+    from pipeline.sigma import bundled  # pySigma is imported only by the commands that load rules
+
+    known = {r.id for r in rules} | {r.id for r in bundled().rules}  # bundled ones too, if [sigma] turns them off
     unknown = sorted(set(config.section("rules")) - known)
     if unknown:
         raise ConfigError(f"{config.where()}: [rules] names unknown rule(s) {unknown}; "
@@ -95,7 +97,7 @@ def rule_section(rule: Rule) -> str:
         f"# {rule.title} ({rule.severity}{', ATT&CK ' + attack if attack else ''}).",
         f"# `trailwarden rules show {rule.id}` describes it.",
         f"[rules.{_key(rule.id)}]",
-        "enabled = true",
+        f"enabled = {toml_value(rule.enabled)}",
         f"severity = {toml_value(rule.severity)}",
         f"dedup = {toml_value(format_duration(rule.dedup))}",
     ]

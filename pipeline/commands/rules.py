@@ -8,14 +8,15 @@ import json
 import re
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.commands.config import param_docs
-from pipeline.config import ConfigError
+from pipeline.config import Config, ConfigError
 from pipeline.rule import ANY, REGISTRY, Rule, format_duration
-from pipeline.rules import builtin_rules
+from pipeline.rules import rule_pack
 from pipeline.ruletest import run_rules
 
 
@@ -24,11 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="List, test and describe the detection rules.")
     parser.add_argument("--load", action="append", default=[], metavar="PATH",
                         help="also load rules from a Python file or a directory of them (repeatable)")
+    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
+                        help="also load the Sigma rules of a folder or file (repeatable; all must load)")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="TOML configuration: its [sigma] settings choose the Sigma rules (default: built-in "
+                             "defaults, the bundled SigmaHQ rules included)")
     sub = parser.add_subparsers(dest="rules_command", metavar="ACTION")
 
-    listing = sub.add_parser("list", help="one line per rule: id, kind, severity, ATT&CK, title")
+    listing = sub.add_parser("list", help="one line per rule: id, source, kind, severity, ATT&CK, title")
     listing.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                         help="markdown writes the table of docs/rules.md")
+                         help="markdown writes the tables of docs/rules.md")
+    listing.add_argument("--source", choices=("builtin", "sigma"), default=None,
+                         help="only the built-in rules, or only the Sigma rules (default: both)")
     listing.set_defaults(func=list_rules)
 
     testing = sub.add_parser("test", help="run the rules' own test cases; exit 1 on any mismatch")
@@ -72,10 +80,13 @@ def load_rule_files(paths: Iterable[str]) -> None:
 
 
 def all_rules(args: argparse.Namespace) -> list[Rule]:
-    """The built-in pack plus any rules loaded with --load, sorted by id."""
-    builtin_rules()
+    """The pack (built-in rules, the Sigma rules the configuration and --sigma choose) plus any Python rules
+    loaded with --load, sorted by id."""
+    config = Config.load(args.config) if getattr(args, "config", None) else Config.from_dict()
+    pack = {r.id: r for r in rule_pack(config, getattr(args, "sigma", []))}
     load_rule_files(getattr(args, "load", []))
-    return sorted(REGISTRY.values(), key=lambda r: r.id)
+    pack.update((rule_id, rule) for rule_id, rule in REGISTRY.items() if rule_id not in pack)
+    return sorted(pack.values(), key=lambda r: r.id)
 
 
 def pick(rules: Sequence[Rule], ids: Sequence[str]) -> list[Rule]:
@@ -99,6 +110,8 @@ def events_text(rule: Rule) -> list[str]:
 def summary(rule: Rule) -> dict[str, Any]:
     return {
         "id": rule.id,
+        "source": rule.origin,
+        "upstream": dict(rule.upstream),
         "kind": rule.kind,
         "severity": rule.severity,
         "attack": list(rule.attack),
@@ -111,7 +124,7 @@ def summary(rule: Rule) -> dict[str, Any]:
 
 
 def list_rules(args: argparse.Namespace) -> int:
-    rules = all_rules(args)
+    rules = [r for r in all_rules(args) if args.source is None or r.origin == args.source]
     if args.format == "json":
         json.dump([summary(r) for r in rules], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -119,12 +132,13 @@ def list_rules(args: argparse.Namespace) -> int:
     if args.format == "markdown":
         sys.stdout.write(markdown(rules))
         return 0
-    rows = [("ID", "KIND", "SEVERITY", "ATT&CK", "TITLE")]
-    rows += [(r.id, r.kind, r.severity, ", ".join(r.attack), r.title) for r in rules]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    rows = [("ID", "SOURCE", "KIND", "SEVERITY", "ATT&CK", "TITLE")]
+    rows += [(r.id, r.origin, r.kind, r.severity, ", ".join(r.attack), r.title) for r in rules]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
-    print(f"\n{len(rules)} rules", file=sys.stderr)
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    by_origin = ", ".join(f"{n} {origin}" for origin, n in sorted(Counter(r.origin for r in rules).items()))
+    print(f"\n{len(rules)} rules ({by_origin})", file=sys.stderr)
     return 0
 
 
@@ -176,6 +190,7 @@ def show_rule(args: argparse.Namespace) -> int:
     rule = pick(all_rules(args), [args.id])[0]
     out = [
         f"{rule.id}: {rule.title}",
+        f"  source:    {rule.origin}" + "".join(f", {k} {v}" for k, v in rule.upstream.items() if v),
         f"  kind:      {rule.kind}",
         f"  severity:  {rule.severity}",
         f"  ATT&CK:    {', '.join(rule.attack) or '-'}",

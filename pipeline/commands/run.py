@@ -344,6 +344,9 @@ def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_r
     for where, result in (("alerted, on the topic", alerted), ("archived only, in the Firehose archive", archived)):
         present = len(result.found) + len(result.missing)
         out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")
+        resolutions = sum(exp.status == "resolved" for exp, _ in result.found)
+        if resolutions:
+            out.write(f"    of which resolutions (same id, resolved later): {resolutions}\n")
         for exp in result.missing:
             facts = " ".join(f"{k}={v}" for k, v in sorted(exp.facts.items()))
             resolved = " (its resolution)" if exp.status == "resolved" else ""

@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
                         help="TOML configuration (default: $TRAILWARDEN_CONFIG, ./trailwarden.toml, built-in defaults)")
     parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
                         help="run only these rule ids (space- or comma-separated; put PATHs first or end with --)")
+    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
+                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+                             "of the configuration; one rule that cannot be loaded stops the command)")
     parser.add_argument("--dead-letters", metavar="FILE",
                         help="write input that could not be decoded to FILE, one JSON object per line")
     parser.add_argument("--max-size", type=int, default=MAX_DECOMPRESSED // (1024 * 1024), metavar="MB",
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"configuration file {args.config} does not exist or cannot be read")
     config = Config.load(args.config)  # ConfigError: the command line reports it and exits 2
     policy = AlertPolicy.from_config(config)
-    detector = Detector(bind_pack(config, only=_rule_ids(args.rules)))
+    detector = Detector(bind_pack(config, only=_rule_ids(args.rules), sigma=args.sigma))
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
         with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out:

@@ -15,11 +15,15 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.finding import OPEN, RESOLVED
+from pipeline.rule import parse_duration
 from pipeline.rules.iam_user_after_hours import business_hours_of
 from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, java_date
 from pipeline.scenario.org import PEOPLE, UNUSED_REGIONS, Account, Actor, Organization, iam_user_identity, root_identity
 from pipeline.scenario.shapes import Shapes
+from pipeline.scenario.tagging import record as tag_record
+from pipeline.scenario.tagging import resource_name
+from pipeline.tagging.samples import SAMPLES, Call
 
 # Rule ids the attacks expect, by what they detect.
 RULES = {
@@ -79,6 +83,7 @@ RULES = {
     "instance-creds": "ec2-instance-credentials-used-outside-instance",
     # stateful
     "untagged": "ec2-instance-missing-required-tags",
+    "untagged-resource": "resource-missing-required-tags",
     "brute-force": "console-login-brute-force",
     "spraying": "console-login-password-spraying",
     "recon": "access-denied-recon",
@@ -156,22 +161,27 @@ When = Callable[[Config], Callable[[float], bool]]
 @dataclass(frozen=True)
 class Attack:
     """An attack; `when`, given the configuration, tells whether an epoch second suits the attack's start
-    (e.g. outside business hours): the builder then places it at such a moment, whatever the clock says."""
+    (e.g. outside business hours): the builder then places it at such a moment, whatever the clock says.
+    An attack `apart` draws its moment, account and ids from a random stream of its own, so adding one
+    moves no other attack (nor any finding id of a recorded scenario)."""
 
     name: str
     summary: str
     run: Callable[[Kit, float], None]
     stateful: bool = False
     when: When | None = None
+    apart: bool = False
 
 
 ATTACKS: dict[str, Attack] = {}
 
 
-def attack(name: str, summary: str, stateful: bool = False, when: When | None = None) -> Callable[
-        [Callable[[Kit, float], None]], Callable[[Kit, float], None]]:
+def attack(name: str, summary: str, stateful: bool = False, when: When | None = None, apart: bool = False
+           ) -> Callable[[Callable[[Kit, float], None]], Callable[[Kit, float], None]]:
     def wrap(fn: Callable[[Kit, float], None]) -> Callable[[Kit, float], None]:
-        ATTACKS[name] = Attack(name, summary, fn, stateful, when)
+        if apart and when is not None:
+            raise ValueError(f"attack {name}: an attack placed apart has no time condition")
+        ATTACKS[name] = Attack(name, summary, fn, stateful, when, apart)
         return fn
 
     return wrap
@@ -678,6 +688,72 @@ def late_tags(k: Kit, t: float) -> None:
     k.emit(k.shapes.run_instances(asg, t, k.region, [iid], tags=None))
     k.emit(k.shapes.terminate_instances(asg, t + k.rng.uniform(60, 120), k.region, [iid]))
     k.expect("untagged", stateful=True, present=False, resource=iid)
+
+
+def _own(k: Kit, kind: str) -> Actor:
+    """An actor of `kind` in the target account, drawn from the attack's own random stream."""
+    return k.rng.choice([a for a in k.org.by_kind[kind] if a.account is k.account] or k.org.by_kind[kind])
+
+
+def _tag_call(k: Kit, actor: Actor, t: float, made: Call, **kw: Any) -> None:
+    k.emit(tag_record(k.shapes, actor, t, k.region, made, **kw))
+
+
+@attack("untagged-resources", "An S3 bucket made in the console and an RDS database made by CI without the "
+        "required tags, never tagged; a required tag removed from a Lambda function", stateful=True, apart=True)
+def untagged_resources(k: Kit, t: float) -> None:
+    acct, region = k.account.id, k.region
+    person = next((a for a in k.org.sso if a.account is k.account), None) or _own(k, "terraform")
+    bucket = resource_name("s3-bucket", k.ids, acct)
+    _tag_call(k, person, t, SAMPLES["s3-bucket"].create(bucket, {"Name": "quarterly-exports"}, acct, region),
+              ip="AWS Internal", agent="AWS Internal")
+    k.events[-1]["sessionCredentialFromConsole"] = "true"
+    k.expect("untagged-resource", stateful=True, resource=bucket)
+    ci = _own(k, "ci")
+    db = resource_name("rds-instance", k.ids, acct)
+    _tag_call(k, ci, k.step(t, 20, 60), SAMPLES["rds-instance"].create(db, {"Owner": "payments"}, acct, region))
+    k.expect("untagged-resource", stateful=True, resource=db)
+    terraform = _own(k, "terraform")
+    fn = resource_name("lambda-function", k.ids, acct)
+    made = k.step(t, 60, 120)
+    _tag_call(k, terraform, made, SAMPLES["lambda-function"].create(fn, REQUIRED_TAGS, acct, region))
+    _tag_call(k, person, made + k.rng.uniform(120, 300), SAMPLES["lambda-function"].untag(fn, ["CostCenter"], acct,
+                                                                                           region))
+    k.expect("untagged-resource", stateful=True, resource=fn)
+
+
+@attack("ec2-tagged-after-alert", "An instance launched without the required tags, alerted, then tagged by its "
+        "owner: the finding resolves", stateful=True, apart=True)
+def tagged_after_alert(k: Kit, t: float) -> None:
+    owner = _own(k, "terraform")
+    iid = k.ids.resource("i")
+    k.emit(k.shapes.run_instances(k.actor, t, k.region, [iid], tags={"Name": "scratch-box"}, ip=k.ip))
+    grace = parse_duration(k.config.section("tags").get("grace", "15m"))
+    k.emit(k.shapes.create_tags(owner, t + grace + k.rng.uniform(60, 240), k.region, [iid], REQUIRED_TAGS))
+    k.expect("untagged", stateful=True, resource=iid)
+    k.expect("untagged", stateful=True, resource=iid, status=RESOLVED)
+
+
+@attack("late-resource-tags", "Resources tagged at creation, tagged 30-90 s later (S3, DynamoDB), or deleted "
+        "before the grace ends (Lambda): benign", stateful=True, apart=True)
+def late_resource_tags(k: Kit, t: float) -> None:
+    acct, region = k.account.id, k.region
+    terraform = _own(k, "terraform")
+    queue = resource_name("sqs-queue", k.ids, acct)
+    _tag_call(k, terraform, t, SAMPLES["sqs-queue"].create(queue, REQUIRED_TAGS, acct, region))
+    k.expect("untagged-resource", stateful=True, present=False, resource=queue)
+    for type_name in ("s3-bucket", "dynamodb-table"):
+        t = k.step(t, 5, 20)
+        rid = resource_name(type_name, k.ids, acct)
+        sample = SAMPLES[type_name]
+        _tag_call(k, terraform, t, sample.create(rid, None, acct, region))
+        _tag_call(k, terraform, t + k.rng.uniform(30, 90), sample.tag(rid, REQUIRED_TAGS, acct, region))
+        k.expect("untagged-resource", stateful=True, present=False, resource=rid)
+    t = k.step(t, 5, 20)
+    fn = resource_name("lambda-function", k.ids, acct)
+    _tag_call(k, terraform, t, SAMPLES["lambda-function"].create(fn, None, acct, region))
+    _tag_call(k, terraform, t + k.rng.uniform(60, 180), SAMPLES["lambda-function"].delete(fn, acct, region))
+    k.expect("untagged-resource", stateful=True, present=False, resource=fn)
 
 
 @attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address, then quiet: the "

@@ -15,6 +15,7 @@ from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, iso
 from pipeline.scenario.org import Actor, Organization, iam_user_identity
 from pipeline.scenario.shapes import Shapes
+from pipeline.scenario.tagging import background as tag_background
 
 # Tuesday 04:30 UTC, the default start of a scenario (reproducible; `trailwarden run` ends its own now).
 DEFAULT_START = datetime(2024, 8, 6, 4, 30, tzinfo=UTC).timestamp()
@@ -105,9 +106,16 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
     org = Organization(rng, ids, accounts, start)
     shapes = Shapes(rng, ids)
 
-    attack_events, expected = _run_attacks(chosen, org, shapes, rng, ids, start, duration, config, conditions)
-    background = Background(org, shapes, rng, ids).generate(max(0, events - len(attack_events)), start, duration)
-    records = background + attack_events
+    attack_events, expected = _run_attacks([n for n in chosen if not ATTACKS[n].apart], org, shapes, rng, ids, start,
+                                           duration, config, conditions)
+    count = max(0, events - len(attack_events))
+    background = Background(org, shapes, rng, ids).generate(count, start, duration)
+    # Drawn from streams of their own, after everything else: they move nothing of the rest.
+    apart_events, apart_expected = _run_apart([n for n in chosen if ATTACKS[n].apart], org, seed, start, duration,
+                                              config)
+    tagging = tag_background(org, random.Random(f"{seed}:tag-background"), start, duration, count)
+    expected += apart_expected
+    records = background + attack_events + apart_events + tagging
     records.sort(key=_event_time)
     return Scenario(records, expected, seed, start, end, chosen, {a.id: a.name for a in org.accounts},
                     scaled_overrides(duration))
@@ -158,6 +166,32 @@ def _whole_minute(holds: Condition, span: tuple[float, float]) -> bool:
             return True
         minute += 60
     return False
+
+
+def _run_apart(names: Sequence[str], org: Organization, seed: int, start: float, duration: float,
+               config: Config) -> tuple[list[dict[str, Any]], list[Expected]]:
+    """The attacks placed apart (`Attack.apart`): each with its own random stream, ids and shapes, at its
+    own moment within ATTACK_SPAN, on a member account and from an attacker's address of that stream."""
+    events: list[dict[str, Any]] = []
+    expected: list[Expected] = []
+    members = org.accounts[1:] or org.accounts
+    for name in names:
+        rng = random.Random(f"{seed}:{name}")
+        ids = Ids(rng)
+        account = rng.choice(members)
+        ip = f"{rng.choice(ATTACKER_NETS)}.{rng.randrange(2, 254)}"
+        user = "ci-legacy-deployer"
+        actor = Actor(f"attacker:{name}", "attacker", account,
+                      iam_user_identity(account.id, user, ids.key_id("AIDA"), ids.key_id("AKIA")),
+                      (ip,), (rng.choice(ATTACKER_AGENTS),), user_name=user)
+        lo, hi = ATTACK_SPAN
+        t = float(int(start + duration * rng.uniform(lo, hi)))
+        kit = Kit(org, Shapes(rng, ids), ids, rng, start, start + duration, name, account, actor, ip,
+                  account.regions[0], config)
+        ATTACKS[name].run(kit, t)
+        events.extend(kit.events)
+        expected.extend(kit.expected)
+    return events, expected
 
 
 def _run_attacks(names: Sequence[str], org: Organization, shapes: Shapes, rng: random.Random, ids: Ids,

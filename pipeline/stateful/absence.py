@@ -15,16 +15,16 @@ from pipeline.stateful.options import KindOptions, duration
 from pipeline.stateful.rule import Extractor, HitFor, StatefulRule, declare
 from pipeline.stateful.steps import END, SATISFY, START, UNSATISFY
 
-# fold(value, step, fields, params): the key's value after a fact; satisfied(value, params): is the condition met.
-Fold = Callable[[Any, str, Mapping[str, Any] | None, Params], Any]
+# fold(value, fact, params): the key's value after a fact; satisfied(value, params): is the condition met.
+Fold = Callable[[Any, Fact, Params], Any]
 Satisfied = Callable[[Any, Params], bool]
 
 
-def default_fold(value: Any, step: str, fields: Mapping[str, Any] | None, params: Params) -> Any:
+def default_fold(value: Any, fact: Fact, params: Params) -> Any:
     """`satisfy` meets the condition, `unsatisfy` loses it again."""
-    if step == SATISFY:
+    if fact.step == SATISFY:
         return True
-    if step == UNSATISFY:
+    if fact.step == UNSATISFY:
         return None
     return value
 
@@ -37,16 +37,23 @@ def unchanged(value: Any) -> Any:
     return value
 
 
+def loaded(value: Any, params: Params) -> Any:
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Options(KindOptions):
     window: float = duration()
     ttl: float | None = duration(None)  # None: four windows; never less than two
     fold: Fold = default_fold
     satisfied: Satisfied = default_satisfied
-    load_value: Callable[[Any], Any] = unchanged  # a folded value read back from a snapshot's JSON
+    dump_value: Callable[[Any], Any] = unchanged  # a folded value as a snapshot's JSON holds it
+    load_value: Callable[[Any, Params], Any] = loaded  # a folded value read back from a snapshot's JSON
     track_before_start: bool = True  # fold steps that come before the key's `start`
     resolved: str = "condition met"  # a finding's resolution when the condition is met after it
     ended: str = "ended"  # a finding's resolution when the key ends (`end`) after it
+    # A key's own window, from its value and the params (None: `window`); keep it within half the ttl.
+    window_of: Callable[[Any, Params], float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -61,9 +68,10 @@ class State:
 
 class Logic(KindLogic[Options, State]):
     """A key is watched from its `start` step; while the rule's condition is unmet, a lapse is open
-    and a timer stands at lapse start + window. The timer raises one finding per lapse; meeting the
-    condition closes the lapse, losing it again opens a new one; `end` forgets the key. A lapse whose
-    finding was raised resolves it (same id) when the condition is met or the key ends."""
+    and a timer stands at lapse start + window (the key's own, when the rule says so). The timer raises
+    one finding per lapse; meeting the condition closes the lapse, losing it again opens a new one;
+    `end` forgets the key. A lapse whose finding was raised resolves it (same id) when the condition is
+    met or the key ends."""
 
     kind = Kind.ABSENCE
     options_type = Options
@@ -77,42 +85,53 @@ class Logic(KindLogic[Options, State]):
     def apply(self, state: State | None, fact: Fact, out: Out) -> State | None:
         o = self.options
         step = fact.step
+        # The finding of the key's lapse, if raised: as it was raised, before this fact changes the value.
+        opened = self._open_finding(state, fact.key) if state is not None and state.fired else None
         if step == END:
-            if state is not None and state.fired and state.since is not None:
-                out.emit(self._open_finding(state, fact.key).resolved(fact.time, o.ended, fact.event_id))
+            if opened is not None:
+                out.emit(opened.resolved(fact.time, o.ended, fact.event_id))
             return None
         if state is None:
             if step != START and not o.track_before_start:
                 return None
             state = State()
-        state.value = o.fold(state.value, step, fact.fields, self.params)
+        state.value = o.fold(state.value, fact, self.params)
         state.last = max(state.last, fact.time)
         if step == START:
             state.active = True
         if not state.active:
             return state
         if o.satisfied(state.value, self.params):
-            if state.fired and state.since is not None:
-                out.emit(self._open_finding(state, fact.key).resolved(fact.time, o.resolved, fact.event_id))
+            if opened is not None:
+                out.emit(opened.resolved(fact.time, o.resolved, fact.event_id))
             state.since, state.fired = None, False
         elif state.since is None:
             state.since, state.fired, state.meta = fact.time, False, fact.meta
-            out.timer(fact.time + o.window, fact.key)
+            out.timer(fact.time + self.window(state), fact.key)
         return state
 
+    def window(self, state: State) -> float:
+        """The key's window: the rule's, or the one its value names."""
+        of = self.options.window_of
+        return (of(state.value, self.params) if of is not None else None) or self.options.window
+
     def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
-        window = self.options.window
+        window = self.window(state)
         if state.since is None or state.fired or state.since + window != deadline:
             return state  # the lapse this timer was set for has closed
         state.fired = True
-        out.emit(self._open_finding(state, key))
+        finding = self._open_finding(state, key)
+        if finding is not None:
+            out.emit(finding)
         return state
 
-    def _open_finding(self, state: State, key: str) -> Finding:
-        """The finding the key's open lapse raised (or raises) at its deadline: rebuilt the same when it resolves."""
+    def _open_finding(self, state: State, key: str) -> Finding | None:
+        """The finding the key's lapse raises at its deadline (None: no lapse open): rebuilt the same when it
+        resolves."""
         since = state.since
-        assert since is not None
-        window = self.options.window
+        if since is None:
+            return None
+        window = self.window(state)
         deadline = since + window
         start = window_start(since, self.dedup) if self.dedup > 0 else int(since)
         ctx = {"since": when(since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
@@ -121,36 +140,40 @@ class Logic(KindLogic[Options, State]):
 
     def deadline(self, state: State) -> float | None:
         if state.active and state.since is not None and not state.fired:
-            return state.since + self.options.window
+            return state.since + self.window(state)
         return None
 
     def dump(self, s: State) -> list[Any]:
-        return [s.value, s.active, s.since, s.fired, s.last, s.meta]
+        return [self.options.dump_value(s.value), s.active, s.since, s.fired, s.last, s.meta]
 
     def load(self, row: list[Any]) -> State:
-        return State(self.options.load_value(row[0]), bool(row[1]), row[2], bool(row[3]), float(row[4]),
-                     load_meta(row[5]))
+        return State(self.options.load_value(row[0], self.params), bool(row[1]), row[2], bool(row[3]),
+                     float(row[4]), load_meta(row[5]))
 
 
 def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
             events: Mapping[str, Iterable[str] | str], window: str | float, params: Mapping[str, Any] | None = None,
             ttl: str | float | None = None, dedup: str | float = 0, fields: Iterable[str] = (),
             fold: Fold | None = None, satisfied: Satisfied | None = None,
-            load_value: Callable[[Any], Any] | None = None, track_before_start: bool = True,
-            resolved: str | None = None, ended: str | None = None, runbook: str = "", cases: Iterable[Case] = (),
-            hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
+            dump_value: Callable[[Any], Any] | None = None, load_value: Callable[[Any, Params], Any] | None = None,
+            window_of: Callable[[Any, Params], float | None] | None = None, track_before_start: bool = True,
+            resolved: str | None = None, ended: str | None = None,
+            runbook: str = "", cases: Iterable[Case] = (), hit: HitFor | None = None,
+            validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
+            shared: str = "") -> Callable[[Extractor], StatefulRule]:
     """Declare an absence rule: a `start` not followed within `window` by the condition being met.
-    Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, step, fields, params)`
-    understands, with `satisfied(value, params)` deciding. `end` forgets the key. Allowlists drop
-    only `start`. `window` and `ttl` are durations or names of parameters holding one. A finding resolves
-    (same id, `resolution` = `resolved` or `ended`) when the condition is met or the key ends after it."""
+    Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, fact, params)`
+    understands, with `satisfied(value, params)` deciding; `window_of(value, params)` may give a key
+    its own window. `end` forgets the key. Allowlists drop only `start`. `window` and `ttl` are durations or
+    names of parameters holding one. `validate`, `param_docs` and `shared` are as for every rule. A finding
+    resolves (same id, `resolution` = `resolved` or `ended`) when the condition is met or the key ends after it."""
 
     def wrap(fn: Extractor) -> StatefulRule:
         meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
-                        dedup=dedup, runbook=runbook, cases=cases, fn=fn)
-        return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,),
+                        dedup=dedup, runbook=runbook, cases=cases, fn=fn, param_docs=param_docs, shared=shared)
+        return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,), validate=validate,
                        options={"window": window, "ttl": ttl, "fold": fold, "satisfied": satisfied,
-                                "load_value": load_value, "track_before_start": track_before_start,
-                                "resolved": resolved, "ended": ended})
+                                "dump_value": dump_value, "load_value": load_value, "window_of": window_of,
+                                "track_before_start": track_before_start, "resolved": resolved, "ended": ended})
 
     return wrap

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pipeline.config import ConfigError
-from pipeline.rule import parse_duration
+from pipeline.rule import Params, parse_duration
 
 _PARSE = "parse"
 
@@ -112,5 +112,6 @@ def with_params(options: OptionsT, sources: Mapping[str, str], rule_id: str, par
     for name, param in sources.items():
         parse = _parser(type(options), name)
         assert parse is not None
-        changes[name] = parse(params.get(param), f"rules.{rule_id}.{param}")
+        where = params.path(rule_id, param) if isinstance(params, Params) else f"rules.{rule_id}.{param}"
+        changes[name] = parse(params.get(param), where)
     return dataclasses.replace(options, **changes)  # type: ignore[type-var]
