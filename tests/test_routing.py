@@ -90,12 +90,12 @@ def test_config_check_validates_destinations_and_never_prints_a_secret(tmp_path,
     path.write_text('[destinations.team]\ntype = "slack"\nurl = "env:TW_SLACK"\n'
                     '[[routes]]\ndefault = true\ndestinations = ["team"]\n')
     monkeypatch.setenv("TW_SLACK", SLACK_URL)
-    assert check(str(path), builtin_rules()) == 0
+    assert check(Config.load(str(path)), builtin_rules()) == 0
     out = capsys.readouterr()
     assert "1 destination(s) (team), 1 route(s)" in out.out and "sEcReT" not in out.out + out.err
     monkeypatch.setenv("TW_SLACK", "mailto:sEcReT@example.com")
     with pytest.raises(ConfigError) as caught:
-        check(str(path), builtin_rules())
+        check(Config.load(str(path)), builtin_rules())
     assert "destinations.team.url" in str(caught.value) and "sEcReT" not in str(caught.value)
 
 

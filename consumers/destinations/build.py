@@ -40,13 +40,14 @@ def build(spec: DestinationSpec, secrets: Secrets, target: aws.Target,
         return WebhookDestination(spec.name, url("url"), secret("secret"))
     region = str(opts.get("region") or target.region or "") or None
     if spec.type == "securityhub":
-        client = target.client("securityhub", region_name=region) if region else target.client("securityhub")
-        return SecurityHubDestination(spec.name, client, str(opts.get("account", "")),
-                                      region or client.meta.region_name,
-                                      account_of=lambda: target.client("sts").get_caller_identity()["Account"])
+        hub = SecurityHubDestination(spec.name, client=target.client("securityhub", region_name=region),
+                                     account=str(opts.get("account", "")), region=region or "",
+                                     account_of=lambda: target.client("sts").get_caller_identity()["Account"])
+        hub.region = hub.region or hub.client.meta.region_name
+        return hub
     if spec.type == "eventbridge":
-        client = target.client("events", region_name=region) if region else target.client("events")
-        return EventBridgeDestination(spec.name, client, str(opts.get("bus", "default")))
+        return EventBridgeDestination(spec.name, client=target.client("events", region_name=region),
+                                      bus=str(opts.get("bus", "default")))
     raise AssertionError(f"unchecked destination type {spec.type}")  # Routing.from_config refuses other types
 
 
