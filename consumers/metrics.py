@@ -99,7 +99,7 @@ class StageMetrics:
         """A publish of `given` findings sent `fresh` (the rest were alerted before: dedupe hits)."""
         for finding in fresh:
             self.add(FINDINGS_OUT, 1, ("Severity", finding.severity))
-        self.add(DEDUPE_HITS, given - len(fresh))
+        self.add(DEDUPE_HITS, max(0, given - len(fresh)))  # a digest or resolution is sent with none given
 
     def after_batch(self) -> None:
         if self.clock() - self._last_flush >= self.interval:

@@ -24,6 +24,10 @@ class FindingsOut(Protocol):
         """Deliver until acknowledged (raises `SinkError` otherwise); returns those published now."""
         ...
 
+    def digests_due(self) -> bool:
+        """Whether counted repeats are due as digests (a `publish([])` sends them)."""
+        ...
+
 
 class Alerts:
     """Live: the publisher, which sends what the dedupe table has not seen and marks it after."""
@@ -37,6 +41,9 @@ class Alerts:
 
     def publish(self, findings: Iterable[Finding]) -> list[Finding]:
         return self.publisher.publish(findings)
+
+    def digests_due(self) -> bool:
+        return self.publisher.digests_due()
 
 
 class ReplayedFindings:
@@ -59,3 +66,6 @@ class ReplayedFindings:
         if self._file is not None and given:
             self._file.deliver(given)
         return self.publisher.publish(given)
+
+    def digests_due(self) -> bool:
+        return self.publisher.digests_due()

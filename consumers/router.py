@@ -68,6 +68,8 @@ class RouterProcessor(processor.RecordProcessorBase):
         taken = self.intake.take(process_records_input)
         if taken:
             self._process(taken, process_records_input.checkpointer)
+        elif self.findings.digests_due():
+            kcl.until_done(lambda: self.findings.publish([]), f"{self.shard_id}: publishing digests")
         behind = getattr(process_records_input, "millis_behind_latest", None)
         progress.behind_latest_ms = behind if isinstance(behind, int) else None
         progress.read_to = read_to(progress.read_to, process_records_input.records, behind, handed)
@@ -141,7 +143,7 @@ class RouterProcessor(processor.RecordProcessorBase):
     def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
         """Each destination until it acknowledged: findings, then facts, then dead letters."""
         progress = self.progress
-        if findings:
+        if findings or self.findings.digests_due():
             fresh = kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
             self.metrics.published(len(findings), fresh)
             progress.findings += len(findings)

@@ -107,7 +107,11 @@ class StatefulProcessor(processor.RecordProcessorBase):
     def process_records(self, process_records_input: Any) -> None:
         records = process_records_input.records
         progress = self.progress
-        if progress.done or not (records or self.watermark.idle_batches):
+        if progress.done:
+            return
+        if not (records or self.watermark.idle_batches):
+            if self.findings.digests_due():
+                kcl.until_done(lambda: self.findings.publish([]), f"{self.shard_id}: publishing digests")
             return
         now = self.clock()
         findings: list[Finding] = []
@@ -116,7 +120,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
             findings, ended = self._apply(records, now)
         findings += self.watermark.after_batch(self.state, now)
         self._log_errors()
-        if findings:
+        if findings or self.findings.digests_due():
             fresh = kcl.until_done(lambda: self.findings.publish(findings), f"{self.shard_id}: publishing findings")
             self.metrics.published(len(findings), fresh)
             progress.findings += len(findings)

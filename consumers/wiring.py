@@ -24,6 +24,7 @@ from infra import aws
 from infra.resources import Resources
 from pipeline.alerting import AlertPolicy
 from pipeline.config import Config
+from pipeline.ocsf import archive_format
 from pipeline.pack import Pack, bind_pack
 from pipeline.settings import ReplaySettings, Settings
 from pipeline.stages import Stage
@@ -53,7 +54,8 @@ class Wiring:
         config = Config.load()
         pack = bind_pack(config, replay.rules if replay else None, overrides=settings.overrides)
         publisher = build_publisher(target, resources, settings.sinks, settings.dedupe, settings.findings_file,
-                                    AlertPolicy.from_config(config))
+                                    AlertPolicy.from_config(config), digests=replay is None,
+                                    archive_format=archive_format(config))
         return cls(settings, target, resources, pack, publisher)
 
     @property

@@ -18,15 +18,16 @@ from typing import Any
 
 from pipeline.config import Config, ConfigError
 from pipeline.finding import SEVERITIES, Finding
-from pipeline.rule import Rule
+from pipeline.rule import Rule, parse_duration
 
 # Named sets of rules alerted whatever their severity (rule ids, shell-style wildcards).
 PRESETS: dict[str, tuple[str, ...]] = {
     # The CIS AWS Foundations monitoring controls 4.1 to 4.15, for teams that must alarm on each of them.
     "cis": ("cis-*", "console-login-without-mfa"),
 }
-_KEYS = ("min_severity", "sigma_min_severity", "archive_min_severity", "rules", "presets")
+_KEYS = ("min_severity", "sigma_min_severity", "archive_min_severity", "rules", "presets", "digest_interval")
 SIGMA_PREFIX = "sigma-"  # the ids of rules compiled from Sigma files (pipeline.sigma.load)
+DEFAULT_DIGEST_INTERVAL = 900.0
 ALERTED, ARCHIVED, DROPPED = "alerted", "archived only", "neither alerted nor archived"
 
 
@@ -42,6 +43,7 @@ class AlertPolicy:
     archive_min_severity: str = "info"
     rules: tuple[str, ...] = ()
     presets: tuple[str, ...] = ()
+    digest_interval: float = DEFAULT_DIGEST_INTERVAL  # seconds between digests of one id (0: no digests)
 
     @classmethod
     def from_config(cls, config: Config) -> AlertPolicy:
@@ -63,6 +65,14 @@ class AlertPolicy:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"{where} {key} must be a list of non-empty strings, got {value!r}")
             values[key] = tuple(value)
+        interval = section.get("digest_interval", DEFAULT_DIGEST_INTERVAL)
+        try:
+            values["digest_interval"] = parse_duration(interval)
+        except (TypeError, ValueError):
+            values["digest_interval"] = -1.0
+        if not 0 <= values["digest_interval"] < float("inf"):
+            raise ConfigError(f'{where} digest_interval = {interval!r} is not a duration of 0 or more; use e.g. "15m" '
+                              '("0" turns digests off)')
         bad = [p for p in values["presets"] if p not in PRESETS]
         if bad:
             raise ConfigError(f"{where} presets: unknown preset(s) {bad}; known: {sorted(PRESETS)}")
@@ -79,6 +89,8 @@ class AlertPolicy:
         return rank(severity) >= rank(floor) or any(fnmatch.fnmatchcase(rule_id, p) for p in self.patterns)
 
     def alerts(self, finding: Finding) -> bool:
+        """Whether `finding` is alerted. Its digests and resolution carry its rule and severity, so each is
+        alerted exactly when the finding it updates is."""
         return self.alerts_rule(finding.rule_id, finding.severity)
 
     def archives(self, finding: Finding) -> bool:

@@ -140,7 +140,7 @@ class Config:
         return str(self.path) if self.path else "built-in defaults"
 
     def validate_sections(self) -> None:
-        known = set(_read_toml(DEFAULTS_FILE)) | {"rules"}
+        known = set(_read_toml(DEFAULTS_FILE)) | {"rules", "routes"}
         unknown = set(self.data) - known
         if unknown:
             raise ConfigError(f"{self.where()}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +13,8 @@ import orjson
 from pipeline.event import parse_event_time
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+OPEN, RESOLVED = "open", "resolved"  # a finding's status (see docs/findings.md, "Lifecycle")
+STATUSES = (OPEN, RESOLVED)
 
 
 _FIRST_SECOND, _LAST_SECOND = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59
@@ -96,6 +98,28 @@ class Finding:
     context: dict[str, Any] = field(default_factory=dict)
     detected_at: float = field(default_factory=_time.time)
     replayed: bool = False
+    status: str = OPEN
+    updated_at: float | None = None  # event time of the latest change (None: `event_time`)
+    occurrences: int = 1  # matching events counted so far
+    resolution: str = ""  # why a resolved finding resolved
+
+    def resolved(self, at: float, why: str, event_id: str = "") -> Finding:
+        """This finding, resolved at event time `at` because `why`; the same id."""
+        return replace(self, status=RESOLVED, updated_at=at, resolution=why,
+                       event_ids=self.event_ids + ((event_id,) if event_id and event_id not in self.event_ids else ()))
+
+    def digest(self, occurrences: int, at: float) -> Finding:
+        """This open finding counted `occurrences` times, the latest at event time `at`; the same id."""
+        return replace(self, status=OPEN, occurrences=occurrences, updated_at=max(at, self.event_time),
+                       resolution="")
+
+    @property
+    def delivery_key(self) -> str:
+        """What a destination receives once: the first alert is keyed by the id alone (as before findings had
+        a lifecycle), a resolution by id and status, a digest by id and count."""
+        if self.status == RESOLVED:
+            return f"{self.id}:resolved"
+        return self.id if self.occurrences <= 1 else f"{self.id}:{self.occurrences}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +142,10 @@ class Finding:
             "dedup_key": self.dedup_key,
             "window_start": iso_time(self.window),
             "replayed": self.replayed,
+            "status": self.status,
+            "updated_at": iso_time(self.event_time if self.updated_at is None else self.updated_at),
+            "occurrences": self.occurrences,
+            "resolution": self.resolution,
             "context": bounded(self.context),
         }
 
@@ -147,4 +175,8 @@ class Finding:
             context=d.get("context", {}),
             detected_at=parse_event_time(d.get("detected_at")) or 0.0,
             replayed=bool(d.get("replayed", False)),
+            status=RESOLVED if d.get("status") == RESOLVED else OPEN,
+            updated_at=parse_event_time(d.get("updated_at")),
+            occurrences=max(1, n) if type(n := d.get("occurrences")) is int else 1,
+            resolution=str(d.get("resolution", "")),
         )

@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Mapping
 from typing import Any, BinaryIO, Protocol
 
-from pipeline.finding import Finding, iso_time
+from pipeline.finding import RESOLVED, Finding, iso_time
 
 FORMATS = ("table", "json")
 ELLIPSIS = "…"
@@ -68,12 +68,13 @@ class JsonWriter:
 
 
 # (header, width); the summary column takes what the terminal has left.
-_COLUMNS = (("TIME", 20), ("SEVERITY", 8), ("RULE", 34), ("ACCOUNT", 12), ("PRINCIPAL", 44))
+_COLUMNS = (("TIME", 20), ("SEVERITY", 8), ("STATUS", 8), ("RULE", 34), ("ACCOUNT", 12), ("PRINCIPAL", 44))
 _MIN_SUMMARY = 30
 
 
 class TableWriter:
-    """Aligned, terminal-safe columns: time, severity, rule id, account, principal, summary."""
+    """Aligned, terminal-safe columns: time, severity, status, rule id, account, principal, summary. A
+    resolution shows the time it resolved and, before its summary, why."""
 
     def __init__(self, stream: BinaryIO, width: int | None = None) -> None:
         self.stream = stream
@@ -91,8 +92,11 @@ class TableWriter:
         if not self._header:
             self._row([h for h, _ in _COLUMNS] + ["SUMMARY"])
             self._header = True
-        self._row([time_text(finding.event_time), finding.severity, finding.rule_id, finding.account,
-                   finding.principal, finding.summary])
+        resolved = finding.status == RESOLVED
+        when = finding.updated_at if resolved and finding.updated_at is not None else finding.event_time
+        summary = f"[{finding.resolution}] {finding.summary}" if resolved else finding.summary
+        self._row([time_text(when), finding.severity, finding.status, finding.rule_id, finding.account,
+                   finding.principal, summary])
 
     def close(self) -> None:
         self.stream.flush()

@@ -76,21 +76,25 @@ class Case:
     A case that expects findings is also run in its other forms (`pipeline.ruletest.FORMS`): made in
     the console, made through CloudFormation. The rule must find the same there. `no_form` names a
     form the case genuinely cannot have, with the reason, e.g. {"console": "a sign-in is the
-    console's own record"}; keep such exceptions few."""
+    console's own record"}; keep such exceptions few. `resolved`, when given, is the number of those
+    findings the case expects resolved (a stateful rule's condition cleared after its finding)."""
 
     name: str
     events: tuple[dict[str, Any], ...]
     expect: int
     params: Mapping[str, Any] = field(default_factory=dict)
     no_form: Mapping[str, str] = field(default_factory=dict)
+    resolved: int | None = None
 
     def __init__(self, name: str, events: Iterable[dict[str, Any]] | dict[str, Any], expect: int,
-                 params: Mapping[str, Any] | None = None, no_form: Mapping[str, str] | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, no_form: Mapping[str, str] | None = None,
+                 resolved: int | None = None) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "events", (events,) if isinstance(events, dict) else tuple(events))
         object.__setattr__(self, "expect", expect)
         object.__setattr__(self, "params", dict(params or {}))
         object.__setattr__(self, "no_form", dict(no_form or {}))
+        object.__setattr__(self, "resolved", resolved)
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -23,7 +23,7 @@ from pipeline.cases import ACCOUNT, BASE_TIME, in_console, via_service
 from pipeline.config import Config
 from pipeline.detector import Detector
 from pipeline.event import Event
-from pipeline.finding import Finding, iso_time
+from pipeline.finding import RESOLVED, Finding, iso_time
 from pipeline.pack import bind_pack
 from pipeline.rule import Case, Params, Rule
 from pipeline.rules.attack_common import by_aws_service, service_linked_role
@@ -151,6 +151,9 @@ def _run(rule: Rule, case: Case, name: str, partials: Iterable[dict[str, Any]]) 
     mine = [f for f in findings if f.rule_id == rule.id]
     result.findings = mine
     result.got = len({f.id for f in mine})
+    resolved = len({f.id for f in mine if f.status == RESOLVED})
+    if case.resolved is not None and resolved != case.resolved:
+        result.error = f"expected {case.resolved} resolved, got {resolved}"
     if detector.stats.rule_errors:
         result.error = "; ".join(detector.stats.last_errors) or "the rule raised"
     return result

@@ -39,6 +39,70 @@ def stack(tmp_path_factory):
         yield running
 
 
+@pytest.fixture(scope="module", autouse=True)
+def destinations(stack: Live):
+    """Every destination type fed from the findings topic by the deliverers `trailwarden deliver` runs, for the
+    missing-tags rule: their queues subscribed from the module's start (the deliverers, started by the test
+    that uses them, find what came since); returns what each destination shows of a finding id."""
+    import json
+
+    from consumers.deliverer import DeliveryThreads, build_deliverers
+    from consumers.sinks.dedupe import MemoryDedupe
+    from infra.receivers import Receiver
+    from pipeline.config import Config
+    from pipeline.routing import Routing
+
+    receivers = {name: Receiver(name).start() for name in ("slack", "pagerduty", "webhook")}
+    target = stack.target
+    target.client("securityhub").enable_security_hub()
+    events, sqs = target.client("events"), target.client("sqs")
+    events.create_event_bus(Name="security")
+    bus_queue = sqs.create_queue(QueueName="live-bus-watch")["QueueUrl"]
+    bus_arn = sqs.get_queue_attributes(QueueUrl=bus_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="findings", EventBusName="security", EventPattern=json.dumps({"source": ["trailwarden"]}))
+    events.put_targets(Rule="findings", EventBusName="security", Targets=[{"Id": "q", "Arn": bus_arn}])
+    config = Config.from_dict({"destinations": {
+        "team": {"type": "slack", "url": receivers["slack"].url},
+        "oncall": {"type": "pagerduty", "routing_key": "live-key", "url": receivers["pagerduty"].url},
+        "siem": {"type": "webhook", "url": receivers["webhook"].url, "secret": "live-hmac"},
+        "hub": {"type": "securityhub"},
+        "bus": {"type": "eventbridge", "bus": "security"},
+    }, "routes": [{"destinations": ["team", "oncall", "siem", "hub", "bus"], "rules": [MISSING_TAGS]}]})
+    deliverers, _ = build_deliverers(target, stack.outputs, Routing.from_config(config), env={},
+                                     dedupe=MemoryDedupe())
+    threads = DeliveryThreads(deliverers)  # started by the test: until then their queues keep what comes
+    on_bus: list[dict] = []
+
+    def shown(finding_id: str) -> dict[str, list[str]]:
+        on_bus.extend(json.loads(m["Body"])["detail"] for m in sqs.receive_message(
+            QueueUrl=bus_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []))
+        hub = [f for f in target.client("securityhub").get_findings()["Findings"] if f["Id"] == finding_id]
+        return {
+            "slack": ["resolved" if b["blocks"][0]["text"]["text"].startswith("✅") else "open"
+                      for b in receivers["slack"].bodies() if finding_id in json.dumps(b)],
+            "pagerduty": [b["event_action"] for b in receivers["pagerduty"].bodies() if b["dedup_key"] == finding_id],
+            "webhook": [b["status"] for b in receivers["webhook"].bodies() if b["id"] == finding_id],
+            "hub": [f["Workflow"]["Status"] for f in hub],
+            "bus": [d["status"] for d in on_bus if d["id"] == finding_id],
+        }
+
+    def stop() -> None:
+        """The deliverers stopped and their queues unsubscribed: the tests after see the topic as it was."""
+        threads.stop()
+        for r in receivers.values():
+            r.stop()
+        sns = target.client("sns")
+        arns = {d.queue.arn for d in deliverers}
+        for sub in sns.list_subscriptions_by_topic(TopicArn=stack.outputs["FindingsTopicArn"])["Subscriptions"]:
+            if sub.get("Endpoint") in arns:
+                sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+
+    shown.stop = stop  # type: ignore[attr-defined]
+    shown.threads = threads  # type: ignore[attr-defined]
+    yield shown
+    stop()
+
+
 def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: Live):
     untagged, tagged = instance_id(), instance_id()
     launched = time.time()
@@ -50,7 +114,8 @@ def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: L
     first = stack.about(untagged)[0]
     assert first.received - launched >= GRACE  # not before the grace period is over
     assert first.finding.rule_id == MISSING_TAGS
-    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account}
+    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account,
+                                "status": "open"}
     stack.wait_for(lambda: False, 6)  # time for a duplicate or a late finding about the tagged one to show
     assert len(stack.about(untagged)) == 1
     assert stack.about(tagged) == []
@@ -65,6 +130,42 @@ def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: L
     change = [f for f in archive if f["rule_id"] == SG_CHANGES and "sg-0live1" in f["resources"]]
     assert len(change) == 1 and change[0]["severity"] == "info"
     assert not [a for a in stack.about("sg-0live1") if a.finding.rule_id == SG_CHANGES]
+
+
+def test_an_instance_tagged_after_its_alert_resolves_it_on_the_topic_with_the_same_id(stack: Live):
+    iid = instance_id()
+    launched = time.time()
+    stack.play([run_instances(iid, launched)])
+    assert stack.wait_for(lambda: stack.about(iid), 120), stack.logs()
+    opened = stack.about(iid)[0].finding
+    tagged = time.time()
+    stack.play([create_tags(iid, tagged)])
+    assert stack.wait_for(lambda: len(stack.about(iid)) >= 2, 120), stack.logs()
+    stack.wait_for(lambda: False, 4)  # time for a duplicate to show
+    alerts = stack.about(iid)
+    assert [(a.finding.id, a.finding.status, a.attributes["status"]) for a in alerts] == [
+        (opened.id, "open", "open"), (opened.id, "resolved", "resolved")]
+    resolution = alerts[1].finding
+    assert resolution.resolution == "tags added" and resolution.occurrences == 1
+    assert resolution.updated_at is not None and abs(resolution.updated_at - tagged) < 1.5
+    assert resolution.updated_at > opened.event_time
+    assert stack.wait_for(lambda: {("open", opened.id), ("resolved", opened.id)} <= {
+        (f["status"], f["id"]) for f in stack.archived()}, 120)
+
+
+def test_every_destination_shows_the_untagged_instance_alerted_then_resolved(stack: Live, destinations):
+    """The instance of the test above, tagged after its alert: Slack, PagerDuty and the webhook (local
+    receivers), Security Hub and EventBridge (the emulator) each show its finding open, then resolved."""
+    resolved = [a.finding for a in stack.alerts if a.finding.rule_id == MISSING_TAGS and a.finding.status == "resolved"]
+    assert resolved, "the test above resolves an instance's finding on the topic"
+    finding_id = resolved[0].id
+    expected = {"slack": ["open", "resolved"], "pagerduty": ["trigger", "resolve"], "webhook": ["open", "resolved"],
+                "hub": ["RESOLVED"], "bus": ["open", "resolved"]}
+    destinations.threads.start()
+    try:
+        assert stack.wait_for(lambda: destinations(finding_id) == expected, 60), destinations(finding_id)
+    finally:
+        destinations.stop()
 
 
 def test_no_processor_crashed(stack: Live):

@@ -143,6 +143,28 @@ def test_router_ignores_empty_batches():
     assert log == []
 
 
+def test_router_sends_the_digest_of_repeats_on_an_idle_batch_once_its_interval_passed():
+    log: list = []
+    sink, now = Sink(log), [1000.0]
+    publisher = Publisher([sink], MemoryDedupe(), clock=lambda: now[0])
+    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(publisher), Facts(log), DeadLetters(log),
+                           stream="trail")
+    proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
+    for seq in (1, 2, 3):
+        proc.process_records(batch([record(d, seq) for d in cwl_records([open_sg(T0)])], log))
+    first = [f for f in sink.findings if f.rule_id == "ec2-security-group-open-to-internet"]
+    assert [f.occurrences for f in first] == [1]
+    sent = len(sink.findings)
+    proc.process_records(batch([], log))
+    assert len(sink.findings) == sent  # nothing due yet
+    now[0] += publisher.digest_interval
+    log.clear()
+    proc.process_records(batch([], log))
+    digest = [f for f in sink.findings if f.id == first[0].id and f.occurrences > 1]
+    assert [f.occurrences for f in digest] == [3]
+    assert [entry[0] for entry in log] == ["published"]  # an idle batch: nothing to checkpoint
+
+
 # --- stateful ------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ ATTACKS = [
 ]
 LONG = [("A\x1b[31m\n\u202e" * 2500)[:10_000], "x" * 10_000, ("\U0001f4a3é\u2028" * 4000)[:10_000]]
 TEXTS = ATTACKS + LONG
-ALLOWED_ATTRIBUTES = {"severity", "rule_id", "account"}
+ALLOWED_ATTRIBUTES = {"severity", "rule_id", "account", "status"}
 
 
 def finding(text: str = "", *, title: str = "Security group opened to the internet", severity: str = "high",

@@ -157,7 +157,7 @@ def test_attacker_text_cannot_forge_attributes():
     evil = make_finding(summary='", "severity": {"DataType": "String", "StringValue": "info"}',
                         account="1234\nrule_id=other", rule_id="rule-x")
     attrs = attributes(evil)
-    assert set(attrs) == {"severity", "rule_id", "account"}
+    assert set(attrs) == {"severity", "rule_id", "account", "status"}
     assert attrs["severity"]["StringValue"] == "high"
     assert attrs["rule_id"]["StringValue"] == "rule-x"
     assert "\n" not in attrs["account"]["StringValue"]

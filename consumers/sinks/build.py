@@ -31,15 +31,19 @@ def past_findings(alert: bool) -> tuple[tuple[SinkName, ...], DedupeMode]:
 
 def build_publisher(target: aws.Target, resources: Mapping[str, str], sinks: Iterable[SinkName],
                     dedupe: DedupeMode, findings_file: Path | None = None,
-                    policy: AlertPolicy | None = None) -> Publisher:
+                    policy: AlertPolicy | None = None, digests: bool = True,
+                    archive_format: str = "trailwarden") -> Publisher:
     """The named sinks (a `file` sink only with `findings_file`) behind the dedupe table in `dedupe` mode;
-    `policy` decides what each sink is given (the SNS topic the alerts, Firehose every archived finding)."""
+    `policy` decides what each sink is given (the SNS topic the alerts, Firehose every archived finding).
+    Findings of the past (`digests` False) are sent without digests: a digest counts repeats over wall-clock
+    time, which a replay or backfill of the same input would not give the same."""
     chosen: list[Any] = []
     for name in sinks:
         if name == SinkName.SNS:
             chosen.append(SnsSink(target.client("sns"), resources["FindingsTopicArn"]))
         elif name == SinkName.FIREHOSE:
-            chosen.append(FirehoseSink(target.client("firehose"), resources["FindingsDeliveryStreamName"]))
+            chosen.append(FirehoseSink(target.client("firehose"), resources["FindingsDeliveryStreamName"],
+                                       archive_format=archive_format))
         elif name == SinkName.FILE and findings_file is not None:
             chosen.append(FileSink(findings_file))
     table: Any = None
@@ -49,4 +53,4 @@ def build_publisher(target: aws.Target, resources: Mapping[str, str], sinks: Ite
             table = ReadOnlyDedupe(table)
     elif dedupe == DedupeMode.MEMORY:
         table = MemoryDedupe()
-    return Publisher(chosen, table, policy=policy)
+    return Publisher(chosen, table, policy=policy, digests=digests)

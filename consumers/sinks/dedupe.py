@@ -1,8 +1,12 @@
-"""The dedupe table: which finding ids were already alerted.
+"""The dedupe table: which finding deliveries were already made, and how often each finding recurred.
 
 Consulted before publishing (`seen`, a consistent BatchGetItem) and marked only after every sink
-acknowledged (`mark`, a conditional PutItem on the id with a TTL attribute). So no alert is lost;
-a second alert needs a crash between the acknowledgement and the mark.
+acknowledged (`mark`, a conditional PutItem on the key with a TTL attribute). So no alert is lost;
+a second alert needs a crash between the acknowledgement and the mark. A key is a finding's
+`delivery_key`: its id for the first alert, `<id>:resolved` for its resolution.
+
+`count(id, n)` adds `n` repeats to the finding's item (`occurrences`, an atomic update shared by every
+shard and process) and returns the total, which a digest carries.
 """
 
 from __future__ import annotations
@@ -67,10 +71,22 @@ class DedupeTable:
         expires = int(self.clock() + self.ttl_seconds)
         for finding_id in dict.fromkeys(finding_ids):
             item = {self.key: {"S": finding_id}, self.ttl_attribute: {"N": str(expires)},
-                    "marked_at": {"N": str(int(self.clock()))}}
+                    "marked_at": {"N": str(int(self.clock()))}, "occurrences": {"N": "1"}}
             if call(lambda i=item: self._put(i), self.policy, f"DynamoDB PutItem on {self.table}"):
                 new += 1
         return new
+
+    def count(self, finding_id: str, repeats: int) -> int | None:
+        """Add `repeats` to the finding's occurrences (1 when first marked); returns the new total."""
+        expires = int(self.clock() + self.ttl_seconds)
+        response = call(lambda: self.client.update_item(
+            TableName=self.table, Key={self.key: {"S": finding_id}},
+            UpdateExpression="SET #o = if_not_exists(#o, :one) + :n, #t = if_not_exists(#t, :exp)",
+            ExpressionAttributeNames={"#o": "occurrences", "#t": self.ttl_attribute},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":n": {"N": str(int(repeats))}, ":exp": {"N": str(expires)}},
+            ReturnValues="UPDATED_NEW"), self.policy, f"DynamoDB UpdateItem on {self.table}")
+        value = ((response or {}).get("Attributes") or {}).get("occurrences", {}).get("N")
+        return int(value) if isinstance(value, str) and value.isdigit() else None
 
     def _put(self, item: dict[str, Any]) -> bool:
         try:
@@ -88,7 +104,7 @@ class MemoryDedupe:
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[str, int] = OrderedDict()  # key -> occurrences
 
     def seen(self, ids: Iterable[str]) -> set[str]:
         return {i for i in ids if i in self._ids}
@@ -98,11 +114,20 @@ class MemoryDedupe:
         for i in finding_ids:
             if i not in self._ids:
                 new += 1
-            self._ids[i] = None
+            self._ids[i] = self._ids.get(i, 1)
             self._ids.move_to_end(i)
+        self._bound()
+        return new
+
+    def count(self, finding_id: str, repeats: int) -> int | None:
+        total = self._ids[finding_id] = self._ids.get(finding_id, 1) + repeats
+        self._ids.move_to_end(finding_id)
+        self._bound()
+        return total
+
+    def _bound(self) -> None:
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-        return new
 
 
 class ReadOnlyDedupe:
@@ -117,3 +142,6 @@ class ReadOnlyDedupe:
 
     def mark(self, finding_ids: Iterable[str]) -> int:
         return 0
+
+    def count(self, finding_id: str, repeats: int) -> int | None:
+        return None  # nothing is recorded: no digests

@@ -31,14 +31,18 @@ def printable(text: Any, limit: int) -> str:
 
 
 def subject(finding: Finding) -> str:
-    """`[severity] title`: at most 100 printable ASCII characters, never empty, no line breaks."""
-    text = printable(f"[{finding.severity}] {finding.title}", MAX_SUBJECT)
+    """`[severity] title` (`[resolved]` or `[xN]` after the severity for a resolution or a digest): at most
+    100 printable ASCII characters, never empty, no line breaks."""
+    update = " [resolved]" if finding.status == "resolved" else f" [x{finding.occurrences}]" \
+        if finding.occurrences > 1 else ""
+    text = printable(f"[{finding.severity}]{update} {finding.title}", MAX_SUBJECT)
     return text or "trailwarden finding"
 
 
 def attributes(finding: Finding) -> dict[str, dict[str, str]]:
-    """severity, rule_id and account as String attributes (SNS refuses empty values: "unknown" instead)."""
-    values = {"severity": finding.severity, "rule_id": finding.rule_id, "account": finding.account}
+    """severity, rule_id, account and status as String attributes (SNS refuses empty values: "unknown" instead)."""
+    values = {"severity": finding.severity, "rule_id": finding.rule_id, "account": finding.account,
+              "status": finding.status}
     return {
         name: {"DataType": "String", "StringValue": printable(value, MAX_ATTRIBUTE) or "unknown"}
         for name, value in values.items()
@@ -55,7 +59,7 @@ def entry(finding: Finding, index: int, fifo: bool) -> dict[str, Any]:
     }
     if fifo:
         e["MessageGroupId"] = printable(finding.rule_id, 128) or "trailwarden"
-        e["MessageDeduplicationId"] = finding.id
+        e["MessageDeduplicationId"] = finding.delivery_key  # a resolution or digest is not its first alert
     return e
 
 

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 def _publisher(target: aws.Target, alert: bool, policy: AlertPolicy) -> Publisher:
     """Firehose (and SNS with `alert`) behind the live dedupe table, named by the stack's outputs, each
     given its share by the alert policy."""
-    return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy)
+    return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy, digests=False)
 
 
 def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,

@@ -6,11 +6,15 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from consumers.destinations.build import build_all
+from infra import aws
 from pipeline.alerting import AlertPolicy
 from pipeline.config import DEFAULTS_FILE, Config, ConfigError, enabled_rules
+from pipeline.ocsf import archive_format
+from pipeline.routing import Routing
 from pipeline.rule import Rule, format_duration
 from pipeline.rules import rule_pack
 from pipeline.ruletest import validate_params
@@ -40,21 +44,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--check", nargs="?", const="", metavar="PATH",
                         help="load the configuration (PATH, else $TRAILWARDEN_CONFIG or ./trailwarden.toml) "
-                             "and check every rule's section; exit 2 with the reason if it is wrong")
+                             "and check every rule's section, the destinations and routes (reading their "
+                             "secrets); exit 2 with the reason if it is wrong")
+    aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check is not None:
         config = Config.load(args.check or None)
-        return check(config, rule_pack(config))
+        return check(config, rule_pack(config), lambda: aws.from_args(args, local=False))
     sys.stdout.write(render(rule_pack(Config.from_dict())))
     return 0
 
 
-def check(config: Config, rules: list[Rule]) -> int:
+def check(config: Config, rules: list[Rule], target: Callable[[], aws.Target] | None = None) -> int:
     """Validate every rule's parameters and allowlist (the pack includes the configuration's Sigma folders,
-    so they are loaded and checked too); ConfigError propagates."""
+    so they are loaded and checked too), the archive format, the destinations and routes (their secrets read
+    on `target`, real AWS unless told otherwise); ConfigError propagates."""
     from pipeline.sigma import bundled  # pySigma is imported only by the commands that load rules
 
     known = {r.id for r in rules} | {r.id for r in bundled().rules}  # bundled ones too, if [sigma] turns them off
@@ -67,8 +74,12 @@ def check(config: Config, rules: list[Rule]) -> int:
     policy = AlertPolicy.from_config(config)
     enabled = enabled_rules(rules, config)
     alerted = sum(policy.alerts_rule(r.id, config.configured(r).severity) for r in enabled)
+    archive = archive_format(config)
+    routing = Routing.from_config(config)
+    if routing.destinations:
+        build_all(routing, target() if target is not None else aws.resolve(local=False))
     print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
-          f"{policy.describe()})")
+          f"{policy.describe()}; archive format {archive}; {routing.describe()})")
     return 0
 
 

@@ -18,7 +18,7 @@ from pipeline.decode import DeadLetter, DecodeStats, decode
 from pipeline.detector import Detector
 from pipeline.encode import FORMATS, encode
 from pipeline.event import Event
-from pipeline.finding import Finding, iso_time
+from pipeline.finding import RESOLVED, Finding, iso_time
 from pipeline.output import FORMATS as OUTPUT_FORMATS
 from pipeline.output import make_writer, safe
 from pipeline.pack import bind_pack
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     findings.extend(detector.finish())
     elapsed = time.monotonic() - started
 
-    unique = list({f.id: f for f in findings}.values())  # alert once per finding id, as the dedupe table does
+    # Once per delivery, as the dedupe table does: the first alert of an id, then its resolution.
+    unique = list({f.delivery_key: f for f in findings}.values())
     if not args.quiet:
         fmt = args.format or ("table" if sys.stdout.isatty() else "json")
         writer = make_writer(fmt, sys.stdout.buffer)
@@ -108,9 +109,11 @@ def _report(scenario: Any, result: Comparison, findings: list[Finding], events: 
     width = max((len(e.attack) for e in scenario.expected), default=10)
     for exp, finding in result.found:
         tag = "alerted" if routes.get(exp.rule_id) == ALERTED else "archived"
-        lines.append(f"  found     {exp.attack:<{width}}  {exp.rule_id} [{tag}]  ({safe(finding.summary, 90)})")
+        summary = f"resolved: {finding.resolution}" if finding.status == RESOLVED else finding.summary
+        lines.append(f"  found     {exp.attack:<{width}}  {exp.rule_id} [{tag}]  ({safe(summary, 90)})")
     for exp in result.missing:
-        lines.append(f"  MISSING   {exp.attack:<{width}}  {exp.rule_id}  {_facts(exp.facts)}")
+        resolved = " (its resolution)" if exp.status == RESOLVED else ""
+        lines.append(f"  MISSING   {exp.attack:<{width}}  {exp.rule_id}{resolved}  {_facts(exp.facts)}")
     for exp, finding in result.unwanted:
         lines.append(f"  UNWANTED  {exp.attack:<{width}}  {exp.rule_id}  ({safe(finding.summary, 90)})")
     quiet = [e for e in scenario.expected if not e.present and e.rule_id not in {x.rule_id for x in result.no_rule}

@@ -32,6 +32,7 @@ from pipeline.commands.stack import ensure_emulator
 from pipeline.config import Config
 from pipeline.finding import Finding, iso_time
 from pipeline.pack import bind_pack
+from pipeline.routing import Routing
 from pipeline.scenario import Comparison, build, compare, resolve_attacks
 from pipeline.settings import environment
 
@@ -66,6 +67,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print findings as JSON lines")
     parser.add_argument("--no-metrics", action="store_true",
                         help="no metric lines (EMF) from the record processors in the daemon logs")
+    parser.add_argument("--no-destinations", dest="destinations", action="store_false",
+                        help="deliver to no destination; by default the configured ones ([destinations.<name>]), "
+                             "or, if none is configured, local receivers standing in for Slack, PagerDuty and a "
+                             "webhook, each printing what it got")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -78,7 +83,13 @@ def _line(alert: Any, as_json: bool) -> str:
     summary = printable(f.summary or f.title, 100)
     stamp = time.strftime("%H:%M:%S", time.localtime(alert.received))
     account = printable(f.account, 12) or "-"
-    return f"{stamp}  {printable(f.severity, 8):8} {printable(f.rule_id, 60):42} {account:12}  {resources}  {summary}"
+    status = printable(f.status, 8)
+    if f.status == "resolved":
+        summary = printable(f"[{f.resolution}] ", 40) + summary
+    elif f.occurrences > 1:
+        status = f"x{f.occurrences}"  # a digest: the finding counted this many times so far
+    return f"{stamp}  {printable(f.severity, 8):8} {status:8} {printable(f.rule_id, 60):42} {account:12}  " \
+           f"{resources}  {summary}"
 
 
 def _say(message: str) -> None:
@@ -108,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
             stack.start()
             scenario = live_scenario(args.events, seed, attacks, config, now=time.time())
             stack.start_pipeline(scenario.overrides, args.config, metrics=not args.no_metrics)
+            if args.destinations:
+                stack.start_destinations(config)
             on_topic = [e for e in scenario.expected if routes.get(e.rule_id) == ALERTED]
             in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
             wanted = [e for e in on_topic + in_archive if e.present]
@@ -129,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
                                 no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
             _summary(alerted, archived, policy.describe(), not_kept, unknown, watch.alerts, watch.first_at,
-                     feeder.stats, stack.pipeline.supervisor)
+                     feeder.stats, stack.pipeline.supervisor, stack.delivered())
             if not result.ok and not stack.own_emulator:
                 _say("this stack was already running: findings it alerted before (same rule, key and window) are "
                      "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
@@ -160,6 +173,9 @@ class LiveStack:
         self.queue: tuple[str, str] | None = None
         self.pipeline: Any = None
         self.started = 0.0
+        self.local_destinations: Any = None
+        self.delivery: Any = None
+        self.deliverers: list[Any] = []
 
     def start(self) -> None:
         """The emulator if needed, the stack's resources, and a queue subscribed to the findings topic."""
@@ -187,6 +203,37 @@ class LiveStack:
         _say(f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
              f"(logs in {directory})")
 
+    def start_destinations(self, config: Config) -> None:
+        """The configured destinations' deliverers, or local receivers standing in for Slack, PagerDuty and a
+        webhook when none is configured; a ConfigError (a bad destination, an unreadable secret) stops the run."""
+        from consumers import deliverer, local_destinations  # here: only runs with destinations load them
+
+        runbooks = {r.id: r.runbook for r in bind_pack(config).rules}
+        routing = Routing.from_config(config)
+        if routing.destinations:
+            self.deliverers, _ = deliverer.build_deliverers(self.target, self.outputs, routing, runbooks)
+            self.delivery = deliverer.DeliveryThreads(self.deliverers).start()
+            _say(f"delivering to {routing.describe()}")
+            return
+        self.local_destinations = local_destinations.LocalDestinations(lambda line: print(line, flush=True))
+        self.local_destinations.start(self.target, self.outputs, runbooks)
+        _say("no [destinations] configured: local receivers on 127.0.0.1 stand in for Slack, PagerDuty (high and "
+             "critical) and a signed webhook, and print what they get")
+
+    def delivered(self, settle: float = 20.0) -> str:
+        """What the destinations got, in words (empty without destinations), once their queues are empty or
+        `settle` seconds have passed."""
+        from infra import destination_queues  # here: only runs with destinations read the queues
+
+        threads = self.delivery or (self.local_destinations.threads if self.local_destinations else None)
+        deadline = time.monotonic() + settle
+        while threads is not None and time.monotonic() < deadline and any(
+                destination_queues.depth(self.target, d.queue.url) for d in threads.deliverers):
+            time.sleep(0.5)
+        if self.local_destinations is not None:
+            return self.local_destinations.counts()
+        return ", ".join(f"{d.name} {d.stats.delivered}" for d in self.deliverers)
+
     def player(self, rate: float) -> Any:
         return Player(self.target.client("logs"), self.outputs["TrailLogGroupName"], rate=rate)
 
@@ -207,6 +254,10 @@ class LiveStack:
         """Everything this run started, in reverse order; what it found running is left running."""
         from consumers import live  # here, not at the top: ~40 ms the other commands do not need
 
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.local_destinations is not None:
+            self.local_destinations.stop()
         if self.pipeline is not None:
             self.pipeline.stop()
         if self.queue is not None:
@@ -285,7 +336,7 @@ class Watch:
 
 
 def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_rule: list[Any], alerts: list[Any],
-             first_at: float | None, stats: Any, supervisor: Any = None) -> None:
+             first_at: float | None, stats: Any, supervisor: Any = None, delivered: str = "") -> None:
     """What arrived against what the scenario expects: the expectations the alert policy alerts were looked
     for on the topic, those it only archives in the Firehose archive."""
     out = sys.stderr
@@ -296,12 +347,18 @@ def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_r
     out.write(f"  alert policy: {policy}\n")
     if supervisor is not None:
         out.write(f"  {supervisor.report()}\n")
+    if delivered:
+        out.write(f"  destinations received: {delivered}\n")
     for where, result in (("alerted, on the topic", alerted), ("archived only, in the Firehose archive", archived)):
         present = len(result.found) + len(result.missing)
         out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")
+        resolutions = sum(exp.status == "resolved" for exp, _ in result.found)
+        if resolutions:
+            out.write(f"    of which resolutions (same id, resolved later): {resolutions}\n")
         for exp in result.missing:
             facts = " ".join(f"{k}={v}" for k, v in sorted(exp.facts.items()))
-            out.write(f"    MISSING {exp.rule_id} ({exp.attack}) account={exp.account or '-'} {facts}\n")
+            resolved = " (its resolution)" if exp.status == "resolved" else ""
+            out.write(f"    MISSING {exp.rule_id}{resolved} ({exp.attack}) account={exp.account or '-'} {facts}\n")
         for exp, finding in result.unwanted:
             out.write(f"    UNWANTED {exp.rule_id} ({exp.attack}): {finding.id}\n")
     if not_kept:

@@ -18,7 +18,7 @@ from pipeline.alerting import AlertPolicy
 from pipeline.config import Config
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats
 from pipeline.detector import Detector
-from pipeline.finding import Finding
+from pipeline.finding import RESOLVED, Finding
 from pipeline.ordering import ordered
 from pipeline.output import FORMATS, FindingWriter, format_summary, make_writer, safe
 from pipeline.pack import bind_pack
@@ -160,9 +160,10 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
 
 
 class Emitter:
-    """Writes findings once per id (unless `every`): a finding id is deterministic (rule, dedup key,
-    window), so like the live dedupe table, alert once. Writes what the alert policy archives (with
-    `alerts_only`, what it alerts); counts what it wrote, what it alerts and what it held back."""
+    """Writes findings once per delivery (unless `every`): a finding id is deterministic (rule, dedup key,
+    window), so like the live dedupe table, alert once, and once more when it resolves. Writes what the
+    alert policy archives (with `alerts_only`, what it alerts); counts what it wrote, what it alerts and
+    what it held back."""
 
     def __init__(self, writer: FindingWriter, every: bool = False, policy: AlertPolicy | None = None,
                  alerts_only: bool = False) -> None:
@@ -174,22 +175,24 @@ class Emitter:
         self.alerted: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.left_out: Counter[str] = Counter()  # below what the policy archives (or alerts, with alerts_only)
+        self.resolved: Counter[str] = Counter()  # resolutions among those written
         self.seen: set[str] = set()
 
     def __call__(self, findings: list[Finding]) -> list[Finding]:
         """Write the findings not written before that the policy keeps; returns them."""
         written = []
         for finding in findings:
-            if not self.every and finding.id in self.seen:
+            if not self.every and finding.delivery_key in self.seen:
                 self.duplicates[finding.rule_id] += 1
                 continue
-            self.seen.add(finding.id)
+            self.seen.add(finding.delivery_key)
             alerted = self.policy.alerts(finding)
             if not (alerted if self.alerts_only else self.policy.archives(finding)):
                 self.left_out[finding.rule_id] += 1
                 continue
             self.emitted[finding.rule_id] += 1
             self.alerted[finding.rule_id] += alerted
+            self.resolved[finding.rule_id] += finding.status == RESOLVED
             self.writer.write(finding)
             written.append(finding)
         return written
@@ -218,6 +221,7 @@ def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes
         "seconds": round(elapsed, 2),
         "events_per_second": round(events / elapsed) if elapsed > 0 else 0,
         "findings": dict(emit.emitted),
+        "of_which_resolutions": dict(+emit.resolved),
         **emit.policy_summary(),
         "repeats_of_a_finding_id": dict(emit.duplicates),
         "dead_letters": dict(decode_stats.dead_letters),

@@ -69,6 +69,12 @@ def _ok(t: float, user: str = "alice", ip: str = ATTACKER_IP) -> dict[str, Any]:
              no_form=SIGN_IN),
         Case("threshold from configuration", [_fail(i * 0.1) for i in range(3)], expect=1, params={"failures": 3},
              no_form=SIGN_IN),
+        Case("the attack stops: the finding resolves after a quiet window",
+             [*(_fail(i * 0.1) for i in range(10)), _ok(25, ip="198.51.100.9")], expect=1, resolved=1,
+             no_form=SIGN_IN),
+        Case("failures going on within the window keep the finding open",
+             [*(_fail(i * 0.1) for i in range(10)), _fail(8), _ok(15, ip="198.51.100.9")], expect=1, resolved=0,
+             no_form=SIGN_IN),
     ],
 )
 def console_login_brute_force(e: Event, p: Params) -> Step | None:

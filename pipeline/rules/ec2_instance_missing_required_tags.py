@@ -86,10 +86,16 @@ def _terminate(t: float, ids: list[str]) -> dict:
 I1, I2, I3 = "i-0a1b2c3d4e5f60001", "i-0a1b2c3d4e5f60002", "i-0a1b2c3d4e5f60003"
 
 CASES = [
-    Case("untagged instance reported after the grace period", [_run(0, [I1]), later(20)], expect=1),
+    Case("untagged instance reported after the grace period", [_run(0, [I1]), later(20)], expect=1, resolved=0),
     Case("tagged at launch", [_run(0, [I1], GOOD), later(20)], expect=0),
     Case("tags arrive a minute after launch", [_run(0, [I1]), _tags(1, [I1], GOOD), later(30)], expect=0),
-    Case("tags arrive after the grace period", [_run(0, [I1]), _tags(16, [I1], GOOD), later(30)], expect=1),
+    Case("tags arrive after the grace period: the finding resolves",
+         [_run(0, [I1]), _tags(16, [I1], GOOD), later(30)], expect=1, resolved=1),
+    Case("terminated after the grace period: the finding resolves",
+         [_run(0, [I1]), later(20), _terminate(25, [I1]), later(30)], expect=1, resolved=1),
+    Case("tags added after the grace period still missing a required key: still open",
+         [_run(0, [I1]), _tags(16, [I1], {"Owner": "alice", "CostCenter": "cc-4410"}), later(30)], expect=1,
+         resolved=0),
     Case("one launch of three untagged instances", [_run(0, [I1, I2, I3]), later(20)], expect=3),
     Case("failed RunInstances starts nothing",
          [_run(0, [I1], error="Client.UnauthorizedOperation"), later(20)], expect=0),
@@ -144,6 +150,8 @@ CASES = [
     load_value=WATCH.load,
     track_before_start=False,
     validate=WATCH.check,
+    resolved="tags added",
+    ended="resource deleted",
     hit=finding_hit,
     runbook="Tag the instance with the required keys (see [tags] and rules.ec2-instance-missing-required-tags in "
             "`trailwarden config`), or find out who launched it without them and why; untagged instances escape "
@@ -157,5 +165,6 @@ def ec2_instance_missing_required_tags(e: Event, p: Params) -> list[Step] | None
     value; `grace` is the period; `types.ec2-instance` may give instances their own), or this rule's
     own `required` and `grace`. Tags in RunInstances' tag specifications for the instance (or on the
     launched instance) count; CreateTags and DeleteTags change them (DeleteTags with no tag removes
-    them all); TerminateInstances ends the watch. One finding per instance and lapse."""
+    them all); TerminateInstances ends the watch. One finding per instance and lapse; it resolves
+    ("tags added", "resource deleted") when the tags are complete or the instance is terminated later."""
     return WATCH.steps(e, p)

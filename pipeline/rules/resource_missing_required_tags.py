@@ -91,7 +91,12 @@ def _cases() -> list[Case]:
         Case("the same creation delivered twice raises one finding",
              [{**queue.create(0), "eventID": eid}, {**queue.create(0), "eventID": eid}, later(20)], expect=1),
         Case("tags within the grace, then removal of every tag (S3 DeleteBucketTagging)",
-             [bucket.create(0, GOOD), bucket.untag(2, []), later(30)], expect=1),
+             [bucket.create(0, GOOD), bucket.untag(2, []), later(30)], expect=1, resolved=0),
+        Case("a bucket tagged after its finding resolves it",
+             [bucket.create(0), later(20), bucket.tag(21, GOOD), later(30)], expect=1, resolved=1),
+        Case("a queue deleted after its finding resolves it",
+             [queue.create(0), later(20), queue.delete(21), later(30)], expect=1,
+             resolved=1),
     ]
     return out
 
@@ -116,6 +121,8 @@ def _cases() -> list[Case]:
     load_value=WATCH.load,
     track_before_start=False,
     validate=WATCH.check,
+    resolved="tags added",
+    ended="resource deleted",
     hit=finding_hit,
     runbook="Tag the resource with the required keys (see [tags] in `trailwarden config`), or ask its creator "
             "(the finding's created_by) why it has none; untagged resources escape cost, ownership and "
@@ -130,5 +137,7 @@ def resource_missing_required_tags(e: Event, p: Params) -> list[Step] | None:
     creation or after a required tag was removed from it. Tags given at creation count; the table's tag
     and untag calls change them (S3's PutBucketTagging replaces the whole set); deletion ends the watch.
     The schema is [tags]: `required` and `grace` for every type, `types.<type>` for one. The finding
-    names the type, the missing and the invalid tags and the creator. One finding per resource and lapse."""
+    names the type, the missing and the invalid tags and the creator. One finding per resource and lapse;
+    it resolves ("tags added", "resource deleted") when the tags are complete or the resource is deleted
+    later."""
     return WATCH.steps(e, p)

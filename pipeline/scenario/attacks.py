@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.finding import OPEN, RESOLVED
+from pipeline.rule import parse_duration
 from pipeline.rules.iam_user_after_hours import business_hours_of
 from pipeline.scenario.expected import Expected
 from pipeline.scenario.ids import Ids, java_date
@@ -138,8 +140,10 @@ class Kit:
         self.events.append(ev)
         return ev
 
-    def expect(self, what: str, *, stateful: bool = False, present: bool = True, **facts: str) -> None:
-        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present))
+    def expect(self, what: str, *, stateful: bool = False, present: bool = True, status: str = OPEN,
+               **facts: str) -> None:
+        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present,
+                                      status))
 
     def step(self, t: float, lo: float = 1, hi: float = 12) -> float:
         return t + self.rng.uniform(lo, hi)
@@ -718,6 +722,18 @@ def untagged_resources(k: Kit, t: float) -> None:
     k.expect("untagged-resource", stateful=True, resource=fn)
 
 
+@attack("ec2-tagged-after-alert", "An instance launched without the required tags, alerted, then tagged by its "
+        "owner: the finding resolves", stateful=True, apart=True)
+def tagged_after_alert(k: Kit, t: float) -> None:
+    owner = _own(k, "terraform")
+    iid = k.ids.resource("i")
+    k.emit(k.shapes.run_instances(k.actor, t, k.region, [iid], tags={"Name": "scratch-box"}, ip=k.ip))
+    grace = parse_duration(k.config.section("tags").get("grace", "15m"))
+    k.emit(k.shapes.create_tags(owner, t + grace + k.rng.uniform(60, 240), k.region, [iid], REQUIRED_TAGS))
+    k.expect("untagged", stateful=True, resource=iid)
+    k.expect("untagged", stateful=True, resource=iid, status=RESOLVED)
+
+
 @attack("late-resource-tags", "Resources tagged at creation, tagged 30-90 s later (S3, DynamoDB), or deleted "
         "before the grace ends (Lambda): benign", stateful=True, apart=True)
 def late_resource_tags(k: Kit, t: float) -> None:
@@ -740,7 +756,8 @@ def late_resource_tags(k: Kit, t: float) -> None:
     k.expect("untagged-resource", stateful=True, present=False, resource=fn)
 
 
-@attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address", stateful=True)
+@attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address, then quiet: the "
+        "finding resolves", stateful=True)
 def brute_force(k: Kit, t: float) -> None:
     target = k.org.people[0]
     agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:109.0) Gecko/20100101 Firefox/115.0"
@@ -749,6 +766,8 @@ def brute_force(k: Kit, t: float) -> None:
         t = k.step(t, 1, 6)
     k.account = target.account
     k.expect("brute-force", stateful=True, source_ip=k.ip)
+    # The burst stops: after a quiet window (10 min of event time) the finding resolves, with the same id.
+    k.expect("brute-force", stateful=True, source_ip=k.ip, status=RESOLVED)
     k.expect("cis-console-failures", source_ip=k.ip)
 
 

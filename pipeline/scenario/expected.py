@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.finding import Finding
+from pipeline.finding import OPEN, RESOLVED, Finding
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class Expected:
     `account` and each value of `facts` must be found in the finding: `facts` may name
     "principal", "source_ip", "region" (compared for equality) and "resource" (a substring of a
     resource, of the dedup key or of the summary). `stateful` marks rules of the stateful stage.
+    `status` is the finding's: "resolved" expects its resolution (the same id, resolved later).
     """
 
     rule_id: str
@@ -24,9 +25,10 @@ class Expected:
     facts: dict[str, str] = field(default_factory=dict)
     stateful: bool = False
     present: bool = True
+    status: str = OPEN
 
     def matches(self, finding: Finding) -> bool:
-        if finding.rule_id != self.rule_id:
+        if finding.rule_id != self.rule_id or finding.status != self.status:
             return False
         if self.account and finding.account and finding.account != self.account:
             return False
@@ -46,7 +48,8 @@ class Expected:
     def from_dict(cls, d: dict[str, Any]) -> Expected:
         return cls(rule_id=str(d["rule_id"]), attack=str(d.get("attack", "")), account=str(d.get("account", "")),
                    facts={str(k): str(v) for k, v in dict(d.get("facts") or {}).items()},
-                   stateful=bool(d.get("stateful", False)), present=bool(d.get("present", True)))
+                   stateful=bool(d.get("stateful", False)), present=bool(d.get("present", True)),
+                   status=RESOLVED if d.get("status") == RESOLVED else OPEN)
 
 
 @dataclass

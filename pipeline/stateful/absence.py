@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.finding import window_start
+from pipeline.finding import Finding, window_start
 from pipeline.rule import Case, Kind, Params, metadata
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.findings import NO_META, Meta, when
@@ -50,6 +50,8 @@ class Options(KindOptions):
     dump_value: Callable[[Any], Any] = unchanged  # a folded value as a snapshot's JSON holds it
     load_value: Callable[[Any, Params], Any] = loaded  # a folded value read back from a snapshot's JSON
     track_before_start: bool = True  # fold steps that come before the key's `start`
+    resolved: str = "condition met"  # a finding's resolution when the condition is met after it
+    ended: str = "ended"  # a finding's resolution when the key ends (`end`) after it
     # A key's own window, from its value and the params (None: `window`); keep it within half the ttl.
     window_of: Callable[[Any, Params], float | None] | None = None
 
@@ -68,7 +70,8 @@ class Logic(KindLogic[Options, State]):
     """A key is watched from its `start` step; while the rule's condition is unmet, a lapse is open
     and a timer stands at lapse start + window (the key's own, when the rule says so). The timer raises
     one finding per lapse; meeting the condition closes the lapse, losing it again opens a new one;
-    `end` forgets the key."""
+    `end` forgets the key. A lapse whose finding was raised resolves it (same id) when the condition is
+    met or the key ends."""
 
     kind = Kind.ABSENCE
     options_type = Options
@@ -82,7 +85,11 @@ class Logic(KindLogic[Options, State]):
     def apply(self, state: State | None, fact: Fact, out: Out) -> State | None:
         o = self.options
         step = fact.step
+        # The finding of the key's lapse, if raised: as it was raised, before this fact changes the value.
+        opened = self._open_finding(state, fact.key) if state is not None and state.fired else None
         if step == END:
+            if opened is not None:
+                out.emit(opened.resolved(fact.time, o.ended, fact.event_id))
             return None
         if state is None:
             if step != START and not o.track_before_start:
@@ -95,6 +102,8 @@ class Logic(KindLogic[Options, State]):
         if not state.active:
             return state
         if o.satisfied(state.value, self.params):
+            if opened is not None:
+                out.emit(opened.resolved(fact.time, o.resolved, fact.event_id))
             state.since, state.fired = None, False
         elif state.since is None:
             state.since, state.fired, state.meta = fact.time, False, fact.meta
@@ -111,11 +120,23 @@ class Logic(KindLogic[Options, State]):
         if state.since is None or state.fired or state.since + window != deadline:
             return state  # the lapse this timer was set for has closed
         state.fired = True
-        start = window_start(state.since, self.dedup) if self.dedup > 0 else int(state.since)
-        ctx = {"since": when(state.since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
-        out.emit(self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
-                              summary=f"{self.rule.title}: {key} since {when(state.since)}", context=ctx))
+        finding = self._open_finding(state, key)
+        if finding is not None:
+            out.emit(finding)
         return state
+
+    def _open_finding(self, state: State, key: str) -> Finding | None:
+        """The finding the key's lapse raises at its deadline (None: no lapse open): rebuilt the same when it
+        resolves."""
+        since = state.since
+        if since is None:
+            return None
+        window = self.window(state)
+        deadline = since + window
+        start = window_start(since, self.dedup) if self.dedup > 0 else int(since)
+        ctx = {"since": when(since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
+        return self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
+                            summary=f"{self.rule.title}: {key} since {when(since)}", context=ctx)
 
     def deadline(self, state: State) -> float | None:
         if state.active and state.since is not None and not state.fired:
@@ -136,6 +157,7 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
             fold: Fold | None = None, satisfied: Satisfied | None = None,
             dump_value: Callable[[Any], Any] | None = None, load_value: Callable[[Any, Params], Any] | None = None,
             window_of: Callable[[Any, Params], float | None] | None = None, track_before_start: bool = True,
+            resolved: str | None = None, ended: str | None = None,
             runbook: str = "", cases: Iterable[Case] = (), hit: HitFor | None = None,
             validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
             shared: str = "") -> Callable[[Extractor], StatefulRule]:
@@ -143,7 +165,8 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
     Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, fact, params)`
     understands, with `satisfied(value, params)` deciding; `window_of(value, params)` may give a key
     its own window. `end` forgets the key. Allowlists drop only `start`. `window` and `ttl` are durations or
-    names of parameters holding one. `validate`, `param_docs` and `shared` are as for every rule."""
+    names of parameters holding one. `validate`, `param_docs` and `shared` are as for every rule. A finding
+    resolves (same id, `resolution` = `resolved` or `ended`) when the condition is met or the key ends after it."""
 
     def wrap(fn: Extractor) -> StatefulRule:
         meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
@@ -151,6 +174,6 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
         return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,), validate=validate,
                        options={"window": window, "ttl": ttl, "fold": fold, "satisfied": satisfied,
                                 "dump_value": dump_value, "load_value": load_value, "window_of": window_of,
-                                "track_before_start": track_before_start})
+                                "track_before_start": track_before_start, "resolved": resolved, "ended": ended})
 
     return wrap

@@ -5,10 +5,11 @@ A snapshot holds every rule's keys and state, the facts still waiting for the wa
 watermark and largest event time, the sweep schedule and the seen-fact digests. Timers are not
 stored: each is rebuilt from the state that set it. Bytes: b"TWS", a version byte, zlib(JSON).
 
-Versions: v1 stored each key's state as a list of values in an order only the code knew. v2 (written
-now) also names them once per rule (`fields`: the kind's State fields), so a later release can map
-them by name; v1 snapshots are read by attaching the names v1 used. A version newer than this build
-reads is refused with SnapshotVersionError.
+Versions: v1 stored each key's state as a list of values in an order only the code knew. v2 also
+names them once per rule (`fields`: the kind's State fields), so a later release can map them by name;
+v1 snapshots are read by attaching the names v1 used. v3 (written now) adds two fields to threshold
+state (its open finding, so that it can resolve: `alerted`, `alert_meta`, `repeats`); v1 and v2 rows are upgraded
+with no finding open. A version newer than this build reads is refused with SnapshotVersionError.
 
 On a reshard the stage-2 processor hands each child shard `split_for_child(parent, start, end)`:
 the parent's keys (with their state, pending facts and therefore timers) whose Kinesis hash,
@@ -40,7 +41,7 @@ from pipeline.stateful.steps import STEP_RANK
 log = logging.getLogger(__name__)
 
 MAGIC = b"TWS"
-VERSION = 2  # written by this build, which reads 1 and 2
+VERSION = 3  # written by this build, which reads 1, 2 and 3
 
 # The per-key layouts v1 wrote without naming them: by kind, and for a threshold rule by what it
 # counted (a count rule's entries are [time, event id] pairs, a distinct rule's [value, time, event id]).
@@ -141,7 +142,28 @@ def current(d: dict[str, Any]) -> dict[str, Any]:
             fields = _v1_fields(entry.get("kind"), entry.get("keys", ()))
             entry["fields"] = None if fields is None else list(fields)
         d["v"] = 2
+    if d["v"] == 2:
+        for entry in d.get("rules", {}).values():
+            _add_v3_fields(entry)
+        d["v"] = 3
     return d
+
+
+# Fields v3 added, per kind, with the value a v2 row has for them.
+V3_ADDED: dict[str, dict[str, Any]] = {
+    "threshold": {"alerted": None, "alert_meta": ["", "", "", "", "", ""], "repeats": 0}}
+
+
+def _add_v3_fields(entry: dict[str, Any]) -> None:
+    added = V3_ADDED.get(entry.get("kind"), {})
+    fields = entry.get("fields")
+    if not added or not isinstance(fields, list):
+        return
+    new = [name for name in added if name not in fields]
+    entry["fields"] = fields + new
+    for kv in entry.get("keys", ()):
+        if isinstance(kv, list) and len(kv) == 2 and isinstance(kv[1], list):
+            kv[1].extend(added[name] for name in new)
 
 
 def _v1_fields(kind: Any, keys: Any) -> tuple[str, ...] | None:

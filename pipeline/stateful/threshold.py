@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.finding import window_start
+from pipeline.finding import Finding, window_start
 from pipeline.rule import Case, Kind, Params, metadata
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.findings import NO_META, Meta
@@ -30,6 +30,9 @@ class CountState:
     quiet: float = 0.0  # no finding before this time (the dedup period after the last)
     last: float = 0.0
     meta: Meta = NO_META  # of the newest fact
+    alerted: float | None = None  # event time of the open finding (None: none open)
+    alert_meta: Meta = NO_META  # of the fact that raised it
+    repeats: int = 0  # facts counted since it was raised (its resolution's occurrences - 1)
 
 
 @dataclass(slots=True)
@@ -38,14 +41,25 @@ class DistinctState:
     quiet: float = 0.0
     last: float = 0.0
     meta: Meta = NO_META
+    alerted: float | None = None
+    alert_meta: Meta = NO_META
+    repeats: int = 0
 
 
 State = CountState | DistinctState
 
+BURST_STOPPED = "burst stopped"
+SUPERSEDED = "continued as a new finding"
+
 
 class Logic(KindLogic[Options, State]):
     """Only the last `threshold` entries are kept per key, so a key's state is bounded whatever the
-    volume. After a finding the key is quiet for the dedup period (counting goes on)."""
+    volume. After a finding the key is quiet for the dedup period (counting goes on).
+
+    The finding resolves ("burst stopped", same id, `occurrences` the facts counted while it was open)
+    once a quiet period as long as `window` passes in event time after the key's last fact; if the
+    burst outlasts the dedup period, the next finding (a new window, a new id) resolves the previous one
+    ("continued as a new finding")."""
 
     kind = Kind.THRESHOLD
     options_type = Options
@@ -67,16 +81,54 @@ class Logic(KindLogic[Options, State]):
             state, n, ids = self._count(state if type(state) is CountState else CountState(), fact)
         state.last = max(state.last, t)
         state.meta = fact.meta
+        if state.alerted is not None:
+            state.repeats += 1
         if n >= o.threshold and t >= state.quiet:
             state.quiet = t + self.dedup
-            what = "distinct values" if o.distinct else "events"
-            ctx: dict[str, Any] = {"count": n, "threshold": o.threshold, "window_seconds": o.window}
-            if type(state) is DistinctState:
-                ctx["values"] = sorted(state.values)
-            out.emit(self.finding(fact.key, fact.meta, event_ids=ids, event_time=t, window=window_start(t, self.dedup),
-                                  summary=f"{self.rule.title}: {n} {what} for {fact.key} within "
-                                          f"{int(o.window)}s", context=ctx))
+            if state.alerted is not None:
+                state.repeats -= 1  # this fact opens the next finding
+                out.emit(self._resolution(state, fact.key, ids, t, SUPERSEDED, fact.event_id))
+            else:
+                out.timer(t + o.window, fact.key)
+            state.alerted, state.alert_meta, state.repeats = t, fact.meta, 0
+            out.emit(self._open_finding(state, fact.key, ids))
         return state
+
+    def _open_finding(self, state: State, key: str, ids: list[str]) -> Finding:
+        """The key's open finding (raised at `state.alerted`), with `ids` the events it names."""
+        o = self.options
+        t = state.alerted
+        assert t is not None
+        n = len(ids)
+        what = "distinct values" if o.distinct else "events"
+        ctx: dict[str, Any] = {"count": n, "threshold": o.threshold, "window_seconds": o.window}
+        if type(state) is DistinctState:
+            ctx["values"] = sorted(state.values)
+        return self.finding(key, state.alert_meta, event_ids=ids, event_time=t, window=window_start(t, self.dedup),
+                            summary=f"{self.rule.title}: {n} {what} for {key} within {int(o.window)}s", context=ctx)
+
+    def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
+        if state.alerted is None:
+            return state
+        quiet_end = state.last + self.options.window
+        if deadline < quiet_end:
+            out.timer(quiet_end, key)  # facts came since the timer was set: wait for the quiet period again
+            return state
+        ids = [e for _, e in state.entries] if type(state) is CountState else [e for _, e in state.values.values()]
+        out.emit(self._resolution(state, key, ids, quiet_end, BURST_STOPPED))
+        state.alerted, state.alert_meta, state.repeats = None, NO_META, 0
+        return state
+
+    def _resolution(self, state: State, key: str, ids: list[str], at: float, why: str, event_id: str = "") -> Finding:
+        resolution = self._open_finding(state, key, ids).resolved(at, why, event_id)
+        resolution.occurrences = 1 + state.repeats
+        return resolution
+
+    def deadline(self, state: State) -> float | None:
+        return None if state.alerted is None else state.last + self.options.window
+
+    def is_open(self, state: State) -> bool:
+        return False  # a timer waiting for a finding to resolve is no detection still open
 
     def _count(self, state: CountState, fact: Fact) -> tuple[CountState, int, list[str]]:
         o = self.options
@@ -105,14 +157,20 @@ class Logic(KindLogic[Options, State]):
 
     def dump(self, s: State) -> list[Any]:
         if isinstance(s, DistinctState):
-            return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta]
-        return [s.entries, s.quiet, s.last, s.meta]
+            return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta, s.alerted, s.alert_meta,
+                    s.repeats]
+        return [s.entries, s.quiet, s.last, s.meta, s.alerted, s.alert_meta, s.repeats]
 
     def load(self, row: list[Any]) -> State:
         if self.options.distinct:
             return DistinctState({str(v): (float(t), str(e)) for v, t, e in row[0]}, float(row[1]),
-                                 float(row[2]), load_meta(row[3]))
-        return CountState([(float(t), str(e)) for t, e in row[0]], float(row[1]), float(row[2]), load_meta(row[3]))
+                                 float(row[2]), load_meta(row[3]), _time(row[4]), load_meta(row[5]), int(row[6]))
+        return CountState([(float(t), str(e)) for t, e in row[0]], float(row[1]), float(row[2]), load_meta(row[3]),
+                          _time(row[4]), load_meta(row[5]), int(row[6]))
+
+
+def _time(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def threshold(*, id: str, title: str, severity: str, attack: str | Iterable[str],
