@@ -23,6 +23,7 @@ class Var(StrEnum):
 
     CONFIG = "TRAILWARDEN_CONFIG"
     TARGET = "TRAILWARDEN_TARGET"
+    ENDPOINTS = "TRAILWARDEN_ENDPOINTS"
     STATE_DIR = "TRAILWARDEN_STATE_DIR"
     JAVA = "TRAILWARDEN_JAVA"
     KCL_LOG_LEVEL = "TRAILWARDEN_KCL_LOG_LEVEL"
@@ -97,6 +98,20 @@ class Settings:
     def target(self) -> str:
         """Where AWS calls go: "aws", "local", or an endpoint URL; "" when unset (see `infra.aws.resolve`)."""
         return self._get(Var.TARGET)
+
+    @cached_property
+    def endpoints(self) -> dict[str, str]:
+        """Per-service endpoint URLs over the target's, {service: url}, from `service=url,service=url`
+        (e.g. `dynamodb=http://127.0.0.1:4567`: DynamoDB from the embedded emulator beside a LocalStack)."""
+        value = self._get(Var.ENDPOINTS)
+        endpoints: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            service, _, url = (x.strip() for x in part.partition("="))
+            if not service or not url.startswith(("http://", "https://")):
+                raise SettingsError(f"{Var.ENDPOINTS}={value!r}: expected service=http(s)://host:port[,...], "
+                                    "e.g. dynamodb=http://127.0.0.1:4567")
+            endpoints[service.lower()] = url.rstrip("/")
+        return endpoints
 
     @cached_property
     def state_dir(self) -> Path:

@@ -73,3 +73,21 @@ def test_real_aws_clients_ignore_a_configured_endpoint(monkeypatch: pytest.Monke
     assert client.meta.endpoint_url == "https://kinesis.us-east-1.amazonaws.com"
     local = aws.emulator("http://127.0.0.1:4999").client("kinesis")
     assert local.meta.endpoint_url == "http://127.0.0.1:4999"
+
+
+def test_per_service_endpoints_reach_clients_children_and_the_kcl() -> None:
+    env = {"TRAILWARDEN_TARGET": "http://127.0.0.1:4599", "TRAILWARDEN_ENDPOINTS": "DynamoDB=http://127.0.0.1:4600/"}
+    target = aws.resolve(env=env)
+    assert target.url_for("dynamodb") == "http://127.0.0.1:4600"
+    assert target.url_for("kinesis") == "http://127.0.0.1:4599"
+    assert target.client("dynamodb").meta.endpoint_url == "http://127.0.0.1:4600"
+    assert target.client("kinesis").meta.endpoint_url == "http://127.0.0.1:4599"
+    assert aws.resolve(env=target.env({})) == target  # a record processor resolves the same split
+    assert "TRAILWARDEN_ENDPOINTS" not in aws.emulator().env(env)  # a stale split does not leak into a child
+    real = aws.resolve("aws", env=env)
+    assert real.endpoints == () and real.url_for("dynamodb") is None
+
+
+def test_a_malformed_endpoints_variable_names_itself() -> None:
+    with pytest.raises(ValueError, match="TRAILWARDEN_ENDPOINTS.*dynamodb=http"):
+        aws.resolve(env={"TRAILWARDEN_ENDPOINTS": "dynamodb:4600"})
