@@ -113,7 +113,8 @@ class LocalStack:
         deadline = time.monotonic() + 10
         while not emu.port_free(emu.DEFAULT_HOST, self.port):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.endpoint} still accepts connections after stopping LocalStack pid {self.pid}")
+                raise RuntimeError(f"{self.endpoint} still accepts connections after stopping LocalStack "
+                                   f"pid {self.pid}")
             time.sleep(0.1)
 
 

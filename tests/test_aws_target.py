@@ -89,5 +89,5 @@ def test_per_service_endpoints_reach_clients_children_and_the_kcl() -> None:
 
 
 def test_a_malformed_endpoints_variable_names_itself() -> None:
-    with pytest.raises(ValueError, match="TRAILWARDEN_ENDPOINTS.*dynamodb=http"):
+    with pytest.raises(ValueError, match=r"TRAILWARDEN_ENDPOINTS.*dynamodb=http"):
         aws.resolve(env={"TRAILWARDEN_ENDPOINTS": "dynamodb:4600"})

@@ -14,13 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import test_live_pipeline as on_the_emulator
-from live_support import SG_OPEN, Live, config_file, stack_on
+from live_support import SG_OPEN, Live, config_file, open_sg, stack_on
 
 from infra import localstack
 
@@ -89,6 +91,60 @@ def test_replay_of_the_live_range_finds_the_same_and_leaves_nothing(stack: Live,
     tables = stack.target.client("dynamodb").list_tables()["TableNames"]
     streams = stack.target.client("kinesis").list_streams()["StreamNames"]
     assert [n for n in tables + streams if "-replay-" in n] == []
+
+
+def _wait_active(kinesis, stream: str) -> None:
+    deadline = time.monotonic() + 60
+    while kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        assert time.monotonic() < deadline, f"{stream} not ACTIVE after a reshard"
+        time.sleep(0.2)
+
+
+def _open_shards(kinesis, stream: str) -> list[dict]:
+    shards = kinesis.list_shards(StreamName=stream)["Shards"]
+    return sorted((s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
+                  key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+
+
+def test_split_and_merge_of_the_trail_stream_while_records_flow_alerts_every_finding_once(stack: Live):
+    """kinesis-mock reshards for real (moto cannot): the router daemon finishes each parent shard, then reads
+    its children, and every finding is alerted exactly once."""
+    kinesis, stream = stack.target.client("kinesis"), stack.outputs["TrailStreamName"]
+    start = len(stack.alerts)
+    groups = [f"sg-0rs{n:04d}" for n in range(60)]
+    now = time.time()
+    records = [open_sg(g, now + i * 0.05) for i, g in enumerate(groups)]
+
+    def feed() -> None:
+        for i in range(0, len(records), 4):
+            stack.play(records[i:i + 4])
+            time.sleep(0.3)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(1.0)
+    parent = _open_shards(kinesis, stream)[0]
+    low, high = int(parent["HashKeyRange"]["StartingHashKey"]), int(parent["HashKeyRange"]["EndingHashKey"])
+    kinesis.split_shard(StreamName=stream, ShardToSplit=parent["ShardId"], NewStartingHashKey=str((low + high) // 2))
+    _wait_active(kinesis, stream)
+    time.sleep(1.5)
+    first, second = _open_shards(kinesis, stream)[:2]
+    kinesis.merge_shards(StreamName=stream, ShardToMerge=first["ShardId"], AdjacentShardToMerge=second["ShardId"])
+    _wait_active(kinesis, stream)
+    feeder.join()
+
+    def complete() -> bool:
+        seen = {r for a in stack.alerts[start:] if a.finding.rule_id == SG_OPEN for r in a.finding.resources}
+        return all(any(g in r for r in seen) for g in groups)
+
+    assert stack.wait_for(complete, 240), f"alerts so far: {len(stack.alerts) - start}\n{stack.logs()}"
+    stack.wait_for(lambda: False, 8)
+    ids = Counter(a.finding.id for a in stack.alerts[start:])
+    assert [i for i, n in ids.items() if n > 1] == []
+    closed = [s for s in kinesis.list_shards(StreamName=stream)["Shards"]
+              if "EndingSequenceNumber" in s["SequenceNumberRange"]]
+    assert len(closed) >= 3  # the split parent and the two merged: the reshard really happened
+    assert all(stack.pipeline.alive().values())
 
 
 test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once = \
