@@ -2,10 +2,11 @@
 
 LocalStack (`localstack-core[runtime]`, installed by `make localstack` into build/localstack-venv) runs as
 `python -m localstack.runtime.main` on 127.0.0.1 and a port of its own, with every file it writes under one
-folder, build/localstack (`FILESYSTEM_ROOT`; `OVERRIDE_IN_DOCKER=0` so that a machine that is itself a
-container does not make it use /var/lib/localstack and /usr/lib/localstack), and its log and volume in the
-run's own directory. It serves Kinesis (kinesis-mock, installed through npm on first use into
-build/localstack and kept for the next run), CloudWatch Logs, SNS, SQS, S3,
+folder, the run's own (`FILESYSTEM_ROOT`; `OVERRIDE_IN_DOCKER=0` so that a machine that is itself a
+container does not make it use /var/lib/localstack and /usr/lib/localstack), except the libraries it
+installs on first use: their folder is a link to build/localstack/lib, kept for the next run (kinesis-mock
+persists its streams under the run's folder, so a run never sees another's). It serves Kinesis
+(kinesis-mock, installed through npm on first use, about 35 s), CloudWatch Logs, SNS, SQS, S3,
 Firehose, IAM and STS. Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the
 package registries, and Glue is in LocalStack Pro only, so those two come from the embedded emulator on
 another port: `LocalStackPair.target()` is LocalStack with `dynamodb` and `glue` sent to the emulator (see
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "build" / "localstack-venv"
-FILESYSTEM = ROOT / "build" / "localstack"  # its libraries (kinesis-mock), kept between runs
+LIBRARIES = ROOT / "build" / "localstack" / "lib"  # what it installs on first use (kinesis-mock), kept between runs
 SERVICES = ("kinesis", "logs", "sns", "sqs", "s3", "firehose", "iam", "sts")
 ON_THE_EMULATOR = ("dynamodb", "glue")  # its DynamoDB needs downloads from outside the registries; Glue is Pro
 HEALTH_PATH = "/_localstack/health"
@@ -72,9 +73,8 @@ def ready(document: dict[str, Any] | None, services: tuple[str, ...] = SERVICES)
 
 
 def environment(port: int, directory: Path, services: tuple[str, ...] = SERVICES,
-                base: dict[str, str] | None = None, filesystem: Path = FILESYSTEM) -> dict[str, str]:
-    """LocalStack's settings: 127.0.0.1:`port`, only `services`, its libraries under `filesystem`, the
-    run's files under `directory`."""
+                base: dict[str, str] | None = None) -> dict[str, str]:
+    """LocalStack's settings: 127.0.0.1:`port`, only `services`, every file under `directory` (see `filesystem`)."""
     env = {k: v for k, v in (os.environ if base is None else base).items()
            if not k.startswith(("AWS_", "TRAILWARDEN_", "LOCALSTACK_"))}
     env.update({
@@ -82,12 +82,23 @@ def environment(port: int, directory: Path, services: tuple[str, ...] = SERVICES
         "LOCALSTACK_HOST": f"{emu.DEFAULT_HOST}:{port}",
         "SERVICES": ",".join(services),
         "OVERRIDE_IN_DOCKER": "0",  # host-mode directories even when this machine is a container
-        "FILESYSTEM_ROOT": str(filesystem),
+        "FILESYSTEM_ROOT": str(directory / "filesystem"),
         "LOCALSTACK_VOLUME_DIR": str(directory / "volume"),
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         "DISABLE_EVENTS": "1",
     })
     return env
+
+
+def filesystem(directory: Path, libraries: Path = LIBRARIES) -> Path:
+    """The run's LocalStack filesystem root, its library folder a link to `libraries` (shared between runs)."""
+    root = directory / "filesystem"
+    link = root / "var" / "lib" / "localstack" / "lib"  # where host mode puts var_libs under FILESYSTEM_ROOT
+    libraries.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(libraries, target_is_directory=True)
+    return root
 
 
 @dataclass
@@ -126,6 +137,7 @@ def start(directory: Path, port: int | None = None, venv: Path = VENV, timeout: 
     if not emu.port_free(emu.DEFAULT_HOST, port):
         raise RuntimeError(f"{emu.DEFAULT_HOST}:{port} is already in use")
     directory.mkdir(parents=True, exist_ok=True)
+    filesystem(directory)
     log_file = directory / "localstack.log"
     with open(log_file, "wb") as out:
         process = subprocess.Popen(
@@ -142,8 +154,25 @@ def start(directory: Path, port: int | None = None, venv: Path = VENV, timeout: 
                 handle.stop(timeout=5)
             raise RuntimeError(f"LocalStack on {handle.endpoint} {why}; log {log_file}:\n{handle.log_tail()}")
         time.sleep(0.5)
+    try:
+        _start_kinesis(handle.endpoint, max(30.0, deadline - time.monotonic()))
+    except Exception as error:
+        with contextlib.suppress(RuntimeError):
+            handle.stop(timeout=5)
+        raise RuntimeError(f"LocalStack's Kinesis (kinesis-mock) did not start: {error}; log {log_file}:\n"
+                           f"{handle.log_tail()}") from error
     log.info("LocalStack pid %d ready at %s", process.pid, handle.endpoint)
     return handle
+
+
+def _start_kinesis(endpoint: str, timeout: float) -> None:
+    """LocalStack starts kinesis-mock (npm-installing it the first time) on the first Kinesis call, which
+    takes longer than a client's read timeout; a client's retry of a CreateStream would then find the stream
+    it created. One ListStreams, with time to spare, does it before anyone else calls."""
+    from botocore.config import Config
+
+    once = Config(read_timeout=timeout, retries={"total_max_attempts": 1})
+    aws.endpoint(endpoint, env={}).client("kinesis", config=once).list_streams()
 
 
 @dataclass

@@ -21,8 +21,18 @@ def test_localstack_listens_on_loopback_and_writes_only_under_build_and_the_run_
     assert env["LOCALSTACK_HOST"] == "127.0.0.1:4599"
     assert "dynamodb" not in env["SERVICES"].split(",") and "kinesis" in env["SERVICES"].split(",")
     assert env["OVERRIDE_IN_DOCKER"] == "0"  # else a container host sends its files to /var/lib/localstack
-    assert Path(env["FILESYSTEM_ROOT"]) == REPO / "build" / "localstack"
+    assert Path(env["FILESYSTEM_ROOT"]).parent == tmp_path
     assert Path(env["LOCALSTACK_VOLUME_DIR"]).parent == tmp_path
+
+
+def test_each_run_has_its_own_files_and_shares_the_installed_libraries(tmp_path: Path):
+    shared = tmp_path / "lib"
+    first, second = (localstack.filesystem(tmp_path / run, shared) for run in ("a", "b"))
+    assert first != second
+    for root in (first, second):
+        assert (root / "var/lib/localstack/lib").resolve() == shared.resolve()
+    assert localstack.filesystem(tmp_path / "a", shared) == first  # again: the link is kept
+    assert localstack.LIBRARIES == REPO / "build" / "localstack" / "lib"
 
 
 def test_ready_only_when_every_service_is_up():
