@@ -36,7 +36,22 @@ def stack(pair: localstack.LocalStackPair, tmp_path_factory: pytest.TempPathFact
     started = time.time()
     with stack_on(pair.target(), directory, config_file(directory, GRACE)) as running:
         running.started = started  # type: ignore[attr-defined]
+        _wait_for_processors(running)
         yield running
+
+
+def _wait_for_processors(stack: Live, timeout: float = 300) -> None:
+    """Until each daemon runs a record processor per shard: the emulator suite's deadlines count from the
+    first record played, and the daemons here start beside LocalStack and kinesis-mock, which take the
+    same 2 cores (on a loaded machine the JVMs took 90 s to their first processor)."""
+    kinesis = stack.target.client("kinesis")
+    wanted = {stage: len(kinesis.list_shards(StreamName=spec.stream)["Shards"])
+              for stage, spec in (("router", stack.pipeline.router_spec), ("stateful", stack.pipeline.stateful_spec))}
+    deadline = time.monotonic() + timeout
+    while any(len(stack.pipeline.daemons[stage].processors()) < n for stage, n in wanted.items()):
+        assert time.monotonic() < deadline, f"record processors not started after {timeout:.0f} s\n{stack.logs()}"
+        assert all(stack.pipeline.alive().values()), f"a daemon exited\n{stack.logs()}"
+        time.sleep(1)
 
 
 test_untagged_instance_reported_once_after_grace_and_tagged_one_not = \
