@@ -7,7 +7,8 @@ container does not make it use /var/lib/localstack and /usr/lib/localstack), exc
 installs on first use: their folder is a link to build/localstack/lib, kept for the next run (kinesis-mock
 persists its streams under the run's folder, so a run never sees another's). It serves Kinesis
 (kinesis-mock, installed through npm on first use, about 35 s), CloudWatch Logs, SNS, SQS, S3,
-Firehose, IAM and STS. Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the
+Firehose, IAM, STS and KMS (for the buckets' SSE-KMS).
+Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the
 package registries, and Glue is in LocalStack Pro only, so those two come from the embedded emulator on
 another port: `LocalStackPair.target()` is LocalStack with `dynamodb` and `glue` sent to the emulator (see
 `infra.aws.with_endpoints`).
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "build" / "localstack-venv"
 LIBRARIES = ROOT / "build" / "localstack" / "lib"  # what it installs on first use (kinesis-mock), kept between runs
-SERVICES = ("kinesis", "logs", "sns", "sqs", "s3", "firehose", "iam", "sts")
+# kms: the template's buckets are SSE-KMS, and LocalStack's S3 creates the key on first PutObject (without it
+# every Firehose delivery and state snapshot fails with InternalError "Service 'kms' is not enabled")
+SERVICES = ("kinesis", "logs", "sns", "sqs", "s3", "firehose", "iam", "sts", "kms")
 ON_THE_EMULATOR = ("dynamodb", "glue")  # its DynamoDB needs downloads from outside the registries; Glue is Pro
 HEALTH_PATH = "/_localstack/health"
 INSTALL_HINT = "run `make localstack` (it creates build/localstack-venv with localstack-core[runtime] and its pins)"

@@ -8,7 +8,7 @@ are idempotent. `down` stops only the process `up` started and checks that the p
 shows the emulator and each resource.
 
 With --localstack, `up` starts LocalStack (installed by `make localstack`) on 127.0.0.1:4566 (or --port) for
-Kinesis, Logs, SNS, SQS, S3, Firehose, IAM and STS, and the embedded emulator on the next port for DynamoDB
+Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS and KMS, and the embedded emulator on the next port for DynamoDB
 and Glue, provisions across the two and prints the variables that point later commands at them; `down
 --localstack` stops both, `status --localstack` shows them.
 """
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for sub in (up, down, status):
         sub.add_argument(
             "--localstack", action="store_true",
-            help="LocalStack (from `make localstack`) for Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS, and the "
-            "embedded emulator on the next port for DynamoDB and Glue",
+            help="LocalStack (from `make localstack`) for Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS, KMS, "
+            "and the embedded emulator on the next port for DynamoDB and Glue",
         )
         aws.add_arguments(sub)
         sub.add_argument(
