@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+
 from infra import aws
 from infra import emulator as emu
 from infra.processes import alive, stop_pid
@@ -172,8 +174,6 @@ def _start_kinesis(endpoint: str, timeout: float) -> None:
     """LocalStack starts kinesis-mock (npm-installing it the first time) on the first Kinesis call, which
     takes longer than a client's read timeout; a client's retry of a CreateStream would then find the stream
     it created. One ListStreams, with time to spare, does it before anyone else calls."""
-    from botocore.config import Config
-
     once = Config(read_timeout=timeout, retries={"total_max_attempts": 1})
     aws.endpoint(endpoint, env={}).client("kinesis", config=once).list_streams()
 
