@@ -179,11 +179,10 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
         props["regionName"] = region
     if target.local:
         assert target.endpoint_url
-        props.update({
-            "kinesisClient.endpointOverride": target.service_endpoint("kinesis"),
-            # case-sensitive: dynamoDbClient, not ...DB... (which is ignored, and the client goes to real AWS)
-            "dynamoDbClient.endpointOverride": target.endpoint_url,
-            "cloudWatchClient.endpointOverride": target.endpoint_url,
+        props.update({  # each client its own endpoint: LocalStack's Kinesis beside the emulator's DynamoDB
+            "kinesisClient.endpointOverride": str(target.url_for("kinesis")),  # case-sensitive: dynamoDbClient
+            "dynamoDbClient.endpointOverride": str(target.url_for("dynamodb")),
+            "cloudWatchClient.endpointOverride": str(target.url_for("cloudwatch")),
             "metricsLevel": "NONE",
             "workerId": spec.local_worker_id(),
             **LOCAL_TIMERS,

@@ -13,6 +13,10 @@ chosen, first match wins, by:
 4. otherwise the default of the command: the embedded emulator at http://127.0.0.1:4566 for local
    commands (`local=True`, the default), real AWS for commands that run in an account (`local=False`).
 
+Any local target may send some services elsewhere: `with_endpoints(target, {"dynamodb": url})`, or
+`TRAILWARDEN_ENDPOINTS=dynamodb=URL[,service=URL...]` in the environment (e.g. LocalStack for everything but
+DynamoDB, which comes from the embedded emulator). `Target.url_for(service)` is where a service's calls go.
+
 Targets:
 - "emulator": http://127.0.0.1:4566, dummy credentials (test/test), region us-east-1.
 - "endpoint": the given URL; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY if set, else
@@ -52,18 +56,23 @@ class Target:
     region: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
-    kinesis_endpoint: str | None = None  # Kinesis elsewhere than the other services (local targets only)
+    endpoints: tuple[tuple[str, str], ...] = ()  # (service, url) over endpoint_url; local targets only
 
     @property
     def local(self) -> bool:
         """True for an emulator or LocalStack-style endpoint, False for real AWS."""
         return self.endpoint_url is not None
 
+    def url_for(self, service: str) -> str | None:
+        """The endpoint URL of `service`'s calls (its own if one is given, else the target's); None on AWS."""
+        return dict(self.endpoints).get(service.lower(), self.endpoint_url) if self.local else None
+
     def label(self) -> str:
         """The target in a few words, for messages."""
         if self.kind == "aws":
             return f"real AWS (region {self.session().region_name or 'unset'})"
-        return f"{self.kind} {self.endpoint_url} (region {self.region})"
+        others = "".join(f", {service} at {url}" for service, url in self.endpoints)
+        return f"{self.kind} {self.endpoint_url}{others} (region {self.region})"
 
     def session(self) -> boto3.Session:
         return _session(self)
@@ -74,24 +83,21 @@ class Target:
         if "config" in kwargs:
             config = config.merge(kwargs.pop("config"))
         if self.local:
-            kwargs.setdefault("endpoint_url", self.service_endpoint(service))
+            kwargs.setdefault("endpoint_url", self.url_for(service))
         with _CLIENTS_LOCK:  # a boto3 Session is not safe to make clients from in two threads at once
             return self.session().client(service, config=config, **kwargs)
-
-    def service_endpoint(self, service: str) -> str | None:
-        """Where calls to `service` go on a local target (None for real AWS)."""
-        if service == "kinesis" and self.kinesis_endpoint:
-            return self.kinesis_endpoint
-        return self.endpoint_url
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment for a child process (e.g. the KCL daemon) so it resolves to this same target."""
         env = dict(os.environ if base is None else base)
+        env.pop(Var.ENDPOINTS, None)
         if not self.local:
             env[Var.TARGET] = "aws"
-            for name in (*_ENDPOINT_ENV, Var.KINESIS_ENDPOINT):
+            for name in _ENDPOINT_ENV:
                 env.pop(name, None)
             return env
+        if self.endpoints:
+            env[Var.ENDPOINTS] = ",".join(f"{service}={url}" for service, url in self.endpoints)
         assert self.endpoint_url and self.region and self.access_key and self.secret_key
         env.pop("AWS_SESSION_TOKEN", None)
         env.pop("AWS_PROFILE", None)
@@ -105,10 +111,6 @@ class Target:
                 "AWS_DEFAULT_REGION": self.region,
             }
         )
-        if self.kinesis_endpoint:
-            env[Var.KINESIS_ENDPOINT] = self.kinesis_endpoint
-        else:
-            env.pop(Var.KINESIS_ENDPOINT, None)
         return env
 
 
@@ -144,6 +146,14 @@ def endpoint(endpoint_url: str, env: Mapping[str, str] | None = None) -> Target:
     return Target("endpoint", endpoint_url.rstrip("/"), region, access, secret)
 
 
+def with_endpoints(target: Target, endpoints: Mapping[str, str]) -> Target:
+    """`target` with these services' calls sent to their own URLs (over any it had); a local target only."""
+    if not target.local:
+        raise ValueError("per-service endpoints are for an emulator or endpoint target, not real AWS")
+    merged = {**dict(target.endpoints), **{k.lower(): v.rstrip("/") for k, v in endpoints.items()}}
+    return replace(target, endpoints=tuple(sorted(merged.items())))
+
+
 def aws(region: str | None = None) -> Target:
     """Real AWS through boto3's credential chain."""
     return Target("aws", None, region)
@@ -164,11 +174,11 @@ def _from_choice(choice: str, env: Mapping[str, str]) -> Target:
 
 def resolve(choice: str | None = None, *, local: bool = True, env: Mapping[str, str] | None = None) -> Target:
     """The target for this run; see the module docstring for the order. Raises ValueError on a bad choice.
-    A local target takes TRAILWARDEN_KINESIS_ENDPOINT, if set, for Kinesis alone."""
+    A local target takes the per-service endpoints of TRAILWARDEN_ENDPOINTS."""
     env = os.environ if env is None else env
     target = _resolve(choice, local, env)
-    kinesis = Settings(env).kinesis_endpoint
-    return replace(target, kinesis_endpoint=kinesis) if kinesis and target.local else target
+    endpoints = Settings(env).endpoints if target.local else {}
+    return with_endpoints(target, endpoints) if endpoints else target
 
 
 def _resolve(choice: str | None, local: bool, env: Mapping[str, str]) -> Target:

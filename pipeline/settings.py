@@ -23,7 +23,7 @@ class Var(StrEnum):
 
     CONFIG = "TRAILWARDEN_CONFIG"
     TARGET = "TRAILWARDEN_TARGET"
-    KINESIS_ENDPOINT = "TRAILWARDEN_KINESIS_ENDPOINT"
+    ENDPOINTS = "TRAILWARDEN_ENDPOINTS"
     STATE_DIR = "TRAILWARDEN_STATE_DIR"
     JAVA = "TRAILWARDEN_JAVA"
     KCL_LOG_LEVEL = "TRAILWARDEN_KCL_LOG_LEVEL"
@@ -103,12 +103,18 @@ class Settings:
         return self._get(Var.TARGET)
 
     @cached_property
-    def kinesis_endpoint(self) -> str:
-        """Kinesis at another endpoint URL than the local target's other services; "" when unset."""
-        value = self._get(Var.KINESIS_ENDPOINT)
-        if value and not value.lower().startswith(("http://", "https://")):
-            raise ValueError(f"{Var.KINESIS_ENDPOINT}={value!r}: expected an http(s):// endpoint URL")
-        return value.rstrip("/")
+    def endpoints(self) -> dict[str, str]:
+        """Per-service endpoint URLs over the target's, {service: url}, from `service=url,service=url`
+        (e.g. `dynamodb=http://127.0.0.1:4567`: DynamoDB from the embedded emulator beside a LocalStack)."""
+        value = self._get(Var.ENDPOINTS)
+        endpoints: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            service, _, url = (x.strip() for x in part.partition("="))
+            if not service or not url.startswith(("http://", "https://")):
+                raise SettingsError(f"{Var.ENDPOINTS}={value!r}: expected service=http(s)://host:port[,...], "
+                                    "e.g. dynamodb=http://127.0.0.1:4567")
+            endpoints[service.lower()] = url.rstrip("/")
+        return endpoints
 
     @cached_property
     def state_dir(self) -> Path:

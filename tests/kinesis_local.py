@@ -1,10 +1,10 @@
 """kinesis-local (npm; the Node build of kinesis-mock) as the Kinesis endpoint of a test: it reshards
 (SplitShard, MergeShards, UpdateShardCount) and serves enhanced fan-out (RegisterStreamConsumer,
 SubscribeToShard), which the embedded emulator does not. Every other service stays on the emulator
-(TRAILWARDEN_KINESIS_ENDPOINT, `infra.aws.Target.kinesis_endpoint`).
+(TRAILWARDEN_ENDPOINTS=kinesis=URL, `infra.aws.with_endpoints`).
 
     with kinesis_local(directory) as url:   # installed into build/kinesis-local (make kinesis-local) if missing
-        target = replace(aws.emulator(emulator_url), kinesis_endpoint=url)
+        target = aws.with_endpoints(aws.emulator(emulator_url), {"kinesis": url})
 
 The server binds 127.0.0.1 on a free port (plain HTTP/1.1 and HTTP/2 cleartext) and is stopped by its pid.
 """

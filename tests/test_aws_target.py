@@ -75,20 +75,27 @@ def test_real_aws_clients_ignore_a_configured_endpoint(monkeypatch: pytest.Monke
     assert local.meta.endpoint_url == "http://127.0.0.1:4999"
 
 
-def test_kinesis_can_live_at_another_endpoint_than_the_other_services() -> None:
+def test_per_service_endpoints_reach_clients_children_and_the_kcl() -> None:
     from consumers import launcher
 
-    env = {"TRAILWARDEN_TARGET": "http://127.0.0.1:4599", "TRAILWARDEN_KINESIS_ENDPOINT": "http://127.0.0.1:4600/"}
+    env = {"TRAILWARDEN_TARGET": "http://127.0.0.1:4599",
+           "TRAILWARDEN_ENDPOINTS": "DynamoDB=http://127.0.0.1:4600/,kinesis=http://127.0.0.1:4601"}
     target = aws.resolve(env=env)
-    assert target.kinesis_endpoint == "http://127.0.0.1:4600"
-    assert target.client("kinesis").meta.endpoint_url == "http://127.0.0.1:4600"
-    assert target.client("dynamodb").meta.endpoint_url == "http://127.0.0.1:4599"
-    child = target.env({})
-    assert aws.resolve(env=child) == target  # a record processor resolves the same split
+    assert target.url_for("dynamodb") == "http://127.0.0.1:4600"
+    assert target.url_for("kinesis") == "http://127.0.0.1:4601"
+    assert target.url_for("sns") == "http://127.0.0.1:4599"
+    assert target.client("dynamodb").meta.endpoint_url == "http://127.0.0.1:4600"
+    assert target.client("kinesis").meta.endpoint_url == "http://127.0.0.1:4601"
+    assert aws.resolve(env=target.env({})) == target  # a record processor resolves the same split
     props = launcher.properties(launcher.AppSpec("app", "trail", "consumers.router"), target)
-    assert props["kinesisClient.endpointOverride"] == "http://127.0.0.1:4600"
-    assert props["dynamoDbClient.endpointOverride"] == props["cloudWatchClient.endpointOverride"] == target.endpoint_url
-    assert aws.resolve(env={**env, "TRAILWARDEN_TARGET": "aws"}).kinesis_endpoint is None  # never on real AWS
-    assert "TRAILWARDEN_KINESIS_ENDPOINT" not in aws.aws().env(env)
-    with pytest.raises(ValueError, match="TRAILWARDEN_KINESIS_ENDPOINT"):
-        aws.resolve(env={**env, "TRAILWARDEN_KINESIS_ENDPOINT": "localhost:4600"})
+    assert props["kinesisClient.endpointOverride"] == "http://127.0.0.1:4601"
+    assert props["dynamoDbClient.endpointOverride"] == "http://127.0.0.1:4600"
+    assert props["cloudWatchClient.endpointOverride"] == "http://127.0.0.1:4599"
+    assert "TRAILWARDEN_ENDPOINTS" not in aws.emulator().env(env)  # a stale split does not leak into a child
+    real = aws.resolve("aws", env=env)
+    assert real.endpoints == () and real.url_for("dynamodb") is None
+
+
+def test_a_malformed_endpoints_variable_names_itself() -> None:
+    with pytest.raises(ValueError, match=r"TRAILWARDEN_ENDPOINTS.*dynamodb=http"):
+        aws.resolve(env={"TRAILWARDEN_ENDPOINTS": "dynamodb:4600"})

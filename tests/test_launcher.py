@@ -31,6 +31,14 @@ def test_local_properties_point_every_client_at_the_emulator():
     assert int(props["shutdownGraceMillis"]) > int(props["failoverTimeMillis"])
 
 
+def test_each_kcl_client_takes_its_service_endpoint():
+    split = aws.with_endpoints(LOCAL, {"dynamodb": "http://127.0.0.1:4600"})
+    props = launcher.properties(SPEC, split)
+    assert props["kinesisClient.endpointOverride"] == "http://127.0.0.1:4599"
+    assert props["dynamoDbClient.endpointOverride"] == "http://127.0.0.1:4600"
+    assert props["cloudWatchClient.endpointOverride"] == "http://127.0.0.1:4599"
+
+
 def test_aws_properties_have_no_emulator_settings():
     props = launcher.properties(SPEC, REAL)
     assert not any("endpoint" in key.lower() for key in props)

@@ -7,6 +7,11 @@ ECS, scaling and alarm resources included (nothing runs its image locally). Agai
 endpoint (AWS_ENDPOINT_URL, LOCALSTACK_HOST, --endpoint-url: e.g. LocalStack) it only provisions. Both
 are idempotent. `down` stops only the process `up` started and checks that the port is free. `status`
 shows the emulator and each resource.
+
+With --localstack, `up` starts LocalStack (installed by `make localstack`) on 127.0.0.1:4566 (or --port) for
+Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS and KMS, and the embedded emulator on the next port for DynamoDB
+and Glue, provisions across the two and prints the variables that point later commands at them; `down
+--localstack` stops both, `status --localstack` shows them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import aws, cfn, emulator, provision
+from infra import aws, cfn, emulator, localstack, provision
 from infra.outputs import LOCAL_SERVICE
 
 _AWS_HINT = (
@@ -39,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = actions.add_parser("status", help="show the emulator and every template resource")
     status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     for sub in (up, down, status):
+        sub.add_argument(
+            "--localstack", action="store_true",
+            help="LocalStack (from `make localstack`) for Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS, KMS, "
+            "and the embedded emulator on the next port for DynamoDB and Glue",
+        )
         aws.add_arguments(sub)
         sub.add_argument(
             "--port", type=int, default=None,
@@ -56,6 +66,11 @@ def _target(args: argparse.Namespace) -> aws.Target:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.localstack:
+        if getattr(args, "aws_target", None):
+            raise SystemExit("trailwarden stack: --localstack starts its own LocalStack; drop --aws/--endpoint-url "
+                             "(for a LocalStack you run yourself, give --endpoint-url alone)")
+        return {"up": _up_localstack, "down": _down_localstack, "status": _status_localstack}[args.stack_action](args)
     target = _target(args)
     if not target.local:
         print(f"trailwarden stack: the local stack has no meaning on real AWS; {_AWS_HINT}", file=sys.stderr)
@@ -114,6 +129,10 @@ def _up(args: argparse.Namespace, target: aws.Target) -> int:
     if args.reset:
         emulator.reset(target.endpoint_url or "")
         _say("emulator state reset")
+    return _provision(target)
+
+
+def _provision(target: aws.Target) -> int:
     counts = {"created": 0, "kept": 0}
 
     def progress(row: provision.Row, created: bool) -> None:
@@ -131,7 +150,7 @@ def _up(args: argparse.Namespace, target: aws.Target) -> int:
     except (BotoCoreError, ClientError, cfn.TemplateError) as error:
         _say(f"trailwarden stack up: provisioning at {target.endpoint_url} failed: {error}")
         return 1
-    _say(f"stack ready at {target.endpoint_url}: {counts['created']} created, {counts['kept']} already there")
+    _say(f"stack ready at {target.label()}: {counts['created']} created, {counts['kept']} already there")
     width = max(map(len, outputs), default=0)
     for key, value in outputs.items():
         print(f"{key:{width}}  {value}")
@@ -193,3 +212,54 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
         reason = f"  ({row['reason']})" if row["reason"] else ""
         print(f"  {row['state']:8} {row['type']:38} {row['name']}{reason}")
     return 0 if ok else 1
+
+
+def _up_localstack(args: argparse.Namespace) -> int:
+    pair = localstack.recorded()
+    if pair is not None:
+        _say(f"LocalStack already running: pid {pair.localstack.pid} at {pair.localstack.endpoint}, "
+             f"emulator pid {pair.emulator.pid} at {pair.emulator.endpoint}")
+    else:
+        port = args.port or emulator.DEFAULT_PORT
+        _say(f"starting LocalStack on {emulator.DEFAULT_HOST}:{port} and the emulator on :{port + 1} "
+             "(the first Kinesis call installs kinesis-mock through npm) ...")
+        try:
+            pair = localstack.start_pair(emulator.state_dir() / "localstack", port, port + 1)
+        except RuntimeError as error:
+            _say(f"trailwarden stack up --localstack: {error}")
+            return 1
+        localstack.record(pair)
+        _say(f"LocalStack pid {pair.localstack.pid} (log {pair.localstack.log_file}), "
+             f"emulator pid {pair.emulator.pid} (log {pair.emulator.log_file})")
+    if args.reset:
+        emulator.reset(pair.emulator.endpoint)
+        _say("emulator state reset (LocalStack's is not: `stack down --localstack` forgets it)")
+    target = pair.target()
+    status = _provision(target)
+    if status == 0:
+        _say("point other commands at it with:\n  " + "\n  ".join(localstack.exports(target)))
+    return status
+
+
+def _down_localstack(args: argparse.Namespace) -> int:
+    pair = localstack.recorded()
+    if pair is None:
+        localstack.state_file().unlink(missing_ok=True)
+        _say("no LocalStack started by `trailwarden stack up --localstack` is running")
+        return 0
+    try:
+        pair.stop()
+    except RuntimeError as error:
+        _say(f"trailwarden stack down --localstack: {error}")
+        return 1
+    localstack.state_file().unlink(missing_ok=True)
+    _say(f"stopped LocalStack pid {pair.localstack.pid} and emulator pid {pair.emulator.pid}")
+    return 0
+
+
+def _status_localstack(args: argparse.Namespace) -> int:
+    pair = localstack.recorded()
+    if pair is None:
+        _say("no LocalStack started by `trailwarden stack up --localstack` is running")
+        return 1
+    return _status(args, pair.target())

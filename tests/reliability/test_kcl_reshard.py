@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from live_support import (
     subscription_record,
 )
 
-from infra import provision
+from infra import aws, provision
 
 from .results import Row
 
@@ -155,7 +154,7 @@ def test_split_and_merge_both_streams_under_the_kcl(mode: str, tmp_path: Path,
             pytest.skip(str(exc))
         emulator = running.enter_context(emulator_target(tmp_path))
         outputs = provision.provision(emulator)  # every resource on the emulator, the streams again on kinesis-local
-        target = replace(emulator, kinesis_endpoint=url)
+        target = aws.with_endpoints(emulator, {"kinesis": url})
         kinesis = target.client("kinesis")
         for stream in (outputs["TrailStreamName"], outputs["KeyedStreamName"]):
             kinesis.create_stream(StreamName=stream, ShardCount=2)
