@@ -6,6 +6,8 @@ import ast
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,17 @@ def test_the_test_suites_knobs_are_documented_apart_from_trailwarden_s() -> None
     assert knobs == documented, (f"docs/reliability.md misses {sorted(knobs - documented)} and lists "
                                  f"{sorted(documented - knobs)}, which no test reads")
     assert not knobs & _documented("configuration.md")
+
+
+def test_contributing_s_rule_template_passes_its_own_cases(tmp_path: Path) -> None:
+    """The template in CONTRIBUTING.md is a working rule: loaded with --load, its cases and forms pass."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    [template] = re.findall(r"```python\n(.*?)```", text, re.S)
+    rule_id = re.search(r'id="([a-z0-9-]+)"', template)
+    assert rule_id is not None
+    (tmp_path / "my_rules.py").write_text(template)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "rules", "--load", str(tmp_path / "my_rules.py"),
+                           "test", rule_id.group(1)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"1 rules, (\d+) cases: \1 passed, 0 failed", done.stdout + done.stderr)
+    assert "[console form]" in done.stdout and "[cloudformation form]" in done.stdout
