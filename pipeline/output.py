@@ -68,7 +68,7 @@ class JsonWriter:
 
 
 # (header, width); the summary column takes what the terminal has left.
-_COLUMNS = (("TIME", 20), ("SEVERITY", 8), ("STATUS", 8), ("RULE", 34), ("ACCOUNT", 12), ("PRINCIPAL", 44))
+_COLUMNS = (("TIME", 20), ("SEVERITY", 8), ("STATUS", 8), ("RULE", 34), ("ACCOUNT", 12), ("PRINCIPAL", 36))
 _MIN_SUMMARY = 30
 
 

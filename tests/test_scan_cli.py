@@ -60,7 +60,7 @@ def test_corpus_directory_scans_without_dead_letters(capsysbinary: pytest.Captur
     assert dead.read_bytes() == b""
     found = findings(out)
     assert found, "the pack finds nothing in 35 attack techniques"
-    assert len({f["id"] for f in found}) == len(found), "one line per finding id"
+    assert len({(f["id"], f["status"]) for f in found}) == len(found), "one line per finding id and status"
     assert summary_count(err, "findings") == len(found)
     for f in found:
         assert f["schema"] == "trailwarden.finding/1" and f["rule_id"] and f["event_ids"]
@@ -236,7 +236,7 @@ def test_table_neutralizes_attacker_controlled_text(capsysbinary: pytest.Capture
     assert rc == 0
     text = out.decode()
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["TIME", "SEVERITY", "RULE"]
+    assert lines[0].split()[:4] == ["TIME", "SEVERITY", "STATUS", "RULE"]
     assert len(lines) > 1
     assert not any(ch in text for ch in "\x1b\x07\r\u202e")
     assert "\\x1b]0;pwned" in text

@@ -218,7 +218,8 @@ def test_demo_command_reports_every_expected_finding(capsys: pytest.CaptureFixtu
     out, err = capsys.readouterr()
     findings = [json.loads(line) for line in out.splitlines()]
     assert findings and all(f["schema"] == "trailwarden.finding/1" for f in findings)
-    assert len({f["id"] for f in findings}) == len(findings)
+    assert len({(f["id"], f["status"]) for f in findings}) == len(findings)  # once per id, and its resolution
+    assert {f["status"] for f in findings} == {"open", "resolved"}
     assert "MISSING" not in err and "- OK" in err
 
 

@@ -164,7 +164,7 @@ def _print_expected(scenario: Any, as_json: bool, routes: dict[str, str]) -> Non
     out.write(f"expected findings ({len(present)}, seed {scenario.seed}):\n")
     for e in present:
         facts = " ".join(f"{k}={v}" for k, v in sorted(e.facts.items()))
-        stage = " [stateful]" if e.stateful else ""
+        stage = (" [stateful]" if e.stateful else "") + (" [resolved later]" if e.status == "resolved" else "")
         route = routes.get(e.rule_id, "no such rule enabled")
         out.write(f"  {e.rule_id:40} account={e.account or '-'} {facts}{stage}  ({e.attack}; {route})\n")
     if absent:
