@@ -127,6 +127,15 @@ def _fold(a: str, b: str) -> int:
     return (a > b) - (a < b)
 
 
+def one_per_case(columns: set[str], referenced: set[str]) -> set[str]:
+    """SQLite's column names ignore case, CloudTrail's field names do not (an S3 request's `Tagging` beside
+    another service's `tagging`): of names equal but for case, the one a rule reads (else the first) stays."""
+    by_fold: dict[str, list[str]] = {}
+    for name in sorted(columns | referenced):
+        by_fold.setdefault(name.lower(), []).append(name)
+    return {next((n for n in names if n in referenced), names[0]) for names in by_fold.values()}
+
+
 def connect(rows: list[dict[str, str]], columns: set[str]) -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
     db.create_collation("UNICASE", _fold)
@@ -218,7 +227,8 @@ def test_compiled_rules_match_what_the_sqlite_backend_matches() -> None:
     flat = [flatten(r) for r in records]
     backend = sqliteBackend()
     reference = _pysigma_rules()
-    columns = {c for row, _ in flat for c in row} | {f for d in detections for f in _fields(d)}
+    referenced = {f for d in detections for f in _fields(d)}
+    columns = one_per_case({c for row, _ in flat for c in row}, referenced)
     db = connect([row for row, _ in flat], columns)
 
     config = Config.from_dict()
