@@ -240,6 +240,19 @@ def test_resources_with_the_same_tags_share_one_tag_set():
     assert isinstance(value, TagSet) and dict(value) == GOOD and value.creator == ROLE
 
 
+def test_a_tag_set_reads_as_a_mapping_of_the_tags_present():
+    """Its values(), items() and get() are a Mapping's (its aligned tuple must not shadow values())."""
+    state = _state()
+    key = "111122223333:us-east-1:sqs-queue:q1"
+    state.add([_start(key, 1_720_000_000.0, GOOD)])
+    state.flush()
+    value = state.states[RESOURCES][key].value
+    assert isinstance(value, TagSet)
+    assert sorted(value.values()) == sorted(GOOD.values())
+    assert dict(value.items()) == GOOD
+    assert value.get("no-such-tag") is None
+
+
 def test_a_snapshot_restores_tag_sets_under_the_schema_of_the_day():
     """A schema changed between a snapshot and its restore applies to the resources watched from their
     next tag change on; a type turned off is kept inert."""

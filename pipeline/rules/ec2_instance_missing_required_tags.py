@@ -29,7 +29,7 @@ def finding_hit(key: str, ctx: dict[str, Any], p: Params) -> Hit:
     _, account, region, iid = WATCH.parts(key)
     state = ctx.get("state")
     schema = state.schema if state is not None else WATCH.schema(key, p)
-    values = state.values if state is not None else (None,) * len(schema.keys if schema else ())
+    values = state.tag_values if state is not None else (None,) * len(schema.keys if schema else ())
     issues = schema.problems(values)[2] if schema is not None else []
     minutes = int(ctx.get("window_seconds", 0) // 60)
     return Hit(resources=(f"arn:aws:ec2:{region}:{account}:instance/{iid}",),
