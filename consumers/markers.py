@@ -43,4 +43,4 @@ def read(data: bytes | None, run_id: str) -> Marker | None:
         return None
     when = doc.get("time")
     valid = isinstance(when, int | float) and not isinstance(when, bool) and math.isfinite(when)
-    return Marker(Kind(doc["kind"]), float(when) if valid else None)
+    return Marker(Kind(doc["kind"]), float(when) if valid and when is not None else None)

@@ -7,6 +7,7 @@ a second alert needs a crash between the acknowledgement and the mark.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -47,7 +48,7 @@ class DedupeTable:
         while keys:
             request = {self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#k",
                                     "ExpressionAttributeNames": {"#k": self.key}}}
-            response = call(lambda r=request: self.client.batch_get_item(RequestItems=r), self.policy,
+            response = call(functools.partial(self.client.batch_get_item, RequestItems=request), self.policy,
                             f"DynamoDB BatchGetItem on {self.table}")
             for item in (response.get("Responses") or {}).get(self.table, []):
                 value = item.get(self.key, {}).get("S")
@@ -68,7 +69,7 @@ class DedupeTable:
         for finding_id in dict.fromkeys(finding_ids):
             item = {self.key: {"S": finding_id}, self.ttl_attribute: {"N": str(expires)},
                     "marked_at": {"N": str(int(self.clock()))}}
-            if call(lambda i=item: self._put(i), self.policy, f"DynamoDB PutItem on {self.table}"):
+            if call(functools.partial(self._put, item), self.policy, f"DynamoDB PutItem on {self.table}"):
                 new += 1
         return new
 

@@ -9,6 +9,7 @@ resource-missing-required-tags; this rule keeps the id, keys and findings it had
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.cases import ACCOUNT, at, later
@@ -67,7 +68,7 @@ def _run(t: float, ids: list[str], tags: dict[str, str] | None = None, error: st
     return record
 
 
-def _tags(t: float, ids: list[str], tags: dict[str, str | None], name: str = "CreateTags") -> dict:
+def _tags(t: float, ids: list[str], tags: Mapping[str, str | None], name: str = "CreateTags") -> dict:
     return {"eventSource": EC2, "eventName": name, "eventTime": at(t), "awsRegion": REGION,
             "requestParameters": {"resourcesSet": {"items": [{"resourceId": i} for i in ids]},
                                   "tagSet": {"items": [{"key": k} if v is None else {"key": k, "value": v}

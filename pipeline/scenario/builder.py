@@ -96,7 +96,7 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
     ids = Ids(rng)
     chosen = resolve_attacks(attacks)
     config = config or Config.from_dict()
-    conditions = {name: ATTACKS[name].when(config) for name in chosen if ATTACKS[name].when is not None}
+    conditions = {name: when(config) for name in chosen if (when := ATTACKS[name].when) is not None}
     if duration is None:
         duration = max(MIN_DURATION, events / RATE)
     if start is None:

@@ -126,10 +126,10 @@ class TagWatch:
         if type(value) is TagSet:
             schema, values, creator = value.schema, value.tag_values, value.creator
         else:
-            schema = self.schema(fact.key, p)
-            if schema is None:
+            found = self.schema(fact.key, p)
+            if found is None:
                 return value
-            values, creator = (None,) * len(schema.keys), ""
+            schema, values, creator = found, (None,) * len(found.keys), ""
         if fact.step == START and not creator:
             creator = fact.principal
         fields = fact.fields
