@@ -83,7 +83,7 @@ class Target:
             for name in _ENDPOINT_ENV:
                 env.pop(name, None)
             return env
-        assert self.endpoint_url and self.region and self.access_key and self.secret_key
+        assert self.endpoint_url and self.region and self.access_key and self.secret_key  # noqa: S101 (narrows the types: a resolved target has all four)
         env.pop("AWS_SESSION_TOKEN", None)
         env.pop("AWS_PROFILE", None)
         env.update(
