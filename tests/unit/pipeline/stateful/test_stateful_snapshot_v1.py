@@ -2,15 +2,14 @@
 state, timers, watermark, pending facts and seen-fact digests, and then the same findings.
 
 The fixture in tests/fixtures/snapshots/ was written once, with the code of the release that wrote v1
-snapshots, by running this file (`.venv/bin/python tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py`): generated
-facts for every stateful rule kind, arriving out of order within the allowed lateness, plus a
-brute-force burst, a spraying burst and an access-key sequence straddling the cut. The facts before
-the cut went through a keyed state saved as the KCL processor saves it (`snapshot.dumps`); the JSON
-records the configuration, the facts after the cut (a stretch of those before it sent again, as after
-a stage-1 crash), the state that release restored from the bytes and the findings it raised from there
-to the end of input. The fixture is never rewritten: running this file refuses once the code writes
-another format.
-"""
+snapshots, by running this file (`.venv/bin/python
+tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py`): generated facts for every stateful rule kind,
+arriving out of order within the allowed lateness, plus a brute-force burst, a spraying burst and an
+access-key sequence straddling the cut. The facts before the cut went through a keyed state saved as the KCL
+processor saves it (`snapshot.dumps`); the JSON records the configuration, the facts after the cut (a stretch
+of those before it sent again, as after a stage-1 crash), the state that release restored from the bytes and
+the findings it raised from there to the end of input. The fixture is never rewritten: running this file
+refuses once the code writes another format."""
 
 from __future__ import annotations
 
@@ -148,7 +147,8 @@ def write() -> int:
     FIXTURES.mkdir(parents=True, exist_ok=True)
     SNAPSHOT.write_bytes(data)
     doc = {
-        "about": "written by tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py with the release that wrote v1 snapshots",
+        "about": ("written by tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py with the release that "
+                  "wrote v1 snapshots"),
         "config": config,
         "findings_before_cut": len(before),
         "after": [f.to_dict() for f in after],
