@@ -48,7 +48,7 @@ class DedupeTable:
         while keys:
             request = {self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#k",
                                     "ExpressionAttributeNames": {"#k": self.key}}}
-            response = call(functools.partial(self.client.batch_get_item, RequestItems=request), self.policy,
+            response = call(functools.partial(self._batch_get, request), self.policy,
                             f"DynamoDB BatchGetItem on {self.table}")
             for item in (response.get("Responses") or {}).get(self.table, []):
                 value = item.get(self.key, {}).get("S")
@@ -72,6 +72,9 @@ class DedupeTable:
             if call(functools.partial(self._put, item), self.policy, f"DynamoDB PutItem on {self.table}"):
                 new += 1
         return new
+
+    def _batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.client.batch_get_item(RequestItems=request)
 
     def _put(self, item: dict[str, Any]) -> bool:
         try:
