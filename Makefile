@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench reliability soak kinesis-local clean up down localstack test-localstack
+.PHONY: setup run test test-fast lint typecheck bench reliability soak kinesis-local clean up down localstack test-localstack
 
 setup: $(STAMP)
 
@@ -35,7 +35,7 @@ test-localstack: setup localstack
 run: setup
 	$(BIN)/trailwarden run
 
-test: setup lint
+test: setup lint typecheck
 	$(BIN)/trailwarden rules test -q
 	$(BIN)/python -m pytest
 
@@ -45,6 +45,9 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/hadolint Dockerfile
+
+typecheck: setup
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench
@@ -57,7 +60,7 @@ soak: setup
 	$(BIN)/python -m pytest -p no:cacheprovider -m reliability tests/reliability/soak.py
 
 kinesis-local: setup
-	$(BIN)/python tests/kinesis_local.py
+	$(BIN)/python -m tests.support.kinesis_local
 
 up: setup
 	$(BIN)/trailwarden stack up

@@ -47,7 +47,8 @@ def _timed(argv: list[str], repeat: int = 2) -> float:
         started = time.perf_counter()
         rc = main(argv)
         best = min(best, time.perf_counter() - started)
-        assert rc == 0, (argv, rc)
+        if rc != 0:
+            raise RuntimeError(f"trailwarden {argv} exited {rc}")
     return best
 
 

@@ -51,7 +51,7 @@ def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | 
                rng: random.Random | None = None) -> T:
     """`fn()` until it succeeds, backing off (full jitter, capped) in between: a sink that stays down
     holds the shard here, so nothing is checkpointed past it and nothing is dropped."""
-    rng = rng or random.Random()
+    rng = rng or random.Random()  # noqa: S311 (backoff jitter, not a secret)
     sleep = sleep or time.sleep
     attempt = 0
     while True:

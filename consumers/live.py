@@ -91,9 +91,8 @@ class LivePipeline:
             pipeline.stop()
             raise
         if supervise:
-            extra = {"say": say} if say is not None else {}
             pipeline.supervisor = Supervisor(pipeline.daemons, pipeline.start_stage, pipeline.lock, restarts,
-                                             **extra).start()
+                                             say=say).start()
         return pipeline
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
@@ -63,7 +63,7 @@ class StageMetrics:
         self.interval = interval
         self.enabled = enabled
         self.clock = clock
-        self._counts: Counter[tuple[Metric, Breakdown | None]] = Counter()
+        self._counts: dict[tuple[Metric, Breakdown | None], float] = defaultdict(float)
         self._gauges: dict[tuple[Metric, Breakdown | None], float] = {}
         self._samples: dict[Metric, list[float]] = {}
         self._waits = (WAITS.retries, WAITS.seconds)
@@ -137,6 +137,6 @@ class StageMetrics:
                 groups.setdefault(breakdown, {})[metric] = value
         totals.update(self._samples)
         docs = [emf.record(NAMESPACE, self.dimensions, totals, timestamp_ms)]
-        for (name, value), values in sorted(groups.items()):
-            docs.append(emf.record(NAMESPACE, {**self.dimensions, name: value}, values, timestamp_ms))
+        for (name, label), values in sorted(groups.items()):
+            docs.append(emf.record(NAMESPACE, {**self.dimensions, name: label}, values, timestamp_ms))
         return docs

@@ -6,6 +6,7 @@ replay's (`consumers.wiring` picks the strategies).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -218,7 +219,7 @@ class StatefulProcessor(processor.RecordProcessorBase):
                 hashes = child.get("HashKeyRange", {})
                 data = snapshot.split_for_child(self.state, int(hashes.get("StartingHashKey", 0)),
                                                 int(hashes.get("EndingHashKey", 0)))
-                kcl.until_done(lambda c=child, d=data: self.store.save_handoff(c["ShardId"], self.shard_id, d),
+                kcl.until_done(functools.partial(self.store.save_handoff, child["ShardId"], self.shard_id, data),
                                f"{self.shard_id}: hand-off to {child.get('ShardId')}")
             log.info("stateful %s ended: state handed to %s", self.shard_id, [c.get("ShardId") for c in children])
         self.save()

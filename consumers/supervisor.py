@@ -46,12 +46,13 @@ class Supervisor:
     `restart(stage)` for one that exited; each restart is told through `say` and counted in `restarts`."""
 
     def __init__(self, daemons: Mapping[Stage, Daemon], restart: Callable[[Stage], Daemon], lock: threading.RLock,
-                 policy: RestartPolicy | None = None, say: Callable[[str], None] = _say, poll: float = 0.25) -> None:
+                 policy: RestartPolicy | None = None, say: Callable[[str], None] | None = None,
+                 poll: float = 0.25) -> None:
         self.daemons = daemons
         self.restart = restart
         self.lock = lock
         self.policy = policy or RestartPolicy()
-        self.say = say
+        self.say = say or _say
         self.poll = poll
         self.restarts: Counter[Stage] = Counter()
         self.gave_up: dict[Stage, str] = {}

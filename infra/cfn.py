@@ -54,7 +54,7 @@ _Loader.add_multi_constructor("!", _short_tag)
 def load(path: Path | str = TEMPLATE) -> dict[str, Any]:
     """The template as plain data; short tags (`!Ref x`) become their long form (`{"Ref": "x"}`)."""
     with open(path, encoding="utf-8") as handle:
-        document = yaml.load(handle, Loader=_Loader)  # a SafeLoader subclass
+        document = yaml.load(handle, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader subclass)
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
         raise TemplateError(f"{path}: not a CloudFormation template")
     return document

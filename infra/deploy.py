@@ -139,7 +139,8 @@ class Deployer:
                               f"(aws cloudformation delete-stack --stack-name {request.stack}) and deploy again")
         kind = "UPDATE" if current is not None and current["StackStatus"] != "REVIEW_IN_PROGRESS" else "CREATE"
         previous = {p["ParameterKey"] for p in (current or {}).get("Parameters", [])} if kind == "UPDATE" else set()
-        parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in request.parameters.items()]
+        parameters: list[dict[str, str | bool]] = [{"ParameterKey": k, "ParameterValue": v}
+                                                   for k, v in request.parameters.items()]
         declared = template.get("Parameters") or {}
         parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in declared
                        if k in previous and k not in request.parameters]

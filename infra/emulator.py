@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -129,10 +130,18 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
 # --- probing ----------------------------------------------------------------------------------
 
 
+def _http(endpoint: str, path: str) -> str:
+    """`endpoint` + `path`, refused (ValueError) unless the endpoint is an http(s) URL (not file: or another scheme)."""
+    if urllib.parse.urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ValueError(f"{endpoint!r} is not an http:// or https:// endpoint URL")
+    return endpoint.rstrip("/") + path
+
+
 def health(endpoint: str, timeout: float = 1.0) -> dict[str, Any] | None:
     """The health document of a trailwarden emulator at `endpoint`, or None if none answers there."""
     try:
-        with urllib.request.urlopen(endpoint.rstrip("/") + HEALTH_PATH, timeout=timeout) as response:
+        url = _http(endpoint, HEALTH_PATH)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only: _http)
             document = json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -141,8 +150,8 @@ def health(endpoint: str, timeout: float = 1.0) -> dict[str, Any] | None:
 
 def reset(endpoint: str) -> None:
     """Drop every resource of the moto server at `endpoint` (`POST /moto-api/reset`)."""
-    request = urllib.request.Request(endpoint.rstrip("/") + "/moto-api/reset", method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=10) as response:
+    request = urllib.request.Request(_http(endpoint, "/moto-api/reset"), method="POST", data=b"")  # noqa: S310 (http(s) only: _http)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http(s) only: _http)
         response.read()
 
 
@@ -234,7 +243,7 @@ def start(
     env = dict(os.environ)
     env.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     with open(log_file, "wb") as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (argv built here: this interpreter and the emulator module)
             [sys.executable, "-m", _MODULE, "--host", host, "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=out,

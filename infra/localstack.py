@@ -64,7 +64,7 @@ def python(venv: Path = VENV) -> Path:
 def health(endpoint: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """LocalStack's health document at `endpoint` (services and their state), or None if it does not answer."""
     try:
-        with urllib.request.urlopen(endpoint.rstrip("/") + HEALTH_PATH, timeout=timeout) as response:
+        with urllib.request.urlopen(endpoint.rstrip("/") + HEALTH_PATH, timeout=timeout) as response:  # noqa: S310 (our http endpoint)
             document = json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -145,7 +145,7 @@ def start(directory: Path, port: int | None = None, venv: Path = VENV, timeout: 
     filesystem(directory)
     log_file = directory / "localstack.log"
     with open(log_file, "wb") as out:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (argv built here: LocalStack's own venv python and module)
             [str(executable), "-m", "localstack.runtime.main"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=directory, env=environment(port, directory),

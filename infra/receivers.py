@@ -38,7 +38,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the receiver first"
+        assert self._server is not None, "start() the receiver first"  # noqa: S101 (a caller bug)
         return f"http://127.0.0.1:{self._server.server_address[1]}/{self.name}"
 
     def start(self, port: int = 0) -> Receiver:

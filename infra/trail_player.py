@@ -208,7 +208,7 @@ class Player:
 
 def _rejected(info: dict[str, Any], n: int) -> int:
     """How many events of a batch of `n` PutLogEvents' rejectedLogEventsInfo covers (end indexes exclusive)."""
-    rejected = set()
+    rejected: set[int] = set()
     for key in ("tooOldLogEventEndIndex", "expiredLogEventEndIndex"):
         if isinstance(info.get(key), int):
             rejected.update(range(min(info[key], n)))

@@ -158,7 +158,7 @@ def _record(raw: Any, origin: str, where: str, stats: DecodeStats,
     if type(raw) is not dict:
         return stats.dead(f"record is a JSON {_kind(raw)}, not an object", origin, raw, where=where)
     event = _from_record(raw, origin)
-    if type(event) is not str:
+    if isinstance(event, Event):
         if raw.get("eventType") == INSIGHT:
             stats.skipped["CloudTrail Insights event"] += 1
             return None
@@ -204,12 +204,12 @@ def _cwl(doc: dict[str, Any], origin: str, stats: DecodeStats) -> list[Event | D
             append(_bad_log_event(log_event, i, origin, stats))
             continue
         event = from_record(raw, origin)
-        if type(event) is str or raw.get("eventType") == INSIGHT:
+        if type(event) is Event and raw.get("eventType") != INSIGHT:
+            append(event)
+        else:
             item = _record(raw, origin, f"logEvents[{i}].message", stats)
             if item is not None:
                 append(item)
-        else:
-            append(event)
     return out
 
 
@@ -234,12 +234,12 @@ def _records(items: list[Any], origin: str, label: str, stats: DecodeStats) -> l
     for raw in items:
         i += 1
         event = from_record(raw, origin)
-        if type(event) is str or raw.get("eventType") == INSIGHT:
+        if type(event) is Event and raw.get("eventType") != INSIGHT:
+            out.append(event)
+        else:
             item = _record(raw, origin, f"{label}[{i}]", stats)
             if item is not None:
                 out.append(item)
-        else:
-            out.append(event)
     return out
 
 

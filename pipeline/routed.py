@@ -67,7 +67,7 @@ def start_worker(config: Config, only: list[str], overrides: dict[str, dict[str,
 
 def route_file(data: bytes, origin: str, start: float, end: float, max_size: int) -> RoutedFile:
     """In a worker: decode `data`, keep events in [start, end], sort, run stage 1 on each."""
-    assert _stage is not None, "route_file runs in a worker started with start_worker"
+    assert _stage is not None, "route_file runs in a worker started with start_worker"  # noqa: S101 (a caller bug)
     stats = DecodeStats()
     kept: list[Event | DeadLetter] = []
     outside = 0
@@ -82,7 +82,7 @@ def route_file(data: bytes, origin: str, start: float, end: float, max_size: int
     process, facts = engine.process, extractor.facts
     out: list[Routed | DeadLetter] = []
     events = 0
-    for item in sort_file(kept):  # type: ignore[arg-type]
+    for item in sort_file(kept):
         if type(item) is DeadLetter:
             out.append(item)
             continue

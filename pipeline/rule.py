@@ -45,6 +45,8 @@ class Params(dict[str, Any]):
     """A rule's parameters: its declared defaults overlaid by configuration; read as attributes.
     `origins` says, for a parameter set by a shared section (`Rule.shared`), which one."""
 
+    origins: dict[str, str]  # an instance attribute, set only when a shared section set a parameter
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]

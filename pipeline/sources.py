@@ -157,8 +157,8 @@ class Reader:
         # and how many decompressed bytes of lines the streamed source has given so far.
         self.streamed = False
         self.streamed_bytes = 0
-        sizes = [s.size for s in self.sources]
-        self.total: int | None = None if any(size is None for size in sizes) else sum(sizes)  # type: ignore[misc]
+        sizes = [s.size for s in self.sources if s.size is not None]
+        self.total: int | None = sum(sizes) if len(sizes) == len(self.sources) else None
 
     def items(self) -> Iterator[Event | DeadLetter]:
         for source in self.sources:

@@ -11,6 +11,7 @@ shard and process) and returns the total, which a digest carries.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -51,7 +52,7 @@ class DedupeTable:
         while keys:
             request = {self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#k",
                                     "ExpressionAttributeNames": {"#k": self.key}}}
-            response = call(lambda r=request: self.client.batch_get_item(RequestItems=r), self.policy,
+            response = call(functools.partial(self._batch_get, request), self.policy,
                             f"DynamoDB BatchGetItem on {self.table}")
             for item in (response.get("Responses") or {}).get(self.table, []):
                 value = item.get(self.key, {}).get("S")
@@ -72,9 +73,12 @@ class DedupeTable:
         for finding_id in dict.fromkeys(finding_ids):
             item = {self.key: {"S": finding_id}, self.ttl_attribute: {"N": str(expires)},
                     "marked_at": {"N": str(int(self.clock()))}, "occurrences": {"N": "1"}}
-            if call(lambda i=item: self._put(i), self.policy, f"DynamoDB PutItem on {self.table}"):
+            if call(functools.partial(self._put, item), self.policy, f"DynamoDB PutItem on {self.table}"):
                 new += 1
         return new
+
+    def _batch_get(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.client.batch_get_item(RequestItems=request)
 
     def count(self, finding_id: str, repeats: int) -> int | None:
         """Add `repeats` to the finding's occurrences (1 when first marked); returns the new total."""

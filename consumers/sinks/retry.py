@@ -7,6 +7,7 @@ and nothing is dropped (the records are read again, or the caller retries the wh
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -127,7 +128,7 @@ def resend_failed(send: Callable[[list[T]], list[tuple[T, str]]], items: Sequenc
     pending = list(items)
     delays = policy.delays()
     while pending:
-        failed = call(lambda batch=pending: send(batch), policy, what)
+        failed = call(functools.partial(send, pending), policy, what)
         if not failed:
             return
         permanent = [code for _, code in failed if not entry_transient(code)]

@@ -188,7 +188,7 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
 
     try:
         for item in job.items():
-            if type(item) is DeadLetter:
+            if isinstance(item, DeadLetter):
                 if dead_out is not None:
                     dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
                 continue

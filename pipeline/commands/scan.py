@@ -133,7 +133,7 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
 
     try:
         for item in ordered(reader):
-            if type(item) is DeadLetter:
+            if isinstance(item, DeadLetter):
                 if dead_out is not None:
                     dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
                 continue

@@ -183,12 +183,13 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
     reachable = emulator.health(target.endpoint_url or "") is not None
     if not reachable and target.kind != "emulator":
         reachable = not emulator.port_free(*_host_port(target))
+    resources: list[dict[str, str]] = []
     document: dict[str, object] = {
         "endpoint": target.endpoint_url,
         "kind": target.kind,
         "emulator_pid": handle.pid if handle else None,
         "reachable": reachable,
-        "resources": [],
+        "resources": resources,
     }
     ok = reachable
     if reachable:
@@ -197,7 +198,7 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
         except (BotoCoreError, ClientError) as error:
             _say(f"trailwarden stack status: {target.endpoint_url} answered with an error: {error}")
             return 1
-        document["resources"] = [
+        resources[:] = [
             {"logical_id": r.resource.logical_id, "type": r.resource.type, "name": r.resource.name,
              "state": r.state, "reason": r.reason}
             for r in rows
@@ -208,7 +209,7 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
         return 0 if ok else 1
     owner = f"emulator pid {handle.pid}" if handle else ("endpoint" if target.kind != "emulator" else "emulator")
     print(f"{owner} at {target.endpoint_url}: {'up' if reachable else 'not running'}")
-    for row in document["resources"]:  # type: ignore[union-attr]
+    for row in resources:
         reason = f"  ({row['reason']})" if row["reason"] else ""
         print(f"  {row['state']:8} {row['type']:38} {row['name']}{reason}")
     return 0 if ok else 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.cases import SIGN_IN, call, role_session, root_identity
 from pipeline.event import Event, text
 from pipeline.rule import Case, Hit, Params, match
@@ -71,7 +73,7 @@ def unauthorized_api_calls(e: Event, p: Params) -> Hit | None:
 # --- 4.2 -------------------------------------------------------------------------------------------
 
 def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict | None = None,
-                   **fields: object) -> dict:
+                   **fields: Any) -> dict:
     extra = {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No"}
     if mfa is not None:
         extra["MFAUsed"] = mfa

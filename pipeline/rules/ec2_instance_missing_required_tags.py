@@ -9,6 +9,7 @@ resource-missing-required-tags; this rule keeps the id, keys and findings it had
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.cases import ACCOUNT, at, later
@@ -29,7 +30,7 @@ def finding_hit(key: str, ctx: dict[str, Any], p: Params) -> Hit:
     _, account, region, iid = WATCH.parts(key)
     state = ctx.get("state")
     schema = state.schema if state is not None else WATCH.schema(key, p)
-    values = state.values if state is not None else (None,) * len(schema.keys if schema else ())
+    values = state.tag_values if state is not None else (None,) * len(schema.keys if schema else ())
     issues = schema.problems(values)[2] if schema is not None else []
     minutes = int(ctx.get("window_seconds", 0) // 60)
     return Hit(resources=(f"arn:aws:ec2:{region}:{account}:instance/{iid}",),
@@ -67,7 +68,7 @@ def _run(t: float, ids: list[str], tags: dict[str, str] | None = None, error: st
     return record
 
 
-def _tags(t: float, ids: list[str], tags: dict[str, str | None], name: str = "CreateTags") -> dict:
+def _tags(t: float, ids: list[str], tags: Mapping[str, str | None], name: str = "CreateTags") -> dict:
     return {"eventSource": EC2, "eventName": name, "eventTime": at(t), "awsRegion": REGION,
             "requestParameters": {"resourcesSet": {"items": [{"resourceId": i} for i in ids]},
                                   "tagSet": {"items": [{"key": k} if v is None else {"key": k, "value": v}

@@ -13,7 +13,7 @@ from pipeline.rules.attack_common import OTHER_ACCOUNT, actor, by_aws_service, f
 
 EC2 = "ec2.amazonaws.com"
 RDS = "rds.amazonaws.com"
-SHARE_PARAMS = {"allowed_accounts": [], "allowed_organizations": []}
+SHARE_PARAMS: dict[str, list[str]] = {"allowed_accounts": [], "allowed_organizations": []}
 SHARE_RUNBOOK = (
     "Check whether the recipient account is known (a partner, another account of the organization: add it "
     "to allowed_accounts). If not: remove the permission at once, check whether the recipient already "

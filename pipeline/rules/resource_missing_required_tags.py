@@ -31,7 +31,7 @@ def finding_hit(key: str, ctx: dict[str, Any], p: Params) -> Hit:
     state = ctx.get("state")
     if rtype is None or type(state) is not TagSet:
         return Hit()
-    missing, invalid, problems = state.schema.problems(state.values)
+    missing, invalid, problems = state.schema.problems(state.tag_values)
     grace = format_duration(float(ctx.get("window_seconds", 0)))
     where = f"{account}, {region}" if region else account
     summary = (f"{rtype.title} {rid} ({where}) still lacks required tags {grace} after its creation or after "

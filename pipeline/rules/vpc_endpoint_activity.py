@@ -35,7 +35,8 @@ def _vpce(name: str = "GetObject", source: str = "s3.amazonaws.com", ip: str = "
 
 
 NETWORK_ONLY = {"console": "a network activity event records a request through the endpoint, not a console call"}
-DENIED = {"errorCode": "VpceAccessDenied", "errorMessage": "The request was denied due to a VPC endpoint policy"}
+DENIED: dict[str, Any] = {"errorCode": "VpceAccessDenied",
+                          "errorMessage": "The request was denied due to a VPC endpoint policy"}
 
 
 @match(

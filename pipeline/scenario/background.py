@@ -95,15 +95,15 @@ class Background:
         actor = rng.choice(self.org.by_kind["scanner"] + self.org.by_kind["config"] + self.org.by_kind["terraform"])
         name = rng.choice(IAM_READS)
         role = rng.choice(("app-instance-role", "orders-api-lambda-role", "terraform-deployer"))
-        request: dict[str, Any] | None = {
+        requests: dict[str, dict[str, Any]] = {
             "GetRole": {"roleName": role}, "ListAttachedRolePolicies": {"roleName": role},
             "GetPolicy": {"policyArn": f"arn:aws:iam::{actor.account.id}:policy/{role}-policy"},
             "GetUser": {"userName": rng.choice([p.user_name for p in self.org.people])},
             "GetRolePolicy": {"roleName": role, "policyName": "inline"},
             "ListInstanceProfilesForRole": {"roleName": role},
             "ListPolicies": {"scope": "Local", "onlyAttached": False},
-        }.get(name)
-        return [self.shapes.iam(actor, t, name, request, read_only=True)]
+        }
+        return [self.shapes.iam(actor, t, name, requests.get(name), read_only=True)]
 
     def service_assume_role(self, t: float) -> list[Record]:
         target = self.rng.choice(self.workloads)

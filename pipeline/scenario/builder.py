@@ -92,11 +92,11 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
     DEFAULT_START. An attack with a time condition (`Attack.when`, read from `config`) is placed where
     its condition holds; if the attacks' span holds no such moment, the whole scenario moves (away from
     its anchor, an hour at a time, at most `MAX_SHIFT`) until it does."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (a seeded, reproducible scenario, not a secret)
     ids = Ids(rng)
     chosen = resolve_attacks(attacks)
     config = config or Config.from_dict()
-    conditions = {name: ATTACKS[name].when(config) for name in chosen if ATTACKS[name].when is not None}
+    conditions = {name: when(config) for name in chosen if (when := ATTACKS[name].when) is not None}
     if duration is None:
         duration = max(MIN_DURATION, events / RATE)
     if start is None:
@@ -113,7 +113,7 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
     # Drawn from streams of their own, after everything else: they move nothing of the rest.
     apart_events, apart_expected = _run_apart([n for n in chosen if ATTACKS[n].apart], org, seed, start, duration,
                                               config)
-    tagging = tag_background(org, random.Random(f"{seed}:tag-background"), start, duration, count)
+    tagging = tag_background(org, random.Random(f"{seed}:tag-background"), start, duration, count)  # noqa: S311 (a seeded, reproducible scenario, not a secret)
     expected += apart_expected
     records = background + attack_events + apart_events + tagging
     records.sort(key=_event_time)
@@ -176,7 +176,7 @@ def _run_apart(names: Sequence[str], org: Organization, seed: int, start: float,
     expected: list[Expected] = []
     members = org.accounts[1:] or org.accounts
     for name in names:
-        rng = random.Random(f"{seed}:{name}")
+        rng = random.Random(f"{seed}:{name}")  # noqa: S311 (a seeded, reproducible scenario, not a secret)
         ids = Ids(rng)
         account = rng.choice(members)
         ip = f"{rng.choice(ATTACKER_NETS)}.{rng.randrange(2, 254)}"

@@ -76,8 +76,8 @@ class Glob(Test):
         for p in self.pieces:
             if p is MANY:
                 segments.append("")
-            else:
-                segments[-1] += fold(p)  # type: ignore[operator]
+            elif isinstance(p, str):  # ONE cannot be here: a pattern with "?" took the branch above
+                segments[-1] += fold(p)
         head, *middle, tail = segments
         middle = [m for m in middle if m]
         lower = not self.cased

@@ -183,13 +183,14 @@ def _equals_set(node: AnyOf) -> Predicate | None:
     tests = [a.test for a in node.args if isinstance(a, Leaf)]
     if len(tests) != len(node.args) or len({a.path for a in node.args}) != 1:  # type: ignore[union-attr]
         return None
-    if not all(isinstance(t, Glob) and t.literal is not None and not t.cased for t in tests):
+    globs = [t for t in tests if isinstance(t, Glob) and t.literal is not None and not t.cased]
+    if len(globs) != len(tests):
         return None
-    exact = {t.exact for t in tests}  # type: ignore[union-attr]
+    exact = {t.exact for t in globs}
     if len(exact) != 1:
         return None
     path = node.args[0].path  # type: ignore[union-attr]
-    wanted = frozenset(t.fold(t.literal) for t in tests)  # type: ignore[union-attr,arg-type]
+    wanted = frozenset(t.fold(literal) for t in globs if (literal := t.literal) is not None)
     if exact.pop():
         return lambda r: any(t in wanted for t in texts(r, path))
     return lambda r: any(t.lower() in wanted for t in texts(r, path))

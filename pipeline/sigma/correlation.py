@@ -90,9 +90,10 @@ def correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, sever
 
         fields = [(ref, d, _fields(rule, ref)) for ref, d in refs]
         options = built.options
-        value = split(rule.condition.fieldref) if rule.type == Kind.VALUE_COUNT else None
+        field = _fieldref(rule)
+        value = split(field) if rule.type == Kind.VALUE_COUNT and field else None
         count = getattr(options, "threshold", 2)
-        built.cases = tuple(correlation_cases(str(rule.type), fields, count, options.window, value))
+        built.cases = tuple(correlation_cases(str(rule.type), fields, count, float(rule.timespan.seconds), value))
     return built
 
 
@@ -100,6 +101,12 @@ def _fields(rule: SigmaCorrelationRule, reference: str) -> list[tuple[str, tuple
     """The group-by fields as the rule `reference` names them (aliases resolved)."""
     aliases = {a.alias: {ref.reference: name for ref, name in a.mapping.items()} for a in rule.aliases}
     return [(g, split(aliases[g].get(reference, g) if g in aliases else g)) for g in rule.group_by or []]
+
+
+def _fieldref(rule: SigmaCorrelationRule) -> str | None:
+    """The field a value_count condition counts distinct values of (None when it names none)."""
+    field = getattr(rule.condition, "fieldref", None)  # an extended condition has none
+    return field if isinstance(field, str) else None
 
 
 def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, severity: str, attack: tuple[str, ...],
@@ -124,7 +131,7 @@ def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, seve
         count = _minimum(rule, explicit_condition, 1)
         value_path = None
         if kind == Kind.VALUE_COUNT:
-            field = rule.condition.fieldref
+            field = _fieldref(rule)
             if not isinstance(field, str) or not field:
                 raise Refused("value_count", "the condition names no `field` to count distinct values of", "condition")
             value_path = split(field)
@@ -138,7 +145,7 @@ def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, seve
                     return [Step(key, value=v) for v in dict.fromkeys(texts(e.raw, value_path))]
             return []
 
-        what = "events" if value_path is None else f"distinct {rule.condition.fieldref} values"
+        what = "events" if value_path is None else f"distinct {_fieldref(rule)} values"
         options = threshold.Options(window=window, threshold=count, distinct=value_path is not None)
         return build(threshold.Logic, options, count_steps, _hit(title, f"{count} or more {what} within {span}"))
     elif kind == Kind.TEMPORAL:

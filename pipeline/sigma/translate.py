@@ -96,10 +96,10 @@ def _field(name: str, value: SigmaType, key: str | None) -> Node:
 
 def _test(value: SigmaType, path: tuple[str, ...], key: str | None) -> Test:
     if isinstance(value, SigmaString):  # SigmaCasedString included
-        pieces = tuple(value.s)
-        for p in pieces:
+        for p in value.s:
             if isinstance(p, Placeholder):
                 raise Refused("placeholder", f"%{p.name}% needs a processing pipeline to fill it (|expand)", key)
+        pieces = tuple(p for p in value.s if not isinstance(p, Placeholder))
         glob = Glob(pieces, cased=isinstance(value, SigmaCasedString))
         if glob.literal is not None and path in INDEXED and not glob.cased:
             return Glob(pieces, exact=True)

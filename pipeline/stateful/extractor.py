@@ -63,7 +63,7 @@ class FactExtractor:
                 result = rule.extract(event, br.params)
                 if not result:
                     continue
-                if type(result) is Step:  # one step, nearly always: no bookkeeping of places
+                if isinstance(result, Step):  # one step, nearly always: no bookkeeping of places
                     fact = self._fact(rule, br, event, result)
                     if fact is not None:
                         out.append(fact)

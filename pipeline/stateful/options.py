@@ -111,7 +111,7 @@ def with_params(options: OptionsT, sources: Mapping[str, str], rule_id: str, par
     changes = {}
     for name, param in sources.items():
         parse = _parser(type(options), name)
-        assert parse is not None
+        assert parse is not None  # noqa: S101 (narrows the type: `sources` names only fields that from_declaration parsed)
         where = params.path(rule_id, param) if isinstance(params, Params) else f"rules.{rule_id}.{param}"
         changes[name] = parse(params.get(param), where)
     return dataclasses.replace(options, **changes)  # type: ignore[type-var]

@@ -29,8 +29,10 @@ class SeenIds:
     def __contains__(self, value: object) -> bool:
         if value in self._fresh:
             return True
+        if type(value) is not int:
+            return False
         ordered = self._sorted
-        i = bisect_left(ordered, value)  # type: ignore[arg-type]
+        i = bisect_left(ordered, value)
         return i < len(ordered) and ordered[i] == value
 
     def add(self, value: int) -> None:

@@ -155,7 +155,7 @@ V3_ADDED: dict[str, dict[str, Any]] = {
 
 
 def _add_v3_fields(entry: dict[str, Any]) -> None:
-    added = V3_ADDED.get(entry.get("kind"), {})
+    added = V3_ADDED.get(str(entry.get("kind")), {})
     fields = entry.get("fields")
     if not added or not isinstance(fields, list):
         return

@@ -98,7 +98,7 @@ class Logic(KindLogic[Options, State]):
         """The key's open finding (raised at `state.alerted`), with `ids` the events it names."""
         o = self.options
         t = state.alerted
-        assert t is not None
+        assert t is not None  # noqa: S101 (narrows the type: called only for an alerted key)
         n = len(ids)
         what = "distinct values" if o.distinct else "events"
         ctx: dict[str, Any] = {"count": n, "threshold": o.threshold, "window_seconds": o.window}
@@ -114,7 +114,7 @@ class Logic(KindLogic[Options, State]):
         if deadline < quiet_end:
             out.timer(quiet_end, key)  # facts came since the timer was set: wait for the quiet period again
             return state
-        ids = [e for _, e in state.entries] if type(state) is CountState else [e for _, e in state.values.values()]
+        ids = [e for _, e in state.entries] if isinstance(state, CountState) else [e for _, e in state.values.values()]
         out.emit(self._resolution(state, key, ids, quiet_end, BURST_STOPPED))
         state.alerted, state.alert_meta, state.repeats = None, NO_META, 0
         return state

@@ -215,7 +215,7 @@ def _entry(where: str, name: str, entry: Any) -> ResourceType:
         raise TableError(f"{at}.arn: {arn!r} is not an ARN template with {{id}}, "
                          "e.g. \"arn:{partition}:s3:::{id}\"")
     pattern = _arn_pattern(at, arn)
-    ops = []
+    ops: list[Operation] = []
     for kind in KINDS:
         listed = entry.get(kind, [])
         if not isinstance(listed, list) or not all(isinstance(op, dict) for op in listed):

@@ -18,25 +18,25 @@ _SHARED_LIMIT = 1 << 16  # distinct tag sets kept shared; past it (attacker-chos
 class TagSet(Mapping[str, str]):
     """A resource's required tags (a mapping of those present), its schema and who created it."""
 
-    __slots__ = ("creator", "schema", "values")
+    __slots__ = ("creator", "schema", "tag_values")
 
     def __init__(self, schema: Schema, values: tuple[str | None, ...], creator: str = "") -> None:
         self.schema = schema
-        self.values = values
+        self.tag_values = values
         self.creator = creator
 
     def __getitem__(self, key: str) -> str:
         i = self.schema.index.get(key)
-        value = None if i is None else self.values[i]
+        value = None if i is None else self.tag_values[i]
         if value is None:
             raise KeyError(key)
         return value
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k, v in zip(self.schema.keys, self.values, strict=True) if v is not None)
+        return (k for k, v in zip(self.schema.keys, self.tag_values, strict=True) if v is not None)
 
     def __len__(self) -> int:
-        return sum(v is not None for v in self.values)
+        return sum(v is not None for v in self.tag_values)
 
     def __repr__(self) -> str:
         return f"TagSet({self.schema.type}, {dict(self)}, by {self.creator or '?'})"

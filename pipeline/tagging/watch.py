@@ -124,12 +124,12 @@ class TagWatch:
     def fold(self, value: TagSet | None, fact: Fact, p: Params) -> TagSet | None:
         """The resource's TagSet after `fact`."""
         if type(value) is TagSet:
-            schema, values, creator = value.schema, value.values, value.creator
+            schema, values, creator = value.schema, value.tag_values, value.creator
         else:
-            schema = self.schema(fact.key, p)
-            if schema is None:
+            found = self.schema(fact.key, p)
+            if found is None:
                 return value
-            values, creator = (None,) * len(schema.keys), ""
+            schema, values, creator = found, (None,) * len(found.keys), ""
         if fact.step == START and not creator:
             creator = fact.principal
         fields = fact.fields
@@ -157,7 +157,7 @@ class TagWatch:
     def satisfied(self, value: TagSet | None, p: Params) -> bool:
         """Every required tag present with a matching value."""
         if type(value) is TagSet:
-            return value.schema.accepts(value.values)
+            return value.schema.accepts(value.tag_values)
         if self.single is None:
             return True  # no TagSet: a type no longer watched
         schema = schemas(p, self.known).get(self.single.name)

@@ -3,7 +3,7 @@ group, LocalStack's subscription filter delivering them to its Kinesis (kinesis-
 Kinesis on LocalStack, their lease tables on the embedded emulator), findings to SNS -> SQS and Firehose -> S3
 on LocalStack.
 
-The live tests are tests/test_live_pipeline.py's own, run here on this module's `stack`: the same records,
+The live tests are tests/e2e/test_live_pipeline.py's own, run here on this module's `stack`: the same records,
 the same findings asserted as on the embedded emulator (the daemon SIGKILL and restart included).
 """
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import test_live_pipeline as on_the_emulator
-from live_support import SG_OPEN, Live, config_file, open_sg, stack_on
 
 from infra import localstack
+from tests.support.live import SG_OPEN, Live, config_file, open_sg, stack_on
 
 REPO = Path(__file__).resolve().parents[2]
 GRACE = on_the_emulator.GRACE

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from support.corpus import stratus_records
 
 from consumers.sinks import firehose, sns
 from pipeline.decode import EVENTBRIDGE_DETAIL_TYPE, DeadLetter, DecodeStats, decode
@@ -47,6 +46,7 @@ from pipeline.event import Event
 from pipeline.finding import Finding
 from pipeline.output import TableWriter
 from pipeline.ruletest import complete_record
+from tests.support.corpus import stratus_records
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_SUBJECT = 100
@@ -415,8 +415,8 @@ class Target:
             errors = self.detector.stats.last_errors[-3:]
             if not (all("out of range" in e for e in errors) and not all(_representable(e.time) for e in events)):
                 raise FuzzFailure(f"rule error: {errors}")
-            # Known weakness (tests/test_fuzz.py, strict xfail): parse_event_time accepts times past year 9999
-            # or before year 1, and a rule that converts the time to local time raises on them.
+            # Known weakness (tests/unit/pipeline/test_fuzz.py, strict xfail): parse_event_time accepts times
+            # past year 9999 or before year 1, and a rule that converts the time to local time raises on them.
             self.tally.known["rule error on an eventTime outside years 1-9999"] += 1
             self.detector.stats.rule_errors.clear()
             self.detector.stats.last_errors.clear()

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live_support import MISSING_TAGS, SG_OPEN, Live, config_file, live_stack, open_sg, rss_kb
 
 from infra import emulator
 from infra.trail_player import Player
@@ -33,6 +32,7 @@ from pipeline.config import Config
 from pipeline.pack import bind_pack
 from pipeline.rules import builtin_rules
 from pipeline.stateful.rule import StatefulRule
+from tests.support.live import MISSING_TAGS, SG_OPEN, Live, config_file, live_stack, open_sg, rss_kb
 
 from .results import Row
 

@@ -21,9 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kinesis_local
 import pytest
-from live_support import (
+
+from infra import aws, provision
+from tests.support import kinesis_local
+from tests.support.live import (
     MISSING_TAGS,
     SG_OPEN,
     Live,
@@ -36,8 +38,6 @@ from live_support import (
     stack_on,
     subscription_record,
 )
-
-from infra import aws, provision
 
 from .results import Row
 

@@ -18,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from live_support import (
+
+from consumers import launcher
+from pipeline.stateful.facts import key_hash
+from tests.support.live import (
     MISSING_TAGS,
     SG_OPEN,
     Live,
@@ -29,9 +32,6 @@ from live_support import (
     open_sg,
     run_instances,
 )
-
-from consumers import launcher
-from pipeline.stateful.facts import key_hash
 
 from .results import Row
 

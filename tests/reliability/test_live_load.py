@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from live_support import SG_OPEN, Live, config_file, live_stack, open_sg, rss_kb
 
 from infra import emulator
 from infra.trail_player import Player
+from tests.support.live import SG_OPEN, Live, config_file, live_stack, open_sg, rss_kb
 
 from .results import Row
 

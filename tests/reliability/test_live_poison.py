@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from live_support import (
+
+from pipeline.finding import iso_time
+from tests.support.live import (
     MISSING_TAGS,
     SG_OPEN,
     Live,
@@ -29,8 +31,6 @@ from live_support import (
     run_instances,
     subscription_record,
 )
-
-from pipeline.finding import iso_time
 
 from .results import Row
 

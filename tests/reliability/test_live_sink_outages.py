@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from live_support import (
+
+from tests.support.live import (
     MISSING_TAGS,
     SG_OPEN,
     Live,

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from stateful_support import fresh
+from tests.support.stateful import fresh
 
 from . import fuzz, reshard
 from .results import Row
@@ -79,7 +79,7 @@ def test_output_safety(reliability_row: Callable[[Row], Row]) -> None:
     from test_output_safety import TEXTS
 
     started = time.monotonic()
-    counts, last = _pytest_file("tests/test_output_safety.py")
+    counts, last = _pytest_file("tests/unit/pipeline/test_output_safety.py")
     row = reliability_row(Row(
         "output safety", sum(counts.values()), len(TEXTS), ok=not counts["failed"], seconds=time.monotonic() - started,
         figure=f"{len(TEXTS)} hostile texts in every finding field and in real events; SNS, Firehose, table: {last}"))
@@ -90,7 +90,7 @@ def test_least_privilege(reliability_row: Callable[[Row], Row]) -> None:
     from . import iam
 
     started = time.monotonic()
-    counts, last = _pytest_file("tests/test_least_privilege.py")
+    counts, last = _pytest_file("tests/unit/infra/test_least_privilege.py")
     scanned = iam.calls()
     consumer = {c.action for c in iam.consumer_calls()}
     row = reliability_row(Row(
