@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import test_live_pipeline as on_the_emulator
 
+import tests.e2e.test_live_pipeline as on_the_emulator
 from infra import localstack
 from tests.support.live import SG_OPEN, Live, config_file, open_sg, stack_on
 
