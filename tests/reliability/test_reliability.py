@@ -76,7 +76,7 @@ def _pytest_file(path: str) -> tuple[Counter, str]:
 
 
 def test_output_safety(reliability_row: Callable[[Row], Row]) -> None:
-    from test_output_safety import TEXTS
+    from tests.unit.pipeline.test_output_safety import TEXTS
 
     started = time.monotonic()
     counts, last = _pytest_file("tests/unit/pipeline/test_output_safety.py")

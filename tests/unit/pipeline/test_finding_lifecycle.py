@@ -151,7 +151,7 @@ TAGGED_LATE = [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), l
 
 def test_scan_and_backfill_give_the_same_lifecycle_and_the_table_shows_the_status(
         tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    from test_backfill import run_cli, write_archive
+    from tests.unit.pipeline.test_backfill import run_cli, write_archive
 
     records = [complete_record(p, i, "lifecycle") for i, p in enumerate(TAGGED_LATE)]
     archive = tmp_path / "archive"
