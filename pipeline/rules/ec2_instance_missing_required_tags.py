@@ -17,8 +17,7 @@ from pipeline.event import Event
 from pipeline.rule import Case, Hit, Params
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import absence
-from pipeline.tagging.rules import PARAM_DOCS, PARAMS, builtin_watch
-from pipeline.tagging.watch import FIELDS
+from pipeline.tagging.rules import absence_options, builtin_watch
 
 RULE_ID = "ec2-instance-missing-required-tags"
 REGION = "us-east-1"
@@ -136,24 +135,8 @@ CASES = [
     title="EC2 instance missing required tags after launch",
     severity="low",
     attack=(),
-    events=WATCH.events(),
-    params=PARAMS,
-    param_docs=PARAM_DOCS,
-    shared="tags",
-    window="grace",
-    ttl="30d",
-    dedup=0,
-    fields=FIELDS,
-    fold=WATCH.fold,
-    satisfied=WATCH.satisfied,
-    window_of=WATCH.window,
-    dump_value=WATCH.dump,
-    load_value=WATCH.load,
-    track_before_start=False,
-    validate=WATCH.check,
-    resolved="tags added",
-    ended="resource deleted",
     hit=finding_hit,
+    **absence_options(WATCH),
     runbook="Tag the instance with the required keys (see [tags] and rules.ec2-instance-missing-required-tags in "
             "`trailwarden config`), or find out who launched it without them and why; untagged instances escape "
             "cost and ownership controls.",

@@ -16,10 +16,9 @@ from pipeline.rule import Case, Hit, Params, format_duration
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import absence
 from pipeline.tagging.cases import GOOD, Resource, type_cases
-from pipeline.tagging.rules import PARAM_DOCS, PARAMS, builtin_table, builtin_watch
+from pipeline.tagging.rules import absence_options, builtin_table, builtin_watch
 from pipeline.tagging.samples import SAMPLES, Key
 from pipeline.tagging.tagset import TagSet
-from pipeline.tagging.watch import FIELDS
 
 RULE_ID = "resource-missing-required-tags"
 WATCH = builtin_watch(RULE_ID, [name for name in builtin_table() if name != "ec2-instance"])
@@ -106,24 +105,8 @@ def _cases() -> list[Case]:
     title="Resource missing required tags after creation",
     severity="low",
     attack=(),
-    events=WATCH.events(),
-    params=PARAMS,
-    param_docs=PARAM_DOCS,
-    shared="tags",
-    window="grace",
-    ttl="30d",
-    dedup=0,
-    fields=FIELDS,
-    fold=WATCH.fold,
-    satisfied=WATCH.satisfied,
-    window_of=WATCH.window,
-    dump_value=WATCH.dump,
-    load_value=WATCH.load,
-    track_before_start=False,
-    validate=WATCH.check,
-    resolved="tags added",
-    ended="resource deleted",
     hit=finding_hit,
+    **absence_options(WATCH),
     runbook="Tag the resource with the required keys (see [tags] in `trailwarden config`), or ask its creator "
             "(the finding's created_by) why it has none; untagged resources escape cost, ownership and "
             "data-classification controls. To exempt a type, set [tags.types.<type>] enabled = false.",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
+from typing import Any
 
 from pipeline.tagging.table import ResourceType, load_table
-from pipeline.tagging.watch import TagWatch
+from pipeline.tagging.watch import FIELDS, TagWatch
 
 # The rules' parameters, set by the [tags] section (pipeline/defaults.toml shows these defaults there).
 PARAMS = {"required": {"Owner": "", "CostCenter": "", "Environment": ""}, "grace": "15m", "types": {}}
@@ -29,3 +30,13 @@ def builtin_watch(rule_id: str, type_names: Iterable[str]) -> TagWatch:
     """A TagWatch over the named types of the built-in table."""
     table = builtin_table()
     return TagWatch(rule_id, {name: table[name] for name in type_names}, table)
+
+
+def absence_options(watch: TagWatch) -> dict[str, Any]:
+    """The `absence` declaration every tag rule shares (the rule adds its id, title, severity, finding, runbook
+    and cases): watched events, [tags] parameters, the grace as window, the watch's fold and checks."""
+    return {"events": watch.events(), "params": PARAMS, "param_docs": PARAM_DOCS, "shared": "tags",
+            "window": "grace", "ttl": "30d", "dedup": 0, "fields": FIELDS, "fold": watch.fold,
+            "satisfied": watch.satisfied, "window_of": watch.window, "dump_value": watch.dump,
+            "load_value": watch.load, "track_before_start": False, "validate": watch.check,
+            "resolved": "tags added", "ended": "resource deleted"}
