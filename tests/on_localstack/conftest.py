@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from infra import localstack
+from tests.support.opt_in import keep_apart
 
 HERE = Path(__file__).resolve().parent
 MARKER = "localstack: end to end on LocalStack + the embedded emulator (make test-localstack); left out of plain pytest"
@@ -23,24 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
 
 
-def _asked_for(config: pytest.Config) -> bool:
-    if "localstack" in (config.option.markexpr or ""):
-        return True
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mine = [item for item in items if HERE in Path(str(item.path)).resolve().parents]
-    for item in mine:
-        item.add_marker(pytest.mark.localstack)
-        item.add_marker(pytest.mark.slow)
-    if mine and not _asked_for(config):
-        config.hook.pytest_deselected(items=mine)
-        items[:] = [item for item in items if item not in mine]
+    keep_apart(config, items, HERE, "localstack", pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.opt_in import keep_apart
+
 from .results import Row, load, record, results_path, table
 
 HERE = Path(__file__).resolve().parent
@@ -25,23 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
 
 
-def _asked_for(config: pytest.Config) -> bool:
-    if "reliability" in (config.option.markexpr or ""):
-        return True
-    for arg in config.args:
-        path = Path(str(arg).split("::", 1)[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mine = [item for item in items if HERE in Path(str(item.path)).resolve().parents]
-    for item in mine:
-        item.add_marker(pytest.mark.reliability)
-    if mine and not _asked_for(config):
-        config.hook.pytest_deselected(items=mine)
-        items[:] = [item for item in items if item not in mine]
+    keep_apart(config, items, HERE, "reliability")
 
 
 @pytest.fixture
