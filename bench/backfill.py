@@ -65,8 +65,10 @@ def run() -> None:
     first = datetime.fromtimestamp(scenario.start, UTC).strftime("%Y-%m-%d")
     last = datetime.fromtimestamp(scenario.end, UTC).strftime("%Y-%m-%d")
     size = sum(len(d) for _, d in files)
-    print(f"{events:,} events in {len(files):,} CloudTrail files ({size / 2**20:.1f} MiB gzip), "
-          f"{len(scenario.accounts)} accounts, {first}..{last}")
+    print(
+        f"{events:,} events in {len(files):,} CloudTrail files ({size / 2**20:.1f} MiB gzip), "
+        f"{len(scenario.accounts)} accounts, {first}..{last}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         root = Path(tmp)
@@ -82,12 +84,18 @@ def run() -> None:
 
         repeat = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
         floor_s = _floor(files, repeat)
-        rows = [("decode floor (gunzip + orjson), 1 core", floor_s),
-                ("scan, local directory", _timed(["scan", str(local), *common], repeat))]
+        rows = [
+            ("decode floor (gunzip + orjson), 1 core", floor_s),
+            ("scan, local directory", _timed(["scan", str(local), *common], repeat)),
+        ]
         cores = usable_cores()
         for processes in sorted({1, *range(2, cores + 1)}):
-            rows.append((f"backfill, local directory, {processes} process{'es' if processes > 1 else ''}",
-                         _timed(["backfill", str(local), *window, *common, "--processes", str(processes)], repeat)))
+            rows.append(
+                (
+                    f"backfill, local directory, {processes} process{'es' if processes > 1 else ''}",
+                    _timed(["backfill", str(local), *window, *common, "--processes", str(processes)], repeat),
+                )
+            )
         if os.environ.get("BENCH_BACKFILL_S3", "1") == "0":
             _report(rows, events, floor_s, cores)
             return
@@ -101,9 +109,13 @@ def run() -> None:
                 list(pool.map(lambda f: s3.put_object(Bucket=BUCKET, Key=f[0], Body=f[1]), files))
             remote = ["backfill", f"s3://{BUCKET}", *window, *common, "--endpoint-url", handle.endpoint]
             for workers in (1, 8):
-                rows.append((f"backfill, emulator S3, {workers} download thread{'s' if workers > 1 else ''}, "
-                             f"{cores} process{'es' if cores > 1 else ''}",
-                             _timed([*remote, "--workers", str(workers)], repeat)))
+                rows.append(
+                    (
+                        f"backfill, emulator S3, {workers} download thread{'s' if workers > 1 else ''}, "
+                        f"{cores} process{'es' if cores > 1 else ''}",
+                        _timed([*remote, "--workers", str(workers)], repeat),
+                    )
+                )
         finally:
             handle.stop()
     _report(rows, events, floor_s, cores)
@@ -113,5 +125,7 @@ def _report(rows: list[tuple[str, float]], events: int, floor_s: float, cores: i
     print(f"  {cores} usable core{'s' if cores > 1 else ''}; best of the runs; /floor: events/s over the floor's")
     width = max(len(name) for name, _ in rows)
     for name, seconds in rows:
-        print(f"  {name:<{width}}  {events / seconds:>10,.0f} events/s  ({seconds:.2f} s)  "
-              f"{floor_s / seconds:5.2f} /floor")
+        print(
+            f"  {name:<{width}}  {events / seconds:>10,.0f} events/s  ({seconds:.2f} s)  "
+            f"{floor_s / seconds:5.2f} /floor"
+        )

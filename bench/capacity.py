@@ -35,41 +35,41 @@ GB = 2**30
 
 # --- prices: AWS list prices, us-east-1, as published on each service's pricing page -----------------------
 PRICES_AS_OF = "2025-06"
-CWL_INGEST_PER_GB = 0.50          # CloudWatch Logs, standard log class, data ingested (uncompressed bytes)
-CWL_STORE_PER_GB_MONTH = 0.03     # CloudWatch Logs archived storage (compressed), per GB-month
-KINESIS_SHARD_HOUR = 0.015        # Kinesis Data Streams, provisioned mode, per shard-hour
+CWL_INGEST_PER_GB = 0.50  # CloudWatch Logs, standard log class, data ingested (uncompressed bytes)
+CWL_STORE_PER_GB_MONTH = 0.03  # CloudWatch Logs archived storage (compressed), per GB-month
+KINESIS_SHARD_HOUR = 0.015  # Kinesis Data Streams, provisioned mode, per shard-hour
 KINESIS_PUT_UNITS_PER_MILLION = 0.014  # per million PUT payload units (25 KB each, a record rounded up)
-FARGATE_VCPU_HOUR = 0.04048       # Fargate Linux/x86, per vCPU-hour
-FARGATE_GB_HOUR = 0.004445        # Fargate Linux/x86, per GB-hour of memory
-FIREHOSE_PER_GB = 0.029           # Firehose Direct PUT ingestion, records rounded up to 5 KB
-DDB_WRITE_PER_MILLION = 0.625     # DynamoDB on-demand, per million write request units
-DDB_READ_PER_MILLION = 0.125      # DynamoDB on-demand, per million read request units
-S3_PUT_PER_THOUSAND = 0.005       # S3 Standard PUT, COPY, POST, LIST requests per 1,000
-S3_STORE_PER_GB_MONTH = 0.023     # S3 Standard storage, first 50 TB, per GB-month
+FARGATE_VCPU_HOUR = 0.04048  # Fargate Linux/x86, per vCPU-hour
+FARGATE_GB_HOUR = 0.004445  # Fargate Linux/x86, per GB-hour of memory
+FIREHOSE_PER_GB = 0.029  # Firehose Direct PUT ingestion, records rounded up to 5 KB
+DDB_WRITE_PER_MILLION = 0.625  # DynamoDB on-demand, per million write request units
+DDB_READ_PER_MILLION = 0.125  # DynamoDB on-demand, per million read request units
+S3_PUT_PER_THOUSAND = 0.005  # S3 Standard PUT, COPY, POST, LIST requests per 1,000
+S3_STORE_PER_GB_MONTH = 0.023  # S3 Standard storage, first 50 TB, per GB-month
 CLOUDTRAIL_DATA_EVENTS_PER_100K = 0.10  # CloudTrail data events delivered (the first copy of management events is free)
 
 # --- the model's assumptions (docs/capacity.md says why) ----------------------------------------------------
-HEADROOM = 1.5                  # streams sized for 1.5 x the mean rate (bursts, a lagging consumer catching up)
-CPU_TARGET = 0.60               # the template's CpuTargetPercent: tasks run at 60 % of their vCPUs
-ROUTER_TASK = (1.0, 2.0)        # vCPU, GB of one router task (the template's defaults)
-STATEFUL_TASK = (0.5, 2.0)      # vCPU, GB of one stateful task
+HEADROOM = 1.5  # streams sized for 1.5 x the mean rate (bursts, a lagging consumer catching up)
+CPU_TARGET = 0.60  # the template's CpuTargetPercent: tasks run at 60 % of their vCPUs
+ROUTER_TASK = (1.0, 2.0)  # vCPU, GB of one router task (the template's defaults)
+STATEFUL_TASK = (0.5, 2.0)  # vCPU, GB of one stateful task
 FINDINGS_PER_MILLION_EVENTS = 50  # findings archived per million events (a quiet organisation's order of magnitude)
-FINDING_BYTES = 2_000           # one finding as JSON
+FINDING_BYTES = 2_000  # one finding as JSON
 CHECKPOINTS_PER_SHARD_SECOND = 1.0  # a KCL checkpoint (lease table write) per shard per batch, about one a second
 LEASE_RENEWALS_PER_SHARD_SECOND = 0.3  # lease renewals (failover time 10 s, renewed every third of it)
 SNAPSHOTS_PER_SHARD_SECOND = 1.0  # stage 2 writes its snapshot before each checkpoint (TRAILWARDEN_SNAPSHOT_SECONDS)
-CWL_RETENTION_DAYS = 14         # the template's LogRetentionDays
-CWL_COMPRESSION = 0.15          # stored log bytes per ingested byte (CloudWatch Logs compresses archived data)
+CWL_RETENTION_DAYS = 14  # the template's LogRetentionDays
+CWL_COMPRESSION = 0.15  # stored log bytes per ingested byte (CloudWatch Logs compresses archived data)
 
 
 @dataclass(frozen=True)
 class Measured:
-    event_bytes: float          # one CloudTrail event as compact JSON (the corpus)
-    record_bytes: float         # one subscription record (gzip, PER_RECORD events) on the trail stream
+    event_bytes: float  # one CloudTrail event as compact JSON (the corpus)
+    record_bytes: float  # one subscription record (gzip, PER_RECORD events) on the trail stream
     events_per_record: float
     router_eps_per_core: float  # events/s one core routes (decode, match rules, fact extraction)
-    facts_per_event: float      # keyed facts the router puts on the keyed stream per event
-    fact_bytes: float           # one keyed record (data + partition key)
+    facts_per_event: float  # keyed facts the router puts on the keyed stream per event
+    fact_bytes: float  # one keyed record (data + partition key)
     stateful_fps_per_core: float  # facts/s one core applies in stage 2
     corpus_events: int
     scenario_events: int
@@ -110,8 +110,17 @@ def measure(scenario_events: int = 30_000, stateful_facts: int = 60_000) -> Meas
                     facts += 1
                     fact_bytes += len(fact.to_bytes()) + len(fact.partition_key.encode())
     stateful = stateful_throughput(stateful_facts)
-    return Measured(event_bytes, record_bytes, events_per_record, routed / best, facts / routed,
-                    fact_bytes / max(facts, 1), stateful["facts_per_s"], len(corpus), routed)
+    return Measured(
+        event_bytes,
+        record_bytes,
+        events_per_record,
+        routed / best,
+        facts / routed,
+        fact_bytes / max(facts, 1),
+        stateful["facts_per_s"],
+        len(corpus),
+        routed,
+    )
 
 
 def shards(bytes_per_s: float, records_per_s: float, readers: int = 1) -> int:
@@ -158,11 +167,18 @@ def plan(rate: float, m: Measured) -> dict[str, Any]:
         + archive_gb * S3_STORE_PER_GB_MONTH,
     }
     return {
-        "rate": rate, "trail_shards": trail_shards, "keyed_shards": keyed_shards,
-        "router_tasks": router_tasks, "router_task_vcpu": router_task_vcpu, "router_vcpu": router_vcpu,
-        "stateful_tasks": stateful_tasks, "stateful_vcpu": stateful_vcpu,
+        "rate": rate,
+        "trail_shards": trail_shards,
+        "keyed_shards": keyed_shards,
+        "router_tasks": router_tasks,
+        "router_task_vcpu": router_task_vcpu,
+        "router_vcpu": router_vcpu,
+        "stateful_tasks": stateful_tasks,
+        "stateful_vcpu": stateful_vcpu,
         "memory_gb": router_tasks * ROUTER_TASK[1] + stateful_tasks * STATEFUL_TASK[1],
-        "ingested_gb": ingested_gb, "lines": lines, "total": sum(lines.values()),
+        "ingested_gb": ingested_gb,
+        "lines": lines,
+        "total": sum(lines.values()),
         "data_events_if_all": rate * month / 1e5 * CLOUDTRAIL_DATA_EVENTS_PER_100K,
     }
 
@@ -197,8 +213,11 @@ def report(m: Measured) -> str:
     for p in plans:
         top = max(p["lines"], key=p["lines"].get)
         out.append(f"at {p['rate']:,.0f}/s, {top} is {p['lines'][top] / p['total']:.0%} of the bill")
-    out.append("if every event were a CloudTrail data event, CloudTrail itself would add: "
-               + ", ".join(f"{p['data_events_if_all']:,.0f}" for p in plans) + " USD a month")
+    out.append(
+        "if every event were a CloudTrail data event, CloudTrail itself would add: "
+        + ", ".join(f"{p['data_events_if_all']:,.0f}" for p in plans)
+        + " USD a month"
+    )
     return "\n".join(out)
 
 

@@ -160,9 +160,11 @@ def run() -> None:
     match_rules = [r for r in rules if isinstance(r, MatchRule)]
     config = Config.from_dict()
     events = len(scenario.events)
-    print(f"{events:,} events in {len(records):,} CloudWatch Logs records ({PER_RECORD} per record, "
-          f"{sum(map(len, records)) / 2**20:.1f} MiB gzip), generated in {built:.1f} s; {where}; "
-          f"best CPU time of {repeat} rounds after a warm-up")
+    print(
+        f"{events:,} events in {len(records):,} CloudWatch Logs records ({PER_RECORD} per record, "
+        f"{sum(map(len, records)) / 2**20:.1f} MiB gzip), generated in {built:.1f} s; {where}; "
+        f"best CPU time of {repeat} rounds after a warm-up"
+    )
     print(f"pack: {len(rules)} rules ({len(match_rules)} match, {len(rules) - len(match_rules)} stateful)")
 
     warm = records[: max(1, len(records) // 10)]
@@ -204,8 +206,11 @@ def run() -> None:
     print(f"  (the naive baseline raised {c_found:,} match-rule findings on the same records)")
     print("  per-event cost against the number of match rules (decode alone, then a quarter, half, all):")
     print(f"  {'rules':>16}{'us/event':>10}{'of which rules':>16}")
-    scaling = [("0 (decode only)", d_s), *[(str(len(c)), took[f"b{len(c)}"]) for c in shares],
-               (str(len(match_rules)), b_s)]
+    scaling = [
+        ("0 (decode only)", d_s),
+        *[(str(len(c)), took[f"b{len(c)}"]) for c in shares],
+        (str(len(match_rules)), b_s),
+    ]
     for label, secs in scaling:
         print(f"  {label:>16}{secs / events * 1e6:>10.2f}{(secs - d_s) / events * 1e6:>16.2f}")
 
@@ -220,6 +225,7 @@ def interleaved(stages: dict[str, Callable[[], Any]], repeat: int) -> tuple[dict
             secs, result[name] = best(fn, 1)
             took[name] = min(took[name], secs)
     return took, result
+
 
 if __name__ == "__main__":
     run()

@@ -36,12 +36,28 @@ def _open_sg(group: str, t: float) -> dict[str, Any]:
     from pipeline.finding import iso_time
     from pipeline.ruletest import complete_record
 
-    return complete_record({
-        "eventSource": "ec2.amazonaws.com", "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}})
+    return complete_record(
+        {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "AuthorizeSecurityGroupIngress",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {
+                "groupId": group,
+                "ipPermissions": {
+                    "items": [
+                        {
+                            "ipProtocol": "tcp",
+                            "fromPort": 22,
+                            "toPort": 22,
+                            "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]},
+                        }
+                    ]
+                },
+            },
+            "responseElements": {"_return": True},
+        }
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -58,8 +74,9 @@ def _drain(kinesis: Any, stream: str, count_events: bool) -> dict[str, Any]:
     last: dict[str, str] = {}
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
         shard_id = shard["ShardId"]
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id,
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
         while iterator:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             batch = response["Records"]
@@ -72,15 +89,15 @@ def _drain(kinesis: Any, stream: str, count_events: bool) -> dict[str, Any]:
             if not batch or response.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = response.get("NextShardIterator")
-    return {"records": records, "bytes": size, "events": events, "last": last,
-            "seconds": time.perf_counter() - started}
+    return {"records": records, "bytes": size, "events": events, "last": last, "seconds": time.perf_counter() - started}
 
 
 def _caught_up(ddb: Any, table: str, last: dict[str, str]) -> bool:
     items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
     checkpoints = {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
-    return all(checkpoints.get(shard, "").isdigit() and int(checkpoints[shard]) >= int(seq)
-               for shard, seq in last.items())
+    return all(
+        checkpoints.get(shard, "").isdigit() and int(checkpoints[shard]) >= int(seq) for shard, seq in last.items()
+    )
 
 
 def _wait(predicate: Any, timeout: float, step: float = 0.25) -> float | None:
@@ -160,7 +177,8 @@ def measure(burst: int = BURST, latency_events: int = LATENCY_EVENTS) -> dict[st
         return {
             "first_alert_after_start_s": round(startup, 2),
             "latency": {
-                "findings": len(latencies), "sent": len(sent),
+                "findings": len(latencies),
+                "sent": len(sent),
                 "p50_s": round(statistics.median(latencies), 3) if latencies else None,
                 "p99_s": round(_pct(latencies, 0.99), 3) if latencies else None,
                 "max_s": round(max(latencies), 3) if latencies else None,
@@ -175,7 +193,9 @@ def measure(burst: int = BURST, latency_events: int = LATENCY_EVENTS) -> dict[st
                 "seconds_to_stage2": round(stage2 - started, 2) if stage2 else None,
             },
             "emulator_get_records": {
-                "records": raw["records"], "events": raw["events"], "bytes": raw["bytes"],
+                "records": raw["records"],
+                "events": raw["events"],
+                "bytes": raw["bytes"],
                 "records_per_s": round(raw["records"] / raw["seconds"], 1),
                 "events_per_s": round(raw["events"] / raw["seconds"], 1),
                 "mb_per_s": round(raw["bytes"] / raw["seconds"] / 1e6, 2),
@@ -190,14 +210,20 @@ def measure(burst: int = BURST, latency_events: int = LATENCY_EVENTS) -> dict[st
 def _print(result: dict[str, Any]) -> None:
     lat, thr, raw = result["latency"], result["throughput"], result["emulator_get_records"]
     print(f"   first alert {result['first_alert_after_start_s']} s after both daemons were started")
-    print(f"   alert latency PutLogEvents -> SQS over {lat['findings']}/{lat['sent']} findings: "
-          f"p50 {lat['p50_s']} s, p99 {lat['p99_s']} s, max {lat['max_s']} s")
-    print(f"   burst of {thr['events']:,} events: put at {thr['put_events_per_s']:,} events/s; "
-          f"stage 1 {thr['stage1_events_per_s']} events/s ({thr['seconds_to_stage1']} s); "
-          f"both stages {thr['both_stages_events_per_s']} events/s ({thr['seconds_to_stage2']} s, "
-          f"{thr['keyed_facts']:,} keyed facts)")
-    print(f"   emulator raw GetRecords, same run: {raw['records_per_s']:,} records/s, "
-          f"{raw['events_per_s']:,} events/s, {raw['mb_per_s']} MB/s ({raw['records']} records)")
+    print(
+        f"   alert latency PutLogEvents -> SQS over {lat['findings']}/{lat['sent']} findings: "
+        f"p50 {lat['p50_s']} s, p99 {lat['p99_s']} s, max {lat['max_s']} s"
+    )
+    print(
+        f"   burst of {thr['events']:,} events: put at {thr['put_events_per_s']:,} events/s; "
+        f"stage 1 {thr['stage1_events_per_s']} events/s ({thr['seconds_to_stage1']} s); "
+        f"both stages {thr['both_stages_events_per_s']} events/s ({thr['seconds_to_stage2']} s, "
+        f"{thr['keyed_facts']:,} keyed facts)"
+    )
+    print(
+        f"   emulator raw GetRecords, same run: {raw['records_per_s']:,} records/s, "
+        f"{raw['events_per_s']:,} events/s, {raw['mb_per_s']} MB/s ({raw['records']} records)"
+    )
 
 
 def run() -> None:

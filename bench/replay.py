@@ -20,7 +20,7 @@ from typing import Any
 
 def _put(kinesis: Any, stream: str, records: list[bytes]) -> None:
     for i in range(0, len(records), 250):
-        entries = [{"Data": data, "PartitionKey": uuid.uuid4().hex} for data in records[i:i + 250]]
+        entries = [{"Data": data, "PartitionKey": uuid.uuid4().hex} for data in records[i : i + 250]]
         while entries:
             response = kinesis.put_records(StreamName=stream, Records=entries)
             entries = [e for e, r in zip(entries, response["Records"], strict=True) if r.get("ErrorCode")]
@@ -61,9 +61,15 @@ def measure(events: int) -> dict[str, Any]:
         finally:
             job.close()
         closed = time.monotonic()
-        return {"events": status.events(), "records": len(records), "shards": len(status.shards(Stage.ROUTER)),
-                "findings": len(findings), "to_done": done - began, "with_cleanup": closed - began,
-                "flowing": last - first}
+        return {
+            "events": status.events(),
+            "records": len(records),
+            "shards": len(status.shards(Stage.ROUTER)),
+            "findings": len(findings),
+            "to_done": done - began,
+            "with_cleanup": closed - began,
+            "flowing": last - first,
+        }
     finally:
         handle.stop()
 
@@ -71,9 +77,15 @@ def measure(events: int) -> dict[str, Any]:
 def run() -> None:
     n = int(os.environ.get("BENCH_REPLAY_EVENTS", "100000"))
     r = measure(n)
-    print(f"{r['events']:,} events in {r['records']:,} trail records on {r['shards']} shards, "
-          f"{r['findings']:,} distinct findings")
-    print(f"  end to end (start-up, both stages, end markers): {r['events'] / r['to_done']:>8,.0f} events/s  "
-          f"({r['to_done']:.1f} s; {r['with_cleanup']:.1f} s with clean-up)")
-    print(f"  once records flow (first event to last shard done): {r['events'] / r['flowing']:>8,.0f} events/s  "
-          f"({r['flowing']:.1f} s)")
+    print(
+        f"{r['events']:,} events in {r['records']:,} trail records on {r['shards']} shards, "
+        f"{r['findings']:,} distinct findings"
+    )
+    print(
+        f"  end to end (start-up, both stages, end markers): {r['events'] / r['to_done']:>8,.0f} events/s  "
+        f"({r['to_done']:.1f} s; {r['with_cleanup']:.1f} s with clean-up)"
+    )
+    print(
+        f"  once records flow (first event to last shard done): {r['events'] / r['flowing']:>8,.0f} events/s  "
+        f"({r['flowing']:.1f} s)"
+    )

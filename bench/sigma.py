@@ -69,19 +69,22 @@ def run() -> None:
     pairs = [(r, predicates[r.id]) for r in rules]
     engine = MatchEngine([bind(r, Config.from_dict()) for r in rules])
     unindexed = sum(1 for r in rules if "*" in r.events and r.events["*"] is None)
-    print(f"{len(events):,} events (scenario and Stratus Red Team), built in {time.perf_counter() - t0:.1f} s; "
-          f"the {len(rules)} bundled Sigma match rules enabled by default ({unindexed} with no eventSource or "
-          f"eventName equality, so met by every event); {where}; best CPU time of {repeat} rounds")
+    print(
+        f"{len(events):,} events (scenario and Stratus Red Team), built in {time.perf_counter() - t0:.1f} s; "
+        f"the {len(rules)} bundled Sigma match rules enabled by default ({unindexed} with no eventSource or "
+        f"eventName equality, so met by every event); {where}; best CPU time of {repeat} rounds"
+    )
     indexed(engine, events[:5000])
     one_by_one(pairs, events[:5000])
-    took, result = interleaved({"b": lambda: indexed(engine, events), "c": lambda: one_by_one(pairs, events)},
-                               repeat)
+    took, result = interleaved({"b": lambda: indexed(engine, events), "c": lambda: one_by_one(pairs, events)}, repeat)
     if result["b"] != result["c"]:
         raise RuntimeError(f"the indexed and one-by-one evaluations disagree: {result}")
     b_s, c_s = took["b"], took["c"]
     print(f"  {'stage':<52}{'events/s':>12}{'us/event':>10}")
-    for label, secs in (("(b) indexed: the engine's index, then predicates", b_s),
-                        ("(c) one by one: every predicate on every event", c_s)):
+    for label, secs in (
+        ("(b) indexed: the engine's index, then predicates", b_s),
+        ("(c) one by one: every predicate on every event", c_s),
+    ):
         print(f"  {label:<52}{len(events) / secs:>12,.0f}{secs / len(events) * 1e6:>10.2f}")
     ratio = c_s / b_s
     print(f"  c/b = {ratio:.1f} (target >= {TARGET}): {verdict(ratio, TARGET)}; both raised {result['b']:,} findings")

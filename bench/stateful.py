@@ -46,7 +46,7 @@ def throughput(n: int = 200_000) -> dict[str, float]:
     findings = 0
     start = time.perf_counter()
     for i in range(0, len(facts), BATCH):
-        findings += len(state.add(facts[i:i + BATCH]))
+        findings += len(state.add(facts[i : i + BATCH]))
     findings += len(state.flush())
     elapsed = time.perf_counter() - start
     return {"facts": len(facts), "seconds": elapsed, "facts_per_s": len(facts) / elapsed, "findings": findings}
@@ -59,8 +59,11 @@ def _child(n: int, population: str = "ec2") -> None:
     from pipeline.stateful.synthetic import instance_facts, resource_facts
 
     state = _state()
-    facts = instance_facts(n, seed=2, rate=50.0, tagged=0.5) if population == "ec2" else \
-        resource_facts(n, seed=2, rate=50.0, tagged=0.5)
+    facts = (
+        instance_facts(n, seed=2, rate=50.0, tagged=0.5)
+        if population == "ec2"
+        else resource_facts(n, seed=2, rate=50.0, tagged=0.5)
+    )
     gc.collect()
     base = _rss()
     start = time.perf_counter()
@@ -79,29 +82,50 @@ def _child(n: int, population: str = "ec2") -> None:
     t0 = time.perf_counter()
     data = snapshot.dumps(state)
     dump_s = time.perf_counter() - t0
-    print(json.dumps({"instances": n, "keys": keys, "pending": len(state.pending), "seen": len(state.seen),
-                      "bytes_per_key": grown / max(keys, 1), "rss_growth": grown, "fill_s": elapsed,
-                      "snapshot_bytes_per_key": len(data) / max(keys, 1), "snapshot_s": dump_s}))
+    print(
+        json.dumps(
+            {
+                "instances": n,
+                "keys": keys,
+                "pending": len(state.pending),
+                "seen": len(state.seen),
+                "bytes_per_key": grown / max(keys, 1),
+                "rss_growth": grown,
+                "fill_s": elapsed,
+                "snapshot_bytes_per_key": len(data) / max(keys, 1),
+                "snapshot_s": dump_s,
+            }
+        )
+    )
 
 
 def memory(n: int, population: str = "ec2") -> dict[str, float]:
     code = f"from bench.stateful import _child; _child({n}, {population!r})"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,  # noqa: S603 (fixed argv: this interpreter and our own code)
-                         check=True)
+    out = subprocess.run(  # noqa: S603 (fixed argv: this interpreter and our own code)
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run() -> None:
     t = throughput()
     print("stateful stage (stage 2, every built-in stateful rule, generated facts, one core)")
-    print(f"  {t['facts']:,} facts in {t['seconds']:.2f} s: {t['facts_per_s']:,.0f} facts/s "
-          f"({t['findings']:,} findings)")
+    print(
+        f"  {t['facts']:,} facts in {t['seconds']:.2f} s: {t['facts_per_s']:,.0f} facts/s ({t['findings']:,} findings)"
+    )
     for n in (100_000, 1_000_000):
         for population, what in (("ec2", "EC2 instances"), ("mixed", "resources of 18 types")):
             m = memory(n, population)
-            print(f"  {m['keys']:,} tracked {what}: {m['bytes_per_key']:,.0f} resident bytes per key "
-                  f"({m['rss_growth'] / 2**20:,.0f} MiB, {m['seen']:,} seen-fact ids, filled in {m['fill_s']:.1f} s); "
-                  f"snapshot {m['snapshot_bytes_per_key']:.0f} bytes per key in {m['snapshot_s']:.1f} s")
+            print(
+                f"  {m['keys']:,} tracked {what}: {m['bytes_per_key']:,.0f} resident bytes per key "
+                f"({m['rss_growth'] / 2**20:,.0f} MiB, {m['seen']:,} seen-fact ids, filled in {m['fill_s']:.1f} s); "
+                f"snapshot {m['snapshot_bytes_per_key']:.0f} bytes per key in {m['snapshot_s']:.1f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ class S3Store:
         return [p["Prefix"] for page in self._list(prefix) for p in page.get("CommonPrefixes", [])]
 
     def files(self, prefix: str) -> list[tuple[str, int]]:
-        return [(o["Key"], int(o.get("Size", 0))) for page in self._list(prefix) for o in page.get("Contents", [])
-                if not o["Key"].endswith("/")]
+        return [
+            (o["Key"], int(o.get("Size", 0)))
+            for page in self._list(prefix)
+            for o in page.get("Contents", [])
+            if not o["Key"].endswith("/")
+        ]
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -61,8 +61,12 @@ class Backoff:
 class RateLimit:
     """At most `per_minute` sends a minute, spaced evenly (0: no limit)."""
 
-    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
         self.clock, self.sleep = clock, sleep
         self._next = 0.0
@@ -94,11 +98,15 @@ class Deliverer:
 
     def step(self, wait: int = 1) -> int:
         """One receive and what follows; returns how many messages were handled."""
-        messages = self.sqs.receive_message(QueueUrl=self.queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
-                                            AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue.url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
         for index, message in enumerate(messages):
             if not self._handle(message):
-                for later in messages[index + 1:]:  # the destination failed: the rest of the batch waits too
+                for later in messages[index + 1 :]:  # the destination failed: the rest of the batch waits too
                     self._hide(later, self.backoff.delay(_receives(later)))
                 break
         return len(messages)
@@ -136,8 +144,9 @@ class Deliverer:
         return True
 
     def _hide(self, message: dict[str, Any], seconds: int) -> None:
-        self.sqs.change_message_visibility(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"],
-                                          VisibilityTimeout=seconds)
+        self.sqs.change_message_visibility(
+            QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds
+        )
 
     def _delete(self, message: dict[str, Any]) -> None:
         self.sqs.delete_message(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"])
@@ -145,8 +154,11 @@ class Deliverer:
     def _dead_letter(self, message: dict[str, Any], reason: str) -> None:
         """Refused for good: to the dead-letter queue with the reason (the error's message, which never holds a
         secret: see consumers/destinations/base.py), then deleted here."""
-        self.sqs.send_message(QueueUrl=self.queue.dlq_url, MessageBody=message["Body"], MessageAttributes={
-            "reason": {"DataType": "String", "StringValue": reason[:1000] or "refused"}})
+        self.sqs.send_message(
+            QueueUrl=self.queue.dlq_url,
+            MessageBody=message["Body"],
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "refused"}},
+        )
         self._delete(message)
         self.stats.dead_lettered += 1
         log.error("%s: finding moved to the dead-letter queue: %s", self.name, reason)
@@ -176,8 +188,10 @@ class DeliveryThreads:
         self.deliverers = list(deliverers)
         self.wait = wait
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, args=(d,), name=f"deliver-{d.name}", daemon=True)
-                         for d in self.deliverers]
+        self._threads = [
+            threading.Thread(target=self._loop, args=(d,), name=f"deliver-{d.name}", daemon=True)
+            for d in self.deliverers
+        ]
 
     def start(self) -> DeliveryThreads:
         for t in self._threads:
@@ -199,9 +213,15 @@ class DeliveryThreads:
                 t.join(timeout)
 
 
-def build_deliverers(target: Any, outputs: dict[str, str], routing: Routing, runbooks: dict[str, str] | None = None,
-                     env: dict[str, str] | None = None, dedupe: Dedupe | None = None,
-                     only: Iterable[str] | None = None) -> tuple[list[Deliverer], Any]:
+def build_deliverers(
+    target: Any,
+    outputs: dict[str, str],
+    routing: Routing,
+    runbooks: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    dedupe: Dedupe | None = None,
+    only: Iterable[str] | None = None,
+) -> tuple[list[Deliverer], Any]:
     """A deliverer per configured destination (or those in `only`), its queues ensured on the findings topic,
     behind the stack's dedupe table unless `dedupe` is given; and the secrets read. ConfigError before any
     queue is read if a destination is wrong."""
@@ -217,8 +237,15 @@ def build_deliverers(target: Any, outputs: dict[str, str], routing: Routing, run
     table = dedupe if dedupe is not None else DedupeTable(target.client("dynamodb"), outputs["DedupeTableName"])
     sqs = target.client("sqs")
     deliverers = [
-        Deliverer(dest, destination_queues.ensure(target, outputs["FindingsTopicArn"], name), sqs, routing, table,
-                  rate=RateLimit(routing.destinations[name].rate_per_minute))
-        for name, dest in sorted(built.items()) if name in chosen
+        Deliverer(
+            dest,
+            destination_queues.ensure(target, outputs["FindingsTopicArn"], name),
+            sqs,
+            routing,
+            table,
+            rate=RateLimit(routing.destinations[name].rate_per_minute),
+        )
+        for name, dest in sorted(built.items())
+        if name in chosen
     ]
     return deliverers, secrets

@@ -75,8 +75,11 @@ class Frontier:
         """The trail shards whose progress counts: open ones, closed ones none of whose children has reported,
         and any that reported but is not listed yet."""
         parents_reported = {p for s in self.read_to_by_shard if s in self.shards for p in self.shards[s].parents}
-        live = [s.shard for s in self.shards.values()
-                if s.open or (s.shard in self.read_to_by_shard and s.shard not in parents_reported)]
+        live = [
+            s.shard
+            for s in self.shards.values()
+            if s.open or (s.shard in self.read_to_by_shard and s.shard not in parents_reported)
+        ]
         return live + [s for s in self.read_to_by_shard if s not in self.shards]
 
     def read_to(self) -> float | None:

@@ -36,8 +36,9 @@ class ArrivalRange:
 
     def take(self, batch: Any) -> list[Any]:
         records = batch.records
-        first, last, self._passed = select([getattr(r, "timestamp_millis", None) for r in records], self.start,
-                                           self.end)
+        first, last, self._passed = select(
+            [getattr(r, "timestamp_millis", None) for r in records], self.start, self.end
+        )
         return records[first:last]
 
     def finished(self, batch: Any) -> str | None:

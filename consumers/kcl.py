@@ -32,8 +32,9 @@ def setup_logging() -> None:
     """stderr only (the daemon copies a child's stderr into its own log), at TRAILWARDEN_LOG_LEVEL for
     trailwarden's own loggers; libraries stay at WARNING."""
     level = getattr(logging, Settings().log_level)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    )
     for name in ("consumers", "pipeline"):
         logging.getLogger(name).setLevel(level)
 
@@ -47,8 +48,9 @@ def run_processor(build: Callable[[], Any]) -> None:
     kcl.KCLProcess(processor).run()
 
 
-def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None,
-               rng: random.Random | None = None) -> T:
+def until_done(
+    fn: Callable[[], T], what: str, sleep: Callable[[float], None] | None = None, rng: random.Random | None = None
+) -> T:
     """`fn()` until it succeeds, backing off (full jitter, capped) in between: a sink that stays down
     holds the shard here, so nothing is checkpointed past it and nothing is dropped."""
     rng = rng or random.Random()  # noqa: S311 (backoff jitter, not a secret)
@@ -65,8 +67,9 @@ def until_done(fn: Callable[[], T], what: str, sleep: Callable[[float], None] | 
             sleep(delay)
 
 
-def checkpoint(checkpointer: Any, sequence_number: str | None = None, sub_sequence_number: int | None = None,
-               attempts: int = 5) -> bool:
+def checkpoint(
+    checkpointer: Any, sequence_number: str | None = None, sub_sequence_number: int | None = None, attempts: int = 5
+) -> bool:
     """Checkpoint, retrying throttling; False if the lease is gone (shutdown or invalid state)."""
     for attempt in range(attempts):
         try:

@@ -161,8 +161,9 @@ def executable(module: str, python: str = sys.executable, scratch: Path | None =
     return str(wrapper)
 
 
-def properties(spec: AppSpec, target: Target, python: str = sys.executable,
-               scratch: Path | None = None) -> dict[str, str]:
+def properties(
+    spec: AppSpec, target: Target, python: str = sys.executable, scratch: Path | None = None
+) -> dict[str, str]:
     """The daemon's properties for `spec` on `target` (emulator-only settings only when local)."""
     props = {
         "executableName": executable(spec.processor, python, scratch),
@@ -179,19 +180,26 @@ def properties(spec: AppSpec, target: Target, python: str = sys.executable,
         props["regionName"] = region
     if target.local:
         assert target.endpoint_url  # noqa: S101 (narrows the type: a local target always has an endpoint)
-        props.update({  # each client its own endpoint: LocalStack's Kinesis beside the emulator's DynamoDB
-            "kinesisClient.endpointOverride": str(target.url_for("kinesis")),  # case-sensitive: dynamoDbClient
-            "dynamoDbClient.endpointOverride": str(target.url_for("dynamodb")),
-            "cloudWatchClient.endpointOverride": str(target.url_for("cloudwatch")),
-            "metricsLevel": "NONE",
-            "workerId": spec.local_worker_id(),
-            **LOCAL_TIMERS,
-        })
+        props.update(
+            {  # each client its own endpoint: LocalStack's Kinesis beside the emulator's DynamoDB
+                "kinesisClient.endpointOverride": str(target.url_for("kinesis")),  # case-sensitive: dynamoDbClient
+                "dynamoDbClient.endpointOverride": str(target.url_for("dynamodb")),
+                "cloudWatchClient.endpointOverride": str(target.url_for("cloudwatch")),
+                "metricsLevel": "NONE",
+                "workerId": spec.local_worker_id(),
+                **LOCAL_TIMERS,
+            }
+        )
     else:
         # On AWS the KCL's metrics are on at the summary level with the Operation dimension only, so a stage's
         # MillisBehindLatest (its iterator age) is one metric over all its shards: the template's alarms read it.
-        props.update({"metricsLevel": "SUMMARY", "metricsEnabledDimensions": "Operation",
-                      "retrievalMode": Settings().retrieval_mode})
+        props.update(
+            {
+                "metricsLevel": "SUMMARY",
+                "metricsEnabledDimensions": "Operation",
+                "retrievalMode": Settings().retrieval_mode,
+            }
+        )
         if spec.worker_id:
             props["workerId"] = spec.worker_id
     props.update(spec.settings)
@@ -236,7 +244,6 @@ def command(java: Path, properties_file: Path, target: Target, logback: Path | N
     if logback is not None and logback.exists():
         args += ["--log-configuration", str(logback)]
     return args
-
 
 
 def children(pid: int) -> list[int]:
@@ -317,8 +324,15 @@ def state_dir() -> Path:
     return Settings().state_dir / "kcl"
 
 
-def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Path | None = None,
-          python: str = sys.executable, env: Mapping[str, str] | None = None, foreground: bool = False) -> Daemon:
+def start(
+    spec: AppSpec,
+    target: Target,
+    directory: Path | None = None,
+    java: Path | None = None,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    foreground: bool = False,
+) -> Daemon:
     """Write the properties and start the daemon in its own session (a signal to our process group does not
     reach it: `wait` passes signals on). Its output goes to `<directory>/<app>.log`, or with `foreground` to
     this process's stderr (stdout too: a container's log is one stream, and our stdout stays clean)."""
@@ -335,13 +349,23 @@ def start(spec: AppSpec, target: Target, directory: Path | None = None, java: Pa
         child_env["CBOR_ENABLED"] = "false"
     with open(log_file, "ab") if log_file is not None else contextlib.nullcontext(sys.stderr) as out:
         process = subprocess.Popen(  # noqa: S603 (argv built here: java, our jars and properties file)
-            command(java, properties_file, target), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=directory, env=child_env, start_new_session=True,
+            command(java, properties_file, target),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env=child_env,
+            start_new_session=True,
         )
     pid_file = directory / f"{spec.application}.pid"
     pid_file.write_text(json.dumps({"pid": process.pid, "application": spec.application}) + "\n")
-    log.info("KCL daemon for %s (stream %s) started, pid %d, log %s", spec.application, spec.stream,
-             process.pid, log_file or "on stderr")
+    log.info(
+        "KCL daemon for %s (stream %s) started, pid %d, log %s",
+        spec.application,
+        spec.stream,
+        process.pid,
+        log_file or "on stderr",
+    )
     return Daemon(process.pid, spec.application, properties_file, log_file, pid_file, process)
 
 
@@ -350,8 +374,9 @@ def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def wait(daemon: Daemon, forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
-         say: Callable[[str], None] | None = None) -> int:
+def wait(
+    daemon: Daemon, forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT), say: Callable[[str], None] | None = None
+) -> int:
     """Wait for a daemon started by this process; SIGTERM or SIGINT to this process become a SIGTERM to the
     daemon (it shuts down gracefully: processors checkpoint, leases are given up), a second one a SIGKILL.
     Returns the daemon's exit status. Call from the main thread (signal handlers)."""

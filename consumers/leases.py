@@ -30,14 +30,16 @@ def lease_table_definition(table: str) -> dict[str, Any]:
             {"AttributeName": "leaseOwner", "AttributeType": "S"},
         ],
         "BillingMode": "PAY_PER_REQUEST",
-        "GlobalSecondaryIndexes": [{
-            "IndexName": LEASE_OWNER_INDEX,
-            "KeySchema": [
-                {"AttributeName": "leaseOwner", "KeyType": "HASH"},
-                {"AttributeName": "leaseKey", "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": LEASE_OWNER_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "leaseOwner", "KeyType": "HASH"},
+                    {"AttributeName": "leaseKey", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
     }
 
 
@@ -75,16 +77,20 @@ def lease_item(shard: dict[str, Any], owner: str, checkpoint: str) -> dict[str, 
     return item
 
 
-def seed_leases(ddb: Any, kinesis: Any, application: str, stream: str, owner: str,
-                initial_position: str = "TRIM_HORIZON") -> int:
+def seed_leases(
+    ddb: Any, kinesis: Any, application: str, stream: str, owner: str, initial_position: str = "TRIM_HORIZON"
+) -> int:
     """Create the lease table and a lease per open shard owned by `owner`; existing leases (with their
     checkpoints) are kept. Returns how many leases were written."""
     ensure_lease_table(ddb, application)
     written = 0
     for shard in open_shards(kinesis, stream):  # the KCL creates leases for closed parents itself when needed
         try:
-            ddb.put_item(TableName=application, Item=lease_item(shard, owner, initial_position),
-                         ConditionExpression="attribute_not_exists(leaseKey)")
+            ddb.put_item(
+                TableName=application,
+                Item=lease_item(shard, owner, initial_position),
+                ConditionExpression="attribute_not_exists(leaseKey)",
+            )
             written += 1
         except ddb.exceptions.ConditionalCheckFailedException:
             pass
@@ -100,7 +106,8 @@ def take_over_leases(ddb: Any, application: str, owner: str) -> int:
             continue
         counter = int(item.get("leaseCounter", {}).get("N", "0")) + 1
         ddb.update_item(
-            TableName=application, Key={"leaseKey": item["leaseKey"]},
+            TableName=application,
+            Key={"leaseKey": item["leaseKey"]},
             UpdateExpression="SET leaseOwner = :o, leaseCounter = :c",
             ExpressionAttributeValues={":o": {"S": owner}, ":c": {"N": str(counter)}},
         )

@@ -35,30 +35,48 @@ from pipeline.stages import Stage
 log = logging.getLogger(__name__)
 
 
-def stage_spec(stage: Stage, outputs: Mapping[str, str], env: Mapping[str, str] | None = None,
-               worker_suffix: str = "local", settings: Mapping[str, str] | None = None,
-               initial_position: str = "TRIM_HORIZON") -> launcher.AppSpec:
+def stage_spec(
+    stage: Stage,
+    outputs: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+    worker_suffix: str = "local",
+    settings: Mapping[str, str] | None = None,
+    initial_position: str = "TRIM_HORIZON",
+) -> launcher.AppSpec:
     """One stage's KCL application: the router over the trail stream, the stateful stage over the keyed stream
     (empty batches on: routers tell their progress when idle, stage 2 fires its wall-clock timers). An empty
     `worker_suffix` leaves the worker id to the KCL (a random one: on AWS, where several tasks run one
     application)."""
     resources = Resources(outputs)
     app = resources.app(stage)
-    return launcher.AppSpec(app, resources.stream(stage), launcher.PROCESSORS[stage], initial_position,
-                            worker_id=f"{app}-{worker_suffix}" if worker_suffix else "",
-                            empty_batches=True,  # routers tell progress on idle, stage 2 fires timers
-                            env={**environment(resources=resources), **(env or {})}, settings=dict(settings or {}))
+    return launcher.AppSpec(
+        app,
+        resources.stream(stage),
+        launcher.PROCESSORS[stage],
+        initial_position,
+        worker_id=f"{app}-{worker_suffix}" if worker_suffix else "",
+        empty_batches=True,  # routers tell progress on idle, stage 2 fires timers
+        env={**environment(resources=resources), **(env or {})},
+        settings=dict(settings or {}),
+    )
 
 
-def specs(outputs: Mapping[str, str], env: Mapping[str, str] | None = None, worker_suffix: str = "local",
-          settings: Mapping[str, str] | None = None) -> tuple[launcher.AppSpec, launcher.AppSpec]:
+def specs(
+    outputs: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+    worker_suffix: str = "local",
+    settings: Mapping[str, str] | None = None,
+) -> tuple[launcher.AppSpec, launcher.AppSpec]:
     """The router and the stateful stage."""
-    return (stage_spec(Stage.ROUTER, outputs, env, worker_suffix, settings),
-            stage_spec(Stage.STATEFUL, outputs, env, worker_suffix, settings))
+    return (
+        stage_spec(Stage.ROUTER, outputs, env, worker_suffix, settings),
+        stage_spec(Stage.STATEFUL, outputs, env, worker_suffix, settings),
+    )
 
 
-def launch(spec: launcher.AppSpec, target: aws.Target, directory: Path | None = None,
-           foreground: bool = False) -> launcher.Daemon:
+def launch(
+    spec: launcher.AppSpec, target: aws.Target, directory: Path | None = None, foreground: bool = False
+) -> launcher.Daemon:
     """Start one stage's daemon, as `trailwarden run` does for each and `trailwarden consume` for one: locally
     its leases seeded for its worker id first (`launcher.prepare_local`)."""
     launcher.prepare_local(spec, target)
@@ -78,10 +96,18 @@ class LivePipeline:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
-    def start(cls, target: aws.Target, outputs: Mapping[str, str], directory: Path,
-              env: Mapping[str, str] | None = None, worker_suffix: str = "local",
-              settings: Mapping[str, str] | None = None, supervise: bool = True,
-              restarts: RestartPolicy | None = None, say: Callable[[str], None] | None = None) -> LivePipeline:
+    def start(
+        cls,
+        target: aws.Target,
+        outputs: Mapping[str, str],
+        directory: Path,
+        env: Mapping[str, str] | None = None,
+        worker_suffix: str = "local",
+        settings: Mapping[str, str] | None = None,
+        supervise: bool = True,
+        restarts: RestartPolicy | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> LivePipeline:
         router, stateful = specs(outputs, env, worker_suffix, settings)
         pipeline = cls(target, router, stateful, directory)
         try:
@@ -91,8 +117,9 @@ class LivePipeline:
             pipeline.stop()
             raise
         if supervise:
-            pipeline.supervisor = Supervisor(pipeline.daemons, pipeline.start_stage, pipeline.lock, restarts,
-                                             say=say).start()
+            pipeline.supervisor = Supervisor(
+                pipeline.daemons, pipeline.start_stage, pipeline.lock, restarts, say=say
+            ).start()
         return pipeline
 
     @property
@@ -183,15 +210,22 @@ def receive(sqs: Any, queue_url: str, wait: float = 1.0) -> Iterator[Alert]:
     """Alerts now in the queue (deleted once read): one long poll of `wait` seconds, then drained."""
     wait_seconds = int(wait)
     while True:
-        response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
-                                       MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"])
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
+            MessageAttributeNames=["All"],
+            AttributeNames=["SentTimestamp"],
+        )
         messages = response.get("Messages", [])
         if not messages:
             return
         wait_seconds = 0
         now = time.time()
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
         for message in messages:
             try:
                 envelope = json.loads(message["Body"])

@@ -32,15 +32,25 @@ class LocalDestinations:
 
     def routing(self) -> Routing:
         r = self.receivers
-        return Routing.from_config(Config.from_dict({
-            "destinations": {
-                "local-slack": {"type": "slack", "url": r["slack"].url},
-                "local-pagerduty": {"type": "pagerduty", "routing_key": "local-routing-key", "url": r["pagerduty"].url},
-                "local-webhook": {"type": "webhook", "url": r["webhook"].url, "secret": self._hmac},
-            },
-            "routes": [{"destinations": ["local-pagerduty"], "min_severity": "high"},
-                       {"destinations": ["local-slack", "local-webhook"], "min_severity": "info"}],
-        }))
+        return Routing.from_config(
+            Config.from_dict(
+                {
+                    "destinations": {
+                        "local-slack": {"type": "slack", "url": r["slack"].url},
+                        "local-pagerduty": {
+                            "type": "pagerduty",
+                            "routing_key": "local-routing-key",
+                            "url": r["pagerduty"].url,
+                        },
+                        "local-webhook": {"type": "webhook", "url": r["webhook"].url, "secret": self._hmac},
+                    },
+                    "routes": [
+                        {"destinations": ["local-pagerduty"], "min_severity": "high"},
+                        {"destinations": ["local-slack", "local-webhook"], "min_severity": "info"},
+                    ],
+                }
+            )
+        )
 
     def start(self, target: Any, outputs: dict[str, str], runbooks: dict[str, str]) -> None:
         for receiver in self.receivers.values():
@@ -60,8 +70,13 @@ class LocalDestinations:
     def counts(self) -> str:
         got = {name: len(r.requests) for name, r in self.receivers.items()}
         text = ", ".join(f"{name} {n}" for name, n in got.items())
-        return text + (f" ({self.bad_signatures} webhook signature(s) did NOT verify)" if self.bad_signatures else
-                       " (every webhook signature verified)" if got["webhook"] else "")
+        return text + (
+            f" ({self.bad_signatures} webhook signature(s) did NOT verify)"
+            if self.bad_signatures
+            else " (every webhook signature verified)"
+            if got["webhook"]
+            else ""
+        )
 
     def _print(self, lines: list[str]) -> None:
         with self._lock:
@@ -75,8 +90,12 @@ class LocalDestinations:
     def _pagerduty(self, got: Received) -> None:
         body = got.json()
         summary = body.get("payload", {}).get("summary", "")
-        self._print([f"  pagerduty ┃ {body.get('event_action')} dedup_key={body.get('dedup_key')} "
-                     f"{body.get('payload', {}).get('severity', '')} {summary[:80]}".rstrip()])
+        self._print(
+            [
+                f"  pagerduty ┃ {body.get('event_action')} dedup_key={body.get('dedup_key')} "
+                f"{body.get('payload', {}).get('severity', '')} {summary[:80]}".rstrip()
+            ]
+        )
 
     def _webhook(self, got: Received) -> None:
         headers = {k.title(): v for k, v in got.headers.items()}
@@ -85,5 +104,9 @@ class LocalDestinations:
             self.bad_signatures += 1
         body = got.json()
         verdict = "ok" if ok else "BAD"
-        self._print([f"  webhook   ┃ {len(got.body)} bytes, signature {verdict}, finding {body.get('id')} "
-                     f"{body.get('status', 'open')}"])
+        self._print(
+            [
+                f"  webhook   ┃ {len(got.body)} bytes, signature {verdict}, finding {body.get('id')} "
+                f"{body.get('status', 'open')}"
+            ]
+        )

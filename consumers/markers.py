@@ -66,8 +66,10 @@ class Progress:
 
 
 def encode_progress(progress: Progress) -> bytes:
-    return json.dumps({PROGRESS_KEY: progress.shard, "read_to": progress.read_to, "arrival": progress.arrival,
-                       "time": progress.time}, separators=(",", ":")).encode()
+    return json.dumps(
+        {PROGRESS_KEY: progress.shard, "read_to": progress.read_to, "arrival": progress.arrival, "time": progress.time},
+        separators=(",", ":"),
+    ).encode()
 
 
 def read_progress(data: bytes | None) -> Progress | None:

@@ -54,9 +54,16 @@ Breakdown = tuple[str, str]  # (dimension name, value), e.g. ("Severity", "high"
 class StageMetrics:
     """One processor's metrics for its stage; `enabled=False` keeps the counts and writes nothing."""
 
-    def __init__(self, application: str, stage: Stage, *, out: TextIO | None = None,
-                 interval: float = DEFAULT_INTERVAL, enabled: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        application: str,
+        stage: Stage,
+        *,
+        out: TextIO | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.dimensions = {"Application": application, "Stage": stage.value}
         self.stage = stage
         self.out = out

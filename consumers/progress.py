@@ -36,8 +36,17 @@ class Progress:
 
     def counts(self) -> dict[str, int]:
         """The counters that are not zero (for a log line)."""
-        names = ("records", "events", "facts", "findings", "published", "already_alerted", "dead_letters", "errors",
-                 "snapshots")
+        names = (
+            "records",
+            "events",
+            "facts",
+            "findings",
+            "published",
+            "already_alerted",
+            "dead_letters",
+            "errors",
+            "snapshots",
+        )
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def path(self, directory: Path) -> Path:

@@ -96,8 +96,9 @@ class Status:
         return all(self.router.get(s) is not None and self.router[s].done for s in self.shards(Stage.ROUTER))
 
     def stateful_done(self) -> bool:
-        return self.marked and all(self.stateful.get(s) is not None and self.stateful[s].done
-                                   for s in self.shards(Stage.STATEFUL))
+        return self.marked and all(
+            self.stateful.get(s) is not None and self.stateful[s].done for s in self.shards(Stage.STATEFUL)
+        )
 
     def shards(self, stage: Stage) -> list[str]:
         """The shards expected (open at the start) and any other that reported (a closed parent)."""
@@ -168,10 +169,22 @@ class FindingsTail:
 
 
 class Replay:
-    def __init__(self, target: aws.Target, outputs: Mapping[str, str], start: float, end: float, *,
-                 rules: Iterable[str] | None = None, alert: bool = False, config: str | Path | None = None,
-                 directory: Path | None = None, run_id: str | None = None, keyed_shards: int | None = None,
-                 settings: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        target: aws.Target,
+        outputs: Mapping[str, str],
+        start: float,
+        end: float,
+        *,
+        rules: Iterable[str] | None = None,
+        alert: bool = False,
+        config: str | Path | None = None,
+        directory: Path | None = None,
+        run_id: str | None = None,
+        keyed_shards: int | None = None,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         if end < start:
             raise ValueError("the end of the range is before its start")
         self.target = target
@@ -197,8 +210,11 @@ class Replay:
 
     def _check_names(self) -> None:
         live = Resources(self.outputs)
-        if {live.app(Stage.ROUTER), live.app(Stage.STATEFUL), live.stream(Stage.STATEFUL)} & \
-                {self.names.router_app, self.names.stateful_app, self.names.keyed_stream}:
+        if {live.app(Stage.ROUTER), live.app(Stage.STATEFUL), live.stream(Stage.STATEFUL)} & {
+            self.names.router_app,
+            self.names.stateful_app,
+            self.names.keyed_stream,
+        }:
             raise ValueError("a replay's names must differ from the live applications' and keyed stream's")
 
     # --- start -------------------------------------------------------------------------------------
@@ -218,8 +234,13 @@ class Replay:
         for stage, spec in ((Stage.STATEFUL, stateful_spec), (Stage.ROUTER, router_spec)):
             launcher.prepare_local(spec, self.target)
             self.daemons[stage] = launcher.start(spec, self.target, directory=self.directory / "kcl")
-        log.info("replay %s: %d trail shards from %s to %s", self.names.run_id, len(router_shards),
-                 iso_time(self.start_time), iso_time(self.end_time))
+        log.info(
+            "replay %s: %d trail shards from %s to %s",
+            self.names.run_id,
+            len(router_shards),
+            iso_time(self.start_time),
+            iso_time(self.end_time),
+        )
 
     def _create_keyed_stream(self, kinesis: Any) -> None:
         live = kinesis.describe_stream_summary(StreamName=self.outputs["KeyedStreamName"])["StreamDescriptionSummary"]
@@ -230,28 +251,46 @@ class Replay:
             kwargs = {"StreamName": self.names.keyed_stream, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}
         kinesis.create_stream(**kwargs)
         self.created_stream = True
-        kinesis.get_waiter("stream_exists").wait(StreamName=self.names.keyed_stream,
-                                                 WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=self.names.keyed_stream, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
         if live.get("EncryptionType") == "KMS" and live.get("KeyId"):
             # the facts carry CloudTrail content: encrypted at rest like the live keyed stream
             with contextlib.suppress(Exception):
-                kinesis.start_stream_encryption(StreamName=self.names.keyed_stream, EncryptionType="KMS",
-                                                KeyId=live["KeyId"])
-                kinesis.get_waiter("stream_exists").wait(StreamName=self.names.keyed_stream,
-                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+                kinesis.start_stream_encryption(
+                    StreamName=self.names.keyed_stream, EncryptionType="KMS", KeyId=live["KeyId"]
+                )
+                kinesis.get_waiter("stream_exists").wait(
+                    StreamName=self.names.keyed_stream, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+                )
 
     def specs(self) -> tuple[launcher.AppSpec, launcher.AppSpec]:
         """(stateful, router) application specs."""
         sinks, dedupe = past_findings(self.alert)
         replay = ReplaySettings(self.names.run_id, self.directory, self.start_time, self.end_time, tuple(self.rules))
-        env = {**environment(resources=self.names.resources, sinks=sinks, dedupe=dedupe, config=self.config,
-                             replay=replay), **self.env}
-        stateful = launcher.AppSpec(self.names.stateful_app, self.names.keyed_stream,
-                                    launcher.PROCESSORS[Stage.STATEFUL], env=env, settings=self.settings)
-        router = launcher.AppSpec(self.names.router_app, self.outputs["TrailStreamName"],
-                                  launcher.PROCESSORS[Stage.ROUTER],
-                                  initial_position="AT_TIMESTAMP", initial_timestamp=self.start_time,
-                                  empty_batches=True, env=env, settings=self.settings)
+        env = {
+            **environment(
+                resources=self.names.resources, sinks=sinks, dedupe=dedupe, config=self.config, replay=replay
+            ),
+            **self.env,
+        }
+        stateful = launcher.AppSpec(
+            self.names.stateful_app,
+            self.names.keyed_stream,
+            launcher.PROCESSORS[Stage.STATEFUL],
+            env=env,
+            settings=self.settings,
+        )
+        router = launcher.AppSpec(
+            self.names.router_app,
+            self.outputs["TrailStreamName"],
+            launcher.PROCESSORS[Stage.ROUTER],
+            initial_position="AT_TIMESTAMP",
+            initial_timestamp=self.start_time,
+            empty_batches=True,
+            env=env,
+            settings=self.settings,
+        )
         return stateful, router
 
     # --- while it runs -----------------------------------------------------------------------------
@@ -279,8 +318,11 @@ class Replay:
     def _move_watermark(self, status: Status) -> None:
         low = status.low_mark()
         now = time.monotonic()
-        if low is None or (self._watermark is not None and low <= self._watermark) or \
-                now - self._watermark_at < WATERMARK_EVERY:
+        if (
+            low is None
+            or (self._watermark is not None and low <= self._watermark)
+            or now - self._watermark_at < WATERMARK_EVERY
+        ):
             return
         self._put_marker(markers.Kind.WATERMARK, low)
         self._watermark, self._watermark_at = low, now
@@ -293,8 +335,12 @@ class Replay:
         if self._keyed_shards is None:
             self._keyed_shards = shards.open_shards(kinesis, self.names.keyed_stream)
         for shard in self._keyed_shards:
-            kinesis.put_record(StreamName=self.names.keyed_stream, Data=data, PartitionKey=f"replay-{kind.value}",
-                               ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"])
+            kinesis.put_record(
+                StreamName=self.names.keyed_stream,
+                Data=data,
+                PartitionKey=f"replay-{kind.value}",
+                ExplicitHashKey=shard["HashKeyRange"]["StartingHashKey"],
+            )
 
     def findings(self) -> list[Finding]:
         """Findings the processors reported since the last call (repeats included)."""
@@ -364,8 +410,7 @@ class Replay:
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
                 for i in range(0, len(keys), 1000):
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i : i + 1000], "Quiet": True})
         except Exception as exc:
             return [f"snapshots s3://{bucket}/{prefix}: {exc}"]
         return []
-

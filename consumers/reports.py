@@ -106,8 +106,9 @@ class KeyedProgress(LogReport):
     def _mark(self, progress: Progress) -> None:
         if progress.read_to is None:
             return
-        data = markers.encode_progress(markers.Progress(progress.shard, progress.read_to, progress.last_arrival,
-                                                        progress.last_event_time))
+        data = markers.encode_progress(
+            markers.Progress(progress.shard, progress.read_to, progress.last_arrival, progress.last_event_time)
+        )
         try:
             self.writer.put_on_each_shard(data, f"progress-{progress.shard}")
         except Exception as exc:

@@ -39,9 +39,18 @@ class RouterProcessor(processor.RecordProcessorBase):
     `<stream>/<shard>/<sequence number>`), run each event through the `RouterStage`, then deliver the findings,
     the facts and the dead letters, each until acknowledged; only then checkpoint at the last record taken."""
 
-    def __init__(self, stage: RouterStage, findings: FindingsOut, facts: FactWriter, dead_letters: DeadLetterSink, *,
-                 intake: Intake | None = None, report: Report | None = None, stream: str = "trail",
-                 metrics: StageMetrics | None = None) -> None:
+    def __init__(
+        self,
+        stage: RouterStage,
+        findings: FindingsOut,
+        facts: FactWriter,
+        dead_letters: DeadLetterSink,
+        *,
+        intake: Intake | None = None,
+        report: Report | None = None,
+        stream: str = "trail",
+        metrics: StageMetrics | None = None,
+    ) -> None:
         self.stage = stage
         self.findings = findings
         self.facts = facts
@@ -136,9 +145,15 @@ class RouterProcessor(processor.RecordProcessorBase):
         if log.isEnabledFor(logging.DEBUG):
             first_arrival = getattr(records[0], "timestamp_millis", None)
             lag = f"{started - first_arrival / 1000:.3f}" if isinstance(first_arrival, int | float) else "?"
-            log.debug("%s: %d records, first arrived %s s before; processed %.3f s, delivered %.3f s, "
-                      "checkpointed %.3f s", self.shard_id, len(records), lag, processed - started,
-                      delivered - processed, time.time() - delivered)
+            log.debug(
+                "%s: %d records, first arrived %s s before; processed %.3f s, delivered %.3f s, checkpointed %.3f s",
+                self.shard_id,
+                len(records),
+                lag,
+                processed - started,
+                delivered - processed,
+                time.time() - delivered,
+            )
 
     def deliver(self, findings: list[Finding], facts: list[Fact], dead: list[DeadLetter], first: str) -> None:
         """Each destination until it acknowledged: findings, then facts, then dead letters."""

@@ -48,8 +48,11 @@ class S3SnapshotStore:
         return call(get, self.policy, f"S3 GetObject s3://{self.bucket}/{key}")
 
     def _put(self, key: str, data: bytes) -> None:
-        call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data), self.policy,
-             f"S3 PutObject s3://{self.bucket}/{key}")
+        call(
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data),
+            self.policy,
+            f"S3 PutObject s3://{self.bucket}/{key}",
+        )
 
     def load(self, shard: str) -> bytes | None:
         return self._get(self._key(shard))
@@ -62,8 +65,11 @@ class S3SnapshotStore:
 
     def handoffs(self, child: str) -> list[bytes]:
         prefix = f"{self._key(child)}.from/"
-        listed = call(lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix), self.policy,
-                      f"S3 ListObjectsV2 s3://{self.bucket}/{prefix}")
+        listed = call(
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix),
+            self.policy,
+            f"S3 ListObjectsV2 s3://{self.bucket}/{prefix}",
+        )
         out = []
         for obj in listed.get("Contents", []):
             data = self._get(obj["Key"])

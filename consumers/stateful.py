@@ -50,11 +50,21 @@ class StatefulProcessor(processor.RecordProcessorBase):
     A snapshot is always saved before the checkpoint it goes with; facts read again after a crash are
     recognised by their event ids (kept in the snapshot) and applied at most once."""
 
-    def __init__(self, make_state: Callable[[], KeyedState], findings: FindingsOut, store: SnapshotStore,
-                 dead_letters: DeadLetterSink | None = None, *, watermark: Watermark | None = None,
-                 report: Report | None = None, kinesis: Any = None, stream: str = "keyed",
-                 clock: Callable[[], float] = time.time, snapshot_interval: float = 0.0,
-                 metrics: StageMetrics | None = None) -> None:
+    def __init__(
+        self,
+        make_state: Callable[[], KeyedState],
+        findings: FindingsOut,
+        store: SnapshotStore,
+        dead_letters: DeadLetterSink | None = None,
+        *,
+        watermark: Watermark | None = None,
+        report: Report | None = None,
+        kinesis: Any = None,
+        stream: str = "keyed",
+        clock: Callable[[], float] = time.time,
+        snapshot_interval: float = 0.0,
+        metrics: StageMetrics | None = None,
+    ) -> None:
         self.make_state = make_state
         self.findings = findings
         self.store = store
@@ -98,8 +108,12 @@ class StatefulProcessor(processor.RecordProcessorBase):
             merged = merge(handoffs)
             if merged is not None:
                 snapshot.load_into(self.state, merged)
-                log.info("stateful %s: started from %d parent hand-off(s), %d keys", self.shard_id, len(handoffs),
-                         self.state.keys())
+                log.info(
+                    "stateful %s: started from %d parent hand-off(s), %d keys",
+                    self.shard_id,
+                    len(handoffs),
+                    self.state.keys(),
+                )
         except (snapshot.SnapshotError, ValueError, TypeError, KeyError) as exc:
             # An unreadable snapshot must not block the shard forever; its state is lost, and said so.
             log.error("stateful %s: snapshot unreadable (%s): starting with empty state", self.shard_id, exc)
@@ -213,14 +227,19 @@ class StatefulProcessor(processor.RecordProcessorBase):
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Hand each child the parent's keys in its hash range, then checkpoint (which lets children start)."""
         if self.kinesis is not None:
-            children = kcl.until_done(lambda: shards.children(self.kinesis, self.stream, self.shard_id),
-                                      f"{self.shard_id}: listing child shards")
+            children = kcl.until_done(
+                lambda: shards.children(self.kinesis, self.stream, self.shard_id),
+                f"{self.shard_id}: listing child shards",
+            )
             for child in children:
                 hashes = child.get("HashKeyRange", {})
-                data = snapshot.split_for_child(self.state, int(hashes.get("StartingHashKey", 0)),
-                                                int(hashes.get("EndingHashKey", 0)))
-                kcl.until_done(functools.partial(self.store.save_handoff, child["ShardId"], self.shard_id, data),
-                               f"{self.shard_id}: hand-off to {child.get('ShardId')}")
+                data = snapshot.split_for_child(
+                    self.state, int(hashes.get("StartingHashKey", 0)), int(hashes.get("EndingHashKey", 0))
+                )
+                kcl.until_done(
+                    functools.partial(self.store.save_handoff, child["ShardId"], self.shard_id, data),
+                    f"{self.shard_id}: hand-off to {child.get('ShardId')}",
+                )
             log.info("stateful %s ended: state handed to %s", self.shard_id, [c.get("ShardId") for c in children])
         self.save()
         kcl.checkpoint(shard_ended_input.checkpointer)

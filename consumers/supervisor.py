@@ -45,9 +45,15 @@ class Supervisor:
     """A thread that watches `daemons` (stage -> daemon, shared with its owner under `lock`) and calls
     `restart(stage)` for one that exited; each restart is told through `say` and counted in `restarts`."""
 
-    def __init__(self, daemons: Mapping[Stage, Daemon], restart: Callable[[Stage], Daemon], lock: threading.RLock,
-                 policy: RestartPolicy | None = None, say: Callable[[str], None] | None = None,
-                 poll: float = 0.25) -> None:
+    def __init__(
+        self,
+        daemons: Mapping[Stage, Daemon],
+        restart: Callable[[Stage], Daemon],
+        lock: threading.RLock,
+        policy: RestartPolicy | None = None,
+        say: Callable[[str], None] | None = None,
+        poll: float = 0.25,
+    ) -> None:
         self.daemons = daemons
         self.restart = restart
         self.lock = lock
@@ -112,13 +118,17 @@ class Supervisor:
         self._in_a_row[stage] += 1
         if self._in_a_row[stage] > self.policy.limit:
             self.gave_up[stage] = f"{stage} daemon exited ({how}) {self.policy.limit + 1} times in a row"
-            self.say(f"{self.gave_up[stage]}, each within {self.policy.stable:g} s of its start: not restarting it "
-                     f"again; see its log {daemon.log_file or ''}".rstrip())
+            self.say(
+                f"{self.gave_up[stage]}, each within {self.policy.stable:g} s of its start: not restarting it "
+                f"again; see its log {daemon.log_file or ''}".rstrip()
+            )
             return
         delay = self.policy.delay(self._in_a_row[stage])
         self._due[stage] = now + delay
-        self.say(f"{stage} daemon (pid {daemon.pid}) exited ({how}) after {now - daemon.started:.0f} s; "
-                 f"restarting it in {delay:g} s")
+        self.say(
+            f"{stage} daemon (pid {daemon.pid}) exited ({how}) after {now - daemon.started:.0f} s; "
+            f"restarting it in {delay:g} s"
+        )
 
     def report(self) -> str:
         """For a final summary: the restarts per stage, and the daemons given up on."""

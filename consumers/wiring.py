@@ -53,9 +53,16 @@ class Wiring:
         replay = settings.replay
         config = Config.load()
         pack = bind_pack(config, replay.rules if replay else None, overrides=settings.overrides)
-        publisher = build_publisher(target, resources, settings.sinks, settings.dedupe, settings.findings_file,
-                                    AlertPolicy.from_config(config), digests=replay is None,
-                                    archive_format=archive_format(config))
+        publisher = build_publisher(
+            target,
+            resources,
+            settings.sinks,
+            settings.dedupe,
+            settings.findings_file,
+            AlertPolicy.from_config(config),
+            digests=replay is None,
+            archive_format=archive_format(config),
+        )
         return cls(settings, target, resources, pack, publisher)
 
     @property
@@ -87,5 +94,6 @@ class Wiring:
 
     def metrics(self, stage: Stage) -> StageMetrics:
         """The processor's EMF lines on stderr (TRAILWARDEN_METRICS, TRAILWARDEN_METRICS_SECONDS)."""
-        return StageMetrics(self.resources.app(stage), stage, interval=self.settings.metrics_seconds,
-                            enabled=self.settings.metrics)
+        return StageMetrics(
+            self.resources.app(stage), stage, interval=self.settings.metrics_seconds, enabled=self.settings.metrics
+        )

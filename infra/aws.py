@@ -211,8 +211,10 @@ def _endpoint_without_localstack_client(env: Mapping[str, str]) -> Target:
     url = env.get("AWS_ENDPOINT_URL", "").strip()
     if url:
         return _from_choice(url, env)
-    raise ValueError("LOCALSTACK_HOST is set, and reading it needs localstack-client: "
-                     "pip install 'trailwarden[local]', or set AWS_ENDPOINT_URL to the endpoint URL instead")
+    raise ValueError(
+        "LOCALSTACK_HOST is set, and reading it needs localstack-client: "
+        "pip install 'trailwarden[local]', or set AWS_ENDPOINT_URL to the endpoint URL instead"
+    )
 
 
 def _set_env(name: str, value: str | None) -> None:
@@ -235,11 +237,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--aws` and `--endpoint-url URL`: the explicit choice of step 1."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--aws", action="store_const", const="aws", dest="aws_target",
+        "--aws",
+        action="store_const",
+        const="aws",
+        dest="aws_target",
         help="use real AWS with the usual credential chain (also: TRAILWARDEN_TARGET=aws)",
     )
     group.add_argument(
-        "--endpoint-url", dest="aws_target", metavar="URL",
+        "--endpoint-url",
+        dest="aws_target",
+        metavar="URL",
         help="use this AWS-compatible endpoint, e.g. LocalStack (also: AWS_ENDPOINT_URL, LOCALSTACK_HOST); "
         f"default for local commands: the embedded emulator {EMULATOR_ENDPOINT}",
     )

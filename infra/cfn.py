@@ -85,7 +85,9 @@ _TYPES: dict[str, tuple[str | None, str, str | None]] = {
     "AWS::SNS::Topic": ("TopicName", "arn", "arn:{p}:sns:{r}:{a}:{n}"),
     "AWS::SNS::Subscription": (None, "name", None),
     "AWS::KinesisFirehose::DeliveryStream": (
-        "DeliveryStreamName", "name", "arn:{p}:firehose:{r}:{a}:deliverystream/{n}",
+        "DeliveryStreamName",
+        "name",
+        "arn:{p}:firehose:{r}:{a}:deliverystream/{n}",
     ),
     "AWS::Glue::Database": ("DatabaseInput.Name", "name", None),
     "AWS::Glue::Table": ("TableInput.Name", "name", None),
@@ -99,7 +101,9 @@ _TYPES: dict[str, tuple[str | None, str, str | None]] = {
     "AWS::ApplicationAutoScaling::ScalableTarget": ("ResourceId", "name", None),
     # The real ARN holds an id the service makes up; provisioning looks the policy up by name.
     "AWS::ApplicationAutoScaling::ScalingPolicy": (
-        "PolicyName", "arn", "arn:{p}:autoscaling:{r}:{a}:scalingPolicy:policyName/{n}",
+        "PolicyName",
+        "arn",
+        "arn:{p}:autoscaling:{r}:{a}:scalingPolicy:policyName/{n}",
     ),
     "AWS::CloudWatch::Alarm": ("AlarmName", "name", "arn:{p}:cloudwatch:{r}:{a}:alarm:{n}"),
     "AWS::CloudWatch::Dashboard": ("DashboardName", "name", None),
@@ -270,7 +274,7 @@ class _Evaluator:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             handler = self._functions.get(key)
             if handler is not None:
                 return handler(self, arg)

@@ -131,24 +131,38 @@ class Deployer:
         template = cfn.load(request.template)
         check_parameters(template, request.parameters)
         current = self.stack(request.stack)
-        if current is not None and current["StackStatus"].endswith("_IN_PROGRESS") \
-                and current["StackStatus"] != "REVIEW_IN_PROGRESS":
+        if (
+            current is not None
+            and current["StackStatus"].endswith("_IN_PROGRESS")
+            and current["StackStatus"] != "REVIEW_IN_PROGRESS"
+        ):
             raise DeployError(f"stack {request.stack} is {current['StackStatus']}; wait until it ends and deploy again")
         if current is not None and current["StackStatus"] == "ROLLBACK_COMPLETE":
-            raise DeployError(f"stack {request.stack} is ROLLBACK_COMPLETE (its creation failed): delete it "
-                              f"(aws cloudformation delete-stack --stack-name {request.stack}) and deploy again")
+            raise DeployError(
+                f"stack {request.stack} is ROLLBACK_COMPLETE (its creation failed): delete it "
+                f"(aws cloudformation delete-stack --stack-name {request.stack}) and deploy again"
+            )
         kind = "UPDATE" if current is not None and current["StackStatus"] != "REVIEW_IN_PROGRESS" else "CREATE"
         previous = {p["ParameterKey"] for p in (current or {}).get("Parameters", [])} if kind == "UPDATE" else set()
-        parameters: list[dict[str, str | bool]] = [{"ParameterKey": k, "ParameterValue": v}
-                                                   for k, v in request.parameters.items()]
+        parameters: list[dict[str, str | bool]] = [
+            {"ParameterKey": k, "ParameterValue": v} for k, v in request.parameters.items()
+        ]
         declared = template.get("Parameters") or {}
-        parameters += [{"ParameterKey": k, "UsePreviousValue": True} for k in declared
-                       if k in previous and k not in request.parameters]
+        parameters += [
+            {"ParameterKey": k, "UsePreviousValue": True}
+            for k in declared
+            if k in previous and k not in request.parameters
+        ]
         name = f"trailwarden-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         try:
             created = self.cf.create_change_set(
-                StackName=request.stack, ChangeSetName=name, ChangeSetType=kind, Parameters=parameters,
-                Capabilities=CAPABILITIES, Description="trailwarden deploy", **self._template(request, template),
+                StackName=request.stack,
+                ChangeSetName=name,
+                ChangeSetType=kind,
+                Parameters=parameters,
+                Capabilities=CAPABILITIES,
+                Description="trailwarden deploy",
+                **self._template(request, template),
             )
         except ClientError as error:
             if any(text in str(error) for text in NO_CHANGES):  # some endpoints refuse it at once
@@ -183,9 +197,15 @@ class Deployer:
             if region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
             self.s3.create_bucket(**kwargs)
-            self.s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True})
+            self.s3.put_public_access_block(
+                Bucket=bucket,
+                PublicAccessBlockConfiguration={
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            )
         return bucket
 
     def _wait_for_change_set(self, stack: str, name: str, kind: str) -> ChangeSet:
@@ -206,8 +226,14 @@ class Deployer:
         changes = []
         for change in self._all_changes(stack, name, described):
             rc = change.get("ResourceChange", {})
-            changes.append(Change(rc.get("Action", ""), rc.get("LogicalResourceId", ""), rc.get("ResourceType", ""),
-                                  str(rc.get("Replacement", "")) if rc.get("Action") == "Modify" else ""))
+            changes.append(
+                Change(
+                    rc.get("Action", ""),
+                    rc.get("LogicalResourceId", ""),
+                    rc.get("ResourceType", ""),
+                    str(rc.get("Replacement", "")) if rc.get("Action") == "Modify" else "",
+                )
+            )
         return ChangeSet(stack, name, kind, changes, described.get("ChangeSetId", ""))
 
     def _all_changes(self, stack: str, name: str, first: dict[str, Any]) -> list[dict[str, Any]]:
@@ -250,8 +276,11 @@ class Deployer:
                 raise DeployError(f"stack {change_set.stack} still {status} after {self.timeout:.0f} s")
             time.sleep(self.poll)
         if status not in SUCCESS:
-            failed = [e for e in self._new_events(change_set.stack_id or change_set.stack, set(), started)
-                      if e.get("ResourceStatus", "").endswith("_FAILED")]
+            failed = [
+                e
+                for e in self._new_events(change_set.stack_id or change_set.stack, set(), started)
+                if e.get("ResourceStatus", "").endswith("_FAILED")
+            ]
             reasons = "; ".join(f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in failed)
             raise DeployError(f"stack {change_set.stack} ended {status}" + (f": {reasons}" if reasons else ""))
         return status

@@ -40,25 +40,46 @@ def ensure(target: aws.Target, topic_arn: str, destination: str, max_receives: i
     sqs, sns = target.client("sqs"), target.client("sns")
     name = queue_name(topic_arn, destination)
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(RETENTION)})[
-        "QueueUrl"]
+        "QueueUrl"
+    ]
     dlq_arn = _arn(sqs, dlq_url)
-    url = sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": str(VISIBILITY), "MessageRetentionPeriod": str(RETENTION)})["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName=name, Attributes={"VisibilityTimeout": str(VISIBILITY), "MessageRetentionPeriod": str(RETENTION)}
+    )["QueueUrl"]
     arn = _arn(sqs, url)
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]}
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={
-        "Policy": json.dumps(policy),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)})})
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"},
-                  ReturnSubscriptionArn=True)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(
+        QueueUrl=url,
+        Attributes={
+            "Policy": json.dumps(policy),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
+        },
+    )
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+        ReturnSubscriptionArn=True,
+    )
     return DestinationQueue(destination, url, arn, dlq_url, dlq_arn)
 
 
 def depth(target: aws.Target, url: str) -> int:
-    attrs = target.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attrs = target.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
     return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
 
 
@@ -69,15 +90,21 @@ def redrive(target: aws.Target, queue: DestinationQueue) -> int:
     sqs = target.client("sqs")
     moved = 0
     while True:
-        messages = sqs.receive_message(QueueUrl=queue.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                       MessageAttributeNames=["All"]).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+        ).get("Messages", [])
         if not messages:
             return moved
-        sent = sqs.send_message_batch(QueueUrl=queue.url, Entries=[
-            {"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)])
+        sent = sqs.send_message_batch(
+            QueueUrl=queue.url, Entries=[{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(messages)]
+        )
         if sent.get("Failed"):
-            raise RuntimeError(f"redrive of {queue.name}: SQS refused {len(sent['Failed'])} message(s) "
-                               f"({sent['Failed'][0].get('Code')}); nothing was removed from the dead-letter queue")
-        sqs.delete_message_batch(QueueUrl=queue.dlq_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            raise RuntimeError(
+                f"redrive of {queue.name}: SQS refused {len(sent['Failed'])} message(s) "
+                f"({sent['Failed'][0].get('Code')}); nothing was removed from the dead-letter queue"
+            )
+        sqs.delete_message_batch(
+            QueueUrl=queue.dlq_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
         moved += len(messages)

@@ -169,7 +169,6 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-
 def _is_emulator(pid: int) -> bool:
     """True if `pid` runs this module (guards against a pid recycled by an unrelated process)."""
     try:
@@ -219,7 +218,6 @@ class Emulator:
             time.sleep(0.05)
 
 
-
 def start(
     port: int = DEFAULT_PORT,
     host: str = DEFAULT_HOST,
@@ -233,12 +231,14 @@ def start(
     """
     missing = [name for name in ("moto", "hypercorn") if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(f"the embedded emulator needs {' and '.join(missing)}, from the `local` extra: "
-                           "pip install 'trailwarden[local]' (or use another endpoint: --endpoint-url URL)")
+        raise RuntimeError(
+            f"the embedded emulator needs {' and '.join(missing)}, from the `local` extra: "
+            "pip install 'trailwarden[local]' (or use another endpoint: --endpoint-url URL)"
+        )
     if not port_free(host, port):
         raise RuntimeError(f"{host}:{port} is already in use")
     if log_file is None:
-        log_file = (pid_file.with_suffix(".log") if pid_file else state_dir() / f"emulator-{port}.log")
+        log_file = pid_file.with_suffix(".log") if pid_file else state_dir() / f"emulator-{port}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")

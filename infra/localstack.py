@@ -77,21 +77,27 @@ def ready(document: dict[str, Any] | None, services: tuple[str, ...] = SERVICES)
     return all(states.get(name) in ("available", "running") for name in services)
 
 
-def environment(port: int, directory: Path, services: tuple[str, ...] = SERVICES,
-                base: dict[str, str] | None = None) -> dict[str, str]:
+def environment(
+    port: int, directory: Path, services: tuple[str, ...] = SERVICES, base: dict[str, str] | None = None
+) -> dict[str, str]:
     """LocalStack's settings: 127.0.0.1:`port`, only `services`, every file under `directory` (see `filesystem`)."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if not k.startswith(("AWS_", "TRAILWARDEN_", "LOCALSTACK_"))}
-    env.update({
-        "GATEWAY_LISTEN": f"{emu.DEFAULT_HOST}:{port}",
-        "LOCALSTACK_HOST": f"{emu.DEFAULT_HOST}:{port}",
-        "SERVICES": ",".join(services),
-        "OVERRIDE_IN_DOCKER": "0",  # host-mode directories even when this machine is a container
-        "FILESYSTEM_ROOT": str(directory / "filesystem"),
-        "LOCALSTACK_VOLUME_DIR": str(directory / "volume"),
-        "SKIP_SSL_CERT_DOWNLOAD": "1",
-        "DISABLE_EVENTS": "1",
-    })
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith(("AWS_", "TRAILWARDEN_", "LOCALSTACK_"))
+    }
+    env.update(
+        {
+            "GATEWAY_LISTEN": f"{emu.DEFAULT_HOST}:{port}",
+            "LOCALSTACK_HOST": f"{emu.DEFAULT_HOST}:{port}",
+            "SERVICES": ",".join(services),
+            "OVERRIDE_IN_DOCKER": "0",  # host-mode directories even when this machine is a container
+            "FILESYSTEM_ROOT": str(directory / "filesystem"),
+            "LOCALSTACK_VOLUME_DIR": str(directory / "volume"),
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DISABLE_EVENTS": "1",
+        }
+    )
     return env
 
 
@@ -129,8 +135,9 @@ class LocalStack:
         deadline = time.monotonic() + 10
         while not emu.port_free(emu.DEFAULT_HOST, self.port):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.endpoint} still accepts connections after stopping LocalStack "
-                                   f"pid {self.pid}")
+                raise RuntimeError(
+                    f"{self.endpoint} still accepts connections after stopping LocalStack pid {self.pid}"
+                )
             time.sleep(0.1)
 
 
@@ -147,8 +154,12 @@ def start(directory: Path, port: int | None = None, venv: Path = VENV, timeout: 
     with open(log_file, "wb") as out:
         process = subprocess.Popen(  # noqa: S603 (argv built here: LocalStack's own venv python and module)
             [str(executable), "-m", "localstack.runtime.main"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=directory, env=environment(port, directory),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=directory,
+            env=environment(port, directory),
         )
     handle = LocalStack(process.pid, port, log_file)
     deadline = time.monotonic() + timeout
@@ -164,8 +175,9 @@ def start(directory: Path, port: int | None = None, venv: Path = VENV, timeout: 
     except Exception as error:
         with contextlib.suppress(RuntimeError):
             handle.stop(timeout=5)
-        raise RuntimeError(f"LocalStack's Kinesis (kinesis-mock) did not start: {error}; log {log_file}:\n"
-                           f"{handle.log_tail()}") from error
+        raise RuntimeError(
+            f"LocalStack's Kinesis (kinesis-mock) did not start: {error}; log {log_file}:\n{handle.log_tail()}"
+        ) from error
     log.info("LocalStack pid %d ready at %s", process.pid, handle.endpoint)
     return handle
 
@@ -186,8 +198,10 @@ class LocalStackPair:
     emulator: emu.Emulator
 
     def target(self) -> aws.Target:
-        return aws.with_endpoints(aws.endpoint(self.localstack.endpoint, env={}),
-                                  {service: self.emulator.endpoint for service in ON_THE_EMULATOR})
+        return aws.with_endpoints(
+            aws.endpoint(self.localstack.endpoint, env={}),
+            {service: self.emulator.endpoint for service in ON_THE_EMULATOR},
+        )
 
     def alive(self) -> bool:
         return alive(self.localstack.pid) and alive(self.emulator.pid)
@@ -199,11 +213,15 @@ class LocalStackPair:
             self.emulator.stop()
 
 
-def start_pair(directory: Path, port: int | None = None, emulator_port: int | None = None,
-               venv: Path = VENV) -> LocalStackPair:
+def start_pair(
+    directory: Path, port: int | None = None, emulator_port: int | None = None, venv: Path = VENV
+) -> LocalStackPair:
     """LocalStack and the embedded emulator (DynamoDB), both on free ports unless given; stopped on failure."""
-    handle = emu.start(emu.free_port() if emulator_port is None else emulator_port,
-                       pid_file=directory / "emulator.pid", log_file=directory / "emulator.log")
+    handle = emu.start(
+        emu.free_port() if emulator_port is None else emulator_port,
+        pid_file=directory / "emulator.pid",
+        log_file=directory / "emulator.log",
+    )
     try:
         return LocalStackPair(start(directory, port, venv), handle)
     except BaseException:
@@ -222,11 +240,23 @@ def state_file() -> Path:
 def record(pair: LocalStackPair, path: Path | None = None) -> Path:
     path = path or state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "localstack": {"pid": pair.localstack.pid, "port": pair.localstack.port, "log": str(pair.localstack.log_file)},
-        "emulator": {"pid": pair.emulator.pid, "port": pair.emulator.port,
-                     "log": str(pair.emulator.log_file or "")},
-    }) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "localstack": {
+                    "pid": pair.localstack.pid,
+                    "port": pair.localstack.port,
+                    "log": str(pair.localstack.log_file),
+                },
+                "emulator": {
+                    "pid": pair.emulator.pid,
+                    "port": pair.emulator.port,
+                    "log": str(pair.emulator.log_file or ""),
+                },
+            }
+        )
+        + "\n"
+    )
     return path
 
 
@@ -242,13 +272,19 @@ def recorded(path: Path | None = None) -> LocalStackPair | None:
     try:
         document = json.loads((path or state_file()).read_text())
         ls, em = document["localstack"], document["emulator"]
-        pair = LocalStackPair(LocalStack(int(ls["pid"]), int(ls["port"]), Path(ls["log"])),
-                              emu.Emulator(int(em["pid"]), emu.DEFAULT_HOST, int(em["port"]), None,
-                                           Path(em["log"]) if em.get("log") else None))
+        pair = LocalStackPair(
+            LocalStack(int(ls["pid"]), int(ls["port"]), Path(ls["log"])),
+            emu.Emulator(
+                int(em["pid"]), emu.DEFAULT_HOST, int(em["port"]), None, Path(em["log"]) if em.get("log") else None
+            ),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not (pair.alive() and _runs(pair.localstack.pid, "localstack.runtime.main")
-            and _runs(pair.emulator.pid, "infra.emulator")):
+    if not (
+        pair.alive()
+        and _runs(pair.localstack.pid, "localstack.runtime.main")
+        and _runs(pair.emulator.pid, "infra.emulator")
+    ):
         return None
     return pair
 

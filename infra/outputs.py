@@ -37,8 +37,12 @@ def local_plan(target: aws.Target | str | None = None, parameters: Mapping[str, 
     """The template evaluated for the target's account (asked from STS) and region, local parameters applied."""
     resolved = local_target(target)
     account = resolved.client("sts").get_caller_identity()["Account"]
-    return cfn.plan({**LOCAL_PARAMETERS, **(parameters or {})}, account=account, region=resolved.region or "us-east-1",
-                    stack_name=STACK_NAME)
+    return cfn.plan(
+        {**LOCAL_PARAMETERS, **(parameters or {})},
+        account=account,
+        region=resolved.region or "us-east-1",
+        stack_name=STACK_NAME,
+    )
 
 
 def outputs(target: aws.Target | str | None = None, stack_name: str = STACK_NAME) -> dict[str, str]:

@@ -29,8 +29,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def stop_pid(pid: int, timeout: float = 10.0, first: int = signal.SIGTERM,
-             is_alive: Callable[[], bool] | None = None) -> bool:
+def stop_pid(
+    pid: int, timeout: float = 10.0, first: int = signal.SIGTERM, is_alive: Callable[[], bool] | None = None
+) -> bool:
     """Send `first`, then SIGKILL if the process still runs after `timeout` seconds. True once it is gone."""
     running = is_alive or (lambda: alive(pid))
     for sig, wait in ((first, timeout), (signal.SIGKILL, 5.0)):

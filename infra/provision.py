@@ -46,8 +46,14 @@ def _missing(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return status == 404 or code in (
-        "404", "NoSuchBucket", "NoSuchBucketPolicy", "NoSuchEntity", "ResourceNotFoundException",
-        "EntityNotFoundException", "NotFound", "NotFoundException",
+        "404",
+        "NoSuchBucket",
+        "NoSuchBucketPolicy",
+        "NoSuchEntity",
+        "ResourceNotFoundException",
+        "EntityNotFoundException",
+        "NotFound",
+        "NotFoundException",
     )
 
 
@@ -305,8 +311,9 @@ def _camel(node: Any, literal: tuple[str, ...] = ("Options",)) -> Any:
         return [_camel(item, literal) for item in node]
     if not isinstance(node, dict):
         return node
-    return {key[:1].lower() + key[1:]: value if key in literal else _camel(value, literal)
-            for key, value in node.items()}
+    return {
+        key[:1].lower() + key[1:]: value if key in literal else _camel(value, literal) for key, value in node.items()
+    }
 
 
 def _cluster_exists(c: _Clients, r: cfn.Resource) -> bool:
@@ -363,8 +370,11 @@ def _scalable_target_exists(c: _Clients, r: cfn.Resource) -> bool:
 def _scalable_target_create(c: _Clients, r: cfn.Resource) -> None:
     p = r.properties
     c.autoscaling.register_scalable_target(
-        ServiceNamespace=p["ServiceNamespace"], ResourceId=p["ResourceId"], ScalableDimension=p["ScalableDimension"],
-        MinCapacity=int(p["MinCapacity"]), MaxCapacity=int(p["MaxCapacity"]),
+        ServiceNamespace=p["ServiceNamespace"],
+        ResourceId=p["ResourceId"],
+        ScalableDimension=p["ScalableDimension"],
+        MinCapacity=int(p["MinCapacity"]),
+        MaxCapacity=int(p["MaxCapacity"]),
     )
 
 
@@ -390,8 +400,11 @@ def _scaling_policy_create(c: _Clients, r: cfn.Resource) -> None:
     p = r.properties
     target = _scaling_target(c, p["ScalingTargetId"])
     kwargs: dict[str, Any] = {
-        "PolicyName": r.name, "PolicyType": p["PolicyType"], "ServiceNamespace": target["ServiceNamespace"],
-        "ResourceId": target["ResourceId"], "ScalableDimension": target["ScalableDimension"],
+        "PolicyName": r.name,
+        "PolicyType": p["PolicyType"],
+        "ServiceNamespace": target["ServiceNamespace"],
+        "ResourceId": target["ResourceId"],
+        "ScalableDimension": target["ScalableDimension"],
     }
     tracking = p.get("TargetTrackingScalingPolicyConfiguration")
     if tracking:

@@ -47,6 +47,11 @@ class Resources(Mapping[str, str]):
         """A replay run's names: `<app>-replay-<run>` for both applications, `<keyed>-replay-<run>` for its keyed
         stream; the trail stream, sinks, table and bucket are the live ones."""
         suffix = f"-replay-{run_id}"
-        return Resources({**self.outputs, APP_OUTPUT[Stage.ROUTER]: self.app(Stage.ROUTER) + suffix,
-                          APP_OUTPUT[Stage.STATEFUL]: self.app(Stage.STATEFUL) + suffix,
-                          STREAM_OUTPUT[Stage.STATEFUL]: self.stream(Stage.STATEFUL) + suffix})
+        return Resources(
+            {
+                **self.outputs,
+                APP_OUTPUT[Stage.ROUTER]: self.app(Stage.ROUTER) + suffix,
+                APP_OUTPUT[Stage.STATEFUL]: self.app(Stage.STATEFUL) + suffix,
+                STREAM_OUTPUT[Stage.STATEFUL]: self.stream(Stage.STATEFUL) + suffix,
+            }
+        )

@@ -153,8 +153,11 @@ class Player:
             stream = self.stream_for(record)
             buffer = pending.setdefault(stream, [])
             cost = event.size + EVENT_OVERHEAD
-            if buffer and (len(buffer) >= MAX_BATCH_EVENTS or pending_bytes[stream] + cost > MAX_BATCH_BYTES
-                           or event.timestamp - buffer[0].timestamp > MAX_SPAN_MS):
+            if buffer and (
+                len(buffer) >= MAX_BATCH_EVENTS
+                or pending_bytes[stream] + cost > MAX_BATCH_BYTES
+                or event.timestamp - buffer[0].timestamp > MAX_SPAN_MS
+            ):
                 self._deliver(stream, buffer, stats)
                 buffer.clear()
                 pending_bytes[stream] = 0
@@ -200,8 +203,13 @@ class Player:
             stats.bytes += sum(e.size for e in batch)
             stats.streams.add(stream)
             if rejected:
-                log.warning("%s: PutLogEvents rejected %d of %d events: %s",
-                            stream, rejected, len(batch), response.get("rejectedLogEventsInfo"))
+                log.warning(
+                    "%s: PutLogEvents rejected %d of %d events: %s",
+                    stream,
+                    rejected,
+                    len(batch),
+                    response.get("rejectedLogEventsInfo"),
+                )
             if self.on_progress is not None:
                 self.on_progress(stats)
 

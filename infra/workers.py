@@ -17,8 +17,12 @@ class RouterPool:
         only = [rule.id for rule in pack.rules]
         overrides = {k: dict(v) for k, v in pack.overrides.items()}
         # spawn, not fork: the parent already runs download threads, and a fork would copy the locks they hold.
-        self.pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=start_worker, initargs=(pack.config, only, overrides))
+        self.pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=start_worker,
+            initargs=(pack.config, only, overrides),
+        )
 
     def submit(self, data: bytes, origin: str, start: float, end: float, max_size: int) -> Future[RoutedFile]:
         return self.pool.submit(route_file, data, origin, start, end, max_size)

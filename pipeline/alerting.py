@@ -57,8 +57,9 @@ class AlertPolicy:
         for key in ("min_severity", "sigma_min_severity", "archive_min_severity"):
             value = section.get(key, getattr(cls, key))
             if value not in SEVERITIES:
-                raise ConfigError(f"{where} {key} = {value!r} is not a severity; "
-                                  f"use one of {', '.join(repr(s) for s in SEVERITIES)}")
+                raise ConfigError(
+                    f"{where} {key} = {value!r} is not a severity; use one of {', '.join(repr(s) for s in SEVERITIES)}"
+                )
             values[key] = value
         for key in ("rules", "presets"):
             value = section.get(key, [])
@@ -71,8 +72,10 @@ class AlertPolicy:
         except (TypeError, ValueError):
             values["digest_interval"] = -1.0
         if not 0 <= values["digest_interval"] < float("inf"):
-            raise ConfigError(f'{where} digest_interval = {interval!r} is not a duration of 0 or more; use e.g. "15m" '
-                              '("0" turns digests off)')
+            raise ConfigError(
+                f'{where} digest_interval = {interval!r} is not a duration of 0 or more; use e.g. "15m" '
+                '("0" turns digests off)'
+            )
         bad = [p for p in values["presets"] if p not in PRESETS]
         if bad:
             raise ConfigError(f"{where} presets: unknown preset(s) {bad}; known: {sorted(PRESETS)}")

@@ -138,7 +138,7 @@ def local_location(path: Path) -> tuple[LocalStore, str]:
 
 def parse_s3(location: str) -> tuple[str, str]:
     """(bucket, prefix) of `s3://bucket/prefix`. Raises ValueError."""
-    rest = location[len("s3://"):]
+    rest = location[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise ValueError(f"{location}: no bucket; use s3://BUCKET or s3://BUCKET/PREFIX")
@@ -157,15 +157,17 @@ def region_prefixes(store: Store, prefix: str) -> list[str]:
     parts = prefix.rstrip("/").split("/") if prefix else []
     if AWSLOGS not in parts:
         prefix, parts = f"{prefix}{AWSLOGS}/", [*parts, AWSLOGS]
-    rest = parts[len(parts) - 1 - parts[::-1].index(AWSLOGS) + 1:]
+    rest = parts[len(parts) - 1 - parts[::-1].index(AWSLOGS) + 1 :]
     if TRAIL_DIR in rest:
         depth = len(rest) - rest.index(TRAIL_DIR)
         if depth == 1:
             return store.dirs(prefix)
         if depth == 2:
             return [prefix]
-        raise ValueError(f"{prefix}: below a region folder; name the bucket, AWSLogs/, an account or a region "
-                         "(the days come from --from/--to)")
+        raise ValueError(
+            f"{prefix}: below a region folder; name the bucket, AWSLogs/, an account or a region "
+            "(the days come from --from/--to)"
+        )
     found: list[str] = []
     frontier = [prefix]
     for _ in range(_LEVELS - len(rest)):
@@ -222,8 +224,17 @@ class Backfill:
     Use it as a context manager so the thread pool is shut down.
     """
 
-    def __init__(self, store: Store, prefix: str, window: TimeRange, *, workers: int = 8,
-                 max_size: int = MAX_DECOMPRESSED, ahead: int = 1, router: Router | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        window: TimeRange,
+        *,
+        workers: int = 8,
+        max_size: int = MAX_DECOMPRESSED,
+        ahead: int = 1,
+        router: Router | None = None,
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.window = window
@@ -290,13 +301,20 @@ class Backfill:
             data = self.store.get(key)
         except Exception as exc:  # a file gone since the listing, access denied, retries exhausted
             log.warning("cannot download %s: %s", origin, exc)
-            return Loaded(key, size, [stats.dead("cannot download", origin, b"", detail=str(exc))], stats,
-                          failed=True)
+            return Loaded(key, size, [stats.dead("cannot download", origin, b"", detail=str(exc))], stats, failed=True)
         window = self.window
         if self.router is not None:
             routed: RoutedFile = self.router.submit(data, origin, window.start, window.end, self.max_size).result()
-            return Loaded(key, routed.size, routed.items, routed.decode, routed.events,  # type: ignore[arg-type]
-                          routed.outside, stage1=routed.stage1, facts_out=routed.facts_out)
+            return Loaded(
+                key,
+                routed.size,
+                routed.items,  # type: ignore[arg-type]
+                routed.decode,
+                routed.events,
+                routed.outside,
+                stage1=routed.stage1,
+                facts_out=routed.facts_out,
+            )
         kept: list[Item] = []
         events = outside = 0
         for item in decode(data, origin, stats, self.max_size):
@@ -313,8 +331,9 @@ class Backfill:
 class _Prefetch:
     """One stream's files, loaded by the pool: the current one and up to `ahead` more in flight."""
 
-    def __init__(self, files: Sequence[tuple[str, int]], submit: Callable[[tuple[str, int]], Future[Loaded]],
-                 ahead: int) -> None:
+    def __init__(
+        self, files: Sequence[tuple[str, int]], submit: Callable[[tuple[str, int]], Future[Loaded]], ahead: int
+    ) -> None:
         self._files = iter(files)
         self._submit = submit
         self._queue: deque[Future[Loaded]] = deque()

@@ -27,8 +27,9 @@ def at(minutes: float) -> str:
     return iso_time(BASE_TIME + minutes * 60)
 
 
-def call(source: str, name: str, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None,
-         **fields: Any) -> dict[str, Any]:
+def call(
+    source: str, name: str, request: dict[str, Any] | None = None, response: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
     """A partial CloudTrail record for a rule case."""
     record: dict[str, Any] = {"eventSource": source, "eventName": name}
     if request is not None:
@@ -41,13 +42,19 @@ def call(source: str, name: str, request: dict[str, Any] | None = None, response
 
 def iam_user(name: str = "alice", account: str = ACCOUNT, key: str = "AKIAEXAMPLEKEYID1234") -> dict[str, Any]:
     """The userIdentity of an IAM user calling with an access key."""
-    return {"type": "IAMUser", "principalId": "AIDAEXAMPLE" + name.upper()[:8],
-            "arn": f"arn:aws:iam::{account}:user/{name}",
-            "accountId": account, "accessKeyId": key, "userName": name}
+    return {
+        "type": "IAMUser",
+        "principalId": "AIDAEXAMPLE" + name.upper()[:8],
+        "arn": f"arn:aws:iam::{account}:user/{name}",
+        "accountId": account,
+        "accessKeyId": key,
+        "userName": name,
+    }
 
 
-def role_session(role: str = "ops", session: str = "alice", account: str = ACCOUNT, path: str = "",
-                 **context: Any) -> dict[str, Any]:
+def role_session(
+    role: str = "ops", session: str = "alice", account: str = ACCOUNT, path: str = "", **context: Any
+) -> dict[str, Any]:
     """The userIdentity of an assumed-role session; `context` adds sessionContext fields."""
     return {
         "type": "AssumedRole",
@@ -56,9 +63,13 @@ def role_session(role: str = "ops", session: str = "alice", account: str = ACCOU
         "accountId": account,
         "accessKeyId": "ASIAEXAMPLEKEYID1234",
         "sessionContext": {
-            "sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLEROLEID1234",
-                              "arn": f"arn:aws:iam::{account}:role/{path}{role}", "accountId": account,
-                              "userName": role},
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": "AROAEXAMPLEROLEID1234",
+                "arn": f"arn:aws:iam::{account}:role/{path}{role}",
+                "accountId": account,
+                "userName": role,
+            },
             "attributes": {"creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "false"},
             **context,
         },
@@ -67,8 +78,14 @@ def role_session(role: str = "ops", session: str = "alice", account: str = ACCOU
 
 def root_identity(account: str = ACCOUNT, **extra: Any) -> dict[str, Any]:
     """The userIdentity of the account's root user."""
-    return {"type": "Root", "principalId": account, "arn": f"arn:aws:iam::{account}:root",
-            "accountId": account, "accessKeyId": "ASIAEXAMPLEROOTKEY12", **extra}
+    return {
+        "type": "Root",
+        "principalId": account,
+        "arn": f"arn:aws:iam::{account}:root",
+        "accountId": account,
+        "accessKeyId": "ASIAEXAMPLEROOTKEY12",
+        **extra,
+    }
 
 
 def service_linked(service: str = "autoscaling", role: str = "AWSServiceRoleForAutoScaling") -> dict[str, Any]:
@@ -80,8 +97,11 @@ def via_service(service: str, identity: dict[str, Any] | None = None) -> dict[st
     """Fields of a call a service made with the caller's credentials (e.g. CloudFormation)."""
     ident = dict(identity or iam_user())
     ident["invokedBy"] = f"{service}.amazonaws.com"
-    return {"userIdentity": ident, "sourceIPAddress": f"{service}.amazonaws.com",
-            "userAgent": f"{service}.amazonaws.com"}
+    return {
+        "userIdentity": ident,
+        "sourceIPAddress": f"{service}.amazonaws.com",
+        "userAgent": f"{service}.amazonaws.com",
+    }
 
 
 def failed(code: str = "AccessDenied") -> dict[str, Any]:
@@ -97,20 +117,33 @@ def in_console() -> dict[str, Any]:
 
 def console() -> dict[str, Any]:
     """Fields of a call made from a console session of an SSO user."""
-    return {"userIdentity": role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com",
-                                         path="aws-reserved/sso.amazonaws.com/"), **in_console()}
+    return {
+        "userIdentity": role_session(
+            "AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com", path="aws-reserved/sso.amazonaws.com/"
+        ),
+        **in_console(),
+    }
 
 
-def console_sign_in(identity: dict[str, Any], outcome: str = "Success", minutes: float = 0.0,
-                    ip: str = "81.2.69.142", mfa: str = "Yes") -> dict[str, Any]:
+def console_sign_in(
+    identity: dict[str, Any], outcome: str = "Success", minutes: float = 0.0, ip: str = "81.2.69.142", mfa: str = "Yes"
+) -> dict[str, Any]:
     """A ConsoleLogin record of `identity`, as signin.amazonaws.com writes it (a failure carries
     CloudTrail's "Failed authentication")."""
     record: dict[str, Any] = {
-        "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventTime": at(minutes),
-        "sourceIPAddress": ip, "userIdentity": identity, "requestParameters": None,
+        "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin",
+        "eventTime": at(minutes),
+        "sourceIPAddress": ip,
+        "userIdentity": identity,
+        "requestParameters": None,
         "responseElements": {"ConsoleLogin": outcome},
-        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
-                                "MFAUsed": mfa}}
+        "additionalEventData": {
+            "LoginTo": "https://console.aws.amazon.com/console/home",
+            "MobileVersion": "No",
+            "MFAUsed": mfa,
+        },
+    }
     if outcome == "Failure":
         record["errorMessage"] = "Failed authentication"
     return record

@@ -202,8 +202,10 @@ class Config:
         section = self.section(rule.shared)
         unknown = set(section) - set(rule.params)
         if unknown:
-            raise ConfigError(f"{self.where()}: [{rule.shared}] has unknown key(s) {sorted(unknown)}; "
-                              f"it takes {', '.join(sorted(rule.params))}")
+            raise ConfigError(
+                f"{self.where()}: [{rule.shared}] has unknown key(s) {sorted(unknown)}; "
+                f"it takes {', '.join(sorted(rule.params))}"
+            )
         return section
 
     def configured(self, rule: AnyRule) -> AnyRule:
@@ -214,8 +216,10 @@ class Config:
         if "severity" in section:
             value = section["severity"]
             if value not in SEVERITIES:
-                raise ConfigError(f"{self.where()}: rules.{rule.id}.severity = {value!r} is not a severity; "
-                                  f"use one of {', '.join(repr(s) for s in SEVERITIES)}")
+                raise ConfigError(
+                    f"{self.where()}: rules.{rule.id}.severity = {value!r} is not a severity; "
+                    f"use one of {', '.join(repr(s) for s in SEVERITIES)}"
+                )
             changes["severity"] = value
         if "dedup" in section:
             value = section["dedup"]
@@ -224,8 +228,10 @@ class Config:
             except ValueError as exc:
                 raise ConfigError(f"{self.where()}: rules.{rule.id}.dedup: {exc}") from None
             if not math.isfinite(seconds) or seconds < 0:
-                raise ConfigError(f"{self.where()}: rules.{rule.id}.dedup = {value!r} must be a duration of 0 or "
-                                  f"more, e.g. \"30m\", \"6h\" or \"1d\"")
+                raise ConfigError(
+                    f"{self.where()}: rules.{rule.id}.dedup = {value!r} must be a duration of 0 or "
+                    f'more, e.g. "30m", "6h" or "1d"'
+                )
             changes["dedup"] = seconds
         return dataclasses.replace(rule, **changes) if changes else rule
 

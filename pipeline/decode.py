@@ -54,8 +54,12 @@ class DeadLetter:
     kind: str = ""  # the reason without its details (indexes, values, parser messages), for counting
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "kind": self.kind, "origin": self.origin,
-                "sample": self.sample.decode("utf-8", "backslashreplace")}
+        return {
+            "reason": self.reason,
+            "kind": self.kind,
+            "origin": self.origin,
+            "sample": self.sample.decode("utf-8", "backslashreplace"),
+        }
 
 
 @dataclass
@@ -151,8 +155,7 @@ def _not_json(data: bytes, origin: str, exc: Exception, stats: DecodeStats, wher
     return stats.dead("not JSON", origin, data, where=where, detail=str(exc))
 
 
-def _record(raw: Any, origin: str, where: str, stats: DecodeStats,
-            envelope: bool = True) -> Event | DeadLetter | None:
+def _record(raw: Any, origin: str, where: str, stats: DecodeStats, envelope: bool = True) -> Event | DeadLetter | None:
     """A record normalized to an Event (an EventBridge envelope is opened), a dead letter saying why not,
     or None for a record that is skipped (counted in `stats.skipped`)."""
     if type(raw) is not dict:
@@ -172,8 +175,13 @@ def _eventbridge(doc: dict[str, Any], origin: str, where: str, stats: DecodeStat
     inner = f"{where}.detail" if where else "detail"
     detail_type = doc.get("detail-type")
     if detail_type is not None and not (type(detail_type) is str and detail_type.endswith(CLOUDTRAIL_DETAIL_SUFFIX)):
-        return stats.dead("EventBridge detail-type is not one of CloudTrail's (... via CloudTrail)", origin, doc,
-                          where=where, detail=_shown(detail_type))
+        return stats.dead(
+            "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail)",
+            origin,
+            doc,
+            where=where,
+            detail=_shown(detail_type),
+        )
     detail = doc.get("detail")
     if type(detail) is not dict:
         return stats.dead(f"is a JSON {_kind(detail)}, not an object", origin, doc, where=inner)
@@ -186,8 +194,9 @@ def _cwl(doc: dict[str, Any], origin: str, stats: DecodeStats) -> list[Event | D
         stats.skipped["CONTROL_MESSAGE"] += 1
         return []
     if message_type != "DATA_MESSAGE":
-        return [stats.dead("messageType is not DATA_MESSAGE or CONTROL_MESSAGE", origin, doc,
-                           detail=_shown(message_type))]
+        return [
+            stats.dead("messageType is not DATA_MESSAGE or CONTROL_MESSAGE", origin, doc, detail=_shown(message_type))
+        ]
     log_events = doc.get("logEvents")
     if type(log_events) is not list:
         return [stats.dead(f"is a JSON {_kind(log_events)}, not an array", origin, doc, where="logEvents")]
@@ -294,8 +303,9 @@ def looks_like_json_lines(data: bytes, probe: int = 5) -> bool:
     return False
 
 
-def decode(data: bytes, origin: str = "", stats: DecodeStats | None = None,
-           max_size: int = MAX_DECOMPRESSED) -> list[Event | DeadLetter]:
+def decode(
+    data: bytes, origin: str = "", stats: DecodeStats | None = None, max_size: int = MAX_DECOMPRESSED
+) -> list[Event | DeadLetter]:
     """Events and dead letters of one blob, transport and gzip detected from the content.
 
     Every input is accounted for: each record or log event yields one Event or DeadLetter, a blob that

@@ -24,12 +24,18 @@ from pipeline.stages import RouterStage
 class Detector:
     """Stage 1 and stage 2 in one process: a `RouterStage` whose facts go straight to one keyed state."""
 
-    def __init__(self, pack: Pack | None = None, *, rules: Iterable[Rule] | None = None, config: Config | None = None,
-                 only: Iterable[str] | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                 sigma: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        pack: Pack | None = None,
+        *,
+        rules: Iterable[Rule] | None = None,
+        config: Config | None = None,
+        only: Iterable[str] | None = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        sigma: Iterable[str] = (),
+    ) -> None:
         """`pack`, or the pack `bind_pack(config, only, rules=rules, overrides=overrides, sigma=sigma)` binds."""
-        self.pack = pack if pack is not None else bind_pack(config, only, rules=rules, overrides=overrides,
-                                                             sigma=sigma)
+        self.pack = pack if pack is not None else bind_pack(config, only, rules=rules, overrides=overrides, sigma=sigma)
         stage = RouterStage(self.pack)
         self.engine, self.extractor = stage.engine, stage.extractor
         self.state = self.pack.new_state()
@@ -98,7 +104,8 @@ class Detector:
         text = ""
         if total_open:
             text = f"{total_open} watch{'es' if total_open != 1 else ''} still open: " + ", ".join(
-                f"{rule}: {n}" for rule, n in sorted(open_watches.items()))
+                f"{rule}: {n}" for rule, n in sorted(open_watches.items())
+            )
         return {
             "events": stats.events,
             "findings": sum(stats.findings.values()),

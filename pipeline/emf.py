@@ -40,8 +40,13 @@ class Metric:
 Value = float | int | Sequence[float | int]
 
 
-def record(namespace: str, dimensions: Mapping[str, str], values: Mapping[Metric, Value], timestamp_ms: int,
-           dimension_sets: Sequence[Sequence[str]] | None = None) -> dict[str, object]:
+def record(
+    namespace: str,
+    dimensions: Mapping[str, str],
+    values: Mapping[Metric, Value],
+    timestamp_ms: int,
+    dimension_sets: Sequence[Sequence[str]] | None = None,
+) -> dict[str, object]:
     """One EMF record: `values` under `dimensions` (all of them one dimension set unless `dimension_sets` says
     which). A list of samples keeps its last MAX_VALUES."""
     sets = [list(s) for s in dimension_sets] if dimension_sets is not None else [list(dimensions)]
@@ -52,11 +57,13 @@ def record(namespace: str, dimensions: Mapping[str, str], values: Mapping[Metric
     doc: dict[str, object] = {
         "_aws": {
             "Timestamp": int(timestamp_ms),
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": sets,
-                "Metrics": [{"Name": m.name, "Unit": m.unit.value} for m in values],
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": sets,
+                    "Metrics": [{"Name": m.name, "Unit": m.unit.value} for m in values],
+                }
+            ],
         },
     }
     doc.update({name: str(value) for name, value in dimensions.items()})

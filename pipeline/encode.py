@@ -61,22 +61,47 @@ def cwl_event_id(timestamp_ms: int, seq: int) -> str:
     return f"{(timestamp_ms << 143) | (seq & ((1 << 143) - 1)):056d}"[-56:]
 
 
-def cwl_message(owner: str, stream: str, log_events: list[dict[str, Any]], *, log_group: str = LOG_GROUP,
-                filters: Sequence[str] = (SUBSCRIPTION_FILTER,)) -> dict[str, Any]:
-    return {"messageType": "DATA_MESSAGE", "owner": owner, "logGroup": log_group, "logStream": stream,
-            "subscriptionFilters": list(filters), "logEvents": log_events}
+def cwl_message(
+    owner: str,
+    stream: str,
+    log_events: list[dict[str, Any]],
+    *,
+    log_group: str = LOG_GROUP,
+    filters: Sequence[str] = (SUBSCRIPTION_FILTER,),
+) -> dict[str, Any]:
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": owner,
+        "logGroup": log_group,
+        "logStream": stream,
+        "subscriptionFilters": list(filters),
+        "logEvents": log_events,
+    }
 
 
 def control_record(timestamp_ms: int = 0) -> bytes:
     """The CONTROL_MESSAGE CloudWatch Logs sends when a subscription is created (consumers skip it)."""
-    body = {"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "",
-            "subscriptionFilters": [], "logEvents": [{"id": "", "timestamp": timestamp_ms, "message": CONTROL_TEXT}]}
+    body = {
+        "messageType": "CONTROL_MESSAGE",
+        "owner": "CloudwatchLogs",
+        "logGroup": "",
+        "logStream": "",
+        "subscriptionFilters": [],
+        "logEvents": [{"id": "", "timestamp": timestamp_ms, "message": CONTROL_TEXT}],
+    }
     return _gzip(orjson.dumps(body))
 
 
-def cwl_records(events: Iterable[Record], *, per_record: int = 75, owner: str = "", log_group: str = LOG_GROUP,
-                filters: Sequence[str] = (SUBSCRIPTION_FILTER,), max_bytes: int = CWL_MAX_BYTES,
-                level: int = 6) -> list[bytes]:
+def cwl_records(
+    events: Iterable[Record],
+    *,
+    per_record: int = 75,
+    owner: str = "",
+    log_group: str = LOG_GROUP,
+    filters: Sequence[str] = (SUBSCRIPTION_FILTER,),
+    max_bytes: int = CWL_MAX_BYTES,
+    level: int = 6,
+) -> list[bytes]:
     """Gzip DATA_MESSAGE records of up to `per_record` events from one log stream each.
 
     Events are read in time order; a stream's buffer is sent when full, so records come out in
@@ -91,8 +116,9 @@ def cwl_records(events: Iterable[Record], *, per_record: int = 75, owner: str = 
 
     def flush(stream: str) -> None:
         acct, log_events, _ = buffers.pop(stream)
-        out.append(_gzip(dumps(cwl_message(owner or acct, stream, log_events, log_group=log_group,
-                                           filters=filters)), level))
+        out.append(
+            _gzip(dumps(cwl_message(owner or acct, stream, log_events, log_group=log_group, filters=filters)), level)
+        )
 
     for ev in events:
         stream = log_stream(ev)
@@ -114,8 +140,9 @@ def cwl_records(events: Iterable[Record], *, per_record: int = 75, owner: str = 
     return out
 
 
-def cloudtrail_files(events: Iterable[Record], *, seed: int = 0, window: int = 300,
-                     org_id: str = "") -> list[tuple[str, bytes]]:
+def cloudtrail_files(
+    events: Iterable[Record], *, seed: int = 0, window: int = 300, org_id: str = ""
+) -> list[tuple[str, bytes]]:
     """(S3 key, gzip bytes) of CloudTrail log files: one per account, region and `window` seconds.
 
     The file name carries the delivery time, a few minutes after the last event, as CloudTrail's does.
@@ -144,9 +171,11 @@ def jsonl(events: Iterable[Record]) -> bytes:
 
 # EventBridge's detail-type by CloudTrail eventType (Amazon EventBridge User Guide, "AWS service events
 # delivered via AWS CloudTrail"); everything else is an API call.
-_DETAIL_TYPES = {"AwsConsoleSignIn": "AWS Console Signin via CloudTrail",
-                 "AwsConsoleAction": "AWS Console Action via CloudTrail",
-                 "AwsServiceEvent": "AWS Service Event via CloudTrail"}
+_DETAIL_TYPES = {
+    "AwsConsoleSignIn": "AWS Console Signin via CloudTrail",
+    "AwsConsoleAction": "AWS Console Action via CloudTrail",
+    "AwsServiceEvent": "AWS Service Event via CloudTrail",
+}
 
 
 def eventbridge_envelope(ev: Record, envelope_id: str) -> dict[str, Any]:
@@ -174,8 +203,9 @@ def eventbridge(events: Iterable[Record], *, seed: int = 0) -> bytes:
     return b"\n".join(lines) + b"\n" if lines else b""
 
 
-def encode(events: Sequence[Record], fmt: str, *, seed: int = 0, per_record: int = 75,
-           gz: bool = False) -> Iterator[tuple[str, bytes]]:
+def encode(
+    events: Sequence[Record], fmt: str, *, seed: int = 0, per_record: int = 75, gz: bool = False
+) -> Iterator[tuple[str, bytes]]:
     """(relative file name, bytes) for writing `events` in format `fmt` (one of FORMATS)."""
     if fmt == "cwl":
         for n, rec in enumerate(cwl_records(events, per_record=per_record), 1):

@@ -51,8 +51,9 @@ def note_rule_error(stats: EngineStats | Any, rule_id: str, what: object, exc: B
         stats.last_errors.append(f"{rule_id} on {what}: {type(exc).__name__}: {exc}")
 
 
-def make_finding(rule: Rule, event: Event, hit: Hit, *, event_ids: Sequence[str] | None = None,
-                 context: dict[str, Any] | None = None) -> Finding:
+def make_finding(
+    rule: Rule, event: Event, hit: Hit, *, event_ids: Sequence[str] | None = None, context: dict[str, Any] | None = None
+) -> Finding:
     """A finding for `rule` raised by `event` (the event that completed the detection)."""
     key = hit.key or event.principal or event.source_ip
     window = window_start(event.time, rule.dedup)
@@ -109,8 +110,12 @@ class RuleIndex:
         found = self._cache.get(pair)
         if found is None:
             seen: dict[int, BoundRule] = {}
-            for group in (self._exact.get(pair, ()), self._by_source.get(source, ()),
-                          self._any_source.get(name, ()), self._everything):
+            for group in (
+                self._exact.get(pair, ()),
+                self._by_source.get(source, ()),
+                self._any_source.get(name, ()),
+                self._everything,
+            ):
                 for br in group:
                     seen.setdefault(id(br), br)
             found = tuple(seen.values())

@@ -105,13 +105,17 @@ class Finding:
 
     def resolved(self, at: float, why: str, event_id: str = "") -> Finding:
         """This finding, resolved at event time `at` because `why`; the same id."""
-        return replace(self, status=RESOLVED, updated_at=at, resolution=why,
-                       event_ids=self.event_ids + ((event_id,) if event_id and event_id not in self.event_ids else ()))
+        return replace(
+            self,
+            status=RESOLVED,
+            updated_at=at,
+            resolution=why,
+            event_ids=self.event_ids + ((event_id,) if event_id and event_id not in self.event_ids else ()),
+        )
 
     def digest(self, occurrences: int, at: float) -> Finding:
         """This open finding counted `occurrences` times, the latest at event time `at`; the same id."""
-        return replace(self, status=OPEN, occurrences=occurrences, updated_at=max(at, self.event_time),
-                       resolution="")
+        return replace(self, status=OPEN, occurrences=occurrences, updated_at=max(at, self.event_time), resolution="")
 
     @property
     def delivery_key(self) -> str:

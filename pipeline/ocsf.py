@@ -45,8 +45,10 @@ def _attacks(techniques: list[Any]) -> list[dict[str, Any]]:
         technique = str(technique)
         if not _TECHNIQUE.fullmatch(technique):
             continue
-        entry: dict[str, Any] = {"version": "v15", "technique": {"uid": technique.split(".")[0],
-                                                               "name": technique_name(technique)}}
+        entry: dict[str, Any] = {
+            "version": "v15",
+            "technique": {"uid": technique.split(".")[0], "name": technique_name(technique)},
+        }
         if "." in technique:
             entry["sub_technique"] = {"uid": technique}
         found = tactic(technique)
@@ -65,8 +67,11 @@ def detection_finding(finding: dict[str, Any], product_version: str = "0.1.0") -
     detected = _ms(finding.get("detected_at")) or 0
     updated = _ms(finding.get("updated_at")) or detected
     region = str(finding.get("region", ""))
-    unmapped = {k: finding[k] for k in ("principal", "source_ip", "user_agent", "event_ids", "dedup_key",
-                                        "replayed", "resolution", "context") if finding.get(k) not in (None, "")}
+    unmapped = {
+        k: finding[k]
+        for k in ("principal", "source_ip", "user_agent", "event_ids", "dedup_key", "replayed", "resolution", "context")
+        if finding.get(k) not in (None, "")
+    }
     return {
         "activity_id": activity,
         "activity_name": _ACTIVITY[activity],
@@ -98,14 +103,27 @@ def detection_finding(finding: dict[str, Any], product_version: str = "0.1.0") -
             "first_seen_time": _ms(finding.get("event_time")),
             "modified_time": updated,
             "attacks": _attacks(list(finding.get("attack") or [])),
-            "analytic": {"uid": str(finding.get("rule_id", "")), "name": str(finding.get("rule_id", "")),
-                         "type_id": 1, "type": "Rule"},
+            "analytic": {
+                "uid": str(finding.get("rule_id", "")),
+                "name": str(finding.get("rule_id", "")),
+                "type_id": 1,
+                "type": "Rule",
+            },
             "data_sources": ["AWS CloudTrail"],
         },
-        "cloud": {"provider": "AWS", "region": region or None,
-                  "account": {"uid": str(finding.get("account", "")), "name": str(finding.get("account", "")),
-                              "type": "AWS Account", "type_id": 10}},
-        "resources": [{"uid": str(r), "region": region or None, "cloud_partition": "aws"}
-                      for r in (finding.get("resources") or [])],
+        "cloud": {
+            "provider": "AWS",
+            "region": region or None,
+            "account": {
+                "uid": str(finding.get("account", "")),
+                "name": str(finding.get("account", "")),
+                "type": "AWS Account",
+                "type_id": 10,
+            },
+        },
+        "resources": [
+            {"uid": str(r), "region": region or None, "cloud_partition": "aws"}
+            for r in (finding.get("resources") or [])
+        ],
         "unmapped": unmapped,
     }

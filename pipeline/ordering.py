@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 _ARCHIVE = re.compile(
     r"(?:^|/)AWSLogs/(?:(?P<org>[^/]+)/)?(?P<account>[^/]+)/CloudTrail/(?P<region>[^/]+)/"
-    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<name>[^/]+)$")
+    r"(?P<y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})/(?P<name>[^/]+)$"
+)
 _NO_TIME = float("-inf")
 ROOT_WINDOW = 8  # files of one non-archive input merged at a time
 _first = itemgetter(0)
@@ -85,8 +86,9 @@ class Stream(Generic[T]):
     window: int = 1
 
 
-def group(files: Iterable[T], path_of: Callable[[T], str | None], root_of: Callable[[T], Hashable],
-          window: int = 1) -> list[Stream[T]]:
+def group(
+    files: Iterable[T], path_of: Callable[[T], str | None], root_of: Callable[[T], Hashable], window: int = 1
+) -> list[Stream[T]]:
     """Files in streams: archive files per (org, account, region) in (day, name) order; any other file in its
     root's stream, in the given order, merged `window` at a time. Streams come in order of their first file."""
     archive: dict[tuple[str, str, str], list[tuple[tuple[date, str], T]]] = {}

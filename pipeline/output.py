@@ -95,8 +95,17 @@ class TableWriter:
         resolved = finding.status == RESOLVED
         when = finding.updated_at if resolved and finding.updated_at is not None else finding.event_time
         summary = f"[{finding.resolution}] {finding.summary}" if resolved else finding.summary
-        self._row([time_text(when), finding.severity, finding.status, finding.rule_id, finding.account,
-                   finding.principal, summary])
+        self._row(
+            [
+                time_text(when),
+                finding.severity,
+                finding.status,
+                finding.rule_id,
+                finding.account,
+                finding.principal,
+                summary,
+            ]
+        )
 
     def close(self) -> None:
         self.stream.flush()

@@ -30,12 +30,21 @@ class Pack:
 
     def new_state(self) -> KeyedState:
         """Stage 2's keyed state for the stateful rules (one per shard, or one for a whole file)."""
-        return KeyedState.for_rules([br.rule for br in self.stateful], self.config,  # type: ignore[misc]
-                                    {k: dict(v) for k, v in self.overrides.items()})
+        return KeyedState.for_rules(
+            [br.rule for br in self.stateful],  # type: ignore[misc]
+            self.config,
+            {k: dict(v) for k, v in self.overrides.items()},
+        )
 
 
-def bind_pack(config: Config | None = None, only: Iterable[str] | None = None, *, rules: Iterable[Rule] | None = None,
-              overrides: Mapping[str, Mapping[str, Any]] | None = None, sigma: Iterable[str] = ()) -> Pack:
+def bind_pack(
+    config: Config | None = None,
+    only: Iterable[str] | None = None,
+    *,
+    rules: Iterable[Rule] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    sigma: Iterable[str] = (),
+) -> Pack:
     """The rules to run: of the configured pack (built-in rules, bundled Sigma rules, the Sigma folders of
     `[sigma]` and `sigma`; see `pipeline.rules.rule_pack`) or of `rules`, those `config` enables, or the ids in
     `only` whether enabled or not (`--rules`); each bound to its parameters (the configuration's, then
@@ -47,5 +56,10 @@ def bind_pack(config: Config | None = None, only: Iterable[str] | None = None, *
     overrides = overrides or {}
     chosen = enabled_rules(rules, config, only)
     bound = [bind(r, config, dict(overrides.get(r.id) or {})) for r in chosen]
-    return Pack(config, overrides, tuple(chosen), tuple(b for b in bound if not isinstance(b.rule, StatefulRule)),
-                tuple(b for b in bound if isinstance(b.rule, StatefulRule)))
+    return Pack(
+        config,
+        overrides,
+        tuple(chosen),
+        tuple(b for b in bound if not isinstance(b.rule, StatefulRule)),
+        tuple(b for b in bound if isinstance(b.rule, StatefulRule)),
+    )

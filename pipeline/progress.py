@@ -53,8 +53,9 @@ class Display(StatusLine):
     line every `lines_every` seconds, or nothing when it is None. `enabled` (default: when there is
     something to show) turns it off for --quiet."""
 
-    def __init__(self, enabled: bool | None = None, stream: TextIO | None = None,
-                 lines_every: float | None = None) -> None:
+    def __init__(
+        self, enabled: bool | None = None, stream: TextIO | None = None, lines_every: float | None = None
+    ) -> None:
         super().__init__(stream)
         self.tty = _isatty(self.stream)
         self.lines_every = lines_every
@@ -80,8 +81,13 @@ class Display(StatusLine):
 class Progress(StatusLine):
     """Call `update(bytes_done, events)` often (it is cheap); `close()` at the end."""
 
-    def __init__(self, total: int | None, stream: TextIO | None = None, enabled: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(stream)
         self.total = total
         if enabled is None:

@@ -89,8 +89,11 @@ def route_file(data: bytes, origin: str, start: float, end: float, max_size: int
         events += 1
         found = process(item)  # type: ignore[arg-type]
         keyed = facts(item)  # type: ignore[arg-type]
-        out.append(Routed(item.time, found or _NONE, keyed or _NONE) if found or keyed  # type: ignore[union-attr]
-                   else Routed(item.time))  # type: ignore[union-attr]
+        out.append(
+            Routed(item.time, found or _NONE, keyed or _NONE)  # type: ignore[union-attr]
+            if found or keyed
+            else Routed(item.time)  # type: ignore[union-attr]
+        )
     return RoutedFile(out, len(data), stats, engine.stats, extractor.facts_out, events, outside)
 
 

@@ -51,8 +51,9 @@ def check_url(value: str, where: str) -> None:
         parts = None
     local = parts is not None and parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts is None or not parts.hostname or not (parts.scheme == "https" or local) or any(c.isspace() for c in value):
-        raise ConfigError(f"{where} is not a valid webhook URL: it must be https://host/... "
-                          f"(http:// only to 127.0.0.1 or localhost)")
+        raise ConfigError(
+            f"{where} is not a valid webhook URL: it must be https://host/... (http:// only to 127.0.0.1 or localhost)"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ class Routing:
     def describe(self) -> str:
         if not self.destinations:
             return "no destinations besides the topic and the archive"
-        return f"{len(self.destinations)} destination(s) ({', '.join(sorted(self.destinations))}), " \
-               f"{len(self.routes)} route(s)"
+        return (
+            f"{len(self.destinations)} destination(s) ({', '.join(sorted(self.destinations))}), "
+            f"{len(self.routes)} route(s)"
+        )
 
 
 def _destination(name: str, value: Any, where: str) -> DestinationSpec:
@@ -143,8 +146,10 @@ def _destination(name: str, value: Any, where: str) -> DestinationSpec:
     required, optional, _ = TYPES[kind]
     unknown = sorted(set(value) - set(required) - set(optional) - set(_COMMON))
     if unknown:
-        raise ConfigError(f"{at} has unknown key(s) {unknown}; a {kind} destination takes "
-                          f"{', '.join((*required, *optional, *_COMMON[1:]))}")
+        raise ConfigError(
+            f"{at} has unknown key(s) {unknown}; a {kind} destination takes "
+            f"{', '.join((*required, *optional, *_COMMON[1:]))}"
+        )
     for key in required:
         if key not in value:
             raise ConfigError(f"{at} lacks {key}: a {kind} destination needs {', '.join(required)}")
@@ -178,17 +183,24 @@ def _route(index: int, value: Any, specs: Mapping[str, DestinationSpec], where: 
         raise ConfigError(f"{at}.destinations must name at least one destination")
     missing = [n for n in names if n not in specs]
     if missing:
-        raise ConfigError(f"{at}.destinations names {missing}, not defined: add [destinations.{missing[0]}] "
-                          f"or use one of {sorted(specs) or 'none defined'}")
+        raise ConfigError(
+            f"{at}.destinations names {missing}, not defined: add [destinations.{missing[0]}] "
+            f"or use one of {sorted(specs) or 'none defined'}"
+        )
     severity = value.get("min_severity", "info")
     if severity not in SEVERITIES:
         raise ConfigError(f"{at}.min_severity = {severity!r} is not a severity; use one of {', '.join(SEVERITIES)}")
     default = value.get("default", False)
     if not isinstance(default, bool):
         raise ConfigError(f"{at}.default must be true or false")
-    return Route(tuple(names), severity, tuple(_list(value.get("rules", []), f"{at}.rules")),
-                 tuple(_list(value.get("tags", []), f"{at}.tags")),
-                 frozenset(_list(value.get("accounts", []), f"{at}.accounts")), default)
+    return Route(
+        tuple(names),
+        severity,
+        tuple(_list(value.get("rules", []), f"{at}.rules")),
+        tuple(_list(value.get("tags", []), f"{at}.tags")),
+        frozenset(_list(value.get("accounts", []), f"{at}.accounts")),
+        default,
+    )
 
 
 def _list(value: Any, where: str) -> list[str]:

@@ -88,9 +88,15 @@ class Case:
     no_form: Mapping[str, str] = field(default_factory=dict)
     resolved: int | None = None
 
-    def __init__(self, name: str, events: Iterable[dict[str, Any]] | dict[str, Any], expect: int,
-                 params: Mapping[str, Any] | None = None, no_form: Mapping[str, str] | None = None,
-                 resolved: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        events: Iterable[dict[str, Any]] | dict[str, Any],
+        expect: int,
+        params: Mapping[str, Any] | None = None,
+        no_form: Mapping[str, str] | None = None,
+        resolved: int | None = None,
+    ) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "events", (events,) if isinstance(events, dict) else tuple(events))
         object.__setattr__(self, "expect", expect)
@@ -191,11 +197,22 @@ def docstring_of(fn: Callable[..., Any]) -> str:
     return inspect.cleandoc(fn.__doc__ or "").strip()
 
 
-def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-             events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None,
-             dedup: str | float, runbook: str, cases: Iterable[Case], fn: Callable[..., Any],
-             validate: Callable[[Params], None] | None = None,
-             param_docs: Mapping[str, str] | None = None, shared: str = "") -> dict[str, Any]:
+def metadata(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    params: Mapping[str, Any] | None,
+    dedup: str | float,
+    runbook: str,
+    cases: Iterable[Case],
+    fn: Callable[..., Any],
+    validate: Callable[[Params], None] | None = None,
+    param_docs: Mapping[str, str] | None = None,
+    shared: str = "",
+) -> dict[str, Any]:
     """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind.
 
     `validate(params)` checks configured values beyond their type and raises ConfigError;
@@ -218,18 +235,41 @@ def metadata(*, id: str, title: str, severity: str, attack: str | Iterable[str],
     }
 
 
-def match(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-          events: Mapping[str, Iterable[str] | str], params: Mapping[str, Any] | None = None,
-          dedup: str | float = "1h", runbook: str = "", cases: Iterable[Case] = (),
-          validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
-          ) -> Callable[[Callable[[Event, Params], Hit | bool | None]], MatchRule]:
+def match(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    params: Mapping[str, Any] | None = None,
+    dedup: str | float = "1h",
+    runbook: str = "",
+    cases: Iterable[Case] = (),
+    validate: Callable[[Params], None] | None = None,
+    param_docs: Mapping[str, str] | None = None,
+) -> Callable[[Callable[[Event, Params], Hit | bool | None]], MatchRule]:
     """Declare a match rule (see the module docstring)."""
 
     def wrap(fn: Callable[[Event, Params], Hit | bool | None]) -> MatchRule:
-        rule = MatchRule(**metadata(id=id, title=title, severity=severity, attack=attack, events=events,
-                                    params=params, dedup=dedup, runbook=runbook, cases=cases, fn=fn,
-                                    validate=validate, param_docs=param_docs),
-                         kind=Kind.MATCH, check=fn)
+        rule = MatchRule(
+            **metadata(
+                id=id,
+                title=title,
+                severity=severity,
+                attack=attack,
+                events=events,
+                params=params,
+                dedup=dedup,
+                runbook=runbook,
+                cases=cases,
+                fn=fn,
+                validate=validate,
+                param_docs=param_docs,
+            ),
+            kind=Kind.MATCH,
+            check=fn,
+        )
         return register(rule)  # type: ignore[return-value]
 
     return wrap

@@ -165,8 +165,13 @@ CONSOLE_FORM = "console"
 STACK_FORM = "cloudformation"
 FORMS = (CONSOLE_FORM, STACK_FORM)
 # The reads CloudFormation makes for a stack: resolving SSM and Secrets Manager dynamic references.
-_STACK_READS = frozenset({("ssm.amazonaws.com", "GetParameter"), ("ssm.amazonaws.com", "GetParameters"),
-                          ("secretsmanager.amazonaws.com", "GetSecretValue")})
+_STACK_READS = frozenset(
+    {
+        ("ssm.amazonaws.com", "GetParameter"),
+        ("ssm.amazonaws.com", "GetParameters"),
+        ("secretsmanager.amazonaws.com", "GetSecretValue"),
+    }
+)
 
 
 def _persons_call(record: dict[str, Any]) -> Event | None:
@@ -227,14 +232,18 @@ def run_form(rule: Rule, case: Case, form: str) -> CaseResult | None:
         if form == STACK_FORM:
             return None
         result = CaseResult(rule.id, name, case.expect, 0)
-        result.error = (f"no call of this case has a {form} form; say why in the case's "
-                        f'no_form={{"{form}": "..."}}')
+        result.error = f'no call of this case has a {form} form; say why in the case\'s no_form={{"{form}": "..."}}'
         return result
     return _run(rule, case, name, partials)
 
 
-def run_events(rule: Rule, partials: Iterable[dict[str, Any]], params: dict[str, Any] | None = None,
-               config: Config | None = None, case: str = "adhoc") -> list[Finding]:
+def run_events(
+    rule: Rule,
+    partials: Iterable[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+    config: Config | None = None,
+    case: str = "adhoc",
+) -> list[Finding]:
     """Findings of `rule` over partial records (completed as in cases): for targeted tests.
     Unlike `run_case`, errors propagate and every finding is returned, duplicates included."""
     detector = Detector(bind_pack(config, [rule.id], rules=[rule], overrides={rule.id: dict(params or {})}))

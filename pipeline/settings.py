@@ -111,8 +111,10 @@ class Settings:
         for part in filter(None, (p.strip() for p in value.split(","))):
             service, _, url = (x.strip() for x in part.partition("="))
             if not service or not url.startswith(("http://", "https://")):
-                raise SettingsError(f"{Var.ENDPOINTS}={value!r}: expected service=http(s)://host:port[,...], "
-                                    "e.g. dynamodb=http://127.0.0.1:4567")
+                raise SettingsError(
+                    f"{Var.ENDPOINTS}={value!r}: expected service=http(s)://host:port[,...], "
+                    "e.g. dynamodb=http://127.0.0.1:4567"
+                )
             endpoints[service.lower()] = url.rstrip("/")
         return endpoints
 
@@ -177,8 +179,9 @@ class Settings:
         try:
             sinks = tuple(SinkName(n) for n in names)
         except ValueError:
-            raise SettingsError(f"{Var.SINKS}={value!r}: use a comma-separated list of "
-                                f"{', '.join(s.value for s in SinkName)}") from None
+            raise SettingsError(
+                f"{Var.SINKS}={value!r}: use a comma-separated list of {', '.join(s.value for s in SinkName)}"
+            ) from None
         if self.findings_file is not None and SinkName.FILE not in sinks:
             sinks += (SinkName.FILE,)
         return sinks
@@ -195,8 +198,9 @@ class Settings:
         try:
             return DedupeMode(value)
         except ValueError:
-            raise SettingsError(f"{Var.DEDUPE}={value!r}: use one of "
-                                f"{', '.join(m.value for m in DedupeMode)}") from None
+            raise SettingsError(
+                f"{Var.DEDUPE}={value!r}: use one of {', '.join(m.value for m in DedupeMode)}"
+            ) from None
 
     @cached_property
     def snapshot_seconds(self) -> float:
@@ -228,11 +232,13 @@ class Settings:
             return None
         missing = [v for v in (Var.REPLAY_DIR, Var.REPLAY_FROM, Var.REPLAY_TO) if not self._get(v)]
         if missing:
-            raise SettingsError(f"{Var.REPLAY_RUN} is set, so {', '.join(missing)} must be too "
-                                "(`trailwarden replay` sets them all)")
+            raise SettingsError(
+                f"{Var.REPLAY_RUN} is set, so {', '.join(missing)} must be too (`trailwarden replay` sets them all)"
+            )
         rules = tuple(r.strip() for r in self._get(Var.REPLAY_RULES).split(",") if r.strip())
-        return ReplaySettings(run_id, Path(self._get(Var.REPLAY_DIR)), self._epoch(Var.REPLAY_FROM),
-                              self._epoch(Var.REPLAY_TO), rules)
+        return ReplaySettings(
+            run_id, Path(self._get(Var.REPLAY_DIR)), self._epoch(Var.REPLAY_FROM), self._epoch(Var.REPLAY_TO), rules
+        )
 
     def _epoch(self, var: Var) -> float:
         value = self._get(var)
@@ -245,11 +251,18 @@ class Settings:
         return when
 
 
-def environment(*, resources: Mapping[str, str] | None = None, config: Path | str | None = None,
-                overrides: Mapping[str, Mapping[str, Any]] | None = None, sinks: Iterable[SinkName] | None = None,
-                dedupe: DedupeMode | None = None, log_level: str | None = None,
-                replay: ReplaySettings | None = None, metrics: bool | None = None,
-                metrics_seconds: float | None = None) -> dict[str, str]:
+def environment(
+    *,
+    resources: Mapping[str, str] | None = None,
+    config: Path | str | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    sinks: Iterable[SinkName] | None = None,
+    dedupe: DedupeMode | None = None,
+    log_level: str | None = None,
+    replay: ReplaySettings | None = None,
+    metrics: bool | None = None,
+    metrics_seconds: float | None = None,
+) -> dict[str, str]:
     """The variables that give a child process these settings (what `Settings` reads back); unset ones are left out."""
     env: dict[str, str] = {}
     if resources is not None:
@@ -269,9 +282,15 @@ def environment(*, resources: Mapping[str, str] | None = None, config: Path | st
     if metrics_seconds is not None:
         env[Var.METRICS_SECONDS] = repr(float(metrics_seconds))
     if replay is not None:
-        env.update({Var.REPLAY_RUN: replay.run_id, Var.REPLAY_DIR: str(replay.directory),
-                    Var.REPLAY_FROM: repr(replay.start), Var.REPLAY_TO: repr(replay.end),
-                    Var.REPLAY_RULES: ",".join(replay.rules)})
+        env.update(
+            {
+                Var.REPLAY_RUN: replay.run_id,
+                Var.REPLAY_DIR: str(replay.directory),
+                Var.REPLAY_FROM: repr(replay.start),
+                Var.REPLAY_TO: repr(replay.end),
+                Var.REPLAY_RULES: ",".join(replay.rules),
+            }
+        )
     return {str(k): v for k, v in env.items()}
 
 

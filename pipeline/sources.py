@@ -65,8 +65,9 @@ def _file_source(path: Path, root: int = 0) -> Source:
     try:
         st = path.stat()
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read it ({exc.strerror or exc}); "
-                          "check the path and its permissions") from None
+        raise SourceError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
     if not os.access(path, os.R_OK):
         raise SourceError(f"{path}: permission denied; make it readable (chmod +r) or run as a user who can read it")
     return Source(path, st.st_size if path.is_file() else None, root)
@@ -84,8 +85,9 @@ def _walk(root: Path, index: int = 0) -> Iterator[Source]:
                 yield _file_source(Path(dirpath) / name, index)
     if errors:
         exc = errors[0]
-        raise SourceError(f"{exc.filename or root}: cannot list the directory ({exc.strerror or exc}); "
-                          "check its permissions")
+        raise SourceError(
+            f"{exc.filename or root}: cannot list the directory ({exc.strerror or exc}); check its permissions"
+        )
 
 
 def resolve(paths: Sequence[str]) -> list[Source]:
@@ -147,8 +149,9 @@ def _read_up_to(fh: BinaryIO, n: int) -> bytes:
 class Reader:
     """Decodes sources into events and dead letters, tracking progress in raw bytes read."""
 
-    def __init__(self, sources: Sequence[Source], stats: DecodeStats | None = None,
-                 max_size: int = MAX_DECOMPRESSED) -> None:
+    def __init__(
+        self, sources: Sequence[Source], stats: DecodeStats | None = None, max_size: int = MAX_DECOMPRESSED
+    ) -> None:
         self.sources = list(sources)
         self.stats = stats if stats is not None else DecodeStats()
         self.max_size = max_size
@@ -169,8 +172,9 @@ class Reader:
         try:
             fh: BinaryIO = source.path.open("rb") if source.path is not None else sys.stdin.buffer
         except OSError as exc:
-            raise SourceError(f"{source.origin}: cannot open it ({exc.strerror or exc}); "
-                              "check the path and its permissions") from None
+            raise SourceError(
+                f"{source.origin}: cannot open it ({exc.strerror or exc}); check the path and its permissions"
+            ) from None
         try:
             yield from self._decode(fh, source.origin)
         except OSError as exc:
@@ -230,8 +234,12 @@ class Reader:
                     break
                 head.append(line)
             if not _any_object(head):
-                yield stats.dead("too large to decode whole and not JSON lines", origin, b"".join(head)[:4096],
-                                 detail=f"more than {limit} bytes")
+                yield stats.dead(
+                    "too large to decode whole and not JSON lines",
+                    origin,
+                    b"".join(head)[:4096],
+                    detail=f"more than {limit} bytes",
+                )
                 return
             lines = itertools.chain(head, iter(lambda: stream.readline(limit + 1), b""))
             for line in lines:

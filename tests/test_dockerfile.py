@@ -36,8 +36,9 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 
 
 def test_hadolint_passes() -> None:
-    result = subprocess.run([_hadolint(), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [_hadolint(), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout or "[]") == []
 
@@ -45,8 +46,7 @@ def test_hadolint_passes() -> None:
 def test_hadolint_would_catch_a_fault(tmp_path: Path) -> None:
     broken = tmp_path / "Dockerfile"
     broken.write_text(DOCKERFILE.read_text().replace("USER 10001:10001", "USER root"))
-    result = subprocess.run([_hadolint(), "--format", "json", str(broken)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([_hadolint(), "--format", "json", str(broken)], capture_output=True, text=True, check=False)
     assert "DL3002" in {issue["code"] for issue in json.loads(result.stdout)}  # last USER should not be root
 
 
@@ -54,7 +54,7 @@ def test_the_image_is_the_wheel_under_tini_as_a_non_root_user() -> None:
     rows = _instructions(DOCKERFILE.read_text())
     stages = [args for word, args in rows if word == "FROM"]
     assert len(stages) == 2 and stages[0].endswith("AS build") and all("python:3.11-slim" in s for s in stages)
-    runtime = rows[[i for i, (word, _) in enumerate(rows) if word == "FROM"][1]:]
+    runtime = rows[[i for i, (word, _) in enumerate(rows) if word == "FROM"][1] :]
     runs = " ".join(args for word, args in runtime if word == "RUN")
     assert "openjdk-17-jre-headless" in runs and "tini" in runs
     assert "--no-index" in runs and "trailwarden-*.whl" in runs  # the wheel from stage 1, nothing else
@@ -70,7 +70,10 @@ def test_the_image_is_the_wheel_under_tini_as_a_non_root_user() -> None:
 def test_the_build_context_holds_what_the_wheel_needs() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[1] == "*" or "*" in ignored
-    copied = {args.split()[0] for word, args in _instructions(DOCKERFILE.read_text())
-              if word == "COPY" and "--from" not in args}
+    copied = {
+        args.split()[0]
+        for word, args in _instructions(DOCKERFILE.read_text())
+        if word == "COPY" and "--from" not in args
+    }
     for name in copied:
         assert f"!{name}" in ignored or f"!{name}/" in ignored, f"{name} is copied but excluded from the context"

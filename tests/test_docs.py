@@ -63,8 +63,10 @@ def test_configuration_lists_exactly_the_variables_trailwarden_reads() -> None:
     product = set(_names_in(PRODUCT))
     assert product == {v.value for v in Var}, "a TRAILWARDEN_* name outside pipeline/settings.py's Var"
     documented = _documented("configuration.md")
-    assert documented == product, (f"docs/configuration.md misses {sorted(product - documented)} and lists "
-                                   f"{sorted(documented - product)}, which nothing reads")
+    assert documented == product, (
+        f"docs/configuration.md misses {sorted(product - documented)} and lists "
+        f"{sorted(documented - product)}, which nothing reads"
+    )
 
 
 def test_only_settings_spells_a_variable_as_code() -> None:
@@ -86,8 +88,10 @@ def test_the_test_suites_knobs_are_documented_apart_from_trailwarden_s() -> None
     knobs = set(_names_in(("tests", "bench"))) - product
     assert knobs, "the suites' knobs were not found"
     documented = _documented("reliability.md")
-    assert knobs == documented, (f"docs/reliability.md misses {sorted(knobs - documented)} and lists "
-                                 f"{sorted(documented - knobs)}, which no test reads")
+    assert knobs == documented, (
+        f"docs/reliability.md misses {sorted(knobs - documented)} and lists "
+        f"{sorted(documented - knobs)}, which no test reads"
+    )
     assert not knobs & _documented("configuration.md")
 
 
@@ -98,8 +102,22 @@ def test_contributing_s_rule_template_passes_its_own_cases(tmp_path: Path) -> No
     rule_id = re.search(r'id="([a-z0-9-]+)"', template)
     assert rule_id is not None
     (tmp_path / "my_rules.py").write_text(template)
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "rules", "--load", str(tmp_path / "my_rules.py"),
-                           "test", rule_id.group(1)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "rules",
+            "--load",
+            str(tmp_path / "my_rules.py"),
+            "test",
+            rule_id.group(1),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"1 rules, (\d+) cases: \1 passed, 0 failed", done.stdout + done.stderr)
     assert "[console form]" in done.stdout and "[cloudformation form]" in done.stdout

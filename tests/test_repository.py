@@ -40,11 +40,18 @@ def _levels_up(node: ast.AST) -> int | None:
 
 def _is_this_file(node: ast.AST) -> bool:
     """`Path(__file__)`, `Path(__file__).resolve()` or `Path(__file__).absolute()`."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("resolve",
-                                                                                                  "absolute"):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("resolve", "absolute")
+    ):
         node = node.func.value
-    return (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Path" and len(node.args) == 1
-            and getattr(node.args[0], "id", "") == "__file__")
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", "") == "Path"
+        and len(node.args) == 1
+        and getattr(node.args[0], "id", "") == "__file__"
+    )
 
 
 def outside_references(path: Path, text: str) -> list[str]:
@@ -62,8 +69,11 @@ def outside_references(path: Path, text: str) -> list[str]:
 def project_files() -> list[Path]:
     files = [ROOT / name for name in TOP_FILES]
     for folder in CHECKED:
-        files += [p for p in (ROOT / folder).rglob("*") if p.is_file() and p.suffix in SUFFIXES
-                  and DATA not in p.parents and "__pycache__" not in p.parts]
+        files += [
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file() and p.suffix in SUFFIXES and DATA not in p.parents and "__pycache__" not in p.parts
+        ]
     return [p for p in files if p != Path(__file__).resolve()]
 
 
@@ -75,24 +85,30 @@ def test_no_file_refers_to_a_folder_above_the_repository_root() -> None:
     assert not offenders, f"these read outside the repository (copy what they need into tests/fixtures/): {offenders}"
 
 
-@pytest.mark.parametrize("where,line", [
-    ("tests/test_x.py", 'CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"'),
-    ("tests/test_x.py", "DATA = Path(__file__).parents[2]"),
-    ("tests/reliability/x.py", "UP = Path(__file__).resolve().parent.parent.parent.parent"),
-    ("tests/reliability/x.py", 'CORPUS = REPO.parent / "shared"'),
-    ("bench/x.py", 'SIBLING = "../shared/corpora/stratus-red-team"'),
-    ("Makefile", "\tcp ../shared/corpora/x tests/"),
-])
+@pytest.mark.parametrize(
+    "where,line",
+    [
+        ("tests/test_x.py", 'CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"'),
+        ("tests/test_x.py", "DATA = Path(__file__).parents[2]"),
+        ("tests/reliability/x.py", "UP = Path(__file__).resolve().parent.parent.parent.parent"),
+        ("tests/reliability/x.py", 'CORPUS = REPO.parent / "shared"'),
+        ("bench/x.py", 'SIBLING = "../shared/corpora/stratus-red-team"'),
+        ("Makefile", "\tcp ../shared/corpora/x tests/"),
+    ],
+)
 def test_the_check_finds_what_reaches_outside(where: str, line: str) -> None:
     assert outside_references(ROOT / where, line + "\n")
 
 
-@pytest.mark.parametrize("where,line", [
-    ("tests/test_x.py", 'FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"'),
-    ("tests/reliability/x.py", "REPO = Path(__file__).resolve().parents[2]"),
-    ("pipeline/x.py", "HERE = Path(__file__).resolve().parent"),
-    ("tests/test_x.py", 'BAD_ZONE = {"time_zone": "../../etc/passwd"}  # hostile input, not a path we read'),
-])
+@pytest.mark.parametrize(
+    "where,line",
+    [
+        ("tests/test_x.py", 'FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"'),
+        ("tests/reliability/x.py", "REPO = Path(__file__).resolve().parents[2]"),
+        ("pipeline/x.py", "HERE = Path(__file__).resolve().parent"),
+        ("tests/test_x.py", 'BAD_ZONE = {"time_zone": "../../etc/passwd"}  # hostile input, not a path we read'),
+    ],
+)
 def test_the_check_lets_the_repository_s_own_paths_be(where: str, line: str) -> None:
     assert outside_references(ROOT / where, line + "\n") == []
 

@@ -40,7 +40,7 @@ class Destination(Protocol):
 
 
 def status(finding: dict[str, Any]) -> str:
-    """"open" or "resolved" (findings written before the lifecycle have no status: open)."""
+    """ "open" or "resolved" (findings written before the lifecycle have no status: open)."""
     return RESOLVED if finding.get("status") == RESOLVED else OPEN
 
 
@@ -84,16 +84,21 @@ def dumps(doc: Any) -> bytes:
 def post_json(url: str, body: bytes, headers: dict[str, str], what: str, timeout: float = 10.0) -> bytes:
     """POST `body` as JSON; the response body on 2xx. DeliveryError otherwise: transient for 429, 5xx and
     connection failures (the message names `what` and the status, never the URL)."""
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 (https URL checked at load)
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(  # noqa: S310 (https URL checked at load)
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (https URL checked at load)
             return response.read()
     except urllib.error.HTTPError as exc:
         code = exc.code
         retry_after = _seconds(exc.headers.get("Retry-After") if exc.headers else None)
-        raise DeliveryError(f"{what}: HTTP {code}", transient=code == 429 or code >= 500,
-                            retry_after=retry_after) from None
+        raise DeliveryError(
+            f"{what}: HTTP {code}", transient=code == 429 or code >= 500, retry_after=retry_after
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"{what}: unreachable ({type(reason).__name__})", transient=True) from None

@@ -17,8 +17,9 @@ from infra import aws
 from pipeline.routing import DestinationSpec, Routing, check_url, is_secret_ref
 
 
-def build(spec: DestinationSpec, secrets: Secrets, target: aws.Target,
-          runbooks: Mapping[str, str] | None = None) -> Destination:
+def build(
+    spec: DestinationSpec, secrets: Secrets, target: aws.Target, runbooks: Mapping[str, str] | None = None
+) -> Destination:
     opts = dict(spec.options)
     link = str(opts.get("link", ""))
 
@@ -40,19 +41,28 @@ def build(spec: DestinationSpec, secrets: Secrets, target: aws.Target,
         return WebhookDestination(spec.name, url("url"), secret("secret"))
     region = str(opts.get("region") or target.region or "") or None
     if spec.type == "securityhub":
-        hub = SecurityHubDestination(spec.name, client=target.client("securityhub", region_name=region),
-                                     account=str(opts.get("account", "")), region=region or "",
-                                     account_of=lambda: target.client("sts").get_caller_identity()["Account"])
+        hub = SecurityHubDestination(
+            spec.name,
+            client=target.client("securityhub", region_name=region),
+            account=str(opts.get("account", "")),
+            region=region or "",
+            account_of=lambda: target.client("sts").get_caller_identity()["Account"],
+        )
         hub.region = hub.region or hub.client.meta.region_name
         return hub
     if spec.type == "eventbridge":
-        return EventBridgeDestination(spec.name, client=target.client("events", region_name=region),
-                                      bus=str(opts.get("bus", "default")))
+        return EventBridgeDestination(
+            spec.name, client=target.client("events", region_name=region), bus=str(opts.get("bus", "default"))
+        )
     raise AssertionError(f"unchecked destination type {spec.type}")  # Routing.from_config refuses other types
 
 
-def build_all(routing: Routing, target: aws.Target, runbooks: Mapping[str, str] | None = None,
-              env: Mapping[str, str] | None = None) -> tuple[dict[str, Destination], Secrets]:
+def build_all(
+    routing: Routing,
+    target: aws.Target,
+    runbooks: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Destination], Secrets]:
     """Every configured destination, and the secrets read for them (to scrub from what is printed)."""
     clients: dict[str, Any] = {}
 

@@ -36,14 +36,22 @@ class EventBridgeDestination:
         self.bus = bus or "default"
 
     def send(self, finding: dict[str, Any]) -> None:
-        entry = {"Source": SOURCE, "DetailType": DETAIL_TYPE, "Detail": detail(finding), "EventBusName": self.bus,
-                 "Resources": [r for r in finding.get("resources", [])[:10] if str(r).startswith("arn:")]}
+        entry = {
+            "Source": SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": detail(finding),
+            "EventBusName": self.bus,
+            "Resources": [r for r in finding.get("resources", [])[:10] if str(r).startswith("arn:")],
+        }
         try:
             response = self.client.put_events(Entries=[entry])
         except Exception as exc:  # botocore's errors: throttling and 5xx are transient
-            raise DeliveryError(f"eventbridge destination {self.name!r}: {error_code(exc) or type(exc).__name__}",
-                                transient=is_transient(exc)) from None
+            raise DeliveryError(
+                f"eventbridge destination {self.name!r}: {error_code(exc) or type(exc).__name__}",
+                transient=is_transient(exc),
+            ) from None
         if response.get("FailedEntryCount"):
             code = str((response.get("Entries") or [{}])[0].get("ErrorCode") or "Failed")
-            raise DeliveryError(f"eventbridge destination {self.name!r}: {code}",
-                                transient="Throttl" in code or "Internal" in code)
+            raise DeliveryError(
+                f"eventbridge destination {self.name!r}: {code}", transient="Throttl" in code or "Internal" in code
+            )

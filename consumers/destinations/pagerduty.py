@@ -31,8 +31,11 @@ def event(finding: dict[str, Any], routing_key: str, link: str = "") -> dict[str
         "event_action": "trigger",
         "dedup_key": dedup_key,
         "payload": {
-            "summary": text(f"[{text(finding.get('severity', ''), 10)}] {text(finding.get('title', ''), 300)}: "
-                            f"{text(finding.get('summary', ''), 1000)}", 1024),
+            "summary": text(
+                f"[{text(finding.get('severity', ''), 10)}] {text(finding.get('title', ''), 300)}: "
+                f"{text(finding.get('summary', ''), 1000)}",
+                1024,
+            ),
             "source": text(f"aws:{text(finding.get('account', ''), 20)}:{text(finding.get('region', ''), 30)}", 255),
             "severity": _SEVERITY.get(str(finding.get("severity")), "warning"),
             "timestamp": updated_at(finding),

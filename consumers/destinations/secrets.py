@@ -46,15 +46,16 @@ class Secrets:
             except Exception as exc:  # botocore's errors: not found, access denied, unreachable
                 raise ConfigError(f"SSM GetParameter failed ({error_code(exc) or type(exc).__name__})") from None
         if ref.startswith(("secretsmanager:", "arn:aws:secretsmanager:")):
-            secret_id = ref[len("secretsmanager:"):] if ref.startswith("secretsmanager:") else ref
+            secret_id = ref[len("secretsmanager:") :] if ref.startswith("secretsmanager:") else ref
             key = ""
             if "#" in secret_id:
                 secret_id, key = secret_id.rsplit("#", 1)
             try:
                 text = str(self._client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
             except Exception as exc:  # botocore's errors, or a binary secret without SecretString
-                raise ConfigError(f"Secrets Manager GetSecretValue failed "
-                                  f"({error_code(exc) or type(exc).__name__})") from None
+                raise ConfigError(
+                    f"Secrets Manager GetSecretValue failed ({error_code(exc) or type(exc).__name__})"
+                ) from None
             if not key:
                 return text
             try:

@@ -16,10 +16,24 @@ from consumers.sinks.retry import error_code, is_transient
 from pipeline.attack import tactic
 
 _LABEL = {"critical": "CRITICAL", "high": "HIGH", "medium": "MEDIUM", "low": "LOW", "info": "INFORMATIONAL"}
-_EFFECTS = {"T1485": "Data Destruction", "T1486": "Data Destruction", "T1490": "Data Destruction",
-            "T1496": "Resource Consumption"}  # other Impact techniques: Denial of Service
-_TTP_TACTICS = {"Initial Access", "Execution", "Persistence", "Privilege Escalation", "Defense Evasion",
-                "Credential Access", "Discovery", "Lateral Movement", "Collection", "Command and Control"}
+_EFFECTS = {
+    "T1485": "Data Destruction",
+    "T1486": "Data Destruction",
+    "T1490": "Data Destruction",
+    "T1496": "Resource Consumption",
+}  # other Impact techniques: Denial of Service
+_TTP_TACTICS = {
+    "Initial Access",
+    "Execution",
+    "Persistence",
+    "Privilege Escalation",
+    "Defense Evasion",
+    "Credential Access",
+    "Discovery",
+    "Lateral Movement",
+    "Collection",
+    "Command and Control",
+}
 
 
 def finding_types(techniques: list[str]) -> list[str]:
@@ -43,8 +57,17 @@ def finding_types(techniques: list[str]) -> list[str]:
 
 
 def resource(value: str, region: str) -> dict[str, Any]:
-    kind = "AwsIamUser" if ":user/" in value else "AwsIamRole" if ":role/" in value else \
-        "AwsS3Bucket" if value.startswith("arn:aws:s3:::") else "AwsEc2Instance" if value.startswith("i-") else "Other"
+    kind = (
+        "AwsIamUser"
+        if ":user/" in value
+        else "AwsIamRole"
+        if ":role/" in value
+        else "AwsS3Bucket"
+        if value.startswith("arn:aws:s3:::")
+        else "AwsEc2Instance"
+        if value.startswith("i-")
+        else "Other"
+    )
     out: dict[str, Any] = {"Type": kind, "Id": text(value, 512) or "unknown"}
     if region:
         out["Region"] = region
@@ -91,8 +114,9 @@ def asff(finding: dict[str, Any], product_account: str, product_region: str) -> 
 class SecurityHubDestination:
     """`account`: where the product ARN lives; if empty, `account_of()` is asked at the first send."""
 
-    def __init__(self, name: str, client: Any, account: str, region: str,
-                 account_of: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, name: str, client: Any, account: str, region: str, account_of: Callable[[], str] | None = None
+    ) -> None:
         self.name = name
         self.client = client
         self.account = account
@@ -105,9 +129,13 @@ class SecurityHubDestination:
                 self.account = self._account_of()
             response = self.client.batch_import_findings(Findings=[asff(finding, self.account, self.region)])
         except Exception as exc:  # botocore's errors: throttling and 5xx are transient
-            raise DeliveryError(f"securityhub destination {self.name!r}: {error_code(exc) or type(exc).__name__}",
-                                transient=is_transient(exc)) from None
+            raise DeliveryError(
+                f"securityhub destination {self.name!r}: {error_code(exc) or type(exc).__name__}",
+                transient=is_transient(exc),
+            ) from None
         if response.get("FailedCount"):
             failed = (response.get("FailedFindings") or [{}])[0]
-            raise DeliveryError(f"securityhub destination {self.name!r}: {text(failed.get('ErrorCode'), 100)}",
-                                transient="Throttl" in str(failed.get("ErrorCode")))
+            raise DeliveryError(
+                f"securityhub destination {self.name!r}: {text(failed.get('ErrorCode'), 100)}",
+                transient="Throttl" in str(failed.get("ErrorCode")),
+            )

@@ -56,8 +56,13 @@ def message(finding: dict[str, Any], link_template: str = "", runbook: str = "")
     resources = strings(finding.get("resources"), 300, MAX_RESOURCES)
     fields = [
         plain(text(f"Actor\n{text(finding.get('principal', ''), FIELD - 8) or '-'}", FIELD)),
-        plain(text(f"Account / region\n{text(finding.get('account', ''), 20) or '-'} / "
-                   f"{text(finding.get('region', ''), 30) or '-'}", FIELD)),
+        plain(
+            text(
+                f"Account / region\n{text(finding.get('account', ''), 20) or '-'} / "
+                f"{text(finding.get('region', ''), 30) or '-'}",
+                FIELD,
+            )
+        ),
         plain(text(f"Source\n{text(finding.get('source_ip', ''), 64) or '-'}", FIELD)),
         plain(text(f"Status\n{status(finding)}, {occurrences(finding)} occurrence(s)", FIELD)),
     ]
@@ -68,8 +73,10 @@ def message(finding: dict[str, Any], link_template: str = "", runbook: str = "")
     ]
     if resources:
         blocks.append({"type": "section", "text": plain(text("Resources: " + ", ".join(resources), SECTION))})
-    context = [f"rule `{escape(text(finding.get('rule_id', ''), 100))}`",
-               f"id `{escape(text(finding.get('id', ''), 64))}`"]
+    context = [
+        f"rule `{escape(text(finding.get('rule_id', ''), 100))}`",
+        f"id `{escape(text(finding.get('id', ''), 64))}`",
+    ]
     if runbook:
         context.append("runbook: " + escape(text(runbook, 1000)))
     link = finding_link(link_template, finding)
@@ -82,8 +89,9 @@ def message(finding: dict[str, Any], link_template: str = "", runbook: str = "")
 class SlackDestination:
     """Posts to a Slack incoming webhook through slack-sdk's WebhookClient."""
 
-    def __init__(self, name: str, url: str, link: str = "", runbooks: dict[str, str] | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, name: str, url: str, link: str = "", runbooks: dict[str, str] | None = None, timeout: float = 10.0
+    ) -> None:
         from slack_sdk.webhook import WebhookClient  # here: only processes that deliver to Slack load it
 
         self.name = name
@@ -99,11 +107,15 @@ class SlackDestination:
         try:
             response = self._client.send(text=payload["text"], blocks=payload["blocks"])
         except Exception as exc:  # connection refused, timeout: slack-sdk raises urllib's errors as they are
-            raise DeliveryError(f"slack destination {self.name!r}: unreachable ({type(exc).__name__})",
-                                transient=True) from None
+            raise DeliveryError(
+                f"slack destination {self.name!r}: unreachable ({type(exc).__name__})", transient=True
+            ) from None
         code = response.status_code
         if code == 200:
             return
         retry = response.headers.get("Retry-After") or response.headers.get("retry-after")
-        raise DeliveryError(f"slack destination {self.name!r}: HTTP {code}", transient=code == 429 or code >= 500,
-                            retry_after=float(retry) if retry and str(retry).isdigit() else None)
+        raise DeliveryError(
+            f"slack destination {self.name!r}: HTTP {code}",
+            transient=code == 429 or code >= 500,
+            retry_after=float(retry) if retry and str(retry).isdigit() else None,
+        )

@@ -25,8 +25,9 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
     return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, headers: dict[str, str], body: bytes, now: float | None = None,
-           tolerance: float = TOLERANCE) -> bool:
+def verify(
+    secret: bytes, headers: dict[str, str], body: bytes, now: float | None = None, tolerance: float = TOLERANCE
+) -> bool:
     """What a receiver does (without the delivery-id memory): the signature matches and the timestamp is fresh."""
     timestamp = headers.get(TIMESTAMP, "")
     if not timestamp.isdigit() or abs((now if now is not None else time.time()) - int(timestamp)) > tolerance:
@@ -44,6 +45,10 @@ class WebhookDestination:
     def send(self, finding: dict[str, Any]) -> None:
         body = dumps(finding)
         timestamp = str(int(self.clock()))
-        headers = {TIMESTAMP: timestamp, SIGNATURE: signature(self._secret, timestamp, body),
-                   DELIVERY: delivery_id(finding, self.name), "User-Agent": "trailwarden"}
+        headers = {
+            TIMESTAMP: timestamp,
+            SIGNATURE: signature(self._secret, timestamp, body),
+            DELIVERY: delivery_id(finding, self.name),
+            "User-Agent": "trailwarden",
+        }
         post_json(self.url, body, headers, f"webhook destination {self.name!r}")

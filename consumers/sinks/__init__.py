@@ -9,6 +9,15 @@ from consumers.sinks.retry import RetryPolicy, SinkError, SinkUnavailable
 from consumers.sinks.sns import SnsSink
 
 __all__ = [
-    "DedupeTable", "FileSink", "FirehoseSink", "MemoryDedupe", "Publisher", "RetryPolicy", "Sink", "SinkError",
-    "SinkUnavailable", "SnsSink", "StreamSink",
+    "DedupeTable",
+    "FileSink",
+    "FirehoseSink",
+    "MemoryDedupe",
+    "Publisher",
+    "RetryPolicy",
+    "Sink",
+    "SinkError",
+    "SinkUnavailable",
+    "SnsSink",
+    "StreamSink",
 ]

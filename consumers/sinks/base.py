@@ -54,8 +54,15 @@ def encode(finding: Finding, limit: int) -> bytes:
         data = _dumps(_clip(doc, cut))
         if len(data) <= limit:
             return data
-    return _dumps({"schema": doc.get("schema"), "id": str(finding.id)[:64], "rule_id": str(finding.rule_id)[:64],
-                   "severity": str(finding.severity)[:16], "truncated": True})
+    return _dumps(
+        {
+            "schema": doc.get("schema"),
+            "id": str(finding.id)[:64],
+            "rule_id": str(finding.rule_id)[:64],
+            "severity": str(finding.severity)[:16],
+            "truncated": True,
+        }
+    )
 
 
 def line(finding: Finding, limit: int = 1000 * 1024) -> bytes:

@@ -29,10 +29,16 @@ def past_findings(alert: bool) -> tuple[tuple[SinkName, ...], DedupeMode]:
     return (SinkName.FIREHOSE,), DedupeMode.READ_ONLY
 
 
-def build_publisher(target: aws.Target, resources: Mapping[str, str], sinks: Iterable[SinkName],
-                    dedupe: DedupeMode, findings_file: Path | None = None,
-                    policy: AlertPolicy | None = None, digests: bool = True,
-                    archive_format: str = "trailwarden") -> Publisher:
+def build_publisher(
+    target: aws.Target,
+    resources: Mapping[str, str],
+    sinks: Iterable[SinkName],
+    dedupe: DedupeMode,
+    findings_file: Path | None = None,
+    policy: AlertPolicy | None = None,
+    digests: bool = True,
+    archive_format: str = "trailwarden",
+) -> Publisher:
     """The named sinks (a `file` sink only with `findings_file`) behind the dedupe table in `dedupe` mode;
     `policy` decides what each sink is given (the SNS topic the alerts, Firehose every archived finding).
     Findings of the past (`digests` False) are sent without digests: a digest counts repeats over wall-clock
@@ -42,8 +48,11 @@ def build_publisher(target: aws.Target, resources: Mapping[str, str], sinks: Ite
         if name == SinkName.SNS:
             chosen.append(SnsSink(target.client("sns"), resources["FindingsTopicArn"]))
         elif name == SinkName.FIREHOSE:
-            chosen.append(FirehoseSink(target.client("firehose"), resources["FindingsDeliveryStreamName"],
-                                       archive_format=archive_format))
+            chosen.append(
+                FirehoseSink(
+                    target.client("firehose"), resources["FindingsDeliveryStreamName"], archive_format=archive_format
+                )
+            )
         elif name == SinkName.FILE and findings_file is not None:
             chosen.append(FileSink(findings_file))
     table: Any = None

@@ -45,9 +45,11 @@ class S3DeadLetters:
             return
         key = f"dead-letters/{self.prefix}/{batch_id}.jsonl"
         body = lines(letters)
-        call(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                            ContentType="application/x-ndjson"),
-             self.policy, f"S3 PutObject s3://{self.bucket}/{key}")
+        call(
+            lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson"),
+            self.policy,
+            f"S3 PutObject s3://{self.bucket}/{key}",
+        )
 
 
 class FileDeadLetters:

@@ -26,9 +26,16 @@ DEFAULT_TTL = 7 * 24 * 3600
 class DedupeTable:
     """Finding ids in DynamoDB: partition key `key` (String), TTL attribute `ttl_attribute` (epoch seconds)."""
 
-    def __init__(self, client: Any, table: str, key: str = "finding_id", ttl_attribute: str = "expires_at",
-                 ttl_seconds: float = DEFAULT_TTL, policy: RetryPolicy | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        key: str = "finding_id",
+        ttl_attribute: str = "expires_at",
+        ttl_seconds: float = DEFAULT_TTL,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.table = table
         self.key = key
@@ -42,7 +49,7 @@ class DedupeTable:
         wanted = list(dict.fromkeys(ids))
         found: set[str] = set()
         for start in range(0, len(wanted), MAX_GET_KEYS):
-            keys = [{self.key: {"S": i}} for i in wanted[start:start + MAX_GET_KEYS]]
+            keys = [{self.key: {"S": i}} for i in wanted[start : start + MAX_GET_KEYS]]
             found |= self._get(keys)
         return found
 
@@ -50,10 +57,17 @@ class DedupeTable:
         found: set[str] = set()
         delays = self.policy.delays()
         while keys:
-            request = {self.table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "#k",
-                                    "ExpressionAttributeNames": {"#k": self.key}}}
-            response = call(functools.partial(self._batch_get, request), self.policy,
-                            f"DynamoDB BatchGetItem on {self.table}")
+            request = {
+                self.table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#k",
+                    "ExpressionAttributeNames": {"#k": self.key},
+                }
+            }
+            response = call(
+                functools.partial(self._batch_get, request), self.policy, f"DynamoDB BatchGetItem on {self.table}"
+            )
             for item in (response.get("Responses") or {}).get(self.table, []):
                 value = item.get(self.key, {}).get("S")
                 if isinstance(value, str):
@@ -71,8 +85,12 @@ class DedupeTable:
         new = 0
         expires = int(self.clock() + self.ttl_seconds)
         for finding_id in dict.fromkeys(finding_ids):
-            item = {self.key: {"S": finding_id}, self.ttl_attribute: {"N": str(expires)},
-                    "marked_at": {"N": str(int(self.clock()))}, "occurrences": {"N": "1"}}
+            item = {
+                self.key: {"S": finding_id},
+                self.ttl_attribute: {"N": str(expires)},
+                "marked_at": {"N": str(int(self.clock()))},
+                "occurrences": {"N": "1"},
+            }
             if call(functools.partial(self._put, item), self.policy, f"DynamoDB PutItem on {self.table}"):
                 new += 1
         return new
@@ -83,19 +101,33 @@ class DedupeTable:
     def count(self, finding_id: str, repeats: int) -> int | None:
         """Add `repeats` to the finding's occurrences (1 when first marked); returns the new total."""
         expires = int(self.clock() + self.ttl_seconds)
-        response = call(lambda: self.client.update_item(
-            TableName=self.table, Key={self.key: {"S": finding_id}},
-            UpdateExpression="SET #o = if_not_exists(#o, :one) + :n, #t = if_not_exists(#t, :exp)",
-            ExpressionAttributeNames={"#o": "occurrences", "#t": self.ttl_attribute},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":n": {"N": str(int(repeats))}, ":exp": {"N": str(expires)}},
-            ReturnValues="UPDATED_NEW"), self.policy, f"DynamoDB UpdateItem on {self.table}")
+        response = call(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key={self.key: {"S": finding_id}},
+                UpdateExpression="SET #o = if_not_exists(#o, :one) + :n, #t = if_not_exists(#t, :exp)",
+                ExpressionAttributeNames={"#o": "occurrences", "#t": self.ttl_attribute},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":n": {"N": str(int(repeats))},
+                    ":exp": {"N": str(expires)},
+                },
+                ReturnValues="UPDATED_NEW",
+            ),
+            self.policy,
+            f"DynamoDB UpdateItem on {self.table}",
+        )
         value = ((response or {}).get("Attributes") or {}).get("occurrences", {}).get("N")
         return int(value) if isinstance(value, str) and value.isdigit() else None
 
     def _put(self, item: dict[str, Any]) -> bool:
         try:
-            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(#k)",
-                                 ExpressionAttributeNames={"#k": self.key})
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": self.key},
+            )
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

@@ -43,8 +43,9 @@ ENCODERS: dict[str, Callable[[Finding], bytes]] = {"trailwarden": line, "ocsf": 
 class FirehoseSink:
     name = "firehose"
 
-    def __init__(self, client: Any, delivery_stream: str, policy: RetryPolicy | None = None,
-                 archive_format: str = "trailwarden") -> None:
+    def __init__(
+        self, client: Any, delivery_stream: str, policy: RetryPolicy | None = None, archive_format: str = "trailwarden"
+    ) -> None:
         self.client = client
         self.encode = ENCODERS[archive_format]
         self.delivery_stream = delivery_stream

@@ -61,8 +61,10 @@ class KinesisWriter:
             if self._open_shards is None or attempt:
                 self._open_shards = shards.open_shards(self.client, self.stream)
             targets = self._open_shards or []
-            entries = [{"PartitionKey": key, "Data": data, "ExplicitHashKey": s["HashKeyRange"]["StartingHashKey"]}
-                       for s in targets]
+            entries = [
+                {"PartitionKey": key, "Data": data, "ExplicitHashKey": s["HashKeyRange"]["StartingHashKey"]}
+                for s in targets
+            ]
             self.calls += 1
             results = self.client.put_records(StreamName=self.stream, Records=entries).get("Records") or []
             failed = [r.get("ErrorCode") for r in results if r.get("ErrorCode") or not r.get("SequenceNumber")]

@@ -68,9 +68,15 @@ class _Repeats:
 
 
 class Publisher:
-    def __init__(self, sinks: Sequence[Sink], dedupe: Dedupe | None = None, remember: int = 50_000,
-                 policy: AlertPolicy | None = None, clock: Callable[[], float] = time.time,
-                 digests: bool = True) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        dedupe: Dedupe | None = None,
+        remember: int = 50_000,
+        policy: AlertPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        digests: bool = True,
+    ) -> None:
         self.sinks = list(sinks)
         self.dedupe = dedupe
         self.policy = policy or AlertPolicy()
@@ -111,8 +117,9 @@ class Publisher:
         outgoing = fresh + digests
         for sink in self.sinks:
             share = self._shares.get(sink.name)
-            todo = [f for f in outgoing
-                    if (sink.name, f.delivery_key) not in self._acked and (share is None or share(f))]
+            todo = [
+                f for f in outgoing if (sink.name, f.delivery_key) not in self._acked and (share is None or share(f))
+            ]
             if todo:
                 sink.deliver(todo)
                 for f in todo:
@@ -132,8 +139,13 @@ class Publisher:
         self.stats.suppressed += len(given) - len(fresh)
         self._forget()
         if outgoing:
-            log.info("published %d findings (%d already delivered, %d resolved, %d digests)", len(fresh),
-                     len(by_key) - len(fresh), len(resolved), len(digests))
+            log.info(
+                "published %d findings (%d already delivered, %d resolved, %d digests)",
+                len(fresh),
+                len(by_key) - len(fresh),
+                len(resolved),
+                len(digests),
+            )
         return outgoing
 
     def _count(self, repeats: list[Finding], resolved: set[str]) -> None:

@@ -22,14 +22,30 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "BandwidthLimitExceeded", "SlowDown", "RequestThrottled", "LimitExceededException",
-    "TransactionInProgressException", "ServiceUnavailable", "ServiceUnavailableException",
-    "InternalError", "InternalFailure", "InternalServerError", "InternalFailureException",
-    "KMSThrottlingException", "ThrottledOperation",
-})
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        "RequestThrottled",
+        "LimitExceededException",
+        "TransactionInProgressException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalFailureException",
+        "KMSThrottlingException",
+        "ThrottledOperation",
+    }
+)
 
 
 @dataclass
@@ -118,8 +134,9 @@ def call(fn: Callable[[], T], policy: RetryPolicy, what: str) -> T:
             policy.sleep(delay)
 
 
-def resend_failed(send: Callable[[list[T]], list[tuple[T, str]]], items: Sequence[T], policy: RetryPolicy,
-                  what: str) -> None:
+def resend_failed(
+    send: Callable[[list[T]], list[tuple[T, str]]], items: Sequence[T], policy: RetryPolicy, what: str
+) -> None:
     """Send `items`; `send` returns the (item, error code) pairs the service did not accept.
 
     Those, and only those, are sent again until none is left. A permanent per-entry error or a spent
@@ -138,8 +155,14 @@ def resend_failed(send: Callable[[list[T]], list[tuple[T, str]]], items: Sequenc
         if delay is None:
             raise SinkUnavailable(f"{what}: {len(failed)} entries still failing after {policy.attempts} attempts")
         codes = sorted({code or "transient" for _, code in failed})
-        log.warning("%s: %d of %d entries failed (%s), resending in %.2fs", what, len(failed), len(pending),
-                    ", ".join(codes), delay)
+        log.warning(
+            "%s: %d of %d entries failed (%s), resending in %.2fs",
+            what,
+            len(failed),
+            len(pending),
+            ", ".join(codes),
+            delay,
+        )
         WAITS.note(delay)
         policy.sleep(delay)
         pending = [item for item, _ in failed]

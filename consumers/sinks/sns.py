@@ -33,16 +33,25 @@ def printable(text: Any, limit: int) -> str:
 def subject(finding: Finding) -> str:
     """`[severity] title` (`[resolved]` or `[xN]` after the severity for a resolution or a digest): at most
     100 printable ASCII characters, never empty, no line breaks."""
-    update = " [resolved]" if finding.status == "resolved" else f" [x{finding.occurrences}]" \
-        if finding.occurrences > 1 else ""
+    update = (
+        " [resolved]"
+        if finding.status == "resolved"
+        else f" [x{finding.occurrences}]"
+        if finding.occurrences > 1
+        else ""
+    )
     text = printable(f"[{finding.severity}]{update} {finding.title}", MAX_SUBJECT)
     return text or "trailwarden finding"
 
 
 def attributes(finding: Finding) -> dict[str, dict[str, str]]:
     """severity, rule_id, account and status as String attributes (SNS refuses empty values: "unknown" instead)."""
-    values = {"severity": finding.severity, "rule_id": finding.rule_id, "account": finding.account,
-              "status": finding.status}
+    values = {
+        "severity": finding.severity,
+        "rule_id": finding.rule_id,
+        "account": finding.account,
+        "status": finding.status,
+    }
     return {
         name: {"DataType": "String", "StringValue": printable(value, MAX_ATTRIBUTE) or "unknown"}
         for name, value in values.items()

@@ -60,35 +60,67 @@ PUBLISH_EVERY = 500
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "backfill", help="run the rule pack over a date range of the CloudTrail S3 archive",
+        "backfill",
+        help="run the rule pack over a date range of the CloudTrail S3 archive",
         description="Run both stages over a date range of the CloudTrail S3 archive (or a local copy), in event-time "
-                    "order per account and region; findings are marked as replayed.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "order per account and region; findings are marked as replayed.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("location", metavar="LOCATION", help="s3://BUCKET[/PREFIX] or a local directory")
     parser.add_argument("--from", dest="start", required=True, metavar="WHEN", help="first day or time (UTC)")
     parser.add_argument("--to", dest="end", metavar="WHEN", help="last day or time, included (default: now)")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="table (default on a terminal) or json: one finding per line (default otherwise)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="table (default on a terminal) or json: one finding per line (default otherwise)",
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="write findings to FILE instead of standard output")
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (as for scan)")
-    parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
-                        help="run only these rule ids (space- or comma-separated)")
-    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
-                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
-                             "of the configuration; one rule that cannot be loaded stops the command)")
+    parser.add_argument(
+        "--rules", nargs="+", action="extend", metavar="ID", help="run only these rule ids (space- or comma-separated)"
+    )
+    parser.add_argument(
+        "--sigma",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+        "of the configuration; one rule that cannot be loaded stops the command)",
+    )
     parser.add_argument("--dead-letters", metavar="FILE", help="write what could not be decoded to FILE (JSON lines)")
-    parser.add_argument("--max-size", type=int, default=MAX_DECOMPRESSED // (1024 * 1024), metavar="MB",
-                        help="largest file decoded, in MB (default 64)")
-    parser.add_argument("--workers", type=int, default=8, metavar="N",
-                        help="files listed, downloaded and decoded in parallel (default 8)")
-    parser.add_argument("--processes", type=int, default=usable_cores(), metavar="N",
-                        help="worker processes that decode files and run the match rules and fact extraction "
-                             f"(default: the usable cores, {usable_cores()} here); 1 runs everything in this process")
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=MAX_DECOMPRESSED // (1024 * 1024),
+        metavar="MB",
+        help="largest file decoded, in MB (default 64)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        metavar="N",
+        help="files listed, downloaded and decoded in parallel (default 8)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=usable_cores(),
+        metavar="N",
+        help="worker processes that decode files and run the match rules and fact extraction "
+        f"(default: the usable cores, {usable_cores()} here); 1 runs everything in this process",
+    )
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
-    parser.add_argument("--sinks", action="store_true",
-                        help="also send findings to the findings Firehose stream (not those already alerted)")
-    parser.add_argument("--alert", action="store_true",
-                        help="also alert on the SNS topic (implies --sinks; marks the dedupe table)")
+    parser.add_argument(
+        "--sinks",
+        action="store_true",
+        help="also send findings to the findings Firehose stream (not those already alerted)",
+    )
+    parser.add_argument(
+        "--alert", action="store_true", help="also alert on the SNS topic (implies --sinks; marks the dedupe table)"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
@@ -120,8 +152,10 @@ def open_store(location: str, args: argparse.Namespace) -> tuple[Store, str]:
 
 def line(stats: BackfillStats, events: int, elapsed: float) -> str:
     rate = events / elapsed if elapsed > 0 else 0.0
-    return (f"backfill {stats.files:,}/{stats.files_total:,} files  {events:,} events  day {stats.day()}  "
-            f"{rate:,.0f} events/s")
+    return (
+        f"backfill {stats.files:,}/{stats.files_total:,} files  {events:,} events  day {stats.day()}  "
+        f"{rate:,.0f} events/s"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,13 +174,23 @@ def run(args: argparse.Namespace) -> int:
     publisher = _publisher(aws.from_args(args), args.alert, policy) if args.sinks or args.alert else None
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "json")
     try:
-        with _open_file(args.output) as out, _open_file(args.dead_letters) as dead_out, \
-                Backfill(store, prefix, window, workers=args.workers, max_size=args.max_size * 1024 * 1024,
-                         router=RouterPool(detector.pack, args.processes) if args.processes > 1 else None) as job:
+        with (
+            _open_file(args.output) as out,
+            _open_file(args.dead_letters) as dead_out,
+            Backfill(
+                store,
+                prefix,
+                window,
+                workers=args.workers,
+                max_size=args.max_size * 1024 * 1024,
+                router=RouterPool(detector.pack, args.processes) if args.processes > 1 else None,
+            ) as job,
+        ):
             writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
             try:
-                return _backfill(args, job, detector, Emitter(writer, every=args.all, policy=policy), dead_out,
-                                 publisher)
+                return _backfill(
+                    args, job, detector, Emitter(writer, every=args.all, policy=policy), dead_out, publisher
+                )
             finally:
                 writer.close()
     except OSError as exc:
@@ -161,8 +205,14 @@ def _publisher(target: aws.Target, alert: bool, policy: AlertPolicy) -> Publishe
     return build_publisher(target, stack_outputs(target), *past_findings(alert), policy=policy, digests=False)
 
 
-def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit: Emitter,
-              dead_out: BinaryIO | None, publisher: Publisher | None) -> int:
+def _backfill(
+    args: argparse.Namespace,
+    job: Backfill,
+    detector: Detector,
+    emit: Emitter,
+    dead_out: BinaryIO | None,
+    publisher: Publisher | None,
+) -> int:
     started = time.monotonic()
     display = Display(enabled=False if args.quiet else None)
     try:
@@ -205,18 +255,22 @@ def _backfill(args: argparse.Namespace, job: Backfill, detector: Detector, emit:
             publisher.publish(pending)
     except BrokenProcessPool as exc:
         display.clear()
-        print(f"trailwarden backfill: a worker process died ({safe(str(exc))}); nothing after the findings above "
-              "was checked. Rerun the range with --processes 1 to run everything in this process.", file=sys.stderr)
+        print(
+            f"trailwarden backfill: a worker process died ({safe(str(exc))}); nothing after the findings above "
+            "was checked. Rerun the range with --processes 1 to run everything in this process.",
+            file=sys.stderr,
+        )
         return 1
     except SinkError as exc:
         display.clear()
-        print(f"trailwarden backfill: a sink stayed down; findings from here on were not delivered: {safe(str(exc))}",
-              file=sys.stderr)
+        print(
+            f"trailwarden backfill: a sink stayed down; findings from here on were not delivered: {safe(str(exc))}",
+            file=sys.stderr,
+        )
         return 1
     display.clear()
     if not args.quiet:
-        summary = summarize(detector, stats.decode, stats.files, stats.bytes, events, time.monotonic() - started,
-                            emit)
+        summary = summarize(detector, stats.decode, stats.files, stats.bytes, events, time.monotonic() - started, emit)
         summary["files_listed"] = stats.files_total
         summary["streams"] = stats.streams
         summary["day_folders_listed"] = stats.listings

@@ -38,14 +38,20 @@ RULES_HEADER = """\
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "config", help="print the complete documented configuration, or check a configuration file",
+        "config",
+        help="print the complete documented configuration, or check a configuration file",
         description="Print the built-in defaults and every rule's parameters as a documented TOML file "
-                    "(redirect it to trailwarden.toml and edit), or check a configuration file.",
+        "(redirect it to trailwarden.toml and edit), or check a configuration file.",
     )
-    parser.add_argument("--check", nargs="?", const="", metavar="PATH",
-                        help="load the configuration (PATH, else $TRAILWARDEN_CONFIG or ./trailwarden.toml) "
-                             "and check every rule's section, the destinations and routes (reading their "
-                             "secrets); exit 2 with the reason if it is wrong")
+    parser.add_argument(
+        "--check",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="load the configuration (PATH, else $TRAILWARDEN_CONFIG or ./trailwarden.toml) "
+        "and check every rule's section, the destinations and routes (reading their "
+        "secrets); exit 2 with the reason if it is wrong",
+    )
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -67,8 +73,9 @@ def check(config: Config, rules: list[Rule], target: Callable[[], aws.Target] | 
     known = {r.id for r in rules} | {r.id for r in bundled().rules}  # bundled ones too, if [sigma] turns them off
     unknown = sorted(set(config.section("rules")) - known)
     if unknown:
-        raise ConfigError(f"{config.where()}: [rules] names unknown rule(s) {unknown}; "
-                          f"`trailwarden rules list` shows the ids")
+        raise ConfigError(
+            f"{config.where()}: [rules] names unknown rule(s) {unknown}; `trailwarden rules list` shows the ids"
+        )
     for rule in rules:
         validate_params(rule, config)
     policy = AlertPolicy.from_config(config)
@@ -78,8 +85,10 @@ def check(config: Config, rules: list[Rule], target: Callable[[], aws.Target] | 
     routing = Routing.from_config(config)
     if routing.destinations:
         build_all(routing, target() if target is not None else aws.resolve(local=False))
-    print(f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
-          f"{policy.describe()}; archive format {archive}; {routing.describe()})")
+    print(
+        f"{config.where()}: ok ({len(enabled)} of {len(rules)} rules enabled; {alerted} of them alerted: "
+        f"{policy.describe()}; archive format {archive}; {routing.describe()})"
+    )
     return 0
 
 

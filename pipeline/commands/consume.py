@@ -38,22 +38,49 @@ examples:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "consume", help="run one stage's KCL application (router or stateful) in the foreground, as a container does",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=[s.value for s in Stage], help="which stage: router (over the trail stream) "
-                        "or stateful (over the keyed stream)")
-    parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration for the record processors "
-                        "(default: $TRAILWARDEN_CONFIG, then ./trailwarden.toml)")
-    parser.add_argument("--stack", default=None, metavar="NAME",
-                        help="the CloudFormation stack whose outputs name the resources (default: trailwarden)")
-    parser.add_argument("--initial-position", choices=("TRIM_HORIZON", "LATEST"), default="TRIM_HORIZON",
-                        help="where a shard without a checkpoint starts (default TRIM_HORIZON)")
-    parser.add_argument("--worker-id", default="", metavar="ID",
-                        help="the KCL worker id (default: the KCL's random one on AWS, <application>-local locally)")
-    parser.add_argument("--kcl-property", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other MultiLangDaemon property, e.g. retrievalMode=FANOUT (repeatable)")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="no metric lines on stderr (TRAILWARDEN_METRICS=off)")
+        "consume",
+        help="run one stage's KCL application (router or stateful) in the foreground, as a container does",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "stage",
+        choices=[s.value for s in Stage],
+        help="which stage: router (over the trail stream) or stateful (over the keyed stream)",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML configuration for the record processors (default: $TRAILWARDEN_CONFIG, then ./trailwarden.toml)",
+    )
+    parser.add_argument(
+        "--stack",
+        default=None,
+        metavar="NAME",
+        help="the CloudFormation stack whose outputs name the resources (default: trailwarden)",
+    )
+    parser.add_argument(
+        "--initial-position",
+        choices=("TRIM_HORIZON", "LATEST"),
+        default="TRIM_HORIZON",
+        help="where a shard without a checkpoint starts (default TRIM_HORIZON)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        default="",
+        metavar="ID",
+        help="the KCL worker id (default: the KCL's random one on AWS, <application>-local locally)",
+    )
+    parser.add_argument(
+        "--kcl-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other MultiLangDaemon property, e.g. retrievalMode=FANOUT (repeatable)",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="no metric lines on stderr (TRAILWARDEN_METRICS=off)")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -85,13 +112,21 @@ def run(args: argparse.Namespace) -> int:
         _say(str(exc))
         return 2
     except Exception as exc:  # no such stack, no credentials, an endpoint that does not answer
-        _say(f"cannot read the stack's outputs ({type(exc).__name__}: {exc}); deploy the stack, or set "
-             "TRAILWARDEN_RESOURCES to its outputs as JSON")
+        _say(
+            f"cannot read the stack's outputs ({type(exc).__name__}: {exc}); deploy the stack, or set "
+            "TRAILWARDEN_RESOURCES to its outputs as JSON"
+        )
         return 2
     stage = Stage(args.stage)
     env = environment(config=args.config, metrics=False if args.no_metrics else None)
-    spec = live.stage_spec(stage, resources, env, worker_suffix="local" if target.local else "",
-                           settings=properties, initial_position=args.initial_position)
+    spec = live.stage_spec(
+        stage,
+        resources,
+        env,
+        worker_suffix="local" if target.local else "",
+        settings=properties,
+        initial_position=args.initial_position,
+    )
     if args.worker_id:
         spec = dataclasses.replace(spec, worker_id=args.worker_id)
     try:
@@ -99,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     except launcher.JavaNotFound as exc:
         _say(str(exc))
         return 2
-    _say(f"{stage} stage: KCL application {spec.application} over stream {spec.stream}, daemon pid {daemon.pid} "
-         f"({'endpoint ' + str(target.endpoint_url) if target.local else 'AWS'})")
+    _say(
+        f"{stage} stage: KCL application {spec.application} over stream {spec.stream}, daemon pid {daemon.pid} "
+        f"({'endpoint ' + str(target.endpoint_url) if target.local else 'AWS'})"
+    )
     code = launcher.wait(daemon, say=_say)
     _say(f"daemon exited with status {code}")
     return code

@@ -17,20 +17,28 @@ from pipeline.routing import Routing
 
 def register(subparsers: Any) -> None:
     deliver = subparsers.add_parser(
-        "deliver", help="send alerted findings to the configured destinations (Slack, PagerDuty, webhook, ...)",
+        "deliver",
+        help="send alerted findings to the configured destinations (Slack, PagerDuty, webhook, ...)",
         description="Run one deliverer per configured destination ([destinations.<name>] and [[routes]]): each "
-                    "drains its own queue on the findings topic, retries with backoff, and moves what keeps failing "
-                    "to its dead-letter queue. Runs until Ctrl-C or SIGTERM.")
+        "drains its own queue on the findings topic, retries with backoff, and moves what keeps failing "
+        "to its dead-letter queue. Runs until Ctrl-C or SIGTERM.",
+    )
     deliver.add_argument("--config", default=None, help="trailwarden configuration file")
-    deliver.add_argument("--only", action="append", metavar="NAME", help="deliver to this destination only "
-                                                                           "(repeatable; default: all of them)")
+    deliver.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="deliver to this destination only (repeatable; default: all of them)",
+    )
     aws.add_arguments(deliver)
     deliver.set_defaults(func=run_deliver)
 
     destinations = subparsers.add_parser(
-        "destinations", help="the destinations' queues: list them, redrive a dead-letter queue",
+        "destinations",
+        help="the destinations' queues: list them, redrive a dead-letter queue",
         description="Show each configured destination's pending and dead-lettered findings, or move a "
-                    "destination's dead-letter queue back to its queue once the cause is fixed.")
+        "destination's dead-letter queue back to its queue once the cause is fixed.",
+    )
     destinations.add_argument("action", choices=("list", "redrive"))
     destinations.add_argument("name", nargs="?", help="the destination to redrive")
     destinations.add_argument("--config", default=None, help="trailwarden configuration file")
@@ -85,6 +93,8 @@ def run_destinations(args: argparse.Namespace) -> int:
         return 0
     for name, spec in sorted(routing.destinations.items()):
         queue = destination_queues.ensure(target, topic, name)
-        print(f"{name:24} {spec.type:12} pending {destination_queues.depth(target, queue.url):6}  "
-              f"dead-lettered {destination_queues.depth(target, queue.dlq_url):6}")
+        print(
+            f"{name:24} {spec.type:12} pending {destination_queues.depth(target, queue.url):6}  "
+            f"dead-lettered {destination_queues.depth(target, queue.dlq_url):6}"
+        )
     return 0

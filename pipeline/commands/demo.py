@@ -27,20 +27,39 @@ from pipeline.scenario import Comparison, compare
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "demo", help="generate a scenario with attacks, scan it, and check every expected finding is raised",
+        "demo",
+        help="generate a scenario with attacks, scan it, and check every expected finding is raised",
         description="Generate an organization's CloudTrail with attacks injected, decode it from a transport, "
-                    "scan it with the rule pack (both stages, in one process), print the findings and compare "
-                    "them with the findings the attacks must raise. Exit status 1 if one is missing.")
+        "scan it with the rule pack (both stages, in one process), print the findings and compare "
+        "them with the findings the attacks must raise. Exit status 1 if one is missing.",
+    )
     add_scenario_arguments(parser, events=3000)
-    parser.add_argument("--transport", choices=(*FORMATS, "none"), default="cwl",
-                        help="encode and decode the records as this transport first (default cwl; none: in memory)")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, default=None,
-                        help="findings as a table (default on a terminal) or JSON lines")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="TOML configuration (default: built-in defaults, with the scenario's scaled periods)")
-    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
-                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
-                             "of the configuration; one rule that cannot be loaded stops the command)")
+    parser.add_argument(
+        "--transport",
+        choices=(*FORMATS, "none"),
+        default="cwl",
+        help="encode and decode the records as this transport first (default cwl; none: in memory)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="findings as a table (default on a terminal) or JSON lines",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML configuration (default: built-in defaults, with the scenario's scaled periods)",
+    )
+    parser.add_argument(
+        "--sigma",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+        "of the configuration; one rule that cannot be loaded stops the command)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="only the expected-vs-found summary")
     parser.set_defaults(func=run)
 
@@ -72,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     result = compare(scenario.expected, unique, [r.id for r in detector.rules])
     routes = rule_routes(detector.rules, config)
     policy = AlertPolicy.from_config(config).describe()
-    print(_report(scenario, result, unique, len(events), stats, elapsed, args.transport, routes, policy),
-          file=sys.stderr)
+    print(
+        _report(scenario, result, unique, len(events), stats, elapsed, args.transport, routes, policy), file=sys.stderr
+    )
     return 0 if result.ok else 1
 
 
@@ -89,18 +109,31 @@ def _events(records: list[dict[str, Any]], transport: str, seed: int) -> tuple[l
     return out, stats
 
 
-def _report(scenario: Any, result: Comparison, findings: list[Finding], events: int, stats: DecodeStats,
-            elapsed: float, transport: str, routes: dict[str, str], policy: str) -> str:
+def _report(
+    scenario: Any,
+    result: Comparison,
+    findings: list[Finding],
+    events: int,
+    stats: DecodeStats,
+    elapsed: float,
+    transport: str,
+    routes: dict[str, str],
+    policy: str,
+) -> str:
     lines = [
         "",
         f"scenario: seed {scenario.seed}, {len(scenario.events):,} records over {len(scenario.accounts)} accounts, "
         f"{iso_time(scenario.start)} to {iso_time(scenario.end)}, {len(scenario.attacks)} attacks",
         f"transport: {transport}; {events:,} events decoded"
-        + (f", {sum(stats.dead_letters.values()):,} dead letters ({', '.join(stats.dead_letters)})"
-           if stats.dead_letters else ""),
-        "rule periods scaled to the scenario: " + "; ".join(
-            f"{rule} {', '.join(f'{k}={v}' for k, v in params.items())}"
-            for rule, params in scenario.overrides.items()),
+        + (
+            f", {sum(stats.dead_letters.values()):,} dead letters ({', '.join(stats.dead_letters)})"
+            if stats.dead_letters
+            else ""
+        ),
+        "rule periods scaled to the scenario: "
+        + "; ".join(
+            f"{rule} {', '.join(f'{k}={v}' for k, v in params.items())}" for rule, params in scenario.overrides.items()
+        ),
         f"findings: {len(findings):,} from {len(Counter(f.rule_id for f in findings))} rules in {elapsed:.1f} s; "
         f"{sum(routes.get(f.rule_id) == ALERTED for f in findings):,} of them alerted ({policy}), the rest archived",
         "",
@@ -116,17 +149,25 @@ def _report(scenario: Any, result: Comparison, findings: list[Finding], events: 
         lines.append(f"  MISSING   {exp.attack:<{width}}  {exp.rule_id}{resolved}  {_facts(exp.facts)}")
     for exp, finding in result.unwanted:
         lines.append(f"  UNWANTED  {exp.attack:<{width}}  {exp.rule_id}  ({safe(finding.summary, 90)})")
-    quiet = [e for e in scenario.expected if not e.present and e.rule_id not in {x.rule_id for x in result.no_rule}
-             and all(e is not u for u, _ in result.unwanted)]
+    quiet = [
+        e
+        for e in scenario.expected
+        if not e.present
+        and e.rule_id not in {x.rule_id for x in result.no_rule}
+        and all(e is not u for u, _ in result.unwanted)
+    ]
     for exp in quiet:
         lines.append(f"  quiet     {exp.attack:<{width}}  {exp.rule_id}  {_facts(exp.facts)} (benign, as expected)")
     for exp in result.no_rule:
         lines.append(f"  no rule   {exp.attack:<{width}}  {exp.rule_id}  (not run: not in the pack, or disabled)")
     wanted = sum(e.present for e in scenario.expected if e not in result.no_rule)
-    lines += ["", f"result: {len(result.found)}/{wanted} expected findings raised, {len(result.missing)} missing, "
-                  f"{len(result.unwanted)} raised on benign lookalikes"
-                  + (f", {len(result.no_rule)} without a rule" if result.no_rule else "")
-                  + (" - OK" if result.ok else " - FAILED")]
+    lines += [
+        "",
+        f"result: {len(result.found)}/{wanted} expected findings raised, {len(result.missing)} missing, "
+        f"{len(result.unwanted)} raised on benign lookalikes"
+        + (f", {len(result.no_rule)} without a rule" if result.no_rule else "")
+        + (" - OK" if result.ok else " - FAILED"),
+    ]
     return "\n".join(lines)
 
 

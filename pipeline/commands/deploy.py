@@ -31,17 +31,29 @@ examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "deploy", help="create or update the stack on AWS through a CloudFormation change set",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "deploy",
+        help="create or update the stack on AWS through a CloudFormation change set",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack-name", default=STACK_NAME, help=f"the stack (default {STACK_NAME})")
     parser.add_argument("--image", metavar="URI", help="the consumers' container image (the template's Image)")
-    parser.add_argument("--parameters", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
-                        help="template parameters (lists comma-separated: Subnets=subnet-1,subnet-2)")
+    parser.add_argument(
+        "--parameters",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameters (lists comma-separated: Subnets=subnet-1,subnet-2)",
+    )
     parser.add_argument("--template", type=Path, default=cfn.TEMPLATE, help="the template (default: the packaged one)")
-    parser.add_argument("--template-bucket", metavar="BUCKET",
-                        help="S3 bucket for a template above CloudFormation's inline 51,200 bytes "
-                             "(default <stack>-templates-<account>-<region>, created private if missing)")
+    parser.add_argument(
+        "--template-bucket",
+        metavar="BUCKET",
+        help="S3 bucket for a template above CloudFormation's inline 51,200 bytes "
+        "(default <stack>-templates-<account>-<region>, created private if missing)",
+    )
     parser.add_argument("--yes", action="store_true", help="execute without asking")
     parser.add_argument("--dry-run", action="store_true", help="show the change set, delete it, change nothing")
     parser.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
@@ -72,8 +84,10 @@ def change_table(change_set: ChangeSet) -> str:
 
 def _event_line(event: dict[str, Any]) -> str:
     reason = event.get("ResourceStatusReason") or ""
-    return (f"  {event['Timestamp']:%H:%M:%S}  {event['ResourceStatus']:<28} {event['LogicalResourceId']:<28} "
-            f"{event.get('ResourceType', '')}" + (f"  {reason}" if reason else ""))
+    return (
+        f"  {event['Timestamp']:%H:%M:%S}  {event['ResourceStatus']:<28} {event['LogicalResourceId']:<28} "
+        f"{event.get('ResourceType', '')}" + (f"  {reason}" if reason else "")
+    )
 
 
 def _confirm(change_set: ChangeSet) -> bool:

@@ -55,25 +55,46 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "replay", help="run a time range of the trail stream through both stages again (findings marked replayed)",
+        "replay",
+        help="run a time range of the trail stream through both stages again (findings marked replayed)",
         description="Replay the records that reached the trail stream between --from and --to through both stages, "
-                    "under KCL applications of its own; findings are marked as replayed.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "under KCL applications of its own; findings are marked as replayed.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--from", dest="start", required=True, metavar="WHEN", help="start of the range")
     parser.add_argument("--to", dest="end", metavar="WHEN", help="end of the range, included (default: now)")
-    parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
-                        help="run only these rule ids, enabled in the configuration or not (space- or comma-separated)")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="run only these rule ids, enabled in the configuration or not (space- or comma-separated)",
+    )
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration for this replay's stages")
-    parser.add_argument("--alert", action="store_true",
-                        help="also alert on the SNS topic what the alert policy alerts (not what was alerted "
-                             "already) and mark the dedupe table")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="table (default on a terminal) or json: one finding per line (default otherwise)")
+    parser.add_argument(
+        "--alert",
+        action="store_true",
+        help="also alert on the SNS topic what the alert policy alerts (not what was alerted "
+        "already) and mark the dedupe table",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="table (default on a terminal) or json: one finding per line (default otherwise)",
+    )
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
-    parser.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
-                        help="give up after this long (default: no limit)")
-    parser.add_argument("--keyed-shards", type=int, default=None, metavar="N",
-                        help="shards of the replay's keyed stream (default: as many as the live keyed stream)")
+    parser.add_argument(
+        "--timeout", type=float, default=0.0, metavar="SECONDS", help="give up after this long (default: no limit)"
+    )
+    parser.add_argument(
+        "--keyed-shards",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shards of the replay's keyed stream (default: as many as the live keyed stream)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary on stderr")
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
@@ -139,8 +160,10 @@ def progress_line(status: Any, elapsed: float, findings: int) -> str:
             parts.append(f"{label} " + ("reading" if behind is None else f"{_duration(behind)} behind --to"))
     stateful = status.shards(Stage.STATEFUL)
     ended = sum(1 for s in stateful if status.stateful.get(s) is not None and status.stateful[s].done)
-    return (f"replay {_duration(elapsed)}  router {done}/{len(router)} shards done  {status.events():,} events  "
-            f"[{', '.join(parts)}]  stateful {ended}/{len(stateful)}  {findings:,} findings")
+    return (
+        f"replay {_duration(elapsed)}  router {done}/{len(router)} shards done  {status.events():,} events  "
+        f"[{', '.join(parts)}]  stateful {ended}/{len(stateful)}  {findings:,} findings"
+    )
 
 
 def _label(shard: str) -> str:
@@ -180,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
     writer = make_writer(fmt, sys.stdout.buffer)
     emit = Emitter(writer, every=args.all, policy=policy)
     display = Display(enabled=not args.quiet, lines_every=PROGRESS_EVERY)
-    job = Replay(target, outputs, start, end, rules=rules, alert=args.alert, config=args.config,
-                 keyed_shards=args.keyed_shards)
+    job = Replay(
+        target, outputs, start, end, rules=rules, alert=args.alert, config=args.config, keyed_shards=args.keyed_shards
+    )
     seen: Counter[str] = Counter()
 
     def show(j: Any) -> None:
@@ -198,9 +222,11 @@ def run(args: argparse.Namespace) -> int:
     with sigterm_interrupts():
         try:
             if not args.quiet:
-                _say(f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
-                     f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; "
-                     f"alerts {'on' if args.alert else 'off'}")
+                _say(
+                    f"run {job.names.run_id}: records that reached {outputs['TrailStreamName']} from "
+                    f"{iso_time(start)} to {iso_time(end)}; {len(chosen)} rules; "
+                    f"alerts {'on' if args.alert else 'off'}"
+                )
             job.start()
             if job.wait(timeout=args.timeout or None, on_poll=show):
                 show(job)
@@ -255,4 +281,3 @@ def summary(job: Any, emit: Any, seen: Counter[str]) -> dict[str, Any]:
     if dead:
         out["dead_letters"] = f"{dead} (s3://{job.outputs['StateBucketName']}/dead-letters/{job.names.router_app}/)"
     return out
-

@@ -21,22 +21,47 @@ from pipeline.ruletest import run_rules
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("rules", help="list, test and describe the detection rules",
-                                   description="List, test and describe the detection rules.")
-    parser.add_argument("--load", action="append", default=[], metavar="PATH",
-                        help="also load rules from a Python file or a directory of them (repeatable)")
-    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
-                        help="also load the Sigma rules of a folder or file (repeatable; all must load)")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="TOML configuration: its [sigma] settings choose the Sigma rules (default: built-in "
-                             "defaults, the bundled SigmaHQ rules included)")
+    parser = subparsers.add_parser(
+        "rules",
+        help="list, test and describe the detection rules",
+        description="List, test and describe the detection rules.",
+    )
+    parser.add_argument(
+        "--load",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also load rules from a Python file or a directory of them (repeatable)",
+    )
+    parser.add_argument(
+        "--sigma",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also load the Sigma rules of a folder or file (repeatable; all must load)",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML configuration: its [sigma] settings choose the Sigma rules (default: built-in "
+        "defaults, the bundled SigmaHQ rules included)",
+    )
     sub = parser.add_subparsers(dest="rules_command", metavar="ACTION")
 
     listing = sub.add_parser("list", help="one line per rule: id, source, kind, severity, ATT&CK, title")
-    listing.add_argument("--format", choices=("table", "json", "markdown"), default="table",
-                         help="markdown writes the tables of docs/rules.md")
-    listing.add_argument("--source", choices=("builtin", "sigma"), default=None,
-                         help="only the built-in rules, or only the Sigma rules (default: both)")
+    listing.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="markdown writes the tables of docs/rules.md",
+    )
+    listing.add_argument(
+        "--source",
+        choices=("builtin", "sigma"),
+        default=None,
+        help="only the built-in rules, or only the Sigma rules (default: both)",
+    )
     listing.set_defaults(func=list_rules)
 
     testing = sub.add_parser("test", help="run the rules' own test cases; exit 1 on any mismatch")
@@ -151,6 +176,7 @@ def first_sentence(text: str) -> str:
 
 def markdown(rules: Sequence[Rule]) -> str:
     """The rule pack as a Markdown table: id, kind, severity, ATT&CK, and what the rule asks."""
+
     def cell(value: str) -> str:
         return value.replace("|", "\\|")
 
@@ -159,8 +185,10 @@ def markdown(rules: Sequence[Rule]) -> str:
         "|----|------|----------|--------|-------|--------------|",
     ]
     for r in rules:
-        lines.append(f"| `{r.id}` | {r.kind} | {r.severity} | {', '.join(r.attack)} | {cell(r.title)} "
-                     f"| {cell(first_sentence(r.description))} |")
+        lines.append(
+            f"| `{r.id}` | {r.kind} | {r.severity} | {', '.join(r.attack)} | {cell(r.title)} "
+            f"| {cell(first_sentence(r.description))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -181,8 +209,10 @@ def test_rules(args: argparse.Namespace) -> int:
         print(f"FAIL  {problem}")
     failed = len(report.failures)
     passed = len(report.results) - failed
-    print(f"\n{len(rules)} rules, {len(report.results)} cases: {passed} passed, {failed} failed"
-          + (f", {len(report.problems)} rule problem(s)" if report.problems else ""))
+    print(
+        f"\n{len(rules)} rules, {len(report.results)} cases: {passed} passed, {failed} failed"
+        + (f", {len(report.problems)} rule problem(s)" if report.problems else "")
+    )
     return 0 if report.ok else 1
 
 
@@ -218,7 +248,9 @@ def show_rule(args: argparse.Namespace) -> int:
 
 
 def _indent(text: str) -> str:
-    return "\n".join(textwrap.fill(p, width=100, initial_indent="  ", subsequent_indent="  ",
-                                    break_on_hyphens=False, break_long_words=False)
-                     for p in text.split("\n\n"))
-
+    return "\n".join(
+        textwrap.fill(
+            p, width=100, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+        )
+        for p in text.split("\n\n")
+    )

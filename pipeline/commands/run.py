@@ -51,26 +51,49 @@ Daemon logs and properties: ~/.local/state/trailwarden/kcl/ ($TRAILWARDEN_STATE_
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="the live pipeline locally: stack, both KCL daemons, a simulated scenario, findings as they come",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run",
+        help="the live pipeline locally: stack, both KCL daemons, a simulated scenario, findings as they come",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scenario", dest="attacks", default="all", metavar="NAME[,NAME...]",
-                        help='attacks to inject: "all" (default), "none", or names (trailwarden simulate --help)')
+    parser.add_argument(
+        "--scenario",
+        dest="attacks",
+        default="all",
+        metavar="NAME[,NAME...]",
+        help='attacks to inject: "all" (default), "none", or names (trailwarden simulate --help)',
+    )
     parser.add_argument("--events", type=int, default=3000, help="events in the scenario (default 3000)")
     parser.add_argument("--seed", type=int, default=None, help="scenario seed (default: a new one each run)")
-    parser.add_argument("--rate", type=float, default=500.0, metavar="EPS",
-                        help="events per second (default 500: log streams interleave in time as CloudTrail's do)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        metavar="EPS",
+        help="events per second (default 500: log streams interleave in time as CloudTrail's do)",
+    )
     parser.add_argument("--config", default=None, help="trailwarden configuration file for the consumers")
-    parser.add_argument("--wait", type=float, default=120.0, metavar="SECONDS",
-                        help="how long to wait for the expected findings after the scenario is sent (default 120)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the expected findings after the scenario is sent (default 120)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the pipeline running after the summary, until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print findings as JSON lines")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="no metric lines (EMF) from the record processors in the daemon logs")
-    parser.add_argument("--no-destinations", dest="destinations", action="store_false",
-                        help="deliver to no destination; by default the configured ones ([destinations.<name>]), "
-                             "or, if none is configured, local receivers standing in for Slack, PagerDuty and a "
-                             "webhook, each printing what it got")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="no metric lines (EMF) from the record processors in the daemon logs"
+    )
+    parser.add_argument(
+        "--no-destinations",
+        dest="destinations",
+        action="store_false",
+        help="deliver to no destination; by default the configured ones ([destinations.<name>]), "
+        "or, if none is configured, local receivers standing in for Slack, PagerDuty and a "
+        "webhook, each printing what it got",
+    )
     aws.add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -88,8 +111,10 @@ def _line(alert: Any, as_json: bool) -> str:
         summary = printable(f"[{f.resolution}] ", 40) + summary
     elif f.occurrences > 1:
         status = f"x{f.occurrences}"  # a digest: the finding counted this many times so far
-    return f"{stamp}  {printable(f.severity, 8):8} {status:8} {printable(f.rule_id, 60):42} {account:12}  " \
-           f"{resources}  {summary}"
+    return (
+        f"{stamp}  {printable(f.severity, 8):8} {status:8} {printable(f.rule_id, 60):42} {account:12}  "
+        f"{resources}  {summary}"
+    )
 
 
 def _say(message: str) -> None:
@@ -125,10 +150,12 @@ def run(args: argparse.Namespace) -> int:
             in_archive = [e for e in scenario.expected if routes.get(e.rule_id) == ARCHIVED]
             wanted = [e for e in on_topic + in_archive if e.present]
             names = f"all {len(attacks)}" if args.attacks == "all" else ", ".join(attacks) or "none"
-            _say(f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
-                 f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
-                 f"{sum(e.stateful for e in wanted)} of them stateful, {sum(e.present for e in on_topic)} alerted "
-                 f"({policy.describe()}) and the rest only archived")
+            _say(
+                f"sending {len(scenario.events):,} CloudTrail events from {iso_time(scenario.start)} to "
+                f"{iso_time(scenario.end)} (seed {seed}, attacks: {names}); expecting {len(wanted)} findings, "
+                f"{sum(e.stateful for e in wanted)} of them stateful, {sum(e.present for e in on_topic)} alerted "
+                f"({policy.describe()}) and the rest only archived"
+            )
             feeder = Feeder(stack.player(args.rate), scenario.events)
             watch = Watch(stack, args.json)
             if not watch.until_found(on_topic, in_archive, feeder, args.wait):
@@ -139,13 +166,29 @@ def run(args: argparse.Namespace) -> int:
             archived = compare(in_archive, watch.archive, rule_ids)
             not_kept = [e for e in scenario.expected if e.rule_id in routes and e not in on_topic + in_archive]
             unknown = [e for e in scenario.expected if e.rule_id not in routes]
-            result = Comparison(found=alerted.found + archived.found, missing=alerted.missing + archived.missing,
-                                no_rule=unknown, unwanted=alerted.unwanted + archived.unwanted)
-            _summary(alerted, archived, policy.describe(), not_kept, unknown, watch.alerts, watch.first_at,
-                     feeder.stats, stack.pipeline.supervisor, stack.delivered())
+            result = Comparison(
+                found=alerted.found + archived.found,
+                missing=alerted.missing + archived.missing,
+                no_rule=unknown,
+                unwanted=alerted.unwanted + archived.unwanted,
+            )
+            _summary(
+                alerted,
+                archived,
+                policy.describe(),
+                not_kept,
+                unknown,
+                watch.alerts,
+                watch.first_at,
+                feeder.stats,
+                stack.pipeline.supervisor,
+                stack.delivered(),
+            )
             if not result.ok and not stack.own_emulator:
-                _say("this stack was already running: findings it alerted before (same rule, key and window) are "
-                     "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one")
+                _say(
+                    "this stack was already running: findings it alerted before (same rule, key and window) are "
+                    "not alerted again (dedupe table); `trailwarden stack down` gives a fresh one"
+                )
             if args.keep:
                 _say("still running; Ctrl-C stops everything")
                 watch.forever()
@@ -187,8 +230,9 @@ class LiveStack:
             self.own_emulator = handle
         _say("provisioning the stack from infra/template.yaml ...")
         self.outputs = provision.provision(self.target)
-        self.queue = live.findings_queue(self.target, self.outputs["FindingsTopicArn"],
-                                         name=f"trailwarden-run-{os.getpid()}")
+        self.queue = live.findings_queue(
+            self.target, self.outputs["FindingsTopicArn"], name=f"trailwarden-run-{os.getpid()}"
+        )
 
     def start_pipeline(self, overrides: dict[str, dict[str, Any]], config: str | None, metrics: bool = True) -> None:
         """Both KCL daemons, with the scenario's parameter overrides and the configuration file, under a supervisor
@@ -198,10 +242,16 @@ class LiveStack:
         directory = emulator.state_dir() / "kcl"
         self.started = time.monotonic()
         self.pipeline = live.LivePipeline.start(
-            self.target, self.outputs, directory, say=_say,
-            env=environment(overrides=overrides, config=config, metrics=None if metrics else False))
-        _say(f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
-             f"(logs in {directory})")
+            self.target,
+            self.outputs,
+            directory,
+            say=_say,
+            env=environment(overrides=overrides, config=config, metrics=None if metrics else False),
+        )
+        _say(
+            f"KCL daemons: router pid {self.pipeline.router.pid}, stateful pid {self.pipeline.stateful.pid} "
+            f"(logs in {directory})"
+        )
 
     def start_destinations(self, config: Config) -> None:
         """The configured destinations' deliverers, or local receivers standing in for Slack, PagerDuty and a
@@ -217,8 +267,10 @@ class LiveStack:
             return
         self.local_destinations = local_destinations.LocalDestinations(lambda line: print(line, flush=True))
         self.local_destinations.start(self.target, self.outputs, runbooks)
-        _say("no [destinations] configured: local receivers on 127.0.0.1 stand in for Slack, PagerDuty (high and "
-             "critical) and a signed webhook, and print what they get")
+        _say(
+            "no [destinations] configured: local receivers on 127.0.0.1 stand in for Slack, PagerDuty (high and "
+            "critical) and a signed webhook, and print what they get"
+        )
 
     def delivered(self, settle: float = 20.0) -> str:
         """What the destinations got, in words (empty without destinations), once their queues are empty or
@@ -227,8 +279,11 @@ class LiveStack:
 
         threads = self.delivery or (self.local_destinations.threads if self.local_destinations else None)
         deadline = time.monotonic() + settle
-        while threads is not None and time.monotonic() < deadline and any(
-                destination_queues.depth(self.target, d.queue.url) for d in threads.deliverers):
+        while (
+            threads is not None
+            and time.monotonic() < deadline
+            and any(destination_queues.depth(self.target, d.queue.url) for d in threads.deliverers)
+        ):
             time.sleep(0.5)
         if self.local_destinations is not None:
             return self.local_destinations.counts()
@@ -323,8 +378,9 @@ class Watch:
                 if feeder.error is not None:
                     return False
                 deadline = time.monotonic() + wait
-            found = all(any(e.matches(a.finding) for a in self.alerts) for e in on_topic if e.present) and \
-                all(any(e.matches(f) for f in self.archive) for e in in_archive if e.present)
+            found = all(any(e.matches(a.finding) for a in self.alerts) for e in on_topic if e.present) and all(
+                any(e.matches(f) for f in self.archive) for e in in_archive if e.present
+            )
             if deadline is not None and (found or time.monotonic() > deadline):
                 if in_archive:
                     self.read_archive()
@@ -335,8 +391,18 @@ class Watch:
             self.poll()
 
 
-def _summary(alerted: Any, archived: Any, policy: str, not_kept: list[Any], no_rule: list[Any], alerts: list[Any],
-             first_at: float | None, stats: Any, supervisor: Any = None, delivered: str = "") -> None:
+def _summary(
+    alerted: Any,
+    archived: Any,
+    policy: str,
+    not_kept: list[Any],
+    no_rule: list[Any],
+    alerts: list[Any],
+    first_at: float | None,
+    stats: Any,
+    supervisor: Any = None,
+    delivered: str = "",
+) -> None:
     """What arrived against what the scenario expects: the expectations the alert policy alerts were looked
     for on the topic, those it only archives in the Firehose archive."""
     out = sys.stderr

@@ -50,30 +50,60 @@ PROGRESS_EVERY = 1024
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "scan", help="scan CloudTrail files with the rule pack (offline)",
+        "scan",
+        help="scan CloudTrail files with the rule pack (offline)",
         description="Scan CloudTrail files, directories or standard input with the rule pack and print the findings.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for standard input")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="table (default on a terminal) or json: one finding per line (default otherwise)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="table (default on a terminal) or json: one finding per line (default otherwise)",
+    )
     parser.add_argument("--output", "-o", metavar="FILE", help="write findings to FILE instead of standard output")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="TOML configuration (default: $TRAILWARDEN_CONFIG, ./trailwarden.toml, built-in defaults)")
-    parser.add_argument("--rules", nargs="+", action="extend", metavar="ID",
-                        help="run only these rule ids (space- or comma-separated; put PATHs first or end with --)")
-    parser.add_argument("--sigma", action="append", default=[], metavar="PATH",
-                        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
-                             "of the configuration; one rule that cannot be loaded stops the command)")
-    parser.add_argument("--dead-letters", metavar="FILE",
-                        help="write input that could not be decoded to FILE, one JSON object per line")
-    parser.add_argument("--max-size", type=int, default=MAX_DECOMPRESSED // (1024 * 1024), metavar="MB",
-                        help="largest file or record decoded whole, in MB (larger JSON lines are streamed; default 64)")
-    parser.add_argument("--all", action="store_true",
-                        help="print a finding for every matching event, also repeats of one finding id")
-    parser.add_argument("--alerts-only", action="store_true",
-                        help="print only the findings the alert policy alerts ([alerts] in the configuration; "
-                             "by default every finding it archives is printed)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML configuration (default: $TRAILWARDEN_CONFIG, ./trailwarden.toml, built-in defaults)",
+    )
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="run only these rule ids (space- or comma-separated; put PATHs first or end with --)",
+    )
+    parser.add_argument(
+        "--sigma",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also run the Sigma rules of a folder or file (repeatable; besides [sigma] folders "
+        "of the configuration; one rule that cannot be loaded stops the command)",
+    )
+    parser.add_argument(
+        "--dead-letters", metavar="FILE", help="write input that could not be decoded to FILE, one JSON object per line"
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=MAX_DECOMPRESSED // (1024 * 1024),
+        metavar="MB",
+        help="largest file or record decoded whole, in MB (larger JSON lines are streamed; default 64)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="print a finding for every matching event, also repeats of one finding id"
+    )
+    parser.add_argument(
+        "--alerts-only",
+        action="store_true",
+        help="print only the findings the alert policy alerts ([alerts] in the configuration; "
+        "by default every finding it archives is printed)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar on stderr")
     parser.set_defaults(func=run)
 
@@ -122,8 +152,14 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}")
 
 
-def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, writer: FindingWriter,
-          dead_out: BinaryIO | None, policy: AlertPolicy) -> int:
+def _scan(
+    args: argparse.Namespace,
+    sources: list[Source],
+    detector: Detector,
+    writer: FindingWriter,
+    dead_out: BinaryIO | None,
+    policy: AlertPolicy,
+) -> int:
     decode_stats = DecodeStats()
     reader = Reader(sources, decode_stats, max_size=args.max_size * 1024 * 1024)
     progress = Progress(reader.total, enabled=False if args.quiet else None)
@@ -153,8 +189,9 @@ def _scan(args: argparse.Namespace, sources: list[Source], detector: Detector, w
     progress.close()
     writer.close()
     if not args.quiet:
-        summary = summarize(detector, decode_stats, len(reader.sources), reader.bytes_done, events,
-                            time.monotonic() - started, emit)
+        summary = summarize(
+            detector, decode_stats, len(reader.sources), reader.bytes_done, events, time.monotonic() - started, emit
+        )
         print(format_summary(summary), file=sys.stderr)
     return 0
 
@@ -165,8 +202,9 @@ class Emitter:
     alert policy archives (with `alerts_only`, what it alerts); counts what it wrote, what it alerts and
     what it held back."""
 
-    def __init__(self, writer: FindingWriter, every: bool = False, policy: AlertPolicy | None = None,
-                 alerts_only: bool = False) -> None:
+    def __init__(
+        self, writer: FindingWriter, every: bool = False, policy: AlertPolicy | None = None, alerts_only: bool = False
+    ) -> None:
         self.writer = writer
         self.every = every
         self.policy = policy or AlertPolicy()
@@ -200,18 +238,27 @@ class Emitter:
     def policy_summary(self) -> dict[str, Any]:
         """What the alert policy made of the findings written: alerted, archived only, left out."""
         alerted = +self.alerted
-        return {"alert_policy": self.policy.describe(),
-                "alerted": dict(alerted),
-                "archived_only": dict(self.emitted - alerted),
-                "left_out_by_the_policy": dict(self.left_out)}
+        return {
+            "alert_policy": self.policy.describe(),
+            "alerted": dict(alerted),
+            "archived_only": dict(self.emitted - alerted),
+            "left_out_by_the_policy": dict(self.left_out),
+        }
 
 
 # The scan counts these itself (findings once per id), so a detector's own figures for them are left out.
 _SCAN_COUNTS = ("events", "findings", "findings_by_rule")
 
 
-def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes_read: int, events: int,
-              elapsed: float, emit: Emitter) -> dict[str, Any]:
+def summarize(
+    detector: Detector,
+    decode_stats: DecodeStats,
+    sources: int,
+    bytes_read: int,
+    events: int,
+    elapsed: float,
+    emit: Emitter,
+) -> dict[str, Any]:
     """The end-of-scan statistics. A detector's `summary()` adds its own (stateful stages, open watches)."""
     stats = detector.stats
     summary: dict[str, Any] = {
@@ -228,8 +275,11 @@ def summarize(detector: Detector, decode_stats: DecodeStats, sources: int, bytes
         "skipped": dict(decode_stats.skipped),
     }
     extra = getattr(detector, "summary", None)
-    more = extra() if callable(extra) else {"suppressed_by_rule": dict(stats.suppressed),
-                                            "rule_errors": dict(stats.rule_errors)}
+    more = (
+        extra()
+        if callable(extra)
+        else {"suppressed_by_rule": dict(stats.suppressed), "rule_errors": dict(stats.rule_errors)}
+    )
     for key, value in more.items():
         if key not in _SCAN_COUNTS:
             summary.setdefault(key, value)

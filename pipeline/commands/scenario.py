@@ -33,14 +33,18 @@ examples:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "scenario", help="generate realistic CloudTrail with attacks injected, as any transport",
+        "scenario",
+        help="generate realistic CloudTrail with attacks injected, as any transport",
         description="Generate an organization's CloudTrail (benign background with attacks injected at chosen "
-                    "points), deterministic from a seed, and the findings it must raise.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "points), deterministic from a seed, and the findings it must raise.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_scenario_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="jsonl", help="transport to write (default jsonl)")
-    parser.add_argument("--per-record", type=int, default=75, metavar="N",
-                        help="events per CloudWatch Logs record (default 75)")
+    parser.add_argument(
+        "--per-record", type=int, default=75, metavar="N", help="events per CloudWatch Logs record (default 75)"
+    )
     parser.add_argument("--out", "-o", metavar="PATH", help="directory (cwl, s3) or file (jsonl, eventbridge)")
     parser.add_argument("--list-attacks", action="store_true", help="list the attack scenarios and exit")
     parser.set_defaults(func=run)
@@ -48,11 +52,22 @@ def register(subparsers: Any) -> None:
 
 def add_scenario_arguments(parser: argparse.ArgumentParser, events: int = 5000) -> None:
     """The options `scenario`, `demo` and `simulate` share."""
-    parser.add_argument("--events", "-n", type=int, default=events, metavar="N",
-                        help=f"about how many records (default {events}; attacks add their own if more)")
+    parser.add_argument(
+        "--events",
+        "-n",
+        type=int,
+        default=events,
+        metavar="N",
+        help=f"about how many records (default {events}; attacks add their own if more)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="same seed, same scenario (default 1)")
-    parser.add_argument("--attacks", nargs="+", default=["all"], metavar="NAME",
-                        help="all (default), none, or attack names (see --list-attacks)")
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        default=["all"],
+        metavar="NAME",
+        help="all (default), none, or attack names (see --list-attacks)",
+    )
     parser.add_argument("--accounts", type=int, default=6, metavar="N", help="accounts in the organization (2-8)")
 
 
@@ -76,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_attacks:
         return list_attacks()
     if not args.out:
-        print("trailwarden scenario: --out is required (a directory for cwl and s3, a file otherwise)",
-              file=sys.stderr)
+        print("trailwarden scenario: --out is required (a directory for cwl and s3, a file otherwise)", file=sys.stderr)
         return 2
     try:
         scenario = build_from_args(args)
@@ -95,10 +109,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"trailwarden scenario: cannot write {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"{len(scenario.events):,} events, {len(scenario.attacks)} attacks, {len(scenario.expected)} expected "
-          f"findings -> {written} file(s) under {out}\n"
-          f"expected findings: {beside}\nscaled rule periods: {config}\n"
-          f"scan it: trailwarden scan {out} --config {config}", file=sys.stderr)
+    print(
+        f"{len(scenario.events):,} events, {len(scenario.attacks)} attacks, {len(scenario.expected)} expected "
+        f"findings -> {written} file(s) under {out}\n"
+        f"expected findings: {beside}\nscaled rule periods: {config}\n"
+        f"scan it: trailwarden scan {out} --config {config}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -42,25 +42,53 @@ policy ([alerts] of the configuration the consumers use) alerts it on the topic 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "simulate", help="send CloudTrail events into the trail log group (plays CloudTrail locally)",
-        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "simulate",
+        help="send CloudTrail events into the trail log group (plays CloudTrail locally)",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="CloudTrail files or directories (any format `scan` reads); none: the scenario builder")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="CloudTrail files or directories (any format `scan` reads); none: the scenario builder",
+    )
     add_scenario_arguments(parser, events=2000)
-    parser.add_argument("--scenario", dest="attacks", type=_names, default=argparse.SUPPRESS, metavar="NAME[,NAME...]",
-                        help="same as --attacks, comma-separated")
-    parser.add_argument("--rate", type=float, default=None, metavar="EPS",
-                        help="events per second (default: as fast as the endpoint takes them)")
-    parser.add_argument("--account", metavar="ID",
-                        help="account id in the log stream names (default: each record's recipientAccountId)")
-    parser.add_argument("--streams-per-region", type=int, default=1, metavar="K",
-                        help="log streams per account-region, as CloudTrail uses for busy ones (default 1)")
+    parser.add_argument(
+        "--scenario",
+        dest="attacks",
+        type=_names,
+        default=argparse.SUPPRESS,
+        metavar="NAME[,NAME...]",
+        help="same as --attacks, comma-separated",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="events per second (default: as fast as the endpoint takes them)",
+    )
+    parser.add_argument(
+        "--account", metavar="ID", help="account id in the log stream names (default: each record's recipientAccountId)"
+    )
+    parser.add_argument(
+        "--streams-per-region",
+        type=int,
+        default=1,
+        metavar="K",
+        help="log streams per account-region, as CloudTrail uses for busy ones (default 1)",
+    )
     parser.add_argument("--log-group", help="log group (default: the template's TrailLogGroupName)")
-    parser.add_argument("--config", "-c", metavar="FILE",
-                        help="the consumers' configuration, so that the scenario's timing and expectations follow it "
-                             "(e.g. its business hours) and each expected finding says whether its alert policy "
-                             "alerts it or only archives it")
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="the consumers' configuration, so that the scenario's timing and expectations follow it "
+        "(e.g. its business hours) and each expected finding says whether its alert policy "
+        "alerts it or only archives it",
+    )
     parser.add_argument("--json", action="store_true", help="print expected findings as JSON lines")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr")
     aws.add_arguments(parser)
@@ -124,8 +152,12 @@ def run(args: argparse.Namespace) -> int:
         if not log_group:
             log_group = stack_outputs(target)["TrailLogGroupName"]
         player = Player(
-            target.client("logs"), log_group, rate=args.rate, streams_per_region=args.streams_per_region,
-            account=args.account, on_progress=lambda s: progress.update(s.events, s.events),
+            target.client("logs"),
+            log_group,
+            rate=args.rate,
+            streams_per_region=args.streams_per_region,
+            account=args.account,
+            on_progress=lambda s: progress.update(s.events, s.events),
         )
         stats = player.play(records)
     except Exception as error:  # an endpoint that is down or a missing log group: say what to do
@@ -141,12 +173,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(stats: PlayStats, log_group: str, dead: Counter[str]) -> None:
-    parts = [f"sent {stats.events:,} events to {log_group} in {stats.calls:,} PutLogEvents calls",
-             f"{len(stats.streams)} log streams", f"{stats.elapsed:.1f} s", f"{stats.rate:,.0f} events/s"]
+    parts = [
+        f"sent {stats.events:,} events to {log_group} in {stats.calls:,} PutLogEvents calls",
+        f"{len(stats.streams)} log streams",
+        f"{stats.elapsed:.1f} s",
+        f"{stats.rate:,.0f} events/s",
+    ]
     print("trailwarden simulate: " + ", ".join(parts), file=sys.stderr)
     if stats.rejected or stats.oversize:
-        print(f"  rejected by PutLogEvents: {stats.rejected}; above 256 KB (CloudTrail drops them): {stats.oversize}",
-              file=sys.stderr)
+        print(
+            f"  rejected by PutLogEvents: {stats.rejected}; above 256 KB (CloudTrail drops them): {stats.oversize}",
+            file=sys.stderr,
+        )
     for kind, count in dead.most_common():
         print(f"  not sent, could not be decoded: {count} x {kind}", file=sys.stderr)
 

@@ -45,13 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     for sub in (up, down, status):
         sub.add_argument(
-            "--localstack", action="store_true",
+            "--localstack",
+            action="store_true",
             help="LocalStack (from `make localstack`) for Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS, KMS, "
             "and the embedded emulator on the next port for DynamoDB and Glue",
         )
         aws.add_arguments(sub)
         sub.add_argument(
-            "--port", type=int, default=None,
+            "--port",
+            type=int,
+            default=None,
             help=f"run the embedded emulator on this port of {emulator.DEFAULT_HOST} (default {emulator.DEFAULT_PORT})",
         )
     parser.set_defaults(func=run)
@@ -68,8 +71,10 @@ def _target(args: argparse.Namespace) -> aws.Target:
 def run(args: argparse.Namespace) -> int:
     if args.localstack:
         if getattr(args, "aws_target", None):
-            raise SystemExit("trailwarden stack: --localstack starts its own LocalStack; drop --aws/--endpoint-url "
-                             "(for a LocalStack you run yourself, give --endpoint-url alone)")
+            raise SystemExit(
+                "trailwarden stack: --localstack starts its own LocalStack; drop --aws/--endpoint-url "
+                "(for a LocalStack you run yourself, give --endpoint-url alone)"
+            )
         return {"up": _up_localstack, "down": _down_localstack, "status": _status_localstack}[args.stack_action](args)
     target = _target(args)
     if not target.local:
@@ -107,8 +112,10 @@ def ensure_emulator(target: aws.Target) -> emulator.Emulator | None:
     if not emulator.port_free(host, port):
         document = emulator.health(target.endpoint_url or "")
         if document is not None:
-            _say(f"a trailwarden emulator (pid {document.get('pid')}) already serves {target.endpoint_url}; "
-                 "using it (it was not started by this checkout, so `stack down` will not stop it)")
+            _say(
+                f"a trailwarden emulator (pid {document.get('pid')}) already serves {target.endpoint_url}; "
+                "using it (it was not started by this checkout, so `stack down` will not stop it)"
+            )
             return None
         raise RuntimeError(
             f"{host}:{port} is in use by something else; stop it, or point trailwarden at it with "
@@ -166,8 +173,10 @@ def _down(args: argparse.Namespace, target: aws.Target) -> int:
     if handle is None:
         emulator.default_pid_file().unlink(missing_ok=True)
         busy = not emulator.port_free(host, port)
-        _say("no emulator started by `trailwarden stack up` is running"
-             + (f"; {host}:{port} is in use by another process, left alone" if busy else ""))
+        _say(
+            "no emulator started by `trailwarden stack up` is running"
+            + (f"; {host}:{port} is in use by another process, left alone" if busy else "")
+        )
         return 0
     try:
         handle.stop()
@@ -199,8 +208,13 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
             _say(f"trailwarden stack status: {target.endpoint_url} answered with an error: {error}")
             return 1
         resources[:] = [
-            {"logical_id": r.resource.logical_id, "type": r.resource.type, "name": r.resource.name,
-             "state": r.state, "reason": r.reason}
+            {
+                "logical_id": r.resource.logical_id,
+                "type": r.resource.type,
+                "name": r.resource.name,
+                "state": r.state,
+                "reason": r.reason,
+            }
             for r in rows
         ]
         ok = all(r.state != provision.MISSING for r in rows)
@@ -218,20 +232,26 @@ def _status(args: argparse.Namespace, target: aws.Target) -> int:
 def _up_localstack(args: argparse.Namespace) -> int:
     pair = localstack.recorded()
     if pair is not None:
-        _say(f"LocalStack already running: pid {pair.localstack.pid} at {pair.localstack.endpoint}, "
-             f"emulator pid {pair.emulator.pid} at {pair.emulator.endpoint}")
+        _say(
+            f"LocalStack already running: pid {pair.localstack.pid} at {pair.localstack.endpoint}, "
+            f"emulator pid {pair.emulator.pid} at {pair.emulator.endpoint}"
+        )
     else:
         port = args.port or emulator.DEFAULT_PORT
-        _say(f"starting LocalStack on {emulator.DEFAULT_HOST}:{port} and the emulator on :{port + 1} "
-             "(the first Kinesis call installs kinesis-mock through npm) ...")
+        _say(
+            f"starting LocalStack on {emulator.DEFAULT_HOST}:{port} and the emulator on :{port + 1} "
+            "(the first Kinesis call installs kinesis-mock through npm) ..."
+        )
         try:
             pair = localstack.start_pair(emulator.state_dir() / "localstack", port, port + 1)
         except RuntimeError as error:
             _say(f"trailwarden stack up --localstack: {error}")
             return 1
         localstack.record(pair)
-        _say(f"LocalStack pid {pair.localstack.pid} (log {pair.localstack.log_file}), "
-             f"emulator pid {pair.emulator.pid} (log {pair.emulator.log_file})")
+        _say(
+            f"LocalStack pid {pair.localstack.pid} (log {pair.localstack.log_file}), "
+            f"emulator pid {pair.emulator.pid} (log {pair.emulator.log_file})"
+        )
     if args.reset:
         emulator.reset(pair.emulator.endpoint)
         _say("emulator state reset (LocalStack's is not: `stack down --localstack` forgets it)")

@@ -28,7 +28,7 @@ def sigma_folders(config: Config, extra: Iterable[str] = ()) -> list[Path]:
         raise ConfigError(f"{config.where()}: [sigma] has unknown key(s) {sorted(unknown)}; use bundled, folders")
     folders = section.get("folders", [])
     if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
-        raise ConfigError(f"{config.where()}: [sigma] folders must be a list of paths, e.g. [\"sigma-rules\"]")
+        raise ConfigError(f'{config.where()}: [sigma] folders must be a list of paths, e.g. ["sigma-rules"]')
     base = config.path.parent if config.path is not None else Path.cwd()
     return [base / f for f in folders] + [Path(e) for e in extra]
 
@@ -52,7 +52,9 @@ def rule_pack(config: Config, sigma: Iterable[str] = ()) -> list[Rule]:
         taken = {r.id for r in rules}
         clash = sorted(r.id for r in own.rules if r.id in taken)
         if clash:
-            raise ConfigError(f"Sigma rules of {', '.join(map(str, folders))}: id(s) {clash} are already rules of "
-                              "the pack; give those rules another `name`")
+            raise ConfigError(
+                f"Sigma rules of {', '.join(map(str, folders))}: id(s) {clash} are already rules of "
+                "the pack; give those rules another `name`"
+            )
         rules += own.rules
     return sorted(rules, key=lambda r: r.id)

@@ -31,8 +31,13 @@ def is_admin_policy(arn: str, p: Params) -> bool:
 
 
 def _ev(t: float, name: str, user: str = "etl-runner", caller: str = "mallory", **request: Any) -> dict[str, Any]:
-    return {"eventSource": IAM, "eventName": name, "eventTime": at(t), "userIdentity": iam_user(caller),
-            "requestParameters": {"userName": user, **request}}
+    return {
+        "eventSource": IAM,
+        "eventName": name,
+        "eventTime": at(t),
+        "userIdentity": iam_user(caller),
+        "requestParameters": {"userName": user, **request},
+    }
 
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -50,31 +55,58 @@ ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
     dedup="1h",
     fields=("action",),
     runbook="Check with the caller's owner; if unexplained, deactivate the new access key, detach the policy or "
-            "delete the login profile, and review what the user did since.",
+    "delete the login profile, and review what the user did since.",
     cases=[
-        Case("key then AdministratorAccess", [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn=ADMIN)],
-             expect=1),
-        Case("key then login profile", [_ev(0, "CreateAccessKey"), _ev(5, "CreateLoginProfile",
-                                                                        passwordResetRequired=False)], expect=1),
-        Case("same second, attach logged first",
-             [_ev(0, "AttachUserPolicy", policyArn=ADMIN) | {"eventTime": at(0)},
-              _ev(0, "CreateAccessKey") | {"eventTime": at(0)}], expect=1),
-        Case("a harmless policy", [_ev(0, "CreateAccessKey"),
-                                   _ev(2, "AttachUserPolicy", policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")],
-             expect=0),
-        Case("administrator first, key later", [_ev(0, "AttachUserPolicy", policyArn=ADMIN),
-                                                _ev(5, "CreateAccessKey")], expect=0),
-        Case("different principals", [_ev(0, "CreateAccessKey"),
-                                      _ev(2, "AttachUserPolicy", caller="admin", policyArn=ADMIN)], expect=0),
-        Case("different users", [_ev(0, "CreateAccessKey"),
-                                 _ev(2, "AttachUserPolicy", user="other", policyArn=ADMIN)], expect=0),
-        Case("outside the window", [_ev(0, "CreateAccessKey"), _ev(90, "AttachUserPolicy", policyArn=ADMIN)],
-             expect=0),
-        Case("failed attach", [_ev(0, "CreateAccessKey"),
-                               _ev(2, "AttachUserPolicy", policyArn=ADMIN) | {"errorCode": "AccessDenied"}], expect=0),
-        Case("policy list from configuration",
-             [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn="arn:aws:iam::aws:policy/IAMFullAccess")],
-             expect=1, params={"admin_policies": ["AdministratorAccess", "IAMFullAccess"]}),
+        Case(
+            "key then AdministratorAccess",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn=ADMIN)],
+            expect=1,
+        ),
+        Case(
+            "key then login profile",
+            [_ev(0, "CreateAccessKey"), _ev(5, "CreateLoginProfile", passwordResetRequired=False)],
+            expect=1,
+        ),
+        Case(
+            "same second, attach logged first",
+            [
+                _ev(0, "AttachUserPolicy", policyArn=ADMIN) | {"eventTime": at(0)},
+                _ev(0, "CreateAccessKey") | {"eventTime": at(0)},
+            ],
+            expect=1,
+        ),
+        Case(
+            "a harmless policy",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")],
+            expect=0,
+        ),
+        Case(
+            "administrator first, key later",
+            [_ev(0, "AttachUserPolicy", policyArn=ADMIN), _ev(5, "CreateAccessKey")],
+            expect=0,
+        ),
+        Case(
+            "different principals",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", caller="admin", policyArn=ADMIN)],
+            expect=0,
+        ),
+        Case(
+            "different users",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", user="other", policyArn=ADMIN)],
+            expect=0,
+        ),
+        Case("outside the window", [_ev(0, "CreateAccessKey"), _ev(90, "AttachUserPolicy", policyArn=ADMIN)], expect=0),
+        Case(
+            "failed attach",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn=ADMIN) | {"errorCode": "AccessDenied"}],
+            expect=0,
+        ),
+        Case(
+            "policy list from configuration",
+            [_ev(0, "CreateAccessKey"), _ev(2, "AttachUserPolicy", policyArn="arn:aws:iam::aws:policy/IAMFullAccess")],
+            expect=1,
+            params={"admin_policies": ["AdministratorAccess", "IAMFullAccess"]},
+        ),
     ],
 )
 def iam_access_key_then_privilege(e: Event, p: Params) -> Step | None:

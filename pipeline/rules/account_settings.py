@@ -25,10 +25,15 @@ ACCOUNT_API = "account.amazonaws.com"
         "disable the region again, check that the trail covers it, and look for resources created there."
     ),
     cases=[
-        *with_denied("region enabled", call(ACCOUNT_API, "EnableRegion", {"RegionName": "me-central-1"}),
-                     failed_expect=0, failed_why="the region stays off"),
-        Case("region opt status read", call(ACCOUNT_API, "GetRegionOptStatus", {"RegionName": "me-central-1"}),
-             expect=0),
+        *with_denied(
+            "region enabled",
+            call(ACCOUNT_API, "EnableRegion", {"RegionName": "me-central-1"}),
+            failed_expect=0,
+            failed_why="the region stays off",
+        ),
+        Case(
+            "region opt status read", call(ACCOUNT_API, "GetRegionOptStatus", {"RegionName": "me-central-1"}), expect=0
+        ),
     ],
 )
 def account_region_enabled(e: Event, p: Params) -> Hit | None:
@@ -52,13 +57,28 @@ def account_region_enabled(e: Event, p: Params) -> Hit | None:
         "unnoticed. Check the new contact with the account owner and restore it if it is not theirs."
     ),
     cases=[
-        *with_denied("security contact replaced", call(ACCOUNT_API, "PutAlternateContact", {
-            "alternateContactType": "SECURITY", "emailAddress": "ops@example.net", "name": "Ops",
-            "phoneNumber": "+1-555-0100", "title": "Ops"}), failed_expect=0, failed_why="the contact stays"),
-        Case("security contact deleted", call(ACCOUNT_API, "DeleteAlternateContact", {
-            "alternateContactType": "SECURITY"}), expect=1),
-        Case("contact read", call(ACCOUNT_API, "GetAlternateContact", {"alternateContactType": "SECURITY"}),
-             expect=0),
+        *with_denied(
+            "security contact replaced",
+            call(
+                ACCOUNT_API,
+                "PutAlternateContact",
+                {
+                    "alternateContactType": "SECURITY",
+                    "emailAddress": "ops@example.net",
+                    "name": "Ops",
+                    "phoneNumber": "+1-555-0100",
+                    "title": "Ops",
+                },
+            ),
+            failed_expect=0,
+            failed_why="the contact stays",
+        ),
+        Case(
+            "security contact deleted",
+            call(ACCOUNT_API, "DeleteAlternateContact", {"alternateContactType": "SECURITY"}),
+            expect=1,
+        ),
+        Case("contact read", call(ACCOUNT_API, "GetAlternateContact", {"alternateContactType": "SECURITY"}), expect=0),
     ],
 )
 def account_contact_changed(e: Event, p: Params) -> Hit | None:

@@ -45,8 +45,9 @@ def actor(e: Event) -> str:
 SELF_ACTING_SERVICES = frozenset({"backup.amazonaws.com", "dlm.amazonaws.com", "config.amazonaws.com"})
 # Services whose service-linked roles carry out what a person configured, one to one: a scaling group's
 # launches, a stack set's deployments. Their calls are that person's, like CloudFormation's.
-PERSON_DRIVEN_SERVICES = frozenset({"autoscaling.amazonaws.com", "cloudformation.amazonaws.com",
-                                    "stacksets.cloudformation.amazonaws.com"})
+PERSON_DRIVEN_SERVICES = frozenset(
+    {"autoscaling.amazonaws.com", "cloudformation.amazonaws.com", "stacksets.cloudformation.amazonaws.com"}
+)
 _SERVICE_ROLE_PATH = ":role/aws-service-role/"
 
 
@@ -101,7 +102,7 @@ def attempted(e: Event, include_failed: bool) -> bool:
 
 
 def outcome(e: Event) -> str:
-    """" (failed: Code)" for a failed call, else ""."""
+    """ " (failed: Code)" for a failed call, else ""."""
     return f" (failed: {e.error_code})" if e.error_code else ""
 
 

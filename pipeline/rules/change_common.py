@@ -22,18 +22,34 @@ def by_person(e: Event, include_failed: bool) -> bool:
     return (e.succeeded or include_failed) and not by_aws_service(e)
 
 
-def change_hit(e: Event, what: str, target: str = "", detail: str = "", *, key: str = "",
-               resources: tuple[str, ...] = (), **context: Any) -> Hit:
+def change_hit(
+    e: Event,
+    what: str,
+    target: str = "",
+    detail: str = "",
+    *,
+    key: str = "",
+    resources: tuple[str, ...] = (),
+    **context: Any,
+) -> Hit:
     """The finding for one change ("<what> <target> <detail> by <principal>"): keyed by who (the role behind
     a session), what call and which target unless `key` is given."""
     said = " ".join(part for part in (what, target, detail) if part)
-    return Hit(key=key or f"{actor(e)}|{e.name}|{target}",
-               resources=resources or ((target,) if target else ()),
-               summary=f"{said} by {e.principal or actor(e)}{outcome(e)}",
-               context={"target": target, "event_name": e.name, "actor": actor(e), "succeeded": e.succeeded,
-                        "error_code": e.error_code,
-                        "console": text(e.raw.get("sessionCredentialFromConsole")) == "true",
-                        "via": text(e.identity.get("invokedBy")), **context})
+    return Hit(
+        key=key or f"{actor(e)}|{e.name}|{target}",
+        resources=resources or ((target,) if target else ()),
+        summary=f"{said} by {e.principal or actor(e)}{outcome(e)}",
+        context={
+            "target": target,
+            "event_name": e.name,
+            "actor": actor(e),
+            "succeeded": e.succeeded,
+            "error_code": e.error_code,
+            "console": text(e.raw.get("sessionCredentialFromConsole")) == "true",
+            "via": text(e.identity.get("invokedBy")),
+            **context,
+        },
+    )
 
 
 def first_text(e: Event, *names: str) -> str:

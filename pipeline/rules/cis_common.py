@@ -18,22 +18,48 @@ from pipeline.rules.attack_common import actor
 # Where a change's target is named in requestParameters, most specific first; the response
 # carries the id of what a Create* call made.
 TARGET_PATHS: tuple[tuple[str, ...], ...] = (
-    ("policyArn",), ("policyName",), ("roleName",), ("userName",), ("groupName",),
-    ("name",), ("trailName",), ("keyId",), ("bucketName",),
-    ("configurationRecorder", "name"), ("deliveryChannel", "name"),
-    ("configurationRecorderName",), ("deliveryChannelName",),
-    ("groupId",), ("networkAclId",), ("routeTableId",), ("associationId",),
-    ("internetGatewayId",), ("customerGatewayId",), ("vpcPeeringConnectionId",), ("vpcId",),
-    ("instanceId",), ("policyId",), ("accountId",), ("organizationalUnitId",), ("handshakeId",), ("targetId",),
+    ("policyArn",),
+    ("policyName",),
+    ("roleName",),
+    ("userName",),
+    ("groupName",),
+    ("name",),
+    ("trailName",),
+    ("keyId",),
+    ("bucketName",),
+    ("configurationRecorder", "name"),
+    ("deliveryChannel", "name"),
+    ("configurationRecorderName",),
+    ("deliveryChannelName",),
+    ("groupId",),
+    ("networkAclId",),
+    ("routeTableId",),
+    ("associationId",),
+    ("internetGatewayId",),
+    ("customerGatewayId",),
+    ("vpcPeeringConnectionId",),
+    ("vpcId",),
+    ("instanceId",),
+    ("policyId",),
+    ("accountId",),
+    ("organizationalUnitId",),
+    ("handshakeId",),
+    ("targetId",),
 )
 RESPONSE_PATHS: tuple[tuple[str, ...], ...] = (
-    ("policy", "arn"), ("trailARN",), ("groupId",), ("networkAcl", "networkAclId"),
-    ("routeTable", "routeTableId"), ("internetGateway", "internetGatewayId"),
-    ("customerGateway", "customerGatewayId"), ("vpc", "vpcId"),
-    ("vpcPeeringConnection", "vpcPeeringConnectionId"), ("policy", "policySummary", "id"),
-    ("organizationalUnit", "id"), ("createAccountStatus", "accountName"),
+    ("policy", "arn"),
+    ("trailARN",),
+    ("groupId",),
+    ("networkAcl", "networkAclId"),
+    ("routeTable", "routeTableId"),
+    ("internetGateway", "internetGatewayId"),
+    ("customerGateway", "customerGatewayId"),
+    ("vpc", "vpcId"),
+    ("vpcPeeringConnection", "vpcPeeringConnectionId"),
+    ("policy", "policySummary", "id"),
+    ("organizationalUnit", "id"),
+    ("createAccountStatus", "accountName"),
 )
-
 
 
 def targets(e: Event, limit: int = 3) -> tuple[str, ...]:
@@ -67,8 +93,18 @@ def change_hit(e: Event, control: str) -> Hit:
     )
 
 
-def change_monitor(*, control: str, id: str, title: str, severity: str, attack: str | Iterable[str],
-                   events: dict[str, Any], description: str, runbook: str, cases: Iterable[Case]) -> None:
+def change_monitor(
+    *,
+    control: str,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: dict[str, Any],
+    description: str,
+    runbook: str,
+    cases: Iterable[Case],
+) -> None:
     """Declare a CIS change-monitoring rule: every event it declares is a finding."""
 
     def check(e: Event, p: Params) -> Hit:
@@ -76,5 +112,6 @@ def change_monitor(*, control: str, id: str, title: str, severity: str, attack: 
 
     check.__doc__ = description
     check.__name__ = check.__qualname__ = id.replace("-", "_")
-    match(id=id, title=title, severity=severity, attack=attack, events=events, dedup="1h",
-          runbook=runbook, cases=cases)(check)
+    match(
+        id=id, title=title, severity=severity, attack=attack, events=events, dedup="1h", runbook=runbook, cases=cases
+    )(check)

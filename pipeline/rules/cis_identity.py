@@ -14,6 +14,7 @@ ANY = "*"
 
 # --- 4.1 -------------------------------------------------------------------------------------------
 
+
 def _denied(code: str) -> bool:
     return code.endswith("UnauthorizedOperation") or code.startswith("AccessDenied")
 
@@ -31,27 +32,68 @@ def _denied(code: str) -> bool:
         "principal often means stolen credentials being enumerated; rotate them if the caller is unexpected."
     ),
     cases=[
-        Case("ec2 unauthorized operation", call("ec2.amazonaws.com", "GetPasswordData", {"instanceId": "i-0abc"},
-                                                errorCode="Client.UnauthorizedOperation",
-                                                errorMessage="You are not authorized to perform this operation.",
-                                                userIdentity=role_session("app", "s1")), expect=1),
-        Case("access denied", call("s3.amazonaws.com", "GetObject", {"bucketName": "b", "key": "k"},
-                                   errorCode="AccessDenied", errorMessage="Access Denied"), expect=1),
-        Case("access denied exception", call("secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": "db"},
-                                             errorCode="AccessDeniedException"), expect=1),
-        Case("one finding per role per hour across sessions", [
-            call("ec2.amazonaws.com", "DescribeInstances", errorCode="Client.UnauthorizedOperation",
-                 userIdentity=role_session("app", f"s{i}"))
-            for i in range(5)
-        ], expect=1),
-        Case("throttling is not a denial", call("ec2.amazonaws.com", "DescribeInstances",
-                                                errorCode="Client.RequestLimitExceeded"), expect=0),
+        Case(
+            "ec2 unauthorized operation",
+            call(
+                "ec2.amazonaws.com",
+                "GetPasswordData",
+                {"instanceId": "i-0abc"},
+                errorCode="Client.UnauthorizedOperation",
+                errorMessage="You are not authorized to perform this operation.",
+                userIdentity=role_session("app", "s1"),
+            ),
+            expect=1,
+        ),
+        Case(
+            "access denied",
+            call(
+                "s3.amazonaws.com",
+                "GetObject",
+                {"bucketName": "b", "key": "k"},
+                errorCode="AccessDenied",
+                errorMessage="Access Denied",
+            ),
+            expect=1,
+        ),
+        Case(
+            "access denied exception",
+            call(
+                "secretsmanager.amazonaws.com", "GetSecretValue", {"secretId": "db"}, errorCode="AccessDeniedException"
+            ),
+            expect=1,
+        ),
+        Case(
+            "one finding per role per hour across sessions",
+            [
+                call(
+                    "ec2.amazonaws.com",
+                    "DescribeInstances",
+                    errorCode="Client.UnauthorizedOperation",
+                    userIdentity=role_session("app", f"s{i}"),
+                )
+                for i in range(5)
+            ],
+            expect=1,
+        ),
+        Case(
+            "throttling is not a denial",
+            call("ec2.amazonaws.com", "DescribeInstances", errorCode="Client.RequestLimitExceeded"),
+            expect=0,
+        ),
         Case("throttling exception", call("kms.amazonaws.com", "Decrypt", errorCode="ThrottlingException"), expect=0),
         Case("success", call("s3.amazonaws.com", "ListBuckets"), expect=0),
-        Case("log delivery service excluded", call("s3.amazonaws.com", "PutObject", errorCode="AccessDenied",
-                                                   sourceIPAddress="delivery.logs.amazonaws.com"), expect=0),
-        Case("HeadBucket excluded", call("s3.amazonaws.com", "HeadBucket", {"bucketName": "b"},
-                                         errorCode="AccessDenied"), expect=0),
+        Case(
+            "log delivery service excluded",
+            call(
+                "s3.amazonaws.com", "PutObject", errorCode="AccessDenied", sourceIPAddress="delivery.logs.amazonaws.com"
+            ),
+            expect=0,
+        ),
+        Case(
+            "HeadBucket excluded",
+            call("s3.amazonaws.com", "HeadBucket", {"bucketName": "b"}, errorCode="AccessDenied"),
+            expect=0,
+        ),
     ],
 )
 def unauthorized_api_calls(e: Event, p: Params) -> Hit | None:
@@ -66,19 +108,23 @@ def unauthorized_api_calls(e: Event, p: Params) -> Hit | None:
     if e.name == "HeadBucket" or e.raw.get("sourceIPAddress") == "delivery.logs.amazonaws.com":
         return None
     who = actor(e)
-    return Hit(key=who, summary=f"{e.name} on {e.source} denied ({code}) for {e.principal or who}",
-               context={"error_code": code, "error_message": text(e.raw.get("errorMessage"))[:512]})
+    return Hit(
+        key=who,
+        summary=f"{e.name} on {e.source} denied ({code}) for {e.principal or who}",
+        context={"error_code": code, "error_message": text(e.raw.get("errorMessage"))[:512]},
+    )
 
 
 # --- 4.2 -------------------------------------------------------------------------------------------
 
-def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict | None = None,
-                   **fields: Any) -> dict:
+
+def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict | None = None, **fields: Any) -> dict:
     extra = {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No"}
     if mfa is not None:
         extra["MFAUsed"] = mfa
-    record = call("signin.amazonaws.com", "ConsoleLogin", response={"ConsoleLogin": outcome},
-                  additionalEventData=extra, **fields)
+    record = call(
+        "signin.amazonaws.com", "ConsoleLogin", response={"ConsoleLogin": outcome}, additionalEventData=extra, **fields
+    )
     record["requestParameters"] = None
     if identity is not None:
         record["userIdentity"] = identity
@@ -101,10 +147,18 @@ def _console_login(*, mfa: str | None, outcome: str = "Success", identity: dict 
         Case("iam user without mfa", _console_login(mfa="No"), expect=1, no_form=SIGN_IN),
         Case("mfa field missing", _console_login(mfa=None), expect=1, no_form=SIGN_IN),
         Case("iam user with mfa", _console_login(mfa="Yes"), expect=0),
-        Case("failed sign-in", _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication"),
-             expect=0),
-        Case("sso federated sign-in", _console_login(mfa="No", identity=role_session(
-            "AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com")), expect=0),
+        Case(
+            "failed sign-in",
+            _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication"),
+            expect=0,
+        ),
+        Case(
+            "sso federated sign-in",
+            _console_login(
+                mfa="No", identity=role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com")
+            ),
+            expect=0,
+        ),
         Case("root sign-in is left to root usage", _console_login(mfa="No", identity=root_identity()), expect=0),
     ],
 )
@@ -118,12 +172,16 @@ def console_login_without_mfa(e: Event, p: Params) -> Hit | None:
     if text(e.additional.get("MFAUsed")) == "Yes":
         return None
     user = e.user_name or e.principal
-    return Hit(key=e.principal or user, resources=(e.principal,) if e.principal else (),
-               summary=f"{user} signed in to the console without MFA from {e.source_ip or 'unknown address'}",
-               context={"mfa_used": text(e.additional.get("MFAUsed")) or "(not recorded)"})
+    return Hit(
+        key=e.principal or user,
+        resources=(e.principal,) if e.principal else (),
+        summary=f"{user} signed in to the console without MFA from {e.source_ip or 'unknown address'}",
+        context={"mfa_used": text(e.additional.get("MFAUsed")) or "(not recorded)"},
+    )
 
 
 # --- 4.3 -------------------------------------------------------------------------------------------
+
 
 @match(
     id="cis-root-account-usage",
@@ -140,17 +198,36 @@ def console_login_without_mfa(e: Event, p: Params) -> Hit | None:
     cases=[
         Case("root console call", call("iam.amazonaws.com", "ListUsers", userIdentity=root_identity()), expect=1),
         Case("root sign-in", _console_login(mfa="Yes", identity=root_identity()), expect=1, no_form=SIGN_IN),
-        Case("failed root call still counts", call("s3.amazonaws.com", "PutBucketPolicy", {"bucketName": "b"},
-                                                   errorCode="AccessDenied", userIdentity=root_identity()), expect=1,
-             no_form={"cloudformation": "CIS 4.3 leaves out calls with invokedBy; root's CreateStack is root usage"}),
-        Case("one finding per account per hour", [
-            call("iam.amazonaws.com", "ListUsers", userIdentity=root_identity()),
-            call("iam.amazonaws.com", "CreateAccessKey", userIdentity=root_identity()),
-        ], expect=1),
-        Case("invoked by a service", call("s3.amazonaws.com", "PutObject",
-                                          userIdentity=root_identity(invokedBy="cloudtrail.amazonaws.com")), expect=0),
-        Case("service event", call("health.amazonaws.com", "AWSHealthEvent", userIdentity=root_identity(),
-                                   eventType="AwsServiceEvent"), expect=0),
+        Case(
+            "failed root call still counts",
+            call(
+                "s3.amazonaws.com",
+                "PutBucketPolicy",
+                {"bucketName": "b"},
+                errorCode="AccessDenied",
+                userIdentity=root_identity(),
+            ),
+            expect=1,
+            no_form={"cloudformation": "CIS 4.3 leaves out calls with invokedBy; root's CreateStack is root usage"},
+        ),
+        Case(
+            "one finding per account per hour",
+            [
+                call("iam.amazonaws.com", "ListUsers", userIdentity=root_identity()),
+                call("iam.amazonaws.com", "CreateAccessKey", userIdentity=root_identity()),
+            ],
+            expect=1,
+        ),
+        Case(
+            "invoked by a service",
+            call("s3.amazonaws.com", "PutObject", userIdentity=root_identity(invokedBy="cloudtrail.amazonaws.com")),
+            expect=0,
+        ),
+        Case(
+            "service event",
+            call("health.amazonaws.com", "AWSHealthEvent", userIdentity=root_identity(), eventType="AwsServiceEvent"),
+            expect=0,
+        ),
         Case("iam user", call("iam.amazonaws.com", "ListUsers"), expect=0),
     ],
 )
@@ -165,13 +242,17 @@ def root_account_usage(e: Event, p: Params) -> Hit | None:
     if "invokedBy" in ident or e.raw.get("eventType") == "AwsServiceEvent":
         return None
     account = e.account or text(ident.get("accountId"))
-    return Hit(key=account or e.principal, resources=(e.principal,) if e.principal else (),
-               summary=f"root user of {account or 'unknown account'} called {e.name} on {e.source} "
-                       f"from {e.source_ip or 'unknown address'}",
-               context={"error_code": e.error_code})
+    return Hit(
+        key=account or e.principal,
+        resources=(e.principal,) if e.principal else (),
+        summary=f"root user of {account or 'unknown account'} called {e.name} on {e.source} "
+        f"from {e.source_ip or 'unknown address'}",
+        context={"error_code": e.error_code},
+    )
 
 
 # --- 4.6 -------------------------------------------------------------------------------------------
+
 
 @match(
     id="cis-console-authentication-failures",
@@ -185,19 +266,40 @@ def root_account_usage(e: Event, p: Params) -> Hit | None:
         "password guessing: check the source address, lock or reset the targeted users, and make sure MFA is on."
     ),
     cases=[
-        Case("failed password", _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication"),
-             expect=1, no_form=SIGN_IN),
-        Case("several failures of one user from one address", [
-            _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication") for _ in range(4)
-        ], expect=1, no_form=SIGN_IN),
-        Case("unknown user", _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication",
-                                            identity={"type": "IAMUser", "accountId": "111122223333",
-                                                      "accessKeyId": "",
-                                                      "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}), expect=1,
-             no_form=SIGN_IN),
+        Case(
+            "failed password",
+            _console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication"),
+            expect=1,
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "several failures of one user from one address",
+            [_console_login(mfa="No", outcome="Failure", errorMessage="Failed authentication") for _ in range(4)],
+            expect=1,
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "unknown user",
+            _console_login(
+                mfa="No",
+                outcome="Failure",
+                errorMessage="Failed authentication",
+                identity={
+                    "type": "IAMUser",
+                    "accountId": "111122223333",
+                    "accessKeyId": "",
+                    "userName": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                },
+            ),
+            expect=1,
+            no_form=SIGN_IN,
+        ),
         Case("successful sign-in", _console_login(mfa="Yes"), expect=0),
-        Case("other failure message", _console_login(mfa="No", outcome="Failure",
-                                                     errorMessage="No username found in supplied account"), expect=0),
+        Case(
+            "other failure message",
+            _console_login(mfa="No", outcome="Failure", errorMessage="No username found in supplied account"),
+            expect=0,
+        ),
     ],
 )
 def console_authentication_failures(e: Event, p: Params) -> Hit | None:
@@ -206,17 +308,32 @@ def console_authentication_failures(e: Event, p: Params) -> Hit | None:
     if text(e.raw.get("errorMessage")) != "Failed authentication":
         return None
     user = e.user_name or "unknown user"
-    return Hit(key=f"{e.account}|{user}|{e.source_ip}",
-               summary=f"failed console sign-in for {user} from {e.source_ip or 'unknown address'}",
-               context={"user_name": user})
+    return Hit(
+        key=f"{e.account}|{user}|{e.source_ip}",
+        summary=f"failed console sign-in for {user} from {e.source_ip or 'unknown address'}",
+        context={"user_name": user},
+    )
 
 
 # --- 4.4 -------------------------------------------------------------------------------------------
 
 IAM_POLICY_EVENTS = [
-    "DeleteGroupPolicy", "DeleteRolePolicy", "DeleteUserPolicy", "PutGroupPolicy", "PutRolePolicy", "PutUserPolicy",
-    "CreatePolicy", "DeletePolicy", "CreatePolicyVersion", "DeletePolicyVersion", "AttachRolePolicy",
-    "DetachRolePolicy", "AttachUserPolicy", "DetachUserPolicy", "AttachGroupPolicy", "DetachGroupPolicy",
+    "DeleteGroupPolicy",
+    "DeleteRolePolicy",
+    "DeleteUserPolicy",
+    "PutGroupPolicy",
+    "PutRolePolicy",
+    "PutUserPolicy",
+    "CreatePolicy",
+    "DeletePolicy",
+    "CreatePolicyVersion",
+    "DeletePolicyVersion",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "AttachUserPolicy",
+    "DetachUserPolicy",
+    "AttachGroupPolicy",
+    "DetachGroupPolicy",
 ]
 IAM = "iam.amazonaws.com"
 
@@ -239,25 +356,67 @@ change_monitor(
         "AdministratorAccess or iam:* to a new principal are how attackers keep access."
     ),
     cases=[
-        Case("attach admin policy", call(IAM, "AttachUserPolicy", {
-            "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess", "userName": "backup-svc"}), expect=1),
-        Case("inline role policy", call(IAM, "PutRolePolicy", {
-            "roleName": "app", "policyName": "s3-read",
-            "policyDocument": '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
-                              '"Resource":"*"}]}'}), expect=1),
-        Case("new policy version", call(IAM, "CreatePolicyVersion", {
-            "policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": True,
-            "policyDocument": "{}"}), expect=1),
-        Case("failed detach still counts", call(IAM, "DetachRolePolicy", {
-            "roleName": "audit", "policyArn": "arn:aws:iam::aws:policy/SecurityAudit"},
-            errorCode="AccessDenied"), expect=1),
-        Case("different targets are different findings", [
-            call(IAM, "AttachRolePolicy", {"roleName": "a", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
-            call(IAM, "AttachRolePolicy", {"roleName": "b", "policyArn": "arn:aws:iam::aws:policy/PowerUserAccess"}),
-        ], expect=2),
-        Case("reading a policy", call(IAM, "GetPolicy", {"policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
-             expect=0),
-        Case("trust policy update is not in the CIS list", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": "{}"}), expect=0),
+        Case(
+            "attach admin policy",
+            call(
+                IAM,
+                "AttachUserPolicy",
+                {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess", "userName": "backup-svc"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "inline role policy",
+            call(
+                IAM,
+                "PutRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyName": "s3-read",
+                    "policyDocument": '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject",'
+                    '"Resource":"*"}]}',
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "new policy version",
+            call(
+                IAM,
+                "CreatePolicyVersion",
+                {"policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": True, "policyDocument": "{}"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "failed detach still counts",
+            call(
+                IAM,
+                "DetachRolePolicy",
+                {"roleName": "audit", "policyArn": "arn:aws:iam::aws:policy/SecurityAudit"},
+                errorCode="AccessDenied",
+            ),
+            expect=1,
+        ),
+        Case(
+            "different targets are different findings",
+            [
+                call(IAM, "AttachRolePolicy", {"roleName": "a", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+                call(
+                    IAM, "AttachRolePolicy", {"roleName": "b", "policyArn": "arn:aws:iam::aws:policy/PowerUserAccess"}
+                ),
+            ],
+            expect=2,
+        ),
+        Case(
+            "reading a policy",
+            call(IAM, "GetPolicy", {"policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+            expect=0,
+        ),
+        Case(
+            "trust policy update is not in the CIS list",
+            call(IAM, "UpdateAssumeRolePolicy", {"roleName": "app", "policyDocument": "{}"}),
+            expect=0,
+        ),
     ],
 )

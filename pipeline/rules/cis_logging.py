@@ -36,15 +36,33 @@ change_monitor(
     cases=[
         Case("stop logging", call(CLOUDTRAIL, "StopLogging", {"name": TRAIL_ARN}), expect=1),
         Case("delete trail", call(CLOUDTRAIL, "DeleteTrail", {"name": "org-trail"}), expect=1),
-        Case("update trail", call(CLOUDTRAIL, "UpdateTrail", {"name": "org-trail", "s3BucketName": "elsewhere"},
-                                  {"name": "org-trail", "s3BucketName": "elsewhere", "trailARN": TRAIL_ARN}),
-             expect=1),
-        Case("denied stop still counts", call(CLOUDTRAIL, "StopLogging", {"name": TRAIL_ARN},
-                                              errorCode="AccessDeniedException",
-                                              userIdentity=role_session("ci", "build-7")), expect=1),
+        Case(
+            "update trail",
+            call(
+                CLOUDTRAIL,
+                "UpdateTrail",
+                {"name": "org-trail", "s3BucketName": "elsewhere"},
+                {"name": "org-trail", "s3BucketName": "elsewhere", "trailARN": TRAIL_ARN},
+            ),
+            expect=1,
+        ),
+        Case(
+            "denied stop still counts",
+            call(
+                CLOUDTRAIL,
+                "StopLogging",
+                {"name": TRAIL_ARN},
+                errorCode="AccessDeniedException",
+                userIdentity=role_session("ci", "build-7"),
+            ),
+            expect=1,
+        ),
         Case("reading trail status", call(CLOUDTRAIL, "GetTrailStatus", {"name": TRAIL_ARN}), expect=0),
-        Case("event selectors are not in the CIS list", call(CLOUDTRAIL, "PutEventSelectors", {
-            "trailName": "org-trail", "eventSelectors": []}), expect=0),
+        Case(
+            "event selectors are not in the CIS list",
+            call(CLOUDTRAIL, "PutEventSelectors", {"trailName": "org-trail", "eventSelectors": []}),
+            expect=0,
+        ),
     ],
 )
 
@@ -65,12 +83,24 @@ change_monitor(
         "within the waiting period and re-enable the key (aws kms enable-key)."
     ),
     cases=[
-        Case("schedule deletion", call(KMS, "ScheduleKeyDeletion", {
-            "keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "pendingWindowInDays": 7}, {
-            "keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "deletionDate": "Jul 8, 2024, 2:00:00 PM", "keyState": "PendingDeletion", "pendingWindowInDays": 7}),
-             expect=1),
+        Case(
+            "schedule deletion",
+            call(
+                KMS,
+                "ScheduleKeyDeletion",
+                {
+                    "keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                    "pendingWindowInDays": 7,
+                },
+                {
+                    "keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                    "deletionDate": "Jul 8, 2024, 2:00:00 PM",
+                    "keyState": "PendingDeletion",
+                    "pendingWindowInDays": 7,
+                },
+            ),
+            expect=1,
+        ),
         Case("disable key", call(KMS, "DisableKey", {"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}), expect=1),
         Case("enable key", call(KMS, "EnableKey", {"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}), expect=0),
         Case("same name from another service", call("example.amazonaws.com", "DisableKey", {"keyId": "k"}), expect=0),
@@ -83,8 +113,19 @@ change_monitor(
     title="S3 bucket policy changes (CIS 4.8)",
     severity="info",
     attack="T1530",
-    events={S3: ["PutBucketAcl", "PutBucketPolicy", "PutBucketCors", "PutBucketLifecycle", "PutBucketReplication",
-                 "DeleteBucketPolicy", "DeleteBucketCors", "DeleteBucketLifecycle", "DeleteBucketReplication"]},
+    events={
+        S3: [
+            "PutBucketAcl",
+            "PutBucketPolicy",
+            "PutBucketCors",
+            "PutBucketLifecycle",
+            "PutBucketReplication",
+            "DeleteBucketPolicy",
+            "DeleteBucketCors",
+            "DeleteBucketLifecycle",
+            "DeleteBucketReplication",
+        ]
+    },
     description=(
         "A bucket's ACL, policy, CORS, lifecycle or replication configuration changed. CIS filter: "
         "`($.eventSource = s3.amazonaws.com) && (PutBucketAcl, PutBucketPolicy, PutBucketCors, "
@@ -92,18 +133,38 @@ change_monitor(
         "DeleteBucketLifecycle, DeleteBucketReplication)`. Failed calls match too."
     ),
     runbook=(
-        "Read the new policy or ACL: grants to \"*\", to AllUsers/AuthenticatedUsers or to foreign "
+        'Read the new policy or ACL: grants to "*", to AllUsers/AuthenticatedUsers or to foreign '
         "accounts expose data; replication to a foreign bucket copies it out; a lifecycle rule can expire it."
     ),
     cases=[
-        Case("public bucket policy", call(S3, "PutBucketPolicy", {
-            "bucketName": "payroll-exports", "Host": "payroll-exports.s3.amazonaws.com", "policy": "",
-            "bucketPolicy": {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                "Resource": "arn:aws:s3:::payroll-exports/*"}]}}), expect=1),
+        Case(
+            "public bucket policy",
+            call(
+                S3,
+                "PutBucketPolicy",
+                {
+                    "bucketName": "payroll-exports",
+                    "Host": "payroll-exports.s3.amazonaws.com",
+                    "policy": "",
+                    "bucketPolicy": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": "*",
+                                "Action": "s3:GetObject",
+                                "Resource": "arn:aws:s3:::payroll-exports/*",
+                            }
+                        ],
+                    },
+                },
+            ),
+            expect=1,
+        ),
         Case("delete bucket policy", call(S3, "DeleteBucketPolicy", {"bucketName": "logs", "policy": ""}), expect=1),
-        Case("acl", call(S3, "PutBucketAcl", {"bucketName": "logs", "acl": "", "x-amz-acl": ["public-read"]}),
-             expect=1),
+        Case(
+            "acl", call(S3, "PutBucketAcl", {"bucketName": "logs", "acl": "", "x-amz-acl": ["public-read"]}), expect=1
+        ),
         Case("reading a policy", call(S3, "GetBucketPolicy", {"bucketName": "logs", "policy": ""}), expect=0),
         Case("object write", call(S3, "PutObject", {"bucketName": "logs", "key": "a.txt"}), expect=0),
     ],
@@ -115,8 +176,9 @@ change_monitor(
     title="AWS Config configuration changes (CIS 4.9)",
     severity="info",
     attack="T1562.001",
-    events={CONFIG: ["StopConfigurationRecorder", "DeleteDeliveryChannel", "PutDeliveryChannel",
-                     "PutConfigurationRecorder"]},
+    events={
+        CONFIG: ["StopConfigurationRecorder", "DeleteDeliveryChannel", "PutDeliveryChannel", "PutConfigurationRecorder"]
+    },
     description=(
         "The AWS Config recorder or delivery channel was stopped, deleted or changed. CIS filter: "
         "`($.eventSource = config.amazonaws.com) && (($.eventName = StopConfigurationRecorder) || "
@@ -129,23 +191,55 @@ change_monitor(
         "restore the delivery channel."
     ),
     cases=[
-        Case("stop recorder", call(CONFIG, "StopConfigurationRecorder", {"configurationRecorderName": "default"}),
-             expect=1),
-        Case("change recorder", call(CONFIG, "PutConfigurationRecorder", {"configurationRecorder": {
-            "name": "default", "roleARN": "arn:aws:iam::111122223333:role/config",
-            "recordingGroup": {"allSupported": False, "resourceTypes": []}}}), expect=1),
+        Case(
+            "stop recorder",
+            call(CONFIG, "StopConfigurationRecorder", {"configurationRecorderName": "default"}),
+            expect=1,
+        ),
+        Case(
+            "change recorder",
+            call(
+                CONFIG,
+                "PutConfigurationRecorder",
+                {
+                    "configurationRecorder": {
+                        "name": "default",
+                        "roleARN": "arn:aws:iam::111122223333:role/config",
+                        "recordingGroup": {"allSupported": False, "resourceTypes": []},
+                    }
+                },
+            ),
+            expect=1,
+        ),
         Case("delete channel", call(CONFIG, "DeleteDeliveryChannel", {"deliveryChannelName": "default"}), expect=1),
-        Case("start recorder", call(CONFIG, "StartConfigurationRecorder", {"configurationRecorderName": "default"}),
-             expect=0),
+        Case(
+            "start recorder",
+            call(CONFIG, "StartConfigurationRecorder", {"configurationRecorderName": "default"}),
+            expect=0,
+        ),
         Case("describe", call(CONFIG, "DescribeConfigurationRecorders"), expect=0),
     ],
 )
 
 ORGANIZATIONS_EVENTS = [
-    "AcceptHandshake", "AttachPolicy", "CreateAccount", "CreateOrganizationalUnit", "CreatePolicy",
-    "DeclineHandshake", "DeleteOrganization", "DeleteOrganizationalUnit", "DeletePolicy", "DetachPolicy",
-    "DisablePolicyType", "EnablePolicyType", "InviteAccountToOrganization", "LeaveOrganization", "MoveAccount",
-    "RemoveAccountFromOrganization", "UpdatePolicy", "UpdateOrganizationalUnit",
+    "AcceptHandshake",
+    "AttachPolicy",
+    "CreateAccount",
+    "CreateOrganizationalUnit",
+    "CreatePolicy",
+    "DeclineHandshake",
+    "DeleteOrganization",
+    "DeleteOrganizationalUnit",
+    "DeletePolicy",
+    "DetachPolicy",
+    "DisablePolicyType",
+    "EnablePolicyType",
+    "InviteAccountToOrganization",
+    "LeaveOrganization",
+    "MoveAccount",
+    "RemoveAccountFromOrganization",
+    "UpdatePolicy",
+    "UpdateOrganizationalUnit",
 ]
 
 change_monitor(
@@ -167,17 +261,43 @@ change_monitor(
         "immediate review of the caller's other activity."
     ),
     cases=[
-        Case("leave organization denied", call(ORGS, "LeaveOrganization", errorCode="AccessDenied",
-                                               errorMessage="not authorized to perform: "
-                                                            "organizations:LeaveOrganization",
-                                               userIdentity=role_session("member-admin", "s1")), expect=1),
-        Case("detach scp", call(ORGS, "DetachPolicy", {"policyId": "p-abcd1234", "targetId": "ou-ab12-cdef3456"}),
-             expect=1),
-        Case("create account", call(ORGS, "CreateAccount", {"accountName": "sandbox", "email": "sandbox@example.com"},
-                                    {"createAccountStatus": {"id": "car-0123456789abcdef", "accountName": "sandbox",
-                                                             "state": "IN_PROGRESS"}}), expect=1),
+        Case(
+            "leave organization denied",
+            call(
+                ORGS,
+                "LeaveOrganization",
+                errorCode="AccessDenied",
+                errorMessage="not authorized to perform: organizations:LeaveOrganization",
+                userIdentity=role_session("member-admin", "s1"),
+            ),
+            expect=1,
+        ),
+        Case(
+            "detach scp",
+            call(ORGS, "DetachPolicy", {"policyId": "p-abcd1234", "targetId": "ou-ab12-cdef3456"}),
+            expect=1,
+        ),
+        Case(
+            "create account",
+            call(
+                ORGS,
+                "CreateAccount",
+                {"accountName": "sandbox", "email": "sandbox@example.com"},
+                {
+                    "createAccountStatus": {
+                        "id": "car-0123456789abcdef",
+                        "accountName": "sandbox",
+                        "state": "IN_PROGRESS",
+                    }
+                },
+            ),
+            expect=1,
+        ),
         Case("list accounts", call(ORGS, "ListAccounts"), expect=0),
-        Case("iam CreatePolicy is not an organizations change", call("iam.amazonaws.com", "CreatePolicy", {
-            "policyName": "p", "policyDocument": "{}"}), expect=0),
+        Case(
+            "iam CreatePolicy is not an organizations change",
+            call("iam.amazonaws.com", "CreatePolicy", {"policyName": "p", "policyDocument": "{}"}),
+            expect=0,
+        ),
     ],
 )

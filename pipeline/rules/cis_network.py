@@ -24,8 +24,16 @@ change_monitor(
     title="Security group changes (CIS 4.10)",
     severity="info",
     attack="T1562.007",
-    events={ANY: ["AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupIngress",
-                  "RevokeSecurityGroupEgress", "CreateSecurityGroup", "DeleteSecurityGroup"]},
+    events={
+        ANY: [
+            "AuthorizeSecurityGroupIngress",
+            "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupIngress",
+            "RevokeSecurityGroupEgress",
+            "CreateSecurityGroup",
+            "DeleteSecurityGroup",
+        ]
+    },
     description=(
         "A security group was created, deleted, or had rules authorized or revoked. CIS filter: "
         "AuthorizeSecurityGroupIngress, AuthorizeSecurityGroupEgress, RevokeSecurityGroupIngress, "
@@ -34,16 +42,47 @@ change_monitor(
     ),
     runbook=NETWORK_RUNBOOK,
     cases=[
-        Case("ingress from office", call(EC2, "AuthorizeSecurityGroupIngress", {
-            "groupId": "sg-0123456789abcdef0", "ipPermissions": {"items": [{
-                "ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
-                "ipRanges": {"items": [{"cidrIp": "203.0.113.0/24"}]}}]}}), expect=1),
-        Case("create group", call(EC2, "CreateSecurityGroup", {
-            "groupName": "web", "groupDescription": "web", "vpcId": "vpc-0a1b2c3d"},
-            {"_return": True, "groupId": "sg-0fedcba9876543210"}), expect=1),
+        Case(
+            "ingress from office",
+            call(
+                EC2,
+                "AuthorizeSecurityGroupIngress",
+                {
+                    "groupId": "sg-0123456789abcdef0",
+                    "ipPermissions": {
+                        "items": [
+                            {
+                                "ipProtocol": "tcp",
+                                "fromPort": 443,
+                                "toPort": 443,
+                                "ipRanges": {"items": [{"cidrIp": "203.0.113.0/24"}]},
+                            }
+                        ]
+                    },
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "create group",
+            call(
+                EC2,
+                "CreateSecurityGroup",
+                {"groupName": "web", "groupDescription": "web", "vpcId": "vpc-0a1b2c3d"},
+                {"_return": True, "groupId": "sg-0fedcba9876543210"},
+            ),
+            expect=1,
+        ),
         Case("describe groups", call(EC2, "DescribeSecurityGroups", {"securityGroupIdSet": {}}), expect=0),
-        Case("modify rules is not in the CIS list", call(EC2, "ModifySecurityGroupRules", {
-            "ModifySecurityGroupRulesRequest": {"GroupId": "sg-0123456789abcdef0"}}), expect=0),
+        Case(
+            "modify rules is not in the CIS list",
+            call(
+                EC2,
+                "ModifySecurityGroupRules",
+                {"ModifySecurityGroupRulesRequest": {"GroupId": "sg-0123456789abcdef0"}},
+            ),
+            expect=0,
+        ),
     ],
 )
 
@@ -53,8 +92,16 @@ change_monitor(
     title="Network ACL changes (CIS 4.11)",
     severity="info",
     attack="T1562.007",
-    events={ANY: ["CreateNetworkAcl", "CreateNetworkAclEntry", "DeleteNetworkAcl", "DeleteNetworkAclEntry",
-                  "ReplaceNetworkAclEntry", "ReplaceNetworkAclAssociation"]},
+    events={
+        ANY: [
+            "CreateNetworkAcl",
+            "CreateNetworkAclEntry",
+            "DeleteNetworkAcl",
+            "DeleteNetworkAclEntry",
+            "ReplaceNetworkAclEntry",
+            "ReplaceNetworkAclAssociation",
+        ]
+    },
     description=(
         "A network ACL or one of its entries was created, deleted or replaced. CIS filter: CreateNetworkAcl, "
         "CreateNetworkAclEntry, DeleteNetworkAcl, DeleteNetworkAclEntry, ReplaceNetworkAclEntry, "
@@ -62,11 +109,33 @@ change_monitor(
     ),
     runbook=NETWORK_RUNBOOK,
     cases=[
-        Case("allow all entry", call(EC2, "CreateNetworkAclEntry", {
-            "networkAclId": "acl-0123456789abcdef0", "ruleNumber": 100, "egress": False, "ruleAction": "allow",
-            "icmpTypeCode": {}, "portRange": {}, "aclProtocol": "-1", "cidrBlock": "0.0.0.0/0"}), expect=1),
-        Case("replace association", call(EC2, "ReplaceNetworkAclAssociation", {
-            "associationId": "aclassoc-0a1b2c3d", "networkAclId": "acl-0123456789abcdef0"}), expect=1),
+        Case(
+            "allow all entry",
+            call(
+                EC2,
+                "CreateNetworkAclEntry",
+                {
+                    "networkAclId": "acl-0123456789abcdef0",
+                    "ruleNumber": 100,
+                    "egress": False,
+                    "ruleAction": "allow",
+                    "icmpTypeCode": {},
+                    "portRange": {},
+                    "aclProtocol": "-1",
+                    "cidrBlock": "0.0.0.0/0",
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "replace association",
+            call(
+                EC2,
+                "ReplaceNetworkAclAssociation",
+                {"associationId": "aclassoc-0a1b2c3d", "networkAclId": "acl-0123456789abcdef0"},
+            ),
+            expect=1,
+        ),
         Case("describe", call(EC2, "DescribeNetworkAcls"), expect=0),
     ],
 )
@@ -77,8 +146,16 @@ change_monitor(
     title="Network gateway changes (CIS 4.12)",
     severity="info",
     attack="T1599",
-    events={ANY: ["CreateCustomerGateway", "DeleteCustomerGateway", "AttachInternetGateway", "CreateInternetGateway",
-                  "DeleteInternetGateway", "DetachInternetGateway"]},
+    events={
+        ANY: [
+            "CreateCustomerGateway",
+            "DeleteCustomerGateway",
+            "AttachInternetGateway",
+            "CreateInternetGateway",
+            "DeleteInternetGateway",
+            "DetachInternetGateway",
+        ]
+    },
     description=(
         "An internet or customer gateway was created, deleted, attached or detached. CIS filter: "
         "CreateCustomerGateway, DeleteCustomerGateway, AttachInternetGateway, CreateInternetGateway, "
@@ -86,11 +163,21 @@ change_monitor(
     ),
     runbook=NETWORK_RUNBOOK,
     cases=[
-        Case("attach igw to private vpc", call(EC2, "AttachInternetGateway", {
-            "internetGatewayId": "igw-0123456789abcdef0", "vpcId": "vpc-0a1b2c3d"}), expect=1),
-        Case("customer gateway", call(EC2, "CreateCustomerGateway", {
-            "type": "ipsec.1", "ipAddress": "203.0.113.12", "bgpAsn": 65000},
-            {"customerGateway": {"customerGatewayId": "cgw-0e11f167", "state": "pending"}}), expect=1),
+        Case(
+            "attach igw to private vpc",
+            call(EC2, "AttachInternetGateway", {"internetGatewayId": "igw-0123456789abcdef0", "vpcId": "vpc-0a1b2c3d"}),
+            expect=1,
+        ),
+        Case(
+            "customer gateway",
+            call(
+                EC2,
+                "CreateCustomerGateway",
+                {"type": "ipsec.1", "ipAddress": "203.0.113.12", "bgpAsn": 65000},
+                {"customerGateway": {"customerGatewayId": "cgw-0e11f167", "state": "pending"}},
+            ),
+            expect=1,
+        ),
         Case("describe", call(EC2, "DescribeInternetGateways"), expect=0),
         Case("nat gateway is not in the CIS list", call(EC2, "CreateNatGateway", {"subnetId": "subnet-1"}), expect=0),
     ],
@@ -102,8 +189,17 @@ change_monitor(
     title="Route table changes (CIS 4.13)",
     severity="info",
     attack="T1599",
-    events={ANY: ["CreateRoute", "CreateRouteTable", "ReplaceRoute", "ReplaceRouteTableAssociation",
-                  "DeleteRouteTable", "DeleteRoute", "DisassociateRouteTable"]},
+    events={
+        ANY: [
+            "CreateRoute",
+            "CreateRouteTable",
+            "ReplaceRoute",
+            "ReplaceRouteTableAssociation",
+            "DeleteRouteTable",
+            "DeleteRoute",
+            "DisassociateRouteTable",
+        ]
+    },
     description=(
         "A route or route table was created, replaced, deleted or (dis)associated. CIS filter: CreateRoute, "
         "CreateRouteTable, ReplaceRoute, ReplaceRouteTableAssociation, DeleteRouteTable, DeleteRoute, "
@@ -111,11 +207,25 @@ change_monitor(
     ),
     runbook=NETWORK_RUNBOOK,
     cases=[
-        Case("default route to igw", call(EC2, "CreateRoute", {
-            "routeTableId": "rtb-0123456789abcdef0", "destinationCidrBlock": "0.0.0.0/0",
-            "gatewayId": "igw-0123456789abcdef0"}, {"_return": True}), expect=1),
-        Case("delete route", call(EC2, "DeleteRoute", {"routeTableId": "rtb-0123456789abcdef0",
-                                                        "destinationCidrBlock": "10.2.0.0/16"}), expect=1),
+        Case(
+            "default route to igw",
+            call(
+                EC2,
+                "CreateRoute",
+                {
+                    "routeTableId": "rtb-0123456789abcdef0",
+                    "destinationCidrBlock": "0.0.0.0/0",
+                    "gatewayId": "igw-0123456789abcdef0",
+                },
+                {"_return": True},
+            ),
+            expect=1,
+        ),
+        Case(
+            "delete route",
+            call(EC2, "DeleteRoute", {"routeTableId": "rtb-0123456789abcdef0", "destinationCidrBlock": "10.2.0.0/16"}),
+            expect=1,
+        ),
         Case("describe", call(EC2, "DescribeRouteTables"), expect=0),
     ],
 )
@@ -126,9 +236,21 @@ change_monitor(
     title="VPC changes (CIS 4.14)",
     severity="info",
     attack="T1599",
-    events={ANY: ["CreateVpc", "DeleteVpc", "ModifyVpcAttribute", "AcceptVpcPeeringConnection",
-                  "CreateVpcPeeringConnection", "DeleteVpcPeeringConnection", "RejectVpcPeeringConnection",
-                  "AttachClassicLinkVpc", "DetachClassicLinkVpc", "DisableVpcClassicLink", "EnableVpcClassicLink"]},
+    events={
+        ANY: [
+            "CreateVpc",
+            "DeleteVpc",
+            "ModifyVpcAttribute",
+            "AcceptVpcPeeringConnection",
+            "CreateVpcPeeringConnection",
+            "DeleteVpcPeeringConnection",
+            "RejectVpcPeeringConnection",
+            "AttachClassicLinkVpc",
+            "DetachClassicLinkVpc",
+            "DisableVpcClassicLink",
+            "EnableVpcClassicLink",
+        ]
+    },
     description=(
         "A VPC was created, deleted or modified, or a peering or ClassicLink connection changed. CIS filter: "
         "CreateVpc, DeleteVpc, ModifyVpcAttribute, AcceptVpcPeeringConnection, CreateVpcPeeringConnection, "
@@ -137,11 +259,26 @@ change_monitor(
     ),
     runbook=NETWORK_RUNBOOK,
     cases=[
-        Case("peering to foreign account", call(EC2, "CreateVpcPeeringConnection", {
-            "vpcId": "vpc-0a1b2c3d", "peerVpcId": "vpc-0f9e8d7c", "peerOwnerId": "444455556666"},
-            {"vpcPeeringConnection": {"vpcPeeringConnectionId": "pcx-0123456789abcdef0"}}), expect=1),
-        Case("create vpc", call(EC2, "CreateVpc", {"cidrBlock": "10.9.0.0/16"},
-                                {"vpc": {"vpcId": "vpc-0abcdef1234567890", "cidrBlock": "10.9.0.0/16"}}), expect=1),
+        Case(
+            "peering to foreign account",
+            call(
+                EC2,
+                "CreateVpcPeeringConnection",
+                {"vpcId": "vpc-0a1b2c3d", "peerVpcId": "vpc-0f9e8d7c", "peerOwnerId": "444455556666"},
+                {"vpcPeeringConnection": {"vpcPeeringConnectionId": "pcx-0123456789abcdef0"}},
+            ),
+            expect=1,
+        ),
+        Case(
+            "create vpc",
+            call(
+                EC2,
+                "CreateVpc",
+                {"cidrBlock": "10.9.0.0/16"},
+                {"vpc": {"vpcId": "vpc-0abcdef1234567890", "cidrBlock": "10.9.0.0/16"}},
+            ),
+            expect=1,
+        ),
         Case("describe", call(EC2, "DescribeVpcs"), expect=0),
         Case("subnet is not in the CIS list", call(EC2, "CreateSubnet", {"vpcId": "vpc-0a1b2c3d"}), expect=0),
     ],

@@ -30,12 +30,26 @@ def signing_in_as(e: Event) -> str:
 
 
 def _fail(t: float, user: str = "alice", ip: str = ATTACKER_IP) -> dict[str, Any]:
-    return {"eventSource": SIGNIN, "eventName": "ConsoleLogin", "eventTime": at(t), "sourceIPAddress": ip,
-            "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT,
-                             "accessKeyId": "", "userName": user},
-            "errorMessage": "Failed authentication", "responseElements": {"ConsoleLogin": "Failure"},
-            "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home", "MobileVersion": "No",
-                                    "MFAUsed": "No"}}
+    return {
+        "eventSource": SIGNIN,
+        "eventName": "ConsoleLogin",
+        "eventTime": at(t),
+        "sourceIPAddress": ip,
+        "userIdentity": {
+            "type": "IAMUser",
+            "principalId": "AIDAEXAMPLE",
+            "accountId": ACCOUNT,
+            "accessKeyId": "",
+            "userName": user,
+        },
+        "errorMessage": "Failed authentication",
+        "responseElements": {"ConsoleLogin": "Failure"},
+        "additionalEventData": {
+            "LoginTo": "https://console.aws.amazon.com/console/home",
+            "MobileVersion": "No",
+            "MFAUsed": "No",
+        },
+    }
 
 
 def _ok(t: float, user: str = "alice", ip: str = ATTACKER_IP) -> dict[str, Any]:
@@ -57,24 +71,40 @@ def _ok(t: float, user: str = "alice", ip: str = ATTACKER_IP) -> dict[str, Any]:
     window="window",
     dedup="1h",
     runbook="Look up the source address; check whether any sign-in from it succeeded afterwards, and for which "
-            "user; make sure the targeted users have MFA; block the address if it is not yours.",
+    "user; make sure the targeted users have MFA; block the address if it is not yours.",
     cases=[
         Case("ten failures in a minute", [_fail(i * 0.1) for i in range(10)], expect=1, no_form=SIGN_IN),
         Case("nine failures", [_fail(i * 0.1) for i in range(9)], expect=0),
         Case("ten failures spread over an hour", [_fail(i * 6) for i in range(10)], expect=0),
-        Case("failures from different addresses", [_fail(i * 0.1, ip=f"203.0.113.{i}") for i in range(12)],
-             expect=0),
+        Case("failures from different addresses", [_fail(i * 0.1, ip=f"203.0.113.{i}") for i in range(12)], expect=0),
         Case("successful sign-ins do not count", [_ok(i * 0.1) for i in range(12)], expect=0),
-        Case("a long attack is one finding per dedup period", [_fail(i * 0.2) for i in range(100)], expect=1,
-             no_form=SIGN_IN),
-        Case("threshold from configuration", [_fail(i * 0.1) for i in range(3)], expect=1, params={"failures": 3},
-             no_form=SIGN_IN),
-        Case("the attack stops: the finding resolves after a quiet window",
-             [*(_fail(i * 0.1) for i in range(10)), _ok(25, ip="198.51.100.9")], expect=1, resolved=1,
-             no_form=SIGN_IN),
-        Case("failures going on within the window keep the finding open",
-             [*(_fail(i * 0.1) for i in range(10)), _fail(8), _ok(15, ip="198.51.100.9")], expect=1, resolved=0,
-             no_form=SIGN_IN),
+        Case(
+            "a long attack is one finding per dedup period",
+            [_fail(i * 0.2) for i in range(100)],
+            expect=1,
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "threshold from configuration",
+            [_fail(i * 0.1) for i in range(3)],
+            expect=1,
+            params={"failures": 3},
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "the attack stops: the finding resolves after a quiet window",
+            [*(_fail(i * 0.1) for i in range(10)), _ok(25, ip="198.51.100.9")],
+            expect=1,
+            resolved=1,
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "failures going on within the window keep the finding open",
+            [*(_fail(i * 0.1) for i in range(10)), _fail(8), _ok(15, ip="198.51.100.9")],
+            expect=1,
+            resolved=0,
+            no_form=SIGN_IN,
+        ),
     ],
 )
 def console_login_brute_force(e: Event, p: Params) -> Step | None:
@@ -96,15 +126,19 @@ def console_login_brute_force(e: Event, p: Params) -> Step | None:
     distinct=True,
     dedup="1h",
     runbook="Look up the source address and the users it tried; check for any later successful sign-in from it; "
-            "enforce MFA and a password policy; block the address if it is not yours.",
+    "enforce MFA and a password policy; block the address if it is not yours.",
     cases=[
-        Case("five users in two minutes", [_fail(i * 0.4, user=f"user{i}") for i in range(5)], expect=1,
-             no_form=SIGN_IN),
+        Case(
+            "five users in two minutes", [_fail(i * 0.4, user=f"user{i}") for i in range(5)], expect=1, no_form=SIGN_IN
+        ),
         Case("four users", [_fail(i * 0.4, user=f"user{i}") for i in range(4)], expect=0),
         Case("one user many times", [_fail(i * 0.1) for i in range(20)], expect=0),
         Case("five users over an hour", [_fail(i * 15, user=f"user{i}") for i in range(5)], expect=0),
-        Case("five users from five addresses",
-             [_fail(i * 0.4, user=f"user{i}", ip=f"203.0.113.{i}") for i in range(5)], expect=0),
+        Case(
+            "five users from five addresses",
+            [_fail(i * 0.4, user=f"user{i}", ip=f"203.0.113.{i}") for i in range(5)],
+            expect=0,
+        ),
     ],
 )
 def console_login_password_spraying(e: Event, p: Params) -> Step | None:

@@ -42,14 +42,26 @@ UNAUTHORIZED = failed("Client.UnauthorizedOperation")
     ),
     cases=[
         Case("api read", call(EC2, "GetPasswordData", I1), expect=1),
-        Case("denied attempts are the behaviour too", [
-            call(EC2, "GetPasswordData", I1, **UNAUTHORIZED),
-            call(EC2, "GetPasswordData", {"instanceId": "i-0123456789abcdef1"}, **UNAUTHORIZED),
-        ], expect=1),
-        Case("console use ignored when configured", call(EC2, "GetPasswordData", I1, **in_console()),
-             expect=0, params={"include_console": False}),
-        Case("failures ignored when configured", call(EC2, "GetPasswordData", I1, **failed()),
-             expect=0, params={"include_failed": False}),
+        Case(
+            "denied attempts are the behaviour too",
+            [
+                call(EC2, "GetPasswordData", I1, **UNAUTHORIZED),
+                call(EC2, "GetPasswordData", {"instanceId": "i-0123456789abcdef1"}, **UNAUTHORIZED),
+            ],
+            expect=1,
+        ),
+        Case(
+            "console use ignored when configured",
+            call(EC2, "GetPasswordData", I1, **in_console()),
+            expect=0,
+            params={"include_console": False},
+        ),
+        Case(
+            "failures ignored when configured",
+            call(EC2, "GetPasswordData", I1, **failed()),
+            expect=0,
+            params={"include_failed": False},
+        ),
     ],
 )
 def ec2_password_data_retrieved(e: Event, p: Params) -> Hit | None:
@@ -65,9 +77,12 @@ def ec2_password_data_retrieved(e: Event, p: Params) -> Hit | None:
     if from_console(e) and not p.include_console:
         return None
     instance = e.text("requestParameters", "instanceId")
-    return Hit(key=actor(e), resources=(instance,) if instance else (),
-               summary=f"GetPasswordData on {instance or 'an instance'} by {e.principal}{outcome(e)}",
-               context={"instance_id": instance, "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=(instance,) if instance else (),
+        summary=f"GetPasswordData on {instance or 'an instance'} by {e.principal}{outcome(e)}",
+        context={"instance_id": instance, "error_code": e.error_code},
+    )
 
 
 def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2.0") -> dict[str, object]:
@@ -81,8 +96,10 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
     attack="T1552.005",
     events={ANY: ANY},
     params={"instance_networks": []},
-    param_docs={"instance_networks": "the account's own egress addresses (NAT gateways, Elastic IPs, "
-                                     "proxies) as CIDR blocks: instance credentials used from there are fine"},
+    param_docs={
+        "instance_networks": "the account's own egress addresses (NAT gateways, Elastic IPs, "
+        "proxies) as CIDR blocks: instance credentials used from there are fine"
+    },
     dedup="1h",
     runbook=(
         "The role session named after an instance id was used from the source address shown. Check whether "
@@ -92,31 +109,88 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
         "call made by that session."
     ),
     cases=[
-        Case("credential check from the internet", call(
-            "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(delivery="1.0"),
-            sourceIPAddress=PUBLIC_IP), expect=1),
-        Case("any call counts, DescribeInstances too", call(
-            EC2, "DescribeInstances", {"instancesSet": {}, "filterSet": {}}, userIdentity=_instance_identity(),
-            sourceIPAddress=PUBLIC_IP), expect=1),
-        Case("session named after an instance without ec2RoleDelivery", call(
-            "iam.amazonaws.com", "ListUsers", userIdentity=role_session("web", "i-0123456789abcdef0"),
-            sourceIPAddress=PUBLIC_IP), expect=1),
-        Case("through another account's VPC endpoint", call(
-            "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
-            sourceIPAddress="10.1.2.3", vpcEndpointId="vpce-0abc", vpcEndpointAccountId=OTHER_ACCOUNT), expect=1),
-        Case("turned into a console session", call(
-            "s3.amazonaws.com", "ListBuckets", userIdentity=_instance_identity(), **in_console()), expect=1),
-        Case("from the instance's configured egress", call(
-            "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
-            sourceIPAddress=PUBLIC_IP), expect=0, params={"instance_networks": ["81.2.69.0/24"]}),
-        Case("through the account's own VPC endpoint", call(
-            "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(),
-            sourceIPAddress="10.1.2.3", vpcEndpointId="vpce-0abc"), expect=0),
-        Case("an ordinary role session", call(
-            "sts.amazonaws.com", "GetCallerIdentity", userIdentity=role_session("ci", "build-42"),
-            sourceIPAddress=PUBLIC_IP), expect=0),
-        Case("a service acting for the instance", call(
-            "sts.amazonaws.com", "GetCallerIdentity", **via_service("ssm", _instance_identity())), expect=0),
+        Case(
+            "credential check from the internet",
+            call(
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                userIdentity=_instance_identity(delivery="1.0"),
+                sourceIPAddress=PUBLIC_IP,
+            ),
+            expect=1,
+        ),
+        Case(
+            "any call counts, DescribeInstances too",
+            call(
+                EC2,
+                "DescribeInstances",
+                {"instancesSet": {}, "filterSet": {}},
+                userIdentity=_instance_identity(),
+                sourceIPAddress=PUBLIC_IP,
+            ),
+            expect=1,
+        ),
+        Case(
+            "session named after an instance without ec2RoleDelivery",
+            call(
+                "iam.amazonaws.com",
+                "ListUsers",
+                userIdentity=role_session("web", "i-0123456789abcdef0"),
+                sourceIPAddress=PUBLIC_IP,
+            ),
+            expect=1,
+        ),
+        Case(
+            "through another account's VPC endpoint",
+            call(
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                userIdentity=_instance_identity(),
+                sourceIPAddress="10.1.2.3",
+                vpcEndpointId="vpce-0abc",
+                vpcEndpointAccountId=OTHER_ACCOUNT,
+            ),
+            expect=1,
+        ),
+        Case(
+            "turned into a console session",
+            call("s3.amazonaws.com", "ListBuckets", userIdentity=_instance_identity(), **in_console()),
+            expect=1,
+        ),
+        Case(
+            "from the instance's configured egress",
+            call(
+                "sts.amazonaws.com", "GetCallerIdentity", userIdentity=_instance_identity(), sourceIPAddress=PUBLIC_IP
+            ),
+            expect=0,
+            params={"instance_networks": ["81.2.69.0/24"]},
+        ),
+        Case(
+            "through the account's own VPC endpoint",
+            call(
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                userIdentity=_instance_identity(),
+                sourceIPAddress="10.1.2.3",
+                vpcEndpointId="vpce-0abc",
+            ),
+            expect=0,
+        ),
+        Case(
+            "an ordinary role session",
+            call(
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                userIdentity=role_session("ci", "build-42"),
+                sourceIPAddress=PUBLIC_IP,
+            ),
+            expect=0,
+        ),
+        Case(
+            "a service acting for the instance",
+            call("sts.amazonaws.com", "GetCallerIdentity", **via_service("ssm", _instance_identity())),
+            expect=0,
+        ),
     ],
 )
 def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit | None:
@@ -157,9 +231,13 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
         key=f"{e.principal}|{e.source_ip}",
         resources=(instance,),
         summary=f"Credentials of instance {instance} used {reason} for {e.name}{outcome(e)}",
-        context={"instance_id": instance, "role": actor(e),
-                 "imds_version": {"1.0": "v1", "2.0": "v2"}.get(delivery, ""),
-                 "vpc_endpoint_account": endpoint_account, "error_code": e.error_code},
+        context={
+            "instance_id": instance,
+            "role": actor(e),
+            "imds_version": {"1.0": "v1", "2.0": "v2"}.get(delivery, ""),
+            "vpc_endpoint_account": endpoint_account,
+            "error_code": e.error_code,
+        },
     )
 
 
@@ -177,15 +255,31 @@ def ec2_instance_credentials_used_outside_instance(e: Event, p: Params) -> Hit |
         "that matched, and check where those secrets are used for follow-on access."
     ),
     cases=[
-        Case("by filter", call(SECRETS, "BatchGetSecretValue",
-                                     {"filters": [{"key": "tag-key", "values": ["env"]}]}), expect=1),
-        Case("many explicit ids", call(SECRETS, "BatchGetSecretValue",
-                                             {"secretIdList": [f"app/secret-{i}" for i in range(12)]}), expect=1),
-        Case("a few named secrets", call(SECRETS, "BatchGetSecretValue",
-                                               {"secretIdList": ["app/db", "app/api"]}), expect=0),
-        Case("through a service acting with the caller's credentials", call(
-            SECRETS, "BatchGetSecretValue", {"filters": [{"key": "name", "values": ["app"]}]}, **via_service("lambda")),
-             expect=1),
+        Case(
+            "by filter",
+            call(SECRETS, "BatchGetSecretValue", {"filters": [{"key": "tag-key", "values": ["env"]}]}),
+            expect=1,
+        ),
+        Case(
+            "many explicit ids",
+            call(SECRETS, "BatchGetSecretValue", {"secretIdList": [f"app/secret-{i}" for i in range(12)]}),
+            expect=1,
+        ),
+        Case(
+            "a few named secrets",
+            call(SECRETS, "BatchGetSecretValue", {"secretIdList": ["app/db", "app/api"]}),
+            expect=0,
+        ),
+        Case(
+            "through a service acting with the caller's credentials",
+            call(
+                SECRETS,
+                "BatchGetSecretValue",
+                {"filters": [{"key": "name", "values": ["app"]}]},
+                **via_service("lambda"),
+            ),
+            expect=1,
+        ),
     ],
 )
 def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
@@ -201,9 +295,12 @@ def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
     if not filters and len(ids) < p.min_secret_ids:
         return None
     how = "by filter" if filters else f"{len(ids)} secrets by id"
-    return Hit(key=actor(e), resources=tuple(ids[:20]),
-               summary=f"BatchGetSecretValue {how} by {e.principal}{outcome(e)}",
-               context={"filters": filters[:10], "secret_count": len(ids), "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=tuple(ids[:20]),
+        summary=f"BatchGetSecretValue {how} by {e.principal}{outcome(e)}",
+        context={"filters": filters[:10], "secret_count": len(ids), "error_code": e.error_code},
+    )
 
 
 @match(
@@ -220,17 +317,35 @@ def secretsmanager_mass_secret_retrieval(e: Event, p: Params) -> Hit | None:
         "(see the following events of the same principal) and review the key's other activity."
     ),
     cases=[
-        Case("IAM user key reads secrets", [
-            call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}),
-            call(SECRETS, "GetSecretValue", {"secretId": "prod/api"}),
-        ], expect=1),
-        Case("role session (workload)", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
-                                                   userIdentity=role_session("app", "task-1")), expect=0),
-        Case("console user viewing a secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
-                                                         userIdentity=iam_user(key="ASIAEXAMPLEKEYID9876"),
-                                                         sessionCredentialFromConsole="true"), expect=0),
-        Case("a stack of the key's user resolving the secret", call(SECRETS, "GetSecretValue", {"secretId": "prod/db"},
-                                                                   **via_service("cloudformation")), expect=1),
+        Case(
+            "IAM user key reads secrets",
+            [
+                call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}),
+                call(SECRETS, "GetSecretValue", {"secretId": "prod/api"}),
+            ],
+            expect=1,
+        ),
+        Case(
+            "role session (workload)",
+            call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}, userIdentity=role_session("app", "task-1")),
+            expect=0,
+        ),
+        Case(
+            "console user viewing a secret",
+            call(
+                SECRETS,
+                "GetSecretValue",
+                {"secretId": "prod/db"},
+                userIdentity=iam_user(key="ASIAEXAMPLEKEYID9876"),
+                sessionCredentialFromConsole="true",
+            ),
+            expect=0,
+        ),
+        Case(
+            "a stack of the key's user resolving the secret",
+            call(SECRETS, "GetSecretValue", {"secretId": "prod/db"}, **via_service("cloudformation")),
+            expect=1,
+        ),
     ],
 )
 def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | None:
@@ -242,9 +357,12 @@ def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | 
     if by_aws_service(e) or not long_term_key(e) or not attempted(e, p.include_failed):
         return None
     secret = e.text("requestParameters", "secretId")
-    return Hit(key=actor(e), resources=(secret,) if secret else (),
-               summary=f"GetSecretValue of {secret or 'a secret'} with long-term key of {e.principal}{outcome(e)}",
-               context={"secret_id": secret, "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=(secret,) if secret else (),
+        summary=f"GetSecretValue of {secret or 'a secret'} with long-term key of {e.principal}{outcome(e)}",
+        context={"secret_id": secret, "error_code": e.error_code},
+    )
 
 
 @match(
@@ -261,19 +379,41 @@ def secretsmanager_secret_read_with_long_term_key(e: Event, p: Params) -> Hit | 
         "beforehand is the enumeration step)."
     ),
     cases=[
-        Case("a full page of decrypted names", call(
-            SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True}), expect=1),
-        Case("whole tree decrypted", call(
-            SSM, "GetParametersByPath", {"path": "/", "recursive": True, "withDecryption": True}), expect=1),
-        Case("application reading its own few parameters", call(
-            SSM, "GetParameters", {"names": ["/app/db", "/app/key"], "withDecryption": True}), expect=0),
-        Case("many names without decryption", call(
-            SSM, "GetParameters", {"names": [f"/cfg/c{i}" for i in range(10)], "withDecryption": False}), expect=0),
-        Case("app path subtree", call(
-            SSM, "GetParametersByPath", {"path": "/app/prod/", "recursive": True, "withDecryption": True}), expect=0),
-        Case("a stack resolving ten SecureString references", call(
-            SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True},
-            **via_service("cloudformation")), expect=1),
+        Case(
+            "a full page of decrypted names",
+            call(SSM, "GetParameters", {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True}),
+            expect=1,
+        ),
+        Case(
+            "whole tree decrypted",
+            call(SSM, "GetParametersByPath", {"path": "/", "recursive": True, "withDecryption": True}),
+            expect=1,
+        ),
+        Case(
+            "application reading its own few parameters",
+            call(SSM, "GetParameters", {"names": ["/app/db", "/app/key"], "withDecryption": True}),
+            expect=0,
+        ),
+        Case(
+            "many names without decryption",
+            call(SSM, "GetParameters", {"names": [f"/cfg/c{i}" for i in range(10)], "withDecryption": False}),
+            expect=0,
+        ),
+        Case(
+            "app path subtree",
+            call(SSM, "GetParametersByPath", {"path": "/app/prod/", "recursive": True, "withDecryption": True}),
+            expect=0,
+        ),
+        Case(
+            "a stack resolving ten SecureString references",
+            call(
+                SSM,
+                "GetParameters",
+                {"names": [f"/creds/c{i}" for i in range(10)], "withDecryption": True},
+                **via_service("cloudformation"),
+            ),
+            expect=1,
+        ),
     ],
 )
 def ssm_bulk_securestring_parameter_retrieval(e: Event, p: Params) -> Hit | None:
@@ -289,12 +429,18 @@ def ssm_bulk_securestring_parameter_retrieval(e: Event, p: Params) -> Hit | None
         names = strings(e.request.get("names"))
         if len(names) < p.min_names:
             return None
-        return Hit(key=actor(e), resources=tuple(names[:20]),
-                   summary=f"{len(names)} SecureString parameters decrypted by {e.principal}{outcome(e)}",
-                   context={"parameter_count": len(names), "error_code": e.error_code})
+        return Hit(
+            key=actor(e),
+            resources=tuple(names[:20]),
+            summary=f"{len(names)} SecureString parameters decrypted by {e.principal}{outcome(e)}",
+            context={"parameter_count": len(names), "error_code": e.error_code},
+        )
     path = e.text("requestParameters", "path")
     if path != "/" or e.request.get("recursive") is not True:
         return None
-    return Hit(key=actor(e), resources=(path,),
-               summary=f"Every SecureString parameter under / decrypted by {e.principal}{outcome(e)}",
-               context={"path": path, "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=(path,),
+        summary=f"Every SecureString parameter under / decrypted by {e.principal}{outcome(e)}",
+        context={"path": path, "error_code": e.error_code},
+    )

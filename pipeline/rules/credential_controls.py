@@ -12,8 +12,12 @@ from pipeline.rules.change_common import by_person, change_hit, matches_any
 from pipeline.rules.forms import with_denied
 
 IAM = "iam.amazonaws.com"
-QUARANTINE_POLICIES = ("AWSCompromisedKeyQuarantine", "AWSCompromisedKeyQuarantineV2", "AWSCompromisedKeyQuarantineV3",
-                       "AWSExposedCredentialPolicy_DO_NOT_REMOVE")
+QUARANTINE_POLICIES = (
+    "AWSCompromisedKeyQuarantine",
+    "AWSCompromisedKeyQuarantineV2",
+    "AWSCompromisedKeyQuarantineV3",
+    "AWSExposedCredentialPolicy_DO_NOT_REMOVE",
+)
 
 
 def _quarantine_name(e: Event) -> str:
@@ -35,23 +39,61 @@ def _quarantine_name(e: Event) -> str:
         "(including before the quarantine), then remove the quarantine policy once the user has a new key."
     ),
     cases=[
-        Case("AWS attaches the quarantine policy (AWS Internal agent)", call(IAM, "AttachUserPolicy", {
-            "userName": "ci-deploy", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"},
-            userIdentity=role_session("support-automation", "aws"), userAgent="AWS Internal",
-            sourceIPAddress="AWS Internal"), expect=1),
-        Case("exposed-credential inline policy", call(IAM, "PutUserPolicy", {
-            "userName": "ci-deploy", "policyName": "AWSExposedCredentialPolicy_DO_NOT_REMOVE",
-            "policyDocument": '{"Statement":[{"Effect":"Deny","Action":["iam:CreateAccessKey"],"Resource":["*"]}]}'},
-            userAgent="aws-internal/3 aws-sdk-java/1.11.706"), expect=1),
-        Case("an administrator applying it by hand in the console", call(IAM, "AttachUserPolicy", {
-            "userName": "ci-deploy", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"},
-            sourceIPAddress="AWS Internal", userAgent="AWS Internal", sessionCredentialFromConsole="true"),
-             expect=1),
-        Case("a deny-all policy of the team's own", call(IAM, "PutUserPolicy", {
-            "userName": "ci-deploy", "policyName": "DenyAll", "policyDocument": "{}"}), expect=0),
-        Case("denied attach (nothing quarantined)", call(IAM, "AttachUserPolicy", {
-            "userName": "x", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"},
-            errorCode="AccessDenied"), expect=0),
+        Case(
+            "AWS attaches the quarantine policy (AWS Internal agent)",
+            call(
+                IAM,
+                "AttachUserPolicy",
+                {"userName": "ci-deploy", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"},
+                userIdentity=role_session("support-automation", "aws"),
+                userAgent="AWS Internal",
+                sourceIPAddress="AWS Internal",
+            ),
+            expect=1,
+        ),
+        Case(
+            "exposed-credential inline policy",
+            call(
+                IAM,
+                "PutUserPolicy",
+                {
+                    "userName": "ci-deploy",
+                    "policyName": "AWSExposedCredentialPolicy_DO_NOT_REMOVE",
+                    "policyDocument": (
+                        '{"Statement":[{"Effect":"Deny","Action":["iam:CreateAccessKey"],"Resource":["*"]}]}'
+                    ),
+                },
+                userAgent="aws-internal/3 aws-sdk-java/1.11.706",
+            ),
+            expect=1,
+        ),
+        Case(
+            "an administrator applying it by hand in the console",
+            call(
+                IAM,
+                "AttachUserPolicy",
+                {"userName": "ci-deploy", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV2"},
+                sourceIPAddress="AWS Internal",
+                userAgent="AWS Internal",
+                sessionCredentialFromConsole="true",
+            ),
+            expect=1,
+        ),
+        Case(
+            "a deny-all policy of the team's own",
+            call(IAM, "PutUserPolicy", {"userName": "ci-deploy", "policyName": "DenyAll", "policyDocument": "{}"}),
+            expect=0,
+        ),
+        Case(
+            "denied attach (nothing quarantined)",
+            call(
+                IAM,
+                "AttachUserPolicy",
+                {"userName": "x", "policyArn": "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"},
+                errorCode="AccessDenied",
+            ),
+            expect=0,
+        ),
     ],
 )
 def iam_compromised_key_quarantine_policy_attached(e: Event, p: Params) -> Hit | None:
@@ -62,14 +104,16 @@ def iam_compromised_key_quarantine_policy_attached(e: Event, p: Params) -> Hit |
     name = _quarantine_name(e)
     if not name or not e.succeeded:
         return None
-    target = (e.text("requestParameters", "userName") or e.text("requestParameters", "groupName")
-              or e.text("requestParameters", "roleName"))
+    target = (
+        e.text("requestParameters", "userName")
+        or e.text("requestParameters", "groupName")
+        or e.text("requestParameters", "roleName")
+    )
     return change_hit(e, "Leaked-key quarantine policy attached to", target, f"({name})", key=target, policy=name)
 
 
 def _mfa_call(name: str, user: str = "bob", serial: str = "", **fields: Any) -> dict[str, Any]:
-    return call(IAM, name, {"userName": user, "serialNumber": serial or f"arn:aws:iam::{ACCOUNT}:mfa/{user}"},
-                **fields)
+    return call(IAM, name, {"userName": user, "serialNumber": serial or f"arn:aws:iam::{ACCOUNT}:mfa/{user}"}, **fields)
 
 
 @match(
@@ -86,13 +130,27 @@ def _mfa_call(name: str, user: str = "bob", serial: str = "", **fields: Any) -> 
         "the principal that removed the device."
     ),
     cases=[
-        *with_denied("another user's device deactivated", _mfa_call("DeactivateMFADevice"),
-                     failed_expect=0, failed_why="the device stays"),
-        Case("virtual device deleted", call(IAM, "DeleteVirtualMFADevice", {
-            "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/bob"}), expect=1),
-        Case("root's own device (root-mfa-removed reports it)", call(IAM, "DeactivateMFADevice", {
-            "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"}, userIdentity=root_identity()),
-             expect=0),
+        *with_denied(
+            "another user's device deactivated",
+            _mfa_call("DeactivateMFADevice"),
+            failed_expect=0,
+            failed_why="the device stays",
+        ),
+        Case(
+            "virtual device deleted",
+            call(IAM, "DeleteVirtualMFADevice", {"serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/bob"}),
+            expect=1,
+        ),
+        Case(
+            "root's own device (root-mfa-removed reports it)",
+            call(
+                IAM,
+                "DeactivateMFADevice",
+                {"serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"},
+                userIdentity=root_identity(),
+            ),
+            expect=0,
+        ),
         Case("device enabled", _mfa_call("EnableMFADevice"), expect=0),
     ],
 )
@@ -103,8 +161,9 @@ def iam_mfa_device_removed(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     serial = e.text("requestParameters", "serialNumber")
-    if serial.endswith(":mfa/root-account-mfa-device") or (e.identity_type == "Root"
-                                                           and not e.text("requestParameters", "userName")):
+    if serial.endswith(":mfa/root-account-mfa-device") or (
+        e.identity_type == "Root" and not e.text("requestParameters", "userName")
+    ):
         return None
     user = e.text("requestParameters", "userName") or serial.rpartition("/")[2]
     return change_hit(e, "MFA device removed for user", user, key=f"{user}|{serial}", serial_number=serial)
@@ -124,9 +183,16 @@ def _weaknesses(request: dict[str, Any], p: Params) -> list[str]:
     return found
 
 
-STRONG = {"minimumPasswordLength": 14, "requireSymbols": True, "requireNumbers": True,
-          "requireUppercaseCharacters": True, "requireLowercaseCharacters": True, "allowUsersToChangePassword": True,
-          "passwordReusePrevention": 24, "maxPasswordAge": 90}
+STRONG = {
+    "minimumPasswordLength": 14,
+    "requireSymbols": True,
+    "requireNumbers": True,
+    "requireUppercaseCharacters": True,
+    "requireLowercaseCharacters": True,
+    "allowUsersToChangePassword": True,
+    "passwordReusePrevention": 24,
+    "maxPasswordAge": 90,
+}
 
 
 @match(
@@ -143,14 +209,25 @@ STRONG = {"minimumPasswordLength": 14, "requireSymbols": True, "requireNumbers":
         "principal's owner why it changed."
     ),
     cases=[
-        *with_denied("length cut to 6", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"minimumPasswordLength": 6}),
-                     failed_expect=0, failed_why="the policy is unchanged"),
+        *with_denied(
+            "length cut to 6",
+            call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"minimumPasswordLength": 6}),
+            failed_expect=0,
+            failed_why="the policy is unchanged",
+        ),
         Case("policy deleted", call(IAM, "DeleteAccountPasswordPolicy"), expect=1),
-        Case("symbols no longer required", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"requireSymbols": False}),
-             expect=1),
+        Case(
+            "symbols no longer required",
+            call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"requireSymbols": False}),
+            expect=1,
+        ),
         Case("policy meeting the standard", call(IAM, "UpdateAccountPasswordPolicy", STRONG), expect=0),
-        Case("a team standard of 12 characters", call(IAM, "UpdateAccountPasswordPolicy", STRONG | {
-            "minimumPasswordLength": 12}), expect=0, params={"min_length": 12}),
+        Case(
+            "a team standard of 12 characters",
+            call(IAM, "UpdateAccountPasswordPolicy", STRONG | {"minimumPasswordLength": 12}),
+            expect=0,
+            params={"min_length": 12},
+        ),
         Case("policy read", call(IAM, "GetAccountPasswordPolicy"), expect=0),
     ],
 )
@@ -165,13 +242,20 @@ def iam_password_policy_weakened(e: Event, p: Params) -> Hit | None:
     weak = ["policy deleted"] if e.name == "DeleteAccountPasswordPolicy" else _weaknesses(e.request, p)
     if not weak:
         return None
-    return change_hit(e, "Password policy of account", e.account, f"weakened ({'; '.join(weak)})", key=e.account,
-                      weaknesses=weak)
+    return change_hit(
+        e, "Password policy of account", e.account, f"weakened ({'; '.join(weak)})", key=e.account, weaknesses=weak
+    )
 
 
-IDP_EVENTS = ["CreateSAMLProvider", "UpdateSAMLProvider", "DeleteSAMLProvider", "CreateOpenIDConnectProvider",
-              "UpdateOpenIDConnectProviderThumbprint", "AddClientIDToOpenIDConnectProvider",
-              "DeleteOpenIDConnectProvider"]
+IDP_EVENTS = [
+    "CreateSAMLProvider",
+    "UpdateSAMLProvider",
+    "DeleteSAMLProvider",
+    "CreateOpenIDConnectProvider",
+    "UpdateOpenIDConnectProviderThumbprint",
+    "AddClientIDToOpenIDConnectProvider",
+    "DeleteOpenIDConnectProvider",
+]
 
 
 @match(
@@ -188,20 +272,49 @@ IDP_EVENTS = ["CreateSAMLProvider", "UpdateSAMLProvider", "DeleteSAMLProvider", 
         "trust it and their AssumeRoleWithSAML / AssumeRoleWithWebIdentity calls, and investigate the principal."
     ),
     cases=[
-        *with_denied("SAML provider created", call(IAM, "CreateSAMLProvider", {
-            "name": "okta-prod", "sAMLMetadataDocument": "<EntityDescriptor ...>"},
-            {"sAMLProviderArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/okta-prod"}),
-                     failed_expect=0, failed_why="no provider is trusted"),
-        Case("OIDC provider for any GitHub repository", call(IAM, "CreateOpenIDConnectProvider", {
-            "url": "https://token.actions.githubusercontent.com", "clientIDList": ["sts.amazonaws.com"],
-            "thumbprintList": ["6938fd4d98bab03faadb97b34396831e3780aea1"]}), expect=1),
-        Case("SAML metadata replaced", call(IAM, "UpdateSAMLProvider", {
-            "sAMLProviderArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/okta-prod", "sAMLMetadataDocument": "<x/>"}),
-             expect=1),
-        Case("IAM Identity Center's service-linked role", call(
-            IAM, "CreateSAMLProvider", {"name": "AWSSSO_abc"},
-            userIdentity=service_linked("sso", "AWSServiceRoleForSSO")),
-             expect=0),
+        *with_denied(
+            "SAML provider created",
+            call(
+                IAM,
+                "CreateSAMLProvider",
+                {"name": "okta-prod", "sAMLMetadataDocument": "<EntityDescriptor ...>"},
+                {"sAMLProviderArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/okta-prod"},
+            ),
+            failed_expect=0,
+            failed_why="no provider is trusted",
+        ),
+        Case(
+            "OIDC provider for any GitHub repository",
+            call(
+                IAM,
+                "CreateOpenIDConnectProvider",
+                {
+                    "url": "https://token.actions.githubusercontent.com",
+                    "clientIDList": ["sts.amazonaws.com"],
+                    "thumbprintList": ["6938fd4d98bab03faadb97b34396831e3780aea1"],
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "SAML metadata replaced",
+            call(
+                IAM,
+                "UpdateSAMLProvider",
+                {"sAMLProviderArn": f"arn:aws:iam::{ACCOUNT}:saml-provider/okta-prod", "sAMLMetadataDocument": "<x/>"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "IAM Identity Center's service-linked role",
+            call(
+                IAM,
+                "CreateSAMLProvider",
+                {"name": "AWSSSO_abc"},
+                userIdentity=service_linked("sso", "AWSServiceRoleForSSO"),
+            ),
+            expect=0,
+        ),
         Case("providers listed", call(IAM, "ListSAMLProviders"), expect=0),
     ],
 )
@@ -212,9 +325,12 @@ def iam_identity_provider_changed(e: Event, p: Params) -> Hit | None:
     itself; a stack or a console session is the person behind it. Only successful calls count by default."""
     if not by_person(e, p.include_failed):
         return None
-    provider = (e.text("requestParameters", "name") or e.text("requestParameters", "url")
-                or e.text("requestParameters", "sAMLProviderArn")
-                or e.text("requestParameters", "openIDConnectProviderArn"))
+    provider = (
+        e.text("requestParameters", "name")
+        or e.text("requestParameters", "url")
+        or e.text("requestParameters", "sAMLProviderArn")
+        or e.text("requestParameters", "openIDConnectProviderArn")
+    )
     return change_hit(e, f"{e.name}:", provider)
 
 
@@ -231,14 +347,23 @@ def iam_identity_provider_changed(e: Event, p: Params) -> Hit | None:
         "its keys and password, and review what the user and the principal that added it did since."
     ),
     cases=[
-        *with_denied("user added to Administrators", call(IAM, "AddUserToGroup", {"groupName": "Administrators",
-                                                                            "userName": "svc-report"}),
-                     failed_expect=0, failed_why="membership unchanged"),
-        Case("a team's own admin group name", call(IAM, "AddUserToGroup", {"groupName": "breakglass",
-                                                                           "userName": "eve"}),
-             expect=1, params={"admin_groups": ["breakglass", "*admin*"]}),
-        Case("user added to developers", call(IAM, "AddUserToGroup", {"groupName": "developers", "userName": "eve"}),
-             expect=0),
+        *with_denied(
+            "user added to Administrators",
+            call(IAM, "AddUserToGroup", {"groupName": "Administrators", "userName": "svc-report"}),
+            failed_expect=0,
+            failed_why="membership unchanged",
+        ),
+        Case(
+            "a team's own admin group name",
+            call(IAM, "AddUserToGroup", {"groupName": "breakglass", "userName": "eve"}),
+            expect=1,
+            params={"admin_groups": ["breakglass", "*admin*"]},
+        ),
+        Case(
+            "user added to developers",
+            call(IAM, "AddUserToGroup", {"groupName": "developers", "userName": "eve"}),
+            expect=0,
+        ),
     ],
 )
 def iam_user_added_to_admin_group(e: Event, p: Params) -> Hit | None:
@@ -250,4 +375,3 @@ def iam_user_added_to_admin_group(e: Event, p: Params) -> Hit | None:
         return None
     user = e.text("requestParameters", "userName")
     return change_hit(e, f"User {user} added to group", group, key=f"{user}|{group}", user=user)
-

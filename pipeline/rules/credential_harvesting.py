@@ -41,12 +41,21 @@ def _secret_read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
         Case("nine secrets", [_secret_read(i, i * 0.2) for i in range(9)], expect=0),
         Case("one secret read often", [_secret_read(0, i * 0.2) for i in range(30)], expect=0),
         Case("ten secrets over two hours", [_secret_read(i, i * 13) for i in range(10)], expect=0),
-        Case("ten workloads one secret each",
-             [_secret_read(i, i * 0.2, userIdentity=role_session(f"app{i}", "task")) for i in range(10)], expect=0),
-        Case("a stack resolving every secret is its creator reading them",
-             [_secret_read(i, i * 0.2, **via_service("cloudformation")) for i in range(12)], expect=1),
-        Case("denied reads count as the attempt",
-             [_secret_read(i, i * 0.2, errorCode="AccessDeniedException") for i in range(10)], expect=1),
+        Case(
+            "ten workloads one secret each",
+            [_secret_read(i, i * 0.2, userIdentity=role_session(f"app{i}", "task")) for i in range(10)],
+            expect=0,
+        ),
+        Case(
+            "a stack resolving every secret is its creator reading them",
+            [_secret_read(i, i * 0.2, **via_service("cloudformation")) for i in range(12)],
+            expect=1,
+        ),
+        Case(
+            "denied reads count as the attempt",
+            [_secret_read(i, i * 0.2, errorCode="AccessDeniedException") for i in range(10)],
+            expect=1,
+        ),
     ],
 )
 def secretsmanager_secret_harvesting(e: Event, p: Params) -> Step | None:
@@ -63,13 +72,19 @@ def secretsmanager_secret_harvesting(e: Event, p: Params) -> Step | None:
 
 
 def _parameter_read(i: int, minutes: float, decrypt: bool = True, **fields: Any) -> dict[str, Any]:
-    return call(SSM, "GetParameter", {"name": f"/creds/p{i}", "withDecryption": decrypt},
-                eventTime=at(minutes), **fields)
+    return call(
+        SSM, "GetParameter", {"name": f"/creds/p{i}", "withDecryption": decrypt}, eventTime=at(minutes), **fields
+    )
 
 
 def _parameters_read(first: int, count: int, minutes: float, **fields: Any) -> dict[str, Any]:
-    return call(SSM, "GetParameters", {"names": [f"/creds/p{i}" for i in range(first, first + count)],
-                                       "withDecryption": True}, eventTime=at(minutes), **fields)
+    return call(
+        SSM,
+        "GetParameters",
+        {"names": [f"/creds/p{i}" for i in range(first, first + count)], "withDecryption": True},
+        eventTime=at(minutes),
+        **fields,
+    )
 
 
 @threshold(
@@ -90,20 +105,42 @@ def _parameters_read(first: int, count: int, minutes: float, **fields: Any) -> d
     ),
     cases=[
         Case("twenty parameters one by one", [_parameter_read(i, i * 0.1) for i in range(20)], expect=1),
-        Case("three batches of nine in twenty seconds",
-             [_parameters_read(9 * b, 9, b * 10 / 60) for b in range(3)], expect=1),
-        Case("one by one, in batches and by path together",
-             [*[_parameter_read(i, i * 0.1) for i in range(8)], _parameters_read(8, 9, 1),
-              *[call(SSM, "GetParametersByPath", {"path": f"/team{j}/", "recursive": True, "withDecryption": True},
-                     eventTime=at(2 + j * 0.1)) for j in range(3)]], expect=1),
+        Case(
+            "three batches of nine in twenty seconds",
+            [_parameters_read(9 * b, 9, b * 10 / 60) for b in range(3)],
+            expect=1,
+        ),
+        Case(
+            "one by one, in batches and by path together",
+            [
+                *[_parameter_read(i, i * 0.1) for i in range(8)],
+                _parameters_read(8, 9, 1),
+                *[
+                    call(
+                        SSM,
+                        "GetParametersByPath",
+                        {"path": f"/team{j}/", "recursive": True, "withDecryption": True},
+                        eventTime=at(2 + j * 0.1),
+                    )
+                    for j in range(3)
+                ],
+            ],
+            expect=1,
+        ),
         Case("the same parameter again and again", [_parameter_read(0, i * 0.1) for i in range(30)], expect=0),
         Case("the same batch again and again", [_parameters_read(0, 9, i * 0.1) for i in range(10)], expect=0),
         Case("without decryption", [_parameter_read(i, i * 0.1, decrypt=False) for i in range(25)], expect=0),
         Case("nineteen parameters", [_parameter_read(i, i * 0.1) for i in range(19)], expect=0),
-        Case("denied batches decrypt nothing",
-             [_parameters_read(9 * b, 9, b * 0.2, errorCode="AccessDeniedException") for b in range(4)], expect=0),
-        Case("a stack resolving references is its creator decrypting them",
-             [_parameter_read(i, i * 0.1, **via_service("cloudformation")) for i in range(25)], expect=1),
+        Case(
+            "denied batches decrypt nothing",
+            [_parameters_read(9 * b, 9, b * 0.2, errorCode="AccessDeniedException") for b in range(4)],
+            expect=0,
+        ),
+        Case(
+            "a stack resolving references is its creator decrypting them",
+            [_parameter_read(i, i * 0.1, **via_service("cloudformation")) for i in range(25)],
+            expect=1,
+        ),
     ],
 )
 def ssm_securestring_harvesting(e: Event, p: Params) -> list[Step] | None:

@@ -22,9 +22,12 @@ LOG_RUNBOOK = (
 
 
 def _tamper_hit(e: Event, what: str, target: str, **context: Any) -> Hit:
-    return Hit(key=f"{actor(e)}|{e.name}|{target}", resources=(target,) if target else (),
-               summary=f"{what} {target}".rstrip() + f" by {e.principal}{outcome(e)}",
-               context={"target": target, "succeeded": e.succeeded, "error_code": e.error_code, **context})
+    return Hit(
+        key=f"{actor(e)}|{e.name}|{target}",
+        resources=(target,) if target else (),
+        summary=f"{what} {target}".rstrip() + f" by {e.principal}{outcome(e)}",
+        context={"target": target, "succeeded": e.succeeded, "error_code": e.error_code, **context},
+    )
 
 
 @match(
@@ -37,13 +40,23 @@ def _tamper_hit(e: Event, what: str, target: str, **context: Any) -> Hit:
     runbook=LOG_RUNBOOK,
     cases=[
         Case("stopped", call(CLOUDTRAIL, "StopLogging", {"name": "main"}), expect=1),
-        Case("denied attempt still reported", call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
-             expect=1),
-        Case("failures ignored when configured", call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
-             expect=0, params={"include_failed": False}),
-        Case("service-linked role (e.g. Control Tower)", call(
-            CLOUDTRAIL, "StopLogging", {"name": "aws-controltower-BaselineCloudTrail"},
-            userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
+        Case("denied attempt still reported", call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()), expect=1),
+        Case(
+            "failures ignored when configured",
+            call(CLOUDTRAIL, "StopLogging", {"name": "main"}, **failed()),
+            expect=0,
+            params={"include_failed": False},
+        ),
+        Case(
+            "service-linked role (e.g. Control Tower)",
+            call(
+                CLOUDTRAIL,
+                "StopLogging",
+                {"name": "aws-controltower-BaselineCloudTrail"},
+                userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | None:
@@ -66,11 +79,21 @@ def cloudtrail_logging_stopped(e: Event, p: Params) -> Hit | None:
     cases=[
         Case("deleted", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}), expect=1),
         Case("denied attempt", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}, **failed()), expect=1),
-        Case("deleted with the stack that held it", call(CLOUDTRAIL, "DeleteTrail", {"name": "main"},
-                                                         **via_service("cloudformation")), expect=1),
-        Case("Control Tower's service-linked role", call(
-            CLOUDTRAIL, "DeleteTrail", {"name": "aws-controltower-BaselineCloudTrail"},
-            userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
+        Case(
+            "deleted with the stack that held it",
+            call(CLOUDTRAIL, "DeleteTrail", {"name": "main"}, **via_service("cloudformation")),
+            expect=1,
+        ),
+        Case(
+            "Control Tower's service-linked role",
+            call(
+                CLOUDTRAIL,
+                "DeleteTrail",
+                {"name": "aws-controltower-BaselineCloudTrail"},
+                userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def cloudtrail_trail_deleted(e: Event, p: Params) -> Hit | None:
@@ -112,24 +135,76 @@ def _advanced_selectors_log_writes(selectors: list[Any]) -> bool:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("management events excluded", call(CLOUDTRAIL, "PutEventSelectors", {
-            "trailName": "main",
-            "eventSelectors": [{"includeManagementEvents": False, "readWriteType": "ReadOnly",
-                                "dataResources": [{"type": "AWS::S3::Object", "values": []}]}]}), expect=1),
-        Case("advanced selectors keep only reads", call(CLOUDTRAIL, "PutEventSelectors", {
-            "trailName": "main",
-            "advancedEventSelectors": [{"name": "reads", "fieldSelectors": [
-                {"field": "eventCategory", "equals": ["Management"]}, {"field": "readOnly", "equals": ["true"]}]}]}),
-             expect=1),
-        Case("adding S3 data events while keeping management events", call(CLOUDTRAIL, "PutEventSelectors", {
-            "trailName": "main",
-            "eventSelectors": [{"includeManagementEvents": True, "readWriteType": "All",
-                                "dataResources": [{"type": "AWS::S3::Object", "values": ["arn:aws:s3:::b/"]}]}]}),
-             expect=0),
-        Case("advanced selectors logging all management events", call(CLOUDTRAIL, "PutEventSelectors", {
-            "trailName": "main",
-            "advancedEventSelectors": [{"name": "mgmt", "fieldSelectors": [
-                {"field": "eventCategory", "equals": ["Management"]}]}]}), expect=0),
+        Case(
+            "management events excluded",
+            call(
+                CLOUDTRAIL,
+                "PutEventSelectors",
+                {
+                    "trailName": "main",
+                    "eventSelectors": [
+                        {
+                            "includeManagementEvents": False,
+                            "readWriteType": "ReadOnly",
+                            "dataResources": [{"type": "AWS::S3::Object", "values": []}],
+                        }
+                    ],
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "advanced selectors keep only reads",
+            call(
+                CLOUDTRAIL,
+                "PutEventSelectors",
+                {
+                    "trailName": "main",
+                    "advancedEventSelectors": [
+                        {
+                            "name": "reads",
+                            "fieldSelectors": [
+                                {"field": "eventCategory", "equals": ["Management"]},
+                                {"field": "readOnly", "equals": ["true"]},
+                            ],
+                        }
+                    ],
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "adding S3 data events while keeping management events",
+            call(
+                CLOUDTRAIL,
+                "PutEventSelectors",
+                {
+                    "trailName": "main",
+                    "eventSelectors": [
+                        {
+                            "includeManagementEvents": True,
+                            "readWriteType": "All",
+                            "dataResources": [{"type": "AWS::S3::Object", "values": ["arn:aws:s3:::b/"]}],
+                        }
+                    ],
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "advanced selectors logging all management events",
+            call(
+                CLOUDTRAIL,
+                "PutEventSelectors",
+                {
+                    "trailName": "main",
+                    "advancedEventSelectors": [
+                        {"name": "mgmt", "fieldSelectors": [{"field": "eventCategory", "equals": ["Management"]}]}
+                    ],
+                },
+            ),
+            expect=0,
+        ),
     ],
 )
 def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None:
@@ -147,8 +222,7 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
     if _basic_selectors_log_writes(basic) or _advanced_selectors_log_writes(advanced):
         return None
     trail = e.text("requestParameters", "trailName")
-    return _tamper_hit(e, "Management write events no longer logged by trail", trail,
-                       selectors=(basic or advanced)[:5])
+    return _tamper_hit(e, "Management write events no longer logged by trail", trail, selectors=(basic or advanced)[:5])
 
 
 @match(
@@ -160,17 +234,36 @@ def cloudtrail_event_selectors_reduce_logging(e: Event, p: Params) -> Hit | None
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("config deleted", call(RESOLVER, "DeleteResolverQueryLogConfig",
-                                          {"resolverQueryLogConfigId": "rqlc-0123456789abcdef"}), expect=1),
-        Case("VPC disassociated", call(RESOLVER, "DisassociateResolverQueryLogConfig",
-                                             {"resolverQueryLogConfigId": "rqlc-0123", "resourceId": "vpc-0abc"}),
-             expect=1),
-        Case("deleted with the stack that held it", call(
-            RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"},
-            **via_service("cloudformation")), expect=1),
-        Case("failures ignored when configured", call(
-            RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"}, **failed()),
-             expect=0, params={"include_failed": False}),
+        Case(
+            "config deleted",
+            call(RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123456789abcdef"}),
+            expect=1,
+        ),
+        Case(
+            "VPC disassociated",
+            call(
+                RESOLVER,
+                "DisassociateResolverQueryLogConfig",
+                {"resolverQueryLogConfigId": "rqlc-0123", "resourceId": "vpc-0abc"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "deleted with the stack that held it",
+            call(
+                RESOLVER,
+                "DeleteResolverQueryLogConfig",
+                {"resolverQueryLogConfigId": "rqlc-0123"},
+                **via_service("cloudformation"),
+            ),
+            expect=1,
+        ),
+        Case(
+            "failures ignored when configured",
+            call(RESOLVER, "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": "rqlc-0123"}, **failed()),
+            expect=0,
+            params={"include_failed": False},
+        ),
     ],
 )
 def route53_resolver_query_logging_deleted(e: Event, p: Params) -> Hit | None:
@@ -196,8 +289,11 @@ def route53_resolver_query_logging_deleted(e: Event, p: Params) -> Hit | None:
         "compromised, and if the call succeeded re-invite the account and re-apply guardrails."
     ),
     cases=[
-        Case("denied attempt", call("organizations.amazonaws.com", "LeaveOrganization",
-                                          userIdentity=role_session("admin"), **failed()), expect=1),
+        Case(
+            "denied attempt",
+            call("organizations.amazonaws.com", "LeaveOrganization", userIdentity=role_session("admin"), **failed()),
+            expect=1,
+        ),
         Case("left", call("organizations.amazonaws.com", "LeaveOrganization"), expect=1),
         Case("other organizations call", call("organizations.amazonaws.com", "DescribeOrganization"), expect=0),
     ],
@@ -232,15 +328,31 @@ def _flow_log_ids(e: Event) -> list[str]:
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("deleted (XML-style request)", call("ec2.amazonaws.com", "DeleteFlowLogs", {
-            "DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0123456789abcdef0", "tag": 1}}}), expect=1),
-        Case("deleted (list of ids)", call("ec2.amazonaws.com", "DeleteFlowLogs",
-                                                 {"flowLogIds": ["fl-1", "fl-2"]}), expect=1),
-        Case("deleted with the stack that held it", call("ec2.amazonaws.com", "DeleteFlowLogs",
-                                                         {"flowLogIds": ["fl-1"]}, **via_service("cloudformation")),
-             expect=1),
-        Case("failures ignored when configured", call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]},
-                                                      **failed()), expect=0, params={"include_failed": False}),
+        Case(
+            "deleted (XML-style request)",
+            call(
+                "ec2.amazonaws.com",
+                "DeleteFlowLogs",
+                {"DeleteFlowLogsRequest": {"FlowLogId": {"content": "fl-0123456789abcdef0", "tag": 1}}},
+            ),
+            expect=1,
+        ),
+        Case(
+            "deleted (list of ids)",
+            call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1", "fl-2"]}),
+            expect=1,
+        ),
+        Case(
+            "deleted with the stack that held it",
+            call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]}, **via_service("cloudformation")),
+            expect=1,
+        ),
+        Case(
+            "failures ignored when configured",
+            call("ec2.amazonaws.com", "DeleteFlowLogs", {"flowLogIds": ["fl-1"]}, **failed()),
+            expect=0,
+            params={"include_failed": False},
+        ),
     ],
 )
 def vpc_flow_logs_deleted(e: Event, p: Params) -> Hit | None:
@@ -266,18 +378,36 @@ CONFIG = "config.amazonaws.com"
     params={"include_failed": True},
     runbook=LOG_RUNBOOK,
     cases=[
-        Case("recorder stopped", call(CONFIG, "StopConfigurationRecorder", {"configurationRecorderName": "default"}),
-             expect=1),
-        Case("delivery channel deleted", call(CONFIG, "DeleteDeliveryChannel", {"deliveryChannelName": "default"}),
-             expect=1),
-        Case("denied attempt", call(CONFIG, "DeleteConfigurationRecorder", {"configurationRecorderName": "default"},
-                                    **failed()), expect=1),
-        Case("recorder started", call(CONFIG, "StartConfigurationRecorder", {"configurationRecorderName": "default"}),
-             expect=0),
-        Case("Control Tower's service-linked role", call(
-            CONFIG, "StopConfigurationRecorder",
-            {"configurationRecorderName": "aws-controltower-BaselineConfigRecorder"},
-            userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower")), expect=0),
+        Case(
+            "recorder stopped",
+            call(CONFIG, "StopConfigurationRecorder", {"configurationRecorderName": "default"}),
+            expect=1,
+        ),
+        Case(
+            "delivery channel deleted",
+            call(CONFIG, "DeleteDeliveryChannel", {"deliveryChannelName": "default"}),
+            expect=1,
+        ),
+        Case(
+            "denied attempt",
+            call(CONFIG, "DeleteConfigurationRecorder", {"configurationRecorderName": "default"}, **failed()),
+            expect=1,
+        ),
+        Case(
+            "recorder started",
+            call(CONFIG, "StartConfigurationRecorder", {"configurationRecorderName": "default"}),
+            expect=0,
+        ),
+        Case(
+            "Control Tower's service-linked role",
+            call(
+                CONFIG,
+                "StopConfigurationRecorder",
+                {"configurationRecorderName": "aws-controltower-BaselineConfigRecorder"},
+                userIdentity=service_linked("controltower", "AWSServiceRoleForAWSControlTower"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def config_recording_stopped(e: Event, p: Params) -> Hit | None:
@@ -287,8 +417,9 @@ def config_recording_stopped(e: Event, p: Params) -> Hit | None:
     (`include_failed`); calls AWS makes itself are not findings."""
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
-    target = e.text("requestParameters", "configurationRecorderName") or \
-        e.text("requestParameters", "deliveryChannelName")
+    target = e.text("requestParameters", "configurationRecorderName") or e.text(
+        "requestParameters", "deliveryChannelName"
+    )
     return _tamper_hit(e, f"{e.name}:", target)
 
 
@@ -309,16 +440,31 @@ FULL_ACCESS = "p-FullAWSAccess"
         "accounts it covered did while it was off, and the caller's other activity."
     ),
     cases=[
-        Case("guardrail detached from an OU", call(ORGANIZATIONS, "DetachPolicy", {
-            "policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}), expect=1),
-        Case("SCPs disabled for the root", call(ORGANIZATIONS, "DisablePolicyType", {
-            "rootId": "r-ab12", "policyType": "SERVICE_CONTROL_POLICY"}), expect=1),
-        Case("tag policies disabled", call(ORGANIZATIONS, "DisablePolicyType", {
-            "rootId": "r-ab12", "policyType": "TAG_POLICY"}), expect=0),
-        Case("FullAWSAccess detached (restricts, not widens)", call(ORGANIZATIONS, "DetachPolicy", {
-            "policyId": FULL_ACCESS, "targetId": "ou-ab12-cdef3456"}), expect=0),
-        Case("policy attached", call(ORGANIZATIONS, "AttachPolicy", {
-            "policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}), expect=0),
+        Case(
+            "guardrail detached from an OU",
+            call(ORGANIZATIONS, "DetachPolicy", {"policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}),
+            expect=1,
+        ),
+        Case(
+            "SCPs disabled for the root",
+            call(ORGANIZATIONS, "DisablePolicyType", {"rootId": "r-ab12", "policyType": "SERVICE_CONTROL_POLICY"}),
+            expect=1,
+        ),
+        Case(
+            "tag policies disabled",
+            call(ORGANIZATIONS, "DisablePolicyType", {"rootId": "r-ab12", "policyType": "TAG_POLICY"}),
+            expect=0,
+        ),
+        Case(
+            "FullAWSAccess detached (restricts, not widens)",
+            call(ORGANIZATIONS, "DetachPolicy", {"policyId": FULL_ACCESS, "targetId": "ou-ab12-cdef3456"}),
+            expect=0,
+        ),
+        Case(
+            "policy attached",
+            call(ORGANIZATIONS, "AttachPolicy", {"policyId": "p-examplescp1", "targetId": "ou-ab12-cdef3456"}),
+            expect=0,
+        ),
     ],
 )
 def organization_scp_removed(e: Event, p: Params) -> Hit | None:

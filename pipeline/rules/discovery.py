@@ -24,20 +24,50 @@ EC2 = "ec2.amazonaws.com"
         "credentials embedded in their user data, revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("API read", call(EC2, "DescribeInstanceAttribute",
-                                    {"attribute": "userData", "instanceId": "i-0123456789abcdef0"}), expect=1),
-        Case("denied attempts are the behaviour", [
-            call(EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": f"i-0{i}"},
-                       **failed("Client.UnauthorizedOperation")) for i in range(3)], expect=1),
-        Case("other attribute", call(EC2, "DescribeInstanceAttribute",
-                                           {"attribute": "instanceType", "instanceId": "i-0123456789abcdef0"}),
-             expect=0),
-        Case("console views ignored when configured", call(
-            EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
-            **in_console()), expect=0, params={"include_console": False}),
-        Case("AWS Config recording the instance", call(
-            EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
-            userIdentity=service_linked("config", "AWSServiceRoleForConfig")), expect=0),
+        Case(
+            "API read",
+            call(EC2, "DescribeInstanceAttribute", {"attribute": "userData", "instanceId": "i-0123456789abcdef0"}),
+            expect=1,
+        ),
+        Case(
+            "denied attempts are the behaviour",
+            [
+                call(
+                    EC2,
+                    "DescribeInstanceAttribute",
+                    {"attribute": "userData", "instanceId": f"i-0{i}"},
+                    **failed("Client.UnauthorizedOperation"),
+                )
+                for i in range(3)
+            ],
+            expect=1,
+        ),
+        Case(
+            "other attribute",
+            call(EC2, "DescribeInstanceAttribute", {"attribute": "instanceType", "instanceId": "i-0123456789abcdef0"}),
+            expect=0,
+        ),
+        Case(
+            "console views ignored when configured",
+            call(
+                EC2,
+                "DescribeInstanceAttribute",
+                {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
+                **in_console(),
+            ),
+            expect=0,
+            params={"include_console": False},
+        ),
+        Case(
+            "AWS Config recording the instance",
+            call(
+                EC2,
+                "DescribeInstanceAttribute",
+                {"attribute": "userData", "instanceId": "i-0123456789abcdef0"},
+                userIdentity=service_linked("config", "AWSServiceRoleForConfig"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def ec2_instance_user_data_read(e: Event, p: Params) -> Hit | None:
@@ -52,6 +82,9 @@ def ec2_instance_user_data_read(e: Event, p: Params) -> Hit | None:
     if by_aws_service(e) or not attempted(e, p.include_failed) or (from_console(e) and not p.include_console):
         return None
     instance = e.text("requestParameters", "instanceId")
-    return Hit(key=actor(e), resources=(instance,) if instance else (),
-               summary=f"User data of {instance or 'an instance'} read by {e.principal}{outcome(e)}",
-               context={"instance_id": instance, "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=(instance,) if instance else (),
+        summary=f"User data of {instance or 'an instance'} read by {e.principal}{outcome(e)}",
+        context={"instance_id": instance, "error_code": e.error_code},
+    )

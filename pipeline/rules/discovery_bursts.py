@@ -20,16 +20,30 @@ RECON_RUNBOOK = (
     "it). If not, the credentials are probably stolen and being explored: revoke the session or deactivate the "
     "key, and look at what the principal did right after."
 )
-NAMES = {"iam": "ListUsers", "s3": "ListBuckets", "ec2": "DescribeInstances", "lambda": "ListFunctions20150331",
-         "rds": "DescribeDBInstances", "secretsmanager": "ListSecrets", "ssm": "DescribeParameters",
-         "kms": "ListKeys", "dynamodb": "ListTables", "sts": "GetCallerIdentity", "sns": "ListTopics",
-         "sqs": "ListQueues"}
+NAMES = {
+    "iam": "ListUsers",
+    "s3": "ListBuckets",
+    "ec2": "DescribeInstances",
+    "lambda": "ListFunctions20150331",
+    "rds": "DescribeDBInstances",
+    "secretsmanager": "ListSecrets",
+    "ssm": "DescribeParameters",
+    "kms": "ListKeys",
+    "dynamodb": "ListTables",
+    "sts": "GetCallerIdentity",
+    "sns": "ListTopics",
+    "sqs": "ListQueues",
+}
 
 
 def _read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     service = SERVICES[i % len(SERVICES)]
-    return {**call(f"{service}.amazonaws.com", NAMES[service]), "eventTime": at(minutes),
-            "userIdentity": role_session("ci-runner", "build-7731"), **fields}
+    return {
+        **call(f"{service}.amazonaws.com", NAMES[service]),
+        "eventTime": at(minutes),
+        "userIdentity": role_session("ci-runner", "build-7731"),
+        **fields,
+    }
 
 
 @threshold(
@@ -46,17 +60,30 @@ def _read(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     runbook=RECON_RUNBOOK,
     cases=[
         Case("twelve services in two minutes", [_read(i, i * 0.2) for i in range(12)], expect=1),
-        Case("twelve services, denied (probing is the behaviour)",
-             [_read(i, i * 0.2, errorCode="AccessDenied") for i in range(12)], expect=1),
-        Case("twelve services read by a CloudFormation stack (its own bookkeeping)",
-             [stack(_read(i, i * 0.2)) for i in range(12)], expect=0),
-        Case("twelve services in the console, console sessions excluded",
-             [console(_read(i, i * 0.2)) for i in range(12)], expect=0, params={"include_console": False}),
+        Case(
+            "twelve services, denied (probing is the behaviour)",
+            [_read(i, i * 0.2, errorCode="AccessDenied") for i in range(12)],
+            expect=1,
+        ),
+        Case(
+            "twelve services read by a CloudFormation stack (its own bookkeeping)",
+            [stack(_read(i, i * 0.2)) for i in range(12)],
+            expect=0,
+        ),
+        Case(
+            "twelve services in the console, console sessions excluded",
+            [console(_read(i, i * 0.2)) for i in range(12)],
+            expect=0,
+            params={"include_console": False},
+        ),
         Case("eleven services", [_read(i, i * 0.2) for i in range(11)], expect=0),
         Case("one service read all day", [_read(0, i) for i in range(50)], expect=0),
         Case("twelve services over two hours", [_read(i, i * 10) for i in range(12)], expect=0),
-        Case("AWS Config recording the account", [_read(i, i * 0.2, userIdentity=service_linked(
-            "config", "AWSServiceRoleForConfig")) for i in range(12)], expect=0),
+        Case(
+            "AWS Config recording the account",
+            [_read(i, i * 0.2, userIdentity=service_linked("config", "AWSServiceRoleForConfig")) for i in range(12)],
+            expect=0,
+        ),
         Case("writes do not count", [{**_read(i, i * 0.2), "eventName": "CreateTags"} for i in range(12)], expect=0),
     ],
 )
@@ -77,8 +104,16 @@ def discovery_burst(e: Event, p: Params) -> Step | None:
 
 
 SES = "ses.amazonaws.com"
-SES_RECON = ["GetAccountSendingEnabled", "GetSendQuota", "GetSendStatistics", "ListIdentities",
-             "GetIdentityVerificationAttributes", "ListVerifiedEmailAddresses", "ListEmailIdentities", "GetAccount"]
+SES_RECON = [
+    "GetAccountSendingEnabled",
+    "GetSendQuota",
+    "GetSendStatistics",
+    "ListIdentities",
+    "GetIdentityVerificationAttributes",
+    "ListVerifiedEmailAddresses",
+    "ListEmailIdentities",
+    "GetAccount",
+]
 
 
 def _ses(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
@@ -99,14 +134,23 @@ def _ses(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     runbook=RECON_RUNBOOK + " SES abuse follows: check sending quotas, new identities and sending statistics.",
     cases=[
         Case("sending enabled, quota and identities checked", [_ses(i, i) for i in range(3)], expect=1),
-        Case("the same checks made by a CloudFormation stack", [stack(_ses(i, i)) for i in range(3)],
-             expect=0),
+        Case("the same checks made by a CloudFormation stack", [stack(_ses(i, i)) for i in range(3)], expect=0),
         Case("the same checks, denied", [_ses(i, i, errorCode="AccessDenied") for i in range(3)], expect=1),
-        Case("the SES console page, console sessions excluded", [console(_ses(i, i)) for i in range(3)], expect=0,
-             params={"include_console": False}),
+        Case(
+            "the SES console page, console sessions excluded",
+            [console(_ses(i, i)) for i in range(3)],
+            expect=0,
+            params={"include_console": False},
+        ),
         Case("a mailer checking its quota", [_ses(1, i) for i in range(10)], expect=0),
-        Case("Trusted Advisor's checks", [_ses(i, i, userIdentity=service_linked(
-            "trustedadvisor", "AWSServiceRoleForTrustedAdvisor")) for i in range(5)], expect=0),
+        Case(
+            "Trusted Advisor's checks",
+            [
+                _ses(i, i, userIdentity=service_linked("trustedadvisor", "AWSServiceRoleForTrustedAdvisor"))
+                for i in range(5)
+            ],
+            expect=0,
+        ),
     ],
 )
 def ses_enumeration(e: Event, p: Params) -> Step | None:

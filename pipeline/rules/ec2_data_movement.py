@@ -31,20 +31,57 @@ COPY_RUNBOOK = (
     dedup="1h",
     runbook=COPY_RUNBOOK,
     cases=[
-        *with_denied("snapshot copied across regions", call(EC2, "CopySnapshot", {
-            "sourceRegion": "eu-west-1", "sourceSnapshotId": "snap-0123456789abcdef0", "encrypted": True},
-            {"snapshotId": "snap-0fedcba9876543210"}), failed_expect=0, failed_why="no copy exists"),
-        Case("AMI copied across regions", call(EC2, "CopyImage", {
-            "sourceRegion": "eu-west-1", "sourceImageId": "ami-0123456789abcdef0", "name": "web"}), expect=1),
-        Case("copy re-encrypted under an outside key", call(EC2, "CopySnapshot", {
-            "sourceRegion": "us-east-1", "sourceSnapshotId": "snap-0123", "encrypted": True,
-            "kmsKeyId": f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/k9"}), expect=1),
-        Case("copy to the disaster-recovery region", call(EC2, "CopyImage", {
-            "sourceRegion": "eu-west-1", "sourceImageId": "ami-0123"}), expect=0,
-             params={"allowed_regions": ["eu-west-1"]}),
-        Case("copy within the region", call(EC2, "CopySnapshot", {
-            "sourceRegion": "us-east-1", "sourceSnapshotId": "snap-0123",
-            "kmsKeyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1"}), expect=0),
+        *with_denied(
+            "snapshot copied across regions",
+            call(
+                EC2,
+                "CopySnapshot",
+                {"sourceRegion": "eu-west-1", "sourceSnapshotId": "snap-0123456789abcdef0", "encrypted": True},
+                {"snapshotId": "snap-0fedcba9876543210"},
+            ),
+            failed_expect=0,
+            failed_why="no copy exists",
+        ),
+        Case(
+            "AMI copied across regions",
+            call(
+                EC2, "CopyImage", {"sourceRegion": "eu-west-1", "sourceImageId": "ami-0123456789abcdef0", "name": "web"}
+            ),
+            expect=1,
+        ),
+        Case(
+            "copy re-encrypted under an outside key",
+            call(
+                EC2,
+                "CopySnapshot",
+                {
+                    "sourceRegion": "us-east-1",
+                    "sourceSnapshotId": "snap-0123",
+                    "encrypted": True,
+                    "kmsKeyId": f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/k9",
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "copy to the disaster-recovery region",
+            call(EC2, "CopyImage", {"sourceRegion": "eu-west-1", "sourceImageId": "ami-0123"}),
+            expect=0,
+            params={"allowed_regions": ["eu-west-1"]},
+        ),
+        Case(
+            "copy within the region",
+            call(
+                EC2,
+                "CopySnapshot",
+                {
+                    "sourceRegion": "us-east-1",
+                    "sourceSnapshotId": "snap-0123",
+                    "kmsKeyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1",
+                },
+            ),
+            expect=0,
+        ),
     ],
 )
 def ec2_image_or_snapshot_copied_to_another_region_or_key(e: Event, p: Params) -> Hit | None:
@@ -66,8 +103,11 @@ def ec2_image_or_snapshot_copied_to_another_region_or_key(e: Event, p: Params) -
 
 def _export_bucket(e: Event) -> str:
     request = e.request
-    return (text(request.get("bucket")) or text(mapping(request.get("exportToS3")).get("s3Bucket"))
-            or text(mapping(request.get("s3ExportLocation")).get("s3Bucket")))
+    return (
+        text(request.get("bucket"))
+        or text(mapping(request.get("exportToS3")).get("s3Bucket"))
+        or text(mapping(request.get("s3ExportLocation")).get("s3Bucket"))
+    )
 
 
 @match(
@@ -80,15 +120,39 @@ def _export_bucket(e: Event) -> str:
     dedup="1h",
     runbook=COPY_RUNBOOK,
     cases=[
-        *with_denied("AMI stored in a bucket", call(EC2, "CreateStoreImageTask", {
-            "imageId": "ami-0123456789abcdef0", "bucket": "ami-archive-x1"}, {"objectKey": "ami-0123.bin"}),
-                     failed_expect=0, failed_why="no export runs"),
-        Case("instance exported as a disk image", call(EC2, "CreateInstanceExportTask", {
-            "instanceId": "i-0123456789abcdef0", "targetEnvironment": "vmware",
-            "exportToS3": {"diskImageFormat": "VMDK", "s3Bucket": "vm-exports"}}), expect=1),
-        Case("image exported", call(EC2, "ExportImage", {
-            "imageId": "ami-0123", "diskImageFormat": "RAW", "s3ExportLocation": {"s3Bucket": "raw-images"}}),
-             expect=1),
+        *with_denied(
+            "AMI stored in a bucket",
+            call(
+                EC2,
+                "CreateStoreImageTask",
+                {"imageId": "ami-0123456789abcdef0", "bucket": "ami-archive-x1"},
+                {"objectKey": "ami-0123.bin"},
+            ),
+            failed_expect=0,
+            failed_why="no export runs",
+        ),
+        Case(
+            "instance exported as a disk image",
+            call(
+                EC2,
+                "CreateInstanceExportTask",
+                {
+                    "instanceId": "i-0123456789abcdef0",
+                    "targetEnvironment": "vmware",
+                    "exportToS3": {"diskImageFormat": "VMDK", "s3Bucket": "vm-exports"},
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "image exported",
+            call(
+                EC2,
+                "ExportImage",
+                {"imageId": "ami-0123", "diskImageFormat": "RAW", "s3ExportLocation": {"s3Bucket": "raw-images"}},
+            ),
+            expect=1,
+        ),
         Case("export tasks listed", call(EC2, "DescribeExportImageTasks"), expect=0),
     ],
 )
@@ -135,14 +199,33 @@ def _mirror(name: str, **request: Any) -> dict[str, Any]:
         "session and target, and treat the mirrored traffic as captured."
     ),
     cases=[
-        *with_denied("session mirroring a database's interface", _mirror(
-            "CreateTrafficMirrorSession", NetworkInterfaceId="eni-0db0123456789abcd",
-            TrafficMirrorTargetId="tmt-0123456789abcdef0", TrafficMirrorFilterId="tmf-0123", SessionNumber=1),
-                     failed_expect=0, failed_why="nothing is mirrored"),
-        Case("target created", _mirror("CreateTrafficMirrorTarget", NetworkLoadBalancerArn=(
-            f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/net/collector/abc")), expect=1),
-        Case("mirror filter rule only", _mirror("CreateTrafficMirrorFilterRule", TrafficMirrorFilterId="tmf-0123"),
-             expect=0),
+        *with_denied(
+            "session mirroring a database's interface",
+            _mirror(
+                "CreateTrafficMirrorSession",
+                NetworkInterfaceId="eni-0db0123456789abcd",
+                TrafficMirrorTargetId="tmt-0123456789abcdef0",
+                TrafficMirrorFilterId="tmf-0123",
+                SessionNumber=1,
+            ),
+            failed_expect=0,
+            failed_why="nothing is mirrored",
+        ),
+        Case(
+            "target created",
+            _mirror(
+                "CreateTrafficMirrorTarget",
+                NetworkLoadBalancerArn=(
+                    f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/net/collector/abc"
+                ),
+            ),
+            expect=1,
+        ),
+        Case(
+            "mirror filter rule only",
+            _mirror("CreateTrafficMirrorFilterRule", TrafficMirrorFilterId="tmf-0123"),
+            expect=0,
+        ),
         Case("session deleted", _mirror("DeleteTrafficMirrorSession", TrafficMirrorSessionId="tms-0123"), expect=0),
     ],
 )
@@ -156,14 +239,30 @@ def ec2_traffic_mirroring_created(e: Event, p: Params) -> Hit | None:
     request = e.raw.get("requestParameters")
     source = find_id(request, "eni-") or find_id(request, "tms-")
     target = find_id(request, "tmt-") or find_id(request, "arn:aws:elasticloadbalancing")
-    return change_hit(e, f"Traffic mirroring ({e.name}) of", source, f"to {target}" if target else "",
-                      resources=tuple(x for x in (source, target) if x))
+    return change_hit(
+        e,
+        f"Traffic mirroring ({e.name}) of",
+        source,
+        f"to {target}" if target else "",
+        resources=tuple(x for x in (source, target) if x),
+    )
 
 
-def _nacl_entry(cidr: str = "0.0.0.0/0", action: str = "allow", egress: bool = False,
-                name: str = "CreateNetworkAclEntry") -> dict[str, Any]:
-    return call(EC2, name, {"networkAclId": "acl-0123456789abcdef0", "ruleNumber": 90, "egress": egress,
-                            "ruleAction": action, "aclProtocol": "-1", "cidrBlock": cidr})
+def _nacl_entry(
+    cidr: str = "0.0.0.0/0", action: str = "allow", egress: bool = False, name: str = "CreateNetworkAclEntry"
+) -> dict[str, Any]:
+    return call(
+        EC2,
+        name,
+        {
+            "networkAclId": "acl-0123456789abcdef0",
+            "ruleNumber": 90,
+            "egress": egress,
+            "ruleAction": action,
+            "aclProtocol": "-1",
+            "cidrBlock": cidr,
+        },
+    )
 
 
 @match(
@@ -180,9 +279,23 @@ def _nacl_entry(cidr: str = "0.0.0.0/0", action: str = "allow", egress: bool = F
     ),
     cases=[
         *with_denied("inbound allow from anywhere", _nacl_entry(), failed_expect=0, failed_why="the ACL is unchanged"),
-        Case("IPv6 inbound allow from anywhere", call(EC2, "ReplaceNetworkAclEntry", {
-            "networkAclId": "acl-0123", "ruleNumber": 100, "egress": False, "ruleAction": "allow",
-            "aclProtocol": "6", "ipv6CidrBlock": "::/0", "portRange": {"from": 22, "to": 22}}), expect=1),
+        Case(
+            "IPv6 inbound allow from anywhere",
+            call(
+                EC2,
+                "ReplaceNetworkAclEntry",
+                {
+                    "networkAclId": "acl-0123",
+                    "ruleNumber": 100,
+                    "egress": False,
+                    "ruleAction": "allow",
+                    "aclProtocol": "6",
+                    "ipv6CidrBlock": "::/0",
+                    "portRange": {"from": 22, "to": 22},
+                },
+            ),
+            expect=1,
+        ),
         Case("outbound allow to anywhere", _nacl_entry(egress=True), expect=0),
         Case("inbound deny from anywhere", _nacl_entry(action="deny"), expect=0),
         Case("inbound allow from the corporate range", _nacl_entry("10.0.0.0/8"), expect=0),
@@ -201,5 +314,11 @@ def ec2_network_acl_open_to_internet(e: Event, p: Params) -> Hit | None:
     ports = mapping(request.get("portRange"))
     low, high = ports.get("from"), ports.get("to")
     span = f"ports {low}-{high}" if type(low) is int and type(high) is int else "all ports"
-    return change_hit(e, "Network ACL", text(request.get("networkAclId")), f"allows {cidr} inbound ({span})",
-                      cidr=cidr, protocol=text(request.get("aclProtocol")))
+    return change_hit(
+        e,
+        "Network ACL",
+        text(request.get("networkAclId")),
+        f"allows {cidr} inbound ({span})",
+        cidr=cidr,
+        protocol=text(request.get("aclProtocol")),
+    )

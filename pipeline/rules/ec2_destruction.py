@@ -24,10 +24,16 @@ BULK_RUNBOOK = (
 
 def _deleted(kind: str, i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     if kind == "snapshot":
-        return {**call(EC2, "DeleteSnapshot", {"snapshotId": f"snap-0{i:016x}"}, {"_return": True}),
-                "eventTime": at(minutes), **fields}
-    return {**call(EC2, "DeleteVolume", {"volumeId": f"vol-0{i:016x}"}, {"_return": True}),
-            "eventTime": at(minutes), **fields}
+        return {
+            **call(EC2, "DeleteSnapshot", {"snapshotId": f"snap-0{i:016x}"}, {"_return": True}),
+            "eventTime": at(minutes),
+            **fields,
+        }
+    return {
+        **call(EC2, "DeleteVolume", {"volumeId": f"vol-0{i:016x}"}, {"_return": True}),
+        "eventTime": at(minutes),
+        **fields,
+    }
 
 
 @threshold(
@@ -43,17 +49,26 @@ def _deleted(kind: str, i: int, minutes: float, **fields: Any) -> dict[str, Any]
     dedup="1h",
     runbook=BULK_RUNBOOK,
     cases=[
-        Case("ten snapshots deleted in three minutes", [_deleted("snapshot", i, i * 0.3) for i in range(10)],
-             expect=1),
-        Case("snapshots and volumes together", [_deleted("snapshot" if i % 2 else "volume", i, i * 0.3)
-                                                for i in range(10)], expect=1),
-        Case("ten denied deletions (nothing deleted)",
-             [_deleted("snapshot", i, i * 0.3, errorCode="Client.UnauthorizedOperation") for i in range(10)],
-             expect=0),
+        Case("ten snapshots deleted in three minutes", [_deleted("snapshot", i, i * 0.3) for i in range(10)], expect=1),
+        Case(
+            "snapshots and volumes together",
+            [_deleted("snapshot" if i % 2 else "volume", i, i * 0.3) for i in range(10)],
+            expect=1,
+        ),
+        Case(
+            "ten denied deletions (nothing deleted)",
+            [_deleted("snapshot", i, i * 0.3, errorCode="Client.UnauthorizedOperation") for i in range(10)],
+            expect=0,
+        ),
         Case("nine deletions", [_deleted("snapshot", i, i * 0.3) for i in range(9)], expect=0),
-        Case("Data Lifecycle Manager expiring snapshots", [
-            _deleted("snapshot", i, i * 0.3, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM"))
-            for i in range(20)], expect=0),
+        Case(
+            "Data Lifecycle Manager expiring snapshots",
+            [
+                _deleted("snapshot", i, i * 0.3, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM"))
+                for i in range(20)
+            ],
+            expect=0,
+        ),
     ],
 )
 def ebs_snapshots_or_volumes_deleted_in_bulk(e: Event, p: Params) -> Step | None:
@@ -72,8 +87,11 @@ AUTO_SCALING = "autoscaling.amazonaws.com"
 def by_auto_scaling(e: Event) -> bool:
     """Auto Scaling made the call: its service-linked role, or the service named as the caller's source
     address or in `invokedBy` (both written by CloudTrail, not by the client)."""
-    return (service_linked_role(e) == AUTO_SCALING or e.source_ip == AUTO_SCALING
-            or text(e.identity.get("invokedBy")) == AUTO_SCALING)
+    return (
+        service_linked_role(e) == AUTO_SCALING
+        or e.source_ip == AUTO_SCALING
+        or text(e.identity.get("invokedBy")) == AUTO_SCALING
+    )
 
 
 def instance_ids(e: Event, limit: int = 1000) -> list[str]:
@@ -87,8 +105,11 @@ def instance_ids(e: Event, limit: int = 1000) -> list[str]:
 
 
 def _power(name: str, ids: list[str], minutes: float = 0.0, **fields: Any) -> dict[str, Any]:
-    return {**call(EC2, name, {"instancesSet": {"items": [{"instanceId": i} for i in ids]}, "force": False}),
-            "eventTime": at(minutes), **fields}
+    return {
+        **call(EC2, name, {"instancesSet": {"items": [{"instanceId": i} for i in ids]}, "force": False}),
+        "eventTime": at(minutes),
+        **fields,
+    }
 
 
 def _ids(start: int, count: int) -> list[str]:
@@ -109,25 +130,50 @@ def _ids(start: int, count: int) -> list[str]:
     runbook=BULK_RUNBOOK,
     cases=[
         Case("ten instances terminated in one call", _power("TerminateInstances", _ids(0, 10)), expect=1),
-        Case("ten instances stopped one by one", [_power("StopInstances", _ids(i, 1), i) for i in range(10)],
-             expect=1),
-        Case("ten instances, denied (nothing stopped)",
-             _power("TerminateInstances", _ids(0, 10), errorCode="Client.UnauthorizedOperation"), expect=0),
+        Case("ten instances stopped one by one", [_power("StopInstances", _ids(i, 1), i) for i in range(10)], expect=1),
+        Case(
+            "ten instances, denied (nothing stopped)",
+            _power("TerminateInstances", _ids(0, 10), errorCode="Client.UnauthorizedOperation"),
+            expect=0,
+        ),
         Case("a developer stopping three instances", _power("StopInstances", _ids(0, 3)), expect=0),
-        Case("Auto Scaling scaling in twenty instances", [
-            _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
-             expect=0),
-        Case("Auto Scaling scaling in, named only by its source address", [
-            _power("TerminateInstances", _ids(i, 1), i * 0.2, sourceIPAddress=AUTO_SCALING, userAgent=AUTO_SCALING,
-                   userIdentity=role_session("AWSServiceRoleForAutoScaling", "AutoScaling"))
-            for i in range(20)], expect=0),
-        Case("Auto Scaling emptying a group, when counted", [
-            _power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
-             expect=1, params={"include_auto_scaling": True},
-             no_form={"console": "Auto Scaling's own calls are not made in a console"}),
-        Case("Data Lifecycle Manager (a service acting on its own schedule)", [
-            _power("StopInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM"))
-            for i in range(20)], expect=0),
+        Case(
+            "Auto Scaling scaling in twenty instances",
+            [_power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
+            expect=0,
+        ),
+        Case(
+            "Auto Scaling scaling in, named only by its source address",
+            [
+                _power(
+                    "TerminateInstances",
+                    _ids(i, 1),
+                    i * 0.2,
+                    sourceIPAddress=AUTO_SCALING,
+                    userAgent=AUTO_SCALING,
+                    userIdentity=role_session("AWSServiceRoleForAutoScaling", "AutoScaling"),
+                )
+                for i in range(20)
+            ],
+            expect=0,
+        ),
+        Case(
+            "Auto Scaling emptying a group, when counted",
+            [_power("TerminateInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked()) for i in range(20)],
+            expect=1,
+            params={"include_auto_scaling": True},
+            no_form={"console": "Auto Scaling's own calls are not made in a console"},
+        ),
+        Case(
+            "Data Lifecycle Manager (a service acting on its own schedule)",
+            [
+                _power(
+                    "StopInstances", _ids(i, 1), i * 0.2, userIdentity=service_linked("dlm", "AWSServiceRoleForEC2DLM")
+                )
+                for i in range(20)
+            ],
+            expect=0,
+        ),
     ],
 )
 def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Step] | None:
@@ -158,10 +204,17 @@ def ec2_instances_stopped_or_terminated_in_bulk(e: Event, p: Params) -> list[Ste
         "principal's owner why it changed."
     ),
     cases=[
-        *with_denied("default encryption disabled", call(EC2, "DisableEbsEncryptionByDefault", {
-            "DisableEbsEncryptionByDefaultRequest": ""}, {"DisableEbsEncryptionByDefaultResponse": {
-                "ebsEncryptionByDefault": False}}), failed_expect=1,
-               failed_why="trying to turn the control off is the behaviour"),
+        *with_denied(
+            "default encryption disabled",
+            call(
+                EC2,
+                "DisableEbsEncryptionByDefault",
+                {"DisableEbsEncryptionByDefaultRequest": ""},
+                {"DisableEbsEncryptionByDefaultResponse": {"ebsEncryptionByDefault": False}},
+            ),
+            failed_expect=1,
+            failed_why="trying to turn the control off is the behaviour",
+        ),
         Case("default encryption enabled", call(EC2, "EnableEbsEncryptionByDefault"), expect=0),
     ],
 )

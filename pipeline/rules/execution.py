@@ -24,9 +24,40 @@ SSM = "ssm.amazonaws.com"
 
 # GPU, machine-learning, FPGA and very large memory families: what cryptominers and LLM abusers launch.
 UNUSUAL_FAMILIES = [
-    "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "g2", "g3", "g3s", "g4dn", "g4ad", "g5", "g5g",
-    "g6", "g6e", "gr6", "inf1", "inf2", "trn1", "trn1n", "trn2", "dl1", "dl2q", "f1", "f2", "vt1",
-    "x1", "x1e", "x2idn", "x2iedn", "x2iezn", "u-*",
+    "p2",
+    "p3",
+    "p3dn",
+    "p4d",
+    "p4de",
+    "p5",
+    "p5e",
+    "p5en",
+    "g2",
+    "g3",
+    "g3s",
+    "g4dn",
+    "g4ad",
+    "g5",
+    "g5g",
+    "g6",
+    "g6e",
+    "gr6",
+    "inf1",
+    "inf2",
+    "trn1",
+    "trn1n",
+    "trn2",
+    "dl1",
+    "dl2q",
+    "f1",
+    "f2",
+    "vt1",
+    "x1",
+    "x1e",
+    "x2idn",
+    "x2iedn",
+    "x2iezn",
+    "u-*",
 ]
 
 
@@ -74,21 +105,52 @@ def _max_count(e: Event) -> int:
         "principal's sessions and keys, and check the bill and service quotas requests."
     ),
     cases=[
-        Case("GPU launch", call(EC2, "RunInstances", {"instanceType": "p3.16xlarge", "instancesSet": {
-            "items": [{"imageId": "ami-0abc", "minCount": 1, "maxCount": 10}]}}), expect=1),
-        Case("denied or capacity errors are still the attempt", call(
-            EC2, "RunInstances", {"instanceType": "g5.48xlarge"}, **failed("Client.UnauthorizedOperation")), expect=1),
-        Case("launch template (type only in the response)", call(
-            EC2, "RunInstances", {"launchTemplate": {"launchTemplateId": "lt-0abc"}},
-            {"instancesSet": {"items": [{"instanceId": "i-0abc", "instanceType": "u-6tb1.metal"}]}}), expect=1),
+        Case(
+            "GPU launch",
+            call(
+                EC2,
+                "RunInstances",
+                {
+                    "instanceType": "p3.16xlarge",
+                    "instancesSet": {"items": [{"imageId": "ami-0abc", "minCount": 1, "maxCount": 10}]},
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "denied or capacity errors are still the attempt",
+            call(EC2, "RunInstances", {"instanceType": "g5.48xlarge"}, **failed("Client.UnauthorizedOperation")),
+            expect=1,
+        ),
+        Case(
+            "launch template (type only in the response)",
+            call(
+                EC2,
+                "RunInstances",
+                {"launchTemplate": {"launchTemplateId": "lt-0abc"}},
+                {"instancesSet": {"items": [{"instanceId": "i-0abc", "instanceType": "u-6tb1.metal"}]}},
+            ),
+            expect=1,
+        ),
         Case("ordinary type", call(EC2, "RunInstances", {"instanceType": "t3.micro"}), expect=0),
-        Case("allowed ML type", call(EC2, "RunInstances", {"instanceType": "g4dn.xlarge"}), expect=0,
-             params={"allowed_instance_types": ["g4dn.xlarge"]}),
-        Case("Auto Scaling launching a GPU group someone configured", call(
-            EC2, "RunInstances", {"instanceType": "g5.xlarge"},
-            userIdentity=service_linked("autoscaling", "AWSServiceRoleForAutoScaling"),
-            sourceIPAddress="autoscaling.amazonaws.com"), expect=1,
-             no_form={"console": "Auto Scaling's own launch: the group's creator used the console elsewhere"}),
+        Case(
+            "allowed ML type",
+            call(EC2, "RunInstances", {"instanceType": "g4dn.xlarge"}),
+            expect=0,
+            params={"allowed_instance_types": ["g4dn.xlarge"]},
+        ),
+        Case(
+            "Auto Scaling launching a GPU group someone configured",
+            call(
+                EC2,
+                "RunInstances",
+                {"instanceType": "g5.xlarge"},
+                userIdentity=service_linked("autoscaling", "AWSServiceRoleForAutoScaling"),
+                sourceIPAddress="autoscaling.amazonaws.com",
+            ),
+            expect=1,
+            no_form={"console": "Auto Scaling's own launch: the group's creator used the console elsewhere"},
+        ),
     ],
 )
 def ec2_unusual_instance_type_launched(e: Event, p: Params) -> Hit | None:
@@ -104,9 +166,12 @@ def ec2_unusual_instance_type_launched(e: Event, p: Params) -> Hit | None:
     if not unusual:
         return None
     count = _max_count(e)
-    return Hit(key=f"{actor(e)}|{e.region}|{unusual[0]}", resources=tuple(unusual),
-               summary=f"RunInstances of {', '.join(unusual)} (up to {count or '?'}) by {e.principal}{outcome(e)}",
-               context={"instance_types": unusual, "max_count": count, "error_code": e.error_code})
+    return Hit(
+        key=f"{actor(e)}|{e.region}|{unusual[0]}",
+        resources=tuple(unusual),
+        summary=f"RunInstances of {', '.join(unusual)} (up to {count or '?'}) by {e.principal}{outcome(e)}",
+        context={"instance_types": unusual, "max_count": count, "error_code": e.error_code},
+    )
 
 
 def _user_data_changed(request: dict[str, Any]) -> bool:
@@ -130,18 +195,35 @@ def _user_data_changed(request: dict[str, Any]) -> bool:
         "since (StartInstances), and investigate the instance and the principal."
     ),
     cases=[
-        Case("user data replaced", call(EC2, "ModifyInstanceAttribute",
-                                              {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"}),
-             expect=1),
-        Case("attribute/value form", call(EC2, "ModifyInstanceAttribute",
-                                                {"instanceId": "i-0abc", "attribute": "userData",
-                                                 "value": "<sensitiveDataRemoved>"}), expect=1),
-        Case("instance type change", call(EC2, "ModifyInstanceAttribute",
-                                                {"instanceId": "i-0abc", "instanceType": {"value": "m5.large"}}),
-             expect=0),
-        Case("denied change", call(EC2, "ModifyInstanceAttribute",
-                                         {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"}, **failed()),
-             expect=0),
+        Case(
+            "user data replaced",
+            call(EC2, "ModifyInstanceAttribute", {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"}),
+            expect=1,
+        ),
+        Case(
+            "attribute/value form",
+            call(
+                EC2,
+                "ModifyInstanceAttribute",
+                {"instanceId": "i-0abc", "attribute": "userData", "value": "<sensitiveDataRemoved>"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "instance type change",
+            call(EC2, "ModifyInstanceAttribute", {"instanceId": "i-0abc", "instanceType": {"value": "m5.large"}}),
+            expect=0,
+        ),
+        Case(
+            "denied change",
+            call(
+                EC2,
+                "ModifyInstanceAttribute",
+                {"instanceId": "i-0abc", "userData": "<sensitiveDataRemoved>"},
+                **failed(),
+            ),
+            expect=0,
+        ),
     ],
 )
 def ec2_instance_user_data_modified(e: Event, p: Params) -> Hit | None:
@@ -151,14 +233,23 @@ def ec2_instance_user_data_modified(e: Event, p: Params) -> Hit | None:
     if by_aws_service(e) or not attempted(e, p.include_failed) or not _user_data_changed(e.request):
         return None
     instance = e.text("requestParameters", "instanceId")
-    return Hit(key=f"{actor(e)}|{instance}", resources=(instance,) if instance else (),
-               summary=f"User data of {instance or 'an instance'} modified by {e.principal}{outcome(e)}",
-               context={"instance_id": instance, "error_code": e.error_code})
+    return Hit(
+        key=f"{actor(e)}|{instance}",
+        resources=(instance,) if instance else (),
+        summary=f"User data of {instance or 'an instance'} modified by {e.principal}{outcome(e)}",
+        context={"instance_id": instance, "error_code": e.error_code},
+    )
 
 
 SHELL_DOCUMENTS = [
-    "AWS-RunShellScript", "AWS-RunPowerShellScript", "AWS-RunRemoteScript", "AWS-RunDocument",
-    "AWS-RunAnsiblePlaybook", "AWS-ApplyAnsiblePlaybooks", "AWS-RunSaltState", "AWS-InstallApplication",
+    "AWS-RunShellScript",
+    "AWS-RunPowerShellScript",
+    "AWS-RunRemoteScript",
+    "AWS-RunDocument",
+    "AWS-RunAnsiblePlaybook",
+    "AWS-ApplyAnsiblePlaybooks",
+    "AWS-RunSaltState",
+    "AWS-InstallApplication",
 ]
 
 
@@ -178,8 +269,12 @@ def _command_targets(request: dict[str, Any]) -> list[str]:
     severity="medium",
     attack="T1651",
     events={SSM: ["SendCommand"]},
-    params={"command_documents": SHELL_DOCUMENTS, "allowed_document_accounts": [], "include_failed": False,
-            "include_console": True},
+    params={
+        "command_documents": SHELL_DOCUMENTS,
+        "allowed_document_accounts": [],
+        "include_failed": False,
+        "include_console": True,
+    },
     dedup="1h",
     runbook=(
         "Read the command (GetCommandInvocation, or the document parameters in SSM) and its output. Confirm "
@@ -187,22 +282,62 @@ def _command_targets(request: dict[str, Any]) -> list[str]:
         "on them, including the instance role, may be stolen), and revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("shell script on instances", call(SSM, "SendCommand", {
-            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc", "i-0def"],
-            "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS"}), expect=1),
-        Case("document shared from another account", call(SSM, "SendCommand", {
-            "documentName": f"arn:aws:ssm:us-east-1:{OTHER_ACCOUNT}:document/Update",
-            "targets": [{"key": "tag:env", "values": ["prod"]}]}), expect=1),
-        Case("patch baseline", call(SSM, "SendCommand", {
-            "documentName": "AWS-RunPatchBaseline", "instanceIds": ["i-0abc"]}), expect=0),
-        Case("an Automation runbook sending it with the caller's credentials", call(SSM, "SendCommand", {
-            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}, **via_service("ssm")), expect=1),
-        Case("a maintenance window run by SSM's service-linked role", call(SSM, "SendCommand", {
-            "documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]},
-            userIdentity=service_linked("ssm", "AWSServiceRoleForAmazonSSM"), sourceIPAddress="ssm.amazonaws.com"),
-             expect=0),
-        Case("denied", call(SSM, "SendCommand", {"documentName": "AWS-RunShellScript",
-                                                       "instanceIds": ["i-0abc"]}, **failed()), expect=0),
+        Case(
+            "shell script on instances",
+            call(
+                SSM,
+                "SendCommand",
+                {
+                    "documentName": "AWS-RunShellScript",
+                    "instanceIds": ["i-0abc", "i-0def"],
+                    "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "document shared from another account",
+            call(
+                SSM,
+                "SendCommand",
+                {
+                    "documentName": f"arn:aws:ssm:us-east-1:{OTHER_ACCOUNT}:document/Update",
+                    "targets": [{"key": "tag:env", "values": ["prod"]}],
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "patch baseline",
+            call(SSM, "SendCommand", {"documentName": "AWS-RunPatchBaseline", "instanceIds": ["i-0abc"]}),
+            expect=0,
+        ),
+        Case(
+            "an Automation runbook sending it with the caller's credentials",
+            call(
+                SSM,
+                "SendCommand",
+                {"documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]},
+                **via_service("ssm"),
+            ),
+            expect=1,
+        ),
+        Case(
+            "a maintenance window run by SSM's service-linked role",
+            call(
+                SSM,
+                "SendCommand",
+                {"documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]},
+                userIdentity=service_linked("ssm", "AWSServiceRoleForAmazonSSM"),
+                sourceIPAddress="ssm.amazonaws.com",
+            ),
+            expect=0,
+        ),
+        Case(
+            "denied",
+            call(SSM, "SendCommand", {"documentName": "AWS-RunShellScript", "instanceIds": ["i-0abc"]}, **failed()),
+            expect=0,
+        ),
     ],
 )
 def ssm_send_command_to_instances(e: Event, p: Params) -> Hit | None:
@@ -223,10 +358,17 @@ def ssm_send_command_to_instances(e: Event, p: Params) -> Hit | None:
     if document not in p.command_documents and not external:
         return None
     targets = _command_targets(e.request)
-    return Hit(key=f"{actor(e)}|{document}", resources=tuple(targets[:50]),
-               summary=f"{document} sent to {len(targets)} target(s) by {e.principal}{outcome(e)}",
-               context={"document": document, "targets": targets[:50], "external_document": external,
-                        "command_id": text(mapping(e.response.get("command")).get("commandId"))})
+    return Hit(
+        key=f"{actor(e)}|{document}",
+        resources=tuple(targets[:50]),
+        summary=f"{document} sent to {len(targets)} target(s) by {e.principal}{outcome(e)}",
+        context={
+            "document": document,
+            "targets": targets[:50],
+            "external_document": external,
+            "command_id": text(mapping(e.response.get("command")).get("commandId")),
+        },
+    )
 
 
 @match(
@@ -243,15 +385,25 @@ def ssm_send_command_to_instances(e: Event, p: Params) -> Hit | None:
         "instances in a short time from one principal is the pattern to worry about."
     ),
     cases=[
-        Case("shell on an instance", call(SSM, "StartSession", {"target": "i-0123456789abcdef0"},
-                                                {"sessionId": "alice-0abc"}), expect=1),
-        Case("port forwarding still counts", call(
-            SSM, "StartSession", {"target": "i-0123456789abcdef0", "documentName": "AWS-StartPortForwardingSession"}),
-             expect=1),
+        Case(
+            "shell on an instance",
+            call(SSM, "StartSession", {"target": "i-0123456789abcdef0"}, {"sessionId": "alice-0abc"}),
+            expect=1,
+        ),
+        Case(
+            "port forwarding still counts",
+            call(
+                SSM, "StartSession", {"target": "i-0123456789abcdef0", "documentName": "AWS-StartPortForwardingSession"}
+            ),
+            expect=1,
+        ),
         Case("denied", call(SSM, "StartSession", {"target": "i-0123456789abcdef0"}, **failed()), expect=0),
-        Case("console sessions ignored when configured", call(
-            SSM, "StartSession", {"target": "i-0123456789abcdef0"}, sessionCredentialFromConsole="true"),
-             expect=0, params={"include_console": False}),
+        Case(
+            "console sessions ignored when configured",
+            call(SSM, "StartSession", {"target": "i-0123456789abcdef0"}, sessionCredentialFromConsole="true"),
+            expect=0,
+            params={"include_console": False},
+        ),
     ],
 )
 def ssm_session_started(e: Event, p: Params) -> Hit | None:
@@ -264,6 +416,9 @@ def ssm_session_started(e: Event, p: Params) -> Hit | None:
         return None
     target = e.text("requestParameters", "target")
     document = e.text("requestParameters", "documentName")
-    return Hit(key=actor(e), resources=(target,) if target else (),
-               summary=f"SSM session on {target or 'an instance'} started by {e.principal}",
-               context={"target": target, "document": document, "session_id": e.text("responseElements", "sessionId")})
+    return Hit(
+        key=actor(e),
+        resources=(target,) if target else (),
+        summary=f"SSM session on {target or 'an instance'} started by {e.principal}",
+        context={"target": target, "document": document, "session_id": e.text("responseElements", "sessionId")},
+    )

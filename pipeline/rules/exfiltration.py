@@ -47,9 +47,12 @@ def _recipients(e: Event, grants: list[dict[str, Any]], p: Params) -> tuple[list
 
 def _share_hit(e: Event, kind: str, resource: str, recipients: list[str], public: bool) -> Hit:
     to = "everyone (public)" if public else ", ".join(recipients)
-    return Hit(key=f"{kind}|{resource}", resources=(resource,) if resource else (),
-               summary=f"{kind} {resource} shared with {to} by {e.principal}",
-               context={"recipients": recipients, "public": public, "actor": actor(e)})
+    return Hit(
+        key=f"{kind}|{resource}",
+        resources=(resource,) if resource else (),
+        summary=f"{kind} {resource} shared with {to} by {e.principal}",
+        context={"recipients": recipients, "public": public, "actor": actor(e)},
+    )
 
 
 @match(
@@ -62,23 +65,71 @@ def _share_hit(e: Event, kind: str, resource: str, recipients: list[str], public
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "attributeType": "launchPermission",
-            "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}), expect=1),
-        Case("made public", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}}), expect=1),
-        Case("shared with an allowed account", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
-             expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("shared with the organization", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "launchPermission": {"add": {"items": [
-                {"organizationArn": f"arn:aws:organizations::{ACCOUNT}:organization/o-abc"}]}}}), expect=0),
-        Case("sharing removed", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "launchPermission": {"remove": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
-             expect=0),
-        Case("denied share", call(EC2, "ModifyImageAttribute", {
-            "imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}}, **failed()),
-             expect=0),
+        Case(
+            "shared with an external account",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {
+                    "imageId": "ami-0abc",
+                    "attributeType": "launchPermission",
+                    "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}},
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "made public",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {"imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}},
+            ),
+            expect=1,
+        ),
+        Case(
+            "shared with an allowed account",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {"imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}},
+            ),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
+        Case(
+            "shared with the organization",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {
+                    "imageId": "ami-0abc",
+                    "launchPermission": {
+                        "add": {"items": [{"organizationArn": f"arn:aws:organizations::{ACCOUNT}:organization/o-abc"}]}
+                    },
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "sharing removed",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {"imageId": "ami-0abc", "launchPermission": {"remove": {"items": [{"userId": OTHER_ACCOUNT}]}}},
+            ),
+            expect=0,
+        ),
+        Case(
+            "denied share",
+            call(
+                EC2,
+                "ModifyImageAttribute",
+                {"imageId": "ami-0abc", "launchPermission": {"add": {"items": [{"group": "all"}]}}},
+                **failed(),
+            ),
+            expect=0,
+        ),
     ],
 )
 def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
@@ -104,17 +155,48 @@ def ec2_ami_shared_publicly_or_externally(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", call(EC2, "ModifySnapshotAttribute", {
-            "snapshotId": "snap-0abc", "attributeType": "CREATE_VOLUME_PERMISSION",
-            "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}), expect=1),
-        Case("made public", call(EC2, "ModifySnapshotAttribute", {
-            "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"group": "all"}]}}}), expect=1),
-        Case("shared with an allowed account", call(EC2, "ModifySnapshotAttribute", {
-            "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}}),
-             expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("AWS Backup copying cross-account", call(EC2, "ModifySnapshotAttribute", {
-            "snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}},
-            **via_service("backup")), expect=0),
+        Case(
+            "shared with an external account",
+            call(
+                EC2,
+                "ModifySnapshotAttribute",
+                {
+                    "snapshotId": "snap-0abc",
+                    "attributeType": "CREATE_VOLUME_PERMISSION",
+                    "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}},
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "made public",
+            call(
+                EC2,
+                "ModifySnapshotAttribute",
+                {"snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"group": "all"}]}}},
+            ),
+            expect=1,
+        ),
+        Case(
+            "shared with an allowed account",
+            call(
+                EC2,
+                "ModifySnapshotAttribute",
+                {"snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}},
+            ),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
+        Case(
+            "AWS Backup copying cross-account",
+            call(
+                EC2,
+                "ModifySnapshotAttribute",
+                {"snapshotId": "snap-0abc", "createVolumePermission": {"add": {"items": [{"userId": OTHER_ACCOUNT}]}}},
+                **via_service("backup"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
@@ -140,18 +222,43 @@ def ebs_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=SHARE_RUNBOOK,
     cases=[
-        Case("shared with an external account", call(RDS, "ModifyDBSnapshotAttribute", {
-            "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]}),
-             expect=1),
-        Case("cluster snapshot made public", call(RDS, "ModifyDBClusterSnapshotAttribute", {
-            "attributeName": "restore", "dBClusterSnapshotIdentifier": "aurora-snap", "valuesToAdd": ["all"]}),
-             expect=1),
-        Case("shared with an allowed account", call(RDS, "ModifyDBSnapshotAttribute", {
-            "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]}),
-             expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("sharing revoked", call(RDS, "ModifyDBSnapshotAttribute", {
-            "attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToRemove": [OTHER_ACCOUNT]}),
-             expect=0),
+        Case(
+            "shared with an external account",
+            call(
+                RDS,
+                "ModifyDBSnapshotAttribute",
+                {"attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]},
+            ),
+            expect=1,
+        ),
+        Case(
+            "cluster snapshot made public",
+            call(
+                RDS,
+                "ModifyDBClusterSnapshotAttribute",
+                {"attributeName": "restore", "dBClusterSnapshotIdentifier": "aurora-snap", "valuesToAdd": ["all"]},
+            ),
+            expect=1,
+        ),
+        Case(
+            "shared with an allowed account",
+            call(
+                RDS,
+                "ModifyDBSnapshotAttribute",
+                {"attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToAdd": [OTHER_ACCOUNT]},
+            ),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
+        Case(
+            "sharing revoked",
+            call(
+                RDS,
+                "ModifyDBSnapshotAttribute",
+                {"attributeName": "restore", "dBSnapshotIdentifier": "prod-snap", "valuesToRemove": [OTHER_ACCOUNT]},
+            ),
+            expect=0,
+        ),
     ],
 )
 def rds_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
@@ -162,11 +269,14 @@ def rds_snapshot_shared_externally(e: Event, p: Params) -> Hit | None:
         return None
     if e.text("requestParameters", "attributeName").lower() != "restore":
         return None
-    grants = [{"group": "all"} if v.lower() == "all" else {"userId": v}
-              for v in strings(e.request.get("valuesToAdd"), limit=100)]
+    grants = [
+        {"group": "all"} if v.lower() == "all" else {"userId": v}
+        for v in strings(e.request.get("valuesToAdd"), limit=100)
+    ]
     recipients, public = _recipients(e, grants, p)
     if not recipients:
         return None
-    snapshot = (e.text("requestParameters", "dBSnapshotIdentifier")
-                or e.text("requestParameters", "dBClusterSnapshotIdentifier"))
+    snapshot = e.text("requestParameters", "dBSnapshotIdentifier") or e.text(
+        "requestParameters", "dBClusterSnapshotIdentifier"
+    )
     return _share_hit(e, "RDS snapshot", snapshot, recipients, public)

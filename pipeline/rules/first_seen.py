@@ -22,15 +22,25 @@ DAY = 24 * 60
 
 
 def _call(t: float, region: str, user: str = "alice") -> dict[str, Any]:
-    return {"eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstances", "eventTime": at(t),
-            "awsRegion": region, "userIdentity": iam_user(user)}
+    return {
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "DescribeInstances",
+        "eventTime": at(t),
+        "awsRegion": region,
+        "userIdentity": iam_user(user),
+    }
 
 
 def _login(t: float, ip: str, user: str = "alice", ok: bool = True) -> dict[str, Any]:
-    return {"eventSource": SIGNIN, "eventName": "ConsoleLogin", "eventTime": at(t), "sourceIPAddress": ip,
-            "userIdentity": iam_user(user) | {"accessKeyId": ""},
-            "responseElements": {"ConsoleLogin": "Success" if ok else "Failure"},
-            "additionalEventData": {"MFAUsed": "Yes", "MobileVersion": "No"}}
+    return {
+        "eventSource": SIGNIN,
+        "eventName": "ConsoleLogin",
+        "eventTime": at(t),
+        "sourceIPAddress": ip,
+        "userIdentity": iam_user(user) | {"accessKeyId": ""},
+        "responseElements": {"ConsoleLogin": "Success" if ok else "Failure"},
+        "additionalEventData": {"MFAUsed": "Yes", "MobileVersion": "No"},
+    }
 
 
 @first_seen(
@@ -44,23 +54,48 @@ def _login(t: float, ip: str, user: str = "alice", ok: bool = True) -> dict[str,
     warmup="warmup",
     dedup="1d",
     runbook="Check who called from the region and why; unused regions are where stolen credentials run "
-            "miners and hide resources. Consider an SCP that denies regions the organization does not use.",
+    "miners and hide resources. Consider an SCP that denies regions the organization does not use.",
     cases=[
-        Case("a new region after the warm-up",
-             [_call(0, "us-east-1"), _call(DAY, "us-east-1"), _call(DAY + 5, "ap-southeast-3")], expect=1,
-             params={"warmup": "12h"}),
-        Case("known regions only", [_call(0, "us-east-1"), _call(5, "eu-west-1"), _call(DAY, "eu-west-1"),
-                                    _call(DAY + 5, "us-east-1")], expect=0, params={"warmup": "12h"}),
+        Case(
+            "a new region after the warm-up",
+            [_call(0, "us-east-1"), _call(DAY, "us-east-1"), _call(DAY + 5, "ap-southeast-3")],
+            expect=1,
+            params={"warmup": "12h"},
+        ),
+        Case(
+            "known regions only",
+            [_call(0, "us-east-1"), _call(5, "eu-west-1"), _call(DAY, "eu-west-1"), _call(DAY + 5, "us-east-1")],
+            expect=0,
+            params={"warmup": "12h"},
+        ),
         Case("nothing during the warm-up", [_call(0, "us-east-1"), _call(DAY, "sa-east-1")], expect=0),
-        Case("a region unused for longer than the history is new again",
-             [_call(0, "us-east-1"), _call(1, "sa-east-1"), *[_call(d * DAY, "us-east-1") for d in (5, 10, 15)],
-              _call(20 * DAY, "sa-east-1")], expect=1, params={"warmup": "1d", "history": "7d"}),
-        Case("a key idle for longer than the history warms up again",
-             [_call(0, "us-east-1"), _call(DAY, "us-east-1"), _call(20 * DAY, "sa-east-1")], expect=0,
-             params={"warmup": "12h", "history": "7d"}),
-        Case("AWS service events are ignored",
-             [_call(0, "us-east-1"), _call(DAY, "us-east-1"),
-              _call(DAY + 1, "sa-east-1") | {"eventType": "AwsServiceEvent"}], expect=0, params={"warmup": "12h"}),
+        Case(
+            "a region unused for longer than the history is new again",
+            [
+                _call(0, "us-east-1"),
+                _call(1, "sa-east-1"),
+                *[_call(d * DAY, "us-east-1") for d in (5, 10, 15)],
+                _call(20 * DAY, "sa-east-1"),
+            ],
+            expect=1,
+            params={"warmup": "1d", "history": "7d"},
+        ),
+        Case(
+            "a key idle for longer than the history warms up again",
+            [_call(0, "us-east-1"), _call(DAY, "us-east-1"), _call(20 * DAY, "sa-east-1")],
+            expect=0,
+            params={"warmup": "12h", "history": "7d"},
+        ),
+        Case(
+            "AWS service events are ignored",
+            [
+                _call(0, "us-east-1"),
+                _call(DAY, "us-east-1"),
+                _call(DAY + 1, "sa-east-1") | {"eventType": "AwsServiceEvent"},
+            ],
+            expect=0,
+            params={"warmup": "12h"},
+        ),
     ],
 )
 def first_seen_region(e: Event, p: Params) -> Step | None:
@@ -92,19 +127,35 @@ def first_seen_region(e: Event, p: Params) -> Step | None:
     warmup="warmup",
     dedup="1d",
     runbook="Ask the user whether the sign-in was theirs; if not, reset the password, revoke sessions and "
-            "review what the session did.",
+    "review what the session did.",
     cases=[
-        Case("a new address after the warm-up",
-             [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7"), _login(DAY + 60, "203.0.113.66")],
-             expect=1, params={"warmup": "12h"}, no_form=SIGN_IN),
-        Case("the usual address", [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7")], expect=0,
-             params={"warmup": "12h"}),
+        Case(
+            "a new address after the warm-up",
+            [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7"), _login(DAY + 60, "203.0.113.66")],
+            expect=1,
+            params={"warmup": "12h"},
+            no_form=SIGN_IN,
+        ),
+        Case(
+            "the usual address",
+            [_login(0, "198.51.100.7"), _login(DAY, "198.51.100.7")],
+            expect=0,
+            params={"warmup": "12h"},
+        ),
         Case("nothing during the warm-up", [_login(0, "198.51.100.7"), _login(DAY, "203.0.113.66")], expect=0),
-        Case("failed sign-ins do not count",
-             [_login(0, "198.51.100.7"), _login(DAY, "203.0.113.66", ok=False)], expect=0, params={"warmup": "12h"}),
-        Case("another user's address is new for this user",
-             [_login(0, "198.51.100.7"), _login(1, "203.0.113.66", user="bob"), _login(DAY, "203.0.113.66")],
-             expect=1, params={"warmup": "12h"}, no_form=SIGN_IN),
+        Case(
+            "failed sign-ins do not count",
+            [_login(0, "198.51.100.7"), _login(DAY, "203.0.113.66", ok=False)],
+            expect=0,
+            params={"warmup": "12h"},
+        ),
+        Case(
+            "another user's address is new for this user",
+            [_login(0, "198.51.100.7"), _login(1, "203.0.113.66", user="bob"), _login(DAY, "203.0.113.66")],
+            expect=1,
+            params={"warmup": "12h"},
+            no_form=SIGN_IN,
+        ),
     ],
 )
 def first_seen_console_source_ip(e: Event, p: Params) -> Step | None:

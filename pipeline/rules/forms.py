@@ -19,8 +19,16 @@ from pipeline.ruletest import console_form, default_identity
 Record = dict[str, Any]
 
 
-def with_denied(name: str, events: Record | Iterable[Record], *, failed_expect: int, failed_why: str,
-                expect: int = 1, params: dict[str, Any] | None = None, code: str = "AccessDenied") -> list[Case]:
+def with_denied(
+    name: str,
+    events: Record | Iterable[Record],
+    *,
+    failed_expect: int,
+    failed_why: str,
+    expect: int = 1,
+    params: dict[str, Any] | None = None,
+    code: str = "AccessDenied",
+) -> list[Case]:
     """Two cases of one act: as given (expecting `expect` findings) and denied (expecting `failed_expect`,
     for the reason `failed_why`)."""
     batch = [events] if isinstance(events, dict) else list(events)

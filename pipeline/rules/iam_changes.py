@@ -11,11 +11,41 @@ from pipeline.rules.cis_identity import IAM_POLICY_EVENTS
 from pipeline.rules.forms import with_denied
 
 IAM = "iam.amazonaws.com"
-CHANGES = ("Add", "Attach", "Change", "Create", "Deactivate", "Delete", "Detach", "Enable", "Put", "Remove", "Reset",
-           "Resync", "Set", "Tag", "Untag", "Update", "Upload")
+CHANGES = (
+    "Add",
+    "Attach",
+    "Change",
+    "Create",
+    "Deactivate",
+    "Delete",
+    "Detach",
+    "Enable",
+    "Put",
+    "Remove",
+    "Reset",
+    "Resync",
+    "Set",
+    "Tag",
+    "Untag",
+    "Update",
+    "Upload",
+)
 POLICY_CHANGES = frozenset(IAM_POLICY_EVENTS)
-TARGETS = ("userName", "roleName", "groupName", "policyArn", "policyName", "instanceProfileName", "serialNumber",
-           "name", "url", "sAMLProviderArn", "openIDConnectProviderArn", "accessKeyId", "serverCertificateName")
+TARGETS = (
+    "userName",
+    "roleName",
+    "groupName",
+    "policyArn",
+    "policyName",
+    "instanceProfileName",
+    "serialNumber",
+    "name",
+    "url",
+    "sAMLProviderArn",
+    "openIDConnectProviderArn",
+    "accessKeyId",
+    "serverCertificateName",
+)
 
 
 @match(
@@ -28,18 +58,38 @@ TARGETS = ("userName", "roleName", "groupName", "policyArn", "policyName", "inst
     dedup="1h",
     runbook="A record of the change for audits. Review it when investigating the principal or the identity changed.",
     cases=[
-        *with_denied("role created", call(IAM, "CreateRole", {"roleName": "reporting",
-                                                               "assumeRolePolicyDocument": "{}"}),
-                     failed_expect=0, failed_why="nothing changed"),
+        *with_denied(
+            "role created",
+            call(IAM, "CreateRole", {"roleName": "reporting", "assumeRolePolicyDocument": "{}"}),
+            failed_expect=0,
+            failed_why="nothing changed",
+        ),
         Case("user password changed by the user", call(IAM, "ChangePassword"), expect=1),
-        Case("access key created by Terraform", call(IAM, "CreateAccessKey", {"userName": "ci"},
-                                                     userIdentity=role_session("terraform", "run-42")), expect=1),
+        Case(
+            "access key created by Terraform",
+            call(IAM, "CreateAccessKey", {"userName": "ci"}, userIdentity=role_session("terraform", "run-42")),
+            expect=1,
+        ),
         Case("roles listed", call(IAM, "ListRoles"), expect=0),
-        Case("policy attached (recorded by cis-iam-policy-changes)", call(IAM, "AttachRolePolicy", {
-            "roleName": "reporting", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}), expect=0),
-        Case("service-linked role created by its service", call(IAM, "CreateServiceLinkedRole", {
-            "aWSServiceName": "autoscaling.amazonaws.com"}, userIdentity=service_linked(
-            "elasticloadbalancing", "AWSServiceRoleForElasticLoadBalancing")), expect=0),
+        Case(
+            "policy attached (recorded by cis-iam-policy-changes)",
+            call(
+                IAM,
+                "AttachRolePolicy",
+                {"roleName": "reporting", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            ),
+            expect=0,
+        ),
+        Case(
+            "service-linked role created by its service",
+            call(
+                IAM,
+                "CreateServiceLinkedRole",
+                {"aWSServiceName": "autoscaling.amazonaws.com"},
+                userIdentity=service_linked("elasticloadbalancing", "AWSServiceRoleForElasticLoadBalancing"),
+            ),
+            expect=0,
+        ),
     ],
 )
 def iam_configuration_changed(e: Event, p: Params) -> Hit | None:

@@ -45,14 +45,17 @@ def _day(name: Any) -> int:
     for names in (DAYS, FULL_DAYS):
         if key in names:
             return names.index(key)
-    raise ConfigError(f"{_where('business_days')}: {name!r} is not a day; use Mon, Tue, Wed, Thu, Fri, Sat, Sun "
-                      f"(or full names), or a range like \"Mon-Fri\"")
+    raise ConfigError(
+        f"{_where('business_days')}: {name!r} is not a day; use Mon, Tue, Wed, Thu, Fri, Sat, Sun "
+        f'(or full names), or a range like "Mon-Fri"'
+    )
 
 
 def _days(spec: Any) -> frozenset[int]:
     if not isinstance(spec, list | tuple) or not spec:
-        raise ConfigError(f"{_where('business_days')} must be a non-empty list of days, e.g. [\"Mon\", \"Tue\"] "
-                          f"or [\"Mon-Fri\"]")
+        raise ConfigError(
+            f'{_where("business_days")} must be a non-empty list of days, e.g. ["Mon", "Tue"] or ["Mon-Fri"]'
+        )
     days: set[int] = set()
     for entry in spec:
         if isinstance(entry, str) and "-" in entry:
@@ -74,12 +77,13 @@ def _clock(value: Any, key: str) -> int:
         hours, minutes = int(parts[0]), int(parts[1])
         if (hours < 24 and minutes < 60) or (hours, minutes) == (24, 0):
             return hours * 60 + minutes
-    raise ConfigError(f"{_where(key)}: {value!r} is not a time of day; use 24-hour \"HH:MM\" such as \"08:00\" "
-                      f"(\"24:00\" ends at midnight)")
+    raise ConfigError(
+        f'{_where(key)}: {value!r} is not a time of day; use 24-hour "HH:MM" such as "08:00" ("24:00" ends at midnight)'
+    )
 
 
 def _day_text(days: frozenset[int]) -> str:
-    """"Mon-Fri", "Sun-Thu", "Mon, Wed, Fri": runs of three or more days as ranges, wrapping the week."""
+    """ "Mon-Fri", "Sun-Thu", "Mon, Wed, Fri": runs of three or more days as ranges, wrapping the week."""
     if len(days) == 7:
         return "every day"
     start = next(d for d in range(7) if d in days and (d - 1) % 7 not in days)
@@ -105,17 +109,21 @@ def _day_text(days: frozenset[int]) -> str:
 def business_hours(time_zone: Any, days: tuple[Any, ...], start: Any, end: Any) -> BusinessHours:
     """Parse and check the rule's parameters; ConfigError says which one is wrong and how to write it."""
     if not isinstance(time_zone, str) or not time_zone.strip():
-        raise ConfigError(f"{_where('time_zone')} must be an IANA time zone name such as \"Europe/Paris\"")
+        raise ConfigError(f'{_where("time_zone")} must be an IANA time zone name such as "Europe/Paris"')
     try:
         zone = ZoneInfo(time_zone.strip())
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{_where('time_zone')}: unknown time zone {time_zone!r}; use an IANA name such as "
-                          f"\"UTC\", \"Europe/Paris\" or \"America/New_York\"") from None
+        raise ConfigError(
+            f"{_where('time_zone')}: unknown time zone {time_zone!r}; use an IANA name such as "
+            f'"UTC", "Europe/Paris" or "America/New_York"'
+        ) from None
     day_set = _days(list(days))
     low, high = _clock(start, "hours_start"), _clock(end, "hours_end")
     if low >= high:
-        raise ConfigError(f"{_where('hours_end')} ({end}) must be later than {_where('hours_start')} ({start}); "
-                          f"business hours that span midnight are not supported")
+        raise ConfigError(
+            f"{_where('hours_end')} ({end}) must be later than {_where('hours_start')} ({start}); "
+            f"business hours that span midnight are not supported"
+        )
     names = _day_text(day_set)
     return BusinessHours(zone, day_set, low, high, f"{names} {start}-{end} {time_zone}")
 
@@ -127,8 +135,7 @@ def business_hours_of(config: Config) -> BusinessHours:
 
 def params_hours(p: Params) -> BusinessHours:
     days = p.business_days
-    return business_hours(p.time_zone, tuple(days) if isinstance(days, list) else (days,),
-                          p.hours_start, p.hours_end)
+    return business_hours(p.time_zone, tuple(days) if isinstance(days, list) else (days,), p.hours_start, p.hours_end)
 
 
 def validate(params: Params) -> None:
@@ -138,17 +145,29 @@ def validate(params: Params) -> None:
 
 def _create_user(when: str, name: str = "svc-reporting", **fields: Any) -> dict[str, Any]:
     arn = f"arn:aws:iam::111122223333:user/{name}"
-    return call("iam.amazonaws.com", "CreateUser", {"userName": name},
-                {"user": {"path": "/", "userName": name, "userId": "AIDAEXAMPLENEWUSER12", "arn": arn,
-                          "createDate": "Jul 6, 2024, 11:14:02 PM"}},
-                eventTime=when, **fields)
+    return call(
+        "iam.amazonaws.com",
+        "CreateUser",
+        {"userName": name},
+        {
+            "user": {
+                "path": "/",
+                "userName": name,
+                "userId": "AIDAEXAMPLENEWUSER12",
+                "arn": arn,
+                "createDate": "Jul 6, 2024, 11:14:02 PM",
+            }
+        },
+        eventTime=when,
+        **fields,
+    )
 
 
 PARAM_DOCS = {
-    "time_zone": "IANA time zone the hours are in (daylight saving time is followed), e.g. \"Europe/Paris\".",
-    "business_days": "Working days: names or ranges, e.g. [\"Mon-Fri\"], [\"Sun-Thu\"], [\"Mon\", \"Wed\"].",
-    "hours_start": "Start of the working day, \"HH:MM\" local time, inclusive.",
-    "hours_end": "End of the working day, \"HH:MM\" local time, exclusive (\"24:00\" is midnight).",
+    "time_zone": 'IANA time zone the hours are in (daylight saving time is followed), e.g. "Europe/Paris".',
+    "business_days": 'Working days: names or ranges, e.g. ["Mon-Fri"], ["Sun-Thu"], ["Mon", "Wed"].',
+    "hours_start": 'Start of the working day, "HH:MM" local time, inclusive.',
+    "hours_end": 'End of the working day, "HH:MM" local time, exclusive ("24:00" is midnight).',
 }
 
 
@@ -158,8 +177,12 @@ PARAM_DOCS = {
     severity="medium",
     attack="T1136.003",
     events={"iam.amazonaws.com": ["CreateUser"]},
-    params={"time_zone": "UTC", "business_days": ["Mon", "Tue", "Wed", "Thu", "Fri"],
-            "hours_start": "08:00", "hours_end": "18:00"},
+    params={
+        "time_zone": "UTC",
+        "business_days": ["Mon", "Tue", "Wed", "Thu", "Fri"],
+        "hours_start": "08:00",
+        "hours_end": "18:00",
+    },
     dedup="1h",
     runbook=(
         "Ask the creator (the finding's principal) why the user was made at this hour. An unexpected "
@@ -172,14 +195,29 @@ PARAM_DOCS = {
         Case("weekday before opening", _create_user("2024-07-03T07:59:59Z"), expect=1),
         Case("opening minute is inside", _create_user("2024-07-03T08:00:00Z"), expect=0),
         Case("closing minute is outside", _create_user("2024-07-03T18:00:00Z"), expect=1),
-        Case("failed creation", _create_user("2024-07-06T23:14:02Z", errorCode="EntityAlreadyExists",
-                                             responseElements=None), expect=0),
-        Case("local time zone: 22:30 UTC is 08:30 in Sydney", _create_user("2024-07-02T22:30:00Z"), expect=0,
-             params={"time_zone": "Australia/Sydney"}),
-        Case("local time zone: 14:00 UTC is 00:00 in Sydney", _create_user("2024-07-03T14:00:00Z"), expect=1,
-             params={"time_zone": "Australia/Sydney"}),
-        Case("sunday-thursday week", _create_user("2024-07-07T10:00:00Z"), expect=0,
-             params={"business_days": ["Sun-Thu"], "time_zone": "Asia/Riyadh"}),
+        Case(
+            "failed creation",
+            _create_user("2024-07-06T23:14:02Z", errorCode="EntityAlreadyExists", responseElements=None),
+            expect=0,
+        ),
+        Case(
+            "local time zone: 22:30 UTC is 08:30 in Sydney",
+            _create_user("2024-07-02T22:30:00Z"),
+            expect=0,
+            params={"time_zone": "Australia/Sydney"},
+        ),
+        Case(
+            "local time zone: 14:00 UTC is 00:00 in Sydney",
+            _create_user("2024-07-03T14:00:00Z"),
+            expect=1,
+            params={"time_zone": "Australia/Sydney"},
+        ),
+        Case(
+            "sunday-thursday week",
+            _create_user("2024-07-07T10:00:00Z"),
+            expect=0,
+            params={"business_days": ["Sun-Thu"], "time_zone": "Asia/Riyadh"},
+        ),
     ],
     validate=validate,
     param_docs=PARAM_DOCS,
@@ -202,6 +240,6 @@ def iam_user_created_outside_business_hours(e: Event, p: Params) -> Hit | None:
         key=arn or f"{e.account}|{name}",
         resources=(arn,) if arn else (),
         summary=f"IAM user {name} created by {e.principal or 'unknown principal'} at "
-                f"{local:%a %Y-%m-%d %H:%M} {hours.zone.key}, outside business hours ({hours.text})",
+        f"{local:%a %Y-%m-%d %H:%M} {hours.zone.key}, outside business hours ({hours.text})",
         context={"created_user": name, "local_time": local.isoformat(), "business_hours": hours.text},
     )

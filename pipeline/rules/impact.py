@@ -25,22 +25,42 @@ MODEL_ACCESS_EVENTS = ["PutFoundationModelEntitlement", "PutUseCaseForModelAcces
         "region, check that model invocation logging is on, and revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("access enabled then used", [
-            call(BEDROCK, "PutUseCaseForModelAccess", userIdentity=role_session("dev")),
-            call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"},
-                       userIdentity=role_session("dev")),
-            call(BEDROCK, "PutFoundationModelEntitlement", {"modelId": "anthropic.claude-3-sonnet"},
-                       userIdentity=role_session("dev")),
-        ], expect=1),
-        Case("denied attempt", call(BEDROCK, "CreateFoundationModelAgreement",
-                                          {"modelId": "anthropic.claude-3-sonnet"}, **failed()), expect=1),
-        Case("application invoking a model", call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}),
-             expect=0),
-        Case("entitlement the Marketplace put for the caller", call(
-            BEDROCK, "PutFoundationModelEntitlement", {"modelId": "m"}, **via_service("aws-marketplace")), expect=1),
-        Case("failures ignored when configured", call(BEDROCK, "CreateFoundationModelAgreement",
-                                                      {"modelId": "anthropic.claude-3-sonnet"}, **failed()),
-             expect=0, params={"include_failed": False}),
+        Case(
+            "access enabled then used",
+            [
+                call(BEDROCK, "PutUseCaseForModelAccess", userIdentity=role_session("dev")),
+                call(
+                    BEDROCK,
+                    "CreateFoundationModelAgreement",
+                    {"modelId": "anthropic.claude-3-sonnet"},
+                    userIdentity=role_session("dev"),
+                ),
+                call(
+                    BEDROCK,
+                    "PutFoundationModelEntitlement",
+                    {"modelId": "anthropic.claude-3-sonnet"},
+                    userIdentity=role_session("dev"),
+                ),
+            ],
+            expect=1,
+        ),
+        Case(
+            "denied attempt",
+            call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"}, **failed()),
+            expect=1,
+        ),
+        Case("application invoking a model", call(BEDROCK, "InvokeModel", {"modelId": "anthropic.claude-3"}), expect=0),
+        Case(
+            "entitlement the Marketplace put for the caller",
+            call(BEDROCK, "PutFoundationModelEntitlement", {"modelId": "m"}, **via_service("aws-marketplace")),
+            expect=1,
+        ),
+        Case(
+            "failures ignored when configured",
+            call(BEDROCK, "CreateFoundationModelAgreement", {"modelId": "anthropic.claude-3-sonnet"}, **failed()),
+            expect=0,
+            params={"include_failed": False},
+        ),
     ],
 )
 def bedrock_model_access_enabled(e: Event, p: Params) -> Hit | None:
@@ -53,6 +73,9 @@ def bedrock_model_access_enabled(e: Event, p: Params) -> Hit | None:
     if by_aws_service(e) or not attempted(e, p.include_failed):
         return None
     model = e.text("requestParameters", "modelId")
-    return Hit(key=actor(e), resources=(model,) if model else (),
-               summary=f"{e.name} {model}".rstrip() + f" by {e.principal}{outcome(e)}",
-               context={"model_id": model, "error_code": e.error_code})
+    return Hit(
+        key=actor(e),
+        resources=(model,) if model else (),
+        summary=f"{e.name} {model}".rstrip() + f" by {e.principal}{outcome(e)}",
+        context={"model_id": model, "error_code": e.error_code},
+    )

@@ -25,14 +25,27 @@ CONNECT = "ec2-instance-connect.amazonaws.com"
         "reach, and revoke the principal's sessions and keys."
     ),
     cases=[
-        Case("key pushed from the CLI", call(CONNECT, "SendSSHPublicKey", {
-            "instanceId": "i-0abc", "instanceOSUser": "ec2-user", "sSHPublicKey": "ssh-ed25519 AAAA"},
-            {"success": True}), expect=1),
-        Case("console Connect button ignored when configured", call(CONNECT, "SendSSHPublicKey", {
-            "instanceId": "i-0abc", "instanceOSUser": "ec2-user"}, **in_console()), expect=0,
-             params={"include_console": False}),
-        Case("denied", call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "root"},
-                                  **failed()), expect=0),
+        Case(
+            "key pushed from the CLI",
+            call(
+                CONNECT,
+                "SendSSHPublicKey",
+                {"instanceId": "i-0abc", "instanceOSUser": "ec2-user", "sSHPublicKey": "ssh-ed25519 AAAA"},
+                {"success": True},
+            ),
+            expect=1,
+        ),
+        Case(
+            "console Connect button ignored when configured",
+            call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "ec2-user"}, **in_console()),
+            expect=0,
+            params={"include_console": False},
+        ),
+        Case(
+            "denied",
+            call(CONNECT, "SendSSHPublicKey", {"instanceId": "i-0abc", "instanceOSUser": "root"}, **failed()),
+            expect=0,
+        ),
     ],
 )
 def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
@@ -45,9 +58,12 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
         return None
     instance = e.text("requestParameters", "instanceId")
     os_user = e.text("requestParameters", "instanceOSUser")
-    return Hit(key=actor(e), resources=(instance,) if instance else (),
-               summary=f"SSH key for {os_user or 'a user'} pushed to {instance or 'an instance'} by {e.principal}",
-               context={"instance_id": instance, "os_user": os_user})
+    return Hit(
+        key=actor(e),
+        resources=(instance,) if instance else (),
+        summary=f"SSH key for {os_user or 'a user'} pushed to {instance or 'an instance'} by {e.principal}",
+        context={"instance_id": instance, "os_user": os_user},
+    )
 
 
 @match(
@@ -65,15 +81,25 @@ def ec2_instance_connect_ssh_key_pushed(e: Event, p: Params) -> Hit | None:
         "principal's sessions and keys."
     ),
     cases=[
-        Case("enabled then used", [
-            call("ec2.amazonaws.com", "EnableSerialConsoleAccess", {"EnableSerialConsoleAccessRequest": ""},
-                       {"EnableSerialConsoleAccessResponse": {"serialConsoleAccessEnabled": True}}),
-            call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc", "serialPort": 0}),
-        ], expect=2),
-        Case("denied enable attempt", call("ec2.amazonaws.com", "EnableSerialConsoleAccess", **failed()),
-             expect=1),
-        Case("denied key push", call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc"},
-                                           **failed()), expect=0),
+        Case(
+            "enabled then used",
+            [
+                call(
+                    "ec2.amazonaws.com",
+                    "EnableSerialConsoleAccess",
+                    {"EnableSerialConsoleAccessRequest": ""},
+                    {"EnableSerialConsoleAccessResponse": {"serialConsoleAccessEnabled": True}},
+                ),
+                call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc", "serialPort": 0}),
+            ],
+            expect=2,
+        ),
+        Case("denied enable attempt", call("ec2.amazonaws.com", "EnableSerialConsoleAccess", **failed()), expect=1),
+        Case(
+            "denied key push",
+            call(CONNECT, "SendSerialConsoleSSHPublicKey", {"instanceId": "i-0abc"}, **failed()),
+            expect=0,
+        ),
         Case("checking the setting", call("ec2.amazonaws.com", "GetSerialConsoleAccessStatus"), expect=0),
     ],
 )
@@ -86,12 +112,17 @@ def ec2_serial_console_access(e: Event, p: Params) -> Hit | None:
     if e.name == "EnableSerialConsoleAccess":
         if not attempted(e, p.include_failed):
             return None
-        return Hit(key=f"{actor(e)}|enable|{e.region}",
-                   summary=f"Serial console access enabled in {e.region} by {e.principal}{outcome(e)}",
-                   context={"error_code": e.error_code})
+        return Hit(
+            key=f"{actor(e)}|enable|{e.region}",
+            summary=f"Serial console access enabled in {e.region} by {e.principal}{outcome(e)}",
+            context={"error_code": e.error_code},
+        )
     if not e.succeeded:
         return None
     instance = e.text("requestParameters", "instanceId")
-    return Hit(key=f"{actor(e)}|key", resources=(instance,) if instance else (),
-               summary=f"Serial console SSH key pushed to {instance or 'an instance'} by {e.principal}",
-               context={"instance_id": instance, "serial_port": e.get("requestParameters", "serialPort")})
+    return Hit(
+        key=f"{actor(e)}|key",
+        resources=(instance,) if instance else (),
+        summary=f"Serial console SSH key pushed to {instance or 'an instance'} by {e.principal}",
+        context={"instance_id": instance, "serial_port": e.get("requestParameters", "serialPort")},
+    )

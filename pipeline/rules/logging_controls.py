@@ -39,8 +39,12 @@ def _bucket_logging(enabled: bool) -> dict[str, Any]:
     dedup="1h",
     runbook=LOGGING_RUNBOOK,
     cases=[
-        *with_denied("access logging turned off", _bucket_logging(False),
-                     failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
+        *with_denied(
+            "access logging turned off",
+            _bucket_logging(False),
+            failed_expect=1,
+            failed_why="trying to stop the logs is the behaviour",
+        ),
         Case("access logging turned on", _bucket_logging(True), expect=0),
     ],
 )
@@ -71,16 +75,26 @@ def _log_group(name: str, group: str = "aws-cloudtrail-logs-111122223333-org", *
     dedup="1h",
     runbook=LOGGING_RUNBOOK,
     cases=[
-        *with_denied("trail log group deleted", _log_group("DeleteLogGroup"),
-                     failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
+        *with_denied(
+            "trail log group deleted",
+            _log_group("DeleteLogGroup"),
+            failed_expect=1,
+            failed_why="trying to erase the logs is the behaviour",
+        ),
         Case("retention cut to a day", _log_group("PutRetentionPolicy", retentionInDays=1), expect=1),
-        Case("subscription feeding detection removed", _log_group("DeleteSubscriptionFilter",
-                                                                  filterName="trailwarden"), expect=1),
-        Case("a team's own trail log group name", _log_group("DeleteLogGroup", "org-audit/api"), expect=1,
-             params={"trail_log_groups": ["org-audit/*"]}),
+        Case(
+            "subscription feeding detection removed",
+            _log_group("DeleteSubscriptionFilter", filterName="trailwarden"),
+            expect=1,
+        ),
+        Case(
+            "a team's own trail log group name",
+            _log_group("DeleteLogGroup", "org-audit/api"),
+            expect=1,
+            params={"trail_log_groups": ["org-audit/*"]},
+        ),
         Case("retention set to a year", _log_group("PutRetentionPolicy", retentionInDays=365), expect=0),
-        Case("an application's log group deleted", _log_group("DeleteLogGroup", "/aws/lambda/thumbnailer"),
-             expect=0),
+        Case("an application's log group deleted", _log_group("DeleteLogGroup", "/aws/lambda/thumbnailer"), expect=0),
     ],
 )
 def trail_log_group_deleted_or_retention_cut(e: Event, p: Params) -> Hit | None:
@@ -101,8 +115,9 @@ def trail_log_group_deleted_or_retention_cut(e: Event, p: Params) -> Hit | None:
         detail = f"(subscription {e.text('requestParameters', 'filterName')} removed)"
     if not by_person(e, p.include_failed):
         return None
-    return change_hit(e, f"{e.name} on trail log group", group, detail,
-                      retention_days=days if type(days) is int else None)
+    return change_hit(
+        e, f"{e.name} on trail log group", group, detail, retention_days=days if type(days) is int else None
+    )
 
 
 @match(
@@ -115,10 +130,19 @@ def trail_log_group_deleted_or_retention_cut(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=LOGGING_RUNBOOK + " Check Bedrock usage and costs in every region: this often precedes LLMjacking.",
     cases=[
-        *with_denied("invocation logging deleted", call(BEDROCK, "DeleteModelInvocationLoggingConfiguration"),
-                     failed_expect=1, failed_why="trying to stop the logs is the behaviour"),
-        Case("invocation logging configured", call(BEDROCK, "PutModelInvocationLoggingConfiguration", {
-            "loggingConfig": {"textDataDeliveryEnabled": True}}), expect=0),
+        *with_denied(
+            "invocation logging deleted",
+            call(BEDROCK, "DeleteModelInvocationLoggingConfiguration"),
+            failed_expect=1,
+            failed_why="trying to stop the logs is the behaviour",
+        ),
+        Case(
+            "invocation logging configured",
+            call(
+                BEDROCK, "PutModelInvocationLoggingConfiguration", {"loggingConfig": {"textDataDeliveryEnabled": True}}
+            ),
+            expect=0,
+        ),
     ],
 )
 def bedrock_invocation_logging_deleted(e: Event, p: Params) -> Hit | None:
@@ -142,9 +166,16 @@ def bedrock_invocation_logging_deleted(e: Event, p: Params) -> Hit | None:
         "from infrastructure code and review the applications that used it."
     ),
     cases=[
-        *with_denied("guardrail deleted", call(BEDROCK, "DeleteGuardrail", {
-            "guardrailIdentifier": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:guardrail/abc123def456"}),
-                     failed_expect=0, failed_why="the guardrail stays"),
+        *with_denied(
+            "guardrail deleted",
+            call(
+                BEDROCK,
+                "DeleteGuardrail",
+                {"guardrailIdentifier": f"arn:aws:bedrock:us-east-1:{ACCOUNT}:guardrail/abc123def456"},
+            ),
+            failed_expect=0,
+            failed_why="the guardrail stays",
+        ),
         Case("guardrail updated", call(BEDROCK, "UpdateGuardrail", {"guardrailIdentifier": "g"}), expect=0),
     ],
 )
@@ -154,4 +185,3 @@ def bedrock_guardrail_deleted(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     return change_hit(e, "Bedrock guardrail deleted:", e.text("requestParameters", "guardrailIdentifier"))
-

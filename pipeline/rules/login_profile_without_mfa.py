@@ -14,8 +14,13 @@ IAM = "iam.amazonaws.com"
 
 
 def _ev(t: float, name: str, user: str = "svc-reporting", **request: Any) -> dict[str, Any]:
-    return {"eventSource": IAM, "eventName": name, "eventTime": at(t), "userIdentity": iam_user("admin"),
-            "requestParameters": {"userName": user, **request}}
+    return {
+        "eventSource": IAM,
+        "eventName": name,
+        "eventTime": at(t),
+        "userIdentity": iam_user("admin"),
+        "requestParameters": {"userName": user, **request},
+    }
 
 
 def _later(t: float) -> dict[str, Any]:
@@ -38,28 +43,55 @@ MFA = {"serialNumber": "arn:aws:iam::111122223333:mfa/svc-reporting"}
     resolved="MFA device enabled",
     ended="console password or user deleted",
     runbook="Ask the user to enable an MFA device, or remove the console password if the user does not need "
-            "the console; if nobody expected the password, treat it as persistence and investigate the caller.",
+    "the console; if nobody expected the password, treat it as persistence and investigate the caller.",
     cases=[
         Case("no MFA a day later", [_ev(0, "CreateLoginProfile"), _later(25 * 60)], expect=1),
-        Case("MFA enabled within the window",
-             [_ev(0, "CreateLoginProfile"), _ev(30, "EnableMFADevice", **MFA), _later(25 * 60)], expect=0),
-        Case("MFA enabled before the password",
-             [_ev(0, "EnableMFADevice", **MFA), _ev(5, "CreateLoginProfile"), _later(25 * 60)], expect=0),
-        Case("MFA enabled too late: the finding resolves",
-             [_ev(0, "CreateLoginProfile"), _ev(25 * 60, "EnableMFADevice", **MFA), _later(26 * 60)], expect=1,
-             resolved=1),
-        Case("password removed after the finding: it resolves",
-             [_ev(0, "CreateLoginProfile"), _later(25 * 60), _ev(26 * 60, "DeleteLoginProfile")], expect=1,
-             resolved=1),
-        Case("password removed again", [_ev(0, "CreateLoginProfile"), _ev(10, "DeleteLoginProfile"),
-                                        _later(25 * 60)], expect=0),
-        Case("failed CreateLoginProfile", [_ev(0, "CreateLoginProfile") | {"errorCode": "EntityAlreadyExists"},
-                                           _later(25 * 60)], expect=0),
-        Case("MFA for another user", [_ev(0, "CreateLoginProfile"), _later(25 * 60),
-                                      _ev(26 * 60, "EnableMFADevice", user="bob", **MFA), _later(27 * 60)],
-             expect=1, resolved=0),
-        Case("window from configuration", [_ev(0, "CreateLoginProfile"), _later(61)], expect=1,
-             params={"window": "1h"}),
+        Case(
+            "MFA enabled within the window",
+            [_ev(0, "CreateLoginProfile"), _ev(30, "EnableMFADevice", **MFA), _later(25 * 60)],
+            expect=0,
+        ),
+        Case(
+            "MFA enabled before the password",
+            [_ev(0, "EnableMFADevice", **MFA), _ev(5, "CreateLoginProfile"), _later(25 * 60)],
+            expect=0,
+        ),
+        Case(
+            "MFA enabled too late: the finding resolves",
+            [_ev(0, "CreateLoginProfile"), _ev(25 * 60, "EnableMFADevice", **MFA), _later(26 * 60)],
+            expect=1,
+            resolved=1,
+        ),
+        Case(
+            "password removed after the finding: it resolves",
+            [_ev(0, "CreateLoginProfile"), _later(25 * 60), _ev(26 * 60, "DeleteLoginProfile")],
+            expect=1,
+            resolved=1,
+        ),
+        Case(
+            "password removed again",
+            [_ev(0, "CreateLoginProfile"), _ev(10, "DeleteLoginProfile"), _later(25 * 60)],
+            expect=0,
+        ),
+        Case(
+            "failed CreateLoginProfile",
+            [_ev(0, "CreateLoginProfile") | {"errorCode": "EntityAlreadyExists"}, _later(25 * 60)],
+            expect=0,
+        ),
+        Case(
+            "MFA for another user",
+            [
+                _ev(0, "CreateLoginProfile"),
+                _later(25 * 60),
+                _ev(26 * 60, "EnableMFADevice", user="bob", **MFA),
+                _later(27 * 60),
+            ],
+            expect=1,
+            resolved=0,
+        ),
+        Case(
+            "window from configuration", [_ev(0, "CreateLoginProfile"), _later(61)], expect=1, params={"window": "1h"}
+        ),
         Case("window not yet over", [_ev(0, "CreateLoginProfile"), _later(60)], expect=0),
     ],
 )
@@ -74,6 +106,7 @@ def iam_login_profile_without_mfa(e: Event, p: Params) -> Step | None:
     if not user:
         return None
     key = f"{e.account}:{user}"
-    step = {"CreateLoginProfile": START, "EnableMFADevice": SATISFY, "DeleteLoginProfile": END,
-            "DeleteUser": END}.get(e.name)
+    step = {"CreateLoginProfile": START, "EnableMFADevice": SATISFY, "DeleteLoginProfile": END, "DeleteUser": END}.get(
+        e.name
+    )
     return Step(key, step) if step else None

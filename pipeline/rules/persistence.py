@@ -31,8 +31,11 @@ ANYONE = "*"
 
 
 def _trust_doc(account: str, principal: Any = None, condition: dict[str, Any] | None = None) -> str:
-    stmt: dict[str, Any] = {"Effect": "Allow", "Action": "sts:AssumeRole",
-                            "Principal": principal or {"AWS": f"arn:aws:iam::{account}:root"}}
+    stmt: dict[str, Any] = {
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Principal": principal or {"AWS": f"arn:aws:iam::{account}:root"},
+    }
     if condition:
         stmt["Condition"] = condition
     return json.dumps({"Version": "2012-10-17", "Statement": [stmt]})
@@ -54,8 +57,11 @@ def pinned_callers(condition: Any) -> list[str]:
             continue
         for key, value in mapping(block).items():
             values = strings(value, limit=100)
-            if text(key).lower() in _PINNING_KEYS and values and all(
-                    v and "*" not in v and "?" not in v for v in values):
+            if (
+                text(key).lower() in _PINNING_KEYS
+                and values
+                and all(v and "*" not in v and "?" not in v for v in values)
+            ):
                 pinned.extend(values)
     return pinned
 
@@ -93,42 +99,145 @@ def _trusted_outsiders(e: Event, document: Any, allowed: list[str]) -> list[str]
         "principal that changed it."
     ),
     cases=[
-        Case("backdoored trust policy", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
-        Case("new role trusting an outside account", call(IAM, "CreateRole", {
-            "roleName": "helper", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=1),
-        Case("trust anyone without condition", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"})}), expect=1),
-        Case("anyone who knows an external id", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
-                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=1),
-        Case("anyone whose ARN is like *", call(IAM, "CreateRole", {
-            "roleName": "app", "assumeRolePolicyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
-                "StringLike": {"aws:PrincipalArn": "*"}})}), expect=1),
-        Case("anyone, if the account key exists", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal="*", condition={
-                "StringEqualsIfExists": {"aws:PrincipalAccount": "111122223333"}})}), expect=1),
-        Case("anyone of a foreign account", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
-                "StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}})}), expect=1),
-        Case("anyone in the organization", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
-                "StringEquals": {"aws:PrincipalOrgID": "o-abc"}})}), expect=0),
-        Case("anyone, pinned to the account's own roles", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"}, condition={
-                "ArnLike": {"aws:PrincipalArn": ["arn:aws:iam::111122223333:role/ci",
-                                                 "arn:aws:iam::111122223333:role/ops"]},
-                "StringEquals": {"sts:ExternalId": "7b4c2f"}})}), expect=0),
-        Case("allowed vendor account", call(IAM, "CreateRole", {
-            "roleName": "vendor", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}), expect=0,
-             params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("service and same-account principals", call(IAM, "CreateRole", {
-            "roleName": "ec2", "assumeRolePolicyDocument": _trust_doc("111122223333")}), expect=0),
-        Case("a stack creating the role", call(IAM, "CreateRole", {
-            "roleName": "x", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}, **via_service("cloudformation")),
-             expect=1),
-        Case("malformed policy text", call(IAM, "UpdateAssumeRolePolicy", {
-            "roleName": "app", "policyDocument": "{not json"}), expect=0),
+        Case(
+            "backdoored trust policy",
+            call(IAM, "UpdateAssumeRolePolicy", {"roleName": "app", "policyDocument": _trust_doc(OTHER_ACCOUNT)}),
+            expect=1,
+        ),
+        Case(
+            "new role trusting an outside account",
+            call(IAM, "CreateRole", {"roleName": "helper", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}),
+            expect=1,
+        ),
+        Case(
+            "trust anyone without condition",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {"roleName": "app", "policyDocument": _trust_doc("", principal={"AWS": "*"})},
+            ),
+            expect=1,
+        ),
+        Case(
+            "anyone who knows an external id",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyDocument": _trust_doc(
+                        "", principal={"AWS": "*"}, condition={"StringEquals": {"sts:ExternalId": "7b4c2f"}}
+                    ),
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "anyone whose ARN is like *",
+            call(
+                IAM,
+                "CreateRole",
+                {
+                    "roleName": "app",
+                    "assumeRolePolicyDocument": _trust_doc(
+                        "", principal={"AWS": "*"}, condition={"StringLike": {"aws:PrincipalArn": "*"}}
+                    ),
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "anyone, if the account key exists",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyDocument": _trust_doc(
+                        "", principal="*", condition={"StringEqualsIfExists": {"aws:PrincipalAccount": "111122223333"}}
+                    ),
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "anyone of a foreign account",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyDocument": _trust_doc(
+                        "", principal={"AWS": "*"}, condition={"StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}
+                    ),
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "anyone in the organization",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyDocument": _trust_doc(
+                        "", principal={"AWS": "*"}, condition={"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}
+                    ),
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "anyone, pinned to the account's own roles",
+            call(
+                IAM,
+                "UpdateAssumeRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyDocument": _trust_doc(
+                        "",
+                        principal={"AWS": "*"},
+                        condition={
+                            "ArnLike": {
+                                "aws:PrincipalArn": [
+                                    "arn:aws:iam::111122223333:role/ci",
+                                    "arn:aws:iam::111122223333:role/ops",
+                                ]
+                            },
+                            "StringEquals": {"sts:ExternalId": "7b4c2f"},
+                        },
+                    ),
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "allowed vendor account",
+            call(IAM, "CreateRole", {"roleName": "vendor", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)}),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
+        Case(
+            "service and same-account principals",
+            call(IAM, "CreateRole", {"roleName": "ec2", "assumeRolePolicyDocument": _trust_doc("111122223333")}),
+            expect=0,
+        ),
+        Case(
+            "a stack creating the role",
+            call(
+                IAM,
+                "CreateRole",
+                {"roleName": "x", "assumeRolePolicyDocument": _trust_doc(OTHER_ACCOUNT)},
+                **via_service("cloudformation"),
+            ),
+            expect=1,
+        ),
+        Case(
+            "malformed policy text",
+            call(IAM, "UpdateAssumeRolePolicy", {"roleName": "app", "policyDocument": "{not json"}),
+            expect=0,
+        ),
     ],
 )
 def iam_role_trust_policy_opened_to_external_account(e: Event, p: Params) -> Hit | None:
@@ -142,15 +251,21 @@ def iam_role_trust_policy_opened_to_external_account(e: Event, p: Params) -> Hit
     URL-encoded text."""
     if by_aws_service(e) or not e.succeeded:
         return None
-    document = e.request.get("policyDocument") if e.name == "UpdateAssumeRolePolicy" else \
-        e.request.get("assumeRolePolicyDocument")
+    document = (
+        e.request.get("policyDocument")
+        if e.name == "UpdateAssumeRolePolicy"
+        else e.request.get("assumeRolePolicyDocument")
+    )
     outsiders = _trusted_outsiders(e, document, p.allowed_accounts)
     if not outsiders:
         return None
     role = e.text("requestParameters", "roleName")
-    return Hit(key=f"{role}|{','.join(sorted(outsiders))}", resources=(role,) if role else (),
-               summary=f"Role {role} now trusts {', '.join(outsiders)} ({e.name} by {e.principal})",
-               context={"trusted": outsiders, "role": role, "actor": actor(e)})
+    return Hit(
+        key=f"{role}|{','.join(sorted(outsiders))}",
+        resources=(role,) if role else (),
+        summary=f"Role {role} now trusts {', '.join(outsiders)} ({e.name} by {e.principal})",
+        context={"trusted": outsiders, "role": role, "actor": actor(e)},
+    )
 
 
 ADMIN_POLICIES = ["arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/IAMFullAccess"]
@@ -172,8 +287,17 @@ def _grants_everything(document: Any) -> bool:
     title="Administrator permissions granted to an IAM user, role or group",
     severity="high",
     attack=("T1098", "T1098.003"),
-    events={IAM: ["AttachUserPolicy", "AttachRolePolicy", "AttachGroupPolicy", "PutUserPolicy", "PutRolePolicy",
-                  "PutGroupPolicy", "CreatePolicyVersion"]},
+    events={
+        IAM: [
+            "AttachUserPolicy",
+            "AttachRolePolicy",
+            "AttachGroupPolicy",
+            "PutUserPolicy",
+            "PutRolePolicy",
+            "PutGroupPolicy",
+            "CreatePolicyVersion",
+        ]
+    },
     params={"admin_policies": ADMIN_POLICIES},
     dedup="1h",
     runbook=(
@@ -182,24 +306,80 @@ def _grants_everything(document: Any) -> bool:
         "did since (a new admin user with a fresh access key is a classic backdoor)."
     ),
     cases=[
-        Case("AdministratorAccess on a user", call(IAM, "AttachUserPolicy", {
-            "userName": "svc", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}), expect=1),
-        Case("inline allow-all on a role", call(IAM, "PutRolePolicy", {
-            "roleName": "app", "policyName": "x",
-            "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'}), expect=1),
-        Case("default version granting everything", call(IAM, "CreatePolicyVersion", {
-            "policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": True,
-            "policyDocument": '{"Statement":{"Effect":"Allow","Action":"*:*","Resource":["*"]}}'}), expect=1),
-        Case("read-only policy", call(IAM, "AttachUserPolicy", {
-            "userName": "svc", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}), expect=0),
-        Case("scoped inline policy", call(IAM, "PutUserPolicy", {
-            "userName": "svc", "policyName": "s3",
-            "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'}), expect=0),
-        Case("non-default policy version", call(IAM, "CreatePolicyVersion", {
-            "policyArn": "arn:aws:iam::111122223333:policy/app", "setAsDefault": False,
-            "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'}), expect=0),
-        Case("denied", call(IAM, "AttachRolePolicy", {
-            "roleName": "app", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, **failed()), expect=0),
+        Case(
+            "AdministratorAccess on a user",
+            call(
+                IAM, "AttachUserPolicy", {"userName": "svc", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}
+            ),
+            expect=1,
+        ),
+        Case(
+            "inline allow-all on a role",
+            call(
+                IAM,
+                "PutRolePolicy",
+                {
+                    "roleName": "app",
+                    "policyName": "x",
+                    "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}',
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "default version granting everything",
+            call(
+                IAM,
+                "CreatePolicyVersion",
+                {
+                    "policyArn": "arn:aws:iam::111122223333:policy/app",
+                    "setAsDefault": True,
+                    "policyDocument": '{"Statement":{"Effect":"Allow","Action":"*:*","Resource":["*"]}}',
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "read-only policy",
+            call(IAM, "AttachUserPolicy", {"userName": "svc", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+            expect=0,
+        ),
+        Case(
+            "scoped inline policy",
+            call(
+                IAM,
+                "PutUserPolicy",
+                {
+                    "userName": "svc",
+                    "policyName": "s3",
+                    "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}',
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "non-default policy version",
+            call(
+                IAM,
+                "CreatePolicyVersion",
+                {
+                    "policyArn": "arn:aws:iam::111122223333:policy/app",
+                    "setAsDefault": False,
+                    "policyDocument": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}',
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "denied",
+            call(
+                IAM,
+                "AttachRolePolicy",
+                {"roleName": "app", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+                **failed(),
+            ),
+            expect=0,
+        ),
     ],
 )
 def iam_admin_policy_attached(e: Event, p: Params) -> Hit | None:
@@ -222,20 +402,25 @@ def iam_admin_policy_attached(e: Event, p: Params) -> Hit | None:
         policy = text(request.get("policyName"))
         if not _grants_everything(request.get("policyDocument")):
             return None
-    grantee = text(request.get("userName")) or text(request.get("roleName")) or text(request.get("groupName")) \
-        or policy
-    return Hit(key=f"{grantee}|{policy}", resources=(grantee, policy),
-               summary=f"Administrator access ({policy}) granted to {grantee} by {e.principal}",
-               context={"grantee": grantee, "policy": policy, "actor": actor(e)})
+    grantee = text(request.get("userName")) or text(request.get("roleName")) or text(request.get("groupName")) or policy
+    return Hit(
+        key=f"{grantee}|{policy}",
+        resources=(grantee, policy),
+        summary=f"Administrator access ({policy}) granted to {grantee} by {e.principal}",
+        context={"grantee": grantee, "policy": policy, "actor": actor(e)},
+    )
 
 
 def _other_user_hit(e: Event, what: str) -> Hit | None:
     target = targets_other_user(e)
     if not target or by_aws_service(e) or not e.succeeded:
         return None
-    return Hit(key=f"{actor(e)}|{target}", resources=(target,),
-               summary=f"{what} for user {target} by {e.principal}",
-               context={"target_user": target, "caller_user": caller_user_name(e), "actor": actor(e)})
+    return Hit(
+        key=f"{actor(e)}|{target}",
+        resources=(target,),
+        summary=f"{what} for user {target} by {e.principal}",
+        context={"target_user": target, "caller_user": caller_user_name(e), "actor": actor(e)},
+    )
 
 
 @match(
@@ -250,11 +435,21 @@ def _other_user_hit(e: Event, what: str) -> Hit | None:
         "key (responseElements.accessKey.accessKeyId), review its use, and investigate the principal."
     ),
     cases=[
-        Case("key for someone else", call(IAM, "CreateAccessKey", {"userName": "backup-svc"},
-                                                {"accessKey": {"accessKeyId": "AKIANEW", "userName": "backup-svc"}}),
-             expect=1),
-        Case("role session creating a user key", call(IAM, "CreateAccessKey", {"userName": "ci"},
-                                                            userIdentity=role_session("admin")), expect=1),
+        Case(
+            "key for someone else",
+            call(
+                IAM,
+                "CreateAccessKey",
+                {"userName": "backup-svc"},
+                {"accessKey": {"accessKeyId": "AKIANEW", "userName": "backup-svc"}},
+            ),
+            expect=1,
+        ),
+        Case(
+            "role session creating a user key",
+            call(IAM, "CreateAccessKey", {"userName": "ci"}, userIdentity=role_session("admin")),
+            expect=1,
+        ),
         Case("user rotating own key", call(IAM, "CreateAccessKey", {"userName": "alice"}), expect=0),
         Case("own key, no user named", call(IAM, "CreateAccessKey"), expect=0),
         Case("denied", call(IAM, "CreateAccessKey", {"userName": "backup-svc"}, **failed()), expect=0),
@@ -279,8 +474,11 @@ def iam_access_key_created_for_another_user(e: Event, p: Params) -> Hit | None:
         "events of that user since, and investigate the principal."
     ),
     cases=[
-        Case("password for a service user", call(IAM, "CreateLoginProfile",
-                                                       {"userName": "svc", "passwordResetRequired": False}), expect=1),
+        Case(
+            "password for a service user",
+            call(IAM, "CreateLoginProfile", {"userName": "svc", "passwordResetRequired": False}),
+            expect=1,
+        ),
         Case("user setting own password", call(IAM, "CreateLoginProfile", {"userName": "alice"}), expect=0),
         Case("denied", call(IAM, "CreateLoginProfile", {"userName": "svc"}, **failed()), expect=0),
     ],
@@ -319,18 +517,54 @@ def _function(e: Event) -> str:
         "code, and investigate the principal."
     ),
     cases=[
-        Case("anyone may invoke", call(LAMBDA, "AddPermission20150331v2", {
-            "functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "statementId": "x"}), expect=1),
-        Case("external account", call(LAMBDA, "AddPermission20150331v2", {
-            "functionName": "f", "action": "lambda:InvokeFunction", "principal": OTHER_ACCOUNT}), expect=1),
-        Case("S3 trigger with source account", call(LAMBDA, "AddPermission20150331v2", {
-            "functionName": "f", "action": "lambda:InvokeFunction", "principal": "s3.amazonaws.com",
-            "sourceAccount": "111122223333", "sourceArn": "arn:aws:s3:::bucket"}), expect=0),
-        Case("anyone in the organization", call(LAMBDA, "AddPermission20150331v2", {
-            "functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "principalOrgID": "o-abc"}),
-             expect=0),
-        Case("allowed account", call(LAMBDA, "AddPermission20150331v2", {
-            "functionName": "f", "principal": OTHER_ACCOUNT}), expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}),
+        Case(
+            "anyone may invoke",
+            call(
+                LAMBDA,
+                "AddPermission20150331v2",
+                {"functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "statementId": "x"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "external account",
+            call(
+                LAMBDA,
+                "AddPermission20150331v2",
+                {"functionName": "f", "action": "lambda:InvokeFunction", "principal": OTHER_ACCOUNT},
+            ),
+            expect=1,
+        ),
+        Case(
+            "S3 trigger with source account",
+            call(
+                LAMBDA,
+                "AddPermission20150331v2",
+                {
+                    "functionName": "f",
+                    "action": "lambda:InvokeFunction",
+                    "principal": "s3.amazonaws.com",
+                    "sourceAccount": "111122223333",
+                    "sourceArn": "arn:aws:s3:::bucket",
+                },
+            ),
+            expect=0,
+        ),
+        Case(
+            "anyone in the organization",
+            call(
+                LAMBDA,
+                "AddPermission20150331v2",
+                {"functionName": "f", "action": "lambda:InvokeFunction", "principal": "*", "principalOrgID": "o-abc"},
+            ),
+            expect=0,
+        ),
+        Case(
+            "allowed account",
+            call(LAMBDA, "AddPermission20150331v2", {"functionName": "f", "principal": OTHER_ACCOUNT}),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
     ],
 )
 def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
@@ -353,11 +587,17 @@ def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
     else:
         return None
     function = _function(e)
-    return Hit(key=f"{function}|{principal}", resources=(function,),
-               summary=f"Lambda {function} invocable by {who} ({text(request.get('action'))}) via {e.principal}",
-               context={"principal": principal, "action": text(request.get("action")),
-                        "statement_id": text(request.get("statementId")),
-                        "function_url_auth_type": text(request.get("functionUrlAuthType"))})
+    return Hit(
+        key=f"{function}|{principal}",
+        resources=(function,),
+        summary=f"Lambda {function} invocable by {who} ({text(request.get('action'))}) via {e.principal}",
+        context={
+            "principal": principal,
+            "action": text(request.get("action")),
+            "statement_id": text(request.get("statementId")),
+            "function_url_auth_type": text(request.get("functionUrlAuthType")),
+        },
+    )
 
 
 @match(
@@ -372,11 +612,16 @@ def lambda_function_policy_opened_externally(e: Event, p: Params) -> Hit | None:
         "public (a webhook); if not, switch it to AWS_IAM or delete it and review the function's invocations."
     ),
     cases=[
-        Case("public URL", call(LAMBDA, "CreateFunctionUrlConfig20211031",
-                                      {"functionName": "f", "authType": "NONE"}),
-             expect=1),
-        Case("IAM-authenticated URL", call(LAMBDA, "UpdateFunctionUrlConfig20211031",
-                                                 {"functionName": "f", "authType": "AWS_IAM"}), expect=0),
+        Case(
+            "public URL",
+            call(LAMBDA, "CreateFunctionUrlConfig20211031", {"functionName": "f", "authType": "NONE"}),
+            expect=1,
+        ),
+        Case(
+            "IAM-authenticated URL",
+            call(LAMBDA, "UpdateFunctionUrlConfig20211031", {"functionName": "f", "authType": "AWS_IAM"}),
+            expect=0,
+        ),
     ],
 )
 def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
@@ -385,8 +630,12 @@ def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
     if by_aws_service(e) or not e.succeeded or e.text("requestParameters", "authType").upper() != "NONE":
         return None
     function = _function(e)
-    return Hit(key=function, resources=(function,), summary=f"Public URL for Lambda {function} by {e.principal}",
-               context={"auth_type": "NONE"})
+    return Hit(
+        key=function,
+        resources=(function,),
+        summary=f"Public URL for Lambda {function} by {e.principal}",
+        context={"auth_type": "NONE"},
+    )
 
 
 @match(
@@ -403,19 +652,50 @@ def lambda_function_url_public(e: Event, p: Params) -> Hit | None:
         "remove them; investigate the principal."
     ),
     cases=[
-        Case("layer added", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
-            "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]}), expect=1),
-        Case("external layer only mode", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
-            "functionName": "f", "layers": [f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:layer:ext:3"]}), expect=1,
-             params={"only_external_layers": True}),
-        Case("own layer in external-only mode", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
-            "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]}), expect=0,
-             params={"only_external_layers": True}),
-        Case("memory change without layers", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
-            "functionName": "f", "memorySize": 256}), expect=0),
-        Case("a stack update setting the layer", call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {
-            "functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
-            **via_service("cloudformation")), expect=1),
+        Case(
+            "layer added",
+            call(
+                LAMBDA,
+                "UpdateFunctionConfiguration20150331v2",
+                {"functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
+            ),
+            expect=1,
+        ),
+        Case(
+            "external layer only mode",
+            call(
+                LAMBDA,
+                "UpdateFunctionConfiguration20150331v2",
+                {"functionName": "f", "layers": [f"arn:aws:lambda:us-east-1:{OTHER_ACCOUNT}:layer:ext:3"]},
+            ),
+            expect=1,
+            params={"only_external_layers": True},
+        ),
+        Case(
+            "own layer in external-only mode",
+            call(
+                LAMBDA,
+                "UpdateFunctionConfiguration20150331v2",
+                {"functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
+            ),
+            expect=0,
+            params={"only_external_layers": True},
+        ),
+        Case(
+            "memory change without layers",
+            call(LAMBDA, "UpdateFunctionConfiguration20150331v2", {"functionName": "f", "memorySize": 256}),
+            expect=0,
+        ),
+        Case(
+            "a stack update setting the layer",
+            call(
+                LAMBDA,
+                "UpdateFunctionConfiguration20150331v2",
+                {"functionName": "f", "layers": ["arn:aws:lambda:us-east-1:111122223333:layer:ext:1"]},
+                **via_service("cloudformation"),
+            ),
+            expect=1,
+        ),
     ],
 )
 def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
@@ -433,9 +713,12 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
     if p.only_external_layers and not external:
         return None
     function = _function(e)
-    return Hit(key=function, resources=(function, *layers),
-               summary=f"Layers {', '.join(layers)} set on Lambda {function} by {e.principal}",
-               context={"layers": layers, "external_layers": external, "actor": actor(e)})
+    return Hit(
+        key=function,
+        resources=(function, *layers),
+        summary=f"Layers {', '.join(layers)} set on Lambda {function} by {e.principal}",
+        context={"layers": layers, "external_layers": external, "actor": actor(e)},
+    )
 
 
 @match(
@@ -451,13 +734,24 @@ def lambda_layer_added_to_function(e: Event, p: Params) -> Hit | None:
         "known version, and investigate the principal."
     ),
     cases=[
-        Case("direct upload", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "publish": True},
-                                         {"codeSha256": "abc="}), expect=1),
-        Case("deployment through CloudFormation", call(
-            LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "s3Bucket": "b", "s3Key": "k"},
-            **via_service("cloudformation")), expect=1),
-        Case("denied", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()),
-             expect=0),
+        Case(
+            "direct upload",
+            call(
+                LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f", "publish": True}, {"codeSha256": "abc="}
+            ),
+            expect=1,
+        ),
+        Case(
+            "deployment through CloudFormation",
+            call(
+                LAMBDA,
+                "UpdateFunctionCode20150331v2",
+                {"functionName": "f", "s3Bucket": "b", "s3Key": "k"},
+                **via_service("cloudformation"),
+            ),
+            expect=1,
+        ),
+        Case("denied", call(LAMBDA, "UpdateFunctionCode20150331v2", {"functionName": "f"}, **failed()), expect=0),
     ],
 )
 def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
@@ -470,9 +764,12 @@ def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
     function = _function(e)
     request = e.request
     source = "image" if text(request.get("imageUri")) else "s3" if text(request.get("s3Bucket")) else "upload"
-    return Hit(key=function, resources=(function,), summary=f"Code of Lambda {function} replaced by {e.principal}",
-               context={"source": source, "code_sha256": e.text("responseElements", "codeSha256"),
-                        "actor": actor(e)})
+    return Hit(
+        key=function,
+        resources=(function,),
+        summary=f"Code of Lambda {function} replaced by {e.principal}",
+        context={"source": source, "code_sha256": e.text("responseElements", "codeSha256"), "actor": actor(e)},
+    )
 
 
 @match(
@@ -488,14 +785,22 @@ def lambda_function_code_updated(e: Event, p: Params) -> Hit | None:
         "profiles, and review CreateSession calls and the roles the profiles map to."
     ),
     cases=[
-        Case("anchor with a certificate bundle", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {
-            "name": "anchor", "enabled": True, "source": {"sourceType": "CERTIFICATE_BUNDLE"}},
-            {"trustAnchor": {"trustAnchorArn": "arn:aws:rolesanywhere:us-east-1:111122223333:trust-anchor/x"}}),
-             expect=1),
-        Case("denied", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()),
-             expect=0),
-        Case("a stack creating the anchor", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor",
-                                                 {"name": "a"}, **via_service("cloudformation")), expect=1),
+        Case(
+            "anchor with a certificate bundle",
+            call(
+                "rolesanywhere.amazonaws.com",
+                "CreateTrustAnchor",
+                {"name": "anchor", "enabled": True, "source": {"sourceType": "CERTIFICATE_BUNDLE"}},
+                {"trustAnchor": {"trustAnchorArn": "arn:aws:rolesanywhere:us-east-1:111122223333:trust-anchor/x"}},
+            ),
+            expect=1,
+        ),
+        Case("denied", call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **failed()), expect=0),
+        Case(
+            "a stack creating the anchor",
+            call("rolesanywhere.amazonaws.com", "CreateTrustAnchor", {"name": "a"}, **via_service("cloudformation")),
+            expect=1,
+        ),
     ],
 )
 def iam_roles_anywhere_trust_anchor_created(e: Event, p: Params) -> Hit | None:
@@ -508,9 +813,12 @@ def iam_roles_anywhere_trust_anchor_created(e: Event, p: Params) -> Hit | None:
     name = e.text("requestParameters", "name") or text(anchor.get("name"))
     arn = text(anchor.get("trustAnchorArn")) or e.text("requestParameters", "trustAnchorId")
     source_type = text(mapping(e.request.get("source")).get("sourceType"))
-    return Hit(key=arn or name, resources=tuple(x for x in (arn, name) if x),
-               summary=f"Roles Anywhere trust anchor {name or arn} ({e.name}) by {e.principal}",
-               context={"source_type": source_type, "actor": actor(e)})
+    return Hit(
+        key=arn or name,
+        resources=tuple(x for x in (arn, name) if x),
+        summary=f"Roles Anywhere trust anchor {name or arn} ({e.name}) by {e.principal}",
+        context={"source_type": source_type, "actor": actor(e)},
+    )
 
 
 def _allows_everything(document: Any) -> bool:
@@ -531,9 +839,16 @@ def _allows_everything(document: Any) -> bool:
         "review the federated user's calls."
     ),
     cases=[
-        Case("broad federation token", call("sts.amazonaws.com", "GetFederationToken", {
-            "name": "x", "policy": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'},
-            {"federatedUser": {"arn": "arn:aws:sts::111122223333:federated-user/x"}}), expect=1),
+        Case(
+            "broad federation token",
+            call(
+                "sts.amazonaws.com",
+                "GetFederationToken",
+                {"name": "x", "policy": '{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'},
+                {"federatedUser": {"arn": "arn:aws:sts::111122223333:federated-user/x"}},
+            ),
+            expect=1,
+        ),
         Case("denied", call("sts.amazonaws.com", "GetFederationToken", {"name": "x"}, **failed()), expect=0),
         Case("session token (MFA)", call("sts.amazonaws.com", "GetSessionToken"), expect=0),
     ],
@@ -546,10 +861,12 @@ def sts_federation_token_created(e: Event, p: Params) -> Hit | None:
         return None
     federated = text(mapping(e.response.get("federatedUser")).get("arn"))
     name = e.text("requestParameters", "name")
-    return Hit(key=f"{actor(e)}|{name}", resources=tuple(x for x in (federated,) if x),
-               summary=f"Federation token {name} obtained by {e.principal}",
-               context={"federated_user": federated, "policy_allows_all": _allows_everything(e.request.get("policy"))})
-
+    return Hit(
+        key=f"{actor(e)}|{name}",
+        resources=tuple(x for x in (federated,) if x),
+        summary=f"Federation token {name} obtained by {e.principal}",
+        context={"federated_user": federated, "policy_allows_all": _allows_everything(e.request.get("policy"))},
+    )
 
 
 SIGNIN = "signin.amazonaws.com"
@@ -557,14 +874,25 @@ SIGNIN = "signin.amazonaws.com"
 
 def _root_console(**fields: Any) -> dict[str, Any]:
     """A call root made in the console: CloudTrail names the sign-in service in invokedBy."""
-    return {"userIdentity": root_identity(invokedBy=SIGNIN, sessionContext={"attributes": {
-        "creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "true"}}),
-            "sourceIPAddress": "81.2.69.142", "userAgent": SIGNIN, **fields}
+    return {
+        "userIdentity": root_identity(
+            invokedBy=SIGNIN,
+            sessionContext={"attributes": {"creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "true"}},
+        ),
+        "sourceIPAddress": "81.2.69.142",
+        "userAgent": SIGNIN,
+        **fields,
+    }
 
 
 def _root_password(name: str = "PasswordUpdated", outcome: str = "Success") -> dict[str, Any]:
-    record = call(SIGNIN, name, response={name: outcome}, userIdentity=root_identity(accessKeyId=""),
-                  sourceIPAddress="81.2.69.142")
+    record = call(
+        SIGNIN,
+        name,
+        response={name: outcome},
+        userIdentity=root_identity(accessKeyId=""),
+        sourceIPAddress="81.2.69.142",
+    )
     record["requestParameters"] = None
     return record
 
@@ -583,21 +911,43 @@ def _root_password(name: str = "PasswordUpdated", outcome: str = "Success") -> d
         "root credentials since, and contact AWS Support if the account's email or MFA was changed too."
     ),
     cases=[
-        Case("root key created in the console (invokedBy signin)", call(
-            IAM, "CreateAccessKey", response={"accessKey": {"accessKeyId": "AKIAROOTNEWKEY000001", "status": "Active",
-                                                            "createDate": "Jul 1, 2024, 2:00:00 PM"}},
-            **_root_console()), expect=1),
-        Case("root key created with the CLI", call(
-            IAM, "CreateAccessKey", userIdentity=root_identity(accessKeyId="AKIAROOTOLDKEY000001")), expect=1),
+        Case(
+            "root key created in the console (invokedBy signin)",
+            call(
+                IAM,
+                "CreateAccessKey",
+                response={
+                    "accessKey": {
+                        "accessKeyId": "AKIAROOTNEWKEY000001",
+                        "status": "Active",
+                        "createDate": "Jul 1, 2024, 2:00:00 PM",
+                    }
+                },
+                **_root_console(),
+            ),
+            expect=1,
+        ),
+        Case(
+            "root key created with the CLI",
+            call(IAM, "CreateAccessKey", userIdentity=root_identity(accessKeyId="AKIAROOTOLDKEY000001")),
+            expect=1,
+        ),
         Case("root password changed", _root_password(), expect=1, no_form=SIGN_IN),
-        Case("root password recovered by email", _root_password("PasswordRecoveryCompleted"), expect=1,
-             no_form=SIGN_IN),
-        Case("root creating a key for an IAM user", call(IAM, "CreateAccessKey", {"userName": "alice"},
-                                                         **_root_console()), expect=0),
+        Case(
+            "root password recovered by email", _root_password("PasswordRecoveryCompleted"), expect=1, no_form=SIGN_IN
+        ),
+        Case(
+            "root creating a key for an IAM user",
+            call(IAM, "CreateAccessKey", {"userName": "alice"}, **_root_console()),
+            expect=0,
+        ),
         Case("an IAM user creating their own key", call(IAM, "CreateAccessKey"), expect=0),
         Case("root password change failed", _root_password(outcome="Failure"), expect=0),
-        Case("root key creation denied", call(IAM, "CreateAccessKey", **_root_console(**failed("LimitExceeded"))),
-             expect=0),
+        Case(
+            "root key creation denied",
+            call(IAM, "CreateAccessKey", **_root_console(**failed("LimitExceeded"))),
+            expect=0,
+        ),
     ],
 )
 def root_credentials_changed(e: Event, p: Params) -> Hit | None:
@@ -618,7 +968,13 @@ def root_credentials_changed(e: Event, p: Params) -> Hit | None:
     else:
         return None
     account = e.account
-    return Hit(key=f"{account}|{e.name}", resources=(f"arn:aws:iam::{account}:root",) if account else (),
-               summary=f"Root user of {account or 'unknown account'}: {what} from {e.source_ip or 'unknown address'}",
-               context={"invoked_by": text(e.identity.get("invokedBy")), "access_key_id": key,
-                        "mfa_authenticated": e.mfa_authenticated})
+    return Hit(
+        key=f"{account}|{e.name}",
+        resources=(f"arn:aws:iam::{account}:root",) if account else (),
+        summary=f"Root user of {account or 'unknown account'}: {what} from {e.source_ip or 'unknown address'}",
+        context={
+            "invoked_by": text(e.identity.get("invokedBy")),
+            "access_key_id": key,
+            "mfa_authenticated": e.mfa_authenticated,
+        },
+    )

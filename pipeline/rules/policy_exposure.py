@@ -58,13 +58,19 @@ def policy_documents(value: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _pins(operator: str, key: str, values: list[str], e: Event, allowed: Iterable[str],
-          allowed_orgs: list[str], outsiders: list[str]) -> bool:
+def _pins(
+    operator: str,
+    key: str,
+    values: list[str],
+    e: Event,
+    allowed: Iterable[str],
+    allowed_orgs: list[str],
+    outsiders: list[str],
+) -> bool:
     """Whether one condition pins the caller; foreign accounts it names are added to `outsiders`."""
     op = operator.lower()
     base = op.rpartition(":")[2]
-    if not values or op.startswith("forallvalues:") or base.endswith("ifexists") or base == "null" \
-            or "not" in base:
+    if not values or op.startswith("forallvalues:") or base.endswith("ifexists") or base == "null" or "not" in base:
         return False
     if key in _ACCOUNT_KEYS:
         if not all(is_account_id(v) for v in values):
@@ -89,14 +95,16 @@ def _pins(operator: str, key: str, values: list[str], e: Event, allowed: Iterabl
     return False
 
 
-def _unpinned(stmt: dict[str, Any], e: Event, allowed: Iterable[str], allowed_orgs: list[str],
-              outsiders: list[str]) -> bool:
+def _unpinned(
+    stmt: dict[str, Any], e: Event, allowed: Iterable[str], allowed_orgs: list[str], outsiders: list[str]
+) -> bool:
     """True when no condition of a "*" statement pins the caller."""
     pinned = False
     for operator, block in mapping(stmt.get("Condition")).items():
         for key, values in mapping(block).items():
-            if type(key) is str and _pins(text(operator), key.lower(), strings(values, 50), e, allowed,
-                                          allowed_orgs, outsiders):
+            if type(key) is str and _pins(
+                text(operator), key.lower(), strings(values, 50), e, allowed, allowed_orgs, outsiders
+            ):
                 pinned = True
     return not pinned
 
@@ -111,8 +119,12 @@ def _principals(stmt: dict[str, Any]) -> list[str]:
     return strings(mapping(principal).get("AWS"), 50)
 
 
-def recipients(e: Event, documents: Iterable[dict[str, Any]], allowed_accounts: Iterable[str],
-               allowed_organizations: Iterable[str] = ()) -> list[str]:
+def recipients(
+    e: Event,
+    documents: Iterable[dict[str, Any]],
+    allowed_accounts: Iterable[str],
+    allowed_organizations: Iterable[str] = (),
+) -> list[str]:
     """Who the documents newly let in: "*" for anyone, else the foreign accounts, ARNs or organizations."""
     allowed = [a for a in allowed_accounts if type(a) is str]
     orgs = [o for o in allowed_organizations if type(o) is str]
@@ -136,8 +148,8 @@ def described(found: list[str]) -> str:
     return "everyone (public)" if ANYONE in found else ", ".join(found)
 
 
-def policy_recipients(e: Event, allowed_accounts: Iterable[str], allowed_organizations: Iterable[str] = ()
-                      ) -> list[str]:
+def policy_recipients(
+    e: Event, allowed_accounts: Iterable[str], allowed_organizations: Iterable[str] = ()
+) -> list[str]:
     """`recipients` of every policy document in the request."""
     return recipients(e, policy_documents(e.raw.get("requestParameters")), allowed_accounts, allowed_organizations)
-

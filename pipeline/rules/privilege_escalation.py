@@ -23,15 +23,24 @@ IAM = "iam.amazonaws.com"
         "user's ConsoleLogin events since the change, and investigate the principal."
     ),
     cases=[
-        Case("password of another user reset", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}),
-             expect=1),
-        Case("role session resetting a user's password", call(
-            IAM, "UpdateLoginProfile", {"userName": "admin-bob", "passwordResetRequired": True},
-            userIdentity=role_session("helpdesk")), expect=1),
+        Case("password of another user reset", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}), expect=1),
+        Case(
+            "role session resetting a user's password",
+            call(
+                IAM,
+                "UpdateLoginProfile",
+                {"userName": "admin-bob", "passwordResetRequired": True},
+                userIdentity=role_session("helpdesk"),
+            ),
+            expect=1,
+        ),
         Case("user updating own profile", call(IAM, "UpdateLoginProfile", {"userName": "alice"}), expect=0),
         Case("denied", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}, **failed()), expect=0),
-        Case("a stack update changing the user's password", call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"},
-                                                                  **via_service("cloudformation")), expect=1),
+        Case(
+            "a stack update changing the user's password",
+            call(IAM, "UpdateLoginProfile", {"userName": "admin-bob"}, **via_service("cloudformation")),
+            expect=1,
+        ),
     ],
 )
 def iam_login_profile_updated_for_another_user(e: Event, p: Params) -> Hit | None:
@@ -44,6 +53,9 @@ def iam_login_profile_updated_for_another_user(e: Event, p: Params) -> Hit | Non
     if not target or by_aws_service(e) or not e.succeeded:
         return None
     reset = e.get("requestParameters", "passwordResetRequired") is True
-    return Hit(key=f"{actor(e)}|{target}", resources=(target,),
-               summary=f"Console password of {target} changed by {e.principal}",
-               context={"target_user": target, "caller_user": caller_user_name(e), "password_reset_required": reset})
+    return Hit(
+        key=f"{actor(e)}|{target}",
+        resources=(target,),
+        summary=f"Console password of {target} changed by {e.principal}",
+        context={"target_user": target, "caller_user": caller_user_name(e), "password_reset_required": reset},
+    )

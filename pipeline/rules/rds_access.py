@@ -20,10 +20,13 @@ EXPORT_RUNBOOK = (
 
 
 def _password_reset(**fields: object) -> dict[str, object]:
-    return call(RDS, "ModifyDBInstance", {"dBInstanceIdentifier": "orders-prod", "applyImmediately": True,
-                                          "masterUserPassword": "****"},
-                {"dBInstanceIdentifier": "orders-prod", "pendingModifiedValues": {"masterUserPassword": "****"}},
-                **fields)
+    return call(
+        RDS,
+        "ModifyDBInstance",
+        {"dBInstanceIdentifier": "orders-prod", "applyImmediately": True, "masterUserPassword": "****"},
+        {"dBInstanceIdentifier": "orders-prod", "pendingModifiedValues": {"masterUserPassword": "****"}},
+        **fields,
+    )
 
 
 @match(
@@ -41,18 +44,26 @@ def _password_reset(**fields: object) -> dict[str, object]:
     ),
     cases=[
         *with_denied("master password reset", _password_reset(), failed_expect=0, failed_why="the password stays"),
-        Case("cluster password reset", call(RDS, "ModifyDBCluster", {
-            "dBClusterIdentifier": "orders-aurora", "masterUserPassword": "****"}), expect=1),
-        Case("storage change", call(RDS, "ModifyDBInstance", {"dBInstanceIdentifier": "orders-prod",
-                                                              "allocatedStorage": 200}), expect=0),
+        Case(
+            "cluster password reset",
+            call(RDS, "ModifyDBCluster", {"dBClusterIdentifier": "orders-aurora", "masterUserPassword": "****"}),
+            expect=1,
+        ),
+        Case(
+            "storage change",
+            call(RDS, "ModifyDBInstance", {"dBInstanceIdentifier": "orders-prod", "allocatedStorage": 200}),
+            expect=0,
+        ),
     ],
 )
 def rds_master_password_changed(e: Event, p: Params) -> Hit | None:
     """ModifyDBInstance or ModifyDBCluster setting the master user password (CloudTrail masks it as "****"
     in the request and in pendingModifiedValues): a way into the data that bypasses IAM. Only successful
     calls count by default; calls AWS makes itself are not findings."""
-    changed = e.get("requestParameters", "masterUserPassword") is not None or \
-        e.get("responseElements", "pendingModifiedValues", "masterUserPassword") is not None
+    changed = (
+        e.get("requestParameters", "masterUserPassword") is not None
+        or e.get("responseElements", "pendingModifiedValues", "masterUserPassword") is not None
+    )
     if not changed or not by_person(e, p.include_failed):
         return None
     return change_hit(e, "Master password changed on", database(e))
@@ -72,11 +83,23 @@ def rds_master_password_changed(e: Event, p: Params) -> Hit | None:
         "export calls in the database's logs."
     ),
     cases=[
-        *with_denied("role for S3 export", call(RDS, "AddRoleToDBCluster", {
-            "dBClusterIdentifier": "orders-aurora", "roleArn": f"arn:aws:iam::{ACCOUNT}:role/aurora-s3",
-            "featureName": "s3Export"}), failed_expect=0, failed_why="no role is associated"),
-        Case("role removed", call(RDS, "RemoveRoleFromDBCluster", {"dBClusterIdentifier": "c", "roleArn": "r"}),
-             expect=0),
+        *with_denied(
+            "role for S3 export",
+            call(
+                RDS,
+                "AddRoleToDBCluster",
+                {
+                    "dBClusterIdentifier": "orders-aurora",
+                    "roleArn": f"arn:aws:iam::{ACCOUNT}:role/aurora-s3",
+                    "featureName": "s3Export",
+                },
+            ),
+            failed_expect=0,
+            failed_why="no role is associated",
+        ),
+        Case(
+            "role removed", call(RDS, "RemoveRoleFromDBCluster", {"dBClusterIdentifier": "c", "roleArn": "r"}), expect=0
+        ),
     ],
 )
 def rds_iam_role_added(e: Event, p: Params) -> Hit | None:
@@ -86,8 +109,13 @@ def rds_iam_role_added(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     role = e.text("requestParameters", "roleArn")
-    return change_hit(e, f"Role {role} added to", database(e), resources=(database(e), role),
-                      feature=e.text("requestParameters", "featureName"))
+    return change_hit(
+        e,
+        f"Role {role} added to",
+        database(e),
+        resources=(database(e), role),
+        feature=e.text("requestParameters", "featureName"),
+    )
 
 
 @match(
@@ -95,16 +123,24 @@ def rds_iam_role_added(e: Event, p: Params) -> Hit | None:
     title="RDS database rebooted or failed over",
     severity="low",
     attack="T1499",
-    events={RDS: ["RebootDBInstance", "RebootDBCluster", "RebootDBShardGroup", "FailoverDBCluster",
-                  "FailoverGlobalCluster"]},
+    events={
+        RDS: ["RebootDBInstance", "RebootDBCluster", "RebootDBShardGroup", "FailoverDBCluster", "FailoverGlobalCluster"]
+    },
     params={"include_failed": False},
     dedup="1h",
     runbook="Check the reboot or failover matches a maintenance or incident; repeated ones disrupt the service.",
     cases=[
-        *with_denied("cluster failed over", call(RDS, "FailoverDBCluster", {"dBClusterIdentifier": "orders-aurora"}),
-                     failed_expect=0, failed_why="nothing restarted"),
-        Case("instance rebooted with failover", call(RDS, "RebootDBInstance", {
-            "dBInstanceIdentifier": "orders-prod", "forceFailover": True}), expect=1),
+        *with_denied(
+            "cluster failed over",
+            call(RDS, "FailoverDBCluster", {"dBClusterIdentifier": "orders-aurora"}),
+            failed_expect=0,
+            failed_why="nothing restarted",
+        ),
+        Case(
+            "instance rebooted with failover",
+            call(RDS, "RebootDBInstance", {"dBInstanceIdentifier": "orders-prod", "forceFailover": True}),
+            expect=1,
+        ),
         Case("instance described", call(RDS, "DescribeDBInstances"), expect=0),
     ],
 )
@@ -114,8 +150,11 @@ def rds_database_rebooted_or_failed_over(e: Event, p: Params) -> Hit | None:
     own maintenance is not a finding."""
     if not by_person(e, p.include_failed):
         return None
-    target = database(e) or e.text("requestParameters", "globalClusterIdentifier") or \
-        e.text("requestParameters", "dBShardGroupIdentifier")
+    target = (
+        database(e)
+        or e.text("requestParameters", "globalClusterIdentifier")
+        or e.text("requestParameters", "dBShardGroupIdentifier")
+    )
     return change_hit(e, f"{e.name}:", target)
 
 
@@ -129,9 +168,16 @@ def rds_database_rebooted_or_failed_over(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="Database logs can hold queries with credentials and data. Check the reader should have them.",
     cases=[
-        *with_denied("error log downloaded", call(RDS, "DownloadDBLogFilePortion", {
-            "dBInstanceIdentifier": "orders-prod", "logFileName": "error/mysql-error.log", "numberOfLines": 1000}),
-                     failed_expect=0, failed_why="nothing was read"),
+        *with_denied(
+            "error log downloaded",
+            call(
+                RDS,
+                "DownloadDBLogFilePortion",
+                {"dBInstanceIdentifier": "orders-prod", "logFileName": "error/mysql-error.log", "numberOfLines": 1000},
+            ),
+            failed_expect=0,
+            failed_why="nothing was read",
+        ),
         Case("log files listed", call(RDS, "DescribeDBLogFiles", {"dBInstanceIdentifier": "orders-prod"}), expect=0),
     ],
 )
@@ -140,8 +186,13 @@ def rds_log_file_downloaded(e: Event, p: Params) -> Hit | None:
     hour). Only successful calls count by default; calls AWS makes itself are not findings."""
     if not by_person(e, p.include_failed):
         return None
-    return change_hit(e, "Log file of", database(e), f"downloaded ({e.text('requestParameters', 'logFileName')})",
-                      key=f"{actor(e)}|{database(e)}")
+    return change_hit(
+        e,
+        "Log file of",
+        database(e),
+        f"downloaded ({e.text('requestParameters', 'logFileName')})",
+        key=f"{actor(e)}|{database(e)}",
+    )
 
 
 @match(
@@ -154,13 +205,27 @@ def rds_log_file_downloaded(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="A manual snapshot is the usual first step before sharing or exporting a database: check who needs it.",
     cases=[
-        *with_denied("manual snapshot", call(RDS, "CreateDBSnapshot", {
-            "dBSnapshotIdentifier": "orders-copy", "dBInstanceIdentifier": "orders-prod"},
-            {"snapshotType": "manual", "dBSnapshotIdentifier": "orders-copy"}),
-                     failed_expect=0, failed_why="no snapshot exists"),
-        Case("AWS Backup snapshot", call(RDS, "CreateDBSnapshot", {"dBSnapshotIdentifier": "awsbackup-job-1"},
-                                         userIdentity={"type": "AWSService", "invokedBy": "backup.amazonaws.com"}),
-             expect=0),
+        *with_denied(
+            "manual snapshot",
+            call(
+                RDS,
+                "CreateDBSnapshot",
+                {"dBSnapshotIdentifier": "orders-copy", "dBInstanceIdentifier": "orders-prod"},
+                {"snapshotType": "manual", "dBSnapshotIdentifier": "orders-copy"},
+            ),
+            failed_expect=0,
+            failed_why="no snapshot exists",
+        ),
+        Case(
+            "AWS Backup snapshot",
+            call(
+                RDS,
+                "CreateDBSnapshot",
+                {"dBSnapshotIdentifier": "awsbackup-job-1"},
+                userIdentity={"type": "AWSService", "invokedBy": "backup.amazonaws.com"},
+            ),
+            expect=0,
+        ),
     ],
 )
 def rds_manual_snapshot_created(e: Event, p: Params) -> Hit | None:
@@ -170,8 +235,13 @@ def rds_manual_snapshot_created(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     source = e.text("requestParameters", "dBInstanceIdentifier") or e.text("requestParameters", "dBClusterIdentifier")
-    return change_hit(e, "Manual snapshot", e.text("requestParameters", "dBSnapshotIdentifier") or
-                      e.text("requestParameters", "dBClusterSnapshotIdentifier"), f"of {source}" if source else "")
+    return change_hit(
+        e,
+        "Manual snapshot",
+        e.text("requestParameters", "dBSnapshotIdentifier")
+        or e.text("requestParameters", "dBClusterSnapshotIdentifier"),
+        f"of {source}" if source else "",
+    )
 
 
 @match(
@@ -185,15 +255,32 @@ def rds_manual_snapshot_created(e: Event, p: Params) -> Hit | None:
     runbook="Listing public and shared snapshots is reconnaissance for data to restore. Check the caller's purpose.",
     cases=[
         Case("public snapshots listed", call(RDS, "DescribeDBSnapshots", {"includePublic": True}), expect=1),
-        Case("shared cluster snapshots listed", call(RDS, "DescribeDBClusterSnapshots", {"includeShared": True}),
-             expect=1),
-        Case("public snapshots listed, denied (nothing listed)", call(RDS, "DescribeDBSnapshots", {
-            "includePublic": True}, errorCode="AccessDenied"), expect=0),
-        Case("the console's snapshot page, console sessions excluded", call(
-            RDS, "DescribeDBSnapshots", {"includeShared": True}, sessionCredentialFromConsole="true",
-            userAgent="AWS Internal", sourceIPAddress="AWS Internal"), expect=0, params={"include_console": False}),
-        Case("own snapshots listed", call(RDS, "DescribeDBSnapshots", {"dBInstanceIdentifier": "orders-prod"}),
-             expect=0),
+        Case(
+            "shared cluster snapshots listed",
+            call(RDS, "DescribeDBClusterSnapshots", {"includeShared": True}),
+            expect=1,
+        ),
+        Case(
+            "public snapshots listed, denied (nothing listed)",
+            call(RDS, "DescribeDBSnapshots", {"includePublic": True}, errorCode="AccessDenied"),
+            expect=0,
+        ),
+        Case(
+            "the console's snapshot page, console sessions excluded",
+            call(
+                RDS,
+                "DescribeDBSnapshots",
+                {"includeShared": True},
+                sessionCredentialFromConsole="true",
+                userAgent="AWS Internal",
+                sourceIPAddress="AWS Internal",
+            ),
+            expect=0,
+            params={"include_console": False},
+        ),
+        Case(
+            "own snapshots listed", call(RDS, "DescribeDBSnapshots", {"dBInstanceIdentifier": "orders-prod"}), expect=0
+        ),
     ],
 )
 def rds_public_snapshot_enumeration(e: Event, p: Params) -> Hit | None:
@@ -218,11 +305,23 @@ def rds_public_snapshot_enumeration(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=EXPORT_RUNBOOK,
     cases=[
-        *with_denied("snapshot exported", call(RDS, "StartExportTask", {
-            "exportTaskIdentifier": "exp-1", "sourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:snapshot:orders-nightly",
-            "s3BucketName": "analytics-drop", "iamRoleArn": f"arn:aws:iam::{ACCOUNT}:role/rds-export",
-            "kmsKeyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1"}, {"status": "STARTING"}),
-                     failed_expect=0, failed_why="no export runs"),
+        *with_denied(
+            "snapshot exported",
+            call(
+                RDS,
+                "StartExportTask",
+                {
+                    "exportTaskIdentifier": "exp-1",
+                    "sourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:snapshot:orders-nightly",
+                    "s3BucketName": "analytics-drop",
+                    "iamRoleArn": f"arn:aws:iam::{ACCOUNT}:role/rds-export",
+                    "kmsKeyId": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1",
+                },
+                {"status": "STARTING"},
+            ),
+            failed_expect=0,
+            failed_why="no export runs",
+        ),
         Case("export tasks listed", call(RDS, "DescribeExportTasks"), expect=0),
     ],
 )
@@ -234,8 +333,13 @@ def rds_snapshot_exported_to_s3(e: Event, p: Params) -> Hit | None:
         return None
     source = e.text("requestParameters", "sourceArn")
     bucket = e.text("requestParameters", "s3BucketName")
-    return change_hit(e, f"Snapshot {source.rpartition(':')[2]} exported to bucket", bucket,
-                      resources=(source, bucket), source_arn=source)
+    return change_hit(
+        e,
+        f"Snapshot {source.rpartition(':')[2]} exported to bucket",
+        bucket,
+        resources=(source, bucket),
+        source_arn=source,
+    )
 
 
 def _region_of(arn: str) -> str:
@@ -253,19 +357,56 @@ def _region_of(arn: str) -> str:
     dedup="1h",
     runbook=EXPORT_RUNBOOK,
     cases=[
-        *with_denied("copy from another region", call(RDS, "CopyDBSnapshot", {
-            "sourceDBSnapshotIdentifier": f"arn:aws:rds:eu-west-1:{ACCOUNT}:snapshot:orders-nightly",
-            "targetDBSnapshotIdentifier": "orders-copy", "sourceRegion": "eu-west-1"}),
-                     failed_expect=0, failed_why="no copy exists"),
-        Case("copy re-encrypted with an outside key", call(RDS, "CopyDBClusterSnapshot", {
-            "sourceDBClusterSnapshotIdentifier": "aurora-weekly", "targetDBClusterSnapshotIdentifier": "x",
-            "kmsKeyId": f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/k9"}), expect=1),
-        Case("copy to the disaster-recovery region", call(RDS, "CopyDBSnapshot", {
-            "sourceDBSnapshotIdentifier": f"arn:aws:rds:eu-west-1:{ACCOUNT}:snapshot:s",
-            "targetDBSnapshotIdentifier": "t", "sourceRegion": "eu-west-1"}), expect=0,
-             params={"allowed_regions": ["eu-west-1"]}),
-        Case("copy within the region", call(RDS, "CopyDBSnapshot", {
-            "sourceDBSnapshotIdentifier": "orders-nightly", "targetDBSnapshotIdentifier": "orders-keep"}), expect=0),
+        *with_denied(
+            "copy from another region",
+            call(
+                RDS,
+                "CopyDBSnapshot",
+                {
+                    "sourceDBSnapshotIdentifier": f"arn:aws:rds:eu-west-1:{ACCOUNT}:snapshot:orders-nightly",
+                    "targetDBSnapshotIdentifier": "orders-copy",
+                    "sourceRegion": "eu-west-1",
+                },
+            ),
+            failed_expect=0,
+            failed_why="no copy exists",
+        ),
+        Case(
+            "copy re-encrypted with an outside key",
+            call(
+                RDS,
+                "CopyDBClusterSnapshot",
+                {
+                    "sourceDBClusterSnapshotIdentifier": "aurora-weekly",
+                    "targetDBClusterSnapshotIdentifier": "x",
+                    "kmsKeyId": f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/k9",
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "copy to the disaster-recovery region",
+            call(
+                RDS,
+                "CopyDBSnapshot",
+                {
+                    "sourceDBSnapshotIdentifier": f"arn:aws:rds:eu-west-1:{ACCOUNT}:snapshot:s",
+                    "targetDBSnapshotIdentifier": "t",
+                    "sourceRegion": "eu-west-1",
+                },
+            ),
+            expect=0,
+            params={"allowed_regions": ["eu-west-1"]},
+        ),
+        Case(
+            "copy within the region",
+            call(
+                RDS,
+                "CopyDBSnapshot",
+                {"sourceDBSnapshotIdentifier": "orders-nightly", "targetDBSnapshotIdentifier": "orders-keep"},
+            ),
+            expect=0,
+        ),
     ],
 )
 def rds_snapshot_copied_to_another_region_or_account(e: Event, p: Params) -> Hit | None:
@@ -273,8 +414,9 @@ def rds_snapshot_copied_to_another_region_or_account(e: Event, p: Params) -> Hit
     differs from the call's, and is not in `allowed_regions`), or re-encrypted with a KMS key of another
     account (not in `allowed_accounts`), which lets that account read the copy. Only successful calls count
     by default; copies AWS makes itself (AWS Backup) are not findings."""
-    source = e.text("requestParameters", "sourceDBSnapshotIdentifier") or \
-        e.text("requestParameters", "sourceDBClusterSnapshotIdentifier")
+    source = e.text("requestParameters", "sourceDBSnapshotIdentifier") or e.text(
+        "requestParameters", "sourceDBClusterSnapshotIdentifier"
+    )
     region = e.text("requestParameters", "sourceRegion") or _region_of(source)
     key = e.text("requestParameters", "kmsKeyId")
     other_region = bool(region) and region != e.region and region not in p.allowed_regions

@@ -12,15 +12,28 @@ from pipeline.rules.change_common import by_person, change_hit, first_text
 from pipeline.rules.forms import with_denied
 
 RDS = "rds.amazonaws.com"
-DB_FIELDS = ("dBInstanceIdentifier", "dBClusterIdentifier", "resourceArn", "dbiResourceId", "dbClusterResourceId",
-             "dBSnapshotIdentifier", "dBClusterSnapshotIdentifier", "dBSecurityGroupName")
+DB_FIELDS = (
+    "dBInstanceIdentifier",
+    "dBClusterIdentifier",
+    "resourceArn",
+    "dbiResourceId",
+    "dbClusterResourceId",
+    "dBSnapshotIdentifier",
+    "dBClusterSnapshotIdentifier",
+    "dBSecurityGroupName",
+)
 DB_RUNBOOK = (
     "Ask the database owner whether the change was planned. If not: undo it (restore the setting from "
     "infrastructure code, recreate from the latest snapshot if data was lost), check the database's security "
     "groups and recent connections, and treat the principal as compromised."
 )
-RESTORES = ["RestoreDBInstanceFromDBSnapshot", "RestoreDBInstanceToPointInTime", "RestoreDBInstanceFromS3",
-            "CreateDBInstance", "CreateDBInstanceReadReplica"]
+RESTORES = [
+    "RestoreDBInstanceFromDBSnapshot",
+    "RestoreDBInstanceToPointInTime",
+    "RestoreDBInstanceFromS3",
+    "CreateDBInstance",
+    "CreateDBInstanceReadReplica",
+]
 
 
 def database(e: Event) -> str:
@@ -28,10 +41,17 @@ def database(e: Event) -> str:
 
 
 def _modify(name: str = "ModifyDBInstance", **request: Any) -> dict[str, Any]:
-    ident = {"dBInstanceIdentifier": "orders-prod"} if name == "ModifyDBInstance" else \
-        {"dBClusterIdentifier": "orders-aurora"}
-    return call(RDS, name, {**ident, "applyImmediately": True, **request},
-                {**ident, "dBInstanceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:db:orders-prod"})
+    ident = (
+        {"dBInstanceIdentifier": "orders-prod"}
+        if name == "ModifyDBInstance"
+        else {"dBClusterIdentifier": "orders-aurora"}
+    )
+    return call(
+        RDS,
+        name,
+        {**ident, "applyImmediately": True, **request},
+        {**ident, "dBInstanceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:db:orders-prod"},
+    )
 
 
 def _flag(value: Any) -> bool | None:
@@ -52,17 +72,41 @@ def _flag(value: Any) -> bool | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("instance modified to public", _modify(publiclyAccessible=True),
-                     failed_expect=0, failed_why="the database stays private"),
-        Case("snapshot restored as a public instance", call(RDS, "RestoreDBInstanceFromDBSnapshot", {
-            "dBInstanceIdentifier": "restore-1", "dBSnapshotIdentifier": "orders-nightly"},
-            {"dBInstanceIdentifier": "restore-1", "publiclyAccessible": True}), expect=1),
-        Case("point-in-time restore as public", call(RDS, "RestoreDBInstanceToPointInTime", {
-            "sourceDBInstanceIdentifier": "orders-prod", "targetDBInstanceIdentifier": "pitr-1",
-            "publiclyAccessible": True}), expect=1),
+        *with_denied(
+            "instance modified to public",
+            _modify(publiclyAccessible=True),
+            failed_expect=0,
+            failed_why="the database stays private",
+        ),
+        Case(
+            "snapshot restored as a public instance",
+            call(
+                RDS,
+                "RestoreDBInstanceFromDBSnapshot",
+                {"dBInstanceIdentifier": "restore-1", "dBSnapshotIdentifier": "orders-nightly"},
+                {"dBInstanceIdentifier": "restore-1", "publiclyAccessible": True},
+            ),
+            expect=1,
+        ),
+        Case(
+            "point-in-time restore as public",
+            call(
+                RDS,
+                "RestoreDBInstanceToPointInTime",
+                {
+                    "sourceDBInstanceIdentifier": "orders-prod",
+                    "targetDBInstanceIdentifier": "pitr-1",
+                    "publiclyAccessible": True,
+                },
+            ),
+            expect=1,
+        ),
         Case("instance modified to private", _modify(publiclyAccessible=False), expect=0),
-        Case("private restore", call(RDS, "RestoreDBInstanceFromDBSnapshot", {"dBInstanceIdentifier": "r"},
-                                     {"publiclyAccessible": False}), expect=0),
+        Case(
+            "private restore",
+            call(RDS, "RestoreDBInstanceFromDBSnapshot", {"dBInstanceIdentifier": "r"}, {"publiclyAccessible": False}),
+            expect=0,
+        ),
         Case("storage resized", _modify(allocatedStorage=200), expect=0),
     ],
 )
@@ -90,8 +134,12 @@ def rds_made_public(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("instance protection off", _modify(deletionProtection=False),
-                     failed_expect=1, failed_why="trying to remove the protection is the behaviour"),
+        *with_denied(
+            "instance protection off",
+            _modify(deletionProtection=False),
+            failed_expect=1,
+            failed_why="trying to remove the protection is the behaviour",
+        ),
         Case("cluster protection off", _modify("ModifyDBCluster", deletionProtection=False), expect=1),
         Case("protection on", _modify(deletionProtection=True), expect=0),
         Case("other change", _modify(dBInstanceClass="db.r6g.large"), expect=0),
@@ -110,18 +158,34 @@ def rds_deletion_protection_disabled(e: Event, p: Params) -> Hit | None:
     title="RDS automated backups disabled or deleted",
     severity="high",
     attack=("T1490", "T1485"),
-    events={RDS: ["ModifyDBInstance", "ModifyDBCluster", "DeleteDBInstanceAutomatedBackup",
-                  "DeleteDBClusterAutomatedBackup"]},
+    events={
+        RDS: [
+            "ModifyDBInstance",
+            "ModifyDBCluster",
+            "DeleteDBInstanceAutomatedBackup",
+            "DeleteDBClusterAutomatedBackup",
+        ]
+    },
     params={"include_failed": True},
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("retention set to zero", _modify(backupRetentionPeriod=0),
-                     failed_expect=1, failed_why="trying to remove the backups is the behaviour"),
-        Case("retained automated backups deleted", call(RDS, "DeleteDBInstanceAutomatedBackup", {
-            "dbiResourceId": "db-FEVDSUCWJ43PXONVT6ZU2TK4WY"}), expect=1),
-        Case("cluster backups deleted", call(RDS, "DeleteDBClusterAutomatedBackup", {
-            "dbClusterResourceId": "cluster-ABCDEFGHIJKL"}), expect=1),
+        *with_denied(
+            "retention set to zero",
+            _modify(backupRetentionPeriod=0),
+            failed_expect=1,
+            failed_why="trying to remove the backups is the behaviour",
+        ),
+        Case(
+            "retained automated backups deleted",
+            call(RDS, "DeleteDBInstanceAutomatedBackup", {"dbiResourceId": "db-FEVDSUCWJ43PXONVT6ZU2TK4WY"}),
+            expect=1,
+        ),
+        Case(
+            "cluster backups deleted",
+            call(RDS, "DeleteDBClusterAutomatedBackup", {"dbClusterResourceId": "cluster-ABCDEFGHIJKL"}),
+            expect=1,
+        ),
         Case("retention raised to 14 days", _modify(backupRetentionPeriod=14), expect=0),
     ],
 )
@@ -148,12 +212,29 @@ def rds_automated_backups_disabled_or_deleted(e: Event, p: Params) -> Hit | None
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("instance deleted without a final snapshot", call(RDS, "DeleteDBInstance", {
-            "dBInstanceIdentifier": "orders-prod", "skipFinalSnapshot": True, "deleteAutomatedBackups": True}),
-                     failed_expect=0, failed_why="the database stays"),
-        Case("cluster deleted with a final snapshot", call(RDS, "DeleteDBCluster", {
-            "dBClusterIdentifier": "orders-aurora", "skipFinalSnapshot": False,
-            "finalDBSnapshotIdentifier": "orders-final"}), expect=1),
+        *with_denied(
+            "instance deleted without a final snapshot",
+            call(
+                RDS,
+                "DeleteDBInstance",
+                {"dBInstanceIdentifier": "orders-prod", "skipFinalSnapshot": True, "deleteAutomatedBackups": True},
+            ),
+            failed_expect=0,
+            failed_why="the database stays",
+        ),
+        Case(
+            "cluster deleted with a final snapshot",
+            call(
+                RDS,
+                "DeleteDBCluster",
+                {
+                    "dBClusterIdentifier": "orders-aurora",
+                    "skipFinalSnapshot": False,
+                    "finalDBSnapshotIdentifier": "orders-final",
+                },
+            ),
+            expect=1,
+        ),
         Case("instance described", call(RDS, "DescribeDBInstances"), expect=0),
     ],
 )
@@ -166,8 +247,9 @@ def rds_database_deleted(e: Event, p: Params) -> Hit | None:
     skip = _flag(e.request.get("skipFinalSnapshot")) is True
     backups = _flag(e.request.get("deleteAutomatedBackups")) is True
     detail = "(no final snapshot)" if skip else ""
-    return change_hit(e, "RDS database deleted:", database(e), detail, skip_final_snapshot=skip,
-                      delete_automated_backups=backups)
+    return change_hit(
+        e, "RDS database deleted:", database(e), detail, skip_final_snapshot=skip, delete_automated_backups=backups
+    )
 
 
 @match(
@@ -180,11 +262,17 @@ def rds_database_deleted(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("manual snapshot deleted", call(RDS, "DeleteDBSnapshot", {
-            "dBSnapshotIdentifier": "orders-pre-migr"}),
-                     failed_expect=0, failed_why="the snapshot stays"),
-        Case("cluster snapshot deleted", call(RDS, "DeleteDBClusterSnapshot", {
-            "dBClusterSnapshotIdentifier": "aurora-weekly"}), expect=1),
+        *with_denied(
+            "manual snapshot deleted",
+            call(RDS, "DeleteDBSnapshot", {"dBSnapshotIdentifier": "orders-pre-migr"}),
+            failed_expect=0,
+            failed_why="the snapshot stays",
+        ),
+        Case(
+            "cluster snapshot deleted",
+            call(RDS, "DeleteDBClusterSnapshot", {"dBClusterSnapshotIdentifier": "aurora-weekly"}),
+            expect=1,
+        ),
         Case("snapshot created", call(RDS, "CreateDBSnapshot", {"dBSnapshotIdentifier": "x"}), expect=0),
     ],
 )
@@ -210,9 +298,17 @@ def rds_snapshot_deleted(e: Event, p: Params) -> Hit | None:
         "owner why it stopped, and review database connections and queries around the gap."
     ),
     cases=[
-        *with_denied("stream stopped", call(RDS, "StopActivityStream", {
-            "resourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:cluster:orders-aurora", "applyImmediately": True},
-            {"status": "stopping"}), failed_expect=1, failed_why="trying to stop the audit is the behaviour"),
+        *with_denied(
+            "stream stopped",
+            call(
+                RDS,
+                "StopActivityStream",
+                {"resourceArn": f"arn:aws:rds:us-east-1:{ACCOUNT}:cluster:orders-aurora", "applyImmediately": True},
+                {"status": "stopping"},
+            ),
+            failed_expect=1,
+            failed_why="trying to stop the audit is the behaviour",
+        ),
         Case("stream started", call(RDS, "StartActivityStream", {"resourceArn": "c", "mode": "async"}), expect=0),
     ],
 )
@@ -234,14 +330,30 @@ def rds_activity_stream_stopped(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=DB_RUNBOOK,
     cases=[
-        *with_denied("ingress from the internet", call(RDS, "AuthorizeDBSecurityGroupIngress", {
-            "dBSecurityGroupName": "legacy-db", "cIDRIP": "0.0.0.0/0"}),
-                     failed_expect=0, failed_why="the group is unchanged"),
-        Case("ingress from an EC2 group of another account", call(RDS, "AuthorizeDBSecurityGroupIngress", {
-            "dBSecurityGroupName": "legacy-db", "eC2SecurityGroupName": "web",
-            "eC2SecurityGroupOwnerId": "444455556666"}), expect=1),
-        Case("ingress revoked", call(RDS, "RevokeDBSecurityGroupIngress", {
-            "dBSecurityGroupName": "legacy-db", "cIDRIP": "0.0.0.0/0"}), expect=0),
+        *with_denied(
+            "ingress from the internet",
+            call(RDS, "AuthorizeDBSecurityGroupIngress", {"dBSecurityGroupName": "legacy-db", "cIDRIP": "0.0.0.0/0"}),
+            failed_expect=0,
+            failed_why="the group is unchanged",
+        ),
+        Case(
+            "ingress from an EC2 group of another account",
+            call(
+                RDS,
+                "AuthorizeDBSecurityGroupIngress",
+                {
+                    "dBSecurityGroupName": "legacy-db",
+                    "eC2SecurityGroupName": "web",
+                    "eC2SecurityGroupOwnerId": "444455556666",
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "ingress revoked",
+            call(RDS, "RevokeDBSecurityGroupIngress", {"dBSecurityGroupName": "legacy-db", "cIDRIP": "0.0.0.0/0"}),
+            expect=0,
+        ),
     ],
 )
 def rds_db_security_group_ingress_authorized(e: Event, p: Params) -> Hit | None:
@@ -250,7 +362,11 @@ def rds_db_security_group_ingress_authorized(e: Event, p: Params) -> Hit | None:
     count by default; calls AWS makes itself are not findings."""
     if not by_person(e, p.include_failed):
         return None
-    source = (e.text("requestParameters", "cIDRIP") or e.text("requestParameters", "eC2SecurityGroupId")
-              or e.text("requestParameters", "eC2SecurityGroupName"))
-    return change_hit(e, "DB security group", database(e), f"opened to {source}", source=source,
-                      internet=source.endswith("/0"))
+    source = (
+        e.text("requestParameters", "cIDRIP")
+        or e.text("requestParameters", "eC2SecurityGroupId")
+        or e.text("requestParameters", "eC2SecurityGroupName")
+    )
+    return change_hit(
+        e, "DB security group", database(e), f"opened to {source}", source=source, internet=source.endswith("/0")
+    )

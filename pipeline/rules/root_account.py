@@ -32,9 +32,12 @@ def is_root(e: Event) -> bool:
 
 
 def _root_console(**extra: Any) -> dict[str, Any]:
-    return root_identity(invokedBy="signin.amazonaws.com", accessKeyId="ASIAEXAMPLEROOTKEY12",
-                         sessionContext={"attributes": {"creationDate": "2024-07-01T13:55:00Z",
-                                                        "mfaAuthenticated": "true"}}, **extra)
+    return root_identity(
+        invokedBy="signin.amazonaws.com",
+        accessKeyId="ASIAEXAMPLEROOTKEY12",
+        sessionContext={"attributes": {"creationDate": "2024-07-01T13:55:00Z", "mfaAuthenticated": "true"}},
+        **extra,
+    )
 
 
 ROOT_MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"
@@ -50,16 +53,34 @@ ROOT_MFA_SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/root-account-mfa-device"
     dedup="1h",
     runbook=ROOT_RUNBOOK,
     cases=[
-        *with_denied("root deactivates its MFA device", call(IAM, "DeactivateMFADevice", {
-            "serialNumber": ROOT_MFA_SERIAL}, userIdentity=_root_console()),
-                     failed_expect=0, failed_why="the device stays"),
-        Case("root's virtual device deleted", call(IAM, "DeleteVirtualMFADevice", {"serialNumber": ROOT_MFA_SERIAL},
-                                                   userIdentity=_root_console()), expect=1),
-        Case("root removing an IAM user's device", call(IAM, "DeactivateMFADevice", {
-            "userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}, userIdentity=_root_console()),
-             expect=0),
-        Case("an IAM user removing its own device", call(IAM, "DeactivateMFADevice", {
-            "userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}), expect=0),
+        *with_denied(
+            "root deactivates its MFA device",
+            call(IAM, "DeactivateMFADevice", {"serialNumber": ROOT_MFA_SERIAL}, userIdentity=_root_console()),
+            failed_expect=0,
+            failed_why="the device stays",
+        ),
+        Case(
+            "root's virtual device deleted",
+            call(IAM, "DeleteVirtualMFADevice", {"serialNumber": ROOT_MFA_SERIAL}, userIdentity=_root_console()),
+            expect=1,
+        ),
+        Case(
+            "root removing an IAM user's device",
+            call(
+                IAM,
+                "DeactivateMFADevice",
+                {"userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"},
+                userIdentity=_root_console(),
+            ),
+            expect=0,
+        ),
+        Case(
+            "an IAM user removing its own device",
+            call(
+                IAM, "DeactivateMFADevice", {"userName": "alice", "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}
+            ),
+            expect=0,
+        ),
     ],
 )
 def root_mfa_removed(e: Event, p: Params) -> Hit | None:
@@ -75,8 +96,13 @@ def root_mfa_removed(e: Event, p: Params) -> Hit | None:
     return change_hit(e, "Root MFA device removed:", serial, key=e.account)
 
 
-def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", mfa: str = "Yes",
-             identity: dict[str, Any] | None = None) -> dict[str, Any]:
+def _sign_in(
+    outcome: str = "Success",
+    t: float = 0.0,
+    ip: str = "81.2.69.142",
+    mfa: str = "Yes",
+    identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return console_sign_in(identity or root_identity(accessKeyId="", userName="root"), outcome, t, ip, mfa)
 
 
@@ -94,8 +120,18 @@ def _sign_in(outcome: str = "Success", t: float = 0.0, ip: str = "81.2.69.142", 
         Case("two sign-ins from one address within the hour", [_sign_in(), _sign_in(t=20)], expect=1, no_form=SIGN_IN),
         Case("sign-ins from two addresses", [_sign_in(), _sign_in(t=5, ip="203.0.113.9")], expect=2, no_form=SIGN_IN),
         Case("failed root sign-in (counted by root-console-sign-in-failures)", _sign_in("Failure"), expect=0),
-        Case("an IAM user's sign-in", _sign_in(identity={"type": "IAMUser", "userName": "alice", "accountId": ACCOUNT,
-                                                         "arn": f"arn:aws:iam::{ACCOUNT}:user/alice"}), expect=0),
+        Case(
+            "an IAM user's sign-in",
+            _sign_in(
+                identity={
+                    "type": "IAMUser",
+                    "userName": "alice",
+                    "accountId": ACCOUNT,
+                    "arn": f"arn:aws:iam::{ACCOUNT}:user/alice",
+                }
+            ),
+            expect=0,
+        ),
     ],
 )
 def root_console_sign_in(e: Event, p: Params) -> Hit | None:
@@ -105,8 +141,14 @@ def root_console_sign_in(e: Event, p: Params) -> Hit | None:
     if not is_root(e) or text(e.response.get("ConsoleLogin")) != "Success":
         return None
     mfa = e.text("additionalEventData", "MFAUsed")
-    return change_hit(e, "Root console sign-in from", e.source_ip, f"(MFA used: {mfa or 'unknown'})",
-                      key=f"{e.account}|{e.source_ip}", mfa_used=mfa)
+    return change_hit(
+        e,
+        "Root console sign-in from",
+        e.source_ip,
+        f"(MFA used: {mfa or 'unknown'})",
+        key=f"{e.account}|{e.source_ip}",
+        mfa_used=mfa,
+    )
 
 
 @threshold(
@@ -121,8 +163,12 @@ def root_console_sign_in(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=ROOT_RUNBOOK,
     cases=[
-        Case("five failures from several addresses", [_sign_in("Failure", i * 5, f"203.0.113.{i}") for i in range(5)],
-             expect=1, no_form=SIGN_IN),
+        Case(
+            "five failures from several addresses",
+            [_sign_in("Failure", i * 5, f"203.0.113.{i}") for i in range(5)],
+            expect=1,
+            no_form=SIGN_IN,
+        ),
         Case("four failures", [_sign_in("Failure", i * 5) for i in range(4)], expect=0),
         Case("five failures over five hours", [_sign_in("Failure", i * 70) for i in range(5)], expect=0),
         Case("successful sign-ins do not count", [_sign_in("Success", i) for i in range(6)], expect=0),

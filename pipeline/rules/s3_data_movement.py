@@ -33,13 +33,19 @@ def bucket_owner(e: Event, bucket: str) -> str:
 
 def _copy(dest_owner: str, source: str = "customer-data", dest: str = "exfil-drop-7731") -> dict[str, Any]:
     key = "exports/customers.csv"
-    return call(S3, "CopyObject", {"bucketName": dest, "key": key, "x-amz-copy-source": f"{source}/{key}",
-                                   "Host": f"{dest}.s3.amazonaws.com"},
-                managementEvent=False, eventCategory="Data",
-                resources=[{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{dest}/{key}"},
-                           {"accountId": dest_owner, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{dest}"},
-                           {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{source}/{key}"},
-                           {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{source}"}])
+    return call(
+        S3,
+        "CopyObject",
+        {"bucketName": dest, "key": key, "x-amz-copy-source": f"{source}/{key}", "Host": f"{dest}.s3.amazonaws.com"},
+        managementEvent=False,
+        eventCategory="Data",
+        resources=[
+            {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{dest}/{key}"},
+            {"accountId": dest_owner, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{dest}"},
+            {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{source}/{key}"},
+            {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{source}"},
+        ],
+    )
 
 
 @match(
@@ -52,15 +58,24 @@ def _copy(dest_owner: str, source: str = "customer-data", dest: str = "exfil-dro
     dedup="1h",
     runbook=EXFIL_RUNBOOK,
     cases=[
-        *with_denied("copy into an outside bucket", _copy(OTHER_ACCOUNT),
-                     failed_expect=0, failed_why="nothing was copied"),
-        Case("copy into the backup account", _copy(OTHER_ACCOUNT), expect=0,
-             params={"allowed_accounts": [OTHER_ACCOUNT]}),
+        *with_denied(
+            "copy into an outside bucket", _copy(OTHER_ACCOUNT), failed_expect=0, failed_why="nothing was copied"
+        ),
+        Case(
+            "copy into the backup account", _copy(OTHER_ACCOUNT), expect=0, params={"allowed_accounts": [OTHER_ACCOUNT]}
+        ),
         Case("copy within the account", _copy(ACCOUNT, dest="customer-archive"), expect=0),
-        Case("copy from an outside bucket into the account's own", {**_copy(ACCOUNT), "resources": [
-            {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::exfil-drop-7731"},
-            {"accountId": OTHER_ACCOUNT, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::customer-data"}]},
-             expect=0),
+        Case(
+            "copy from an outside bucket into the account's own",
+            {
+                **_copy(ACCOUNT),
+                "resources": [
+                    {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::exfil-drop-7731"},
+                    {"accountId": OTHER_ACCOUNT, "type": "AWS::S3::Bucket", "ARN": "arn:aws:s3:::customer-data"},
+                ],
+            },
+            expect=0,
+        ),
     ],
 )
 def s3_object_copied_to_external_bucket(e: Event, p: Params) -> Hit | None:
@@ -73,20 +88,40 @@ def s3_object_copied_to_external_bucket(e: Event, p: Params) -> Hit | None:
     if not foreign(owner, e, p.allowed_accounts) or not by_person(e, p.include_failed):
         return None
     source = e.text("requestParameters", "x-amz-copy-source")
-    return change_hit(e, f"Object {source} copied to bucket", dest, f"of account {owner}",
-                      key=f"{actor(e)}|{dest}", resources=(source, dest), destination_account=owner)
+    return change_hit(
+        e,
+        f"Object {source} copied to bucket",
+        dest,
+        f"of account {owner}",
+        key=f"{actor(e)}|{dest}",
+        resources=(source, dest),
+        destination_account=owner,
+    )
 
 
 def _replication(account: str | None, bucket: str = "arn:aws:s3:::offsite-7731") -> dict[str, Any]:
     destination: dict[str, Any] = {"Bucket": bucket, "StorageClass": "STANDARD"}
     if account:
         destination |= {"Account": account, "AccessControlTranslation": {"Owner": "Destination"}}
-    return call(S3, "PutBucketReplication", {"bucketName": "customer-data", "replication": "",
-                                             "ReplicationConfiguration": {
-                                                 "Role": f"arn:aws:iam::{ACCOUNT}:role/s3-replication",
-                                                 "Rule": {"ID": "all", "Status": "Enabled", "Priority": 1,
-                                                          "Filter": {"Prefix": ""}, "Destination": destination,
-                                                          "DeleteMarkerReplication": {"Status": "Disabled"}}}})
+    return call(
+        S3,
+        "PutBucketReplication",
+        {
+            "bucketName": "customer-data",
+            "replication": "",
+            "ReplicationConfiguration": {
+                "Role": f"arn:aws:iam::{ACCOUNT}:role/s3-replication",
+                "Rule": {
+                    "ID": "all",
+                    "Status": "Enabled",
+                    "Priority": 1,
+                    "Filter": {"Prefix": ""},
+                    "Destination": destination,
+                    "DeleteMarkerReplication": {"Status": "Disabled"},
+                },
+            },
+        },
+    )
 
 
 @match(
@@ -99,10 +134,18 @@ def _replication(account: str | None, bucket: str = "arn:aws:s3:::offsite-7731")
     dedup="1h",
     runbook=EXFIL_RUNBOOK,
     cases=[
-        *with_denied("replication to an outside account", _replication(OTHER_ACCOUNT),
-                     failed_expect=0, failed_why="no replication is set up"),
-        Case("replication to the organization's backup account", _replication(OTHER_ACCOUNT), expect=0,
-             params={"allowed_accounts": [OTHER_ACCOUNT]}),
+        *with_denied(
+            "replication to an outside account",
+            _replication(OTHER_ACCOUNT),
+            failed_expect=0,
+            failed_why="no replication is set up",
+        ),
+        Case(
+            "replication to the organization's backup account",
+            _replication(OTHER_ACCOUNT),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
         Case("replication within the account", _replication(None), expect=0),
         Case("replication naming the account itself", _replication(ACCOUNT), expect=0),
     ],
@@ -126,5 +169,11 @@ def s3_replication_to_external_account(e: Event, p: Params) -> Hit | None:
     if not outside:
         return None
     bucket = e.text("requestParameters", "bucketName")
-    return change_hit(e, f"Bucket {bucket} replicated to", ", ".join(outside), key=f"{bucket}|{','.join(outside)}",
-                      resources=(bucket,), destinations=outside)
+    return change_hit(
+        e,
+        f"Bucket {bucket} replicated to",
+        ", ".join(outside),
+        key=f"{bucket}|{','.join(outside)}",
+        resources=(bucket,),
+        destinations=outside,
+    )

@@ -25,14 +25,24 @@ RANSOM_RUNBOOK = (
 )
 
 
-def _object(name: str, bucket: str = "customer-data", key: str = "invoices/2024/0001.pdf", **headers: Any
-            ) -> dict[str, Any]:
+def _object(
+    name: str, bucket: str = "customer-data", key: str = "invoices/2024/0001.pdf", **headers: Any
+) -> dict[str, Any]:
     request = {"bucketName": bucket, "key": key, "Host": f"{bucket}.s3.us-east-1.amazonaws.com", **headers}
     if name == "CopyObject":
         request["x-amz-copy-source"] = f"{bucket}/{key}"
-    return call(S3, name, request, managementEvent=False, eventCategory="Data", readOnly=False,
-                resources=[{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
-                           {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}])
+    return call(
+        S3,
+        name,
+        request,
+        managementEvent=False,
+        eventCategory="Data",
+        readOnly=False,
+        resources=[
+            {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+            {"accountId": ACCOUNT, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"},
+        ],
+    )
 
 
 FOREIGN_KEY = f"arn:aws:kms:us-east-1:{OTHER_ACCOUNT}:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
@@ -52,20 +62,48 @@ def _kms_key(e: Event) -> str:
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *with_denied("object re-encrypted in place with a foreign key", _object(
-            "CopyObject", **{"x-amz-server-side-encryption": "aws:kms",
-                             "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}),
-                     failed_expect=0, failed_why="the object is unchanged"),
-        Case("upload under a foreign key", _object("PutObject", **{
-            "x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}),
-             expect=1),
-        Case("the account's own key", _object("CopyObject", **{
-            "x-amz-server-side-encryption-aws-kms-key-id": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1"}), expect=0),
-        Case("a key alias (resolved in the account)", _object("PutObject", **{
-            "x-amz-server-side-encryption-aws-kms-key-id": "alias/app"}), expect=0),
-        Case("the central security account's key", _object("PutObject", **{
-            "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}), expect=0,
-             params={"allowed_accounts": [OTHER_ACCOUNT]}),
+        *with_denied(
+            "object re-encrypted in place with a foreign key",
+            _object(
+                "CopyObject",
+                **{
+                    "x-amz-server-side-encryption": "aws:kms",
+                    "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY,
+                },
+            ),
+            failed_expect=0,
+            failed_why="the object is unchanged",
+        ),
+        Case(
+            "upload under a foreign key",
+            _object(
+                "PutObject",
+                **{
+                    "x-amz-server-side-encryption": "aws:kms",
+                    "x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY,
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "the account's own key",
+            _object(
+                "CopyObject",
+                **{"x-amz-server-side-encryption-aws-kms-key-id": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/k1"},
+            ),
+            expect=0,
+        ),
+        Case(
+            "a key alias (resolved in the account)",
+            _object("PutObject", **{"x-amz-server-side-encryption-aws-kms-key-id": "alias/app"}),
+            expect=0,
+        ),
+        Case(
+            "the central security account's key",
+            _object("PutObject", **{"x-amz-server-side-encryption-aws-kms-key-id": FOREIGN_KEY}),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
     ],
 )
 def s3_object_encrypted_with_foreign_kms_key(e: Event, p: Params) -> Hit | None:
@@ -79,8 +117,15 @@ def s3_object_encrypted_with_foreign_kms_key(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     bucket = e.text("requestParameters", "bucketName")
-    return change_hit(e, f"Objects of bucket {bucket} encrypted with KMS key", key, key=f"{actor(e)}|{bucket}|{key}",
-                      resources=(bucket, key), bucket=bucket, object_key=e.text("requestParameters", "key"))
+    return change_hit(
+        e,
+        f"Objects of bucket {bucket} encrypted with KMS key",
+        key,
+        key=f"{actor(e)}|{bucket}|{key}",
+        resources=(bucket, key),
+        bucket=bucket,
+        object_key=e.text("requestParameters", "key"),
+    )
 
 
 SSE_C = {"x-amz-server-side-encryption-customer-algorithm": "AES256"}
@@ -104,13 +149,21 @@ def _sse_c(i: int, minutes: float, **fields: Any) -> dict[str, Any]:
     runbook=RANSOM_RUNBOOK,
     cases=[
         Case("twenty objects rewritten with SSE-C", [_sse_c(i, i * 0.2) for i in range(20)], expect=1),
-        Case("twenty denied rewrites (nothing encrypted)",
-             [_sse_c(i, i * 0.2, errorCode="AccessDenied") for i in range(20)], expect=0),
+        Case(
+            "twenty denied rewrites (nothing encrypted)",
+            [_sse_c(i, i * 0.2, errorCode="AccessDenied") for i in range(20)],
+            expect=0,
+        ),
         Case("an application storing a few SSE-C objects", [_sse_c(i, i * 3) for i in range(5)], expect=0),
         Case("the same object rewritten again and again", [_sse_c(0, i * 0.1) for i in range(30)], expect=0),
-        Case("twenty objects with ordinary encryption", [
-            {**_object("CopyObject", key=f"k{i}", **{"x-amz-server-side-encryption": "AES256"}), "eventTime": at(i)}
-            for i in range(20)], expect=0),
+        Case(
+            "twenty objects with ordinary encryption",
+            [
+                {**_object("CopyObject", key=f"k{i}", **{"x-amz-server-side-encryption": "AES256"}), "eventTime": at(i)}
+                for i in range(20)
+            ],
+            expect=0,
+        ),
     ],
 )
 def s3_objects_encrypted_with_customer_keys(e: Event, p: Params) -> Step | None:
@@ -129,8 +182,16 @@ def _versioning(status: str = "Suspended", mfa: str | None = None) -> dict[str, 
     config: dict[str, Any] = {"xmlns": "http://s3.amazonaws.com/doc/2006-03-01/", "Status": status}
     if mfa is not None:
         config["MfaDelete"] = mfa
-    return call(S3, "PutBucketVersioning", {"bucketName": "customer-data", "VersioningConfiguration": config,
-                                            "versioning": "", "Host": "customer-data.s3.amazonaws.com"})
+    return call(
+        S3,
+        "PutBucketVersioning",
+        {
+            "bucketName": "customer-data",
+            "VersioningConfiguration": config,
+            "versioning": "",
+            "Host": "customer-data.s3.amazonaws.com",
+        },
+    )
 
 
 @match(
@@ -143,8 +204,12 @@ def _versioning(status: str = "Suspended", mfa: str | None = None) -> dict[str, 
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *with_denied("versioning suspended", _versioning(), failed_expect=1,
-               failed_why="trying to remove the recovery path is the behaviour"),
+        *with_denied(
+            "versioning suspended",
+            _versioning(),
+            failed_expect=1,
+            failed_why="trying to remove the recovery path is the behaviour",
+        ),
         Case("MFA delete disabled", _versioning("Enabled", "Disabled"), expect=1),
         Case("versioning enabled", _versioning("Enabled"), expect=0),
         Case("versioning enabled with MFA delete", _versioning("Enabled", "Enabled"), expect=0),
@@ -155,13 +220,19 @@ def s3_versioning_or_mfa_delete_suspended(e: Event, p: Params) -> Hit | None:
     leave no version to restore, the step before ransomware deletes or encrypts them. Denied attempts count
     by default (`include_failed`); calls AWS makes itself are not findings."""
     config = mapping(e.request.get("VersioningConfiguration"))
-    changes = [what for what, field, value in (("versioning suspended", "Status", "Suspended"),
-                                               ("MFA delete disabled", "MfaDelete", "Disabled"))
-               if text(config.get(field)) == value]
+    changes = [
+        what
+        for what, field, value in (
+            ("versioning suspended", "Status", "Suspended"),
+            ("MFA delete disabled", "MfaDelete", "Disabled"),
+        )
+        if text(config.get(field)) == value
+    ]
     if not changes or not by_person(e, p.include_failed):
         return None
-    return change_hit(e, f"{' and '.join(changes).capitalize()} on bucket", e.text("requestParameters", "bucketName"),
-                      changes=changes)
+    return change_hit(
+        e, f"{' and '.join(changes).capitalize()} on bucket", e.text("requestParameters", "bucketName"), changes=changes
+    )
 
 
 @match(
@@ -178,8 +249,12 @@ def s3_versioning_or_mfa_delete_suspended(e: Event, p: Params) -> Hit | None:
         "and check what else the principal changed on the bucket."
     ),
     cases=[
-        *with_denied("default encryption deleted", call(S3, "DeleteBucketEncryption", {
-            "bucketName": "customer-data", "encryption": ""}), failed_expect=0, failed_why="the configuration stays"),
+        *with_denied(
+            "default encryption deleted",
+            call(S3, "DeleteBucketEncryption", {"bucketName": "customer-data", "encryption": ""}),
+            failed_expect=0,
+            failed_why="the configuration stays",
+        ),
         Case("default encryption set", call(S3, "PutBucketEncryption", {"bucketName": "customer-data"}), expect=0),
     ],
 )
@@ -213,18 +288,37 @@ def short_expiry(e: Event, max_days: int) -> int | None:
         rule = mapping(rule)
         if text(rule.get("Status")) != "Enabled":
             continue
-        for days in (_days(mapping(rule.get("Expiration")).get("Days")),
-                     _days(mapping(rule.get("NoncurrentVersionExpiration")).get("NoncurrentDays"))):
+        for days in (
+            _days(mapping(rule.get("Expiration")).get("Days")),
+            _days(mapping(rule.get("NoncurrentVersionExpiration")).get("NoncurrentDays")),
+        ):
             if days is not None and days <= max_days and (shortest is None or days < shortest):
                 shortest = days
     return shortest
 
 
 def _lifecycle(bucket: str, days: int = 1, status: str = "Enabled", **fields: Any) -> dict[str, Any]:
-    return call(S3, "PutBucketLifecycle", {"bucketName": bucket, "lifecycle": "", "LifecycleConfiguration": {
-        "xmlns": "http://s3.amazonaws.com/doc/2006-03-01/", "Rule": [{
-            "ID": "cleanup", "Status": status, "Filter": {"Prefix": ""}, "Expiration": {"Days": days},
-            "NoncurrentVersionExpiration": {"NoncurrentDays": days}}]}}, **fields)
+    return call(
+        S3,
+        "PutBucketLifecycle",
+        {
+            "bucketName": bucket,
+            "lifecycle": "",
+            "LifecycleConfiguration": {
+                "xmlns": "http://s3.amazonaws.com/doc/2006-03-01/",
+                "Rule": [
+                    {
+                        "ID": "cleanup",
+                        "Status": status,
+                        "Filter": {"Prefix": ""},
+                        "Expiration": {"Days": days},
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+                    }
+                ],
+            },
+        },
+        **fields,
+    )
 
 
 @match(
@@ -241,10 +335,18 @@ def _lifecycle(bucket: str, days: int = 1, status: str = "Enabled", **fields: An
         "if versioning is on) and investigate the principal."
     ),
     cases=[
-        *with_denied("trail bucket set to expire after a day", _lifecycle("org-cloudtrail-logs-111122223333"),
-                     failed_expect=1, failed_why="trying to erase the logs is the behaviour"),
-        Case("a team's own log bucket name", _lifecycle("sec-evidence"), expect=1,
-             params={"audit_buckets": ["sec-evidence"]}),
+        *with_denied(
+            "trail bucket set to expire after a day",
+            _lifecycle("org-cloudtrail-logs-111122223333"),
+            failed_expect=1,
+            failed_why="trying to erase the logs is the behaviour",
+        ),
+        Case(
+            "a team's own log bucket name",
+            _lifecycle("sec-evidence"),
+            expect=1,
+            params={"audit_buckets": ["sec-evidence"]},
+        ),
         Case("ninety-day retention on the trail bucket", _lifecycle("org-cloudtrail-logs", 90), expect=0),
         Case("disabled rule", _lifecycle("org-cloudtrail-logs", 1, "Disabled"), expect=0),
         Case("scratch bucket cleaned daily", _lifecycle("build-scratch", 1), expect=0),
@@ -276,14 +378,22 @@ def s3_lifecycle_short_expiration_on_audit_bucket(e: Event, p: Params) -> Hit | 
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        Case("three buckets set to expire in a day", [
-            {**_lifecycle(f"data-{i}"), "eventTime": at(i * 5)} for i in range(3)], expect=1),
-        Case("three buckets, denied (nothing will expire)", [
-            {**_lifecycle(f"data-{i}", errorCode="AccessDenied"), "eventTime": at(i * 5)} for i in range(3)],
-             expect=0),
+        Case(
+            "three buckets set to expire in a day",
+            [{**_lifecycle(f"data-{i}"), "eventTime": at(i * 5)} for i in range(3)],
+            expect=1,
+        ),
+        Case(
+            "three buckets, denied (nothing will expire)",
+            [{**_lifecycle(f"data-{i}", errorCode="AccessDenied"), "eventTime": at(i * 5)} for i in range(3)],
+            expect=0,
+        ),
         Case("two scratch buckets", [{**_lifecycle(f"scratch-{i}"), "eventTime": at(i)} for i in range(2)], expect=0),
-        Case("three buckets with a year's retention", [
-            {**_lifecycle(f"data-{i}", 365), "eventTime": at(i)} for i in range(3)], expect=0),
+        Case(
+            "three buckets with a year's retention",
+            [{**_lifecycle(f"data-{i}", 365), "eventTime": at(i)} for i in range(3)],
+            expect=0,
+        ),
     ],
 )
 def s3_short_expiration_on_many_buckets(e: Event, p: Params) -> Step | None:
@@ -298,8 +408,13 @@ def s3_short_expiration_on_many_buckets(e: Event, p: Params) -> Step | None:
 
 def _delete(i: int, minutes: float, batch: bool = False, **fields: Any) -> dict[str, Any]:
     if batch:
-        ev = call(S3, "DeleteObjects", {"bucketName": "customer-data", "delete": "", "Host": "customer-data.s3"},
-                  managementEvent=False, eventCategory="Data")
+        ev = call(
+            S3,
+            "DeleteObjects",
+            {"bucketName": "customer-data", "delete": "", "Host": "customer-data.s3"},
+            managementEvent=False,
+            eventCategory="Data",
+        )
     else:
         ev = _object("DeleteObject", key=f"invoices/{i:05d}.pdf")
     return {**ev, "eventTime": at(minutes), **fields}
@@ -320,13 +435,21 @@ def _delete(i: int, minutes: float, batch: bool = False, **fields: Any) -> dict[
     cases=[
         Case("a hundred objects deleted one by one", [_delete(i, i * 0.05) for i in range(100)], expect=1),
         Case("four batch deletions", [_delete(i, i, batch=True) for i in range(4)], expect=1),
-        Case("denied deletions (nothing deleted)",
-             [_delete(i, i * 0.05, errorCode="AccessDenied") for i in range(100)], expect=0),
+        Case(
+            "denied deletions (nothing deleted)",
+            [_delete(i, i * 0.05, errorCode="AccessDenied") for i in range(100)],
+            expect=0,
+        ),
         Case("a cleanup of ninety objects", [_delete(i, i * 0.05) for i in range(90)], expect=0),
         Case("three batch deletions", [_delete(i, i, batch=True) for i in range(3)], expect=0),
-        Case("lifecycle expiry by S3 itself", [
-            _delete(i, i * 0.05, userIdentity={"type": "AWSService", "invokedBy": "s3.amazonaws.com"})
-            for i in range(100)], expect=0),
+        Case(
+            "lifecycle expiry by S3 itself",
+            [
+                _delete(i, i * 0.05, userIdentity={"type": "AWSService", "invokedBy": "s3.amazonaws.com"})
+                for i in range(100)
+            ],
+            expect=0,
+        ),
     ],
 )
 def s3_mass_object_deletion(e: Event, p: Params) -> list[Step] | None:
@@ -349,7 +472,8 @@ RANSOM_NOTE = re.compile(
     r"|(decrypt|restore|recover|unlock)[\w .-]{0,20}(files|data|instructions?)"
     r"|(how|read[_ -]?me)[\w .-]{0,20}(decrypt|restore|recover|unlock)"
     r"|(files|data)[\w .-]{0,20}(were|are|been)[\w .-]{0,5}(encrypted|locked)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 NOTE_SUFFIXES = (".txt", ".html", ".htm", ".md", ".hta", ".rtf")
 
 
@@ -371,8 +495,12 @@ def ransom_note_name(key: str) -> str:
     dedup="1h",
     runbook=RANSOM_RUNBOOK,
     cases=[
-        *with_denied("note uploaded", _object("PutObject", key="README_TO_DECRYPT_YOUR_FILES.txt"),
-                     failed_expect=0, failed_why="no note was left"),
+        *with_denied(
+            "note uploaded",
+            _object("PutObject", key="README_TO_DECRYPT_YOUR_FILES.txt"),
+            failed_expect=0,
+            failed_why="no note was left",
+        ),
         Case("note beside the data", _object("PutObject", key="exports/HOW-TO-RESTORE-FILES.html"), expect=1),
         Case("recovery instructions", _object("PutObject", key="Ransom_Note.txt"), expect=1),
         Case("a project README", _object("PutObject", key="docs/README.md"), expect=0),
@@ -389,8 +517,13 @@ def s3_ransom_note_uploaded(e: Event, p: Params) -> Hit | None:
     if not name or not by_person(e, p.include_failed):
         return None
     bucket = e.text("requestParameters", "bucketName")
-    return change_hit(e, f"Possible ransom note {name} uploaded to bucket", bucket, key=f"{actor(e)}|{bucket}",
-                      object_key=e.text("requestParameters", "key"))
+    return change_hit(
+        e,
+        f"Possible ransom note {name} uploaded to bucket",
+        bucket,
+        key=f"{actor(e)}|{bucket}",
+        object_key=e.text("requestParameters", "key"),
+    )
 
 
 @match(
@@ -403,13 +536,26 @@ def s3_ransom_note_uploaded(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook="A record of the deletion. Check it matches a decommissioning; many deletions in a row deserve a look.",
     cases=[
-        *with_denied("bucket deleted", call(S3, "DeleteBucket", {"bucketName": "old-exports"}),
-                     failed_expect=0, failed_why="the bucket stays"),
-        Case("S3's own lifecycle cleanup", {**call(S3, "DeleteBucket", {"bucketName": "b"}),
-                                            "userIdentity": service_linked("s3", "AWSServiceRoleForS3")}, expect=0),
+        *with_denied(
+            "bucket deleted",
+            call(S3, "DeleteBucket", {"bucketName": "old-exports"}),
+            failed_expect=0,
+            failed_why="the bucket stays",
+        ),
+        Case(
+            "S3's own lifecycle cleanup",
+            {
+                **call(S3, "DeleteBucket", {"bucketName": "b"}),
+                "userIdentity": service_linked("s3", "AWSServiceRoleForS3"),
+            },
+            expect=0,
+        ),
         Case("bucket listed", call(S3, "ListBuckets"), expect=0),
-        Case("a role deleting", call(S3, "DeleteBucket", {"bucketName": "tmp"}, userIdentity=role_session("ci")),
-             expect=1),
+        Case(
+            "a role deleting",
+            call(S3, "DeleteBucket", {"bucketName": "tmp"}, userIdentity=role_session("ci")),
+            expect=1,
+        ),
     ],
 )
 def s3_bucket_deleted(e: Event, p: Params) -> Hit | None:

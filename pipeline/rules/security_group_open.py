@@ -29,7 +29,7 @@ class Exposure:
 
     @property
     def ports(self) -> str:
-        """"tcp/22", "tcp/8000-8100", "all traffic", "icmp", "proto 47"."""
+        """ "tcp/22", "tcp/8000-8100", "all traffic", "icmp", "proto 47"."""
         if self.protocol == "all":
             return "all traffic"
         if self.protocol not in PORTED:
@@ -81,7 +81,7 @@ def _get(obj: dict[str, Any], *names: str) -> Any:
 
 
 def _world(cidr: str) -> str:
-    """"0.0.0.0/0" or "::/0" for a /0 block of either family, else "" (CloudTrail keeps the block as
+    """ "0.0.0.0/0" or "::/0" for a /0 block of either family, else "" (CloudTrail keeps the block as
     typed, and "1.2.3.4/0" is the whole internet too)."""
     if "/" not in cidr:
         return ""
@@ -121,8 +121,9 @@ def exposures(e: Event) -> list[Exposure]:
             found.extend(_from_permission(mapping(perm)))
         legacy = text(req.get("cidrIp"))
         if legacy:  # the older form: one CIDR and one port range at the top level
-            found.append(Exposure(_protocol(req.get("ipProtocol")), _port(req.get("fromPort")),
-                                  _port(req.get("toPort")), legacy))
+            found.append(
+                Exposure(_protocol(req.get("ipProtocol")), _port(req.get("fromPort")), _port(req.get("toPort")), legacy)
+            )
         for item in _list(mapping(e.response.get("securityGroupRuleSet"))):
             item = mapping(item)
             if item.get("isEgress") is not True:
@@ -152,8 +153,7 @@ def group_id(e: Event) -> str:
     return gid
 
 
-_PORT_HELP = ("use a number (443), a range (\"8000-8100\"), optionally with a protocol "
-              "(\"tcp/443\", \"udp/53\")")
+_PORT_HELP = 'use a number (443), a range ("8000-8100"), optionally with a protocol ("tcp/443", "udp/53")'
 
 
 def ignored_ranges(value: Any) -> tuple[tuple[str, int, int], ...]:
@@ -202,16 +202,21 @@ def _ignored(exp: Exposure, ranges: tuple[tuple[str, int, int], ...]) -> bool:
     return any(proto in ("", exp.protocol) and lo <= low and high <= hi for proto, lo, hi in ranges)
 
 
-def _ingress(group: str, *perms: dict[str, Any], response: dict[str, Any] | None = None,
-             **fields: Any) -> dict[str, Any]:
-    return call(EC2, "AuthorizeSecurityGroupIngress", {"groupId": group, "ipPermissions": {"items": list(perms)}},
-                response if response is not None else {"requestId": "5e9f3c1a-1d2b-4c3d-8e9f-0a1b2c3d4e5f",
-                                                       "_return": True},
-                **fields)
+def _ingress(
+    group: str, *perms: dict[str, Any], response: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    return call(
+        EC2,
+        "AuthorizeSecurityGroupIngress",
+        {"groupId": group, "ipPermissions": {"items": list(perms)}},
+        response if response is not None else {"requestId": "5e9f3c1a-1d2b-4c3d-8e9f-0a1b2c3d4e5f", "_return": True},
+        **fields,
+    )
 
 
-def _perm(proto: str, low: int | None, high: int | None, v4: tuple[str, ...] = (), v6: tuple[str, ...] = (),
-          **extra: Any) -> dict[str, Any]:
+def _perm(
+    proto: str, low: int | None, high: int | None, v4: tuple[str, ...] = (), v6: tuple[str, ...] = (), **extra: Any
+) -> dict[str, Any]:
     perm: dict[str, Any] = {"ipProtocol": proto, "groups": {}, "prefixListIds": {}, **extra}
     if low is not None:
         perm["fromPort"], perm["toPort"] = low, high
@@ -221,19 +226,29 @@ def _perm(proto: str, low: int | None, high: int | None, v4: tuple[str, ...] = (
 
 
 def _modify(group: str, *rules: dict[str, Any]) -> dict[str, Any]:
-    updates = [{"SecurityGroupRuleId": f"sgr-0{i}a1b2c3d4e5f6a7b8", "tag": i + 1, "SecurityGroupRule": r}
-               for i, r in enumerate(rules)]
-    return call(EC2, "ModifySecurityGroupRules", {"ModifySecurityGroupRulesRequest": {
-        "GroupId": group, "SecurityGroupRule": updates[0] if len(updates) == 1 else updates}},
-        {"ModifySecurityGroupRulesResponse": {"_return": True}})
+    updates = [
+        {"SecurityGroupRuleId": f"sgr-0{i}a1b2c3d4e5f6a7b8", "tag": i + 1, "SecurityGroupRule": r}
+        for i, r in enumerate(rules)
+    ]
+    return call(
+        EC2,
+        "ModifySecurityGroupRules",
+        {
+            "ModifySecurityGroupRulesRequest": {
+                "GroupId": group,
+                "SecurityGroupRule": updates[0] if len(updates) == 1 else updates,
+            }
+        },
+        {"ModifySecurityGroupRulesResponse": {"_return": True}},
+    )
 
 
 SG = "sg-0123456789abcdef0"
 
 
 PARAM_DOCS = {
-    "ignore_ports": "Ports public by design, never reported: 443, \"8000-8100\", \"tcp/443\", \"udp/53\" "
-                    "(a permission is ignored only if its whole range is listed; all traffic never is).",
+    "ignore_ports": 'Ports public by design, never reported: 443, "8000-8100", "tcp/443", "udp/53" '
+    "(a permission is ignored only if its whole range is listed; all traffic never is).",
 }
 
 
@@ -255,34 +270,112 @@ PARAM_DOCS = {
         Case("ssh from anywhere", _ingress(SG, _perm("tcp", 22, 22, ("0.0.0.0/0",))), expect=1),
         Case("ipv6 world", _ingress(SG, _perm("tcp", 3389, 3389, v6=("::/0",))), expect=1),
         Case("all traffic", _ingress(SG, _perm("-1", None, None, ("0.0.0.0/0",))), expect=1),
-        Case("legacy top-level form with anonymized address", call(EC2, "AuthorizeSecurityGroupIngress", {
-            "groupId": SG, "ipPermissions": {}, "cidrIp": "208.236.235.254/0", "ipProtocol": "tcp",
-            "fromPort": 22, "toPort": 22}, {"_return": True, "securityGroupRuleSet": {"items": [{
-                "groupId": SG, "isEgress": False, "ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
-                "cidrIpv4": "208.236.235.254/0", "securityGroupRuleId": "sgr-09b3e3d2ca1edf2a2"}]}}), expect=1),
-        Case("single item as an object", call(EC2, "AuthorizeSecurityGroupIngress", {
-            "groupId": SG, "ipPermissions": {"items": {"ipProtocol": "tcp", "fromPort": 8000, "toPort": 8100,
-                                                       "ipRanges": {"items": {"cidrIp": "0.0.0.0/0"}}}}}), expect=1),
-        Case("modify rule to world", _modify(SG, {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
-                                                  "CidrIpv4": "0.0.0.0/0", "Description": "db"}), expect=1),
-        Case("modify several rules", _modify(SG, {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
-                                                  "CidrIpv4": "10.0.0.0/8"},
-                                             {"IpProtocol": "-1", "CidrIpv6": "::/0"}), expect=1),
+        Case(
+            "legacy top-level form with anonymized address",
+            call(
+                EC2,
+                "AuthorizeSecurityGroupIngress",
+                {
+                    "groupId": SG,
+                    "ipPermissions": {},
+                    "cidrIp": "208.236.235.254/0",
+                    "ipProtocol": "tcp",
+                    "fromPort": 22,
+                    "toPort": 22,
+                },
+                {
+                    "_return": True,
+                    "securityGroupRuleSet": {
+                        "items": [
+                            {
+                                "groupId": SG,
+                                "isEgress": False,
+                                "ipProtocol": "tcp",
+                                "fromPort": 22,
+                                "toPort": 22,
+                                "cidrIpv4": "208.236.235.254/0",
+                                "securityGroupRuleId": "sgr-09b3e3d2ca1edf2a2",
+                            }
+                        ]
+                    },
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "single item as an object",
+            call(
+                EC2,
+                "AuthorizeSecurityGroupIngress",
+                {
+                    "groupId": SG,
+                    "ipPermissions": {
+                        "items": {
+                            "ipProtocol": "tcp",
+                            "fromPort": 8000,
+                            "toPort": 8100,
+                            "ipRanges": {"items": {"cidrIp": "0.0.0.0/0"}},
+                        }
+                    },
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "modify rule to world",
+            _modify(
+                SG,
+                {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "CidrIpv4": "0.0.0.0/0", "Description": "db"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "modify several rules",
+            _modify(
+                SG,
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIpv4": "10.0.0.0/8"},
+                {"IpProtocol": "-1", "CidrIpv6": "::/0"},
+            ),
+            expect=1,
+        ),
         Case("office range only", _ingress(SG, _perm("tcp", 22, 22, ("203.0.113.0/24",))), expect=0),
-        Case("referenced group", _ingress(SG, _perm("tcp", 5432, 5432, groups={"items": [
-            {"groupId": "sg-0aaaabbbbccccdddd", "userId": "111122223333"}]})), expect=0),
-        Case("prefix list", _ingress(SG, _perm("tcp", 443, 443, prefixListIds={"items": [
-            {"prefixListId": "pl-63a5400a"}]})), expect=0),
-        Case("failed call", _ingress(SG, _perm("tcp", 22, 22, ("0.0.0.0/0",)), response={},
-                                     errorCode="Client.UnauthorizedOperation"), expect=0),
-        Case("ignored web ports", _ingress(SG, _perm("tcp", 443, 443, ("0.0.0.0/0",)),
-                                           _perm("tcp", 80, 80, ("0.0.0.0/0",))),
-             expect=0, params={"ignore_ports": [80, "tcp/443"]}),
-        Case("ignoring 443 does not hide 22", _ingress(SG, _perm("tcp", 443, 443, ("0.0.0.0/0",)),
-                                                       _perm("tcp", 22, 22, ("0.0.0.0/0",))),
-             expect=1, params={"ignore_ports": [443]}),
-        Case("modify to a private range", _modify(SG, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                                       "CidrIpv4": "10.1.0.0/16"}), expect=0),
+        Case(
+            "referenced group",
+            _ingress(
+                SG,
+                _perm(
+                    "tcp", 5432, 5432, groups={"items": [{"groupId": "sg-0aaaabbbbccccdddd", "userId": "111122223333"}]}
+                ),
+            ),
+            expect=0,
+        ),
+        Case(
+            "prefix list",
+            _ingress(SG, _perm("tcp", 443, 443, prefixListIds={"items": [{"prefixListId": "pl-63a5400a"}]})),
+            expect=0,
+        ),
+        Case(
+            "failed call",
+            _ingress(SG, _perm("tcp", 22, 22, ("0.0.0.0/0",)), response={}, errorCode="Client.UnauthorizedOperation"),
+            expect=0,
+        ),
+        Case(
+            "ignored web ports",
+            _ingress(SG, _perm("tcp", 443, 443, ("0.0.0.0/0",)), _perm("tcp", 80, 80, ("0.0.0.0/0",))),
+            expect=0,
+            params={"ignore_ports": [80, "tcp/443"]},
+        ),
+        Case(
+            "ignoring 443 does not hide 22",
+            _ingress(SG, _perm("tcp", 443, 443, ("0.0.0.0/0",)), _perm("tcp", 22, 22, ("0.0.0.0/0",))),
+            expect=1,
+            params={"ignore_ports": [443]},
+        ),
+        Case(
+            "modify to a private range",
+            _modify(SG, {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIpv4": "10.1.0.0/16"}),
+            expect=0,
+        ),
     ],
     validate=validate,
     param_docs=PARAM_DOCS,
@@ -313,6 +406,10 @@ def security_group_open_to_internet(e: Event, p: Params) -> Hit | None:
         key=f"{e.account}|{e.region}|{group}|{','.join(ports)}",
         resources=(arn,),
         summary=f"{group} open to {', '.join(cidrs)} on {', '.join(ports)} by {e.principal or 'unknown principal'}",
-        context={"group_id": group, "ports": ports, "cidrs": cidrs,
-                 "permissions": [{"ports": x.ports, "cidr": x.cidr} for x in open_rules]},
+        context={
+            "group_id": group,
+            "ports": ports,
+            "cidrs": cidrs,
+            "permissions": [{"ports": x.ports, "cidr": x.cidr} for x in open_rules],
+        },
     )

@@ -60,23 +60,53 @@ def _detector_off(e: Event) -> bool:
     title="GuardDuty detector deleted, suspended or cut off from its administrator",
     severity="high",
     attack="T1562.001",
-    events={GUARDDUTY: ["DeleteDetector", "UpdateDetector", "DisassociateFromMasterAccount",
-                        "DisassociateFromAdministratorAccount", "DeleteMembers", "DisassociateMembers",
-                        "StopMonitoringMembers"]},
+    events={
+        GUARDDUTY: [
+            "DeleteDetector",
+            "UpdateDetector",
+            "DisassociateFromMasterAccount",
+            "DisassociateFromAdministratorAccount",
+            "DeleteMembers",
+            "DisassociateMembers",
+            "StopMonitoringMembers",
+        ]
+    },
     params=TOOL_PARAMS,
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("detector deleted", call(GUARDDUTY, "DeleteDetector", {"detectorId": DETECTOR}),
-                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
-        Case("detector suspended", call(GUARDDUTY, "UpdateDetector", {"detectorId": DETECTOR, "enable": False}),
-             expect=1),
-        Case("S3 protection turned off", call(GUARDDUTY, "UpdateDetector", {
-            "detectorId": DETECTOR, "features": [{"name": "S3_DATA_EVENTS", "status": "DISABLED"}]}), expect=1),
-        Case("member account leaves its administrator", call(GUARDDUTY, "DisassociateFromAdministratorAccount", {
-            "detectorId": DETECTOR}), expect=1),
-        Case("publishing frequency changed", call(GUARDDUTY, "UpdateDetector", {
-            "detectorId": DETECTOR, "enable": True, "findingPublishingFrequency": "SIX_HOURS"}), expect=0),
+        *with_denied(
+            "detector deleted",
+            call(GUARDDUTY, "DeleteDetector", {"detectorId": DETECTOR}),
+            failed_expect=1,
+            failed_why="trying to blind detection is the behaviour",
+        ),
+        Case(
+            "detector suspended", call(GUARDDUTY, "UpdateDetector", {"detectorId": DETECTOR, "enable": False}), expect=1
+        ),
+        Case(
+            "S3 protection turned off",
+            call(
+                GUARDDUTY,
+                "UpdateDetector",
+                {"detectorId": DETECTOR, "features": [{"name": "S3_DATA_EVENTS", "status": "DISABLED"}]},
+            ),
+            expect=1,
+        ),
+        Case(
+            "member account leaves its administrator",
+            call(GUARDDUTY, "DisassociateFromAdministratorAccount", {"detectorId": DETECTOR}),
+            expect=1,
+        ),
+        Case(
+            "publishing frequency changed",
+            call(
+                GUARDDUTY,
+                "UpdateDetector",
+                {"detectorId": DETECTOR, "enable": True, "findingPublishingFrequency": "SIX_HOURS"},
+            ),
+            expect=0,
+        ),
         Case("detector listed", call(GUARDDUTY, "ListDetectors"), expect=0),
     ],
 )
@@ -99,15 +129,33 @@ def guardduty_detector_disabled(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("trusted IP list added", call(GUARDDUTY, "CreateIPSet", {
-            "detectorId": DETECTOR, "name": "office", "format": "TXT", "activate": True,
-            "location": "https://s3.amazonaws.com/ip-lists-x1/trusted.txt"},
-            {"ipSetId": "0cb0141ab9fbde177613ab9436212e90"}),
-                     failed_expect=1, failed_why="trying to whitelist addresses is the behaviour"),
-        Case("threat list deleted", call(GUARDDUTY, "DeleteThreatIntelSet", {
-            "detectorId": DETECTOR, "threatIntelSetId": "0ab"}), expect=1),
-        Case("threat list added", call(GUARDDUTY, "CreateThreatIntelSet", {"detectorId": DETECTOR, "name": "feeds"}),
-             expect=0),
+        *with_denied(
+            "trusted IP list added",
+            call(
+                GUARDDUTY,
+                "CreateIPSet",
+                {
+                    "detectorId": DETECTOR,
+                    "name": "office",
+                    "format": "TXT",
+                    "activate": True,
+                    "location": "https://s3.amazonaws.com/ip-lists-x1/trusted.txt",
+                },
+                {"ipSetId": "0cb0141ab9fbde177613ab9436212e90"},
+            ),
+            failed_expect=1,
+            failed_why="trying to whitelist addresses is the behaviour",
+        ),
+        Case(
+            "threat list deleted",
+            call(GUARDDUTY, "DeleteThreatIntelSet", {"detectorId": DETECTOR, "threatIntelSetId": "0ab"}),
+            expect=1,
+        ),
+        Case(
+            "threat list added",
+            call(GUARDDUTY, "CreateThreatIntelSet", {"detectorId": DETECTOR, "name": "feeds"}),
+            expect=0,
+        ),
     ],
 )
 def guardduty_trusted_ip_or_threat_list_changed(e: Event, p: Params) -> Hit | None:
@@ -130,14 +178,31 @@ ARCHIVE = frozenset({"ARCHIVE", "ARCHIVED", "SUPPRESSED", "DISABLED"})
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("auto-archive filter created", call(GUARDDUTY, "CreateFilter", {
-            "detectorId": DETECTOR, "name": "quiet", "action": "ARCHIVE",
-            "findingCriteria": {"criterion": {"severity": {"gte": 1}}}}),
-                     failed_expect=1, failed_why="trying to hide findings is the behaviour"),
-        Case("findings archived", call(GUARDDUTY, "ArchiveFindings", {
-            "detectorId": DETECTOR, "findingIds": ["a", "b", "c"]}), expect=1),
-        Case("filter that only labels findings", call(GUARDDUTY, "CreateFilter", {
-            "detectorId": DETECTOR, "name": "tag", "action": "NOOP"}), expect=0),
+        *with_denied(
+            "auto-archive filter created",
+            call(
+                GUARDDUTY,
+                "CreateFilter",
+                {
+                    "detectorId": DETECTOR,
+                    "name": "quiet",
+                    "action": "ARCHIVE",
+                    "findingCriteria": {"criterion": {"severity": {"gte": 1}}},
+                },
+            ),
+            failed_expect=1,
+            failed_why="trying to hide findings is the behaviour",
+        ),
+        Case(
+            "findings archived",
+            call(GUARDDUTY, "ArchiveFindings", {"detectorId": DETECTOR, "findingIds": ["a", "b", "c"]}),
+            expect=1,
+        ),
+        Case(
+            "filter that only labels findings",
+            call(GUARDDUTY, "CreateFilter", {"detectorId": DETECTOR, "name": "tag", "action": "NOOP"}),
+            expect=0,
+        ),
     ],
 )
 def guardduty_findings_suppressed(e: Event, p: Params) -> Hit | None:
@@ -154,21 +219,53 @@ def guardduty_findings_suppressed(e: Event, p: Params) -> Hit | None:
     title="Security Hub disabled, standards disabled or cut off from its administrator",
     severity="high",
     attack="T1562.001",
-    events={SECURITYHUB: ["DisableSecurityHub", "BatchDisableStandards", "DisableImportFindingsForProduct",
-                          "DisassociateFromAdministratorAccount", "DisassociateFromMasterAccount",
-                          "DisassociateMembers", "DeleteMembers"]},
+    events={
+        SECURITYHUB: [
+            "DisableSecurityHub",
+            "BatchDisableStandards",
+            "DisableImportFindingsForProduct",
+            "DisassociateFromAdministratorAccount",
+            "DisassociateFromMasterAccount",
+            "DisassociateMembers",
+            "DeleteMembers",
+        ]
+    },
     params=TOOL_PARAMS,
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("Security Hub disabled", call(SECURITYHUB, "DisableSecurityHub"),
-                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
-        Case("standards disabled", call(SECURITYHUB, "BatchDisableStandards", {"StandardsSubscriptionArns": [
-            f"arn:aws:securityhub:us-east-1:{ACCOUNT}:subscription/cis-aws-foundations-benchmark/v/1.4.0"]}),
-             expect=1),
-        Case("GuardDuty findings no longer imported", call(SECURITYHUB, "DisableImportFindingsForProduct", {
-            "ProductSubscriptionArn": f"arn:aws:securityhub:us-east-1:{ACCOUNT}:product-subscription/aws/guardduty"}),
-             expect=1),
+        *with_denied(
+            "Security Hub disabled",
+            call(SECURITYHUB, "DisableSecurityHub"),
+            failed_expect=1,
+            failed_why="trying to blind detection is the behaviour",
+        ),
+        Case(
+            "standards disabled",
+            call(
+                SECURITYHUB,
+                "BatchDisableStandards",
+                {
+                    "StandardsSubscriptionArns": [
+                        f"arn:aws:securityhub:us-east-1:{ACCOUNT}:subscription/cis-aws-foundations-benchmark/v/1.4.0"
+                    ]
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "GuardDuty findings no longer imported",
+            call(
+                SECURITYHUB,
+                "DisableImportFindingsForProduct",
+                {
+                    "ProductSubscriptionArn": (
+                        f"arn:aws:securityhub:us-east-1:{ACCOUNT}:product-subscription/aws/guardduty"
+                    )
+                },
+            ),
+            expect=1,
+        ),
         Case("Security Hub enabled", call(SECURITYHUB, "EnableSecurityHub"), expect=0),
     ],
 )
@@ -184,25 +281,67 @@ def securityhub_disabled(e: Event, p: Params) -> Hit | None:
     title="Security Hub findings suppressed, archived or a control disabled",
     severity="medium",
     attack="T1562.001",
-    events={SECURITYHUB: ["BatchUpdateFindings", "UpdateFindings", "CreateAutomationRule", "BatchUpdateAutomationRules",
-                          "UpdateStandardsControl", "BatchUpdateStandardsControlAssociations"]},
+    events={
+        SECURITYHUB: [
+            "BatchUpdateFindings",
+            "UpdateFindings",
+            "CreateAutomationRule",
+            "BatchUpdateAutomationRules",
+            "UpdateStandardsControl",
+            "BatchUpdateStandardsControlAssociations",
+        ]
+    },
     params=TOOL_PARAMS,
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("findings suppressed", call(SECURITYHUB, "BatchUpdateFindings", {
-            "FindingIdentifiers": [{"Id": "arn:aws:securityhub:us-east-1::finding/1", "ProductArn": "p"}],
-            "Workflow": {"Status": "SUPPRESSED"}}), failed_expect=1,
-               failed_why="trying to hide findings is the behaviour"),
-        Case("automation rule suppressing everything", call(SECURITYHUB, "CreateAutomationRule", {
-            "RuleName": "quiet", "RuleStatus": "ENABLED", "Criteria": {}, "Actions": [{
-                "Type": "FINDING_FIELDS_UPDATE", "FindingFieldsUpdate": {"Workflow": {"Status": "SUPPRESSED"}}}]}),
-             expect=1),
-        Case("control disabled", call(SECURITYHUB, "UpdateStandardsControl", {
-            "StandardsControlArn": "arn:aws:securityhub:...:control/cis/1.1", "ControlStatus": "DISABLED"}),
-             expect=1),
-        Case("finding marked notified", call(SECURITYHUB, "BatchUpdateFindings", {
-            "FindingIdentifiers": [{"Id": "f1"}], "Workflow": {"Status": "NOTIFIED"}}), expect=0),
+        *with_denied(
+            "findings suppressed",
+            call(
+                SECURITYHUB,
+                "BatchUpdateFindings",
+                {
+                    "FindingIdentifiers": [{"Id": "arn:aws:securityhub:us-east-1::finding/1", "ProductArn": "p"}],
+                    "Workflow": {"Status": "SUPPRESSED"},
+                },
+            ),
+            failed_expect=1,
+            failed_why="trying to hide findings is the behaviour",
+        ),
+        Case(
+            "automation rule suppressing everything",
+            call(
+                SECURITYHUB,
+                "CreateAutomationRule",
+                {
+                    "RuleName": "quiet",
+                    "RuleStatus": "ENABLED",
+                    "Criteria": {},
+                    "Actions": [
+                        {"Type": "FINDING_FIELDS_UPDATE", "FindingFieldsUpdate": {"Workflow": {"Status": "SUPPRESSED"}}}
+                    ],
+                },
+            ),
+            expect=1,
+        ),
+        Case(
+            "control disabled",
+            call(
+                SECURITYHUB,
+                "UpdateStandardsControl",
+                {"StandardsControlArn": "arn:aws:securityhub:...:control/cis/1.1", "ControlStatus": "DISABLED"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "finding marked notified",
+            call(
+                SECURITYHUB,
+                "BatchUpdateFindings",
+                {"FindingIdentifiers": [{"Id": "f1"}], "Workflow": {"Status": "NOTIFIED"}},
+            ),
+            expect=0,
+        ),
     ],
 )
 def securityhub_findings_suppressed(e: Event, p: Params) -> Hit | None:
@@ -216,10 +355,19 @@ def securityhub_findings_suppressed(e: Event, p: Params) -> Hit | None:
     return _off(e, p, f"Security Hub findings or controls set to {what.upper()}", "RuleName", "StandardsControlArn")
 
 
-MACIE_EVENTS = ["DisableMacie", "UpdateMacieSession", "DisassociateFromAdministratorAccount",
-                "DisassociateFromMasterAccount", "DeleteMember", "DisassociateMember",
-                "DisableOrganizationAdminAccount", "CreateFindingsFilter", "UpdateFindingsFilter",
-                "UpdateClassificationJob", "ArchiveFindings"]
+MACIE_EVENTS = [
+    "DisableMacie",
+    "UpdateMacieSession",
+    "DisassociateFromAdministratorAccount",
+    "DisassociateFromMasterAccount",
+    "DeleteMember",
+    "DisassociateMember",
+    "DisableOrganizationAdminAccount",
+    "CreateFindingsFilter",
+    "UpdateFindingsFilter",
+    "UpdateClassificationJob",
+    "ArchiveFindings",
+]
 
 
 def _macie_weakened(e: Event) -> bool:
@@ -243,14 +391,28 @@ def _macie_weakened(e: Event) -> bool:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("Macie disabled", call(MACIE, "DisableMacie"),
-                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+        *with_denied(
+            "Macie disabled",
+            call(MACIE, "DisableMacie"),
+            failed_expect=1,
+            failed_why="trying to blind detection is the behaviour",
+        ),
         Case("Macie paused", call(MACIE, "UpdateMacieSession", {"status": "PAUSED"}), expect=1),
         Case("archive filter", call(MACIE, "CreateFindingsFilter", {"name": "quiet", "action": "ARCHIVE"}), expect=1),
-        Case("discovery job cancelled", call(MACIE, "UpdateClassificationJob", {
-            "jobId": "3ce05dbb7ec5505def334104bf113c4d", "jobStatus": "CANCELLED"}), expect=1),
-        Case("publishing frequency changed", call(MACIE, "UpdateMacieSession", {
-            "findingPublishingFrequency": "SIX_HOURS", "status": "ENABLED"}), expect=0),
+        Case(
+            "discovery job cancelled",
+            call(
+                MACIE,
+                "UpdateClassificationJob",
+                {"jobId": "3ce05dbb7ec5505def334104bf113c4d", "jobStatus": "CANCELLED"},
+            ),
+            expect=1,
+        ),
+        Case(
+            "publishing frequency changed",
+            call(MACIE, "UpdateMacieSession", {"findingPublishingFrequency": "SIX_HOURS", "status": "ENABLED"}),
+            expect=0,
+        ),
         Case("members listed", call(MACIE, "ListMembers"), expect=0),
     ],
 )
@@ -273,10 +435,15 @@ def macie_disabled_or_findings_suppressed(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("analyzer deleted", call("access-analyzer.amazonaws.com", "DeleteAnalyzer", {
-            "analyzerName": "org-analyzer"}), failed_expect=1, failed_why="trying to blind detection is the behaviour"),
-        Case("analyzer created", call("access-analyzer.amazonaws.com", "CreateAnalyzer", {"analyzerName": "a"}),
-             expect=0),
+        *with_denied(
+            "analyzer deleted",
+            call("access-analyzer.amazonaws.com", "DeleteAnalyzer", {"analyzerName": "org-analyzer"}),
+            failed_expect=1,
+            failed_why="trying to blind detection is the behaviour",
+        ),
+        Case(
+            "analyzer created", call("access-analyzer.amazonaws.com", "CreateAnalyzer", {"analyzerName": "a"}), expect=0
+        ),
     ],
 )
 def access_analyzer_deleted(e: Event, p: Params) -> Hit | None:
@@ -295,9 +462,16 @@ def access_analyzer_deleted(e: Event, p: Params) -> Hit | None:
     dedup="1h",
     runbook=TOOL_RUNBOOK,
     cases=[
-        *with_denied("scanning disabled", call("inspector2.amazonaws.com", "Disable", {
-            "accountIds": [ACCOUNT], "resourceTypes": ["EC2", "ECR", "LAMBDA"]}),
-                     failed_expect=1, failed_why="trying to blind detection is the behaviour"),
+        *with_denied(
+            "scanning disabled",
+            call(
+                "inspector2.amazonaws.com",
+                "Disable",
+                {"accountIds": [ACCOUNT], "resourceTypes": ["EC2", "ECR", "LAMBDA"]},
+            ),
+            failed_expect=1,
+            failed_why="trying to blind detection is the behaviour",
+        ),
         Case("scanning enabled", call("inspector2.amazonaws.com", "Enable", {"resourceTypes": ["EC2"]}), expect=0),
     ],
 )
@@ -316,8 +490,11 @@ WAF_EVENTS = ["DisassociateWebACL", "DeleteWebACL"]
     title="WAF web ACL disassociated from a resource or deleted",
     severity="high",
     attack="T1562.001",
-    events={"wafv2.amazonaws.com": WAF_EVENTS, "waf-regional.amazonaws.com": WAF_EVENTS,
-            "waf.amazonaws.com": ["DeleteWebACL"]},
+    events={
+        "wafv2.amazonaws.com": WAF_EVENTS,
+        "waf-regional.amazonaws.com": WAF_EVENTS,
+        "waf.amazonaws.com": ["DeleteWebACL"],
+    },
     params=TOOL_PARAMS,
     dedup="1h",
     runbook=(
@@ -325,13 +502,33 @@ WAF_EVENTS = ["DisassociateWebACL", "DeleteWebACL"]
         "restore it from infrastructure code), check the application's logs since, and ask the principal's owner."
     ),
     cases=[
-        *with_denied("web ACL removed from a load balancer", call("wafv2.amazonaws.com", "DisassociateWebACL", {
-            "resourceArn": f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/app/web/84dc5457e450dba5"}),
-                     failed_expect=1, failed_why="trying to drop the protection is the behaviour"),
-        Case("web ACL deleted", call("wafv2.amazonaws.com", "DeleteWebACL", {
-            "name": "web", "scope": "REGIONAL", "id": "a1b2"}), expect=1),
-        Case("Firewall Manager managing the association", {**call("wafv2.amazonaws.com", "DisassociateWebACL", {
-            "resourceArn": "arn"}), "userIdentity": service_linked("fms", "AWSServiceRoleForFMS")}, expect=0),
+        *with_denied(
+            "web ACL removed from a load balancer",
+            call(
+                "wafv2.amazonaws.com",
+                "DisassociateWebACL",
+                {
+                    "resourceArn": (
+                        f"arn:aws:elasticloadbalancing:us-east-1:{ACCOUNT}:loadbalancer/app/web/84dc5457e450dba5"
+                    )
+                },
+            ),
+            failed_expect=1,
+            failed_why="trying to drop the protection is the behaviour",
+        ),
+        Case(
+            "web ACL deleted",
+            call("wafv2.amazonaws.com", "DeleteWebACL", {"name": "web", "scope": "REGIONAL", "id": "a1b2"}),
+            expect=1,
+        ),
+        Case(
+            "Firewall Manager managing the association",
+            {
+                **call("wafv2.amazonaws.com", "DisassociateWebACL", {"resourceArn": "arn"}),
+                "userIdentity": service_linked("fms", "AWSServiceRoleForFMS"),
+            },
+            expect=0,
+        ),
         Case("web ACLs listed", call("wafv2.amazonaws.com", "ListWebACLs", {"scope": "REGIONAL"}), expect=0),
     ],
 )
@@ -355,8 +552,12 @@ def waf_web_acl_disassociated_or_deleted(e: Event, p: Params) -> Hit | None:
         "if it fed alerting or remediation, restore it and review what it would have caught."
     ),
     cases=[
-        *with_denied("rule disabled", call("events.amazonaws.com", "DisableRule", {"name": "guardduty-to-pagerduty"}),
-                     failed_expect=0, failed_why="the rule still runs"),
+        *with_denied(
+            "rule disabled",
+            call("events.amazonaws.com", "DisableRule", {"name": "guardduty-to-pagerduty"}),
+            failed_expect=0,
+            failed_why="the rule still runs",
+        ),
         Case("rule deleted", call("events.amazonaws.com", "DeleteRule", {"name": "config-remediation"}), expect=1),
         Case("rule enabled", call("events.amazonaws.com", "EnableRule", {"name": "x"}), expect=0),
     ],

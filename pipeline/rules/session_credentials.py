@@ -34,13 +34,20 @@ KEY_RUNBOOK = (
     dedup="1h",
     runbook=KEY_RUNBOOK,
     cases=[
-        *with_denied("token without MFA", call(STS, "GetSessionToken", {"durationSeconds": 129600},
-                                          userIdentity=iam_user("bob")),
-                     failed_expect=0, failed_why="no credentials were issued"),
-        Case("token with an MFA code (the intended use)", call(STS, "GetSessionToken", {
-            "durationSeconds": 43200, "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}), expect=0),
-        Case("a role session cannot call it", call(STS, "GetSessionToken", userIdentity=role_session("app")),
-             expect=0),
+        *with_denied(
+            "token without MFA",
+            call(STS, "GetSessionToken", {"durationSeconds": 129600}, userIdentity=iam_user("bob")),
+            failed_expect=0,
+            failed_why="no credentials were issued",
+        ),
+        Case(
+            "token with an MFA code (the intended use)",
+            call(
+                STS, "GetSessionToken", {"durationSeconds": 43200, "serialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/alice"}
+            ),
+            expect=0,
+        ),
+        Case("a role session cannot call it", call(STS, "GetSessionToken", userIdentity=role_session("app")), expect=0),
     ],
 )
 def sts_session_token_without_mfa(e: Event, p: Params) -> Hit | None:
@@ -53,25 +60,49 @@ def sts_session_token_without_mfa(e: Event, p: Params) -> Hit | None:
     if not by_person(e, p.include_failed):
         return None
     duration = e.get("requestParameters", "durationSeconds")
-    return change_hit(e, "Session token without MFA for", e.principal, key=actor(e),
-                      duration_seconds=duration if type(duration) is int else None)
+    return change_hit(
+        e,
+        "Session token without MFA for",
+        e.principal,
+        key=actor(e),
+        duration_seconds=duration if type(duration) is int else None,
+    )
 
 
-def _signin_token(identity: dict[str, Any] | None = None, agent: str = "python-requests/2.31.0",
-                  **fields: Any) -> dict[str, Any]:
-    return {"eventSource": SIGNIN, "eventName": "GetSigninToken", "eventType": "AwsApiCall",
-            "userIdentity": identity or {"type": "FederatedUser", "principalId": f"{ACCOUNT}:bob",
-                                         "arn": f"arn:aws:sts::{ACCOUNT}:federated-user/bob", "accountId": ACCOUNT,
-                                         "accessKeyId": "ASIAEXAMPLEFEDERATE1",
-                                         "sessionContext": {"sessionIssuer": {
-                                             "type": "IAMUser", "userName": "bob", "accountId": ACCOUNT,
-                                             "arn": f"arn:aws:iam::{ACCOUNT}:user/bob"}}},
-            "userAgent": agent, "sourceIPAddress": "81.2.69.142", "requestParameters": None,
-            "responseElements": {"GetSigninToken": "Success"}, **fields}
+def _signin_token(
+    identity: dict[str, Any] | None = None, agent: str = "python-requests/2.31.0", **fields: Any
+) -> dict[str, Any]:
+    return {
+        "eventSource": SIGNIN,
+        "eventName": "GetSigninToken",
+        "eventType": "AwsApiCall",
+        "userIdentity": identity
+        or {
+            "type": "FederatedUser",
+            "principalId": f"{ACCOUNT}:bob",
+            "arn": f"arn:aws:sts::{ACCOUNT}:federated-user/bob",
+            "accountId": ACCOUNT,
+            "accessKeyId": "ASIAEXAMPLEFEDERATE1",
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "IAMUser",
+                    "userName": "bob",
+                    "accountId": ACCOUNT,
+                    "arn": f"arn:aws:iam::{ACCOUNT}:user/bob",
+                }
+            },
+        },
+        "userAgent": agent,
+        "sourceIPAddress": "81.2.69.142",
+        "requestParameters": None,
+        "responseElements": {"GetSigninToken": "Success"},
+        **fields,
+    }
 
 
-SSO_PORTAL = role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com",
-                          path="aws-reserved/sso.amazonaws.com/")
+SSO_PORTAL = role_session(
+    "AWSReservedSSO_Admin_0123456789abcdef", "alice@example.com", path="aws-reserved/sso.amazonaws.com/"
+)
 
 
 @match(
@@ -90,11 +121,18 @@ SSO_PORTAL = role_session("AWSReservedSSO_Admin_0123456789abcdef", "alice@exampl
     cases=[
         Case("federated user from a script", _signin_token(), expect=1),
         Case("role session from a script", _signin_token(role_session("ops", "stolen")), expect=1),
-        Case("role session from a script, denied (no token issued)",
-             _signin_token(role_session("ops", "stolen"), errorCode="AccessDenied",
-                           responseElements={"GetSigninToken": "Failure"}), expect=0),
-        Case("IAM Identity Center portal opening the console", _signin_token(SSO_PORTAL, "Jersey/${project.version}"),
-             expect=0),
+        Case(
+            "role session from a script, denied (no token issued)",
+            _signin_token(
+                role_session("ops", "stolen"), errorCode="AccessDenied", responseElements={"GetSigninToken": "Failure"}
+            ),
+            expect=0,
+        ),
+        Case(
+            "IAM Identity Center portal opening the console",
+            _signin_token(SSO_PORTAL, "Jersey/${project.version}"),
+            expect=0,
+        ),
     ],
 )
 def console_session_from_cli_credentials(e: Event, p: Params) -> Hit | None:
@@ -124,19 +162,37 @@ def console_session_from_cli_credentials(e: Event, p: Params) -> Hit | None:
         "the session's calls."
     ),
     cases=[
-        *with_denied("break-glass role assumed by a user", call(STS, "AssumeRole", {
-            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin", "roleSessionName": "bob"}),
-                     failed_expect=1, failed_why="trying to become the role is the behaviour",
-               params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]}),
-        Case("other roles", call(STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly",
-                                                     "roleSessionName": "bob"}),
-             expect=0, params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]}),
-        Case("no protected roles configured", call(STS, "AssumeRole", {
-            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin", "roleSessionName": "bob"}), expect=0),
-        Case("a service assuming it", {**call(STS, "AssumeRole", {
-            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin"}), "userIdentity": {
-            "type": "AWSService", "invokedBy": "lambda.amazonaws.com"}},
-             expect=0, params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]}),
+        *with_denied(
+            "break-glass role assumed by a user",
+            call(
+                STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin", "roleSessionName": "bob"}
+            ),
+            failed_expect=1,
+            failed_why="trying to become the role is the behaviour",
+            params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]},
+        ),
+        Case(
+            "other roles",
+            call(STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/ReadOnly", "roleSessionName": "bob"}),
+            expect=0,
+            params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]},
+        ),
+        Case(
+            "no protected roles configured",
+            call(
+                STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin", "roleSessionName": "bob"}
+            ),
+            expect=0,
+        ),
+        Case(
+            "a service assuming it",
+            {
+                **call(STS, "AssumeRole", {"roleArn": f"arn:aws:iam::{ACCOUNT}:role/BreakGlassAdmin"}),
+                "userIdentity": {"type": "AWSService", "invokedBy": "lambda.amazonaws.com"},
+            },
+            expect=0,
+            params={"protected_roles": ["arn:aws:iam::*:role/BreakGlass*"]},
+        ),
     ],
 )
 def sts_protected_role_assumed(e: Event, p: Params) -> Hit | None:
@@ -155,8 +211,13 @@ def sts_protected_role_assumed(e: Event, p: Params) -> Hit | None:
 
 
 def _mfa_failure(t: float, user: str = "alice", mfa: str = "Yes", outcome: str = "Failure") -> dict[str, Any]:
-    identity = {"type": "IAMUser", "principalId": "AIDAEXAMPLEALICE", "accountId": ACCOUNT, "accessKeyId": "",
-                "userName": user}
+    identity = {
+        "type": "IAMUser",
+        "principalId": "AIDAEXAMPLEALICE",
+        "accountId": ACCOUNT,
+        "accessKeyId": "",
+        "userName": user,
+    }
     return console_sign_in(identity, outcome, t, "203.0.113.66", mfa)
 
 
@@ -175,11 +236,13 @@ def _mfa_failure(t: float, user: str = "alice", mfa: str = "Yes", outcome: str =
         "not, reset the password at once, check the MFA device is still theirs, and look up the source addresses."
     ),
     cases=[
-        Case("three MFA failures in five minutes", [_mfa_failure(i * 2) for i in range(3)], expect=1,
-             no_form=SIGN_IN),
+        Case("three MFA failures in five minutes", [_mfa_failure(i * 2) for i in range(3)], expect=1, no_form=SIGN_IN),
         Case("two MFA failures (a mistyped code)", [_mfa_failure(i * 2) for i in range(2)], expect=0),
-        Case("password failures without MFA (brute-force rules' job)",
-             [_mfa_failure(i, mfa="No") for i in range(5)], expect=0),
+        Case(
+            "password failures without MFA (brute-force rules' job)",
+            [_mfa_failure(i, mfa="No") for i in range(5)],
+            expect=0,
+        ),
         Case("successful MFA sign-ins", [_mfa_failure(i, outcome="Success") for i in range(5)], expect=0),
         Case("three users, one failure each", [_mfa_failure(i, user=f"u{i}") for i in range(3)], expect=0),
     ],
@@ -222,12 +285,19 @@ def _tool_in(agent: str, agents: list[str]) -> str:
 
 # The calls key validators and attack tools make first (whose keys are these, what may they do, what is
 # there): the rule watches these rather than every event, which would cost every event a check.
-FIRST_CALLS = {STS: ANY, "iam.amazonaws.com": ANY, "organizations.amazonaws.com": ANY,
-               "s3.amazonaws.com": ["ListBuckets"], "ec2.amazonaws.com": ["DescribeInstances", "DescribeRegions"],
-               "secretsmanager.amazonaws.com": ["ListSecrets"], "lambda.amazonaws.com": ["ListFunctions20150331"]}
+FIRST_CALLS = {
+    STS: ANY,
+    "iam.amazonaws.com": ANY,
+    "organizations.amazonaws.com": ANY,
+    "s3.amazonaws.com": ["ListBuckets"],
+    "ec2.amazonaws.com": ["DescribeInstances", "DescribeRegions"],
+    "secretsmanager.amazonaws.com": ["ListSecrets"],
+    "lambda.amazonaws.com": ["ListFunctions20150331"],
+}
 TRUFFLEHOG = "TruffleHog"
-KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.2024 prompt/off "
-            "command/sts.get-caller-identity")
+KALI_CLI = (
+    "aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.2024 prompt/off command/sts.get-caller-identity"
+)
 
 
 @match(
@@ -244,22 +314,43 @@ KALI_CLI = ("aws-cli/2.15.30 Python/3.11.8 Linux/6.6.9-amd64 exe/x86_64.kali.202
         "credentials as leaked: deactivate the key or revoke the sessions and review what else they did."
     ),
     cases=[
-        Case("TruffleHog checks a key", call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG), expect=1,
-             no_form=USER_AGENT),
-        Case("TruffleHog checks a key, denied (a denied probe is a probe with a leaked key)",
-             call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG, **failed()), expect=1, no_form=USER_AGENT),
-        Case("the same call in the console (no tool in the agent)", console(call(STS, "GetCallerIdentity")),
-             expect=0),
-        Case("the same call through a CloudFormation stack", stack(call(STS, "GetCallerIdentity")),
-             expect=0),
-        Case("aws-cli from Kali Linux", call("iam.amazonaws.com", "ListUsers", userAgent=KALI_CLI,
-                                             userIdentity=iam_user("ci")), expect=1, no_form=USER_AGENT),
-        Case("Pacu module", call("ec2.amazonaws.com", "DescribeInstances",
-                                 userAgent="Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux lang/python#3.11 Pacu"),
-             expect=1, no_form=USER_AGENT),
+        Case(
+            "TruffleHog checks a key",
+            call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG),
+            expect=1,
+            no_form=USER_AGENT,
+        ),
+        Case(
+            "TruffleHog checks a key, denied (a denied probe is a probe with a leaked key)",
+            call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG, **failed()),
+            expect=1,
+            no_form=USER_AGENT,
+        ),
+        Case("the same call in the console (no tool in the agent)", console(call(STS, "GetCallerIdentity")), expect=0),
+        Case("the same call through a CloudFormation stack", stack(call(STS, "GetCallerIdentity")), expect=0),
+        Case(
+            "aws-cli from Kali Linux",
+            call("iam.amazonaws.com", "ListUsers", userAgent=KALI_CLI, userIdentity=iam_user("ci")),
+            expect=1,
+            no_form=USER_AGENT,
+        ),
+        Case(
+            "Pacu module",
+            call(
+                "ec2.amazonaws.com",
+                "DescribeInstances",
+                userAgent="Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux lang/python#3.11 Pacu",
+            ),
+            expect=1,
+            no_form=USER_AGENT,
+        ),
         Case("ordinary aws-cli", call(STS, "GetCallerIdentity"), expect=0),
-        Case("no tool names configured", call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG), expect=0,
-             params={"user_agents": []}),
+        Case(
+            "no tool names configured",
+            call(STS, "GetCallerIdentity", userAgent=TRUFFLEHOG),
+            expect=0,
+            params={"user_agents": []},
+        ),
     ],
 )
 def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
@@ -274,5 +365,6 @@ def attack_tool_user_agent(e: Event, p: Params) -> Hit | None:
     tool = _tool_in(agent, p["user_agents"]) if type(agent) is str else ""
     if not tool or by_aws_service(e):
         return None
-    return change_hit(e, f"{tool} in the user agent of {e.name}", key=f"{actor(e)}|{tool}", tool=tool,
-                      long_term_key=long_term_key(e))
+    return change_hit(
+        e, f"{tool} in the user agent of {e.name}", key=f"{actor(e)}|{tool}", tool=tool, long_term_key=long_term_key(e)
+    )

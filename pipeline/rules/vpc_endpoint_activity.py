@@ -18,25 +18,58 @@ from pipeline.rule import ANY, Case, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, public_address
 from pipeline.rules.change_common import change_hit
 
-NETWORK_ACTIVITY_SOURCES = ("cloudtrail.amazonaws.com", "ec2.amazonaws.com", "kms.amazonaws.com", "s3.amazonaws.com",
-                            "secretsmanager.amazonaws.com")
-S3_DATA = frozenset({"GetObject", "GetObjectVersion", "GetObjectAcl", "PutObject", "PutObjectAcl", "CopyObject",
-                     "DeleteObject", "DeleteObjects", "DeleteObjectVersion", "UploadPart", "CompleteMultipartUpload"})
+NETWORK_ACTIVITY_SOURCES = (
+    "cloudtrail.amazonaws.com",
+    "ec2.amazonaws.com",
+    "kms.amazonaws.com",
+    "s3.amazonaws.com",
+    "secretsmanager.amazonaws.com",
+)
+S3_DATA = frozenset(
+    {
+        "GetObject",
+        "GetObjectVersion",
+        "GetObjectAcl",
+        "PutObject",
+        "PutObjectAcl",
+        "CopyObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "DeleteObjectVersion",
+        "UploadPart",
+        "CompleteMultipartUpload",
+    }
+)
 
 
-def _vpce(name: str = "GetObject", source: str = "s3.amazonaws.com", ip: str = "10.0.12.34",
-          identity: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    return {"eventSource": source, "eventName": name, "eventType": "AwsVpceEvent", "eventCategory": "NetworkActivity",
-            "managementEvent": False, "sourceIPAddress": ip,
-            "userIdentity": identity or {"type": "AWSAccount", "principalId": "AROAEXAMPLEROLEID1234:app",
-                                         "accountId": ACCOUNT},
-            "requestParameters": {"bucketName": "customer-data", "key": "exports/customers.csv"},
-            "vpcEndpointId": "vpce-0a1b2c3d4e5f60718", "vpcEndpointAccountId": ACCOUNT, **fields}
+def _vpce(
+    name: str = "GetObject",
+    source: str = "s3.amazonaws.com",
+    ip: str = "10.0.12.34",
+    identity: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    return {
+        "eventSource": source,
+        "eventName": name,
+        "eventType": "AwsVpceEvent",
+        "eventCategory": "NetworkActivity",
+        "managementEvent": False,
+        "sourceIPAddress": ip,
+        "userIdentity": identity
+        or {"type": "AWSAccount", "principalId": "AROAEXAMPLEROLEID1234:app", "accountId": ACCOUNT},
+        "requestParameters": {"bucketName": "customer-data", "key": "exports/customers.csv"},
+        "vpcEndpointId": "vpce-0a1b2c3d4e5f60718",
+        "vpcEndpointAccountId": ACCOUNT,
+        **fields,
+    }
 
 
 NETWORK_ONLY = {"console": "a network activity event records a request through the endpoint, not a console call"}
-DENIED: dict[str, Any] = {"errorCode": "VpceAccessDenied",
-                          "errorMessage": "The request was denied due to a VPC endpoint policy"}
+DENIED: dict[str, Any] = {
+    "errorCode": "VpceAccessDenied",
+    "errorMessage": "The request was denied due to a VPC endpoint policy",
+}
 
 
 @match(
@@ -54,19 +87,36 @@ DENIED: dict[str, Any] = {"errorCode": "VpceAccessDenied",
         "instance or workload at the source address."
     ),
     cases=[
-        Case("denied by the endpoint policy", _vpce("PutObject", **DENIED, requestParameters={
-            "bucketName": "exfil-drop-7731", "key": "dump.tar"}), expect=1, no_form=NETWORK_ONLY),
-        Case("principal of another account through the endpoint", _vpce(identity={
-            "type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}), expect=1,
-             no_form=NETWORK_ONLY),
-        Case("S3 data from a public address through the endpoint", _vpce(ip="81.2.69.142", identity={
-            "type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT}), expect=1, no_form=NETWORK_ONLY),
+        Case(
+            "denied by the endpoint policy",
+            _vpce("PutObject", **DENIED, requestParameters={"bucketName": "exfil-drop-7731", "key": "dump.tar"}),
+            expect=1,
+            no_form=NETWORK_ONLY,
+        ),
+        Case(
+            "principal of another account through the endpoint",
+            _vpce(identity={"type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}),
+            expect=1,
+            no_form=NETWORK_ONLY,
+        ),
+        Case(
+            "S3 data from a public address through the endpoint",
+            _vpce(ip="81.2.69.142", identity={"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": ACCOUNT}),
+            expect=1,
+            no_form=NETWORK_ONLY,
+        ),
         Case("the account's own workload", _vpce(), expect=0),
-        Case("a partner account that is expected", _vpce(identity={
-            "type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}), expect=0,
-             params={"allowed_accounts": [OTHER_ACCOUNT]}),
-        Case("an ordinary API call, not a network activity event", {**_vpce(**DENIED), "eventType": "AwsApiCall",
-                                                                    "eventCategory": "Management"}, expect=0),
+        Case(
+            "a partner account that is expected",
+            _vpce(identity={"type": "AWSAccount", "principalId": "AROAEXAMPLEOTHER:x", "accountId": OTHER_ACCOUNT}),
+            expect=0,
+            params={"allowed_accounts": [OTHER_ACCOUNT]},
+        ),
+        Case(
+            "an ordinary API call, not a network activity event",
+            {**_vpce(**DENIED), "eventType": "AwsApiCall", "eventCategory": "Management"},
+            expect=0,
+        ),
     ],
 )
 def vpc_endpoint_unexpected_access(e: Event, p: Params) -> Hit | None:
@@ -88,5 +138,12 @@ def vpc_endpoint_unexpected_access(e: Event, p: Params) -> Hit | None:
     else:
         return None
     endpoint = e.text("vpcEndpointId")
-    return change_hit(e, f"{e.source.split('.')[0]} {e.name} through endpoint", endpoint, why,
-                      key=f"{endpoint}|{why}", reason=why, caller_account=caller_account)
+    return change_hit(
+        e,
+        f"{e.source.split('.')[0]} {e.name} through endpoint",
+        endpoint,
+        why,
+        key=f"{endpoint}|{why}",
+        reason=why,
+        caller_account=caller_account,
+    )

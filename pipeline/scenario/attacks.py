@@ -34,7 +34,7 @@ RULES = {
     # CIS AWS Foundations monitoring controls
     "cis-root": "cis-root-account-usage",
     "cis-unauthorized": "cis-unauthorized-api-calls",
-        "cis-iam-policy": "cis-iam-policy-changes",
+    "cis-iam-policy": "cis-iam-policy-changes",
     "cis-cloudtrail": "cis-cloudtrail-config-changes",
     "cis-console-failures": "cis-console-authentication-failures",
     "cis-cmk": "cis-kms-cmk-disabled-or-deleted",
@@ -126,13 +126,24 @@ class Kit:
     events: list[dict[str, Any]] = field(default_factory=list)
     expected: list[Expected] = field(default_factory=list)
 
-    def api(self, t: float, source: str, name: str, request: dict[str, Any] | None = None,
-            response: dict[str, Any] | None = None, *, read_only: bool = False, region: str = "",
-            actor: Actor | None = None, **kw: Any) -> dict[str, Any]:
+    def api(
+        self,
+        t: float,
+        source: str,
+        name: str,
+        request: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+        *,
+        read_only: bool = False,
+        region: str = "",
+        actor: Actor | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
         actor = actor or self.actor
         kw.setdefault("ip", self.ip)
-        ev = self.shapes.call(actor, t, region or self.region, source, name, request=request, response=response,
-                              read_only=read_only, **kw)
+        ev = self.shapes.call(
+            actor, t, region or self.region, source, name, request=request, response=response, read_only=read_only, **kw
+        )
         self.events.append(ev)
         return ev
 
@@ -140,10 +151,10 @@ class Kit:
         self.events.append(ev)
         return ev
 
-    def expect(self, what: str, *, stateful: bool = False, present: bool = True, status: str = OPEN,
-               **facts: str) -> None:
-        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present,
-                                      status))
+    def expect(
+        self, what: str, *, stateful: bool = False, present: bool = True, status: str = OPEN, **facts: str
+    ) -> None:
+        self.expected.append(Expected(RULES[what], self.name, self.account.id, dict(facts), stateful, present, status))
 
     def step(self, t: float, lo: float = 1, hi: float = 12) -> float:
         return t + self.rng.uniform(lo, hi)
@@ -151,8 +162,7 @@ class Kit:
     def external_user(self, name: str) -> Actor:
         """Another compromised long-term identity in the target account."""
         ident = iam_user_identity(self.account.id, name, self.ids.key_id("AIDA"), self.ids.key_id("AKIA"))
-        return Actor(f"attacker:{name}", "attacker", self.account, ident, (self.ip,), self.actor.agents,
-                     user_name=name)
+        return Actor(f"attacker:{name}", "attacker", self.account, ident, (self.ip,), self.actor.agents, user_name=name)
 
 
 When = Callable[[Config], Callable[[float], bool]]
@@ -176,8 +186,9 @@ class Attack:
 ATTACKS: dict[str, Attack] = {}
 
 
-def attack(name: str, summary: str, stateful: bool = False, when: When | None = None, apart: bool = False
-           ) -> Callable[[Callable[[Kit, float], None]], Callable[[Kit, float], None]]:
+def attack(
+    name: str, summary: str, stateful: bool = False, when: When | None = None, apart: bool = False
+) -> Callable[[Callable[[Kit, float], None]], Callable[[Kit, float], None]]:
     def wrap(fn: Callable[[Kit, float], None]) -> Callable[[Kit, float], None]:
         if apart and when is not None:
             raise ValueError(f"attack {name}: an attack placed apart has no time condition")
@@ -199,13 +210,31 @@ def _arn(k: Kit) -> str:
 
 # -- stateless: the rules with fixed ids ---------------------------------------------------------------
 
+
 @attack("console-login-without-mfa", "An IAM user signs in to the console with a password alone")
 def console_login_without_mfa(k: Kit, t: float) -> None:
-    user = Actor("attacker:contractor", "human-iam", k.account, {}, (k.ip,), ("",), user_name="contractor-jsmith",
-                 extra={"principal_id": k.ids.key_id("AIDA")})
-    k.emit(k.shapes.console_login(user, t, success=True, mfa=False, ip=k.ip, agent=
-                                  "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                                  "Chrome/126.0.0.0 Safari/537.36", user_name="contractor-jsmith"))
+    user = Actor(
+        "attacker:contractor",
+        "human-iam",
+        k.account,
+        {},
+        (k.ip,),
+        ("",),
+        user_name="contractor-jsmith",
+        extra={"principal_id": k.ids.key_id("AIDA")},
+    )
+    k.emit(
+        k.shapes.console_login(
+            user,
+            t,
+            success=True,
+            mfa=False,
+            ip=k.ip,
+            agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/126.0.0.0 Safari/537.36",
+            user_name="contractor-jsmith",
+        )
+    )
     k.expect("console-no-mfa", resource="contractor-jsmith")
 
 
@@ -229,14 +258,38 @@ def iam_user_after_hours(k: Kit, t: float) -> None:
 
 # -- CIS monitoring controls ---------------------------------------------------------------------------
 
+
 @attack("root-usage", "The root user signs in and lists IAM users")
 def root_usage(k: Kit, t: float) -> None:
-    root = Actor("attacker:root", "root", k.account, root_identity(k.account.id), (k.ip,), ("AWS Internal",),
-                 extra={"browser": ATTACKER_AGENTS[0]})
-    k.emit(k.shapes.console_login(root, t, success=True, mfa=True, ip=k.ip, agent=
-                                  "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"))
-    k.api(k.step(t), "iam.amazonaws.com", "ListUsers", {"maxItems": 100}, read_only=True, region="us-east-1",
-          actor=root, agent="AWS Internal")
+    root = Actor(
+        "attacker:root",
+        "root",
+        k.account,
+        root_identity(k.account.id),
+        (k.ip,),
+        ("AWS Internal",),
+        extra={"browser": ATTACKER_AGENTS[0]},
+    )
+    k.emit(
+        k.shapes.console_login(
+            root,
+            t,
+            success=True,
+            mfa=True,
+            ip=k.ip,
+            agent="Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        )
+    )
+    k.api(
+        k.step(t),
+        "iam.amazonaws.com",
+        "ListUsers",
+        {"maxItems": 100},
+        read_only=True,
+        region="us-east-1",
+        actor=root,
+        agent="AWS Internal",
+    )
     k.expect("cis-root", source_ip=k.ip)
 
 
@@ -245,25 +298,53 @@ def kms_key_deletion(k: Kit, t: float) -> None:
     key = f"arn:aws:kms:{k.region}:{k.account.id}:key/{k.ids.uuid()}"
     res = [{"accountId": k.account.id, "type": "AWS::KMS::Key", "ARN": key}]
     k.api(t, "kms.amazonaws.com", "DisableKey", {"keyId": key}, None, resources=res)
-    k.api(k.step(t), "kms.amazonaws.com", "ScheduleKeyDeletion", {"keyId": key, "pendingWindowInDays": 7},
-          {"keyId": key, "deletionDate": java_date(t + 7 * 86400), "keyState": "PendingDeletion",
-           "pendingWindowInDays": 7}, resources=res)
+    k.api(
+        k.step(t),
+        "kms.amazonaws.com",
+        "ScheduleKeyDeletion",
+        {"keyId": key, "pendingWindowInDays": 7},
+        {
+            "keyId": key,
+            "deletionDate": java_date(t + 7 * 86400),
+            "keyState": "PendingDeletion",
+            "pendingWindowInDays": 7,
+        },
+        resources=res,
+    )
     k.expect("cis-cmk", source_ip=k.ip)
 
 
 @attack("s3-bucket-policy", "A bucket policy granting everyone read access")
 def s3_bucket_policy(k: Kit, t: float) -> None:
     bucket = k.account.buckets[1]
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-        "Resource": f"arn:aws:s3:::{bucket}/*"}]}
-    k.api(t, "s3.amazonaws.com", "PutBucketPolicy",
-          {"bucketPolicy": policy, "bucketName": bucket, "Host": f"{bucket}.s3.{k.region}.amazonaws.com",
-           "policy": ""},
-          None, resources=[{"accountId": k.account.id, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}],
-          host=f"{bucket}.s3.{k.region}.amazonaws.com",
-          additional={"SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
-                      "bytesTransferredIn": 0, "AuthenticationMethod": "AuthHeader", "bytesTransferredOut": 0})
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "public",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
+    k.api(
+        t,
+        "s3.amazonaws.com",
+        "PutBucketPolicy",
+        {"bucketPolicy": policy, "bucketName": bucket, "Host": f"{bucket}.s3.{k.region}.amazonaws.com", "policy": ""},
+        None,
+        resources=[{"accountId": k.account.id, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}],
+        host=f"{bucket}.s3.{k.region}.amazonaws.com",
+        additional={
+            "SignatureVersion": "SigV4",
+            "CipherSuite": "TLS_AES_128_GCM_SHA256",
+            "bytesTransferredIn": 0,
+            "AuthenticationMethod": "AuthHeader",
+            "bytesTransferredOut": 0,
+        },
+    )
     k.expect("cis-s3-policy", source_ip=k.ip)
 
 
@@ -278,28 +359,73 @@ def config_stopped(k: Kit, t: float) -> None:
 @attack("network-changes", "A new VPC with an internet gateway, an open route and an allow-all network ACL entry")
 def network_changes(k: Kit, t: float) -> None:
     vpc, igw, rtb, acl = (k.ids.resource(p) for p in ("vpc", "igw", "rtb", "acl"))
-    k.api(t, "ec2.amazonaws.com", "CreateVpc", {"cidrBlock": "10.99.0.0/16", "instanceTenancy": "default"},
-          {"requestId": "", "vpc": {"vpcId": vpc, "state": "pending", "cidrBlock": "10.99.0.0/16",
-                                    "ownerId": k.account.id, "instanceTenancy": "default", "isDefault": False}})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "CreateVpc",
+        {"cidrBlock": "10.99.0.0/16", "instanceTenancy": "default"},
+        {
+            "requestId": "",
+            "vpc": {
+                "vpcId": vpc,
+                "state": "pending",
+                "cidrBlock": "10.99.0.0/16",
+                "ownerId": k.account.id,
+                "instanceTenancy": "default",
+                "isDefault": False,
+            },
+        },
+    )
     t = k.step(t)
-    k.api(t, "ec2.amazonaws.com", "CreateInternetGateway", {}, {"requestId": "", "internetGateway": {
-        "internetGatewayId": igw, "ownerId": k.account.id, "attachmentSet": {}, "tagSet": {}}})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "CreateInternetGateway",
+        {},
+        {
+            "requestId": "",
+            "internetGateway": {"internetGatewayId": igw, "ownerId": k.account.id, "attachmentSet": {}, "tagSet": {}},
+        },
+    )
     t = k.step(t)
-    k.api(t, "ec2.amazonaws.com", "AttachInternetGateway", {"internetGatewayId": igw, "vpcId": vpc},
-          {"requestId": "", "_return": True})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "AttachInternetGateway",
+        {"internetGatewayId": igw, "vpcId": vpc},
+        {"requestId": "", "_return": True},
+    )
     t = k.step(t)
-    k.api(t, "ec2.amazonaws.com", "CreateRoute", {"routeTableId": rtb, "destinationCidrBlock": "0.0.0.0/0",
-                                                  "gatewayId": igw}, {"requestId": "", "_return": True})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "CreateRoute",
+        {"routeTableId": rtb, "destinationCidrBlock": "0.0.0.0/0", "gatewayId": igw},
+        {"requestId": "", "_return": True},
+    )
     t = k.step(t)
-    k.api(t, "ec2.amazonaws.com", "CreateNetworkAclEntry", {
-        "networkAclId": acl, "ruleNumber": 90, "egress": False, "ruleAction": "allow", "icmpTypeCode": {},
-        "portRange": {"from": 0, "to": 65535}, "aclProtocol": "-1", "cidrBlock": "0.0.0.0/0"},
-        {"requestId": "", "_return": True})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "CreateNetworkAclEntry",
+        {
+            "networkAclId": acl,
+            "ruleNumber": 90,
+            "egress": False,
+            "ruleAction": "allow",
+            "icmpTypeCode": {},
+            "portRange": {"from": 0, "to": 65535},
+            "aclProtocol": "-1",
+            "cidrBlock": "0.0.0.0/0",
+        },
+        {"requestId": "", "_return": True},
+    )
     for what in ("cis-vpc", "cis-gateway", "cis-route", "cis-nacl"):
         k.expect(what)
 
 
 # -- attack techniques (the behaviours of the Stratus Red Team techniques, written afresh) -------------
+
 
 @attack("cloudtrail-stop", "A trail stops logging")
 def cloudtrail_stop(k: Kit, t: float) -> None:
@@ -318,30 +444,59 @@ def cloudtrail_delete(k: Kit, t: float) -> None:
 
 @attack("cloudtrail-event-selectors", "A trail's event selectors drop management events")
 def cloudtrail_selectors(k: Kit, t: float) -> None:
-    selectors = [{"readWriteType": "ReadOnly", "includeManagementEvents": False, "dataResources": [],
-                  "excludeManagementEventSources": []}]
-    k.api(t, "cloudtrail.amazonaws.com", "PutEventSelectors", {"trailName": "audit-trail", "eventSelectors": selectors},
-          {"trailARN": f"arn:aws:cloudtrail:{k.region}:{k.account.id}:trail/audit-trail",
-           "eventSelectors": selectors})
+    selectors = [
+        {
+            "readWriteType": "ReadOnly",
+            "includeManagementEvents": False,
+            "dataResources": [],
+            "excludeManagementEventSources": [],
+        }
+    ]
+    k.api(
+        t,
+        "cloudtrail.amazonaws.com",
+        "PutEventSelectors",
+        {"trailName": "audit-trail", "eventSelectors": selectors},
+        {"trailARN": f"arn:aws:cloudtrail:{k.region}:{k.account.id}:trail/audit-trail", "eventSelectors": selectors},
+    )
     k.expect("cloudtrail-selectors")  # not in the CIS 4.5 filter (Create/Update/DeleteTrail, Start/StopLogging)
 
 
 @attack("vpc-flow-logs-delete", "VPC flow logs deleted")
 def flow_logs_delete(k: Kit, t: float) -> None:
     fl = k.ids.resource("fl")
-    ev = k.api(t, "ec2.amazonaws.com", "DeleteFlowLogs", {"DeleteFlowLogsRequest": {"FlowLogId": {"content": fl,
-                                                                                                  "tag": 1}}})
-    ev["responseElements"] = {"DeleteFlowLogsResponse": {"xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/",
-                                                         "requestId": ev["requestID"], "unsuccessful": ""}}
+    ev = k.api(
+        t, "ec2.amazonaws.com", "DeleteFlowLogs", {"DeleteFlowLogsRequest": {"FlowLogId": {"content": fl, "tag": 1}}}
+    )
+    ev["responseElements"] = {
+        "DeleteFlowLogsResponse": {
+            "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/",
+            "requestId": ev["requestID"],
+            "unsuccessful": "",
+        }
+    }
     k.expect("flow-logs-delete")
 
 
 @attack("dns-query-logs-delete", "Route 53 Resolver query logging configuration deleted")
 def dns_logs_delete(k: Kit, t: float) -> None:
     cfg = f"rqlc-{k.ids.hex(15)}"
-    k.api(t, "route53resolver.amazonaws.com", "DeleteResolverQueryLogConfig", {"resolverQueryLogConfigId": cfg},
-          {"resolverQueryLogConfig": {"id": cfg, "ownerId": k.account.id, "status": "DELETING",
-                                      "shareStatus": "NOT_SHARED", "associationCount": 0, "name": "vpc-dns-logs"}})
+    k.api(
+        t,
+        "route53resolver.amazonaws.com",
+        "DeleteResolverQueryLogConfig",
+        {"resolverQueryLogConfigId": cfg},
+        {
+            "resolverQueryLogConfig": {
+                "id": cfg,
+                "ownerId": k.account.id,
+                "status": "DELETING",
+                "shareStatus": "NOT_SHARED",
+                "associationCount": 0,
+                "name": "vpc-dns-logs",
+            }
+        },
+    )
     k.expect("dns-logs-delete")
 
 
@@ -355,9 +510,16 @@ def organizations_leave(k: Kit, t: float) -> None:
 @attack("ec2-share-snapshot", "An EBS snapshot shared with an account outside the organization")
 def share_snapshot(k: Kit, t: float) -> None:
     snap = k.ids.resource("snap")
-    ev = k.api(t, "ec2.amazonaws.com", "ModifySnapshotAttribute", {
-        "snapshotId": snap, "createVolumePermission": {"add": {"items": [{"userId": EXTERNAL_ACCOUNT}]}},
-        "attributeType": "CREATE_VOLUME_PERMISSION"})
+    ev = k.api(
+        t,
+        "ec2.amazonaws.com",
+        "ModifySnapshotAttribute",
+        {
+            "snapshotId": snap,
+            "createVolumePermission": {"add": {"items": [{"userId": EXTERNAL_ACCOUNT}]}},
+            "attributeType": "CREATE_VOLUME_PERMISSION",
+        },
+    )
     ev["responseElements"] = {"requestId": ev["requestID"], "_return": True}
     k.expect("snapshot-share", resource=snap)
 
@@ -365,35 +527,68 @@ def share_snapshot(k: Kit, t: float) -> None:
 @attack("ec2-share-ami", "An AMI shared with an account outside the organization")
 def share_ami(k: Kit, t: float) -> None:
     ami = k.ids.resource("ami")
-    ev = k.api(t, "ec2.amazonaws.com", "ModifyImageAttribute", {
-        "imageId": ami, "launchPermission": {"add": {"items": [{"userId": EXTERNAL_ACCOUNT}]}},
-        "attributeType": "launchPermission"})
+    ev = k.api(
+        t,
+        "ec2.amazonaws.com",
+        "ModifyImageAttribute",
+        {
+            "imageId": ami,
+            "launchPermission": {"add": {"items": [{"userId": EXTERNAL_ACCOUNT}]}},
+            "attributeType": "launchPermission",
+        },
+    )
     ev["responseElements"] = {"requestId": ev["requestID"], "_return": True}
     k.expect("ami-share", resource=ami)
 
 
 @attack("rds-share-snapshot", "An RDS snapshot shared with an account outside the organization")
 def share_rds(k: Kit, t: float) -> None:
-    k.api(t, "rds.amazonaws.com", "ModifyDBSnapshotAttribute", {
-        "dBSnapshotIdentifier": "orders-db-final", "attributeName": "restore", "valuesToAdd": [EXTERNAL_ACCOUNT]},
-        {"dBSnapshotIdentifier": "orders-db-final",
-         "dBSnapshotAttributes": [{"attributeName": "restore", "attributeValues": [EXTERNAL_ACCOUNT]}]})
+    k.api(
+        t,
+        "rds.amazonaws.com",
+        "ModifyDBSnapshotAttribute",
+        {"dBSnapshotIdentifier": "orders-db-final", "attributeName": "restore", "valuesToAdd": [EXTERNAL_ACCOUNT]},
+        {
+            "dBSnapshotIdentifier": "orders-db-final",
+            "dBSnapshotAttributes": [{"attributeName": "restore", "attributeValues": [EXTERNAL_ACCOUNT]}],
+        },
+    )
     k.expect("rds-share")
 
 
 def _trust(principal: dict[str, str]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]}, indent=2)
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        },
+        indent=2,
+    )
 
 
 @attack("iam-backdoor-role", "A role's trust policy opened to an outside account")
 def backdoor_role(k: Kit, t: float) -> None:
-    doc = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
-        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{EXTERNAL_ACCOUNT}:root"},
-         "Action": "sts:AssumeRole"}]}, indent=2)
-    k.api(t, "iam.amazonaws.com", "UpdateAssumeRolePolicy", {"roleName": "app-instance-role", "policyDocument": doc},
-          region="us-east-1")
+    doc = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"},
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{EXTERNAL_ACCOUNT}:root"},
+                    "Action": "sts:AssumeRole",
+                },
+            ],
+        },
+        indent=2,
+    )
+    k.api(
+        t,
+        "iam.amazonaws.com",
+        "UpdateAssumeRolePolicy",
+        {"roleName": "app-instance-role", "policyDocument": doc},
+        region="us-east-1",
+    )
     k.expect("role-backdoor", resource="app-instance-role")  # a trust policy: not in the CIS 4.4 filter
 
 
@@ -418,12 +613,30 @@ def create_admin_user(k: Kit, t: float) -> None:
 def create_backdoor_role(k: Kit, t: float) -> None:
     role = "ops-break-glass"
     doc = _trust({"AWS": f"arn:aws:iam::{EXTERNAL_ACCOUNT}:root"})
-    k.api(t, "iam.amazonaws.com", "CreateRole", {"roleName": role, "assumeRolePolicyDocument": doc},
-          {"role": {"path": "/", "roleName": role, "roleId": k.ids.key_id("AROA"),
-                    "arn": f"arn:aws:iam::{k.account.id}:role/{role}", "createDate": java_date(t),
-                    "assumeRolePolicyDocument": doc}}, region="us-east-1")
-    k.api(k.step(t), "iam.amazonaws.com", "AttachRolePolicy", {"roleName": role, "policyArn": ADMIN_POLICY},
-          region="us-east-1")
+    k.api(
+        t,
+        "iam.amazonaws.com",
+        "CreateRole",
+        {"roleName": role, "assumeRolePolicyDocument": doc},
+        {
+            "role": {
+                "path": "/",
+                "roleName": role,
+                "roleId": k.ids.key_id("AROA"),
+                "arn": f"arn:aws:iam::{k.account.id}:role/{role}",
+                "createDate": java_date(t),
+                "assumeRolePolicyDocument": doc,
+            }
+        },
+        region="us-east-1",
+    )
+    k.api(
+        k.step(t),
+        "iam.amazonaws.com",
+        "AttachRolePolicy",
+        {"roleName": role, "policyArn": ADMIN_POLICY},
+        region="us-east-1",
+    )
     k.expect("backdoor-role", resource=role)
     k.expect("admin-policy", resource=role)
     k.expect("cis-iam-policy", source_ip=k.ip)
@@ -446,11 +659,20 @@ def update_login_profile(k: Kit, t: float) -> None:
 def lambda_public(k: Kit, t: float) -> None:
     fn = "orders-api"
     arn = f"arn:aws:lambda:{k.region}:{k.account.id}:function:{fn}"
-    stmt = {"Sid": "public-invoke", "Effect": "Allow", "Principal": "*", "Action": "lambda:InvokeFunction",
-            "Resource": arn}
-    k.api(t, "lambda.amazonaws.com", "AddPermission20150331v2", {
-        "functionName": fn, "statementId": "public-invoke", "action": "lambda:InvokeFunction", "principal": "*"},
-        {"statement": json.dumps(stmt, separators=(",", ":"))})
+    stmt = {
+        "Sid": "public-invoke",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "lambda:InvokeFunction",
+        "Resource": arn,
+    }
+    k.api(
+        t,
+        "lambda.amazonaws.com",
+        "AddPermission20150331v2",
+        {"functionName": fn, "statementId": "public-invoke", "action": "lambda:InvokeFunction", "principal": "*"},
+        {"statement": json.dumps(stmt, separators=(",", ":"))},
+    )
     k.expect("lambda-public", resource=fn)
 
 
@@ -458,10 +680,19 @@ def lambda_public(k: Kit, t: float) -> None:
 def lambda_layer(k: Kit, t: float) -> None:
     arn = f"arn:aws:lambda:{k.region}:{k.account.id}:function:invoice-worker"
     layer = f"arn:aws:lambda:{k.region}:{EXTERNAL_ACCOUNT}:layer:telemetry-extension:3"
-    k.api(t, "lambda.amazonaws.com", "UpdateFunctionConfiguration20150331v2",
-          {"functionName": arn, "layers": [layer], "environment": {}},
-          {"functionName": "invoice-worker", "functionArn": arn, "runtime": "python3.12",
-           "layers": [{"arn": layer, "codeSize": 1184}], "lastUpdateStatus": "InProgress"})
+    k.api(
+        t,
+        "lambda.amazonaws.com",
+        "UpdateFunctionConfiguration20150331v2",
+        {"functionName": arn, "layers": [layer], "environment": {}},
+        {
+            "functionName": "invoice-worker",
+            "functionArn": arn,
+            "runtime": "python3.12",
+            "layers": [{"arn": layer, "codeSize": 1184}],
+            "lastUpdateStatus": "InProgress",
+        },
+    )
     k.expect("lambda-layer", resource="invoice-worker")
 
 
@@ -469,40 +700,89 @@ def lambda_layer(k: Kit, t: float) -> None:
 def lambda_code(k: Kit, t: float) -> None:
     fn = "thumbnailer"
     arn = f"arn:aws:lambda:{k.region}:{k.account.id}:function:{fn}"
-    k.api(t, "lambda.amazonaws.com", "UpdateFunctionCode20150331v2", {
-        "functionName": arn, "publish": True, "dryRun": False,
-        "fullyQualifiedArn": {"arnPrefix": {"partition": "aws", "region": k.region, "account": k.account.id},
-                              "relativeId": {"functionName": fn}, "functionQualifier": {}}},
-        {"functionName": fn, "functionArn": f"{arn}:7", "runtime": "python3.12", "codeSize": 2211,
-         "codeSha256": "kq8vCw0d4V1mQ2l0p3YQ6i0v5hmb4Zf2sEwq4bXKc1o=", "lastUpdateStatus": "InProgress"})
+    k.api(
+        t,
+        "lambda.amazonaws.com",
+        "UpdateFunctionCode20150331v2",
+        {
+            "functionName": arn,
+            "publish": True,
+            "dryRun": False,
+            "fullyQualifiedArn": {
+                "arnPrefix": {"partition": "aws", "region": k.region, "account": k.account.id},
+                "relativeId": {"functionName": fn},
+                "functionQualifier": {},
+            },
+        },
+        {
+            "functionName": fn,
+            "functionArn": f"{arn}:7",
+            "runtime": "python3.12",
+            "codeSize": 2211,
+            "codeSha256": "kq8vCw0d4V1mQ2l0p3YQ6i0v5hmb4Zf2sEwq4bXKc1o=",
+            "lastUpdateStatus": "InProgress",
+        },
+    )
     k.expect("lambda-code", resource=fn)
 
 
 @attack("rolesanywhere-trust-anchor", "An IAM Roles Anywhere trust anchor and profile created")
 def rolesanywhere(k: Kit, t: float) -> None:
     anchor = k.ids.uuid()
-    k.api(t, "rolesanywhere.amazonaws.com", "CreateTrustAnchor", {
-        "name": "edge-devices", "enabled": True,
-        "source": {"sourceType": "CERTIFICATE_BUNDLE",
-                   "sourceData": {"x509CertificateData": CERTIFICATE}}},
-        {"trustAnchor": {"trustAnchorId": anchor, "name": "edge-devices", "enabled": True,
-                         "trustAnchorArn": f"arn:aws:rolesanywhere:{k.region}:{k.account.id}:trust-anchor/{anchor}"}})
-    k.api(k.step(t), "rolesanywhere.amazonaws.com", "CreateProfile", {
-        "name": "edge-profile", "enabled": True, "durationSeconds": 3600,
-        "roleArns": [f"arn:aws:iam::{k.account.id}:role/app-instance-role"]},
-        {"profile": {"name": "edge-profile", "enabled": True, "createdBy": _arn(k)}})
+    k.api(
+        t,
+        "rolesanywhere.amazonaws.com",
+        "CreateTrustAnchor",
+        {
+            "name": "edge-devices",
+            "enabled": True,
+            "source": {"sourceType": "CERTIFICATE_BUNDLE", "sourceData": {"x509CertificateData": CERTIFICATE}},
+        },
+        {
+            "trustAnchor": {
+                "trustAnchorId": anchor,
+                "name": "edge-devices",
+                "enabled": True,
+                "trustAnchorArn": f"arn:aws:rolesanywhere:{k.region}:{k.account.id}:trust-anchor/{anchor}",
+            }
+        },
+    )
+    k.api(
+        k.step(t),
+        "rolesanywhere.amazonaws.com",
+        "CreateProfile",
+        {
+            "name": "edge-profile",
+            "enabled": True,
+            "durationSeconds": 3600,
+            "roleArns": [f"arn:aws:iam::{k.account.id}:role/app-instance-role"],
+        },
+        {"profile": {"name": "edge-profile", "enabled": True, "createdBy": _arn(k)}},
+    )
     k.expect("rolesanywhere")
 
 
 @attack("sts-federation-token", "A federation token with an allow-everything policy")
 def federation_token(k: Kit, t: float) -> None:
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-    k.api(t, "sts.amazonaws.com", "GetFederationToken", {"name": "maint", "policy": policy, "durationSeconds": 43200},
-          {"credentials": {"accessKeyId": k.ids.key_id("ASIA"), "sessionToken": k.ids.alnum(64),
-                           "expiration": java_date(t + 43200)},
-           "federatedUser": {"federatedUserId": f"{k.account.id}:maint",
-                             "arn": f"arn:aws:sts::{k.account.id}:federated-user/maint"},
-           "packedPolicySize": 6})
+    k.api(
+        t,
+        "sts.amazonaws.com",
+        "GetFederationToken",
+        {"name": "maint", "policy": policy, "durationSeconds": 43200},
+        {
+            "credentials": {
+                "accessKeyId": k.ids.key_id("ASIA"),
+                "sessionToken": k.ids.alnum(64),
+                "expiration": java_date(t + 43200),
+            },
+            "federatedUser": {
+                "federatedUserId": f"{k.account.id}:maint",
+                "arn": f"arn:aws:sts::{k.account.id}:federated-user/maint",
+            },
+            "packedPolicySize": 6,
+        },
+    )
     k.expect("federation-token")
 
 
@@ -510,9 +790,16 @@ def federation_token(k: Kit, t: float) -> None:
 def password_data(k: Kit, t: float) -> None:
     for _ in range(12):
         iid = k.ids.resource("i")
-        k.api(t, "ec2.amazonaws.com", "GetPasswordData", {"instanceId": iid}, read_only=True,
-              error=k.shapes.ec2_denied(k.actor, "ec2:GetPasswordData",
-                                        f"arn:aws:ec2:{k.region}:{k.account.id}:instance/{iid}"))
+        k.api(
+            t,
+            "ec2.amazonaws.com",
+            "GetPasswordData",
+            {"instanceId": iid},
+            read_only=True,
+            error=k.shapes.ec2_denied(
+                k.actor, "ec2:GetPasswordData", f"arn:aws:ec2:{k.region}:{k.account.id}:instance/{iid}"
+            ),
+        )
         t = k.step(t, 0.2, 2)
     k.expect("password-data")
 
@@ -529,8 +816,13 @@ def secrets(k: Kit, t: float) -> None:
 
 @attack("secretsmanager-batch-retrieve-secrets", "Secrets read in bulk with BatchGetSecretValue")
 def secrets_batch(k: Kit, t: float) -> None:
-    k.api(t, "secretsmanager.amazonaws.com", "BatchGetSecretValue",
-          {"filters": [{"key": "name", "values": ["prod/"]}]}, read_only=True)
+    k.api(
+        t,
+        "secretsmanager.amazonaws.com",
+        "BatchGetSecretValue",
+        {"filters": [{"key": "name", "values": ["prod/"]}]},
+        read_only=True,
+    )
     k.expect("secrets-batch")
 
 
@@ -538,17 +830,29 @@ def secrets_batch(k: Kit, t: float) -> None:
 def ssm_params(k: Kit, t: float) -> None:
     k.api(t, "ssm.amazonaws.com", "DescribeParameters", {"maxResults": 50}, read_only=True)
     names = [f"/prod/payments/secret-{n}" for n in range(10)]
-    k.api(k.step(t), "ssm.amazonaws.com", "GetParameters", {"names": names, "withDecryption": True}, read_only=True,
-          resources=[{"ARN": f"arn:aws:ssm:{k.region}:{k.account.id}:parameter{n}", "accountId": k.account.id}
-                     for n in names])
+    k.api(
+        k.step(t),
+        "ssm.amazonaws.com",
+        "GetParameters",
+        {"names": names, "withDecryption": True},
+        read_only=True,
+        resources=[
+            {"ARN": f"arn:aws:ssm:{k.region}:{k.account.id}:parameter{n}", "accountId": k.account.id} for n in names
+        ],
+    )
     k.expect("ssm-params")
 
 
 @attack("ec2-download-user-data", "User data read from many instances")
 def user_data_read(k: Kit, t: float) -> None:
     for _ in range(10):
-        k.api(t, "ec2.amazonaws.com", "DescribeInstanceAttribute",
-              {"instanceId": k.ids.resource("i"), "attribute": "userData"}, read_only=True)
+        k.api(
+            t,
+            "ec2.amazonaws.com",
+            "DescribeInstanceAttribute",
+            {"instanceId": k.ids.resource("i"), "attribute": "userData"},
+            read_only=True,
+        )
         t = k.step(t, 0.3, 2)
     k.expect("user-data-read")
 
@@ -564,30 +868,80 @@ def unusual_instances(k: Kit, t: float) -> None:
 def user_data_modified(k: Kit, t: float) -> None:
     iid = k.ids.resource("i")
     items = {"items": [{"instanceId": iid}]}
-    k.api(t, "ec2.amazonaws.com", "StopInstances", {"instancesSet": items, "force": True},
-          {"instancesSet": {"items": [{"instanceId": iid, "currentState": {"code": 64, "name": "stopping"},
-                                       "previousState": {"code": 16, "name": "running"}}]}})
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "StopInstances",
+        {"instancesSet": items, "force": True},
+        {
+            "instancesSet": {
+                "items": [
+                    {
+                        "instanceId": iid,
+                        "currentState": {"code": 64, "name": "stopping"},
+                        "previousState": {"code": 16, "name": "running"},
+                    }
+                ]
+            }
+        },
+    )
     t = k.step(t, 30, 60)
-    ev = k.api(t, "ec2.amazonaws.com", "ModifyInstanceAttribute", {"instanceId": iid,
-                                                                   "userData": "<sensitiveDataRemoved>"})
+    ev = k.api(
+        t, "ec2.amazonaws.com", "ModifyInstanceAttribute", {"instanceId": iid, "userData": "<sensitiveDataRemoved>"}
+    )
     ev["responseElements"] = {"requestId": ev["requestID"], "_return": True}
-    k.api(k.step(t), "ec2.amazonaws.com", "StartInstances", {"instancesSet": items},
-          {"instancesSet": {"items": [{"instanceId": iid, "currentState": {"code": 0, "name": "pending"},
-                                       "previousState": {"code": 80, "name": "stopped"}}]}})
+    k.api(
+        k.step(t),
+        "ec2.amazonaws.com",
+        "StartInstances",
+        {"instancesSet": items},
+        {
+            "instancesSet": {
+                "items": [
+                    {
+                        "instanceId": iid,
+                        "currentState": {"code": 0, "name": "pending"},
+                        "previousState": {"code": 80, "name": "stopped"},
+                    }
+                ]
+            }
+        },
+    )
     k.expect("user-data-modified", resource=iid)
 
 
 @attack("ssm-send-command", "A shell script pushed to instances with SSM Run Command")
 def ssm_command(k: Kit, t: float) -> None:
     ids = [k.ids.resource("i") for _ in range(3)]
-    k.api(t, "ssm.amazonaws.com", "DescribeInstanceInformation", {"filters": [{"key": "InstanceIds", "values": ids}]},
-          read_only=True)
+    k.api(
+        t,
+        "ssm.amazonaws.com",
+        "DescribeInstanceInformation",
+        {"filters": [{"key": "InstanceIds", "values": ids}]},
+        read_only=True,
+    )
     cid = k.ids.uuid()
-    k.api(k.step(t), "ssm.amazonaws.com", "SendCommand", {
-        "instanceIds": ids, "documentName": "AWS-RunShellScript", "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
-        "interactive": False},
-        {"command": {"commandId": cid, "documentName": "AWS-RunShellScript", "instanceIds": ids, "status": "Pending",
-                     "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS", "targetCount": len(ids)}})
+    k.api(
+        k.step(t),
+        "ssm.amazonaws.com",
+        "SendCommand",
+        {
+            "instanceIds": ids,
+            "documentName": "AWS-RunShellScript",
+            "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
+            "interactive": False,
+        },
+        {
+            "command": {
+                "commandId": cid,
+                "documentName": "AWS-RunShellScript",
+                "instanceIds": ids,
+                "status": "Pending",
+                "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                "targetCount": len(ids),
+            }
+        },
+    )
     k.expect("ssm-command")
 
 
@@ -596,9 +950,17 @@ def ssm_session(k: Kit, t: float) -> None:
     for _ in range(2):
         iid = k.ids.resource("i")
         sid = f"{k.actor.user_name}-{k.ids.alnum(17).lower()}"
-        k.api(t, "ssm.amazonaws.com", "StartSession", {"target": iid},
-              {"sessionId": sid, "tokenValue": "Value hidden due to security reasons.",
-               "streamUrl": f"wss://ssmmessages.{k.region}.amazonaws.com/v1/data-channel/{sid}?role=publish_subscribe"})
+        k.api(
+            t,
+            "ssm.amazonaws.com",
+            "StartSession",
+            {"target": iid},
+            {
+                "sessionId": sid,
+                "tokenValue": "Value hidden due to security reasons.",
+                "streamUrl": f"wss://ssmmessages.{k.region}.amazonaws.com/v1/data-channel/{sid}?role=publish_subscribe",
+            },
+        )
         t = k.step(t)
     k.expect("ssm-session")
 
@@ -610,24 +972,42 @@ def bedrock(k: Kit, t: float) -> None:
     t = k.step(t)
     k.api(t, "bedrock.amazonaws.com", "PutUseCaseForModelAccess", {"formData": "HIDDEN_DUE_TO_SECURITY_REASONS"})
     t = k.step(t)
-    k.api(t, "bedrock.amazonaws.com", "CreateFoundationModelAgreement",
-          {"modelId": model, "offerToken": "HIDDEN_DUE_TO_SECURITY_REASONS"}, {"modelId": model})
+    k.api(
+        t,
+        "bedrock.amazonaws.com",
+        "CreateFoundationModelAgreement",
+        {"modelId": model, "offerToken": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+        {"modelId": model},
+    )
     t = k.step(t)
     k.api(t, "bedrock.amazonaws.com", "PutFoundationModelEntitlement", {"modelId": model}, {"status": "SUCCESS"})
     for _ in range(5):
         t = k.step(t, 1, 4)
-        k.api(t, "bedrock.amazonaws.com", "InvokeModel", {"modelId": model}, read_only=True,
-              additional={"inputTokens": 512, "outputTokens": 1800})
+        k.api(
+            t,
+            "bedrock.amazonaws.com",
+            "InvokeModel",
+            {"modelId": model},
+            read_only=True,
+            additional={"inputTokens": 512, "outputTokens": 1800},
+        )
     k.expect("bedrock")
 
 
 @attack("ec2-instance-connect", "SSH public keys pushed to instances with EC2 Instance Connect")
 def instance_connect(k: Kit, t: float) -> None:
     for _ in range(3):
-        k.api(t, "ec2-instance-connect.amazonaws.com", "SendSSHPublicKey", {
-            "instanceId": k.ids.resource("i"), "instanceOSUser": "ec2-user",
-            "sSHPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7p0attackerkeymaterialXXXXXXXXXXXXXXXX"},
-            {"requestId": k.ids.uuid(), "success": True})
+        k.api(
+            t,
+            "ec2-instance-connect.amazonaws.com",
+            "SendSSHPublicKey",
+            {
+                "instanceId": k.ids.resource("i"),
+                "instanceOSUser": "ec2-user",
+                "sSHPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7p0attackerkeymaterialXXXXXXXXXXXXXXXX",
+            },
+            {"requestId": k.ids.uuid(), "success": True},
+        )
         t = k.step(t)
     k.expect("instance-connect")
 
@@ -635,13 +1015,25 @@ def instance_connect(k: Kit, t: float) -> None:
 @attack("ec2-serial-console", "Serial console access enabled and an SSH key pushed to it")
 def serial_console(k: Kit, t: float) -> None:
     ev = k.api(t, "ec2.amazonaws.com", "EnableSerialConsoleAccess", {"EnableSerialConsoleAccessRequest": ""})
-    ev["responseElements"] = {"EnableSerialConsoleAccessResponse": {
-        "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/", "requestId": ev["requestID"],
-        "serialConsoleAccessEnabled": True}}
-    k.api(k.step(t), "ec2-instance-connect.amazonaws.com", "SendSerialConsoleSSHPublicKey", {
-        "instanceId": k.ids.resource("i"), "serialPort": 0, "monitorMode": False,
-        "sSHPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7p0attackerkeymaterialXXXXXXXXXXXXXXXX"},
-        {"requestId": k.ids.uuid(), "success": True})
+    ev["responseElements"] = {
+        "EnableSerialConsoleAccessResponse": {
+            "xmlns": "http://ec2.amazonaws.com/doc/2016-11-15/",
+            "requestId": ev["requestID"],
+            "serialConsoleAccessEnabled": True,
+        }
+    }
+    k.api(
+        k.step(t),
+        "ec2-instance-connect.amazonaws.com",
+        "SendSerialConsoleSSHPublicKey",
+        {
+            "instanceId": k.ids.resource("i"),
+            "serialPort": 0,
+            "monitorMode": False,
+            "sSHPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7p0attackerkeymaterialXXXXXXXXXXXXXXXX",
+        },
+        {"requestId": k.ids.uuid(), "success": True},
+    )
     k.expect("serial-console")
 
 
@@ -649,15 +1041,21 @@ def serial_console(k: Kit, t: float) -> None:
 def instance_credentials(k: Kit, t: float) -> None:
     instance = next(a for a in k.org.by_kind["ec2"] if a.account is k.account)
     k.api(t, "sts.amazonaws.com", "GetCallerIdentity", None, read_only=True, actor=instance)
-    k.api(k.step(t), "ec2.amazonaws.com", "DescribeInstances", {"instancesSet": {}, "filterSet": {}},
-          read_only=True, actor=instance)
+    k.api(
+        k.step(t),
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        {"instancesSet": {}, "filterSet": {}},
+        read_only=True,
+        actor=instance,
+    )
     k.expect("instance-creds", principal=str(instance.identity["arn"]))
 
 
 # -- stateful ------------------------------------------------------------------------------------------
 
-@attack("ec2-untagged-instance", "An instance launched without the required tags, which never arrive",
-        stateful=True)
+
+@attack("ec2-untagged-instance", "An instance launched without the required tags, which never arrive", stateful=True)
 def untagged_instance(k: Kit, t: float) -> None:
     iid = k.ids.resource("i")
     k.emit(k.shapes.run_instances(k.actor, t, k.region, [iid], tags={"Name": "tmp-worker"}, ip=k.ip))
@@ -673,15 +1071,19 @@ def tag_removed(k: Kit, t: float) -> None:
     k.expect("untagged", stateful=True, resource=iid)
 
 
-@attack("ec2-late-tags", "Instances tagged 30-90 s after launch, and one terminated before its deadline: benign",
-        stateful=True)
+@attack(
+    "ec2-late-tags",
+    "Instances tagged 30-90 s after launch, and one terminated before its deadline: benign",
+    stateful=True,
+)
 def late_tags(k: Kit, t: float) -> None:
     asg = k.org.actor("terraform", k.account)
     for _ in range(2):
         iid = k.ids.resource("i")
         k.emit(k.shapes.run_instances(asg, t, k.region, [iid], tags=None))
-        k.emit(k.shapes.create_tags(asg, t + k.rng.uniform(30, 90), k.region, [iid], {"Name": "emr-core",
-                                                                                       **REQUIRED_TAGS}))
+        k.emit(
+            k.shapes.create_tags(asg, t + k.rng.uniform(30, 90), k.region, [iid], {"Name": "emr-core", **REQUIRED_TAGS})
+        )
         k.expect("untagged", stateful=True, present=False, resource=iid)
         t = k.step(t, 5, 20)
     iid = k.ids.resource("i")
@@ -699,14 +1101,25 @@ def _tag_call(k: Kit, actor: Actor, t: float, made: Call, **kw: Any) -> None:
     k.emit(tag_record(k.shapes, actor, t, k.region, made, **kw))
 
 
-@attack("untagged-resources", "An S3 bucket made in the console and an RDS database made by CI without the "
-        "required tags, never tagged; a required tag removed from a Lambda function", stateful=True, apart=True)
+@attack(
+    "untagged-resources",
+    "An S3 bucket made in the console and an RDS database made by CI without the "
+    "required tags, never tagged; a required tag removed from a Lambda function",
+    stateful=True,
+    apart=True,
+)
 def untagged_resources(k: Kit, t: float) -> None:
     acct, region = k.account.id, k.region
     person = next((a for a in k.org.sso if a.account is k.account), None) or _own(k, "terraform")
     bucket = resource_name("s3-bucket", k.ids, acct)
-    _tag_call(k, person, t, SAMPLES["s3-bucket"].create(bucket, {"Name": "quarterly-exports"}, acct, region),
-              ip="AWS Internal", agent="AWS Internal")
+    _tag_call(
+        k,
+        person,
+        t,
+        SAMPLES["s3-bucket"].create(bucket, {"Name": "quarterly-exports"}, acct, region),
+        ip="AWS Internal",
+        agent="AWS Internal",
+    )
     k.events[-1]["sessionCredentialFromConsole"] = "true"
     k.expect("untagged-resource", stateful=True, resource=bucket)
     ci = _own(k, "ci")
@@ -717,13 +1130,18 @@ def untagged_resources(k: Kit, t: float) -> None:
     fn = resource_name("lambda-function", k.ids, acct)
     made = k.step(t, 60, 120)
     _tag_call(k, terraform, made, SAMPLES["lambda-function"].create(fn, REQUIRED_TAGS, acct, region))
-    _tag_call(k, person, made + k.rng.uniform(120, 300), SAMPLES["lambda-function"].untag(fn, ["CostCenter"], acct,
-                                                                                           region))
+    _tag_call(
+        k, person, made + k.rng.uniform(120, 300), SAMPLES["lambda-function"].untag(fn, ["CostCenter"], acct, region)
+    )
     k.expect("untagged-resource", stateful=True, resource=fn)
 
 
-@attack("ec2-tagged-after-alert", "An instance launched without the required tags, alerted, then tagged by its "
-        "owner: the finding resolves", stateful=True, apart=True)
+@attack(
+    "ec2-tagged-after-alert",
+    "An instance launched without the required tags, alerted, then tagged by its owner: the finding resolves",
+    stateful=True,
+    apart=True,
+)
 def tagged_after_alert(k: Kit, t: float) -> None:
     owner = _own(k, "terraform")
     iid = k.ids.resource("i")
@@ -734,8 +1152,13 @@ def tagged_after_alert(k: Kit, t: float) -> None:
     k.expect("untagged", stateful=True, resource=iid, status=RESOLVED)
 
 
-@attack("late-resource-tags", "Resources tagged at creation, tagged 30-90 s later (S3, DynamoDB), or deleted "
-        "before the grace ends (Lambda): benign", stateful=True, apart=True)
+@attack(
+    "late-resource-tags",
+    "Resources tagged at creation, tagged 30-90 s later (S3, DynamoDB), or deleted "
+    "before the grace ends (Lambda): benign",
+    stateful=True,
+    apart=True,
+)
 def late_resource_tags(k: Kit, t: float) -> None:
     acct, region = k.account.id, k.region
     terraform = _own(k, "terraform")
@@ -756,8 +1179,11 @@ def late_resource_tags(k: Kit, t: float) -> None:
     k.expect("untagged-resource", stateful=True, present=False, resource=fn)
 
 
-@attack("console-brute-force", "Dozens of failed console sign-ins for one user from one address, then quiet: the "
-        "finding resolves", stateful=True)
+@attack(
+    "console-brute-force",
+    "Dozens of failed console sign-ins for one user from one address, then quiet: the finding resolves",
+    stateful=True,
+)
 def brute_force(k: Kit, t: float) -> None:
     target = k.org.people[0]
     agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:109.0) Gecko/20100101 Firefox/115.0"
@@ -784,26 +1210,44 @@ def spraying(k: Kit, t: float) -> None:
 
 @attack("access-denied-recon", "A burst of denied list and describe calls across services", stateful=True)
 def recon(k: Kit, t: float) -> None:
-    calls = (("iam.amazonaws.com", "ListUsers"), ("iam.amazonaws.com", "ListRoles"),
-             ("iam.amazonaws.com", "ListPolicies"), ("iam.amazonaws.com", "GetAccountAuthorizationDetails"),
-             ("s3.amazonaws.com", "ListBuckets"), ("secretsmanager.amazonaws.com", "ListSecrets"),
-             ("ssm.amazonaws.com", "DescribeParameters"), ("lambda.amazonaws.com", "ListFunctions20150331"),
-             ("dynamodb.amazonaws.com", "ListTables"), ("rds.amazonaws.com", "DescribeDBInstances"),
-             ("kms.amazonaws.com", "ListKeys"), ("cloudtrail.amazonaws.com", "DescribeTrails"),
-             ("guardduty.amazonaws.com", "ListDetectors"), ("organizations.amazonaws.com", "DescribeOrganization"))
+    calls = (
+        ("iam.amazonaws.com", "ListUsers"),
+        ("iam.amazonaws.com", "ListRoles"),
+        ("iam.amazonaws.com", "ListPolicies"),
+        ("iam.amazonaws.com", "GetAccountAuthorizationDetails"),
+        ("s3.amazonaws.com", "ListBuckets"),
+        ("secretsmanager.amazonaws.com", "ListSecrets"),
+        ("ssm.amazonaws.com", "DescribeParameters"),
+        ("lambda.amazonaws.com", "ListFunctions20150331"),
+        ("dynamodb.amazonaws.com", "ListTables"),
+        ("rds.amazonaws.com", "DescribeDBInstances"),
+        ("kms.amazonaws.com", "ListKeys"),
+        ("cloudtrail.amazonaws.com", "DescribeTrails"),
+        ("guardduty.amazonaws.com", "ListDetectors"),
+        ("organizations.amazonaws.com", "DescribeOrganization"),
+    )
     lam = next(a for a in k.org.by_kind["lambda"] if a.account is k.account)
     for source, name in calls:
         prefix = source.split(".", 1)[0]
-        k.api(t, source, name, None, read_only=True, actor=lam, agent=ATTACKER_AGENTS[1],
-              region="us-east-1" if prefix in ("iam", "organizations") else k.region,
-              error=k.shapes.denied(lam, f"{prefix}:{name.rstrip('0123456789')}"))
+        k.api(
+            t,
+            source,
+            name,
+            None,
+            read_only=True,
+            actor=lam,
+            agent=ATTACKER_AGENTS[1],
+            region="us-east-1" if prefix in ("iam", "organizations") else k.region,
+            error=k.shapes.denied(lam, f"{prefix}:{name.rstrip('0123456789')}"),
+        )
         t = k.step(t, 0.5, 4)
     k.expect("recon", stateful=True, principal=str(lam.identity["arn"]))
     k.expect("cis-unauthorized", source_ip=k.ip)
 
 
-@attack("access-key-then-admin", "An access key created for a user, then AdministratorAccess attached to it",
-        stateful=True)
+@attack(
+    "access-key-then-admin", "An access key created for a user, then AdministratorAccess attached to it", stateful=True
+)
 def key_then_admin(k: Kit, t: float) -> None:
     user = "etl-runner"
     k.emit(k.shapes.create_access_key(k.actor, t, user, ip=k.ip))
@@ -815,10 +1259,22 @@ def key_then_admin(k: Kit, t: float) -> None:
 @attack("new-region", "Stolen credentials used in a region the account never uses", stateful=True)
 def new_region(k: Kit, t: float) -> None:
     region = k.rng.choice(UNUSED_REGIONS)
-    k.api(t, "ec2.amazonaws.com", "DescribeInstances", {"instancesSet": {}, "filterSet": {}}, read_only=True,
-          region=region)
-    k.api(k.step(t), "ec2.amazonaws.com", "DescribeKeyPairs", {"keySet": {}, "filterSet": {}}, read_only=True,
-          region=region)
+    k.api(
+        t,
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        {"instancesSet": {}, "filterSet": {}},
+        read_only=True,
+        region=region,
+    )
+    k.api(
+        k.step(t),
+        "ec2.amazonaws.com",
+        "DescribeKeyPairs",
+        {"keySet": {}, "filterSet": {}},
+        read_only=True,
+        region=region,
+    )
     k.expect("new-region", stateful=True, region=region)
 
 

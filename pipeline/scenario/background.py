@@ -23,11 +23,30 @@ from pipeline.scenario.shapes import Shapes
 
 Record = dict[str, Any]
 
-DESCRIBES = ("DescribeInstances", "DescribeSecurityGroups", "DescribeVolumes", "DescribeSubnets", "DescribeVpcs",
-             "DescribeNetworkInterfaces", "DescribeImages", "DescribeTags", "DescribeRegions",
-             "DescribeInstanceStatus")
-IAM_READS = ("GetRole", "ListRoles", "ListAttachedRolePolicies", "GetPolicy", "GetAccountSummary", "ListUsers",
-             "GetUser", "ListPolicies", "GetRolePolicy", "ListInstanceProfilesForRole")
+DESCRIBES = (
+    "DescribeInstances",
+    "DescribeSecurityGroups",
+    "DescribeVolumes",
+    "DescribeSubnets",
+    "DescribeVpcs",
+    "DescribeNetworkInterfaces",
+    "DescribeImages",
+    "DescribeTags",
+    "DescribeRegions",
+    "DescribeInstanceStatus",
+)
+IAM_READS = (
+    "GetRole",
+    "ListRoles",
+    "ListAttachedRolePolicies",
+    "GetPolicy",
+    "GetAccountSummary",
+    "ListUsers",
+    "GetUser",
+    "ListPolicies",
+    "GetRolePolicy",
+    "ListInstanceProfilesForRole",
+)
 TEAMS = ("platform-team", "payments", "data-eng", "web", "ml-research")
 SCALE_IN_AFTER = 600.0
 LONGEST_CHAIN = SCALE_IN_AFTER  # the longest delay from an activity's first record to its last
@@ -44,11 +63,23 @@ class Background:
         self.callers = self.automation + org.sso
         self.launched: list[tuple[Actor, str, str]] = []  # (account's autoscaling actor, region, instance id)
         self.activities: list[tuple[float, Callable[[float], list[Record]]]] = [
-            (22, self.describe_calls), (6, self.iam_read), (9, self.service_assume_role), (2, self.web_identity),
-            (4, self.caller_identity), (20, self.s3_objects), (3, self.kms_direct), (9, self.app_reads),
-            (3, self.log_streams), (0.3, self.console_sessions), (0.6, self.instance_power),
-            (0.8, self.launch), (0.3, self.scale_in), (0.25, self.internal_ingress), (0.2, self.iam_role_changes),
-            (0.3, self.denied), (0.05, self.service_events),
+            (22, self.describe_calls),
+            (6, self.iam_read),
+            (9, self.service_assume_role),
+            (2, self.web_identity),
+            (4, self.caller_identity),
+            (20, self.s3_objects),
+            (3, self.kms_direct),
+            (9, self.app_reads),
+            (3, self.log_streams),
+            (0.3, self.console_sessions),
+            (0.6, self.instance_power),
+            (0.8, self.launch),
+            (0.3, self.scale_in),
+            (0.25, self.internal_ingress),
+            (0.2, self.iam_role_changes),
+            (0.3, self.denied),
+            (0.05, self.service_events),
         ]
 
     def generate(self, count: int, start: float, duration: float) -> list[Record]:
@@ -96,7 +127,8 @@ class Background:
         name = rng.choice(IAM_READS)
         role = rng.choice(("app-instance-role", "orders-api-lambda-role", "terraform-deployer"))
         requests: dict[str, dict[str, Any]] = {
-            "GetRole": {"roleName": role}, "ListAttachedRolePolicies": {"roleName": role},
+            "GetRole": {"roleName": role},
+            "ListAttachedRolePolicies": {"roleName": role},
             "GetPolicy": {"policyArn": f"arn:aws:iam::{actor.account.id}:policy/{role}-policy"},
             "GetUser": {"userName": rng.choice([p.user_name for p in self.org.people])},
             "GetRolePolicy": {"roleName": role, "policyName": "inline"},
@@ -108,7 +140,8 @@ class Background:
     def service_assume_role(self, t: float) -> list[Record]:
         target = self.rng.choice(self.workloads)
         service = {"lambda": "lambda.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com", "ec2": "ec2.amazonaws.com"}[
-            target.kind]
+            target.kind
+        ]
         return [self.shapes.service_assume_role(service, t, self.region(target), target)]
 
     def web_identity(self, t: float) -> list[Record]:
@@ -117,18 +150,30 @@ class Background:
         acct = ci.account.id
         provider = f"arn:aws:iam::{acct}:oidc-provider/token.actions.githubusercontent.com"
         subject = f"repo:acme-corp/{self.rng.choice(('orders', 'web', 'infra'))}:ref:refs/heads/main"
-        identity = {"type": "WebIdentityUser", "principalId": f"{provider}:sts.amazonaws.com:{subject}",
-                    "userName": subject, "identityProvider": provider}
-        ev = self.shapes.call(ci, t, "us-east-1", "sts.amazonaws.com", "AssumeRoleWithWebIdentity",
-                              identity=identity, read_only=True,
-                              request={"roleArn": ci.role_arn, "roleSessionName": "GitHubActions",
-                                       "durationSeconds": 3600},
-                              response={"subjectFromWebIdentityToken": subject, "provider": provider,
-                                        "audience": "sts.amazonaws.com",
-                                        "assumedRoleUser": {"arn": ci.identity["arn"],
-                                                            "assumedRoleId": ci.identity["principalId"]},
-                                        "credentials": {"accessKeyId": ci.identity["accessKeyId"]}},
-                              resources=[{"accountId": acct, "type": "AWS::IAM::Role", "ARN": ci.role_arn}])
+        identity = {
+            "type": "WebIdentityUser",
+            "principalId": f"{provider}:sts.amazonaws.com:{subject}",
+            "userName": subject,
+            "identityProvider": provider,
+        }
+        ev = self.shapes.call(
+            ci,
+            t,
+            "us-east-1",
+            "sts.amazonaws.com",
+            "AssumeRoleWithWebIdentity",
+            identity=identity,
+            read_only=True,
+            request={"roleArn": ci.role_arn, "roleSessionName": "GitHubActions", "durationSeconds": 3600},
+            response={
+                "subjectFromWebIdentityToken": subject,
+                "provider": provider,
+                "audience": "sts.amazonaws.com",
+                "assumedRoleUser": {"arn": ci.identity["arn"], "assumedRoleId": ci.identity["principalId"]},
+                "credentials": {"accessKeyId": ci.identity["accessKeyId"]},
+            },
+            resources=[{"accountId": acct, "type": "AWS::IAM::Role", "ARN": ci.role_arn}],
+        )
         return [ev]
 
     def caller_identity(self, t: float) -> list[Record]:
@@ -152,10 +197,23 @@ class Background:
         region = actor.account.regions[0]
         name = self.rng.choice(("GenerateDataKey", "Decrypt"))
         key = actor.account.kms_key
-        request = {"keyId": key, "keySpec": "AES_256"} if name == "GenerateDataKey" else \
-            {"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"service": "payments"}}
-        return [self.shapes.call(actor, t, region, "kms.amazonaws.com", name, request=request, read_only=True,
-                                 resources=[{"accountId": actor.account.id, "type": "AWS::KMS::Key", "ARN": key}])]
+        request = (
+            {"keyId": key, "keySpec": "AES_256"}
+            if name == "GenerateDataKey"
+            else {"encryptionAlgorithm": "SYMMETRIC_DEFAULT", "encryptionContext": {"service": "payments"}}
+        )
+        return [
+            self.shapes.call(
+                actor,
+                t,
+                region,
+                "kms.amazonaws.com",
+                name,
+                request=request,
+                read_only=True,
+                resources=[{"accountId": actor.account.id, "type": "AWS::KMS::Key", "ARN": key}],
+            )
+        ]
 
     def app_reads(self, t: float) -> list[Record]:
         rng = self.rng
@@ -165,37 +223,111 @@ class Background:
         choice = rng.randrange(7)
         if choice == 0:
             name = f"/{actor.account.name}/orders/db-host"
-            return [self.shapes.call(actor, t, region, "ssm.amazonaws.com", "GetParameter", read_only=True,
-                                     request={"name": name, "withDecryption": True},
-                                     resources=[{"ARN": f"arn:aws:ssm:{region}:{acct}:parameter{name}",
-                                                 "accountId": acct}])]
+            return [
+                self.shapes.call(
+                    actor,
+                    t,
+                    region,
+                    "ssm.amazonaws.com",
+                    "GetParameter",
+                    read_only=True,
+                    request={"name": name, "withDecryption": True},
+                    resources=[{"ARN": f"arn:aws:ssm:{region}:{acct}:parameter{name}", "accountId": acct}],
+                )
+            ]
         if choice == 1:
             secret = f"arn:aws:secretsmanager:{region}:{acct}:secret:{actor.account.name}/payments/db-AbC123"
-            return [self.shapes.call(actor, t, region, "secretsmanager.amazonaws.com", "GetSecretValue",
-                                     read_only=True, request={"secretId": secret})]
+            return [
+                self.shapes.call(
+                    actor,
+                    t,
+                    region,
+                    "secretsmanager.amazonaws.com",
+                    "GetSecretValue",
+                    read_only=True,
+                    request={"secretId": secret},
+                )
+            ]
         if choice == 2:
-            return [self.shapes.call(actor, t, region, "dynamodb.amazonaws.com", "DescribeTable", read_only=True,
-                                     request={"tableName": rng.choice(("orders", "sessions", "idempotency"))})]
+            return [
+                self.shapes.call(
+                    actor,
+                    t,
+                    region,
+                    "dynamodb.amazonaws.com",
+                    "DescribeTable",
+                    read_only=True,
+                    request={"tableName": rng.choice(("orders", "sessions", "idempotency"))},
+                )
+            ]
         if choice == 3:
-            return [self.shapes.call(actor, t, region, "ecr.amazonaws.com", "GetAuthorizationToken",
-                                     read_only=True, request={"registryIds": [acct]})]
+            return [
+                self.shapes.call(
+                    actor,
+                    t,
+                    region,
+                    "ecr.amazonaws.com",
+                    "GetAuthorizationToken",
+                    read_only=True,
+                    request={"registryIds": [acct]},
+                )
+            ]
         if choice == 4:
-            return [self.shapes.call(actor, t, region, "sqs.amazonaws.com", "GetQueueAttributes", read_only=True,
-                                     request={"queueUrl": f"https://sqs.{region}.amazonaws.com/{acct}/orders",
-                                              "attributeNames": ["ApproximateNumberOfMessages"]})]
+            return [
+                self.shapes.call(
+                    actor,
+                    t,
+                    region,
+                    "sqs.amazonaws.com",
+                    "GetQueueAttributes",
+                    read_only=True,
+                    request={
+                        "queueUrl": f"https://sqs.{region}.amazonaws.com/{acct}/orders",
+                        "attributeNames": ["ApproximateNumberOfMessages"],
+                    },
+                )
+            ]
         tf = rng.choice(self.org.by_kind["terraform"])
         if choice == 5:
-            return [self.shapes.call(tf, t, tf.account.regions[0], "lambda.amazonaws.com", "GetFunction20150331v2",
-                                     read_only=True, request={"functionName": "orders-api"})]
-        return [self.shapes.call(tf, t, tf.account.regions[0], "cloudformation.amazonaws.com", "DescribeStacks",
-                                 read_only=True, request={"stackName": "network-baseline"})]
+            return [
+                self.shapes.call(
+                    tf,
+                    t,
+                    tf.account.regions[0],
+                    "lambda.amazonaws.com",
+                    "GetFunction20150331v2",
+                    read_only=True,
+                    request={"functionName": "orders-api"},
+                )
+            ]
+        return [
+            self.shapes.call(
+                tf,
+                t,
+                tf.account.regions[0],
+                "cloudformation.amazonaws.com",
+                "DescribeStacks",
+                read_only=True,
+                request={"stackName": "network-baseline"},
+            )
+        ]
 
     def log_streams(self, t: float) -> list[Record]:
         actor = self.rng.choice(self.org.by_kind["lambda"])
         fn = actor.identity["arn"].rsplit("/", 1)[-1]
-        return [self.shapes.call(actor, t, actor.account.regions[0], "logs.amazonaws.com", "CreateLogStream",
-                                 request={"logGroupName": f"/aws/lambda/{fn}",
-                                          "logStreamName": f"2024/08/06/[$LATEST]{self.ids.hex(32)}"})]
+        return [
+            self.shapes.call(
+                actor,
+                t,
+                actor.account.regions[0],
+                "logs.amazonaws.com",
+                "CreateLogStream",
+                request={
+                    "logGroupName": f"/aws/lambda/{fn}",
+                    "logStreamName": f"2024/08/06/[$LATEST]{self.ids.hex(32)}",
+                },
+            )
+        ]
 
     # -- people ------------------------------------------------------------------------------------
     def console_sessions(self, t: float) -> list[Record]:
@@ -206,17 +338,28 @@ class Background:
         person = rng.choice(self.org.people)
         ip = person.ips[0]
         if rng.random() < 0.1:  # a mistyped password, then the right one
-            return [self.shapes.console_login(person, t, success=False, mfa=False, ip=ip),
-                    self.shapes.console_login(person, t + rng.uniform(5, 20), success=True, mfa=True, ip=ip)]
+            return [
+                self.shapes.console_login(person, t, success=False, mfa=False, ip=ip),
+                self.shapes.console_login(person, t + rng.uniform(5, 20), success=True, mfa=True, ip=ip),
+            ]
         return [self.shapes.console_login(person, t, success=True, mfa=True, ip=ip)]
 
     def instance_power(self, t: float) -> list[Record]:
         actor = self.rng.choice(self.org.sso)
         name = self.rng.choice(("StopInstances", "StartInstances", "RebootInstances"))
         iid = self.ids.resource("i")
-        return [self.shapes.call(actor, t, self.region(actor), "ec2.amazonaws.com", name,
-                                 request={"instancesSet": {"items": [{"instanceId": iid}]}},
-                                 response={"_return": True}, agent="console.ec2.amazonaws.com")]
+        return [
+            self.shapes.call(
+                actor,
+                t,
+                self.region(actor),
+                "ec2.amazonaws.com",
+                name,
+                request={"instancesSet": {"items": [{"instanceId": iid}]}},
+                response={"_return": True},
+                agent="console.ec2.amazonaws.com",
+            )
+        ]
 
     # -- automation writes -------------------------------------------------------------------------
     def launch(self, t: float) -> list[Record]:
@@ -225,16 +368,22 @@ class Background:
         tf = rng.choice(self.org.by_kind["terraform"])
         region = self.region(tf)
         ids = [self.ids.resource("i") for _ in range(rng.choice((1, 1, 1, 2, 3)))]
-        tags = {"Name": f"{tf.account.name}-app", **REQUIRED_TAGS, "Environment": tf.account.name,
-                "Owner": rng.choice(TEAMS)}
+        tags = {
+            "Name": f"{tf.account.name}-app",
+            **REQUIRED_TAGS,
+            "Environment": tf.account.name,
+            "Owner": rng.choice(TEAMS),
+        }
         asg = self.org.actor("autoscaling", tf.account)
         for iid in ids:
             self.launched.append((asg, region, iid))
         itype = rng.choice(INSTANCE_TYPES)
         if rng.random() < 0.6:
             return [self.shapes.run_instances(tf, t, region, ids, tags=tags, instance_type=itype)]
-        return [self.shapes.run_instances(tf, t, region, ids, tags=None, instance_type=itype),
-                self.shapes.create_tags(tf, t + rng.uniform(30, 90), region, ids, tags)]
+        return [
+            self.shapes.run_instances(tf, t, region, ids, tags=None, instance_type=itype),
+            self.shapes.create_tags(tf, t + rng.uniform(30, 90), region, ids, tags),
+        ]
 
     def scale_in(self, t: float) -> list[Record]:
         if not self.launched:
@@ -244,17 +393,25 @@ class Background:
 
     def internal_ingress(self, t: float) -> list[Record]:
         tf = self.rng.choice(self.org.by_kind["terraform"])
-        rules = [("tcp", 443, 443, "10.0.0.0/8")] if self.rng.random() < 0.5 else \
-            [("tcp", 5432, 5432, self.ids.resource("sg"))]
+        rules = (
+            [("tcp", 443, 443, "10.0.0.0/8")]
+            if self.rng.random() < 0.5
+            else [("tcp", 5432, 5432, self.ids.resource("sg"))]
+        )
         return [self.shapes.authorize_ingress(tf, t, self.region(tf), self.ids.resource("sg"), rules)]
 
     def iam_role_changes(self, t: float) -> list[Record]:
         tf = self.rng.choice(self.org.by_kind["terraform"])
         role = f"{self.rng.choice(('orders-api', 'invoice-worker', 'thumbnailer'))}-lambda-role"
-        doc = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],' \
-              f'"Resource":"arn:aws:s3:::{tf.account.buckets[1]}/*"}}]}}'
-        return [self.shapes.iam(tf, t, "PutRolePolicy", {"roleName": role, "policyName": "app-data-read",
-                                                         "policyDocument": doc})]
+        doc = (
+            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],'
+            f'"Resource":"arn:aws:s3:::{tf.account.buckets[1]}/*"}}]}}'
+        )
+        return [
+            self.shapes.iam(
+                tf, t, "PutRolePolicy", {"roleName": role, "policyName": "app-data-read", "policyDocument": doc}
+            )
+        ]
 
     def denied(self, t: float) -> list[Record]:
         actor = self.rng.choice(self.automation)
@@ -263,11 +420,22 @@ class Background:
             return self.describe_calls(t)
         if self.rng.random() < 0.5:
             bucket = actor.account.buckets[2]
-            return [self.shapes.s3_object(actor, t, region, bucket, f"archive/{self.ids.hex(8)}.gz", False,
-                                          error=self.shapes.denied(actor, "s3:GetObject",
-                                                                   f"arn:aws:s3:::{bucket}/archive"))]
-        return [self.shapes.ec2_describe(actor, t, region, "DescribeVolumes",
-                                         error=self.shapes.ec2_denied(actor, "ec2:DescribeVolumes", "*"))]
+            return [
+                self.shapes.s3_object(
+                    actor,
+                    t,
+                    region,
+                    bucket,
+                    f"archive/{self.ids.hex(8)}.gz",
+                    False,
+                    error=self.shapes.denied(actor, "s3:GetObject", f"arn:aws:s3:::{bucket}/archive"),
+                )
+            ]
+        return [
+            self.shapes.ec2_describe(
+                actor, t, region, "DescribeVolumes", error=self.shapes.ec2_denied(actor, "ec2:DescribeVolumes", "*")
+            )
+        ]
 
     def service_events(self, t: float) -> list[Record]:
         """Service-made records: key rotation (AwsServiceEvent), and the root identity acting through a service."""
@@ -277,7 +445,15 @@ class Background:
         region = acct.regions[0]
         if rng.random() < 0.5:
             return [self.shapes.kms_rotation(svc, t, region)]
-        ev = self.shapes.call(svc, t, "us-east-1", "iam.amazonaws.com", "GetAccountSummary", read_only=True,
-                              identity=root_identity(acct.id, invoked_by="support.amazonaws.com"),
-                              ip="support.amazonaws.com", agent="support.amazonaws.com")
+        ev = self.shapes.call(
+            svc,
+            t,
+            "us-east-1",
+            "iam.amazonaws.com",
+            "GetAccountSummary",
+            read_only=True,
+            identity=root_identity(acct.id, invoked_by="support.amazonaws.com"),
+            ip="support.amazonaws.com",
+            agent="support.amazonaws.com",
+        )
         return [ev]

@@ -41,9 +41,16 @@ class Scenario:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"seed": self.seed, "events": len(self.events), "start": iso(self.start), "end": iso(self.end),
-                "attacks": self.attacks, "accounts": self.accounts, "overrides": self.overrides,
-                "expected": [e.to_dict() for e in self.expected]}
+        return {
+            "seed": self.seed,
+            "events": len(self.events),
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "attacks": self.attacks,
+            "accounts": self.accounts,
+            "overrides": self.overrides,
+            "expected": [e.to_dict() for e in self.expected],
+        }
 
     def config_toml(self) -> str:
         """The rule parameters this scenario's timeline needs, as a trailwarden configuration file."""
@@ -83,9 +90,17 @@ def resolve_attacks(names: Iterable[str] | str | None) -> list[str]:
     return names
 
 
-def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None = "all", *,
-          accounts: int = 6, start: float | None = None, end: float | None = None, duration: float | None = None,
-          config: Config | None = None) -> Scenario:
+def build(
+    events: int = 5000,
+    seed: int = 1,
+    attacks: Iterable[str] | str | None = "all",
+    *,
+    accounts: int = 6,
+    start: float | None = None,
+    end: float | None = None,
+    duration: float | None = None,
+    config: Config | None = None,
+) -> Scenario:
     """About `events` records (at least the attacks' own) from `seed`; the same arguments give the same scenario.
 
     The scenario starts at `start`, or ends by `end` (`trailwarden run` ends it by now), or starts at
@@ -106,19 +121,22 @@ def build(events: int = 5000, seed: int = 1, attacks: Iterable[str] | str | None
     org = Organization(rng, ids, accounts, start)
     shapes = Shapes(rng, ids)
 
-    attack_events, expected = _run_attacks([n for n in chosen if not ATTACKS[n].apart], org, shapes, rng, ids, start,
-                                           duration, config, conditions)
+    attack_events, expected = _run_attacks(
+        [n for n in chosen if not ATTACKS[n].apart], org, shapes, rng, ids, start, duration, config, conditions
+    )
     count = max(0, events - len(attack_events))
     background = Background(org, shapes, rng, ids).generate(count, start, duration)
     # Drawn from streams of their own, after everything else: they move nothing of the rest.
-    apart_events, apart_expected = _run_apart([n for n in chosen if ATTACKS[n].apart], org, seed, start, duration,
-                                              config)
+    apart_events, apart_expected = _run_apart(
+        [n for n in chosen if ATTACKS[n].apart], org, seed, start, duration, config
+    )
     tagging = tag_background(org, random.Random(f"{seed}:tag-background"), start, duration, count)  # noqa: S311 (a seeded, reproducible scenario, not a secret)
     expected += apart_expected
     records = background + attack_events + apart_events + tagging
     records.sort(key=_event_time)
-    return Scenario(records, expected, seed, start, end, chosen, {a.id: a.name for a in org.accounts},
-                    scaled_overrides(duration))
+    return Scenario(
+        records, expected, seed, start, end, chosen, {a.id: a.name for a in org.accounts}, scaled_overrides(duration)
+    )
 
 
 def _event_time(ev: dict[str, Any]) -> str:
@@ -168,8 +186,9 @@ def _whole_minute(holds: Condition, span: tuple[float, float]) -> bool:
     return False
 
 
-def _run_apart(names: Sequence[str], org: Organization, seed: int, start: float, duration: float,
-               config: Config) -> tuple[list[dict[str, Any]], list[Expected]]:
+def _run_apart(
+    names: Sequence[str], org: Organization, seed: int, start: float, duration: float, config: Config
+) -> tuple[list[dict[str, Any]], list[Expected]]:
     """The attacks placed apart (`Attack.apart`): each with its own random stream, ids and shapes, at its
     own moment within ATTACK_SPAN, on a member account and from an attacker's address of that stream."""
     events: list[dict[str, Any]] = []
@@ -181,22 +200,48 @@ def _run_apart(names: Sequence[str], org: Organization, seed: int, start: float,
         account = rng.choice(members)
         ip = f"{rng.choice(ATTACKER_NETS)}.{rng.randrange(2, 254)}"
         user = "ci-legacy-deployer"
-        actor = Actor(f"attacker:{name}", "attacker", account,
-                      iam_user_identity(account.id, user, ids.key_id("AIDA"), ids.key_id("AKIA")),
-                      (ip,), (rng.choice(ATTACKER_AGENTS),), user_name=user)
+        actor = Actor(
+            f"attacker:{name}",
+            "attacker",
+            account,
+            iam_user_identity(account.id, user, ids.key_id("AIDA"), ids.key_id("AKIA")),
+            (ip,),
+            (rng.choice(ATTACKER_AGENTS),),
+            user_name=user,
+        )
         lo, hi = ATTACK_SPAN
         t = float(int(start + duration * rng.uniform(lo, hi)))
-        kit = Kit(org, Shapes(rng, ids), ids, rng, start, start + duration, name, account, actor, ip,
-                  account.regions[0], config)
+        kit = Kit(
+            org,
+            Shapes(rng, ids),
+            ids,
+            rng,
+            start,
+            start + duration,
+            name,
+            account,
+            actor,
+            ip,
+            account.regions[0],
+            config,
+        )
         ATTACKS[name].run(kit, t)
         events.extend(kit.events)
         expected.extend(kit.expected)
     return events, expected
 
 
-def _run_attacks(names: Sequence[str], org: Organization, shapes: Shapes, rng: random.Random, ids: Ids,
-                 start: float, duration: float, config: Config,
-                 conditions: dict[str, Condition]) -> tuple[list[dict[str, Any]], list[Expected]]:
+def _run_attacks(
+    names: Sequence[str],
+    org: Organization,
+    shapes: Shapes,
+    rng: random.Random,
+    ids: Ids,
+    start: float,
+    duration: float,
+    config: Config,
+    conditions: dict[str, Condition],
+) -> tuple[list[dict[str, Any]], list[Expected]]:
     """Each attack starts at its own point within ATTACK_SPAN of the scenario: after the first-seen
     warm-up, early enough for stateful deadlines to fall before the end. Targets rotate over the
     member accounts."""
@@ -209,13 +254,18 @@ def _run_attacks(names: Sequence[str], org: Organization, shapes: Shapes, rng: r
         ip = f"{ATTACKER_NETS[i % len(ATTACKER_NETS)]}.{rng.randrange(2, 254)}"
         agent = ATTACKER_AGENTS[i % len(ATTACKER_AGENTS)]
         user = "ci-legacy-deployer"
-        actor = Actor(f"attacker:{name}", "attacker", account,
-                      iam_user_identity(account.id, user, ids.key_id("AIDA"), ids.key_id("AKIA")),
-                      (ip,), (agent,), user_name=user)
+        actor = Actor(
+            f"attacker:{name}",
+            "attacker",
+            account,
+            iam_user_identity(account.id, user, ids.key_id("AIDA"), ids.key_id("AKIA")),
+            (ip,),
+            (agent,),
+            user_name=user,
+        )
         lo, hi = ATTACK_SPAN
         t = float(int(start + duration * (lo + (hi - lo) * (i + rng.random()) / n)))
-        kit = Kit(org, shapes, ids, rng, start, start + duration, name, account, actor, ip, account.regions[0],
-                  config)
+        kit = Kit(org, shapes, ids, rng, start, start + duration, name, account, actor, ip, account.regions[0], config)
         if name in conditions:
             moment = _moment(conditions[name], t, _span(start, duration))
             kit.placed = moment is not None

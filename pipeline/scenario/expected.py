@@ -46,10 +46,15 @@ class Expected:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Expected:
-        return cls(rule_id=str(d["rule_id"]), attack=str(d.get("attack", "")), account=str(d.get("account", "")),
-                   facts={str(k): str(v) for k, v in dict(d.get("facts") or {}).items()},
-                   stateful=bool(d.get("stateful", False)), present=bool(d.get("present", True)),
-                   status=RESOLVED if d.get("status") == RESOLVED else OPEN)
+        return cls(
+            rule_id=str(d["rule_id"]),
+            attack=str(d.get("attack", "")),
+            account=str(d.get("account", "")),
+            facts={str(k): str(v) for k, v in dict(d.get("facts") or {}).items()},
+            stateful=bool(d.get("stateful", False)),
+            present=bool(d.get("present", True)),
+            status=RESOLVED if d.get("status") == RESOLVED else OPEN,
+        )
 
 
 @dataclass

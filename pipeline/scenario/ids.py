@@ -19,8 +19,10 @@ def java_date(t: float) -> str:
     """The "Aug 6, 2024, 4:31:07 AM" dates IAM and STS responses carry."""
     g = time.gmtime(t)
     hour = g.tm_hour % 12 or 12
-    return f"{_MONTHS[g.tm_mon - 1]} {g.tm_mday}, {g.tm_year}, {hour}:{g.tm_min:02d}:{g.tm_sec:02d} " \
-           f"{'AM' if g.tm_hour < 12 else 'PM'}"
+    return (
+        f"{_MONTHS[g.tm_mon - 1]} {g.tm_mday}, {g.tm_year}, {hour}:{g.tm_min:02d}:{g.tm_sec:02d} "
+        f"{'AM' if g.tm_hour < 12 else 'PM'}"
+    )
 
 
 class Ids:
@@ -38,7 +40,7 @@ class Ids:
         return f"{self._bits(4 * n):0{n}x}"
 
     def resource(self, prefix: str, n: int = 17) -> str:
-        """"i-0a1b2c...", "sg-...", "snap-..." ids."""
+        """ "i-0a1b2c...", "sg-...", "snap-..." ids."""
         return f"{prefix}-{self.hex(n)}"
 
     def key_id(self, prefix: str) -> str:

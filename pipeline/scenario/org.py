@@ -26,8 +26,20 @@ ACCOUNT_PLAN = (
 # Regions no account of the organization uses: the "new region" attack picks one.
 UNUSED_REGIONS = ("ap-southeast-3", "sa-east-1", "me-central-1", "af-south-1")
 
-PEOPLE = ("alice.nguyen", "bob.martin", "chen.wei", "dana.kowalski", "emeka.obi", "fatima.haddad",
-          "gustavo.lima", "hana.sato", "ivan.petrov", "julia.schmidt", "kofi.mensah", "lena.berg")
+PEOPLE = (
+    "alice.nguyen",
+    "bob.martin",
+    "chen.wei",
+    "dana.kowalski",
+    "emeka.obi",
+    "fatima.haddad",
+    "gustavo.lima",
+    "hana.sato",
+    "ivan.petrov",
+    "julia.schmidt",
+    "kofi.mensah",
+    "lena.berg",
+)
 
 BROWSERS = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
@@ -61,9 +73,7 @@ JAVA_SDK = (
     "aws-sdk-java/1.12.729 Linux/5.10.218-208.862.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/11.0.23+9-LTS java/11.0.23 "
     "kotlin/1.9.22 vendor/Amazon.com_Inc. cfg/retry-mode/standard",
 )
-GO_SDK = (
-    "aws-sdk-go-v2/1.30.1 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#arm64 api/ec2#1.168.0",
-)
+GO_SDK = ("aws-sdk-go-v2/1.30.1 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#arm64 api/ec2#1.168.0",)
 SCANNER = (
     "Boto3/1.34.120 md/Botocore#1.34.120 ua/2.0 os/linux#6.1.92-99.174.amzn2023.x86_64 md/arch#x86_64 "
     "lang/python#3.11.9 md/pyimpl#CPython cfg/retry-mode#adaptive Botocore/1.34.120 prowler/4.2.4",
@@ -96,38 +106,70 @@ class Actor:
 
 
 def iam_user_identity(account: str, name: str, principal_id: str, access_key: str) -> dict[str, Any]:
-    return {"type": "IAMUser", "principalId": principal_id, "arn": f"arn:aws:iam::{account}:user/{name}",
-            "accountId": account, "accessKeyId": access_key, "userName": name}
+    return {
+        "type": "IAMUser",
+        "principalId": principal_id,
+        "arn": f"arn:aws:iam::{account}:user/{name}",
+        "accountId": account,
+        "accessKeyId": access_key,
+        "userName": name,
+    }
 
 
-def console_user_identity(account: str, name: str, principal_id: str, access_key: str, created: str,
-                          mfa: bool = True) -> dict[str, Any]:
+def console_user_identity(
+    account: str, name: str, principal_id: str, access_key: str, created: str, mfa: bool = True
+) -> dict[str, Any]:
     """An IAM user acting through the console: session credentials with sessionContext attributes."""
     ident = iam_user_identity(account, name, principal_id, access_key)
-    ident["sessionContext"] = {"sessionIssuer": {}, "webIdFederationData": {},
-                               "attributes": {"creationDate": created, "mfaAuthenticated": str(mfa).lower()}}
+    ident["sessionContext"] = {
+        "sessionIssuer": {},
+        "webIdFederationData": {},
+        "attributes": {"creationDate": created, "mfaAuthenticated": str(mfa).lower()},
+    }
     return ident
 
 
-def assumed_role_identity(account: str, role: str, role_id: str, session: str, access_key: str, created: str,
-                          mfa: bool = False, path: str = "/", **context: Any) -> dict[str, Any]:
+def assumed_role_identity(
+    account: str,
+    role: str,
+    role_id: str,
+    session: str,
+    access_key: str,
+    created: str,
+    mfa: bool = False,
+    path: str = "/",
+    **context: Any,
+) -> dict[str, Any]:
     role_path = "" if path == "/" else path.strip("/") + "/"
     ctx: dict[str, Any] = {
-        "sessionIssuer": {"type": "Role", "principalId": role_id,
-                          "arn": f"arn:aws:iam::{account}:role/{role_path}{role}", "accountId": account,
-                          "userName": role},
+        "sessionIssuer": {
+            "type": "Role",
+            "principalId": role_id,
+            "arn": f"arn:aws:iam::{account}:role/{role_path}{role}",
+            "accountId": account,
+            "userName": role,
+        },
         "webIdFederationData": {},
         "attributes": {"creationDate": created, "mfaAuthenticated": str(mfa).lower()},
     }
     ctx.update(context)
-    return {"type": "AssumedRole", "principalId": f"{role_id}:{session}",
-            "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}", "accountId": account,
-            "accessKeyId": access_key, "sessionContext": ctx}
+    return {
+        "type": "AssumedRole",
+        "principalId": f"{role_id}:{session}",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
+        "accountId": account,
+        "accessKeyId": access_key,
+        "sessionContext": ctx,
+    }
 
 
 def root_identity(account: str, invoked_by: str = "") -> dict[str, Any]:
-    ident: dict[str, Any] = {"type": "Root", "principalId": account, "arn": f"arn:aws:iam::{account}:root",
-                             "accountId": account}
+    ident: dict[str, Any] = {
+        "type": "Root",
+        "principalId": account,
+        "arn": f"arn:aws:iam::{account}:root",
+        "accountId": account,
+    }
     if invoked_by:
         ident["invokedBy"] = invoked_by
     else:
@@ -174,10 +216,16 @@ class Organization:
             self.person_ips[person] = (rng.choice(self.office_ips), home)
             if i < 5:  # legacy IAM users with MFA, in the management account
                 pid = ids.key_id("AIDA")
-                actor = Actor(f"user:{person}", "human-iam", mgmt,
-                              console_user_identity(mgmt.id, person, pid, ids.key_id("ASIA"), self.created(), True),
-                              self.person_ips[person], CONSOLE_AGENTS + CLI[:1], user_name=person,
-                              extra={"principal_id": pid, "browser": rng.choice(BROWSERS)})
+                actor = Actor(
+                    f"user:{person}",
+                    "human-iam",
+                    mgmt,
+                    console_user_identity(mgmt.id, person, pid, ids.key_id("ASIA"), self.created(), True),
+                    self.person_ips[person],
+                    CONSOLE_AGENTS + CLI[:1],
+                    user_name=person,
+                    extra={"principal_id": pid, "browser": rng.choice(BROWSERS)},
+                )
                 self.people.append(actor)
                 self.actors.append(actor)
             # everyone also works through IAM Identity Center in a couple of accounts
@@ -185,22 +233,54 @@ class Organization:
                 perm = rng.choice(("AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess"))
                 role = f"AWSReservedSSO_{perm}_{ids.hex(16)}"
                 role_id = ids.key_id("AROA")
-                ident = assumed_role_identity(acct.id, role, role_id, f"{person}@example.com", ids.key_id("ASIA"),
-                                              self.created(), path="/aws-reserved/sso.amazonaws.com/")
-                actor = Actor(f"sso:{person}:{acct.name}", "human-sso", acct, ident, self.person_ips[person],
-                              CONSOLE_AGENTS + CLI, user_name=person,
-                              role_arn=f"arn:aws:iam::{acct.id}:role/aws-reserved/sso.amazonaws.com/{role}",
-                              extra={"browser": rng.choice(BROWSERS), "readonly": perm == "ReadOnlyAccess"})
+                ident = assumed_role_identity(
+                    acct.id,
+                    role,
+                    role_id,
+                    f"{person}@example.com",
+                    ids.key_id("ASIA"),
+                    self.created(),
+                    path="/aws-reserved/sso.amazonaws.com/",
+                )
+                actor = Actor(
+                    f"sso:{person}:{acct.name}",
+                    "human-sso",
+                    acct,
+                    ident,
+                    self.person_ips[person],
+                    CONSOLE_AGENTS + CLI,
+                    user_name=person,
+                    role_arn=f"arn:aws:iam::{acct.id}:role/aws-reserved/sso.amazonaws.com/{role}",
+                    extra={"browser": rng.choice(BROWSERS), "readonly": perm == "ReadOnlyAccess"},
+                )
                 self.sso.append(actor)
                 self.actors.append(actor)
 
-    def _role(self, acct: Account, kind: str, role: str, session: str, ips: tuple[str, ...],
-              agents: tuple[str, ...], tls: bool = True, **context: Any) -> Actor:
+    def _role(
+        self,
+        acct: Account,
+        kind: str,
+        role: str,
+        session: str,
+        ips: tuple[str, ...],
+        agents: tuple[str, ...],
+        tls: bool = True,
+        **context: Any,
+    ) -> Actor:
         role_id = self.ids.key_id("AROA")
-        ident = assumed_role_identity(acct.id, role, role_id, session, self.ids.key_id("ASIA"), self.created(3000),
-                                      **context)
-        actor = Actor(f"{kind}:{acct.name}:{role}:{session}", kind, acct, ident, ips, agents,
-                      role_arn=f"arn:aws:iam::{acct.id}:role/{role}", tls=tls)
+        ident = assumed_role_identity(
+            acct.id, role, role_id, session, self.ids.key_id("ASIA"), self.created(3000), **context
+        )
+        actor = Actor(
+            f"{kind}:{acct.name}:{role}:{session}",
+            kind,
+            acct,
+            ident,
+            ips,
+            agents,
+            role_arn=f"arn:aws:iam::{acct.id}:role/{role}",
+            tls=tls,
+        )
         self.actors.append(actor)
         return actor
 
@@ -216,14 +296,35 @@ class Organization:
         for _ in range(2):
             # instances reach AWS through the account's VPC endpoints: private source addresses
             private = (f"10.{rng.randrange(0, 255)}.{rng.randrange(0, 255)}.{rng.randrange(1, 254)}",)
-            inst = self._role(acct, "ec2", "app-instance-role", ids.resource("i"), private, GO_SDK + JAVA_SDK[:1],
-                              ec2RoleDelivery="2.0")
+            inst = self._role(
+                acct,
+                "ec2",
+                "app-instance-role",
+                ids.resource("i"),
+                private,
+                GO_SDK + JAVA_SDK[:1],
+                ec2RoleDelivery="2.0",
+            )
             inst.extra["vpce"] = ids.resource("vpce")
         self._role(acct, "scanner", "SecurityAuditRole", "prowler", ("34.201.17.62",), SCANNER)
-        self._role(acct, "config", "AWSServiceRoleForConfig", "AWSConfig-Describe", ("config.amazonaws.com",),
-                   ("config.amazonaws.com",), tls=False)
-        self._role(acct, "autoscaling", "AWSServiceRoleForAutoScaling", "AutoScaling",
-                   ("autoscaling.amazonaws.com",), ("autoscaling.amazonaws.com",), tls=False)
+        self._role(
+            acct,
+            "config",
+            "AWSServiceRoleForConfig",
+            "AWSConfig-Describe",
+            ("config.amazonaws.com",),
+            ("config.amazonaws.com",),
+            tls=False,
+        )
+        self._role(
+            acct,
+            "autoscaling",
+            "AWSServiceRoleForAutoScaling",
+            "AutoScaling",
+            ("autoscaling.amazonaws.com",),
+            ("autoscaling.amazonaws.com",),
+            tls=False,
+        )
 
     def actor(self, kind: str, account: Account | None = None) -> Actor:
         """A random actor of `kind`, in `account` if given."""

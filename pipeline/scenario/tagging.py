@@ -19,8 +19,15 @@ from pipeline.tagging.samples import SAMPLES, Call, Tags, name_of
 Record = dict[str, Any]
 TEAMS = ("platform-team", "payments", "data-eng", "web")
 # What the background's automation creates, with how often.
-BACKGROUND_TYPES = {"sqs-queue": 3, "sns-topic": 2, "dynamodb-table": 2, "lambda-function": 3, "s3-bucket": 2,
-                    "secretsmanager-secret": 1, "kms-key": 1}
+BACKGROUND_TYPES = {
+    "sqs-queue": 3,
+    "sns-topic": 2,
+    "dynamodb-table": 2,
+    "lambda-function": 3,
+    "s3-bucket": 2,
+    "secretsmanager-secret": 1,
+    "kms-key": 1,
+}
 MAX_ACTIVITIES = 6
 
 
@@ -30,12 +37,21 @@ def record(shapes: Shapes, actor: Actor, t: float, region: str, made: Call, **kw
     if made.source == "s3.amazonaws.com":
         host = str((made.request or {}).get("Host", ""))
         kw.setdefault("host", host)
-        kw.setdefault("additional", {"SignatureVersion": "SigV4", "CipherSuite": "TLS_AES_128_GCM_SHA256",
-                                     "bytesTransferredIn": 0, "AuthenticationMethod": "AuthHeader",
-                                     "x-amz-id-2": shapes.ids.alnum(76), "bytesTransferredOut": 0})
+        kw.setdefault(
+            "additional",
+            {
+                "SignatureVersion": "SigV4",
+                "CipherSuite": "TLS_AES_128_GCM_SHA256",
+                "bytesTransferredIn": 0,
+                "AuthenticationMethod": "AuthHeader",
+                "x-amz-id-2": shapes.ids.alnum(76),
+                "bytesTransferredOut": 0,
+            },
+        )
         bucket = str((made.request or {}).get("bucketName", ""))
-        kw.setdefault("resources", [{"accountId": actor.account.id, "type": "AWS::S3::Bucket",
-                                     "ARN": f"arn:aws:s3:::{bucket}"}])
+        kw.setdefault(
+            "resources", [{"accountId": actor.account.id, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}]
+        )
     ev = shapes.call(actor, t, region, made.source, made.name, request=made.request, response=made.response, **kw)
     response = ev.get("responseElements")
     if made.source == "ec2.amazonaws.com" and isinstance(response, dict) and "requestId" in response:

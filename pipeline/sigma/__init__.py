@@ -26,7 +26,7 @@ __all__ = ["BUNDLED", "Loaded", "SigmaLoadError", "bundled", "load"]
 # Bundled rules off unless configured on, and why (measured on the scenario's benign background).
 OFF_BY_DEFAULT = {
     "sigma-aws-sts-assumerole-misuse": "it matches every call made with a role session (nine in ten calls of a "
-                                       "working organization): a hunting query, not a detection",
+    "working organization): a hunting query, not a detection",
 }
 
 
@@ -37,6 +37,7 @@ def bundled() -> Loaded:
     for rule in loaded.rules:
         if rule.id in OFF_BY_DEFAULT:
             rule.enabled = False
-            rule.description += (f"\n\nOff by default: {OFF_BY_DEFAULT[rule.id]}. "
-                                 f"`[rules.{rule.id}] enabled = true` turns it on.")
+            rule.description += (
+                f"\n\nOff by default: {OFF_BY_DEFAULT[rule.id]}. `[rules.{rule.id}] enabled = true` turns it on."
+            )
     return loaded

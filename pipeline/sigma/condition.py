@@ -127,6 +127,7 @@ def index_events(node: Node) -> dict[str, frozenset[str] | str] | None:
 
 # --- the predicate -------------------------------------------------------------------------------------
 
+
 def compile_node(node: Node) -> Predicate:
     """One function of the record that is true when the condition holds. It never raises."""
     if isinstance(node, Leaf):

@@ -60,8 +60,12 @@ def _minimum(rule: SigmaCorrelationRule, explicit: bool, default: int) -> int:
     elif cond.op == Op.GT:
         count = int(cond.count) + 1
     else:
-        raise Refused(f"condition {cond.op.name.lower()}", "only gte and gt are evaluated in the stream (lt, lte, "
-                      "eq and neq need the window to close before they can be decided)", "condition")
+        raise Refused(
+            f"condition {cond.op.name.lower()}",
+            "only gte and gt are evaluated in the stream (lt, lte, "
+            "eq and neq need the window to close before they can be decided)",
+            "condition",
+        )
     if count != int(count) or count < 1:
         raise Refused("condition", f"{count} is not a whole number of 1 or more", "condition")
     return int(count)
@@ -78,13 +82,24 @@ def _group_key(fields: Sequence[tuple[str, tuple[str, ...]]], record: dict[str, 
     return "|".join(parts)
 
 
-def correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, severity: str, attack: tuple[str, ...],
-                     description: str, runbook: str, refs: Sequence[tuple[str, Detection]], explicit_condition: bool,
-                     upstream: Mapping[str, str], examples: bool = True) -> StatefulRule:
+def correlation_rule(
+    rule: SigmaCorrelationRule,
+    rule_id: str,
+    title: str,
+    severity: str,
+    attack: tuple[str, ...],
+    description: str,
+    runbook: str,
+    refs: Sequence[tuple[str, Detection]],
+    explicit_condition: bool,
+    upstream: Mapping[str, str],
+    examples: bool = True,
+) -> StatefulRule:
     """The stateful rule for a correlation over the detections `refs` ((reference, detection) in order), with
     its generated test cases when `examples`."""
-    built = _correlation_rule(rule, rule_id, title, severity, attack, description, runbook, refs, explicit_condition,
-                              upstream)
+    built = _correlation_rule(
+        rule, rule_id, title, severity, attack, description, runbook, refs, explicit_condition, upstream
+    )
     if examples:
         from pipeline.sigma.examples import correlation_cases  # cycle: examples -> ruletest -> pack -> rules
 
@@ -109,9 +124,18 @@ def _fieldref(rule: SigmaCorrelationRule) -> str | None:
     return field if isinstance(field, str) else None
 
 
-def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, severity: str, attack: tuple[str, ...],
-                      description: str, runbook: str, refs: Sequence[tuple[str, Detection]], explicit_condition: bool,
-                      upstream: Mapping[str, str]) -> StatefulRule:
+def _correlation_rule(
+    rule: SigmaCorrelationRule,
+    rule_id: str,
+    title: str,
+    severity: str,
+    attack: tuple[str, ...],
+    description: str,
+    runbook: str,
+    refs: Sequence[tuple[str, Detection]],
+    explicit_condition: bool,
+    upstream: Mapping[str, str],
+) -> StatefulRule:
     kind = rule.type
     window = float(rule.timespan.seconds)
     matchers = [(ref, d.predicate, _fields(rule, ref)) for ref, d in refs]
@@ -119,8 +143,18 @@ def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, seve
     span = format_duration(window)
 
     def build(logic: type[KindLogic[Any, Any]], options: KindOptions, extract: Extractor, hit: HitFor) -> StatefulRule:
-        meta = metadata(id=rule_id, title=title, severity=severity, attack=attack, events=merged_events(detections),
-                        params=None, dedup="1h", runbook=runbook, cases=(), fn=extract)
+        meta = metadata(
+            id=rule_id,
+            title=title,
+            severity=severity,
+            attack=attack,
+            events=merged_events(detections),
+            params=None,
+            dedup="1h",
+            runbook=runbook,
+            cases=(),
+            fn=extract,
+        )
         meta["description"] = description
         built = StatefulRule(**meta, kind=logic.kind, extract=extract, options=options, hit=hit, logic_type=logic)
         built.validate = built.options_for
@@ -154,15 +188,23 @@ def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, seve
             raise Refused("condition", f"asks for {count} rules of the {len(matchers)} it refers to", "condition")
 
         def rule_steps(e: Event, p: Params) -> list[Step]:
-            return [Step(_group_key(fields, e.raw), value=ref) for ref, predicate, fields in matchers
-                    if predicate(e.raw)]
+            return [
+                Step(_group_key(fields, e.raw), value=ref) for ref, predicate, fields in matchers if predicate(e.raw)
+            ]
 
-        return build(threshold.Logic, threshold.Options(window=window, threshold=count, distinct=True), rule_steps,
-                     _hit(title, f"{count} of the rules {', '.join(r for r, _, _ in matchers)} within {span}"))
+        return build(
+            threshold.Logic,
+            threshold.Options(window=window, threshold=count, distinct=True),
+            rule_steps,
+            _hit(title, f"{count} of the rules {', '.join(r for r, _, _ in matchers)} within {span}"),
+        )
     elif kind == Kind.TEMPORAL_ORDERED:
         if len(matchers) != 2:
-            raise Refused("temporal_ordered", f"over {len(matchers)} rules: only two (the first, then the second) "
-                          "are evaluated", "rules")
+            raise Refused(
+                "temporal_ordered",
+                f"over {len(matchers)} rules: only two (the first, then the second) are evaluated",
+                "rules",
+            )
         if explicit_condition and _minimum(rule, True, 2) != 2:
             raise Refused("condition", "temporal_ordered must have both rules match", "condition")
         (first_ref, first, first_fields), (then_ref, then, then_fields) = matchers
@@ -175,10 +217,15 @@ def _correlation_rule(rule: SigmaCorrelationRule, rule_id: str, title: str, seve
                 steps.append(Step(_group_key(then_fields, e.raw), THEN))
             return steps
 
-        return build(sequence.Logic, sequence.Options(window=window, same_principal=False), ordered_steps,
-                     _hit(title, f"{first_ref} then {then_ref} within {span}"))
-    raise Refused(f"correlation type {kind}", "only event_count, value_count, temporal and temporal_ordered are "
-                  "evaluated", "type")
+        return build(
+            sequence.Logic,
+            sequence.Options(window=window, same_principal=False),
+            ordered_steps,
+            _hit(title, f"{first_ref} then {then_ref} within {span}"),
+        )
+    raise Refused(
+        f"correlation type {kind}", "only event_count, value_count, temporal and temporal_ordered are evaluated", "type"
+    )
 
 
 def _hit(title: str, what: str) -> HitFor:

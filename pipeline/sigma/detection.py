@@ -56,9 +56,18 @@ class Detection:
 
     def rule_metadata(self, fn: Any) -> dict[str, Any]:
         """The keyword arguments of a trailwarden `Rule` for this detection (or a correlation over it)."""
-        meta = metadata(id=self.rule_id, title=self.title, severity=self.severity, attack=self.attack,
-                        events=self.events, params=None, dedup="1h", runbook=runbook(self.falsepositives),
-                        cases=self.cases, fn=fn)
+        meta = metadata(
+            id=self.rule_id,
+            title=self.title,
+            severity=self.severity,
+            attack=self.attack,
+            events=self.events,
+            params=None,
+            dedup="1h",
+            runbook=runbook(self.falsepositives),
+            cases=self.cases,
+            fn=fn,
+        )
         meta["description"] = describe(self.description, self.upstream)
         return meta
 
@@ -79,8 +88,11 @@ def match_rule(d: Detection) -> MatchRule:
     """The match rule that raises a finding for each event the detection matches."""
     predicate = d.predicate
     # The Detection Rule License asks that messages based on a rule's matches name its authors.
-    context = {"sigma_id": d.upstream.get("id", ""), "sigma_level": d.level,
-               "sigma_author": d.upstream.get("author", "")}
+    context = {
+        "sigma_id": d.upstream.get("id", ""),
+        "sigma_level": d.level,
+        "sigma_author": d.upstream.get("author", ""),
+    }
 
     def check(e: Event, p: Params) -> Hit | None:
         if not predicate(e.raw):

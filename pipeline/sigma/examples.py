@@ -38,18 +38,38 @@ MAX_ALTERNATIVES = 12
 # Fields CloudTrail writes as objects: a "contains" on one is given an object holding the text.
 OBJECTS = {"requestParameters", "responseElements", "additionalEventData", "userIdentity", "serviceEventDetails"}
 # Fields every CloudTrail record has: left out, `complete_record` would fill them in, so they are written null.
-DEFAULTED = {"userIdentity", "eventTime", "awsRegion", "sourceIPAddress", "userAgent", "requestParameters",
-             "responseElements", "requestID", "eventID", "readOnly", "eventType", "managementEvent",
-             "recipientAccountId", "eventCategory", "eventVersion", "tlsDetails"}
+DEFAULTED = {
+    "userIdentity",
+    "eventTime",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "requestParameters",
+    "responseElements",
+    "requestID",
+    "eventID",
+    "readOnly",
+    "eventType",
+    "managementEvent",
+    "recipientAccountId",
+    "eventCategory",
+    "eventVersion",
+    "tlsDetails",
+}
 # Real values for eventSource and eventName where a negative needs another one.
-REAL = {("eventSource",): ("sts.amazonaws.com", "ec2.amazonaws.com"),
-        ("eventName",): ("GetCallerIdentity", "DescribeInstances")}
+REAL = {
+    ("eventSource",): ("sts.amazonaws.com", "ec2.amazonaws.com"),
+    ("eventName",): ("GetCallerIdentity", "DescribeInstances"),
+}
 # What the other forms of a case rewrite (`pipeline.ruletest`): a rule reading one of them is not run in that form.
-REWRITTEN = {"console": ("sourceIPAddress", "userAgent", "sessionCredentialFromConsole", "userIdentity.invokedBy"),
-             "cloudformation": ("sourceIPAddress", "userAgent", "userIdentity.invokedBy")}
+REWRITTEN = {
+    "console": ("sourceIPAddress", "userAgent", "sessionCredentialFromConsole", "userIdentity.invokedBy"),
+    "cloudformation": ("sourceIPAddress", "userAgent", "userIdentity.invokedBy"),
+}
 
 
 # --- values of one field ---------------------------------------------------------------------------------
+
 
 def _fill(pieces: tuple[str | SpecialChars, ...]) -> str:
     return "".join(p if isinstance(p, str) else "x" for p in pieces)
@@ -168,6 +188,7 @@ def candidates(test: Test, want: bool) -> list[Any]:
 
 # --- the condition ---------------------------------------------------------------------------------------
 
+
 def _holds(test: Test, value: Any) -> bool:
     return test.matches([] if value is ABSENT else [text(value)])
 
@@ -175,8 +196,9 @@ def _holds(test: Test, value: Any) -> bool:
 def _conflicts(env: Env, path: Path, value: Any) -> bool:
     """A present value under a path another present value is a prefix of (one cannot be both)."""
     if value is ABSENT:
-        return any(other[: len(path)] == path and len(other) > len(path) and v is not ABSENT
-                   for other, v in env.items())
+        return any(
+            other[: len(path)] == path and len(other) > len(path) and v is not ABSENT for other, v in env.items()
+        )
     for other, v in env.items():
         if v is ABSENT:
             if path[: len(other)] == other and len(path) > len(other):
@@ -193,8 +215,13 @@ def _unwrap(value: Any) -> Any:
 
 def _wrap(path: Path, test: Test, value: Any) -> Any:
     """A text a "contains" puts in a field CloudTrail writes as an object: an object holding it."""
-    if isinstance(value, str) and len(path) == 1 and path[0] in OBJECTS and isinstance(test, Glob) \
-            and test.literal is None:
+    if (
+        isinstance(value, str)
+        and len(path) == 1
+        and path[0] in OBJECTS
+        and isinstance(test, Glob)
+        and test.literal is None
+    ):
         return {"text": value}
     return value
 
@@ -287,6 +314,7 @@ def _unique(envs: list[Env]) -> list[Env]:
 
 # --- records and cases -----------------------------------------------------------------------------------
 
+
 def record(env: Env) -> dict[str, Any] | None:
     """A partial CloudTrail record with the assignment's values (None if the paths do not fit together)."""
     out: dict[str, Any] = {"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity"}
@@ -325,8 +353,9 @@ def _no_form(read: set[str], partial: dict[str, Any]) -> dict[str, str]:
 
     out = {}
     for form, rewritten in REWRITTEN.items():
-        touched = sorted(f for f in read if any(f == r or r.startswith(f + ".") or f.startswith(r + ".")
-                                                 for r in rewritten))
+        touched = sorted(
+            f for f in read if any(f == r or r.startswith(f + ".") or f.startswith(r + ".") for r in rewritten)
+        )
         if touched:
             out[form] = f"the Sigma rule reads {', '.join(touched)}, which the {form} form rewrites"
     if "console" not in out and console_form(partial) is None:
@@ -338,6 +367,7 @@ def _no_form(read: set[str], partial: dict[str, Any]) -> dict[str, str]:
 
 def examples(node: Node) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Partial records that match the condition, and records that do not."""
+
     def records(envs: list[Env]) -> Iterator[tuple[Env, dict[str, Any]]]:
         for env in envs:
             built = record(env)
@@ -354,8 +384,9 @@ def cases_for(d: Detection) -> list[Case]:
     for env in solve(d.node, True):
         built = record(env)
         if built is not None:
-            cases.append(Case(f"matches #{len(cases) + 1}: {_describe(env)}", built, expect=1,
-                              no_form=_no_form(read, built)))
+            cases.append(
+                Case(f"matches #{len(cases) + 1}: {_describe(env)}", built, expect=1, no_form=_no_form(read, built))
+            )
     positives = len(cases)
     for env in solve(d.node, False):
         built = record(env)
@@ -364,8 +395,8 @@ def cases_for(d: Detection) -> list[Case]:
     return cases
 
 
-
 # --- correlations ----------------------------------------------------------------------------------------
+
 
 class _CannotBuild(Exception):
     pass
@@ -383,8 +414,13 @@ def _put(record: dict[str, Any], path: Path, value: Any) -> None:
     node[path[-1]] = value
 
 
-def correlation_cases(kind: str, sources: list[tuple[str, Detection, list[tuple[str, Path]]]], count: int,
-                      window: float, value: Path | None) -> list[Case]:
+def correlation_cases(
+    kind: str,
+    sources: list[tuple[str, Detection, list[tuple[str, Path]]]],
+    count: int,
+    window: float,
+    value: Path | None,
+) -> list[Case]:
     """Cases of a correlation: the referenced rules' own matches, grouped under one key, within the timespan
     (one finding), and the same falling short (one fewer event, value or rule, or the wrong order: none).
     Empty when the rules' matches cannot carry the group-by values (`rules test` then says so)."""
@@ -417,18 +453,30 @@ def correlation_cases(kind: str, sources: list[tuple[str, Detection, list[tuple[
             negs = {"one rule fewer": pos[:-1]}
         elif value is not None:
             pos = [event(0, i, distinct=f"value-{i}") for i in range(count)]
-            negs = {f"{count - 1} distinct values": [event(0, i, distinct=f"value-{i % max(count - 1, 1)}")
-                                                      for i in range(count)] if count > 1 else []}
+            negs = {
+                f"{count - 1} distinct values": [
+                    event(0, i, distinct=f"value-{i % max(count - 1, 1)}") for i in range(count)
+                ]
+                if count > 1
+                else []
+            }
         else:
             pos = [event(0, i) for i in range(count)]
             negs = {"one event fewer": pos[:-1]}
             if sources[0][2] and count > 1:
-                negs["the events split between two groups"] = [event(0, i, group=f"group-{i % 2}")
-                                                               for i in range(count)]
+                negs["the events split between two groups"] = [
+                    event(0, i, group=f"group-{i % 2}") for i in range(count)
+                ]
     except _CannotBuild:
         return []
     partial = pos[0]
-    cases = [Case(f"matches: {len(pos)} events under one key within the timespan", pos, expect=1,
-                  no_form=_no_form(read, partial))]
+    cases = [
+        Case(
+            f"matches: {len(pos)} events under one key within the timespan",
+            pos,
+            expect=1,
+            no_form=_no_form(read, partial),
+        )
+    ]
     cases += [Case(f"no match: {name}", events, expect=0) for name, events in negs.items() if events]
     return cases

@@ -56,8 +56,9 @@ class SigmaLoadError(ConfigError):
     def __init__(self, problems: list[Problem], what: str) -> None:
         self.problems = problems
         listed = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{what}: {len(problems)} problem(s); nothing was loaded. Fix or remove these rules:\n"
-                         f"{listed}")
+        super().__init__(
+            f"{what}: {len(problems)} problem(s); nothing was loaded. Fix or remove these rules:\n{listed}"
+        )
 
 
 @dataclass
@@ -126,9 +127,14 @@ def _read(file: Path, problems: list[Problem]) -> list[_Doc]:
         if not isinstance(data, dict):
             problems.append(Problem(file, lines.start(node), doc.label, "is not a YAML mapping (a Sigma rule is)"))
         elif "action" in data:
-            problems.append(Problem(file, doc.line("action"), doc.label,
-                                    "multi-document actions (action: global/reset/repeat) are not supported; write "
-                                    "each rule whole"))
+            problems.append(
+                Problem(
+                    file,
+                    doc.line("action"),
+                    doc.label,
+                    "multi-document actions (action: global/reset/repeat) are not supported; write each rule whole",
+                )
+            )
         else:
             docs.append(doc)
     return docs
@@ -174,14 +180,20 @@ def _error_line(doc: _Doc, error: Exception) -> int:
 
 def _ident(doc: _Doc, taken: dict[str, _Doc], problems: list[Problem], multi: bool) -> str:
     name = doc.data.get("name")
-    base = name if isinstance(name, str) and name else doc.file.stem + (f"-{doc.index + 1}" if multi and doc.index
-                                                                         else "")
+    base = (
+        name if isinstance(name, str) and name else doc.file.stem + (f"-{doc.index + 1}" if multi and doc.index else "")
+    )
     rule_id = "sigma-" + slug(base)
     if rule_id in taken:
         other = taken[rule_id]
-        problems.append(Problem(doc.file, lines.start(doc.node), doc.label,
-                                f"its id {rule_id} is already the id of {other.label} in {other.file}; give one of "
-                                "them another `name`"))
+        problems.append(
+            Problem(
+                doc.file,
+                lines.start(doc.node),
+                doc.label,
+                f"its id {rule_id} is already the id of {other.label} in {other.file}; give one of them another `name`",
+            )
+        )
     taken[rule_id] = doc
     return rule_id
 
@@ -189,18 +201,30 @@ def _ident(doc: _Doc, taken: dict[str, _Doc], problems: list[Problem], multi: bo
 def _upstream(doc: _Doc, rule: SigmaRule | SigmaCorrelationRule) -> dict[str, str]:
     status = getattr(rule, "status", None)
     author = rule.author if isinstance(rule.author, str) else ""
-    return {"id": str(rule.id) if rule.id else "", "file": doc.file.name,
-            "status": status.name.lower() if status is not None else "", "author": author}
+    return {
+        "id": str(rule.id) if rule.id else "",
+        "file": doc.file.name,
+        "status": status.name.lower() if status is not None else "",
+        "author": author,
+    }
 
 
 def _compile_detection(doc: _Doc, rule: SigmaRule, problems: list[Problem]) -> Detection | None:
     logsource = {k: getattr(rule.logsource, k) for k in ("product", "service", "category")}
-    if logsource["product"] != LOGSOURCE["product"] or logsource["service"] != LOGSOURCE["service"] \
-            or logsource["category"] is not None:
+    if (
+        logsource["product"] != LOGSOURCE["product"]
+        or logsource["service"] != LOGSOURCE["service"]
+        or logsource["category"] is not None
+    ):
         shown = ", ".join(f"{k}: {v}" for k, v in logsource.items() if v) or "none"
-        problems.append(Problem(doc.file, doc.line("logsource"), doc.label,
-                                f"logsource is {shown}; trailwarden evaluates rules of product: aws, service: "
-                                "cloudtrail"))
+        problems.append(
+            Problem(
+                doc.file,
+                doc.line("logsource"),
+                doc.label,
+                f"logsource is {shown}; trailwarden evaluates rules of product: aws, service: cloudtrail",
+            )
+        )
         return None
     try:
         nodes = [translate(condition.parsed) for condition in rule.detection.parsed_condition]
@@ -208,36 +232,66 @@ def _compile_detection(doc: _Doc, rule: SigmaRule, problems: list[Problem]) -> D
         key, line = exc.key, None
         if key:
             line = lines.find_key(lines.child(doc.node, "detection"), lambda k: k == key)
-        problems.append(Problem(doc.file, line or doc.line("detection", "condition"), doc.label,
-                                f"{exc.construct} is not supported: {exc.reason}"))
+        problems.append(
+            Problem(
+                doc.file,
+                line or doc.line("detection", "condition"),
+                doc.label,
+                f"{exc.construct} is not supported: {exc.reason}",
+            )
+        )
         return None
     except SigmaError as exc:
-        problems.append(Problem(doc.file, doc.line("detection", "condition"), doc.label,
-                                f"condition: {_error_text(exc)}"))
+        problems.append(
+            Problem(doc.file, doc.line("detection", "condition"), doc.label, f"condition: {_error_text(exc)}")
+        )
         return None
     node = nodes[0] if len(nodes) == 1 else AnyOf(tuple(nodes))
     events = index_events(node)
     if events is None:
-        problems.append(Problem(doc.file, doc.line("detection", "condition"), doc.label,
-                                "the condition can never hold: it requires two different eventSource (or eventName) "
-                                "values in one event"))
+        problems.append(
+            Problem(
+                doc.file,
+                doc.line("detection", "condition"),
+                doc.label,
+                "the condition can never hold: it requires two different eventSource (or eventName) "
+                "values in one event",
+            )
+        )
         return None
     level = rule.level.name.lower() if rule.level is not None else DEFAULT_LEVEL
     refs = tuple(r for r in (rule.name, str(rule.id) if rule.id else None) if r)
-    return Detection(doc.rule_id, rule.title, level, tuple(str(t) for t in rule.tags), rule.description or "",
-                     tuple(str(f) for f in rule.falsepositives or ()), node, compile_node(node), events,
-                     _upstream(doc, rule), refs)
+    return Detection(
+        doc.rule_id,
+        rule.title,
+        level,
+        tuple(str(t) for t in rule.tags),
+        rule.description or "",
+        tuple(str(f) for f in rule.falsepositives or ()),
+        node,
+        compile_node(node),
+        events,
+        _upstream(doc, rule),
+        refs,
+    )
 
 
-def _compile_correlation(doc: _Doc, rule: SigmaCorrelationRule, known: Mapping[str, Detection],
-                         problems: list[Problem], examples: bool) -> Rule | None:
+def _compile_correlation(
+    doc: _Doc, rule: SigmaCorrelationRule, known: Mapping[str, Detection], problems: list[Problem], examples: bool
+) -> Rule | None:
     refs = []
     for ref in rule.rules or []:
         found = known.get(ref.reference)
         if found is None:
-            problems.append(Problem(doc.file, doc.line("correlation", "rules"), doc.label,
-                                    f"refers to rule {ref.reference!r}, which is not among the rules loaded (by its "
-                                    "`name` or `id`); correlations of correlations are not supported"))
+            problems.append(
+                Problem(
+                    doc.file,
+                    doc.line("correlation", "rules"),
+                    doc.label,
+                    f"refers to rule {ref.reference!r}, which is not among the rules loaded (by its "
+                    "`name` or `id`); correlations of correlations are not supported",
+                )
+            )
             return None
         refs.append((ref.reference, found))
     if not refs:
@@ -248,19 +302,34 @@ def _compile_correlation(doc: _Doc, rule: SigmaCorrelationRule, known: Mapping[s
     description = " ".join((rule.description or "").split()) or rule.title
     upstream = _upstream(doc, rule)
     try:
-        return correlation_rule(rule, doc.rule_id, rule.title, SEVERITY.get(level, "medium"), attack,
-                                f"{description}\n\nSigma correlation: " + ", ".join(
-                                    f"{k} {v}" for k, v in upstream.items() if v) + ".",
-                                runbook(tuple(str(f) for f in rule.falsepositives or ())), refs,
-                                "condition" in (doc.data.get("correlation") or {}), upstream, examples)
+        return correlation_rule(
+            rule,
+            doc.rule_id,
+            rule.title,
+            SEVERITY.get(level, "medium"),
+            attack,
+            f"{description}\n\nSigma correlation: " + ", ".join(f"{k} {v}" for k, v in upstream.items() if v) + ".",
+            runbook(tuple(str(f) for f in rule.falsepositives or ())),
+            refs,
+            "condition" in (doc.data.get("correlation") or {}),
+            upstream,
+            examples,
+        )
     except Refused as exc:
-        problems.append(Problem(doc.file, doc.line("correlation", exc.key or "type"), doc.label,
-                                f"{exc.construct} is not supported: {exc.reason}"))
+        problems.append(
+            Problem(
+                doc.file,
+                doc.line("correlation", exc.key or "type"),
+                doc.label,
+                f"{exc.construct} is not supported: {exc.reason}",
+            )
+        )
         return None
 
 
-def load(paths: Iterable[str | Path], what: str, known: Mapping[str, Detection] | None = None,
-         examples: bool = True) -> Loaded:
+def load(
+    paths: Iterable[str | Path], what: str, known: Mapping[str, Detection] | None = None, examples: bool = True
+) -> Loaded:
     """The rules of the Sigma files under `paths`; raises SigmaLoadError listing every problem. Correlations
     may refer to the detections of these files and to those of `known` (e.g. the bundled rules).
     `examples` attaches each detection's generated test cases (`trailwarden rules test`)."""

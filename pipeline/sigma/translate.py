@@ -38,10 +38,12 @@ from pipeline.sigma.checks import Boolean, Cidr, Compare, Exists, FieldRef, Glob
 from pipeline.sigma.condition import INDEXED, All, AnyOf, Leaf, Node, Not
 from pipeline.sigma.fields import split
 
-_FLAGS = {SigmaRegularExpressionFlag.IGNORECASE: "i", SigmaRegularExpressionFlag.MULTILINE: "m",
-          SigmaRegularExpressionFlag.DOTALL: "s"}
-_OPS = {CompareOperators.LT: "lt", CompareOperators.LTE: "lte", CompareOperators.GT: "gt",
-        CompareOperators.GTE: "gte"}
+_FLAGS = {
+    SigmaRegularExpressionFlag.IGNORECASE: "i",
+    SigmaRegularExpressionFlag.MULTILINE: "m",
+    SigmaRegularExpressionFlag.DOTALL: "s",
+}
+_OPS = {CompareOperators.LT: "lt", CompareOperators.LTE: "lte", CompareOperators.GT: "gt", CompareOperators.GTE: "gte"}
 
 
 class Refused(Exception):
@@ -82,8 +84,11 @@ def translate(cond: object) -> Node:
         key = item_key(_item(cond))
         return _field(cond.field, cond.value, key)
     if isinstance(cond, ConditionValueExpression):
-        raise Refused("keyword search", "a value without a field (keyword search) is not evaluated; name the "
-                      "CloudTrail field it must be found in", item_key(_item(cond)))
+        raise Refused(
+            "keyword search",
+            "a value without a field (keyword search) is not evaluated; name the CloudTrail field it must be found in",
+            item_key(_item(cond)),
+        )
     raise Refused(type(cond).__name__, "this condition element is not evaluated")
 
 

@@ -135,8 +135,15 @@ class Logic(KindLogic[Options, State]):
         deadline = since + window
         start = window_start(since, self.dedup) if self.dedup > 0 else int(since)
         ctx = {"since": when(since), "deadline": when(deadline), "window_seconds": window, "state": state.value}
-        return self.finding(key, state.meta, event_ids=(state.meta[0],), event_time=deadline, window=start,
-                            summary=f"{self.rule.title}: {key} since {when(since)}", context=ctx)
+        return self.finding(
+            key,
+            state.meta,
+            event_ids=(state.meta[0],),
+            event_time=deadline,
+            window=start,
+            summary=f"{self.rule.title}: {key} since {when(since)}",
+            context=ctx,
+        )
 
     def deadline(self, state: State) -> float | None:
         if state.active and state.since is not None and not state.fired:
@@ -147,20 +154,43 @@ class Logic(KindLogic[Options, State]):
         return [self.options.dump_value(s.value), s.active, s.since, s.fired, s.last, s.meta]
 
     def load(self, row: list[Any]) -> State:
-        return State(self.options.load_value(row[0], self.params), bool(row[1]), row[2], bool(row[3]),
-                     float(row[4]), load_meta(row[5]))
+        return State(
+            self.options.load_value(row[0], self.params),
+            bool(row[1]),
+            row[2],
+            bool(row[3]),
+            float(row[4]),
+            load_meta(row[5]),
+        )
 
 
-def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-            events: Mapping[str, Iterable[str] | str], window: str | float, params: Mapping[str, Any] | None = None,
-            ttl: str | float | None = None, dedup: str | float = 0, fields: Iterable[str] = (),
-            fold: Fold | None = None, satisfied: Satisfied | None = None,
-            dump_value: Callable[[Any], Any] | None = None, load_value: Callable[[Any, Params], Any] | None = None,
-            window_of: Callable[[Any, Params], float | None] | None = None, track_before_start: bool = True,
-            resolved: str | None = None, ended: str | None = None,
-            runbook: str = "", cases: Iterable[Case] = (), hit: HitFor | None = None,
-            validate: Callable[[Params], None] | None = None, param_docs: Mapping[str, str] | None = None,
-            shared: str = "") -> Callable[[Extractor], StatefulRule]:
+def absence(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    window: str | float,
+    params: Mapping[str, Any] | None = None,
+    ttl: str | float | None = None,
+    dedup: str | float = 0,
+    fields: Iterable[str] = (),
+    fold: Fold | None = None,
+    satisfied: Satisfied | None = None,
+    dump_value: Callable[[Any], Any] | None = None,
+    load_value: Callable[[Any, Params], Any] | None = None,
+    window_of: Callable[[Any, Params], float | None] | None = None,
+    track_before_start: bool = True,
+    resolved: str | None = None,
+    ended: str | None = None,
+    runbook: str = "",
+    cases: Iterable[Case] = (),
+    hit: HitFor | None = None,
+    validate: Callable[[Params], None] | None = None,
+    param_docs: Mapping[str, str] | None = None,
+    shared: str = "",
+) -> Callable[[Extractor], StatefulRule]:
     """Declare an absence rule: a `start` not followed within `window` by the condition being met.
     Steps: start, satisfy, unsatisfy, end, or any step a custom `fold(value, fact, params)`
     understands, with `satisfied(value, params)` deciding; `window_of(value, params)` may give a key
@@ -169,11 +199,40 @@ def absence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
     resolves (same id, `resolution` = `resolved` or `ended`) when the condition is met or the key ends after it."""
 
     def wrap(fn: Extractor) -> StatefulRule:
-        meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
-                        dedup=dedup, runbook=runbook, cases=cases, fn=fn, param_docs=param_docs, shared=shared)
-        return declare(Logic, meta, extract=fn, fields=fields, hit=hit, allowlist_steps=(START,), validate=validate,
-                       options={"window": window, "ttl": ttl, "fold": fold, "satisfied": satisfied,
-                                "dump_value": dump_value, "load_value": load_value, "window_of": window_of,
-                                "track_before_start": track_before_start, "resolved": resolved, "ended": ended})
+        meta = metadata(
+            id=id,
+            title=title,
+            severity=severity,
+            attack=attack,
+            events=events,
+            params=params,
+            dedup=dedup,
+            runbook=runbook,
+            cases=cases,
+            fn=fn,
+            param_docs=param_docs,
+            shared=shared,
+        )
+        return declare(
+            Logic,
+            meta,
+            extract=fn,
+            fields=fields,
+            hit=hit,
+            allowlist_steps=(START,),
+            validate=validate,
+            options={
+                "window": window,
+                "ttl": ttl,
+                "fold": fold,
+                "satisfied": satisfied,
+                "dump_value": dump_value,
+                "load_value": load_value,
+                "window_of": window_of,
+                "track_before_start": track_before_start,
+                "resolved": resolved,
+                "ended": ended,
+            },
+        )
 
     return wrap

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 _RECENT_LIMIT = 200_000
 
 
-def bind(rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dict[str, Any]] | None = None
-         ) -> list[BoundRule]:
+def bind(
+    rules: Iterable[StatefulRule], config: Config, overrides: dict[str, dict[str, Any]] | None = None
+) -> list[BoundRule]:
     overrides = overrides or {}
     return [bind_rule(r, config, overrides.get(r.id)) for r in rules]
 
@@ -38,8 +39,11 @@ class FactExtractor:
         self.index = RuleIndex(self.bound)
         self.stats = stats or EngineStats()
         self.facts_out = 0
-        self._refresh = {br.rule.id: br.rule.options_for(br.params).refresh  # type: ignore[attr-defined]
-                         for br in self.bound if br.rule.kind == Kind.FIRST_SEEN}
+        self._refresh = {
+            br.rule.id: br.rule.options_for(br.params).refresh  # type: ignore[attr-defined]
+            for br in self.bound
+            if br.rule.kind == Kind.FIRST_SEEN
+        }
         self._recent: dict[tuple[str, str, str], float] = {}
         # Allowlist emptiness is decided once here, not per fact.
         self._allowlists = {br.rule.id: br.allowlist for br in self.bound if br.allowlist}
@@ -47,8 +51,12 @@ class FactExtractor:
         self._meta: tuple[str, ...] = ()
 
     @classmethod
-    def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> FactExtractor:
+    def for_rules(
+        cls,
+        rules: Iterable[StatefulRule],
+        config: Config | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> FactExtractor:
         return cls(bind(rules, config or Config.from_dict(), overrides))
 
     def facts(self, event: Event) -> list[Fact]:
@@ -84,8 +92,11 @@ class FactExtractor:
         if type(step.key) is not str or not step.key:
             return None
         allowlist = self._allowlists.get(rule.id)
-        if allowlist is not None and (rule.allowlist_steps is None or step.step in rule.allowlist_steps) \
-                and allowlist.permits(event):
+        if (
+            allowlist is not None
+            and (rule.allowlist_steps is None or step.step in rule.allowlist_steps)
+            and allowlist.permits(event)
+        ):
             self.stats.suppressed[rule.id] += 1
             return None
         value = step.value if type(step.value) is str else ""
@@ -100,11 +111,17 @@ class FactExtractor:
             self._recent[marker] = event.time
         if self._meta_event is not event:  # the event's fields every fact carries, read once per event
             self._meta_event, self._meta = event, _meta(event)
-        return Fact.of_event(rule.id, step.key, event.time, step.step, value,
-                             clean_fields(step.fields, rule.fields) if step.fields else None, self._meta)
+        return Fact.of_event(
+            rule.id,
+            step.key,
+            event.time,
+            step.step,
+            value,
+            clean_fields(step.fields, rule.fields) if step.fields else None,
+            self._meta,
+        )
 
 
 def _meta(event: Event) -> tuple[str, ...]:
     """What every fact of `event` carries besides its rule's step, clipped and interned once."""
-    return Fact.meta_of(event.event_id, event.account, event.region, event.principal, event.source_ip,
-                        event.user_agent)
+    return Fact.meta_of(event.event_id, event.account, event.region, event.principal, event.source_ip, event.user_agent)

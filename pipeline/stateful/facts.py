@@ -70,12 +70,38 @@ class Fact:
     its place among the facts one event gives one key of one rule (0 for the first, and nearly always):
     the names of one GetParameters call are several facts of one event, and stage 2 applies each once."""
 
-    __slots__ = ("account", "event_id", "fields", "key", "nth", "principal", "region", "rule", "source_ip",
-                 "step", "time", "user_agent", "value")
+    __slots__ = (
+        "account",
+        "event_id",
+        "fields",
+        "key",
+        "nth",
+        "principal",
+        "region",
+        "rule",
+        "source_ip",
+        "step",
+        "time",
+        "user_agent",
+        "value",
+    )
 
-    def __init__(self, rule: str, key: str, event_id: str, time: float, step: str = "", value: str = "",
-                 fields: dict[str, Any] | None = None, account: str = "", region: str = "", principal: str = "",
-                 source_ip: str = "", user_agent: str = "", nth: int = 0) -> None:
+    def __init__(
+        self,
+        rule: str,
+        key: str,
+        event_id: str,
+        time: float,
+        step: str = "",
+        value: str = "",
+        fields: dict[str, Any] | None = None,
+        account: str = "",
+        region: str = "",
+        principal: str = "",
+        source_ip: str = "",
+        user_agent: str = "",
+        nth: int = 0,
+    ) -> None:
         self.rule = _intern(rule)
         self.key = clip(key, MAX_KEY)
         self.event_id = event_id
@@ -91,15 +117,30 @@ class Fact:
         self.nth = nth
 
     @staticmethod
-    def meta_of(event_id: str, account: str, region: str, principal: str, source_ip: str, user_agent: str
-                ) -> tuple[str, ...]:
+    def meta_of(
+        event_id: str, account: str, region: str, principal: str, source_ip: str, user_agent: str
+    ) -> tuple[str, ...]:
         """An event's fields as every fact of it holds them (clipped and interned), for `of_event`."""
-        return (event_id, _intern(account), _intern(region), _intern(clip(principal)), _intern(clip(source_ip, 64)),
-                _intern(clip(user_agent)))
+        return (
+            event_id,
+            _intern(account),
+            _intern(region),
+            _intern(clip(principal)),
+            _intern(clip(source_ip, 64)),
+            _intern(clip(user_agent)),
+        )
 
     @classmethod
-    def of_event(cls, rule: str, key: str, time: float, step: str, value: str, fields: dict[str, Any] | None,
-                 meta: tuple[str, ...]) -> Fact:
+    def of_event(
+        cls,
+        rule: str,
+        key: str,
+        time: float,
+        step: str,
+        value: str,
+        fields: dict[str, Any] | None,
+        meta: tuple[str, ...],
+    ) -> Fact:
         """The fact stage 1 extracts: as `Fact(...)`, with the event's fields from `meta_of`, prepared once
         for all the facts of one event."""
         fact = cls.__new__(cls)
@@ -124,9 +165,17 @@ class Fact:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"r": self.rule, "k": self.key, "i": self.event_id, "t": self.time}
-        for name, value in (("s", self.step), ("v", self.value), ("f", self.fields), ("a", self.account),
-                            ("g", self.region), ("p", self.principal), ("ip", self.source_ip),
-                            ("ua", self.user_agent), ("n", self.nth)):
+        for name, value in (
+            ("s", self.step),
+            ("v", self.value),
+            ("f", self.fields),
+            ("a", self.account),
+            ("g", self.region),
+            ("p", self.principal),
+            ("ip", self.source_ip),
+            ("ua", self.user_agent),
+            ("n", self.nth),
+        ):
             if value:
                 out[name] = value
         return out
@@ -155,8 +204,9 @@ class Fact:
         nth: Any = d.get("n", 0)
         if type(nth) is not int or not 0 <= nth < 1 << 16:
             raise ValueError("fact's place among its event's facts is not a small whole number")
-        return cls(s("r"), s("k"), s("i"), float(t), s("s"), s("v"), fields, s("a"), s("g"), s("p"), s("ip"),
-                   s("ua"), nth)
+        return cls(
+            s("r"), s("k"), s("i"), float(t), s("s"), s("v"), fields, s("a"), s("g"), s("p"), s("ip"), s("ua"), nth
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Fact:

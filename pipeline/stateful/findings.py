@@ -12,9 +12,19 @@ Meta = tuple[str, str, str, str, str, str]  # event id, account, region, princip
 NO_META: Meta = ("", "", "", "", "", "")
 
 
-def stateful_finding(rule: Rule, key: str, meta: Meta, *, event_ids: Sequence[str], event_time: float,
-                     window: int, summary: str, context: dict[str, Any], hit: Hit | None = None,
-                     dedup_key: str = "") -> Finding:
+def stateful_finding(
+    rule: Rule,
+    key: str,
+    meta: Meta,
+    *,
+    event_ids: Sequence[str],
+    event_time: float,
+    window: int,
+    summary: str,
+    context: dict[str, Any],
+    hit: Hit | None = None,
+    dedup_key: str = "",
+) -> Finding:
     """A finding for a stateful rule. The id derives from the rule, the dedup key and the window, so
     the same input gives the same id live, replayed or offline."""
     dedup_key = dedup_key or key

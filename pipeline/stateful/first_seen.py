@@ -64,9 +64,18 @@ class Logic(KindLogic[Options, State]):
         state.last = max(state.last, t)
         if new and t - state.first >= self.warmup:
             ctx = {"value": value, "history_seconds": o.history, "known": len(values) - 1}
-            out.emit(self.finding(fact.key, fact.meta, event_ids=(fact.event_id,), event_time=t,
-                                  window=window_start(t, self.dedup), dedup_key=f"{fact.key}\x1f{value}",
-                                  summary=f"{self.rule.title}: {value} for {fact.key}", context=ctx))
+            out.emit(
+                self.finding(
+                    fact.key,
+                    fact.meta,
+                    event_ids=(fact.event_id,),
+                    event_time=t,
+                    window=window_start(t, self.dedup),
+                    dedup_key=f"{fact.key}\x1f{value}",
+                    summary=f"{self.rule.title}: {value} for {fact.key}",
+                    context=ctx,
+                )
+            )
         return state
 
     def dump(self, s: State) -> list[Any]:
@@ -76,20 +85,48 @@ class Logic(KindLogic[Options, State]):
         return State(float(row[0]), {str(v): float(t) for v, t in row[1]}, float(row[2]))
 
 
-def first_seen(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-               events: Mapping[str, Iterable[str] | str], history: str | float, warmup: str | float | None = None,
-               max_values: str | int = 256, refresh: str | float = "1h", params: Mapping[str, Any] | None = None,
-               dedup: str | float = "1d", fields: Iterable[str] = (), runbook: str = "", cases: Iterable[Case] = (),
-               hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
+def first_seen(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    history: str | float,
+    warmup: str | float | None = None,
+    max_values: str | int = 256,
+    refresh: str | float = "1h",
+    params: Mapping[str, Any] | None = None,
+    dedup: str | float = "1d",
+    fields: Iterable[str] = (),
+    runbook: str = "",
+    cases: Iterable[Case] = (),
+    hit: HitFor | None = None,
+) -> Callable[[Extractor], StatefulRule]:
     """Declare a first-seen rule: a `Step.value` not seen for the key within `history`. Stage 1 sends
     a (key, value) again at most once per `refresh` of event time, so common values do not flood the
     keyed stream. Durations and `max_values` are values or names of parameters holding one."""
 
     def wrap(fn: Extractor) -> StatefulRule:
-        meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
-                        dedup=dedup, runbook=runbook, cases=cases, fn=fn)
-        return declare(Logic, meta, extract=fn, fields=fields, hit=hit,
-                       options={"history": history, "warmup": warmup, "max_values": max_values,
-                                "refresh": refresh})
+        meta = metadata(
+            id=id,
+            title=title,
+            severity=severity,
+            attack=attack,
+            events=events,
+            params=params,
+            dedup=dedup,
+            runbook=runbook,
+            cases=cases,
+            fn=fn,
+        )
+        return declare(
+            Logic,
+            meta,
+            extract=fn,
+            fields=fields,
+            hit=hit,
+            options={"history": history, "warmup": warmup, "max_values": max_values, "refresh": refresh},
+        )
 
     return wrap

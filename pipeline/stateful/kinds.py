@@ -24,5 +24,18 @@ from pipeline.stateful.sequence import sequence
 from pipeline.stateful.steps import END, FIRST, SATISFY, START, STEP_RANK, THEN, UNSATISFY, StepName
 from pipeline.stateful.threshold import threshold
 
-__all__ = ["END", "FIRST", "SATISFY", "START", "STEP_RANK", "THEN", "UNSATISFY", "StatefulRule", "StepName",
-           "absence", "first_seen", "sequence", "threshold"]
+__all__ = [
+    "END",
+    "FIRST",
+    "SATISFY",
+    "START",
+    "STEP_RANK",
+    "THEN",
+    "UNSATISFY",
+    "StatefulRule",
+    "StepName",
+    "absence",
+    "first_seen",
+    "sequence",
+    "threshold",
+]

@@ -82,10 +82,30 @@ class KindLogic(Generic[OptionsT, StateT]):
         """The state `dump` wrote (raises TypeError, ValueError or IndexError on a malformed row)."""
         raise NotImplementedError
 
-    def finding(self, key: str, meta: Meta, *, event_ids: Iterable[str], event_time: float, window: int,
-                summary: str, context: dict[str, Any], dedup_key: str = "") -> Finding:
+    def finding(
+        self,
+        key: str,
+        meta: Meta,
+        *,
+        event_ids: Iterable[str],
+        event_time: float,
+        window: int,
+        summary: str,
+        context: dict[str, Any],
+        dedup_key: str = "",
+    ) -> Finding:
         """A finding of this rule for `key`; the rule's `hit` (if any) sees `context["state"]`, the finding does not."""
         hit = self.rule.hit(key, context, self.params) if self.rule.hit else None
         context.pop("state", None)
-        return stateful_finding(self.rule, key, meta, event_ids=tuple(event_ids), event_time=event_time,
-                                window=window, summary=summary, context=context, hit=hit, dedup_key=dedup_key)
+        return stateful_finding(
+            self.rule,
+            key,
+            meta,
+            event_ids=tuple(event_ids),
+            event_time=event_time,
+            window=window,
+            summary=summary,
+            context=context,
+            hit=hit,
+            dedup_key=dedup_key,
+        )

@@ -38,8 +38,9 @@ def _seconds(value: Any, where: str, zero: bool) -> float:
     except (TypeError, ValueError):
         raise ConfigError(f'{where}: {_shown(value)} is not a duration; use e.g. "10m"') from None
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
-        raise ConfigError(f'{where}: {_shown(value)} must be a duration {"of 0 or more" if zero else "above 0"}; '
-                          'use e.g. "10m"')
+        raise ConfigError(
+            f'{where}: {_shown(value)} must be a duration {"of 0 or more" if zero else "above 0"}; use e.g. "10m"'
+        )
     return seconds
 
 
@@ -58,8 +59,12 @@ def _count(value: Any, where: str) -> int:
             number = float(value)
         except ValueError:
             number = None
-    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
-            or number != int(number):
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int | float)
+        or not math.isfinite(number)
+        or number != int(number)
+    ):
         raise ConfigError(f"{where}: {_shown(value)} is not a whole number; use e.g. 10")
     if number < 1:
         raise ConfigError(f"{where}: {_shown(value)} must be 1 or more")
@@ -80,8 +85,9 @@ def _parser(cls: type[KindOptions], name: str) -> Callable[[Any, str], Any] | No
     return next(f.metadata.get(_PARSE) for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
 
 
-def from_declaration(cls: type[OptionsT], rule_id: str, params: Mapping[str, Any],
-                     declared: Mapping[str, Any]) -> tuple[OptionsT, dict[str, str]]:
+def from_declaration(
+    cls: type[OptionsT], rule_id: str, params: Mapping[str, Any], declared: Mapping[str, Any]
+) -> tuple[OptionsT, dict[str, str]]:
     """The options a rule declares, resolved against its default parameters, and the parameter each
     option was given by name (option -> parameter). None leaves an option at its default."""
     values: dict[str, Any] = {}

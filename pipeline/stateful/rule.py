@@ -51,17 +51,32 @@ class StatefulRule(Rule):
         return self.logic_type(self, params)
 
 
-def declare(logic_type: type[KindLogic[Any, Any]], metadata: dict[str, Any], *, extract: Extractor,
-            fields: Iterable[str], options: Mapping[str, Any], hit: HitFor | None,
-            allowlist_steps: Iterable[str] | None = None,
-            validate: Callable[[Params], None] | None = None) -> StatefulRule:
+def declare(
+    logic_type: type[KindLogic[Any, Any]],
+    metadata: dict[str, Any],
+    *,
+    extract: Extractor,
+    fields: Iterable[str],
+    options: Mapping[str, Any],
+    hit: HitFor | None,
+    allowlist_steps: Iterable[str] | None = None,
+    validate: Callable[[Params], None] | None = None,
+) -> StatefulRule:
     """Build and register a stateful rule of `logic_type`'s kind. A declared option that is not a
     valid value, or names a parameter whose default is not one, fails here, at import. Configured
     values are checked by the options and then by `validate`, if given."""
     typed, sources = opts.from_declaration(logic_type.options_type, metadata["id"], metadata["params"], options)
-    rule = StatefulRule(**{**metadata, "validate": None}, kind=logic_type.kind, extract=extract,
-                        fields=frozenset(fields), options=typed, option_params=sources, hit=hit, logic_type=logic_type,
-                        allowlist_steps=None if allowlist_steps is None else frozenset(allowlist_steps))
+    rule = StatefulRule(
+        **{**metadata, "validate": None},
+        kind=logic_type.kind,
+        extract=extract,
+        fields=frozenset(fields),
+        options=typed,
+        option_params=sources,
+        hit=hit,
+        logic_type=logic_type,
+        allowlist_steps=None if allowlist_steps is None else frozenset(allowlist_steps),
+    )
 
     def check(params: Params) -> None:  # Config.params checks configured values with it
         rule.options_for(params)

@@ -60,11 +60,23 @@ class Logic(KindLogic[Options, State]):
         for i, (ft, principal, eid) in enumerate(state.firsts):
             if t - o.window <= ft <= t and (not o.same_principal or principal == fact.principal):
                 del state.firsts[i]
-                ctx = {"first_at": when(ft), "then_at": when(t), "window_seconds": o.window,
-                       "then": (fact.fields or {}).get("action", "")}
-                out.emit(self.finding(fact.key, fact.meta, event_ids=(eid, fact.event_id), event_time=t,
-                                      window=window_start(t, self.dedup),
-                                      summary=f"{self.rule.title}: {fact.key}", context=ctx))
+                ctx = {
+                    "first_at": when(ft),
+                    "then_at": when(t),
+                    "window_seconds": o.window,
+                    "then": (fact.fields or {}).get("action", ""),
+                }
+                out.emit(
+                    self.finding(
+                        fact.key,
+                        fact.meta,
+                        event_ids=(eid, fact.event_id),
+                        event_time=t,
+                        window=window_start(t, self.dedup),
+                        summary=f"{self.rule.title}: {fact.key}",
+                        context=ctx,
+                    )
+                )
                 break
         state.last = max(state.last, t)
         return state if state.firsts else None
@@ -76,18 +88,46 @@ class Logic(KindLogic[Options, State]):
         return State([(float(t), sys.intern(str(p)), str(e)) for t, p, e in row[0]], float(row[1]))
 
 
-def sequence(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-             events: Mapping[str, Iterable[str] | str], window: str | float, same_principal: bool = True,
-             params: Mapping[str, Any] | None = None, ttl: str | float | None = None, dedup: str | float = "1h",
-             fields: Iterable[str] = (), runbook: str = "", cases: Iterable[Case] = (),
-             hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
+def sequence(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    window: str | float,
+    same_principal: bool = True,
+    params: Mapping[str, Any] | None = None,
+    ttl: str | float | None = None,
+    dedup: str | float = "1h",
+    fields: Iterable[str] = (),
+    runbook: str = "",
+    cases: Iterable[Case] = (),
+    hit: HitFor | None = None,
+) -> Callable[[Extractor], StatefulRule]:
     """Declare a sequence rule: a `first` step then a `then` step for the same key within `window`
     (a duration or the name of a parameter holding one)."""
 
     def wrap(fn: Extractor) -> StatefulRule:
-        meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
-                        dedup=dedup, runbook=runbook, cases=cases, fn=fn)
-        return declare(Logic, meta, extract=fn, fields=fields, hit=hit,
-                       options={"window": window, "same_principal": same_principal, "ttl": ttl})
+        meta = metadata(
+            id=id,
+            title=title,
+            severity=severity,
+            attack=attack,
+            events=events,
+            params=params,
+            dedup=dedup,
+            runbook=runbook,
+            cases=cases,
+            fn=fn,
+        )
+        return declare(
+            Logic,
+            meta,
+            extract=fn,
+            fields=fields,
+            hit=hit,
+            options={"window": window, "same_principal": same_principal, "ttl": ttl},
+        )
 
     return wrap

@@ -90,8 +90,11 @@ def to_dict(state: KeyedState) -> dict[str, Any]:
     for rule_id, states in state.states.items():
         logic = state.logics[rule_id]
         dump = logic.dump
-        rules[rule_id] = {"kind": logic.kind, "fields": list(logic.state_fields),
-                          "keys": [[k, dump(s)] for k, s in states.items()]}
+        rules[rule_id] = {
+            "kind": logic.kind,
+            "fields": list(logic.state_fields),
+            "keys": [[k, dump(s)] for k, s in states.items()],
+        }
     seen = [[b, base64.b64encode(arr.tobytes()).decode()] for b, arr in state.seen_buckets.items()]
     return {
         "v": VERSION,
@@ -131,7 +134,8 @@ def _check_version(version: Any) -> None:
     if version > VERSION:
         raise SnapshotVersionError(
             f"snapshot format v{version} was written by a newer trailwarden; this build reads v1 to v{VERSION}. "
-            "Run the newer release (or delete the shard's snapshot to start it with empty state)")
+            "Run the newer release (or delete the shard's snapshot to start it with empty state)"
+        )
 
 
 def current(d: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +155,8 @@ def current(d: dict[str, Any]) -> dict[str, Any]:
 
 # Fields v3 added, per kind, with the value a v2 row has for them.
 V3_ADDED: dict[str, dict[str, Any]] = {
-    "threshold": {"alerted": None, "alert_meta": ["", "", "", "", "", ""], "repeats": 0}}
+    "threshold": {"alerted": None, "alert_meta": ["", "", "", "", "", ""], "repeats": 0}
+}
 
 
 def _add_v3_fields(entry: dict[str, Any]) -> None:
@@ -202,14 +207,22 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
             continue  # nothing to restore (and a v1 threshold rule without keys has no telling layout)
         logic = state.logics.get(rule_id)
         if logic is None or entry.get("kind") != logic.kind:
-            log.warning("snapshot: dropping state of rule %s (%d keys): not configured or kind changed",
-                        rule_id, len(entry.get("keys", ())))
+            log.warning(
+                "snapshot: dropping state of rule %s (%d keys): not configured or kind changed",
+                rule_id,
+                len(entry.get("keys", ())),
+            )
             continue
         states = state.states[rule_id]
         order = _field_order(entry.get("fields"), logic.state_fields)
         if order is None:
-            log.warning("snapshot: dropping state of rule %s (%d keys): it holds fields %s, this build keeps %s",
-                        rule_id, len(entry.get("keys", ())), entry.get("fields"), list(logic.state_fields))
+            log.warning(
+                "snapshot: dropping state of rule %s (%d keys): it holds fields %s, this build keeps %s",
+                rule_id,
+                len(entry.get("keys", ())),
+                entry.get("fields"),
+                list(logic.state_fields),
+            )
             continue
         try:
             for key, dumped in entry["keys"]:
@@ -225,8 +238,17 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
     for seq, raw in enumerate(d.get("pending", ())):  # stored in heap order: seq only breaks ties
         fact = Fact.from_dict(raw)
         if fact.rule in state.logics:
-            state.pending.append((fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id,
-                                  -len(d["pending"]) + seq, fact))
+            state.pending.append(
+                (
+                    fact.time,
+                    STEP_RANK.get(fact.step, 1),
+                    fact.rule,
+                    fact.key,
+                    fact.event_id,
+                    -len(d["pending"]) + seq,
+                    fact,
+                )
+            )
     heapq.heapify(state.pending)
     for bucket, blob in d.get("seen", ()):
         # A bucket may be listed more than once (hand-offs of two parents joined): extend, never replace,
@@ -257,8 +279,13 @@ def _field_order(stored: Any, wanted: tuple[str, ...]) -> list[int] | None:
 def split_for_child(parent: KeyedState | bytes | dict[str, Any], start_hash: int, end_hash: int) -> bytes:
     """The snapshot a child shard starts from: the parent's keys whose hash is in [start_hash, end_hash]."""
     with _no_gc():
-        d = to_dict(parent) if isinstance(parent, KeyedState) else decode(parent) if not isinstance(parent, dict) \
+        d = (
+            to_dict(parent)
+            if isinstance(parent, KeyedState)
+            else decode(parent)
+            if not isinstance(parent, dict)
             else current(parent)
+        )
         return _split(d, int(start_hash), int(end_hash))
 
 
@@ -267,8 +294,9 @@ def _split(d: dict[str, Any], start: int, end: int) -> bytes:
         return isinstance(key, str) and start <= key_hash(key) <= end
 
     child = dict(d)
-    child["rules"] = {rid: {**e, "keys": [kv for kv in e.get("keys", ()) if mine(kv[0])]}
-                      for rid, e in d.get("rules", {}).items()}
+    child["rules"] = {
+        rid: {**e, "keys": [kv for kv in e.get("keys", ()) if mine(kv[0])]} for rid, e in d.get("rules", {}).items()
+    }
     child["pending"] = [f for f in d.get("pending", ()) if mine(f.get("k"))]
     return encode(child)
 
@@ -280,8 +308,10 @@ def merge_for_child(parents: Iterable[KeyedState | bytes | dict[str, Any]]) -> b
     per expiry bucket. The child's watermark is the smaller of the parents' (no fact a slower parent still
     buffers is judged late), its largest event time the larger; each rule's next sweep is the earlier."""
     with _no_gc():
-        docs = [to_dict(p) if isinstance(p, KeyedState) else current(p) if isinstance(p, dict) else decode(p)
-                for p in parents]
+        docs = [
+            to_dict(p) if isinstance(p, KeyedState) else current(p) if isinstance(p, dict) else decode(p)
+            for p in parents
+        ]
         return encode(merge_docs(docs))
 
 
@@ -302,8 +332,14 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             into = rules.setdefault(rule_id, {"kind": entry.get("kind"), "fields": entry.get("fields"), "keys": []})
             if entry.get("kind") != into["kind"] or entry.get("fields") != into["fields"]:
-                log.warning("snapshot merge: rule %s holds %s %s in one parent and %s %s in another: keeping the "
-                            "first", rule_id, into["kind"], into["fields"], entry.get("kind"), entry.get("fields"))
+                log.warning(
+                    "snapshot merge: rule %s holds %s %s in one parent and %s %s in another: keeping the first",
+                    rule_id,
+                    into["kind"],
+                    into["fields"],
+                    entry.get("kind"),
+                    entry.get("fields"),
+                )
                 continue
             for kv in entry.get("keys", ()):
                 if owner.setdefault((rule_id, kv[0]), n) != n:
@@ -320,8 +356,9 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         pending.extend(f for f in d.get("pending", ()) if owner.setdefault((f.get("r"), f.get("k")), n) == n)
     if clashes:
         log.warning("snapshot merge: %d keys held by more than one parent: kept the first parent's", clashes)
-    pending.sort(key=lambda f: (f.get("t", 0), STEP_RANK.get(f.get("s", ""), 1), f.get("r", ""), f.get("k", ""),
-                                f.get("i", "")))
+    pending.sort(
+        key=lambda f: (f.get("t", 0), STEP_RANK.get(f.get("s", ""), 1), f.get("r", ""), f.get("k", ""), f.get("i", ""))
+    )
     return {
         "v": VERSION,
         "max_time": max(times) if times else None,
@@ -330,6 +367,7 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         "seq": max((int(d.get("seq", 0)) for d in docs), default=0),
         "rules": rules,
         "pending": pending,
-        "seen": [[b, base64.b64encode(array("q", sorted(digests)).tobytes()).decode()]
-                 for b, digests in sorted(seen.items())],
+        "seen": [
+            [b, base64.b64encode(array("q", sorted(digests)).tobytes()).decode()] for b, digests in sorted(seen.items())
+        ],
     }

@@ -63,10 +63,18 @@ class StateStats:
     last_errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"facts": self.facts, "applied": self.applied, "duplicates": self.duplicates, "late": self.late,
-                "expired": self.expired, "future": self.future, "unknown_rule": self.unknown_rule,
-                "findings": dict(self.findings), "evictions": dict(self.evictions),
-                "rule_errors": dict(self.rule_errors)}
+        return {
+            "facts": self.facts,
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "expired": self.expired,
+            "future": self.future,
+            "unknown_rule": self.unknown_rule,
+            "findings": dict(self.findings),
+            "evictions": dict(self.evictions),
+            "rule_errors": dict(self.rule_errors),
+        }
 
 
 def seen_digest(fact: Fact) -> int:
@@ -76,8 +84,9 @@ def seen_digest(fact: Fact) -> int:
     unique = f"{fact.rule}\x1f{fact.key}\x1f{fact.event_id}\x1f{fact.step}"
     if fact.nth:
         unique += f"\x1f{fact.nth}"
-    return int.from_bytes(hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little",
-                          signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(unique.encode("utf-8", "replace"), digest_size=8).digest(), "little", signed=True
+    )
 
 
 class _Out:
@@ -101,15 +110,18 @@ class _Out:
 def lateness_from(config: Config) -> tuple[float, float]:
     """(allowed lateness, idle_after) in seconds from the [engine] section."""
     engine = config.section("engine")
-    return (parse_duration(engine.get("allowed_lateness", DEFAULT_LATENESS)),
-            parse_duration(engine.get("idle_after", DEFAULT_IDLE_AFTER)))
+    return (
+        parse_duration(engine.get("allowed_lateness", DEFAULT_LATENESS)),
+        parse_duration(engine.get("idle_after", DEFAULT_IDLE_AFTER)),
+    )
 
 
 class KeyedState:
     """Per-shard keyed state for a set of stateful rules (see the module docstring)."""
 
-    def __init__(self, rules: Iterable[tuple[StatefulRule, Params]], *, lateness: float = 120.0,
-                 idle_after: float = 10.0) -> None:
+    def __init__(
+        self, rules: Iterable[tuple[StatefulRule, Params]], *, lateness: float = 120.0, idle_after: float = 10.0
+    ) -> None:
         self.logics: dict[str, KindLogic[Any, Any]] = {rule.id: rule.logic(params) for rule, params in rules}
         self.lateness = float(lateness)
         self.idle_after = float(idle_after)
@@ -129,14 +141,21 @@ class KeyedState:
         self._next_expiry = -math.inf  # watermark at which the next sweep or seen-id bucket is due
 
     @classmethod
-    def for_rules(cls, rules: Iterable[StatefulRule], config: Config | None = None,
-                  overrides: dict[str, dict[str, Any]] | None = None) -> KeyedState:
+    def for_rules(
+        cls,
+        rules: Iterable[StatefulRule],
+        config: Config | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> KeyedState:
         """Rules bound to configuration, the way both stages bind them."""
         config = config or Config.from_dict()
         overrides = overrides or {}
         lateness, idle_after = lateness_from(config)
-        return cls([(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],
-                   lateness=lateness, idle_after=idle_after)
+        return cls(
+            [(config.configured(r), config.params(r, overrides.get(r.id))) for r in rules],
+            lateness=lateness,
+            idle_after=idle_after,
+        )
 
     # --- input ----------------------------------------------------------------------------------
 
@@ -221,8 +240,9 @@ class KeyedState:
             self._apply(fact, logic, out)
             return
         self._seq += 1
-        heapq.heappush(self.pending, (fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id,
-                                      self._seq, fact))
+        heapq.heappush(
+            self.pending, (fact.time, STEP_RANK.get(fact.step, 1), fact.rule, fact.key, fact.event_id, self._seq, fact)
+        )
 
     # --- time -----------------------------------------------------------------------------------
 

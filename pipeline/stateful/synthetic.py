@@ -19,15 +19,34 @@ RESOURCES = "resource-missing-required-tags"
 GOOD_TAGS = {"Owner": "team-a", "CostCenter": "cc-1", "Environment": "prod"}
 # The types of resource-missing-required-tags, and how often each is created (most resources are
 # volumes, snapshots, security groups, functions, queues and buckets).
-RESOURCE_MIX = {"ebs-volume": 14, "ebs-snapshot": 14, "ec2-image": 2, "security-group": 8, "s3-bucket": 6,
-                "rds-instance": 2, "rds-cluster": 1, "lambda-function": 10, "dynamodb-table": 4, "sqs-queue": 6,
-                "sns-topic": 4, "ecs-cluster": 1, "eks-cluster": 1, "elbv2-load-balancer": 2,
-                "autoscaling-group": 2, "kms-key": 2, "secretsmanager-secret": 3}
-CREATORS = tuple(f"arn:aws:sts::{100000000000 + i * 7919:012d}:assumed-role/terraform-deployer/session-{i}"
-                 for i in range(4))
+RESOURCE_MIX = {
+    "ebs-volume": 14,
+    "ebs-snapshot": 14,
+    "ec2-image": 2,
+    "security-group": 8,
+    "s3-bucket": 6,
+    "rds-instance": 2,
+    "rds-cluster": 1,
+    "lambda-function": 10,
+    "dynamodb-table": 4,
+    "sqs-queue": 6,
+    "sns-topic": 4,
+    "ecs-cluster": 1,
+    "eks-cluster": 1,
+    "elbv2-load-balancer": 2,
+    "autoscaling-group": 2,
+    "kms-key": 2,
+    "secretsmanager-secret": 3,
+}
+CREATORS = tuple(
+    f"arn:aws:sts::{100000000000 + i * 7919:012d}:assumed-role/terraform-deployer/session-{i}" for i in range(4)
+)
 # Configuration overrides that let every built-in stateful rule fire within a few hours of facts.
-FAST = {"first-seen-region": {"warmup": "10m"}, "first-seen-console-source-ip": {"warmup": "10m"},
-        "iam-login-profile-without-mfa": {"window": "30m"}}
+FAST = {
+    "first-seen-region": {"warmup": "10m"},
+    "first-seen-console-source-ip": {"warmup": "10m"},
+    "iam-login-profile-without-mfa": {"window": "30m"},
+}
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-3", "sa-east-1")
 
 
@@ -41,14 +60,36 @@ class _Gen:
         self.n += 1
         return f"{self.rng.getrandbits(64):016x}-{self.n:08d}"
 
-    def fact(self, rule: str, key: str, t: float, step: str = "", value: str = "", fields: dict[str, Any] | None = None,
-             principal: str = "arn:aws:iam::100000000000:user/alice", ip: str = "198.51.100.7") -> Fact:
-        return Fact(rule, key, self.eid(), t, step, value, fields, key.split(":", 1)[0], "us-east-1", principal, ip,
-                    "aws-cli/2.17.13")
+    def fact(
+        self,
+        rule: str,
+        key: str,
+        t: float,
+        step: str = "",
+        value: str = "",
+        fields: dict[str, Any] | None = None,
+        principal: str = "arn:aws:iam::100000000000:user/alice",
+        ip: str = "198.51.100.7",
+    ) -> Fact:
+        return Fact(
+            rule,
+            key,
+            self.eid(),
+            t,
+            step,
+            value,
+            fields,
+            key.split(":", 1)[0],
+            "us-east-1",
+            principal,
+            ip,
+            "aws-cli/2.17.13",
+        )
 
 
-def instance_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, rate: float = 50.0,
-                   tagged: float = 0.5) -> Iterator[Fact]:
+def instance_facts(
+    n: int, seed: int = 1, start: float = 1_720_000_000.0, rate: float = 50.0, tagged: float = 0.5
+) -> Iterator[Fact]:
     """Launches of `n` instances (`rate` per second of event time); a share `tagged` get their tags
     20 to 120 seconds later. Facts come out in event-time order (tags within the lateness)."""
     g = _Gen(seed)
@@ -65,8 +106,14 @@ def instance_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, rate: 
     yield from late
 
 
-def resource_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, rate: float = 50.0,
-                   tagged: float = 0.5, instances: float = 0.25) -> Iterator[Fact]:
+def resource_facts(
+    n: int,
+    seed: int = 1,
+    start: float = 1_720_000_000.0,
+    rate: float = 50.0,
+    tagged: float = 0.5,
+    instances: float = 0.25,
+) -> Iterator[Fact]:
     """Creations of `n` resources of every type of the tag table (`rate` per second of event time): a
     share `instances` are EC2 instances (their own rule), the rest drawn from RESOURCE_MIX, by a few
     creators; a share `tagged` get their tags 20 to 120 seconds later (S3 buckets by replacing the set).
@@ -89,8 +136,9 @@ def resource_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, rate: 
         yield g.fact(rule, key, t, START, principal=creator)
         if rng.random() < tagged:
             change = "replace" if ":s3-bucket:" in key else "set"
-            late.append(g.fact(rule, key, t + rng.uniform(20, 120), "tags", fields={change: GOOD_TAGS},
-                               principal=creator))
+            late.append(
+                g.fact(rule, key, t + rng.uniform(20, 120), "tags", fields={change: GOOD_TAGS}, principal=creator)
+            )
         while late and late[0].time <= t:
             yield late.pop(0)
     yield from sorted(late, key=lambda f: f.time)
@@ -119,8 +167,11 @@ def mixed_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, mean_gap:
                 region = "" if type_name == "s3-bucket" else rng.choice(REGIONS[:2])
                 rule, key = RESOURCES, f"{acct}:{region}:{type_name}:{name_of(type_name, str(instances))}"
             who = rng.choice(CREATORS)
-            out.append(g.fact(rule, key, t, START, fields={"tags": {"Owner": "x"}} if rng.random() < 0.3 else None,
-                              principal=who))
+            out.append(
+                g.fact(
+                    rule, key, t, START, fields={"tags": {"Owner": "x"}} if rng.random() < 0.3 else None, principal=who
+                )
+            )
             r = rng.random()
             if r < 0.5:
                 change = "replace" if ":s3-bucket:" in key else "set"
@@ -139,8 +190,16 @@ def mixed_facts(n: int, seed: int = 1, start: float = 1_720_000_000.0, mean_gap:
         elif kind < 0.75:
             key = f"{acct}:{rng.choice(users)}"
             step = FIRST if rng.random() < 0.5 else THEN
-            out.append(g.fact("iam-access-key-then-privilege", key, t, step, principal=rng.choice(principals[:2]),
-                              fields={"action": "AttachUserPolicy"} if step == THEN else None))
+            out.append(
+                g.fact(
+                    "iam-access-key-then-privilege",
+                    key,
+                    t,
+                    step,
+                    principal=rng.choice(principals[:2]),
+                    fields={"action": "AttachUserPolicy"} if step == THEN else None,
+                )
+            )
         elif kind < 0.82:
             key = f"{acct}:{rng.choice(users)}"
             out.append(g.fact("iam-login-profile-without-mfa", key, t, START if rng.random() < 0.6 else SATISFY))

@@ -104,8 +104,15 @@ class Logic(KindLogic[Options, State]):
         ctx: dict[str, Any] = {"count": n, "threshold": o.threshold, "window_seconds": o.window}
         if type(state) is DistinctState:
             ctx["values"] = sorted(state.values)
-        return self.finding(key, state.alert_meta, event_ids=ids, event_time=t, window=window_start(t, self.dedup),
-                            summary=f"{self.rule.title}: {n} {what} for {key} within {int(o.window)}s", context=ctx)
+        return self.finding(
+            key,
+            state.alert_meta,
+            event_ids=ids,
+            event_time=t,
+            window=window_start(t, self.dedup),
+            summary=f"{self.rule.title}: {n} {what} for {key} within {int(o.window)}s",
+            context=ctx,
+        )
 
     def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
         if state.alerted is None:
@@ -157,35 +164,85 @@ class Logic(KindLogic[Options, State]):
 
     def dump(self, s: State) -> list[Any]:
         if isinstance(s, DistinctState):
-            return [[[v, t, e] for v, (t, e) in s.values.items()], s.quiet, s.last, s.meta, s.alerted, s.alert_meta,
-                    s.repeats]
+            return [
+                [[v, t, e] for v, (t, e) in s.values.items()],
+                s.quiet,
+                s.last,
+                s.meta,
+                s.alerted,
+                s.alert_meta,
+                s.repeats,
+            ]
         return [s.entries, s.quiet, s.last, s.meta, s.alerted, s.alert_meta, s.repeats]
 
     def load(self, row: list[Any]) -> State:
         if self.options.distinct:
-            return DistinctState({str(v): (float(t), str(e)) for v, t, e in row[0]}, float(row[1]),
-                                 float(row[2]), load_meta(row[3]), _time(row[4]), load_meta(row[5]), int(row[6]))
-        return CountState([(float(t), str(e)) for t, e in row[0]], float(row[1]), float(row[2]), load_meta(row[3]),
-                          _time(row[4]), load_meta(row[5]), int(row[6]))
+            return DistinctState(
+                {str(v): (float(t), str(e)) for v, t, e in row[0]},
+                float(row[1]),
+                float(row[2]),
+                load_meta(row[3]),
+                _time(row[4]),
+                load_meta(row[5]),
+                int(row[6]),
+            )
+        return CountState(
+            [(float(t), str(e)) for t, e in row[0]],
+            float(row[1]),
+            float(row[2]),
+            load_meta(row[3]),
+            _time(row[4]),
+            load_meta(row[5]),
+            int(row[6]),
+        )
 
 
 def _time(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def threshold(*, id: str, title: str, severity: str, attack: str | Iterable[str],
-              events: Mapping[str, Iterable[str] | str], window: str | float, threshold: str | int,
-              distinct: bool = False, params: Mapping[str, Any] | None = None, ttl: str | float | None = None,
-              dedup: str | float = "1h", fields: Iterable[str] = (), runbook: str = "", cases: Iterable[Case] = (),
-              hit: HitFor | None = None) -> Callable[[Extractor], StatefulRule]:
+def threshold(
+    *,
+    id: str,
+    title: str,
+    severity: str,
+    attack: str | Iterable[str],
+    events: Mapping[str, Iterable[str] | str],
+    window: str | float,
+    threshold: str | int,
+    distinct: bool = False,
+    params: Mapping[str, Any] | None = None,
+    ttl: str | float | None = None,
+    dedup: str | float = "1h",
+    fields: Iterable[str] = (),
+    runbook: str = "",
+    cases: Iterable[Case] = (),
+    hit: HitFor | None = None,
+) -> Callable[[Extractor], StatefulRule]:
     """Declare a threshold rule: at least `threshold` events (or, with `distinct`, distinct
     `Step.value`s) per key within `window`. `window`, `threshold` and `ttl` are values or names of
     parameters holding one."""
 
     def wrap(fn: Extractor) -> StatefulRule:
-        meta = metadata(id=id, title=title, severity=severity, attack=attack, events=events, params=params,
-                        dedup=dedup, runbook=runbook, cases=cases, fn=fn)
-        return declare(Logic, meta, extract=fn, fields=fields, hit=hit,
-                       options={"window": window, "threshold": threshold, "distinct": distinct, "ttl": ttl})
+        meta = metadata(
+            id=id,
+            title=title,
+            severity=severity,
+            attack=attack,
+            events=events,
+            params=params,
+            dedup=dedup,
+            runbook=runbook,
+            cases=cases,
+            fn=fn,
+        )
+        return declare(
+            Logic,
+            meta,
+            extract=fn,
+            fields=fields,
+            hit=hit,
+            options={"window": window, "threshold": threshold, "distinct": distinct, "ttl": ttl},
+        )
 
     return wrap

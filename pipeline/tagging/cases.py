@@ -19,8 +19,9 @@ COST_CENTER = {"required": {"Owner": "", "CostCenter": r"cc-[0-9]{4}", "Environm
 
 def record(made: Call, minutes: float, **fields: Any) -> dict[str, Any]:
     """A partial CloudTrail record of `made` at `minutes` after the case's start."""
-    return call(made.source, made.name, made.request, made.response, eventTime=iso_time(BASE_TIME + minutes * 60),
-                **fields)
+    return call(
+        made.source, made.name, made.request, made.response, eventTime=iso_time(BASE_TIME + minutes * 60), **fields
+    )
 
 
 class Resource:
@@ -52,22 +53,42 @@ def type_cases(sample: Sample, title: str) -> list[Case]:
     cases = [
         Case(f"{title}: created without the required tags, never tagged", [r.create(0), later(20)], expect=1),
         Case(f"{title}: tagged at creation", [r.create(0, GOOD), later(20)], expect=0),
-        Case(f"{title}: tagged a minute after creation, within the grace", [r.create(0), r.tag(1, GOOD), later(30)],
-             expect=0),
+        Case(
+            f"{title}: tagged a minute after creation, within the grace",
+            [r.create(0), r.tag(1, GOOD), later(30)],
+            expect=0,
+        ),
         Case(f"{title}: tagged after the grace period", [r.create(0), r.tag(16, GOOD), later(30)], expect=1),
-        Case(f"{title}: a required tag removed later starts the clock again",
-             [r.create(0, GOOD), r.untag(30, ["Owner"]), later(50)], expect=1),
+        Case(
+            f"{title}: a required tag removed later starts the clock again",
+            [r.create(0, GOOD), r.untag(30, ["Owner"]), later(50)],
+            expect=1,
+        ),
         Case(f"{title}: deleted within the grace period", [r.create(0), r.delete(5), later(20)], expect=0),
         Case(f"{title}: failed creation starts nothing", [r.failed_create(0), later(20)], expect=0),
     ]
     if sample.replace:
-        cases.append(Case(f"{title}: tags replaced by a set without Owner",
-                          [r.create(0), r.tag(1, GOOD), r.tag(30, {"CostCenter": "cc-4410", "Environment": "prod"}),
-                           later(50)], expect=1))
+        cases.append(
+            Case(
+                f"{title}: tags replaced by a set without Owner",
+                [r.create(0), r.tag(1, GOOD), r.tag(30, {"CostCenter": "cc-4410", "Environment": "prod"}), later(50)],
+                expect=1,
+            )
+        )
     else:
-        cases.append(Case(f"{title}: tagging other keys leaves the required tags",
-                          [r.create(0, GOOD), r.tag(30, {"Team": "payments"}), later(50)], expect=0))
-        cases.append(Case(f"{title}: a required value replaced by one that does not match its pattern",
-                          [r.create(0, GOOD), r.tag(30, {"CostCenter": "n/a"}), later(50)], expect=1,
-                          params=COST_CENTER))
+        cases.append(
+            Case(
+                f"{title}: tagging other keys leaves the required tags",
+                [r.create(0, GOOD), r.tag(30, {"Team": "payments"}), later(50)],
+                expect=0,
+            )
+        )
+        cases.append(
+            Case(
+                f"{title}: a required value replaced by one that does not match its pattern",
+                [r.create(0, GOOD), r.tag(30, {"CostCenter": "n/a"}), later(50)],
+                expect=1,
+                params=COST_CENTER,
+            )
+        )
     return cases

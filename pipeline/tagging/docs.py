@@ -29,11 +29,11 @@ def _operation(op: Operation) -> str:
 def markdown(table: Mapping[str, ResourceType]) -> str:
     """A markdown table of every type: its rule, and per kind of call the events and fields read."""
     kinds = " | ".join(k.capitalize() for k in KINDS)
-    lines = [f"| Type | Rule | {kinds} | Not confirmed against a real record |",
-             "|" + "---|" * (len(KINDS) + 3)]
+    lines = [f"| Type | Rule | {kinds} | Not confirmed against a real record |", "|" + "---|" * (len(KINDS) + 3)]
     for rtype in table.values():
-        rule = "ec2-instance-missing-required-tags" if rtype.name == "ec2-instance" else \
-            "resource-missing-required-tags"
+        rule = (
+            "ec2-instance-missing-required-tags" if rtype.name == "ec2-instance" else "resource-missing-required-tags"
+        )
         cells = [f"`{rtype.name}` ({rtype.title}, `{rtype.source}`)", f"`{rule}`"]
         for kind in KINDS:
             cells.append("<br>".join(_operation(op) for op in rtype.operations if op.kind == kind) or "-")

@@ -63,7 +63,7 @@ class Path:
 def parse(text: Any, items: bool = False) -> Path:
     """The compiled path for `text`; `items` allows paths from `item`. Raises PathError."""
     if not isinstance(text, str) or not text.strip():
-        raise PathError(f"{text!r} is not a path; write e.g. \"requestParameters.bucketName\"")
+        raise PathError(f'{text!r} is not a path; write e.g. "requestParameters.bucketName"')
     parts = text.split(".")
     root = parts[0]
     roots = (*ROOTS, ITEM) if items else ROOTS

@@ -56,8 +56,15 @@ class Schema:
 def _compile(type_name: str, required: Mapping[str, str], grace: float) -> Schema:
     keys = tuple(required)
     patterns = tuple(re.compile(p) if p else None for p in required.values())
-    return Schema(type_name, keys, tuple(required.values()), patterns, grace, {key: i for i, key in enumerate(keys)},
-                  tuple((i, p) for i, p in enumerate(patterns) if p is not None))
+    return Schema(
+        type_name,
+        keys,
+        tuple(required.values()),
+        patterns,
+        grace,
+        {key: i for i, key in enumerate(keys)},
+        tuple((i, p) for i, p in enumerate(patterns) if p is not None),
+    )
 
 
 _cache: dict[int, tuple[Params, dict[str, Schema | None]]] = {}
@@ -78,8 +85,9 @@ def schemas(p: Params, type_names: Iterable[str]) -> dict[str, Schema | None]:
             out[name] = None
             continue
         own_grace = own.get("grace")
-        out[name] = _compile(name, own.get("required", required),
-                             grace if own_grace is None else parse_duration(own_grace))
+        out[name] = _compile(
+            name, own.get("required", required), grace if own_grace is None else parse_duration(own_grace)
+        )
     if len(_cache) >= _CACHE_LIMIT:
         _cache.clear()
     _cache[id(p)] = (p, out)
@@ -116,18 +124,22 @@ def check(p: Params, rule_id: str, type_names: Iterable[str]) -> None:
 
 def _required(value: Any, where: str) -> None:
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a table of tag key = value pattern, e.g. {{ Owner = \"\" }}")
+        raise ConfigError(f'{where} must be a table of tag key = value pattern, e.g. {{ Owner = "" }}')
     for key, pattern in value.items():
         if not key or not isinstance(key, str):
             raise ConfigError(f"{where}: a tag key is a non-empty string")
         if not isinstance(pattern, str):
-            raise ConfigError(f"{where}.{key} = {pattern!r} must be a string: a regular expression the whole "
-                              "value must match, or \"\" for any value")
+            raise ConfigError(
+                f"{where}.{key} = {pattern!r} must be a string: a regular expression the whole "
+                'value must match, or "" for any value'
+            )
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(f"{where}.{key}: {pattern!r} is not a valid regular expression ({exc}); write a "
-                              "Python regular expression the whole value must match, or \"\" for any value") from None
+            raise ConfigError(
+                f"{where}.{key}: {pattern!r} is not a valid regular expression ({exc}); write a "
+                'Python regular expression the whole value must match, or "" for any value'
+            ) from None
 
 
 def _grace(value: Any, where: str) -> None:
@@ -136,4 +148,4 @@ def _grace(value: Any, where: str) -> None:
     except (TypeError, ValueError):
         seconds = math.nan
     if not 0 < seconds <= MAX_GRACE:
-        raise ConfigError(f"{where}: {value!r} must be a duration above 0 and at most 7 days, e.g. \"15m\"")
+        raise ConfigError(f'{where}: {value!r} must be a duration above 0 and at most 7 days, e.g. "15m"')

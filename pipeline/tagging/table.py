@@ -28,10 +28,20 @@ _TYPE_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _ENTRY_KEYS = {"title", "source", "arn", "prefix", "lowercase", "global", "unconfirmed", *KINDS}
 _COMMON_OP_KEYS = {"events", "source", "each", "ids", "id_form", "unless"}
 _OP_KEYS = _COMMON_OP_KEYS | {"tags", "tag_maps", "keys", "replace", "all", "all_when_empty", "match_value"}
-_OP_ALLOWED = {CREATE: {"tags", "tag_maps"}, TAG: {"tags", "tag_maps", "replace"},
-               UNTAG: {"keys", "tags", "all", "all_when_empty", "match_value"}, DELETE: set()}
-_PLACEHOLDERS = {"partition": r"aws(?:-[a-z]+)*", "region": r"[a-z0-9-]*", "account": r"\d{12}|",
-                 "id": r"[^:]+", "suffix": r"[A-Za-z0-9]{6}", "*": r"[^:/]+"}
+_OP_ALLOWED = {
+    CREATE: {"tags", "tag_maps"},
+    TAG: {"tags", "tag_maps", "replace"},
+    UNTAG: {"keys", "tags", "all", "all_when_empty", "match_value"},
+    DELETE: set(),
+}
+_PLACEHOLDERS = {
+    "partition": r"aws(?:-[a-z]+)*",
+    "region": r"[a-z0-9-]*",
+    "account": r"\d{12}|",
+    "id": r"[^:]+",
+    "suffix": r"[A-Za-z0-9]{6}",
+    "*": r"[^:/]+",
+}
 
 
 class TableError(ConfigError):
@@ -100,9 +110,14 @@ class ResourceType:
     def arn_of(self, resource_id: str, account: str, region: str) -> str:
         """The ARN of a resource of this type (a part that is not known reads "*")."""
         partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-        return (self.arn.replace("-{suffix}", "").replace("{*}", "*").replace("{partition}", partition)
-                .replace("{region}", "" if self.global_ else region).replace("{account}", account)
-                .replace("{id}", resource_id))
+        return (
+            self.arn.replace("-{suffix}", "")
+            .replace("{*}", "*")
+            .replace("{partition}", partition)
+            .replace("{region}", "" if self.global_ else region)
+            .replace("{account}", account)
+            .replace("{id}", resource_id)
+        )
 
 
 def targets(op: Operation, rtype: ResourceType, record: dict[str, Any]) -> Iterator[tuple[tuple[str, str, str], Any]]:
@@ -110,7 +125,7 @@ def targets(op: Operation, rtype: ResourceType, record: dict[str, Any]) -> Itera
     `each` it was read from, else None); nothing when an `unless` path reads a value."""
     if any(path.read(record) for path in op.unless):
         return
-    for item in (op.each.read(record) if op.each is not None else (None,)):
+    for item in op.each.read(record) if op.each is not None else (None,):
         for path in op.ids:
             for value in path.read(record, item):
                 found = rtype.resource_id(value, op.id_form)
@@ -137,8 +152,9 @@ def read_tags(op: Operation, record: dict[str, Any], item: Any, wanted: Mapping[
     return out if named else None
 
 
-def read_removed(op: Operation, record: dict[str, Any], item: Any,
-                 wanted: Mapping[str, Any]) -> tuple[dict[str, str | None], bool]:
+def read_removed(
+    op: Operation, record: dict[str, Any], item: Any, wanted: Mapping[str, Any]
+) -> tuple[dict[str, str | None], bool]:
     """(the tags in `wanted` the call removes, key -> the value it must have or None; whether it removes
     every tag)."""
     if op.all:
@@ -188,8 +204,10 @@ def load_table(path: str | FilePath = BUILTIN) -> dict[str, ResourceType]:
     types = doc.get("types")
     unknown = set(doc) - {"types"}
     if unknown or not isinstance(types, dict) or not types:
-        raise TableError(f"{where}: a resource table holds [types.<name>] entries only"
-                         + (f"; unknown: {sorted(unknown)}" if unknown else ""))
+        raise TableError(
+            f"{where}: a resource table holds [types.<name>] entries only"
+            + (f"; unknown: {sorted(unknown)}" if unknown else "")
+        )
     return {name: _entry(where, name, entry) for name, entry in types.items()}
 
 
@@ -204,7 +222,7 @@ def _display(path: FilePath) -> str:
 def _entry(where: str, name: str, entry: Any) -> ResourceType:
     at = f"{where}: [types.{name}]"
     if not _TYPE_NAME.fullmatch(name):
-        raise TableError(f"{at}: a type name is lower-case letters, digits and dashes, e.g. \"s3-bucket\"")
+        raise TableError(f'{at}: a type name is lower-case letters, digits and dashes, e.g. "s3-bucket"')
     if not isinstance(entry, dict):
         raise TableError(f"{at} must be a table")
     unknown = set(entry) - _ENTRY_KEYS
@@ -212,8 +230,7 @@ def _entry(where: str, name: str, entry: Any) -> ResourceType:
         raise TableError(f"{at}: unknown key(s) {sorted(unknown)}; an entry takes {sorted(_ENTRY_KEYS)}")
     title, source, arn = (_text(at, entry, key) for key in ("title", "source", "arn"))
     if "{id}" not in arn or not arn.startswith("arn:"):
-        raise TableError(f"{at}.arn: {arn!r} is not an ARN template with {{id}}, "
-                         "e.g. \"arn:{partition}:s3:::{id}\"")
+        raise TableError(f'{at}.arn: {arn!r} is not an ARN template with {{id}}, e.g. "arn:{{partition}}:s3:::{{id}}"')
     pattern = _arn_pattern(at, arn)
     ops: list[Operation] = []
     for kind in KINDS:
@@ -231,8 +248,9 @@ def _entry(where: str, name: str, entry: Any) -> ResourceType:
     unconfirmed = entry.get("unconfirmed", "")
     if not isinstance(prefix, str) or not isinstance(unconfirmed, str):
         raise TableError(f"{at}: prefix and unconfirmed are strings")
-    return ResourceType(name, title, source, arn, tuple(ops), prefix, flags["lowercase"], flags["global"],
-                        unconfirmed, pattern)
+    return ResourceType(
+        name, title, source, arn, tuple(ops), prefix, flags["lowercase"], flags["global"], unconfirmed, pattern
+    )
 
 
 def _text(at: str, entry: dict[str, Any], key: str) -> str:
@@ -250,14 +268,16 @@ def _arn_pattern(at: str, template: str) -> re.Pattern[str]:
             out.append(re.escape(rest))
             break
         end = rest.find("}", start)
-        name = rest[start + 1:end] if end > start else ""
+        name = rest[start + 1 : end] if end > start else ""
         if name not in _PLACEHOLDERS:
-            raise TableError(f"{at}.arn: {template!r} has an unknown placeholder {rest[start:end + 1]!r}; "
-                             f"use {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}")
+            raise TableError(
+                f"{at}.arn: {template!r} has an unknown placeholder {rest[start : end + 1]!r}; "
+                f"use {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}"
+            )
         out.append(re.escape(rest[:start]))
         group = name if name in ("partition", "region", "account", "id") else ""
         out.append(f"(?P<{group}>{_PLACEHOLDERS[name]})" if group else f"(?:{_PLACEHOLDERS[name]})")
-        rest = rest[end + 1:]
+        rest = rest[end + 1 :]
     return re.compile("".join(out))
 
 
@@ -265,18 +285,21 @@ def _operation(at: str, kind: str, source: str, op: dict[str, Any]) -> Operation
     unknown = set(op) - _OP_KEYS
     misplaced = (set(op) & (_OP_KEYS - _COMMON_OP_KEYS)) - _OP_ALLOWED[kind]
     if unknown or misplaced:
-        raise TableError(f"{at}: {'unknown' if unknown else 'not for a ' + kind + ' operation:'} key(s) "
-                         f"{sorted(unknown or misplaced)}; a {kind} operation takes "
-                         f"{sorted(_COMMON_OP_KEYS | _OP_ALLOWED[kind])}")
+        raise TableError(
+            f"{at}: {'unknown' if unknown else 'not for a ' + kind + ' operation:'} key(s) "
+            f"{sorted(unknown or misplaced)}; a {kind} operation takes "
+            f"{sorted(_COMMON_OP_KEYS | _OP_ALLOWED[kind])}"
+        )
     events = op.get("events")
     if not isinstance(events, list) or not events or not all(isinstance(e, str) and e for e in events):
-        raise TableError(f"{at}.events must be a non-empty list of event names, e.g. [\"CreateBucket\"]")
+        raise TableError(f'{at}.events must be a non-empty list of event names, e.g. ["CreateBucket"]')
     source = op.get("source", source)
     if not isinstance(source, str) or not source.endswith(".amazonaws.com"):
-        raise TableError(f"{at}.source: {source!r} is not an eventSource such as \"s3.amazonaws.com\"")
+        raise TableError(f'{at}.source: {source!r} is not an eventSource such as "s3.amazonaws.com"')
     each = _path(f"{at}.each", op["each"], False) if "each" in op else None
-    paths = {key: _paths(at, key, op.get(key, []), each is not None)
-             for key in ("ids", "tags", "tag_maps", "keys", "unless")}
+    paths = {
+        key: _paths(at, key, op.get(key, []), each is not None) for key in ("ids", "tags", "tag_maps", "keys", "unless")
+    }
     if not paths["ids"]:
         raise TableError(f"{at}.ids: no path to the resource id")
     if kind == TAG and not (paths["tags"] or paths["tag_maps"]):
@@ -285,14 +308,25 @@ def _operation(at: str, kind: str, source: str, op: dict[str, Any]) -> Operation
         raise TableError(f"{at}: an untag operation needs `keys`, `tags` or `all = true`")
     form = op.get("id_form", "id")
     if form not in ("id", "url"):
-        raise TableError(f"{at}.id_form: {form!r} is \"id\" (an id or an ARN) or \"url\"")
+        raise TableError(f'{at}.id_form: {form!r} is "id" (an id or an ARN) or "url"')
     flags = {}
     for key in ("replace", "all", "all_when_empty", "match_value"):
         flags[key] = op.get(key, False)
         if not isinstance(flags[key], bool):
             raise TableError(f"{at}.{key} must be true or false")
-    return Operation(kind, source, tuple(events), paths["ids"], each, form, paths["unless"], paths["tags"],
-                     paths["tag_maps"], paths["keys"], **flags)
+    return Operation(
+        kind,
+        source,
+        tuple(events),
+        paths["ids"],
+        each,
+        form,
+        paths["unless"],
+        paths["tags"],
+        paths["tag_maps"],
+        paths["keys"],
+        **flags,
+    )
 
 
 def _paths(at: str, key: str, value: Any, items: bool) -> tuple[Path, ...]:

@@ -89,13 +89,20 @@ class TagWatch:
             for (rid, account, region), item in targets(op, rtype, e.raw):
                 key = self.key(rtype, rid, account or e.account, region or e.region)
                 self._read(op, e.raw, item, schema, key, out)
-        steps = [Step(key, step, fields=fields or None) for (key, step), fields in out.items()
-                 if step != TAGS_STEP or fields]
+        steps = [
+            Step(key, step, fields=fields or None) for (key, step), fields in out.items() if step != TAGS_STEP or fields
+        ]
         return steps or None
 
     @staticmethod
-    def _read(op: Operation, record: dict[str, Any], item: Any, schema: Schema, key: str,
-              out: dict[tuple[str, str], dict[str, Any]]) -> None:
+    def _read(
+        op: Operation,
+        record: dict[str, Any],
+        item: Any,
+        schema: Schema,
+        key: str,
+        out: dict[tuple[str, str], dict[str, Any]],
+    ) -> None:
         """Add what `op` does to resource `key` into `out` ((key, step) -> fields)."""
         if op.kind == DELETE:
             out[(key, END)] = {}

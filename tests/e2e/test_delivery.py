@@ -40,17 +40,31 @@ FAST = Backoff(1, 2)
 
 def setup(target, receivers, routes, max_receives=10, backoff=FAST):
     env = {"TW_SLACK": receivers["slack"].url + SLACK_SECRET_PATH, "TW_PD": PD_KEY, "TW_HMAC": HMAC_SECRET}
-    config = Config.from_dict({"destinations": {
-        "team": {"type": "slack", "url": "env:TW_SLACK"},
-        "oncall": {"type": "pagerduty", "routing_key": "env:TW_PD", "url": receivers["pagerduty"].url},
-        "siem": {"type": "webhook", "url": receivers["webhook"].url, "secret": "env:TW_HMAC"},
-    }, "routes": routes})
+    config = Config.from_dict(
+        {
+            "destinations": {
+                "team": {"type": "slack", "url": "env:TW_SLACK"},
+                "oncall": {"type": "pagerduty", "routing_key": "env:TW_PD", "url": receivers["pagerduty"].url},
+                "siem": {"type": "webhook", "url": receivers["webhook"].url, "secret": "env:TW_HMAC"},
+            },
+            "routes": routes,
+        }
+    )
     routing = Routing.from_config(config)
     built, secrets = build_all(routing, target, env=env)
     topic = target.client("sns").create_topic(Name="findings")["TopicArn"]
     sqs = target.client("sqs")
-    deliverers = {name: Deliverer(dest, destination_queues.ensure(target, topic, name, max_receives), sqs, routing,
-                                  MemoryDedupe(), backoff=backoff) for name, dest in built.items()}
+    deliverers = {
+        name: Deliverer(
+            dest,
+            destination_queues.ensure(target, topic, name, max_receives),
+            sqs,
+            routing,
+            MemoryDedupe(),
+            backoff=backoff,
+        )
+        for name, dest in built.items()
+    }
     return topic, deliverers, secrets
 
 
@@ -75,8 +89,14 @@ def test_each_destination_gets_each_delivery_once_by_route(aws_target, receivers
     topic, deliverers, _ = setup(aws_target, receivers, ROUTES)
     high, critical = finding_dict(1), finding_dict(2, severity="critical")
     SnsSink(aws_target.client("sns"), topic).deliver([Finding.from_dict(high)])  # the publisher's own path
-    publish(aws_target, topic, critical, high,  # `high` again: a duplicate
-            {**high, "occurrences": 3}, {**high, "status": "resolved", "resolution": "user deleted"})
+    publish(
+        aws_target,
+        topic,
+        critical,
+        high,  # `high` again: a duplicate
+        {**high, "occurrences": 3},
+        {**high, "status": "resolved", "resolution": "user deleted"},
+    )
     everything = list(deliverers.values())
     assert drain(everything, lambda: len(receivers["slack"].requests) >= 3 and receivers["pagerduty"].requests)
     drain(everything, lambda: False, timeout=2)  # anything more that would come
@@ -86,7 +106,10 @@ def test_each_destination_gets_each_delivery_once_by_route(aws_target, receivers
     assert slack[2]["blocks"][0]["text"]["text"].startswith("✅ Resolved")
     assert [b["dedup_key"] for b in receivers["pagerduty"].bodies()] == [critical["id"]]
     assert [(b["id"], b.get("status"), b.get("occurrences")) for b in receivers["webhook"].bodies()] == [
-        (high["id"], "open", 1), (high["id"], "open", 3), (high["id"], "resolved", 1)]
+        (high["id"], "open", 1),
+        (high["id"], "open", 3),
+        (high["id"], "resolved", 1),
+    ]
     assert deliverers["team"].stats.duplicates == 1 and deliverers["team"].stats.not_routed == 1
 
 
@@ -119,9 +142,13 @@ def test_a_destination_down_does_not_hold_the_others_and_then_receives_everythin
 
 def test_refused_findings_go_to_the_dead_letter_queue_and_redrive_brings_them_back(aws_target, receivers, caplog):
     caplog.set_level(logging.DEBUG)
-    topic, deliverers, secrets = setup(aws_target, receivers, [{"destinations": ["team", "oncall", "siem"],
-                                                                "default": True}], max_receives=2,
-                                       backoff=Backoff(0, 0))
+    topic, deliverers, secrets = setup(
+        aws_target,
+        receivers,
+        [{"destinations": ["team", "oncall", "siem"], "default": True}],
+        max_receives=2,
+        backoff=Backoff(0, 0),
+    )
     receivers["slack"].status = 400  # refused: permanent, at once to the dead-letter queue
     receivers["pagerduty"].status = 503  # down: after maxReceiveCount (2) receives SQS moves it there
     receivers["webhook"].status = 403
@@ -132,8 +159,9 @@ def test_refused_findings_go_to_the_dead_letter_queue_and_redrive_brings_them_ba
         return destination_queues.depth(aws_target, deliverers[name].queue.dlq_url)
 
     assert drain(deliverers.values(), lambda: all(dead(n) == 1 for n in deliverers), timeout=40)
-    dlq = sqs.receive_message(QueueUrl=deliverers["team"].queue.dlq_url, MessageAttributeNames=["All"],
-                              VisibilityTimeout=0)["Messages"][0]
+    dlq = sqs.receive_message(
+        QueueUrl=deliverers["team"].queue.dlq_url, MessageAttributeNames=["All"], VisibilityTimeout=0
+    )["Messages"][0]
     assert dlq["MessageAttributes"]["reason"]["StringValue"] == "slack destination 'team': HTTP 400"
     for r in receivers.values():
         r.status = 200

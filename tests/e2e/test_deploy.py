@@ -29,21 +29,26 @@ def _deploy(target: aws.Target, *argv: str) -> int:
 
 
 def _stacks(target: aws.Target) -> list[dict]:
-    return [s for s in target.client("cloudformation").describe_stacks()["Stacks"]
-            if s["StackStatus"] != "DELETE_COMPLETE"]
+    return [
+        s for s in target.client("cloudformation").describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"
+    ]
 
 
-@pytest.mark.parametrize(("argv", "named"), [
-    (["--parameters", "RouterMinTask=2"], "RouterMinTask"),            # a misspelt name
-    (["--parameters", "RouterMinTasks=0"], "RouterMinTasks"),          # below MinValue
-    (["--parameters", "RetrievalMode=PUSH"], "RetrievalMode"),         # not an allowed value
-    (["--parameters", "NamePrefix=Trail_Warden"], "NamePrefix"),       # not the pattern
-    (["--parameters", "TrailShardCount=many"], "TrailShardCount"),     # not a number
-    (["--image", "a b"], "Image"),
-    (["--parameters", "Image"], "Image"),                              # not NAME=VALUE
-])
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--parameters", "RouterMinTask=2"], "RouterMinTask"),  # a misspelt name
+        (["--parameters", "RouterMinTasks=0"], "RouterMinTasks"),  # below MinValue
+        (["--parameters", "RetrievalMode=PUSH"], "RetrievalMode"),  # not an allowed value
+        (["--parameters", "NamePrefix=Trail_Warden"], "NamePrefix"),  # not the pattern
+        (["--parameters", "TrailShardCount=many"], "TrailShardCount"),  # not a number
+        (["--image", "a b"], "Image"),
+        (["--parameters", "Image"], "Image"),  # not NAME=VALUE
+    ],
+)
 def test_a_bad_parameter_fails_before_any_change(
-        aws_target: aws.Target, capsys: pytest.CaptureFixture[str], argv: list[str], named: str) -> None:
+    aws_target: aws.Target, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
     assert _deploy(aws_target, "--yes", *argv) == 2
     err = capsys.readouterr().err
     assert named in err and "nothing changed" in err
@@ -51,9 +56,20 @@ def test_a_bad_parameter_fails_before_any_change(
 
 
 def test_dry_run_shows_the_service_in_the_change_set_and_changes_nothing(
-        aws_target: aws.Target, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _deploy(aws_target, "--dry-run", "--image", "111122223333.dkr.ecr.eu-west-1.amazonaws.com/tw:1",
-                   "--parameters", "Subnets=subnet-0123abcd", "SecurityGroups=sg-0123abcd") == 0
+    aws_target: aws.Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        _deploy(
+            aws_target,
+            "--dry-run",
+            "--image",
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com/tw:1",
+            "--parameters",
+            "Subnets=subnet-0123abcd",
+            "SecurityGroups=sg-0123abcd",
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     table = {line.split()[1]: line.split()[2] for line in out.splitlines()[2:]}
     assert table["RouterService"] == table["StatefulService"] == "AWS::ECS::Service"
@@ -63,14 +79,18 @@ def test_dry_run_shows_the_service_in_the_change_set_and_changes_nothing(
     assert "nothing changed" in err
     assert _stacks(aws_target) == []  # the stack made only to hold the change set is gone
     # The template is over CloudFormation's inline limit: it went through a private bucket.
-    assert any(b["Name"].startswith("trailwarden-templates-")
-               for b in aws_target.client("s3").list_buckets()["Buckets"])
+    assert any(
+        b["Name"].startswith("trailwarden-templates-") for b in aws_target.client("s3").list_buckets()["Buckets"]
+    )
 
 
 def test_yes_executes_the_change_set_and_follows_the_stack(
-        aws_target: aws.Target, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _deploy(aws_target, "--template", str(SMALL), "--stack-name", "small", "--yes",
-                   "--parameters", "Mode=FANOUT") == 0
+    aws_target: aws.Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        _deploy(aws_target, "--template", str(SMALL), "--stack-name", "small", "--yes", "--parameters", "Mode=FANOUT")
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "(CREATE)" in out and "Topic" in out and "Queue" in out
     assert "CREATE_COMPLETE" in err
@@ -88,7 +108,8 @@ def test_yes_executes_the_change_set_and_follows_the_stack(
 
 
 def test_without_a_terminal_it_asks_for_yes_and_changes_nothing(
-        aws_target: aws.Target, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_target: aws.Target, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert _deploy(aws_target, "--template", str(SMALL)) == 2
     assert "--yes" in capsys.readouterr().err

@@ -48,10 +48,22 @@ def _stream_records(target: aws.Target, stream: str) -> list[dict[str, Any]]:
 
 def _finding(i: int, severity: str) -> Finding:
     return Finding(
-        id=finding_id("test-rule", f"key-{i}", 0), rule_id="test-rule", title=f"finding {i}", severity=severity,
-        attack=("T1078",), account="111122223333", region="eu-west-1", principal="arn:aws:iam::111122223333:user/x",
-        source_ip="203.0.113.9", user_agent="ua", resources=(f"r-{i}",), event_ids=(f"e-{i}",),
-        event_time=1_722_918_600.0, dedup_key=f"key-{i}", window=0, summary="line one\nline two \u2028 end",
+        id=finding_id("test-rule", f"key-{i}", 0),
+        rule_id="test-rule",
+        title=f"finding {i}",
+        severity=severity,
+        attack=("T1078",),
+        account="111122223333",
+        region="eu-west-1",
+        principal="arn:aws:iam::111122223333:user/x",
+        source_ip="203.0.113.9",
+        user_agent="ua",
+        resources=(f"r-{i}",),
+        event_ids=(f"e-{i}",),
+        event_time=1_722_918_600.0,
+        dedup_key=f"key-{i}",
+        window=0,
+        summary="line one\nline two \u2028 end",
     )
 
 
@@ -96,16 +108,22 @@ def test_findings_topic_reaches_a_queue_filtered_on_severity(stack: tuple[aws.Ta
     queue_url = sqs.create_queue(QueueName="high-findings")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(
-        TopicArn=outputs["FindingsTopicArn"], Protocol="sqs", Endpoint=queue_arn,
-        Attributes={"FilterPolicy": orjson.dumps({"severity": ["high", "critical"]}).decode(),
-                    "RawMessageDelivery": "true"},
+        TopicArn=outputs["FindingsTopicArn"],
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={
+            "FilterPolicy": orjson.dumps({"severity": ["high", "critical"]}).decode(),
+            "RawMessageDelivery": "true",
+        },
     )
     findings = [_finding(i, SEVERITIES[i % len(SEVERITIES)]) for i in range(10)]
     response = sns.publish_batch(
         TopicArn=outputs["FindingsTopicArn"],
         PublishBatchRequestEntries=[
             {
-                "Id": f.id, "Subject": f.title[:100], "Message": f.to_json().decode(),
+                "Id": f.id,
+                "Subject": f.title[:100],
+                "Message": f.to_json().decode(),
                 "MessageAttributes": {
                     "severity": {"DataType": "String", "StringValue": f.severity},
                     "rule_id": {"DataType": "String", "StringValue": f.rule_id},
@@ -170,8 +188,9 @@ def test_simulate_command_plays_files_and_prints_the_scenario_expectations(
 
     def delivered() -> int:
         streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
-        return sum(len(logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])["events"])
-                   for s in streams)
+        return sum(
+            len(logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])["events"]) for s in streams
+        )
 
     before = delivered()
     args = parser.parse_args(["simulate", str(STRATUS), "--endpoint-url", target.endpoint_url or "", "-q"])
@@ -180,8 +199,19 @@ def test_simulate_command_plays_files_and_prints_the_scenario_expectations(
     assert in_files > 0 and delivered() - before == in_files
     assert capsys.readouterr().out == ""  # files carry no expectations
 
-    args = parser.parse_args(["simulate", "--scenario", "root-usage", "--events", "50", "--json",
-                              "--endpoint-url", target.endpoint_url or "", "-q"])
+    args = parser.parse_args(
+        [
+            "simulate",
+            "--scenario",
+            "root-usage",
+            "--events",
+            "50",
+            "--json",
+            "--endpoint-url",
+            target.endpoint_url or "",
+            "-q",
+        ]
+    )
     assert args.func(args) == 0
     printed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     from pipeline.scenario import build

@@ -62,25 +62,36 @@ def destinations(stack: Live):
     bus_arn = sqs.get_queue_attributes(QueueUrl=bus_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="findings", EventBusName="security", EventPattern=json.dumps({"source": ["trailwarden"]}))
     events.put_targets(Rule="findings", EventBusName="security", Targets=[{"Id": "q", "Arn": bus_arn}])
-    config = Config.from_dict({"destinations": {
-        "team": {"type": "slack", "url": receivers["slack"].url},
-        "oncall": {"type": "pagerduty", "routing_key": "live-key", "url": receivers["pagerduty"].url},
-        "siem": {"type": "webhook", "url": receivers["webhook"].url, "secret": "live-hmac"},
-        "hub": {"type": "securityhub"},
-        "bus": {"type": "eventbridge", "bus": "security"},
-    }, "routes": [{"destinations": ["team", "oncall", "siem", "hub", "bus"], "rules": [MISSING_TAGS]}]})
-    deliverers, _ = build_deliverers(target, stack.outputs, Routing.from_config(config), env={},
-                                     dedupe=MemoryDedupe())
+    config = Config.from_dict(
+        {
+            "destinations": {
+                "team": {"type": "slack", "url": receivers["slack"].url},
+                "oncall": {"type": "pagerduty", "routing_key": "live-key", "url": receivers["pagerduty"].url},
+                "siem": {"type": "webhook", "url": receivers["webhook"].url, "secret": "live-hmac"},
+                "hub": {"type": "securityhub"},
+                "bus": {"type": "eventbridge", "bus": "security"},
+            },
+            "routes": [{"destinations": ["team", "oncall", "siem", "hub", "bus"], "rules": [MISSING_TAGS]}],
+        }
+    )
+    deliverers, _ = build_deliverers(target, stack.outputs, Routing.from_config(config), env={}, dedupe=MemoryDedupe())
     threads = DeliveryThreads(deliverers)  # started by the test: until then their queues keep what comes
     on_bus: list[dict] = []
 
     def shown(finding_id: str) -> dict[str, list[str]]:
-        on_bus.extend(json.loads(m["Body"])["detail"] for m in sqs.receive_message(
-            QueueUrl=bus_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []))
+        on_bus.extend(
+            json.loads(m["Body"])["detail"]
+            for m in sqs.receive_message(QueueUrl=bus_queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+        )
         hub = [f for f in target.client("securityhub").get_findings()["Findings"] if f["Id"] == finding_id]
         return {
-            "slack": ["resolved" if b["blocks"][0]["text"]["text"].startswith("✅") else "open"
-                      for b in receivers["slack"].bodies() if finding_id in json.dumps(b)],
+            "slack": [
+                "resolved" if b["blocks"][0]["text"]["text"].startswith("✅") else "open"
+                for b in receivers["slack"].bodies()
+                if finding_id in json.dumps(b)
+            ],
             "pagerduty": [b["event_action"] for b in receivers["pagerduty"].bodies() if b["dedup_key"] == finding_id],
             "webhook": [b["status"] for b in receivers["webhook"].bodies() if b["id"] == finding_id],
             "hub": [f["Workflow"]["Status"] for f in hub],
@@ -115,8 +126,12 @@ def test_untagged_instance_reported_once_after_grace_and_tagged_one_not(stack: L
     first = stack.about(untagged)[0]
     assert first.received - launched >= GRACE  # not before the grace period is over
     assert first.finding.rule_id == MISSING_TAGS
-    assert first.attributes == {"severity": "low", "rule_id": MISSING_TAGS, "account": first.finding.account,
-                                "status": "open"}
+    assert first.attributes == {
+        "severity": "low",
+        "rule_id": MISSING_TAGS,
+        "account": first.finding.account,
+        "status": "open",
+    }
     stack.wait_for(lambda: False, 6)  # time for a duplicate or a late finding about the tagged one to show
     assert len(stack.about(untagged)) == 1
     assert stack.about(tagged) == []
@@ -145,13 +160,17 @@ def test_an_instance_tagged_after_its_alert_resolves_it_on_the_topic_with_the_sa
     stack.wait_for(lambda: False, 4)  # time for a duplicate to show
     alerts = stack.about(iid)
     assert [(a.finding.id, a.finding.status, a.attributes["status"]) for a in alerts] == [
-        (opened.id, "open", "open"), (opened.id, "resolved", "resolved")]
+        (opened.id, "open", "open"),
+        (opened.id, "resolved", "resolved"),
+    ]
     resolution = alerts[1].finding
     assert resolution.resolution == "tags added" and resolution.occurrences == 1
     assert resolution.updated_at is not None and abs(resolution.updated_at - tagged) < 1.5
     assert resolution.updated_at > opened.event_time
-    assert stack.wait_for(lambda: {("open", opened.id), ("resolved", opened.id)} <= {
-        (f["status"], f["id"]) for f in stack.archived()}, 120)
+    assert stack.wait_for(
+        lambda: {("open", opened.id), ("resolved", opened.id)} <= {(f["status"], f["id"]) for f in stack.archived()},
+        120,
+    )
 
 
 def test_every_destination_shows_the_untagged_instance_alerted_then_resolved(stack: Live, destinations):
@@ -160,8 +179,13 @@ def test_every_destination_shows_the_untagged_instance_alerted_then_resolved(sta
     resolved = [a.finding for a in stack.alerts if a.finding.rule_id == MISSING_TAGS and a.finding.status == "resolved"]
     assert resolved, "the test above resolves an instance's finding on the topic"
     finding_id = resolved[0].id
-    expected = {"slack": ["open", "resolved"], "pagerduty": ["trigger", "resolve"], "webhook": ["open", "resolved"],
-                "hub": ["RESOLVED"], "bus": ["open", "resolved"]}
+    expected = {
+        "slack": ["open", "resolved"],
+        "pagerduty": ["trigger", "resolve"],
+        "webhook": ["open", "resolved"],
+        "hub": ["RESOLVED"],
+        "bus": ["open", "resolved"],
+    }
     destinations.threads.start()
     try:
         assert stack.wait_for(lambda: destinations(finding_id) == expected, 60), destinations(finding_id)
@@ -192,7 +216,7 @@ def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: 
 
     def feed() -> None:
         for i in range(0, len(records), 8):
-            stack.play(records[i:i + 8])
+            stack.play(records[i : i + 8])
             time.sleep(0.25)
 
     feeder = threading.Thread(target=feed)
@@ -208,8 +232,9 @@ def test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once(stack: 
         new = stack.alerts[start:]
         seen_groups = {r for a in new if a.finding.rule_id == SG_OPEN for r in a.finding.resources}
         seen_instances = {r for a in new if a.finding.rule_id == MISSING_TAGS for r in a.finding.resources}
-        return all(any(g in r for r in seen_groups) for g in groups) and \
-            all(any(i in r for r in seen_instances) for i in instances)
+        return all(any(g in r for r in seen_groups) for g in groups) and all(
+            any(i in r for r in seen_instances) for i in instances
+        )
 
     assert stack.wait_for(complete, 180), f"alerts so far: {len(stack.alerts) - start}\n{stack.logs()}"
     stack.wait_for(lambda: False, 8)  # let any duplicate arrive

@@ -31,8 +31,9 @@ HMAC_SECRET = "run-hmac-secret-5d1e"
 PD_KEY = "run-pd-routing-key-77a0"
 
 
-def test_run_prints_findings_as_they_arrive_and_finds_what_the_scenario_expects(endpoint, capsys, tmp_path,
-                                                                                 monkeypatch):
+def test_run_prints_findings_as_they_arrive_and_finds_what_the_scenario_expects(
+    endpoint, capsys, tmp_path, monkeypatch
+):
     from infra.receivers import Receiver
 
     receivers = {name: Receiver(name).start() for name in ("slack", "pagerduty", "webhook")}
@@ -59,8 +60,23 @@ rules = ["cis-root-*"]
 destinations = ["team", "siem"]
 """)
     try:
-        code = main(["run", "--endpoint-url", endpoint, "--events", "400", "--seed", "5", "--config", str(config),
-                     "--scenario", "security-group-open,root-usage,ec2-tagged-after-alert", "--wait", "90"])
+        code = main(
+            [
+                "run",
+                "--endpoint-url",
+                endpoint,
+                "--events",
+                "400",
+                "--seed",
+                "5",
+                "--config",
+                str(config),
+                "--scenario",
+                "security-group-open,root-usage,ec2-tagged-after-alert",
+                "--wait",
+                "90",
+            ]
+        )
     finally:
         for r in receivers.values():
             r.stop()
@@ -71,7 +87,8 @@ destinations = ["team", "siem"]
     assert f"destinations received: oncall {len(receivers['pagerduty'].requests)}, siem {alerts}, team {alerts}" in err
     assert len(receivers["webhook"].requests) == alerts == len(receivers["slack"].requests)
     assert receivers["pagerduty"].requests and all(
-        b["payload"]["component"] == "cis-root-account-usage" for b in receivers["pagerduty"].bodies())
+        b["payload"]["component"] == "cis-root-account-usage" for b in receivers["pagerduty"].bodies()
+    )
     # no secret in anything the run printed or logged (the daemons' logs included)
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file())
     for secret in ("T0RUNSECRET", "runsecretslackpath", HMAC_SECRET, PD_KEY):

@@ -34,8 +34,6 @@ SG_OPEN = "ec2-security-group-open-to-internet"
 SG_CHANGES = "cis-security-group-changes"
 
 
-
-
 class Stack:
     def __init__(self, target: aws.Target, outputs: dict, pipeline: live.LivePipeline, queue: str, state: Path):
         self.target, self.outputs, self.pipeline, self.queue, self.state = target, outputs, pipeline, queue, state
@@ -50,13 +48,30 @@ class Stack:
         return new
 
     def replay(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, env=self.env(),
-                              cwd=REPO)
+        return subprocess.run(
+            self.command(*args), capture_output=True, text=True, timeout=timeout, env=self.env(), cwd=REPO
+        )
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pipeline.cli", "replay", "--endpoint-url", self.target.endpoint_url,
-                "--from", repr(self.start), "--to", repr(self.end), "--format", "json", "--keyed-shards", "1",
-                "--timeout", "120", *args]
+        return [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "replay",
+            "--endpoint-url",
+            self.target.endpoint_url,
+            "--from",
+            repr(self.start),
+            "--to",
+            repr(self.end),
+            "--format",
+            "json",
+            "--keyed-shards",
+            "1",
+            "--timeout",
+            "120",
+            *args,
+        ]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAILWARDEN_"))}
@@ -67,8 +82,9 @@ class Stack:
         out = {}
         for app in ("trailwarden-router", "trailwarden-stateful"):
             for item in ddb.scan(TableName=app, ConsistentRead=True)["Items"]:
-                out[f"{app}/{item['leaseKey']['S']}"] = {k: item.get(k) for k in (
-                    "checkpoint", "checkpointSubSequenceNumber", "leaseOwner")}
+                out[f"{app}/{item['leaseKey']['S']}"] = {
+                    k: item.get(k) for k in ("checkpoint", "checkpointSubSequenceNumber", "leaseOwner")
+                }
         return out
 
     def settled_checkpoints(self, quiet: float = 2.0, timeout: float = 90) -> dict[str, dict]:
@@ -82,8 +98,9 @@ class Stack:
             time.sleep(quiet)
             now = self.lease_checkpoints()
             routers = {lease: value for lease, value in now.items() if lease.startswith("trailwarden-router/")}
-            if routers == {k: v for k, v in last.items() if k in routers} and \
-                    all(reached(now[lease], tip) for lease, tip in self.shard_tips().items()):
+            if routers == {k: v for k, v in last.items() if k in routers} and all(
+                reached(now[lease], tip) for lease, tip in self.shard_tips().items()
+            ):
                 return now
             last = now
         raise AssertionError(f"the live checkpoints do not settle at the shards' last records: {last}")
@@ -92,8 +109,10 @@ class Stack:
         """For each lease of the live applications, the sequence number of its shard's last record (its last
         fact on the keyed stream: progress markers left out)."""
         kinesis, tips = self.target.client("kinesis"), {}
-        for app, stream in (("trailwarden-router", self.outputs["TrailStreamName"]),
-                            ("trailwarden-stateful", self.outputs["KeyedStreamName"])):
+        for app, stream in (
+            ("trailwarden-router", self.outputs["TrailStreamName"]),
+            ("trailwarden-stateful", self.outputs["KeyedStreamName"]),
+        ):
             for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
                 records = [r for r in self.records(stream, shard["ShardId"]) if not markers.read_progress(r["Data"])]
                 if records:
@@ -102,15 +121,20 @@ class Stack:
 
     def records(self, stream: str, shard: str) -> list[dict]:
         kinesis = self.target.client("kinesis")
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
         return kinesis.get_records(ShardIterator=iterator, Limit=10000)["Records"]
 
     def keyed_facts(self) -> int:
         """Facts on the live keyed stream (the routers' progress markers left out)."""
         stream = self.outputs["KeyedStreamName"]
-        return sum(1 for shard in self.target.client("kinesis").list_shards(StreamName=stream)["Shards"]
-                   for r in self.records(stream, shard["ShardId"]) if not markers.read_progress(r["Data"]))
+        return sum(
+            1
+            for shard in self.target.client("kinesis").list_shards(StreamName=stream)["Shards"]
+            for r in self.records(stream, shard["ShardId"])
+            if not markers.read_progress(r["Data"])
+        )
 
     def archived(self) -> list[dict]:
         return live.archived(self.target, self.outputs["FindingsBucketName"])
@@ -168,12 +192,15 @@ def stack(module_target: aws.Target, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("replay")
     config = directory / "live.toml"
-    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[rules.{SG_OPEN}]\nenabled = false\n'
-                      f'[rules.{MISSING_TAGS}]\nenabled = false\n[alerts]\nrules = ["{SG_CHANGES}"]\n')
+    config.write_text(
+        f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[rules.{SG_OPEN}]\nenabled = false\n'
+        f'[rules.{MISSING_TAGS}]\nenabled = false\n[alerts]\nrules = ["{SG_CHANGES}"]\n'
+    )
     outputs = provision.provision(module_target)
     queue, _ = live.findings_queue(module_target, outputs["FindingsTopicArn"])
-    pipeline = live.LivePipeline.start(module_target, outputs, directory / "kcl",
-                                       env={"TRAILWARDEN_CONFIG": str(config)})
+    pipeline = live.LivePipeline.start(
+        module_target, outputs, directory / "kcl", env={"TRAILWARDEN_CONFIG": str(config)}
+    )
     try:
         s = Stack(module_target, outputs, pipeline, queue, directory / "state")
         player = Player(module_target.client("logs"), outputs["TrailLogGroupName"])
@@ -251,8 +278,9 @@ def test_replay_twice_gives_the_same_ids_and_with_alert_alerts_only_what_live_di
 
 
 def test_ctrl_c_stops_and_removes_everything_the_replay_started(stack: Stack):
-    process = subprocess.Popen(stack.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=stack.env(), cwd=REPO)
+    process = subprocess.Popen(
+        stack.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack.env(), cwd=REPO
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list((stack.state / "replay").glob("*/kcl/*.pid"))) < 2:

@@ -16,8 +16,21 @@ pytestmark = pytest.mark.slow
 
 STAGES = ("router", "stateful")
 # The consumers' own metrics (EMF, namespace MetricsNamespace, dimensions Application and Stage).
-OWN_METRICS = {"RecordsIn", "EventsIn", "FindingsOut", "DeadLetters", "RuleErrors", "SinkRetries", "SinkWaitSeconds",
-               "DedupeHits", "KeyedFactsOut", "TrackedKeys", "WatermarkLagSeconds", "SnapshotBytes", "SnapshotMillis"}
+OWN_METRICS = {
+    "RecordsIn",
+    "EventsIn",
+    "FindingsOut",
+    "DeadLetters",
+    "RuleErrors",
+    "SinkRetries",
+    "SinkWaitSeconds",
+    "DedupeHits",
+    "KeyedFactsOut",
+    "TrackedKeys",
+    "WatermarkLagSeconds",
+    "SnapshotBytes",
+    "SnapshotMillis",
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +97,23 @@ def test_each_service_scales_on_cpu_and_steps_on_its_iterator_age_alarm(stack: d
         assert alarm["AlarmActions"] == [outputs["OperationsTopicArn"], mine["StepScaling"]["PolicyARN"]]
 
 
-@pytest.mark.parametrize(("name", "metric", "stage"), [
-    ("router-dead-letters", "DeadLetters", "router"), ("stateful-dead-letters", "DeadLetters", "stateful"),
-    ("router-rule-errors", "RuleErrors", "router"), ("stateful-rule-errors", "RuleErrors", "stateful"),
-])
+@pytest.mark.parametrize(
+    ("name", "metric", "stage"),
+    [
+        ("router-dead-letters", "DeadLetters", "router"),
+        ("stateful-dead-letters", "DeadLetters", "stateful"),
+        ("router-rule-errors", "RuleErrors", "router"),
+        ("stateful-rule-errors", "RuleErrors", "stateful"),
+    ],
+)
 def test_alarms_on_the_consumers_own_metrics(stack: dict[str, Any], name: str, metric: str, stage: str) -> None:
     outputs = stack["outputs"]
     alarm = _alarm(stack["target"], f"trailwarden-{name}")
     assert (alarm["Namespace"], alarm["MetricName"]) == (outputs["MetricsNamespace"], metric)
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
-        "Application": outputs[f"{stage.capitalize()}AppName"], "Stage": stage}
+        "Application": outputs[f"{stage.capitalize()}AppName"],
+        "Stage": stage,
+    }
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["AlarmActions"] == [outputs["OperationsTopicArn"]]
 
@@ -118,7 +138,9 @@ def test_tasks_below_desired_and_firehose_failures_alarm(stack: dict[str, Any]) 
             stat = queries[query]["MetricStat"]["Metric"]
             assert (stat["Namespace"], stat["MetricName"]) == ("ECS/ContainerInsights", metric)
             assert {d["Value"] for d in stat["Dimensions"]} == {
-                outputs["ClusterName"], outputs[f"{stage.capitalize()}ServiceName"]}
+                outputs["ClusterName"],
+                outputs[f"{stage.capitalize()}ServiceName"],
+            }
         assert alarm["AlarmActions"] == [outputs["OperationsTopicArn"]]
     firehose = _alarm(target, "trailwarden-findings-delivery-failures")
     assert (firehose["Namespace"], firehose["MetricName"]) == ("AWS/Firehose", "DeliveryToS3.Success")

@@ -33,14 +33,16 @@ def _listed(target: aws.Target) -> dict[str, set[str]]:
         "AWS::S3::Bucket": {b["Name"] for b in c("s3").list_buckets()["Buckets"]},
         "AWS::S3::BucketPolicy": {
             f"{stack_outputs.STACK_NAME}-TrailBucketPolicy"
-            for b in c("s3").list_buckets()["Buckets"] if _has_policy(target, b["Name"])
+            for b in c("s3").list_buckets()["Buckets"]
+            if _has_policy(target, b["Name"])
         },
         "AWS::Logs::LogGroup": set(groups),
         "AWS::Logs::LogStream": {
             s["logStreamName"] for g in groups for s in c("logs").describe_log_streams(logGroupName=g)["logStreams"]
         },
         "AWS::Logs::SubscriptionFilter": {
-            f["filterName"] for g in groups
+            f["filterName"]
+            for g in groups
             for f in c("logs").describe_subscription_filters(logGroupName=g)["subscriptionFilters"]
         },
         "AWS::IAM::Role": {r["RoleName"] for r in c("iam").list_roles()["Roles"]},
@@ -49,23 +51,25 @@ def _listed(target: aws.Target) -> dict[str, set[str]]:
         "AWS::KinesisFirehose::DeliveryStream": set(c("firehose").list_delivery_streams()["DeliveryStreamNames"]),
         "AWS::Glue::Database": {d["Name"] for d in c("glue").get_databases()["DatabaseList"]},
         "AWS::Glue::Table": {
-            t["Name"] for d in c("glue").get_databases()["DatabaseList"]
+            t["Name"]
+            for d in c("glue").get_databases()["DatabaseList"]
             for t in c("glue").get_tables(DatabaseName=d["Name"])["TableList"]
         },
         "AWS::DynamoDB::Table": set(c("dynamodb").list_tables()["TableNames"]),
         "AWS::ECS::Cluster": {a.rsplit("/", 1)[1] for a in c("ecs").list_clusters()["clusterArns"]},
         "AWS::ECS::TaskDefinition": set(c("ecs").list_task_definition_families()["families"]),
         "AWS::ECS::Service": {
-            a.rsplit("/", 1)[1] for cluster in c("ecs").list_clusters()["clusterArns"]
+            a.rsplit("/", 1)[1]
+            for cluster in c("ecs").list_clusters()["clusterArns"]
             for a in c("ecs").list_services(cluster=cluster)["serviceArns"]
         },
         "AWS::ApplicationAutoScaling::ScalableTarget": {
-            t["ResourceId"] for t in c("application-autoscaling").describe_scalable_targets(
-                ServiceNamespace="ecs")["ScalableTargets"]
+            t["ResourceId"]
+            for t in c("application-autoscaling").describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
         },
         "AWS::ApplicationAutoScaling::ScalingPolicy": {
-            p["PolicyName"] for p in c("application-autoscaling").describe_scaling_policies(
-                ServiceNamespace="ecs")["ScalingPolicies"]
+            p["PolicyName"]
+            for p in c("application-autoscaling").describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
         },
         "AWS::CloudWatch::Alarm": {a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"]},
         "AWS::CloudWatch::Dashboard": {

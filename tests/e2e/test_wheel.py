@@ -34,25 +34,49 @@ TECHNIQUE = "aws.defense-evasion.cloudtrail-stop.json"
 class Installed:
     def __init__(self, venv: Path, work: Path) -> None:
         self.venv, self.work = venv, work
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("PYTHONPATH", "VIRTUAL_ENV", "AWS_ENDPOINT_URL", "LOCALSTACK_HOST",
-                                 "TRAILWARDEN_TARGET", "TRAILWARDEN_CONFIG")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "PYTHONPATH",
+                "VIRTUAL_ENV",
+                "AWS_ENDPOINT_URL",
+                "LOCALSTACK_HOST",
+                "TRAILWARDEN_TARGET",
+                "TRAILWARDEN_CONFIG",
+            )
+        }
         self.env["TRAILWARDEN_STATE_DIR"] = str(work / "state")
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.venv / "bin" / args[0]), *args[1:]], cwd=self.work, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(self.venv / "bin" / args[0]), *args[1:]],
+            cwd=self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (base / "dist").glob("trailwarden-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(base / "venv")], check=True, timeout=120)
-    subprocess.run([str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [str(base / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     work = base / "elsewhere"
     work.mkdir()
     return Installed(base / "venv", work)
@@ -68,8 +92,12 @@ def endpoint(tmp_path: Path) -> Iterator[str]:
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed: Installed) -> None:
-    probe = installed.run("python", "-c", "import pipeline, consumers, infra, json; "
-                                          "print(json.dumps([m.__file__ for m in (pipeline, consumers, infra)]))")
+    probe = installed.run(
+        "python",
+        "-c",
+        "import pipeline, consumers, infra, json; "
+        "print(json.dumps([m.__file__ for m in (pipeline, consumers, infra)]))",
+    )
     assert probe.returncode == 0, probe.stderr
     for path in json.loads(probe.stdout):
         assert str(installed.venv) in path and str(ROOT) not in path
@@ -94,8 +122,20 @@ def test_rules_test_and_scan_run_from_another_folder(installed: Installed) -> No
 
 
 def test_run_starts_both_kcl_daemons_from_the_wheel(installed: Installed, endpoint: str) -> None:
-    ran = installed.run("trailwarden", "run", "--endpoint-url", endpoint, "--events", "300", "--seed", "3",
-                        "--scenario", "security-group-open", "--wait", "90")
+    ran = installed.run(
+        "trailwarden",
+        "run",
+        "--endpoint-url",
+        endpoint,
+        "--events",
+        "300",
+        "--seed",
+        "3",
+        "--scenario",
+        "security-group-open",
+        "--wait",
+        "90",
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "result: OK" in ran.stderr
     assert "ec2-security-group-open-to-internet" in ran.stdout
@@ -112,8 +152,9 @@ def shard_tips(target: aws.Target, stream: str) -> dict[str, str]:
     kinesis = target.client("kinesis")
     tips = {}
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
             if page["Records"]:
@@ -129,8 +170,9 @@ def checkpoints(target: aws.Target, application: str) -> dict[str, str]:
     return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
 
 
-def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(installed: Installed, endpoint: str,
-                                                                                tmp_path: Path) -> None:
+def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
+    installed: Installed, endpoint: str, tmp_path: Path
+) -> None:
     """The container's entrypoint, without a container: `trailwarden consume router` and `consume stateful` from
     the wheel against the emulator; a match finding (stage 1) and a stateful one (stage 2) arrive on the topic;
     SIGTERM then makes each daemon shut down gracefully: its processors checkpoint at the last record of every
@@ -145,17 +187,25 @@ def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
         with open(tmp_path / f"{stage}.err", "w") as err:
             consumers[stage] = subprocess.Popen(
                 [str(installed.venv / "bin" / "trailwarden"), "consume", stage, "--endpoint-url", endpoint],
-                cwd=installed.work, env=env, stdout=subprocess.PIPE, stderr=err)
+                cwd=installed.work,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
     try:
         group, untagged, now = "sg-0consume1", instance_id(), time.time()
         Player(target.client("logs"), outputs["TrailLogGroupName"]).play(
-            [open_sg(group, now), run_instances(untagged, now)])
+            [open_sg(group, now), run_instances(untagged, now)]
+        )
         alerts: list[live.Alert] = []
         wanted = {(SG_OPEN, group), (MISSING_TAGS, untagged)}
 
         def arrived() -> set[tuple[str, str]]:
-            return {(rule, part) for rule, part in wanted
-                    if any(a.finding.rule_id == rule and any(part in r for r in a.finding.resources) for a in alerts)}
+            return {
+                (rule, part)
+                for rule, part in wanted
+                if any(a.finding.rule_id == rule and any(part in r for r in a.finding.resources) for a in alerts)
+            }
 
         deadline = time.monotonic() + 240
         while arrived() != wanted and time.monotonic() < deadline:
@@ -170,8 +220,10 @@ def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
             if stage == "stateful":
                 tips = shard_tips(target, outputs["KeyedStreamName"])
                 deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and \
-                        {s: checkpoints(target, outputs["StatefulAppName"]).get(s) for s in tips} != tips:
+                while (
+                    time.monotonic() < deadline
+                    and {s: checkpoints(target, outputs["StatefulAppName"]).get(s) for s in tips} != tips
+                ):
                     time.sleep(1)
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=90) == 128 + signal.SIGTERM, stage  # the JVM's status after SIGTERM
@@ -184,14 +236,19 @@ def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
     for text in logs.values():
         assert "Traceback" not in text, text[-3000:]
         assert "sending SIGTERM to the KCL daemon" in text and "daemon exited with status 143" in text
-    for stage, stream, app in (("router", "TrailStreamName", "RouterAppName"),
-                               ("stateful", "KeyedStreamName", "StatefulAppName")):
+    for stage, stream, app in (
+        ("router", "TrailStreamName", "RouterAppName"),
+        ("stateful", "KeyedStreamName", "StatefulAppName"),
+    ):
         tips = shard_tips(target, outputs[stream])
         assert tips, f"no records on the {stage} stage's stream"
         held = checkpoints(target, outputs[app])
         assert {shard: held.get(shard) for shard in tips} == tips, f"{stage}: {held} vs {tips}\n{logs[stage][-3000:]}"
-    snapshots = target.client("s3").list_objects_v2(Bucket=outputs["StateBucketName"],
-                                                    Prefix=outputs["StatefulAppName"] + "/").get("Contents", [])
+    snapshots = (
+        target.client("s3")
+        .list_objects_v2(Bucket=outputs["StateBucketName"], Prefix=outputs["StatefulAppName"] + "/")
+        .get("Contents", [])
+    )
     assert snapshots, "stage 2 saved no snapshot"
     metrics = [json.loads(line) for line in logs["router"].splitlines() if line.startswith('{"_aws"')]
     assert sum(m.get("EventsIn", 0) for m in metrics) == 2, "the router's EMF lines count the 2 events played"

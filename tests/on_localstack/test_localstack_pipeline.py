@@ -45,8 +45,10 @@ def _wait_for_processors(stack: Live, timeout: float = 300) -> None:
     first record played, and the daemons here start beside LocalStack and kinesis-mock, which take the
     same 2 cores (on a loaded machine the JVMs took 90 s to their first processor)."""
     kinesis = stack.target.client("kinesis")
-    wanted = {stage: len(kinesis.list_shards(StreamName=spec.stream)["Shards"])
-              for stage, spec in (("router", stack.pipeline.router_spec), ("stateful", stack.pipeline.stateful_spec))}
+    wanted = {
+        stage: len(kinesis.list_shards(StreamName=spec.stream)["Shards"])
+        for stage, spec in (("router", stack.pipeline.router_spec), ("stateful", stack.pipeline.stateful_spec))
+    }
     deadline = time.monotonic() + timeout
     while any(len(stack.pipeline.daemons[stage].processors()) < n for stage, n in wanted.items()):
         assert time.monotonic() < deadline, f"record processors not started after {timeout:.0f} s\n{stack.logs()}"
@@ -54,8 +56,9 @@ def _wait_for_processors(stack: Live, timeout: float = 300) -> None:
         time.sleep(1)
 
 
-test_untagged_instance_reported_once_after_grace_and_tagged_one_not = \
+test_untagged_instance_reported_once_after_grace_and_tagged_one_not = (
     on_the_emulator.test_untagged_instance_reported_once_after_grace_and_tagged_one_not
+)
 test_no_processor_crashed = on_the_emulator.test_no_processor_crashed
 
 
@@ -76,10 +79,13 @@ def test_localstack_delivers_cloudwatch_logs_subscription_records(stack: Live):
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
     documents = []
     for shard in shards:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        documents += [json.loads(gzip.decompress(r["Data"])) for r in kinesis.get_records(ShardIterator=iterator,
-                                                                                           Limit=100)["Records"]]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        documents += [
+            json.loads(gzip.decompress(r["Data"]))
+            for r in kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]
+        ]
     assert documents, "nothing in the trail stream"
     data = [d for d in documents if d["messageType"] == "DATA_MESSAGE"]
     assert data and all(d["logGroup"] == stack.outputs["TrailLogGroupName"] for d in data)
@@ -92,11 +98,27 @@ def test_replay_of_the_live_range_finds_the_same_and_leaves_nothing(stack: Live,
     two minutes to their first processor, and a 150 s --timeout ran out with the router done and stage 2 not."""
     window = (stack.started, time.time())  # type: ignore[attr-defined]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRAILWARDEN_"))}
-    env.update({"TRAILWARDEN_STATE_DIR": str(tmp_path), "TRAILWARDEN_ENDPOINTS":
-                stack.target.env({})["TRAILWARDEN_ENDPOINTS"]})
-    command = [sys.executable, "-m", "pipeline.cli", "replay", "--endpoint-url", str(stack.target.endpoint_url),
-               "--from", repr(window[0]), "--to", repr(window[1]), "--format", "json", "--keyed-shards", "1",
-               "--timeout", "360"]
+    env.update(
+        {"TRAILWARDEN_STATE_DIR": str(tmp_path), "TRAILWARDEN_ENDPOINTS": stack.target.env({})["TRAILWARDEN_ENDPOINTS"]}
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "replay",
+        "--endpoint-url",
+        str(stack.target.endpoint_url),
+        "--from",
+        repr(window[0]),
+        "--to",
+        repr(window[1]),
+        "--format",
+        "json",
+        "--keyed-shards",
+        "1",
+        "--timeout",
+        "360",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=480, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
     out = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
@@ -119,8 +141,10 @@ def _wait_active(kinesis, stream: str) -> None:
 
 def _open_shards(kinesis, stream: str) -> list[dict]:
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
-    return sorted((s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
-                  key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    return sorted(
+        (s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]),
+        key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+    )
 
 
 def test_split_and_merge_of_the_trail_stream_while_records_flow_alerts_every_finding_once(stack: Live):
@@ -134,7 +158,7 @@ def test_split_and_merge_of_the_trail_stream_while_records_flow_alerts_every_fin
 
     def feed() -> None:
         for i in range(0, len(records), 4):
-            stack.play(records[i:i + 4])
+            stack.play(records[i : i + 4])
             time.sleep(0.3)
 
     feeder = threading.Thread(target=feed)
@@ -158,11 +182,15 @@ def test_split_and_merge_of_the_trail_stream_while_records_flow_alerts_every_fin
     stack.wait_for(lambda: False, 8)
     ids = Counter(a.finding.id for a in stack.alerts[start:])
     assert [i for i, n in ids.items() if n > 1] == []
-    closed = [s for s in kinesis.list_shards(StreamName=stream)["Shards"]
-              if "EndingSequenceNumber" in s["SequenceNumberRange"]]
+    closed = [
+        s
+        for s in kinesis.list_shards(StreamName=stream)["Shards"]
+        if "EndingSequenceNumber" in s["SequenceNumberRange"]
+    ]
     assert len(closed) >= 3  # the split parent and the two merged: the reshard really happened
     assert all(stack.pipeline.alive().values())
 
 
-test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once = \
+test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once = (
     on_the_emulator.test_sigkill_of_each_daemon_mid_stream_loses_nothing_and_alerts_once
+)

@@ -39,11 +39,18 @@ def reliability_row(request: pytest.FixtureRequest) -> Callable[[Row], Row]:
     def save(row: Row) -> Row:
         record(row)
         if reporter is not None:
-            counts = "" if row.expected is None else (
-                f", findings {row.expected:,} expected / {row.delivered or 0:,} delivered / "
-                f"{row.duplicated or 0:,} duplicated")
-            reporter.write_line(f"\n[reliability] {row.test}: {row.runs:,} runs, {row.inputs or 0:,} inputs{counts}"
-                                f"{'; ' + row.figure if row.figure else ''} -> {row.result}")
+            counts = (
+                ""
+                if row.expected is None
+                else (
+                    f", findings {row.expected:,} expected / {row.delivered or 0:,} delivered / "
+                    f"{row.duplicated or 0:,} duplicated"
+                )
+            )
+            reporter.write_line(
+                f"\n[reliability] {row.test}: {row.runs:,} runs, {row.inputs or 0:,} inputs{counts}"
+                f"{'; ' + row.figure if row.figure else ''} -> {row.result}"
+            )
         return row
 
     return save

@@ -37,8 +37,17 @@ from typing import Any
 from infra.emulator import free_port, port_free
 
 SERVICES = ("sns", "firehose", "dynamodb", "kinesis")
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "host",
-       "content-length"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "host",
+    "content-length",
+}
 # Which operations count as the sinks' traffic (everything else passes even during an outage).
 SINK_OPERATIONS = {
     "sns": {"Publish", "PublishBatch"},
@@ -46,10 +55,16 @@ SINK_OPERATIONS = {
     "dynamodb": {"BatchGetItem", "PutItem", "GetItem", "UpdateItem"},
     "kinesis": {"PutRecords", "PutRecord"},
 }
-JSON_TYPES = {"dynamodb": "application/x-amz-json-1.0", "kinesis": "application/x-amz-json-1.1",
-              "firehose": "application/x-amz-json-1.1"}
-THROTTLE_CODES = {"dynamodb": "ProvisionedThroughputExceededException", "kinesis":
-                  "ProvisionedThroughputExceededException", "firehose": "ServiceUnavailableException"}
+JSON_TYPES = {
+    "dynamodb": "application/x-amz-json-1.0",
+    "kinesis": "application/x-amz-json-1.1",
+    "firehose": "application/x-amz-json-1.1",
+}
+THROTTLE_CODES = {
+    "dynamodb": "ProvisionedThroughputExceededException",
+    "kinesis": "ProvisionedThroughputExceededException",
+    "firehose": "ServiceUnavailableException",
+}
 
 
 def classify(environ: dict[str, Any], body: bytes) -> tuple[str, str]:
@@ -57,8 +72,9 @@ def classify(environ: dict[str, Any], body: bytes) -> tuple[str, str]:
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
         prefix, _, operation = target.partition(".")
-        service = {"DynamoDB_20120810": "dynamodb", "Kinesis_20131202": "kinesis",
-                   "Firehose_20150804": "firehose"}.get(prefix, prefix.lower())
+        service = {"DynamoDB_20120810": "dynamodb", "Kinesis_20131202": "kinesis", "Firehose_20150804": "firehose"}.get(
+            prefix, prefix.lower()
+        )
         return service, operation
     auth = environ.get("HTTP_AUTHORIZATION", "")
     scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/") if "Credential=" in auth else []
@@ -124,40 +140,65 @@ class FaultProxy:
         if mode == "entries" and operation in ("PutRecords", "PutRecordBatch", "PublishBatch"):
             return self._entries_failed(service, operation, body, request_id)
         if mode == "5xx":
-            status, code = ("500 Internal Server Error", "InternalFailure") if n % 2 else \
-                ("503 Service Unavailable", "ServiceUnavailable")
+            status, code = (
+                ("500 Internal Server Error", "InternalFailure")
+                if n % 2
+                else ("503 Service Unavailable", "ServiceUnavailable")
+            )
         else:
             status = "400 Bad Request"
             code = "Throttling" if service == "sns" else THROTTLE_CODES.get(service, "ThrottlingException")
         if service in JSON_TYPES:
             payload = json.dumps({"__type": code, "message": "Rate exceeded (injected)"}).encode()
             return status, [("Content-Type", JSON_TYPES[service]), ("x-amzn-RequestId", request_id)], payload
-        xml = (f"<ErrorResponse><Error><Type>{'Sender' if status.startswith('4') else 'Receiver'}</Type>"
-               f"<Code>{code}</Code><Message>Rate exceeded (injected)</Message></Error>"
-               f"<RequestId>{request_id}</RequestId></ErrorResponse>")
+        xml = (
+            f"<ErrorResponse><Error><Type>{'Sender' if status.startswith('4') else 'Receiver'}</Type>"
+            f"<Code>{code}</Code><Message>Rate exceeded (injected)</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
         return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], xml.encode()
 
     def _entries_failed(self, service: str, operation: str, body: bytes, request_id: str) -> tuple[str, list, bytes]:
         if service == "sns":
             params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-            ids = [v[0] for k, v in sorted(params.items()) if k.startswith("PublishBatchRequestEntries.member.")
-                   and k.endswith(".Id")]
-            failed = "".join(f"<member><Id>{i}</Id><Code>InternalError</Code><Message>injected</Message>"
-                             f"<SenderFault>false</SenderFault></member>" for i in ids)
-            xml = (f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
-                   f"<Successful/><Failed>{failed}</Failed></PublishBatchResult><ResponseMetadata><RequestId>"
-                   f"{request_id}</RequestId></ResponseMetadata></PublishBatchResponse>")
+            ids = [
+                v[0]
+                for k, v in sorted(params.items())
+                if k.startswith("PublishBatchRequestEntries.member.") and k.endswith(".Id")
+            ]
+            failed = "".join(
+                f"<member><Id>{i}</Id><Code>InternalError</Code><Message>injected</Message>"
+                f"<SenderFault>false</SenderFault></member>"
+                for i in ids
+            )
+            xml = (
+                f'<PublishBatchResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishBatchResult>'
+                f"<Successful/><Failed>{failed}</Failed></PublishBatchResult><ResponseMetadata><RequestId>"
+                f"{request_id}</RequestId></ResponseMetadata></PublishBatchResponse>"
+            )
             return "200 OK", [("Content-Type", "text/xml")], xml.encode()
         request = json.loads(body or b"{}")
         entries = request.get("Records") or []
         if service == "kinesis":
-            doc: dict[str, Any] = {"FailedRecordCount": len(entries), "Records": [
-                {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected"} for _ in entries]}
+            doc: dict[str, Any] = {
+                "FailedRecordCount": len(entries),
+                "Records": [
+                    {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected"} for _ in entries
+                ],
+            }
         else:
-            doc = {"FailedPutCount": len(entries), "Encrypted": False, "RequestResponses": [
-                {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "injected"} for _ in entries]}
-        return "200 OK", [("Content-Type", JSON_TYPES[service]), ("x-amzn-RequestId", request_id)], \
-            json.dumps(doc).encode()
+            doc = {
+                "FailedPutCount": len(entries),
+                "Encrypted": False,
+                "RequestResponses": [
+                    {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "injected"} for _ in entries
+                ],
+            }
+        return (
+            "200 OK",
+            [("Content-Type", JSON_TYPES[service]), ("x-amzn-RequestId", request_id)],
+            json.dumps(doc).encode(),
+        )
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)

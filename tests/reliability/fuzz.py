@@ -53,11 +53,49 @@ MAX_SUBJECT = 100
 
 # Attacker-controlled text at its worst: terminal escapes, line breaks of every kind, bidi overrides,
 # zero-width and format characters, NUL, and characters outside the basic plane.
-NASTY = ["\x1b[31m", "\x1b]0;owned\x07", "\x1b[2J", "\r\n", "\n", "\r", "\x00", "\x07", "\x08", "\x7f", "\x85",
-         "\u2028", "\u2029", "\u202e", "\u2066", "\u2069", "\u200b", "\u200d", "\ufeff", "\U0001f4a3", "é", "\t",
-         "Subject: forged", '"}\n{"id":"forged"', "%s%n", "${jndi:ldap://x}", "\\u0000", "..\\..\\"]
-NAMED_FIELDS = ["userAgent", "sourceIPAddress", "eventName", "eventSource", "awsRegion", "recipientAccountId",
-                "errorCode", "errorMessage", "eventID", "eventTime", "eventType"]
+NASTY = [
+    "\x1b[31m",
+    "\x1b]0;owned\x07",
+    "\x1b[2J",
+    "\r\n",
+    "\n",
+    "\r",
+    "\x00",
+    "\x07",
+    "\x08",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "\u202e",
+    "\u2066",
+    "\u2069",
+    "\u200b",
+    "\u200d",
+    "\ufeff",
+    "\U0001f4a3",
+    "é",
+    "\t",
+    "Subject: forged",
+    '"}\n{"id":"forged"',
+    "%s%n",
+    "${jndi:ldap://x}",
+    "\\u0000",
+    "..\\..\\",
+]
+NAMED_FIELDS = [
+    "userAgent",
+    "sourceIPAddress",
+    "eventName",
+    "eventSource",
+    "awsRegion",
+    "recipientAccountId",
+    "errorCode",
+    "errorMessage",
+    "eventID",
+    "eventTime",
+    "eventType",
+]
 
 
 def corpus_records() -> list[dict[str, Any]]:
@@ -85,9 +123,14 @@ def _json(value: Any) -> bytes:
 
 def cwl(records: list[Any], messages: list[str] | None = None) -> dict[str, Any]:
     messages = messages if messages is not None else [json.dumps(r) for r in records]
-    return {"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "/trailwarden/cloudtrail",
-            "logStream": "111122223333_CloudTrail_us-east-1", "subscriptionFilters": ["trailwarden-trail"],
-            "logEvents": [{"id": str(i), "timestamp": 1722431184000, "message": m} for i, m in enumerate(messages)]}
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": "111122223333",
+        "logGroup": "/trailwarden/cloudtrail",
+        "logStream": "111122223333_CloudTrail_us-east-1",
+        "subscriptionFilters": ["trailwarden-trail"],
+        "logEvents": [{"id": str(i), "timestamp": 1722431184000, "message": m} for i, m in enumerate(messages)],
+    }
 
 
 def wrap(records: list[Any], transport: str) -> bytes:
@@ -99,8 +142,9 @@ def wrap(records: list[Any], transport: str) -> bytes:
         return gzip.compress(_json({"Records": records}))
     if transport == "lines":
         return b"\n".join(_json(r) for r in records)
-    return b"\n".join(_json({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "source": "aws.ec2", "detail": r})
-                      for r in records)
+    return b"\n".join(
+        _json({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "source": "aws.ec2", "detail": r}) for r in records
+    )
 
 
 def expected_outputs(records: list[Any], transport: str, data: bytes) -> int:
@@ -147,8 +191,9 @@ def _nasty_text(rng: random.Random, length: int) -> str:
     return (stretch * (length // len(stretch) + 1))[:length]
 
 
-def paths(value: Any, prefix: tuple[Any, ...] = (), depth: int = 0, max_depth: int = 10,
-          max_items: int = 6) -> list[tuple[Any, ...]]:
+def paths(
+    value: Any, prefix: tuple[Any, ...] = (), depth: int = 0, max_depth: int = 10, max_items: int = 6
+) -> list[tuple[Any, ...]]:
     """Every path into a record's nested objects and arrays (the first `max_items` of each array),
     down to `max_depth`: where a mutation can replace an existing field."""
     found: list[tuple[Any, ...]] = []
@@ -183,11 +228,33 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
     if depth < 3 and roll < 0.15:
         return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
     if depth < 3 and roll < 0.3:
-        return {rng.choice(["items", "key", "value", "", "Key", "Value", "arn", "type"]): _random_value(rng, depth + 1)
-                for _ in range(rng.randint(0, 3))}
-    return rng.choice([None, True, False, 0, -1, 2**63, 1.5, -1e308, "", "*", "0.0.0.0/0", "::/0", "root",
-                       "AccessDenied", "AwsCloudTrailInsight", "true", "2024-07-31T13:06:24Z", "9999-12-31T23:59:59Z",
-                       _nasty_text(rng, rng.randint(1, 40))])
+        return {
+            rng.choice(["items", "key", "value", "", "Key", "Value", "arn", "type"]): _random_value(rng, depth + 1)
+            for _ in range(rng.randint(0, 3))
+        }
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            2**63,
+            1.5,
+            -1e308,
+            "",
+            "*",
+            "0.0.0.0/0",
+            "::/0",
+            "root",
+            "AccessDenied",
+            "AwsCloudTrailInsight",
+            "true",
+            "2024-07-31T13:06:24Z",
+            "9999-12-31T23:59:59Z",
+            _nasty_text(rng, rng.randint(1, 40)),
+        ]
+    )
 
 
 def mutate_tree(rng: random.Random, bases: list[dict[str, Any]]) -> list[Any]:
@@ -240,8 +307,14 @@ def m_huge(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
         elif where < 0.7:
             params = record.get("requestParameters")
             params = params if isinstance(params, dict) else {}
-            params["tagSpecificationSet"] = {"items": [{"resourceType": "instance", "tags": [
-                {"key": "Owner", "value": text}, {"key": text[:300], "value": "x"}]}]}
+            params["tagSpecificationSet"] = {
+                "items": [
+                    {
+                        "resourceType": "instance",
+                        "tags": [{"key": "Owner", "value": text}, {"key": text[:300], "value": "x"}],
+                    }
+                ]
+            }
             params["bucketName"] = text[:5000]
             record["requestParameters"] = params
         else:
@@ -257,8 +330,9 @@ def m_deep(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
     records = _pick(rng, bases, rng.randint(1, 3))
     depth = rng.choice([50, 200, 1000, 1023, 1024, 1100, 3000])
     record = rng.choice(records)
-    field_name = rng.choice(["requestParameters", "responseElements", "userIdentity", "additionalEventData",
-                             "resources", "tlsDetails"])
+    field_name = rng.choice(
+        ["requestParameters", "responseElements", "userIdentity", "additionalEventData", "resources", "tlsDetails"]
+    )
     opener, closer = ('{"a":', "}") if rng.random() < 0.5 else ("[", "]")
     marker = "__DEEP__"
     record[field_name] = marker
@@ -289,8 +363,27 @@ def m_json_text(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
         if op < 0.35:
             del text[at]
         elif op < 0.7:
-            text[at:at] = rng.choice([b"{", b"}", b"[", b"]", b'"', b",", b":", b"\\", b"\n", b"null", b"\x00",
-                                      b"\xff", b"\xef\xbb\xbf", b'{"eventSource":', b"1e999", b"-", b"\\ud800"])
+            text[at:at] = rng.choice(
+                [
+                    b"{",
+                    b"}",
+                    b"[",
+                    b"]",
+                    b'"',
+                    b",",
+                    b":",
+                    b"\\",
+                    b"\n",
+                    b"null",
+                    b"\x00",
+                    b"\xff",
+                    b"\xef\xbb\xbf",
+                    b'{"eventSource":',
+                    b"1e999",
+                    b"-",
+                    b"\\ud800",
+                ]
+            )
         else:
             end = min(len(text), at + rng.randint(1, 200))
             text[at:at] = text[at:end]
@@ -326,12 +419,32 @@ def m_gzip(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
 def m_numbers(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
     records = _pick(rng, bases)
     for record in records:
-        field_name = rng.choice(["eventTime", "eventVersion", "recipientAccountId", "readOnly", "eventID",
-                                 "requestParameters", "awsRegion"])
-        record[field_name] = rng.choice([2**64, -(2**64), 2**70, 1e308, -1e308, 5e-324, 0, -1, 1722431184,
-                                         1722431184000, 253402300800, "1970-01-01T00:00:00Z", "0000-00-00T00:00:00Z",
-                                         "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
-                                         "2024-02-30T25:61:61Z", "9999-12-31T23:59:59.999999999Z", "NaN", ""])
+        field_name = rng.choice(
+            ["eventTime", "eventVersion", "recipientAccountId", "readOnly", "eventID", "requestParameters", "awsRegion"]
+        )
+        record[field_name] = rng.choice(
+            [
+                2**64,
+                -(2**64),
+                2**70,
+                1e308,
+                -1e308,
+                5e-324,
+                0,
+                -1,
+                1722431184,
+                1722431184000,
+                253402300800,
+                "1970-01-01T00:00:00Z",
+                "0000-00-00T00:00:00Z",
+                "9999-12-31T23:59:59-05:00",
+                "0001-01-01T00:00:00+05:00",
+                "2024-02-30T25:61:61Z",
+                "9999-12-31T23:59:59.999999999Z",
+                "NaN",
+                "",
+            ]
+        )
     transport = rng.choice(["cwl", "s3", "lines"])
     data = wrap(records, transport)
     return data, expected_outputs(records, transport, data)
@@ -341,7 +454,8 @@ def m_unicode(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
     records = _pick(rng, bases, rng.randint(1, 3))
     record = rng.choice(records)
     record[rng.choice(["userAgent", "eventName", "sourceIPAddress"])] = rng.choice(
-        ["\ud800", "a\udfffb", "\ud83d", "\ufeff\ufeff", "\u202eevil\u202c", "\x00" * 10])
+        ["\ud800", "a\udfffb", "\ud83d", "\ufeff\ufeff", "\u202eevil\u202c", "\x00" * 10]
+    )
     transport = rng.choice(["cwl", "s3", "lines"])
     data = wrap(records, transport)
     if rng.random() < 0.3:
@@ -351,8 +465,13 @@ def m_unicode(rng: random.Random, bases: list[dict[str, Any]]) -> Blob:
 
 
 MUTATORS: dict[str, Callable[[random.Random, list[dict[str, Any]]], Blob]] = {
-    "tree": m_tree, "json-text": m_json_text, "gzip": m_gzip, "huge": m_huge, "deep": m_deep,
-    "numbers": m_numbers, "unicode": m_unicode,
+    "tree": m_tree,
+    "json-text": m_json_text,
+    "gzip": m_gzip,
+    "huge": m_huge,
+    "deep": m_deep,
+    "numbers": m_numbers,
+    "unicode": m_unicode,
 }
 
 
@@ -400,8 +519,10 @@ class Target:
                 raise FuzzFailure(f"dead letter without a reason or with an oversized sample: {letter.reason!r}")
         accounted = len(events) + len(dead) + skipped
         if expected is not None and accounted != expected:
-            raise FuzzFailure(f"{expected} records in, {len(events)} events + {len(dead)} dead letters + {skipped} "
-                              f"skipped out ({[d.reason[:120] for d in dead[:3]]})")
+            raise FuzzFailure(
+                f"{expected} records in, {len(events)} events + {len(dead)} dead letters + {skipped} "
+                f"skipped out ({[d.reason[:120] for d in dead[:3]]})"
+            )
         if expected is None and accounted == 0 and not _empty_container(data):
             raise FuzzFailure("input vanished: no event, dead letter or skip for a non-empty blob")
         before = self.detector.stats.events
@@ -505,8 +626,11 @@ def _empty_container(data: bytes) -> bool:
             except orjson.JSONDecodeError:
                 return False
             break
-    return bool(docs) and all(d in ([], {"Records": []}) or (isinstance(d, dict) and d.get("messageType") ==
-                                                             "DATA_MESSAGE" and d.get("logEvents") == []) for d in docs)
+    return bool(docs) and all(
+        d in ([], {"Records": []})
+        or (isinstance(d, dict) and d.get("messageType") == "DATA_MESSAGE" and d.get("logEvents") == [])
+        for d in docs
+    )
 
 
 _BASES: list[dict[str, Any]] | None = None

@@ -30,8 +30,14 @@ from botocore import xform_name
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "consumers", "infra")
 CONSUMER_ENTRIES = ("consumers.router", "consumers.stateful")
-OPERATOR_ENTRIES = ("consumers.replay", "consumers.router", "consumers.stateful",
-                    "pipeline.commands.replay", "pipeline.commands.backfill", "consumers.archive")
+OPERATOR_ENTRIES = (
+    "consumers.replay",
+    "consumers.router",
+    "consumers.stateful",
+    "pipeline.commands.replay",
+    "pipeline.commands.backfill",
+    "consumers.archive",
+)
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 
 # API operations whose IAM permission has another name (Service Authorization Reference).
@@ -83,21 +89,37 @@ KMS_ACTIONS: dict[str, str] = {
 # What each service principal's role must allow (AWS documentation of each integration); a role with more
 # or less fails the check.
 SERVICE_ROLES: dict[str, dict[str, str]] = {
-    "TrailLogsRole": {"logs:CreateLogStream": "CloudTrail -> CloudWatch Logs",
-                      "logs:PutLogEvents": "CloudTrail -> CloudWatch Logs", "sts:AssumeRole": "trust policy"},
-    "SubscriptionRole": {"kinesis:PutRecord": "CloudWatch Logs subscription filter -> Kinesis",
-                         "kms:GenerateDataKey": "KmsKeyArn set", "sts:AssumeRole": "trust policy"},
-    "FirehoseRole": {"s3:AbortMultipartUpload": "Firehose -> S3", "s3:GetBucketLocation": "Firehose -> S3",
-                     "s3:GetObject": "Firehose -> S3", "s3:ListBucket": "Firehose -> S3",
-                     "s3:ListBucketMultipartUploads": "Firehose -> S3", "s3:PutObject": "Firehose -> S3",
-                     "logs:PutLogEvents": "Firehose error logging", "kms:Decrypt": "KmsKeyArn set",
-                     "kms:GenerateDataKey": "KmsKeyArn set", "sts:AssumeRole": "trust policy"},
-    "TaskExecutionRole": {"ecr:GetAuthorizationToken": "ECS pulls the image",
-                          "ecr:BatchGetImage": "ECS pulls the image",
-                          "ecr:BatchCheckLayerAvailability": "ECS pulls the image",
-                          "ecr:GetDownloadUrlForLayer": "ECS pulls the image",
-                          "logs:CreateLogStream": "awslogs driver", "logs:PutLogEvents": "awslogs driver",
-                          "sts:AssumeRole": "trust policy"},
+    "TrailLogsRole": {
+        "logs:CreateLogStream": "CloudTrail -> CloudWatch Logs",
+        "logs:PutLogEvents": "CloudTrail -> CloudWatch Logs",
+        "sts:AssumeRole": "trust policy",
+    },
+    "SubscriptionRole": {
+        "kinesis:PutRecord": "CloudWatch Logs subscription filter -> Kinesis",
+        "kms:GenerateDataKey": "KmsKeyArn set",
+        "sts:AssumeRole": "trust policy",
+    },
+    "FirehoseRole": {
+        "s3:AbortMultipartUpload": "Firehose -> S3",
+        "s3:GetBucketLocation": "Firehose -> S3",
+        "s3:GetObject": "Firehose -> S3",
+        "s3:ListBucket": "Firehose -> S3",
+        "s3:ListBucketMultipartUploads": "Firehose -> S3",
+        "s3:PutObject": "Firehose -> S3",
+        "logs:PutLogEvents": "Firehose error logging",
+        "kms:Decrypt": "KmsKeyArn set",
+        "kms:GenerateDataKey": "KmsKeyArn set",
+        "sts:AssumeRole": "trust policy",
+    },
+    "TaskExecutionRole": {
+        "ecr:GetAuthorizationToken": "ECS pulls the image",
+        "ecr:BatchGetImage": "ECS pulls the image",
+        "ecr:BatchCheckLayerAvailability": "ECS pulls the image",
+        "ecr:GetDownloadUrlForLayer": "ECS pulls the image",
+        "logs:CreateLogStream": "awslogs driver",
+        "logs:PutLogEvents": "awslogs driver",
+        "sts:AssumeRole": "trust policy",
+    },
 }
 BUCKET_POLICIES: dict[str, dict[str, str]] = {
     "TrailBucketPolicy": {"s3:GetBucketAcl": "CloudTrail ACL check", "s3:PutObject": "CloudTrail log delivery"},
@@ -156,8 +178,12 @@ def _modules() -> dict[str, Path]:
 
 def _client_service(node: ast.AST) -> str | None:
     """`x.client("svc")` / `client("svc")` -> "svc"."""
-    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-            and isinstance(node.args[0].value, str):
+    if (
+        isinstance(node, ast.Call)
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if name == "client":
@@ -224,8 +250,11 @@ class _Scan(ast.NodeVisitor):
         if name in self.services or name in ALIASES:
             return ALIASES.get(name, name)
         if name in ("client", "_client") and self.classes:
-            found = [s for s in self.class_clients.get(self.classes[-1], ())
-                     if method in _operations(s) or method in ("get_paginator", "get_waiter")]
+            found = [
+                s
+                for s in self.class_clients.get(self.classes[-1], ())
+                if method in _operations(s) or method in ("get_paginator", "get_waiter")
+            ]
             if len(found) == 1:
                 return found[0]
         return None
@@ -239,16 +268,22 @@ class _Scan(ast.NodeVisitor):
             method = func.attr
             service = self._service_of(func.value, method)
             operation = None
-            if service and method in ("get_paginator", "get_waiter") and node.args \
-                    and isinstance(node.args[0], ast.Constant):
+            if (
+                service
+                and method in ("get_paginator", "get_waiter")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
                 operation = _paged(service, method, str(node.args[0].value))
             elif service:
                 operation = _operations(service).get(method)
             if service and operation:
-                self.calls.append(Call(service, method, action(service, operation), self.module, function,
-                                       node.lineno))
-            elif service is None and _last_name(func.value) in ("client", "_client") \
-                    and any(method in _operations(s) for s in self.services):
+                self.calls.append(Call(service, method, action(service, operation), self.module, function, node.lineno))
+            elif (
+                service is None
+                and _last_name(func.value) in ("client", "_client")
+                and any(method in _operations(s) for s in self.services)
+            ):
                 self.unresolved.append((method, node.lineno))
         self.generic_visit(node)
 
@@ -307,8 +342,11 @@ def _imports(tree: ast.Module, module: str) -> tuple[set[str], set[tuple[str, st
 
     def resolve(node: ast.ImportFrom) -> str:
         if node.level:
-            base = module.split(".")[: -node.level] if not (REPO / module.replace(".", "/")).is_dir() \
+            base = (
+                module.split(".")[: -node.level]
+                if not (REPO / module.replace(".", "/")).is_dir()
                 else module.split(".")[: len(module.split(".")) - node.level + 1]
+            )
             return ".".join([*base, node.module] if node.module else base)
         return node.module or ""
 

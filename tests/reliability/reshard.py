@@ -49,7 +49,7 @@ def arrival(n: int, seed: int, lateness: float) -> list[Fact]:
     for _ in range(3):  # the router re-sends what followed its last checkpoint
         at = rng.randrange(50, len(order))
         back = rng.randint(10, 80)
-        order[at:at] = [Fact.from_bytes(f.to_bytes()) for f in order[max(0, at - back):at]]
+        order[at:at] = [Fact.from_bytes(f.to_bytes()) for f in order[max(0, at - back) : at]]
     return order
 
 
@@ -123,8 +123,14 @@ def uninterrupted(facts: list[Fact], fresh: Callable[[], KeyedState]) -> Counter
     return Counter(signature(f) for f in out)
 
 
-def run(seed: int, fresh: Callable[[], KeyedState], n: int = 1500, merge: Merge = engine_merge,
-        lease_moves: int = 4, lateness: float = 120.0) -> Outcome:
+def run(
+    seed: int,
+    fresh: Callable[[], KeyedState],
+    n: int = 1500,
+    merge: Merge = engine_merge,
+    lease_moves: int = 4,
+    lateness: float = 120.0,
+) -> Outcome:
     """One seeded run (see the module docstring)."""
     rng = random.Random(seed)
     facts = arrival(n, seed, lateness)
@@ -163,8 +169,9 @@ def run(seed: int, fresh: Callable[[], KeyedState], n: int = 1500, merge: Merge 
                     children.append(child)
                 shards.remove(parent)
                 shards.extend(children)
-                outcome.log.append(f"@{position} split {parent.shard_id} at {new_start:#x} -> "
-                                   f"{[c.shard_id for c in children]}")
+                outcome.log.append(
+                    f"@{position} split {parent.shard_id} at {new_start:#x} -> {[c.shard_id for c in children]}"
+                )
             elif action == "merge":
                 ordered = sorted(shards, key=lambda s: s.start)
                 pairs = [(a, b) for a, b in itertools.pairwise(ordered) if a.end + 1 == b.start]
@@ -186,7 +193,7 @@ def run(seed: int, fresh: Callable[[], KeyedState], n: int = 1500, merge: Merge 
                 # The router crashes just after the reshard and re-sends what followed its last checkpoint:
                 # facts the parents applied now reach the children, which must recognise them.
                 back = rng.randint(20, 150)
-                resent = [Fact.from_bytes(f.to_bytes()) for f in facts[max(0, position - back):position]]
+                resent = [Fact.from_bytes(f.to_bytes()) for f in facts[max(0, position - back) : position]]
                 for old in resent:
                     found.extend(_owner(shards, old).state.add([old]))
                 outcome.resent += len(resent)

@@ -21,8 +21,11 @@ DEFAULT_RESULTS = REPO / "build" / "reliability" / "results.jsonl"
 
 # The rows of issue 7, in its order: (row name, what it shows). A test records under one of these names.
 PLANNED: tuple[tuple[str, str], ...] = (
-    ("crashes", "SIGKILL of a daemon or record processor, SIGTERM of a daemon, at random points, both stages; "
-                "the supervisor restarts"),
+    (
+        "crashes",
+        "SIGKILL of a daemon or record processor, SIGTERM of a daemon, at random points, both stages; "
+        "the supervisor restarts",
+    ),
     ("sink outages", "throttling and 5xx from SNS, Firehose, DynamoDB, Kinesis, then recovery"),
     ("lease moves", "a second worker joins, takes shards, leaves"),
     ("resharding", "split and merge hand-off of stage-2 state by hash range"),
@@ -97,8 +100,19 @@ def table(rows: Iterable[Row], planned: bool = True) -> str:
     planned rows without a result."""
     rows = list(rows)
     header = ("test", "runs", "inputs", "expected", "delivered", "duplicated", "result", "figure")
-    body = [(r.test, _cell(r.runs), _cell(r.inputs), _cell(r.expected), _cell(r.delivered), _cell(r.duplicated),
-             r.result, r.figure) for r in rows]
+    body = [
+        (
+            r.test,
+            _cell(r.runs),
+            _cell(r.inputs),
+            _cell(r.expected),
+            _cell(r.delivered),
+            _cell(r.duplicated),
+            r.result,
+            r.figure,
+        )
+        for r in rows
+    ]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for line in [header, *body]:

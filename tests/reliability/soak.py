@@ -53,7 +53,8 @@ def soak_rules(seconds: float) -> tuple[dict[str, dict[str, object]], list[tuple
     short = f"{max(30.0, seconds / 8):.0f}s"
     stateful = [rule for rule in builtin_rules() if isinstance(rule, StatefulRule)]
     sections: dict[str, dict[str, object]] = {
-        rule.id: {"dedup": short, **({"window": short} if "window" in rule.params else {})} for rule in stateful}
+        rule.id: {"dedup": short, **({"window": short} if "window" in rule.params else {})} for rule in stateful
+    }
     state = bind_pack(Config.from_dict({"rules": sections})).new_state()
     kept = []
     for rule_id, logic in state.logics.items():
@@ -105,7 +106,7 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 def last_half(samples: list[tuple[float, dict[str, int]]]) -> dict[str, tuple[float, float, float]]:
     """Per process seen through the last half: (slope MB/min, change over the half / mean, peak MB)."""
-    half = samples[len(samples) // 2:]
+    half = samples[len(samples) // 2 :]
     names = {name for _, s in half for name in s}
     out = {}
     for name in sorted(names):
@@ -126,8 +127,10 @@ def test_soak(tmp_path: Path, reliability_row: Callable[[Row], Row], capsys: pyt
     disabled = [rule for rule, section in sections.items() if section == {"enabled": False}]
     # config_file's last table is the missing-tags rule's: its own keys go there
     extra = "".join(f"{k} = {toml_value(v)}\n" for k, v in sections.pop(MISSING_TAGS, {}).items() if k != "window")
-    extra += "".join(f"[rules.{rule}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in section.items())
-                     for rule, section in sections.items())
+    extra += "".join(
+        f"[rules.{rule}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in section.items())
+        for rule, section in sections.items()
+    )
     with live_stack(tmp_path, config_file(tmp_path, 60, extra)) as stack:
         warm = f"sg-0warm{uuid.uuid4().hex[:8]}"
         stack.play([open_sg(warm, time.time())])
@@ -167,18 +170,26 @@ def test_soak(tmp_path: Path, reliability_row: Callable[[Row], Row], capsys: pyt
     steady = achieved >= 0.9 * RATE
     ok = flat and steady and len(alerted) == len(sent)
     with capsys.disabled():
-        print(f"\n[soak] {counts['events']:,} events in {MINUTES:g} min: {achieved:.1f}/s of {RATE:g}/s, "
-              f"markers {len(alerted)}/{len(sent)}; {len(kept)} stateful rules kept (TTL <= {seconds / 2:.0f}s): "
-              + ", ".join(f"{r} {t:.0f}s" for r, t in kept) + f"; {len(disabled)} disabled (longer TTL)")
+        print(
+            f"\n[soak] {counts['events']:,} events in {MINUTES:g} min: {achieved:.1f}/s of {RATE:g}/s, "
+            f"markers {len(alerted)}/{len(sent)}; {len(kept)} stateful rules kept (TTL <= {seconds / 2:.0f}s): "
+            + ", ".join(f"{r} {t:.0f}s" for r, t in kept)
+            + f"; {len(disabled)} disabled (longer TTL)"
+        )
         print(f"[soak] {'process':32s} {'peak MB':>8s} {'MB/min':>8s} {'change':>8s}   (last half: slope, change/mean)")
         for name, (per_minute, change, peak) in result.items():
             print(f"[soak] {name:32s} {peak:8.1f} {per_minute:8.3f} {change:+8.1%}")
-        print(f"[soak] {'PASS' if ok else 'FAIL'}: stage-2 processors within {FLAT:.0%} over the last half: "
-              f"{flat}; every marker alerted: {len(alerted) == len(sent)}; rate held (90%): {steady}", flush=True)
-    figure = (f"{MINUTES:g} min at {achieved:.1f} of {RATE:g} events/s; last half, change/mean: "
-              + ", ".join(f"{k} {v[1]:+.1%}" for k, v in result.items()))
-    reliability_row(Row("soak", 1, counts["events"] + len(sent), len(sent), len(alerted), 0, ok=ok,
-                        seconds=seconds, figure=figure))
+        print(
+            f"[soak] {'PASS' if ok else 'FAIL'}: stage-2 processors within {FLAT:.0%} over the last half: "
+            f"{flat}; every marker alerted: {len(alerted) == len(sent)}; rate held (90%): {steady}",
+            flush=True,
+        )
+    figure = f"{MINUTES:g} min at {achieved:.1f} of {RATE:g} events/s; last half, change/mean: " + ", ".join(
+        f"{k} {v[1]:+.1%}" for k, v in result.items()
+    )
+    reliability_row(
+        Row("soak", 1, counts["events"] + len(sent), len(sent), len(alerted), 0, ok=ok, seconds=seconds, figure=figure)
+    )
     assert len(alerted) == len(sent), f"{len(sent) - len(alerted)} markers never alerted"
     assert flat, stateful
     assert steady, f"the feeder put {achieved:.1f} events/s of {RATE:g}: the machine did not hold the rate"

@@ -57,8 +57,10 @@ def wait_active(kinesis: Any, stream: str, timeout: float = 60) -> None:
 
 def open_shards(kinesis: Any, stream: str) -> list[dict]:
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
-    return sorted((s for s in shards if not s["SequenceNumberRange"].get("EndingSequenceNumber")),
-                  key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    return sorted(
+        (s for s in shards if not s["SequenceNumberRange"].get("EndingSequenceNumber")),
+        key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+    )
 
 
 def split_all(kinesis: Any, stream: str) -> None:
@@ -90,8 +92,9 @@ class Trail:
         self._thread = threading.Thread(target=self._feed, daemon=True)
 
     def put(self, record: dict, expect: tuple[str, str] | None = None) -> None:
-        self.kinesis.put_record(StreamName=self.stream, PartitionKey=uuid.uuid4().hex,
-                                Data=subscription_record([record], self.log_group))
+        self.kinesis.put_record(
+            StreamName=self.stream, PartitionKey=uuid.uuid4().hex, Data=subscription_record([record], self.log_group)
+        )
         with self._lock:
             self.records += 1
             if expect:
@@ -137,15 +140,18 @@ def leases(stack: Live, stage: str) -> dict[str, str]:
 def handoffs(stack: Live) -> list[str]:
     s3, bucket = stack.target.client("s3"), stack.outputs["StateBucketName"]
     prefix = stack.outputs["StatefulAppName"] + "/"
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
     return [k for k in keys if ".from/" in k]
 
 
 @pytest.mark.parametrize("mode", ["POLLING", "FANOUT"])
-def test_split_and_merge_both_streams_under_the_kcl(mode: str, tmp_path: Path,
-                                                    reliability_row: Callable[[Row], Row],
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_split_and_merge_both_streams_under_the_kcl(
+    mode: str, tmp_path: Path, reliability_row: Callable[[Row], Row], capsys: pytest.CaptureFixture
+) -> None:
     started = time.monotonic()
     with contextlib.ExitStack() as running:
         try:
@@ -160,15 +166,17 @@ def test_split_and_merge_both_streams_under_the_kcl(mode: str, tmp_path: Path,
             kinesis.create_stream(StreamName=stream, ShardCount=2)
             wait_active(kinesis, stream)
         config = config_file(tmp_path, GRACE)
-        stack = running.enter_context(stack_on(target, tmp_path, config, outputs=outputs,
-                                               settings={"retrievalMode": mode}))
+        stack = running.enter_context(
+            stack_on(target, tmp_path, config, outputs=outputs, settings={"retrievalMode": mode})
+        )
         figure = run_reshards(stack, mode, started, capsys, replay_with=config if mode == "POLLING" else None)
     reliability_row(figure)
     assert figure.ok, figure.figure
 
 
-def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureFixture,
-                 replay_with: Path | None = None) -> Row:
+def run_reshards(
+    stack: Live, mode: str, started: float, capsys: pytest.CaptureFixture, replay_with: Path | None = None
+) -> Row:
     kinesis = stack.target.client("kinesis")
     trail, keyed = stack.outputs["TrailStreamName"], stack.outputs["KeyedStreamName"]
     feed = Trail(stack)
@@ -204,8 +212,12 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
     ended = time.time()
 
     def complete() -> bool:
-        got = {(a.finding.rule_id, part) for rule, part in feed.expected for a in stack.about(part)
-               if a.finding.rule_id == rule}
+        got = {
+            (a.finding.rule_id, part)
+            for rule, part in feed.expected
+            for a in stack.about(part)
+            if a.finding.rule_id == rule
+        }
         return got >= feed.expected
 
     stack.wait_for(complete, 600)  # a parent whose shard-end checkpoint was refused is retried a lease later
@@ -213,8 +225,9 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
 
     ids = Counter(a.finding.id for a in stack.alerts)
     duplicated = sum(n - 1 for n in ids.values() if n > 1)
-    delivered = {(rule, part) for rule, part in feed.expected
-                 if any(a.finding.rule_id == rule for a in stack.about(part))}
+    delivered = {
+        (rule, part) for rule, part in feed.expected if any(a.finding.rule_id == rule for a in stack.about(part))
+    }
     missing = sorted(feed.expected - delivered)
     false_alerts = [iid for iid in tagged if stack.about(iid) and iid not in feed.late_tags]
     carried = [iid for iid in before if any(a.received > split_at for a in stack.about(iid))]
@@ -232,14 +245,23 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
         unended[stage] = [s for s in closed if held.get(s, "SHARD_END") != "SHARD_END"]
         unread[stage] = [s for s in opened if not held.get(s, "").isdigit()]
     handed = handoffs(stack)
-    ok = (not missing and not duplicated and not false_alerts and len(carried) == len(before)
-          and not any(unended.values()) and not any(unread.values()) and len(handed) >= closed_count["stateful"])
-    text = (f"{mode}: trail and keyed 2 -> 4 shards (split) -> 3 (merge) with records flowing; "
-            f"{closed_count['router']} + {closed_count['stateful']} parents done, {len(handed)} hand-offs; "
-            f"{len(carried)}/{len(before)} watches begun before the split fired after it; "
-            f"{len(tagged)} tagged instances (tags around the reshards, {len(feed.late_tags)} after the grace): "
-            f"{len(false_alerts)} false; {len(middle) + len(after)} launched after; "
-            f"split at +{split_at - began:.0f}s, merge at +{merged_at - began:.0f}s of the feed")
+    ok = (
+        not missing
+        and not duplicated
+        and not false_alerts
+        and len(carried) == len(before)
+        and not any(unended.values())
+        and not any(unread.values())
+        and len(handed) >= closed_count["stateful"]
+    )
+    text = (
+        f"{mode}: trail and keyed 2 -> 4 shards (split) -> 3 (merge) with records flowing; "
+        f"{closed_count['router']} + {closed_count['stateful']} parents done, {len(handed)} hand-offs; "
+        f"{len(carried)}/{len(before)} watches begun before the split fired after it; "
+        f"{len(tagged)} tagged instances (tags around the reshards, {len(feed.late_tags)} after the grace): "
+        f"{len(false_alerts)} false; {len(middle) + len(after)} launched after; "
+        f"split at +{split_at - began:.0f}s, merge at +{merged_at - began:.0f}s of the feed"
+    )
     with capsys.disabled():
         print(f"\n[kcl resharding] {text}; missing {missing[:5]}; unended {unended}; unread {unread}", flush=True)
     if replay_with is not None and ok:
@@ -249,12 +271,22 @@ def run_reshards(stack: Live, mode: str, started: float, capsys: pytest.CaptureF
         with capsys.disabled():
             print(f"[kcl resharding] {note}", flush=True)
     name = "kcl resharding" if mode == "POLLING" else "kcl fan-out resharding"
-    return Row(name, 1, feed.records, len(feed.expected), len(delivered), duplicated, ok=ok,
-               seconds=time.monotonic() - started, figure=text)
+    return Row(
+        name,
+        1,
+        feed.records,
+        len(feed.expected),
+        len(delivered),
+        duplicated,
+        ok=ok,
+        seconds=time.monotonic() - started,
+        figure=text,
+    )
 
 
-def replay_across(stack: Live, config: Path, start: float, end: float, feed: Trail,
-                  tagged: list[str]) -> tuple[bool, str]:
+def replay_across(
+    stack: Live, config: Path, start: float, end: float, feed: Trail, tagged: list[str]
+) -> tuple[bool, str]:
     """`trailwarden replay` of the fed range, which spans both reshards: the trail read from its parents into
     their children under a replay's own KCL applications. It must find what live found, with the same ids."""
     from consumers.replay import Replay
@@ -273,6 +305,8 @@ def replay_across(stack: Live, config: Path, start: float, end: float, feed: Tra
     missing = {(rule, part) for rule, part in expected if not any(part in p for r, p in parts if r == rule)}
     false = [iid for iid in tagged if iid not in feed.late_tags and any(iid in p for _, p in parts)]
     same = done and not missing and not false and ids == live_ids and not problems
-    return same, (f"replay of the range across both reshards: {'done' if done else 'NOT done'}, {len(ids)} findings "
-                  f"({len(ids & live_ids)} with live's ids, {len(ids - live_ids)} not live's, "
-                  f"{len(live_ids - ids)} of live's missing), {len(false)} false; leftovers {problems or 'none'}")
+    return same, (
+        f"replay of the range across both reshards: {'done' if done else 'NOT done'}, {len(ids)} findings "
+        f"({len(ids & live_ids)} with live's ids, {len(ids - live_ids)} not live's, "
+        f"{len(live_ids - ids)} of live's missing), {len(false)} false; leftovers {problems or 'none'}"
+    )

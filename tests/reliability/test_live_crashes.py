@@ -44,8 +44,14 @@ RUNS = int(os.environ.get("TRAILWARDEN_CRASH_RUNS", "20"))
 SEED = int(os.environ.get("TRAILWARDEN_CRASH_SEED", "7"))
 GRACE = 10  # seconds of the missing-tags grace period
 OUTAGE = GRACE + 6  # seconds a router victim stays down, at least: longer than the grace
-VICTIMS = ("router daemon", "router processor", "stateful daemon", "stateful processor", "router sigterm",
-           "stateful sigterm")
+VICTIMS = (
+    "router daemon",
+    "router processor",
+    "stateful daemon",
+    "stateful processor",
+    "router sigterm",
+    "stateful sigterm",
+)
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUNS * 240 + 300)]
@@ -101,8 +107,12 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
     groups = [f"sg-0c{index:02d}{n}{tag}" for n in range(4)]
     untagged, tagged = instance_id(), instance_id()
     now = time.time()
-    before = [run_instances(untagged, now), run_instances(tagged, now), open_sg(groups[0], now),
-              open_sg(groups[1], now + 0.1)]
+    before = [
+        run_instances(untagged, now),
+        run_instances(tagged, now),
+        open_sg(groups[0], now),
+        open_sg(groups[1], now + 0.1),
+    ]
     # The tags join a launch across the crash. A router victim stays down for OUTAGE, longer than the grace,
     # with them unread in the trail stream: stage 2 moves event time only as far as every router has read.
     after = [create_tags(tagged, now + 1), open_sg(groups[2], now + 2.1), open_sg(groups[3], now + 2.2)]
@@ -136,8 +146,7 @@ def one_run(stack: Live, index: int, rng: random.Random) -> Run:
 
 
 def found(stack: Live, run: Run) -> set[tuple[str, str]]:
-    return {(rule, part) for rule, part in run.expected
-            if any(a.finding.rule_id == rule for a in stack.about(part))}
+    return {(rule, part) for rule, part in run.expected if any(a.finding.rule_id == rule for a in stack.about(part))}
 
 
 def sweep(stack: Live) -> set[tuple[str, str]]:
@@ -149,8 +158,12 @@ def sweep(stack: Live) -> set[tuple[str, str]]:
     groups = [f"sg-0sweep{n}{tag}" for n in range(len(shards))]
     for shard, group in zip(shards, groups, strict=True):
         start = shard["HashKeyRange"]["StartingHashKey"]
-        kinesis.put_record(StreamName=stream, PartitionKey=group, ExplicitHashKey=start,
-                           Data=subscription_record([open_sg(group, now)], stack.outputs["TrailLogGroupName"]))
+        kinesis.put_record(
+            StreamName=stream,
+            PartitionKey=group,
+            ExplicitHashKey=start,
+            Data=subscription_record([open_sg(group, now)], stack.outputs["TrailLogGroupName"]),
+        )
     return {(SG_OPEN, g) for g in groups}
 
 
@@ -173,8 +186,11 @@ def test_crashes(stack: Live, reliability_row: Callable[[Row], Row], capsys: pyt
         run = one_run(stack, index, rng)
         runs.append(run)
         with capsys.disabled():
-            print(f"\n[crashes] run {index:2d}: {run.victim:18s} at +{run.delay:.1f}s: {run.restarted}; "
-                  f"{run.delivered}/{len(run.expected)} findings in {run.seconds:.0f}s", flush=True)
+            print(
+                f"\n[crashes] run {index:2d}: {run.victim:18s} at +{run.delay:.1f}s: {run.restarted}; "
+                f"{run.delivered}/{len(run.expected)} findings in {run.seconds:.0f}s",
+                flush=True,
+            )
     sweep = final_sweep(stack)
     stack.wait_for(lambda: False, 8)  # time for a late duplicate to show
 
@@ -183,26 +199,54 @@ def test_crashes(stack: Live, reliability_row: Callable[[Row], Row], capsys: pyt
     archived = Counter(f["id"] for f in stack.archived())
     expected = sum(len(r.expected) for r in runs)
     delivered = sum(len(found(stack, r)) for r in runs)  # by the end: a loaded machine restarts daemons slowly
-    missing = [(r.index, r.victim, sorted(r.expected - found(stack, r)))
-               for r in [*runs, sweep] if found(stack, r) != r.expected]
+    missing = [
+        (r.index, r.victim, sorted(r.expected - found(stack, r)))
+        for r in [*runs, sweep]
+        if found(stack, r) != r.expected
+    ]
     not_archived = sorted(set(ids) - set(archived))
     false_alerts = [r.index for r in runs if stack.about(r.tagged)]
     runs.append(sweep)
     unrestarted = [r.index for r in runs if r.index >= 0 and "processor" not in r.victim and not r.supervised]
-    late_state = [r.index for r in runs  # the untagged instance must be reported after the crash
-                  if r.untagged and any(a.received < r.crashed_at for a in stack.about(r.untagged))]
-    early = [r.index for r in runs  # nor, with a router down, before it is back: stage 2 waits for its progress
-             if r.resumed_at and any(a.enqueued < r.resumed_at for a in stack.about(r.untagged))]
+    late_state = [
+        r.index
+        for r in runs  # the untagged instance must be reported after the crash
+        if r.untagged and any(a.received < r.crashed_at for a in stack.about(r.untagged))
+    ]
+    early = [
+        r.index
+        for r in runs  # nor, with a router down, before it is back: stage 2 waits for its progress
+        if r.resumed_at and any(a.enqueued < r.resumed_at for a in stack.about(r.untagged))
+    ]
     kinds = Counter(r.victim for r in runs if r.index >= 0)
-    ok = not missing and not duplicated and not not_archived and not false_alerts and not late_state \
-        and not unrestarted and not early
-    row = reliability_row(Row(
-        "crashes", len(runs) - 1, sum(r.records for r in runs), expected, delivered, duplicated, ok=ok,
-        seconds=time.monotonic() - started,
-        figure=(f"seed {SEED}: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    ok = (
+        not missing
+        and not duplicated
+        and not not_archived
+        and not false_alerts
+        and not late_state
+        and not unrestarted
+        and not early
+    )
+    row = reliability_row(
+        Row(
+            "crashes",
+            len(runs) - 1,
+            sum(r.records for r in runs),
+            expected,
+            delivered,
+            duplicated,
+            ok=ok,
+            seconds=time.monotonic() - started,
+            figure=(
+                f"seed {SEED}: "
+                + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
                 + f"; {stack.restarts()} daemon restarts by the supervisor; {len(archived)} in Firehose; "
                 f"router outages of {OUTAGE}s+ with the tags unread against a {GRACE}s grace: "
-                f"{len(false_alerts)} false, {len(early)} early; longest run {max(r.seconds for r in runs):.0f}s")))
+                f"{len(false_alerts)} false, {len(early)} early; longest run {max(r.seconds for r in runs):.0f}s"
+            ),
+        )
+    )
     assert not missing, missing
     assert not duplicated, [i for i, n in ids.items() if n > 1]
     assert not not_archived, not_archived

@@ -60,9 +60,12 @@ def assign(stack: Live, app: str, shard: str, owner: str) -> None:
     ddb = stack.target.client("dynamodb")
     item = ddb.get_item(TableName=app, Key={"leaseKey": {"S": shard}}, ConsistentRead=True)["Item"]
     counter = int(item.get("leaseCounter", {}).get("N", "0")) + 1
-    ddb.update_item(TableName=app, Key={"leaseKey": {"S": shard}},
-                    UpdateExpression="SET leaseOwner = :o, leaseCounter = :c",
-                    ExpressionAttributeValues={":o": {"S": owner}, ":c": {"N": str(counter)}})
+    ddb.update_item(
+        TableName=app,
+        Key={"leaseKey": {"S": shard}},
+        UpdateExpression="SET leaseOwner = :o, leaseCounter = :c",
+        ExpressionAttributeValues={":o": {"S": owner}, ":c": {"N": str(counter)}},
+    )
 
 
 def wait_owned(stack: Live, app: str, worker: str, want: bool, forced_shard: str | None) -> str:
@@ -102,8 +105,9 @@ def instances_on(shard: str, shards: list[dict], n: int) -> list[str]:
     return out
 
 
-def test_lease_moves(stack: tuple[Live, Path], reliability_row: Callable[[Row], Row],
-                     capsys: pytest.CaptureFixture) -> None:
+def test_lease_moves(
+    stack: tuple[Live, Path], reliability_row: Callable[[Row], Row], capsys: pytest.CaptureFixture
+) -> None:
     stack, directory = stack
     started = time.monotonic()
     outputs = stack.outputs
@@ -128,12 +132,22 @@ def test_lease_moves(stack: tuple[Live, Path], reliability_row: Callable[[Row], 
     b_daemons = {}
     for stage in ("router", "stateful"):
         spec = stack.pipeline.spec(stage)
-        b_spec = launcher.AppSpec(spec.application, spec.stream, spec.processor, spec.initial_position,
-                                  f"{spec.application}-b", spec.empty_batches, spec.settings, spec.env)
+        b_spec = launcher.AppSpec(
+            spec.application,
+            spec.stream,
+            spec.processor,
+            spec.initial_position,
+            f"{spec.application}-b",
+            spec.empty_batches,
+            spec.settings,
+            spec.env,
+        )
         b_daemons[stage] = launcher.start(b_spec, stack.target, directory=directory / "worker-b")
     try:
-        joined = {app: wait_owned(stack, app, f"{app}-b", True, keyed[-1]["ShardId"] if app == stateful_app else None)
-                  for app in (router_app, stateful_app)}
+        joined = {
+            app: wait_owned(stack, app, f"{app}-b", True, keyed[-1]["ShardId"] if app == stateful_app else None)
+            for app in (router_app, stateful_app)
+        }
         b_keyed = sorted(s for s, o in owners(stack, stateful_app).items() if o == b_worker)
         stack.play([open_sg(g, time.time()) for g in groups[2:]])
         played += len(records) + 1 + 2
@@ -178,17 +192,38 @@ def test_lease_moves(stack: tuple[Live, Path], reliability_row: Callable[[Row], 
     back_on_a = [i for i in wave2_instances if fired_by.get(i) == a_worker]
     false_alerts = stack.about(tagged)
     with capsys.disabled():
-        print(f"\n[lease moves] B joined ({joined}), held keyed {b_keyed}; watches from A fired on B: "
-              f"{len(on_b)}/{len(to_b)}; B left ({left}); watches from B fired on A: {len(back_on_a)}/"
-              f"{len(wave2_instances)}; fired by: {dict(Counter(fired_by.values()))}", flush=True)
-    ok = (got == expected and not duplicated and not not_archived and not false_alerts and to_b
-          and len(on_b) == len(to_b) and len(back_on_a) == len(wave2_instances))
-    row = reliability_row(Row(
-        "lease moves", 2, played, len(expected), len(got), duplicated, ok=bool(ok),
-        seconds=time.monotonic() - started,
-        figure=(f"B joined ({'; '.join(sorted(set(joined.values())))}) and left by SIGTERM "
+        print(
+            f"\n[lease moves] B joined ({joined}), held keyed {b_keyed}; watches from A fired on B: "
+            f"{len(on_b)}/{len(to_b)}; B left ({left}); watches from B fired on A: {len(back_on_a)}/"
+            f"{len(wave2_instances)}; fired by: {dict(Counter(fired_by.values()))}",
+            flush=True,
+        )
+    ok = (
+        got == expected
+        and not duplicated
+        and not not_archived
+        and not false_alerts
+        and to_b
+        and len(on_b) == len(to_b)
+        and len(back_on_a) == len(wave2_instances)
+    )
+    row = reliability_row(
+        Row(
+            "lease moves",
+            2,
+            played,
+            len(expected),
+            len(got),
+            duplicated,
+            ok=bool(ok),
+            seconds=time.monotonic() - started,
+            figure=(
+                f"B joined ({'; '.join(sorted(set(joined.values())))}) and left by SIGTERM "
                 f"({'; '.join(sorted(set(left.values())))}); watches A->B {len(on_b)}/{len(to_b)}, "
-                f"B->A {len(back_on_a)}/{len(wave2_instances)}")))
+                f"B->A {len(back_on_a)}/{len(wave2_instances)}"
+            ),
+        )
+    )
     assert got == expected, sorted(expected - got)
     assert not duplicated, [i for i, n in ids.items() if n > 1]
     assert not not_archived, not_archived

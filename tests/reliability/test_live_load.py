@@ -135,23 +135,44 @@ def test_load(stack: Live, reliability_row: Callable[[Row], Row], capsys: pytest
     flat, growth = flatness(samples)
     median = statistics.median(lags.values()) if lags else 0.0
     with capsys.disabled():
-        print(f"\n[load] {put_events:,} events in {fed:.0f}s = {put_events / fed:.0f} events/s put (rate adjusted "
-              f"from {RATE:.0f} up to {control['peak_rate']:.0f}, last {control['rate']:.0f}); markers "
-              f"{len(lags)}/{len(sent)}, lag max {max_lag:.1f}s, median {median:.1f}s, "
-              f"last minute max {max(last_minute, default=0):.1f}s; backlog drained {drained:.0f}s after the feed "
-              "stopped", flush=True)
+        print(
+            f"\n[load] {put_events:,} events in {fed:.0f}s = {put_events / fed:.0f} events/s put (rate adjusted "
+            f"from {RATE:.0f} up to {control['peak_rate']:.0f}, last {control['rate']:.0f}); markers "
+            f"{len(lags)}/{len(sent)}, lag max {max_lag:.1f}s, median {median:.1f}s, "
+            f"last minute max {max(last_minute, default=0):.1f}s; backlog drained {drained:.0f}s after the feed "
+            "stopped",
+            flush=True,
+        )
         print("[load] peak RSS MB: " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(peaks.items())), flush=True)
-        print("[load] growth last fifth / second fifth: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(growth.items())), flush=True)
+        print(
+            "[load] growth last fifth / second fifth: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(growth.items())),
+            flush=True,
+        )
     ok = len(lags) == len(sent) and max_lag <= MAX_LAG and flat
-    figure = (f"{put_events / fed:.0f} events/s for {fed:.0f}s (peak rate {control['peak_rate']:.0f}); "
-              f"lag max {max_lag:.1f}s "
-              f"(last minute {max(last_minute, default=0):.1f}s); peak RSS MB "
-              + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(peaks.items()))
-              + ("; memory flat" if flat else "; memory GREW: " + ", ".join(
-                  f"{k} x{v:.2f}" for k, v in sorted(growth.items()) if v > GROWTH)))
-    row = reliability_row(Row("load", 1, put_events + len(sent), len(sent), len(lags), 0, ok=ok,
-                              seconds=time.monotonic() - started, figure=figure))
+    figure = (
+        f"{put_events / fed:.0f} events/s for {fed:.0f}s (peak rate {control['peak_rate']:.0f}); "
+        f"lag max {max_lag:.1f}s "
+        f"(last minute {max(last_minute, default=0):.1f}s); peak RSS MB "
+        + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(peaks.items()))
+        + (
+            "; memory flat"
+            if flat
+            else "; memory GREW: " + ", ".join(f"{k} x{v:.2f}" for k, v in sorted(growth.items()) if v > GROWTH)
+        )
+    )
+    row = reliability_row(
+        Row(
+            "load",
+            1,
+            put_events + len(sent),
+            len(sent),
+            len(lags),
+            0,
+            ok=ok,
+            seconds=time.monotonic() - started,
+            figure=figure,
+        )
+    )
     assert len(lags) == len(sent), f"{len(sent) - len(lags)} markers never alerted"
     assert max_lag <= MAX_LAG, max_lag
     assert flat, growth
@@ -187,7 +208,7 @@ def flatness(samples: list[tuple[float, dict[str, int]]]) -> tuple[bool, dict[st
     if len(samples) < 10:
         return True, {}
     n = len(samples)
-    second, last = samples[n // 5: 2 * n // 5], samples[4 * n // 5:]
+    second, last = samples[n // 5 : 2 * n // 5], samples[4 * n // 5 :]
     growth: dict[str, float] = {}
     flat = True
     for name in samples[0][1]:

@@ -69,22 +69,72 @@ def wrong_typed_events(t: float) -> list[dict]:
             source = "ec2.amazonaws.com" if source == "*" else source
             for name in names if isinstance(names, list | tuple) else ["AnyCall"]:
                 pairs.add((source, name))
-    top = {"userIdentity": ["x", 1], "sourceIPAddress": {"ip": 1}, "userAgent": 12, "requestParameters": ["a", 1],
-           "responseElements": "oops", "additionalEventData": 5, "errorCode": {"c": 1}, "errorMessage": [],
-           "recipientAccountId": 123456789012, "awsRegion": None, "eventType": 7, "readOnly": "yes",
-           "resources": {"a": 1}, "eventID": 3, "requestID": [], "serviceEventDetails": 3, "tlsDetails": "x"}
+    top = {
+        "userIdentity": ["x", 1],
+        "sourceIPAddress": {"ip": 1},
+        "userAgent": 12,
+        "requestParameters": ["a", 1],
+        "responseElements": "oops",
+        "additionalEventData": 5,
+        "errorCode": {"c": 1},
+        "errorMessage": [],
+        "recipientAccountId": 123456789012,
+        "awsRegion": None,
+        "eventType": 7,
+        "readOnly": "yes",
+        "resources": {"a": 1},
+        "eventID": 3,
+        "requestID": [],
+        "serviceEventDetails": 3,
+        "tlsDetails": "x",
+    }
     nested_values = [[1], "x", 7, {"k": None}, None, True, 1e308]
-    keys = ("groupId", "ipPermissions", "instancesSet", "tagSet", "resourcesSet", "policy", "policyDocument",
-            "bucketName", "userName", "roleName", "name", "trailName", "keyId", "items", "ConsoleLogin", "MFAUsed",
-            "type", "arn", "accountId", "principalId", "sessionContext", "attributes", "mfaAuthenticated",
-            "ipRanges", "cidrIp", "tagSpecificationSet", "bucketPolicy", "acl", "encryptionConfiguration")
+    keys = (
+        "groupId",
+        "ipPermissions",
+        "instancesSet",
+        "tagSet",
+        "resourcesSet",
+        "policy",
+        "policyDocument",
+        "bucketName",
+        "userName",
+        "roleName",
+        "name",
+        "trailName",
+        "keyId",
+        "items",
+        "ConsoleLogin",
+        "MFAUsed",
+        "type",
+        "arn",
+        "accountId",
+        "principalId",
+        "sessionContext",
+        "attributes",
+        "mfaAuthenticated",
+        "ipRanges",
+        "cidrIp",
+        "tagSpecificationSet",
+        "bucketPolicy",
+        "acl",
+        "encryptionConfiguration",
+    )
     out = []
     for i, (source, name) in enumerate(sorted(pairs)):
         base = {"eventVersion": "1.08", "eventSource": source, "eventName": name, "eventTime": iso_time(t)}
         out.append({**base, **top})
         nested = {k: nested_values[(i + j) % len(nested_values)] for j, k in enumerate(keys)}
-        out.append({**base, "eventID": str(uuid.uuid4()), "userIdentity": dict(nested), "requestParameters": nested,
-                    "responseElements": nested, "additionalEventData": nested})
+        out.append(
+            {
+                **base,
+                "eventID": str(uuid.uuid4()),
+                "userIdentity": dict(nested),
+                "requestParameters": nested,
+                "responseElements": nested,
+                "additionalEventData": nested,
+            }
+        )
     return out
 
 
@@ -97,18 +147,42 @@ def poison(rng: random.Random, t: float, log_group: str) -> list[Put]:
         Put("truncated gzip", good[: len(good) // 2], True),
         Put("gzip of non-JSON", gzip.compress(b"not json \x00\x01\x02 at all"), True),
         Put("JSON array, not an envelope", gzip.compress(b'[1, "two", null]'), True),
-        Put("logEvents not an array", gzip.compress(json.dumps({"messageType": "DATA_MESSAGE",
-                                                                "logEvents": {"a": 1}}).encode()), True),
-        Put("log event message not JSON", gzip.compress(json.dumps({"messageType": "DATA_MESSAGE", "logEvents": [
-            {"id": "1", "timestamp": 1, "message": "{not json"}]}).encode()), True),
-        Put("eventSource/eventTime of wrong types", subscription_record(
-            [{"eventSource": 5, "eventName": "RunInstances", "eventTime": iso_time(t)},
-             {"eventSource": "ec2.amazonaws.com", "eventName": ["RunInstances"], "eventTime": iso_time(t)},
-             {"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "eventTime": 1700000000}], log_group),
-            True),
+        Put(
+            "logEvents not an array",
+            gzip.compress(json.dumps({"messageType": "DATA_MESSAGE", "logEvents": {"a": 1}}).encode()),
+            True,
+        ),
+        Put(
+            "log event message not JSON",
+            gzip.compress(
+                json.dumps(
+                    {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 1, "message": "{not json"}]}
+                ).encode()
+            ),
+            True,
+        ),
+        Put(
+            "eventSource/eventTime of wrong types",
+            subscription_record(
+                [
+                    {"eventSource": 5, "eventName": "RunInstances", "eventTime": iso_time(t)},
+                    {"eventSource": "ec2.amazonaws.com", "eventName": ["RunInstances"], "eventTime": iso_time(t)},
+                    {"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "eventTime": 1700000000},
+                ],
+                log_group,
+            ),
+            True,
+        ),
         Put("deeply nested JSON (envelope)", gzip.compress(b"[" * 200_000 + b"]" * 200_000), True),
-        Put("deeply nested JSON (event)", gzip.compress(json.dumps({"messageType": "DATA_MESSAGE", "logEvents": [
-            {"id": "1", "timestamp": 1, "message": nested}]}).encode()), True),
+        Put(
+            "deeply nested JSON (event)",
+            gzip.compress(
+                json.dumps(
+                    {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 1, "message": nested}]}
+                ).encode()
+            ),
+            True,
+        ),
         Put("gzip bomb (200 MB of zeros)", _bomb(), True),
         Put("every rule-read field of the wrong type", subscription_record(wrong_typed_events(t), log_group), False),
     ]
@@ -136,8 +210,7 @@ def dead_letters(stack: Live) -> list[dict]:
     return out
 
 
-def test_poison_input_live(stack: Live, reliability_row: Callable[[Row], Row],
-                           capsys: pytest.CaptureFixture) -> None:
+def test_poison_input_live(stack: Live, reliability_row: Callable[[Row], Row], capsys: pytest.CaptureFixture) -> None:
     rng = random.Random(SEED)
     kinesis, stream = stack.target.client("kinesis"), stack.outputs["TrailStreamName"]
     group_log = stack.outputs["TrailLogGroupName"]
@@ -150,14 +223,18 @@ def test_poison_input_live(stack: Live, reliability_row: Callable[[Row], Row],
     for i, bad in enumerate(poison(rng, t, group_log)):
         group = f"sg-0p{i:02d}{tag}"
         expected.add((SG_OPEN, group))
-        puts.append(put(kinesis, stream, Put(f"good {group}", subscription_record([open_sg(group, t)], group_log),
-                                             False)))
+        puts.append(
+            put(kinesis, stream, Put(f"good {group}", subscription_record([open_sg(group, t)], group_log), False))
+        )
         puts.append(put(kinesis, stream, bad))
     # good records carrying hostile text: a 10,000-character user agent full of control characters, tag values
     # of the same, a 1 MB event
-    hostile = [open_sg(f"sg-0ua{tag}", t, userAgent=LONG),
-               run_instances(hostile_instance, t, userAgent=LONG, sourceIPAddress=HOSTILE),
-               run_instances(tagged_hostile, t), create_tags(tagged_hostile, t + 1, value=LONG)]
+    hostile = [
+        open_sg(f"sg-0ua{tag}", t, userAgent=LONG),
+        run_instances(hostile_instance, t, userAgent=LONG, sourceIPAddress=HOSTILE),
+        run_instances(tagged_hostile, t),
+        create_tags(tagged_hostile, t + 1, value=LONG),
+    ]
     expected |= {(SG_OPEN, f"sg-0ua{tag}"), (MISSING_TAGS, hostile_instance)}
     puts.append(put(kinesis, stream, Put("hostile text", subscription_record(hostile, group_log), False)))
     big = open_sg(f"sg-0big{tag}", t, userAgent=rng.randbytes(750_000).hex()[:1_000_000])
@@ -187,10 +264,16 @@ def test_poison_input_live(stack: Live, reliability_row: Callable[[Row], Row],
     for letter in letters:
         by_origin.setdefault(letter.get("origin", ""), []).append(letter)
     bad = [p for p in puts if p.bad]
-    undead = [p.name for p in bad if not any(d.get("reason") for d in by_origin.get(f"{stream}/{p.shard}/{p.sequence}",
-                                                                                    []))]
-    wrongly_dead = [p.name for p in puts if not p.bad and p.name != "every rule-read field of the wrong type"
-                    and by_origin.get(f"{stream}/{p.shard}/{p.sequence}")]
+    undead = [
+        p.name for p in bad if not any(d.get("reason") for d in by_origin.get(f"{stream}/{p.shard}/{p.sequence}", []))
+    ]
+    wrongly_dead = [
+        p.name
+        for p in puts
+        if not p.bad
+        and p.name != "every rule-read field of the wrong type"
+        and by_origin.get(f"{stream}/{p.shard}/{p.sequence}")
+    ]
     logs = "\n".join(d.log_file.read_text(errors="replace") for d in stack.pipeline.daemons.values())
     crashed = [w for w in ("Traceback", "engine failed", "rule error") if w in logs]
     got = arrived()
@@ -201,14 +284,32 @@ def test_poison_input_live(stack: Live, reliability_row: Callable[[Row], Row],
             reasons = sorted({d["reason"][:90] for d in by_origin.get(f"{stream}/{p.shard}/{p.sequence}", [])})
             print(f"\n[poison] {p.name:40s} {p.shard} -> {reasons}", end="")
         print(flush=True)
-    ok = (got == expected and not duplicated and not undead and not wrongly_dead and moved_on() and not crashed
-          and not false_alerts)
-    row = reliability_row(Row(
-        "poison input (live)", 1, len(puts), len(expected), len(got), duplicated, ok=ok,
-        seconds=time.monotonic() - started,
-        figure=(f"{len(bad)} bad records, {len(bad) - len(undead)} dead-lettered ({len(letters)} letters); "
+    ok = (
+        got == expected
+        and not duplicated
+        and not undead
+        and not wrongly_dead
+        and moved_on()
+        and not crashed
+        and not false_alerts
+    )
+    row = reliability_row(
+        Row(
+            "poison input (live)",
+            1,
+            len(puts),
+            len(expected),
+            len(got),
+            duplicated,
+            ok=ok,
+            seconds=time.monotonic() - started,
+            figure=(
+                f"{len(bad)} bad records, {len(bad) - len(undead)} dead-lettered ({len(letters)} letters); "
                 f"{len(puts) - len(bad)} good incl. 10,000-char control-character text and a 1 MB event; "
-                f"checkpoints past the last record: {moved_on()}")))
+                f"checkpoints past the last record: {moved_on()}"
+            ),
+        )
+    )
     assert got == expected, sorted(expected - got)
     assert not duplicated
     assert not undead, undead

@@ -39,8 +39,14 @@ OUTAGE = float(os.environ.get("TRAILWARDEN_OUTAGE_SECONDS", "10"))
 # (services down, how): each service alone (the publisher consults DynamoDB before SNS, SNS before Firehose, and
 # the router puts facts after the findings, so one service down at a time reaches each), then pairs and all.
 PHASES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("sns",), "throttle"), (("firehose",), "5xx"), (("dynamodb",), "throttle"), (("kinesis",), "entries"),
-    (("sns", "firehose"), "entries"), (("kinesis",), "throttle"), (SERVICES, "5xx"))
+    (("sns",), "throttle"),
+    (("firehose",), "5xx"),
+    (("dynamodb",), "throttle"),
+    (("kinesis",), "entries"),
+    (("sns", "firehose"), "entries"),
+    (("kinesis",), "throttle"),
+    (SERVICES, "5xx"),
+)
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(len(PHASES) * 150 + 300)]
@@ -98,8 +104,11 @@ def outage(stack: Live, proxy: FaultProxy, services: tuple[str, ...], mode: str,
         group, iid = f"sg-0o{n}{tag}", instance_id()
         records = [open_sg(group, t + n * 0.1), run_instances(iid, t + n * 0.1)]
         phase.expected |= {(SG_OPEN, group), (MISSING_TAGS, iid)}
-        response = kinesis.put_record(StreamName=stream, PartitionKey=uuid.uuid4().hex,
-                                      Data=subscription_record(records, stack.outputs["TrailLogGroupName"]))
+        response = kinesis.put_record(
+            StreamName=stream,
+            PartitionKey=uuid.uuid4().hex,
+            Data=subscription_record(records, stack.outputs["TrailLogGroupName"]),
+        )
         shard, seq = response["ShardId"], int(response["SequenceNumber"])
         phase.first.setdefault(shard, seq)
         phase.last[shard] = seq
@@ -122,8 +131,9 @@ def outage(stack: Live, proxy: FaultProxy, services: tuple[str, ...], mode: str,
     return phase
 
 
-def test_sink_outages(proxied: tuple[Live, FaultProxy], reliability_row: Callable[[Row], Row],
-                      capsys: pytest.CaptureFixture) -> None:
+def test_sink_outages(
+    proxied: tuple[Live, FaultProxy], reliability_row: Callable[[Row], Row], capsys: pytest.CaptureFixture
+) -> None:
     stack, proxy = proxied
     started = time.monotonic()
     warm = f"sg-0warm{uuid.uuid4().hex[:8]}"
@@ -136,10 +146,13 @@ def test_sink_outages(proxied: tuple[Live, FaultProxy], reliability_row: Callabl
         phase = outage(stack, proxy, services, mode, kinesis, stream)
         phases.append(phase)
         with capsys.disabled():
-            print(f"\n[sink outages] {'+'.join(services)} {mode}: {phase.faults} faults injected in {OUTAGE:.0f}s, "
-                  f"{phase.early} findings leaked early, checkpoint held {phase.held}x / passed {len(phase.passed)}x; "
-                  f"{len(found(stack, phase.expected))}/{len(phase.expected)} delivered {phase.drained:.1f}s after "
-                  f"recovery", flush=True)
+            print(
+                f"\n[sink outages] {'+'.join(services)} {mode}: {phase.faults} faults injected in {OUTAGE:.0f}s, "
+                f"{phase.early} findings leaked early, checkpoint held {phase.held}x / passed {len(phase.passed)}x; "
+                f"{len(found(stack, phase.expected))}/{len(phase.expected)} delivered {phase.drained:.1f}s after "
+                f"recovery",
+                flush=True,
+            )
 
     def moved_on() -> bool:
         marks = checkpoint_numbers(stack)
@@ -156,16 +169,34 @@ def test_sink_outages(proxied: tuple[Live, FaultProxy], reliability_row: Callabl
     faults = Counter()
     for (service, _operation, _mode), n in proxy.faults.items():
         faults[service] += n
-    ok = (delivered == expected and not duplicated and not not_archived and moved_on()
-          and not any(p.passed or p.early for p in phases) and all(faults[s] for s in SERVICES))
-    row = reliability_row(Row(
-        "sink outages", len(phases), sum(p.records for p in phases), expected, delivered, duplicated, ok=ok,
-        seconds=time.monotonic() - started,
-        figure=(f"{len(phases)} outages of {OUTAGE:.0f}s (throttling, 500/503, batch entries refused; each service "
+    ok = (
+        delivered == expected
+        and not duplicated
+        and not not_archived
+        and moved_on()
+        and not any(p.passed or p.early for p in phases)
+        and all(faults[s] for s in SERVICES)
+    )
+    row = reliability_row(
+        Row(
+            "sink outages",
+            len(phases),
+            sum(p.records for p in phases),
+            expected,
+            delivered,
+            duplicated,
+            ok=ok,
+            seconds=time.monotonic() - started,
+            figure=(
+                f"{len(phases)} outages of {OUTAGE:.0f}s (throttling, 500/503, batch entries refused; each service "
                 f"alone, SNS+Firehose, all): "
-                + ", ".join(f"{s} {faults[s]}" for s in SERVICES) + " faults; checkpoints held in "
+                + ", ".join(f"{s} {faults[s]}" for s in SERVICES)
+                + " faults; checkpoints held in "
                 f"{sum(p.held for p in phases)} readings, passed in {sum(len(p.passed) for p in phases)}; "
-                f"drained in at most {max(p.drained for p in phases):.0f}s")))
+                f"drained in at most {max(p.drained for p in phases):.0f}s"
+            ),
+        )
+    )
     assert delivered == expected, [sorted(p.expected - found(stack, p.expected)) for p in phases]
     assert not duplicated, [i for i, n in ids.items() if n > 1]
     assert not not_archived, not_archived

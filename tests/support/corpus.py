@@ -14,8 +14,10 @@ def stratus_files() -> list[Path]:
     """The 35 technique files of the Stratus Red Team corpus, sorted by name."""
     files = sorted(STRATUS.glob("*.json"))
     if not files:
-        raise FileNotFoundError(f"no Stratus Red Team corpus in {STRATUS}: it is part of the repository; "
-                                "restore it with `git checkout -- tests/fixtures`")
+        raise FileNotFoundError(
+            f"no Stratus Red Team corpus in {STRATUS}: it is part of the repository; "
+            "restore it with `git checkout -- tests/fixtures`"
+        )
     return files
 
 

@@ -31,9 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFIX = ROOT / "build" / "kinesis-local"
 PACKAGE = PREFIX / "node_modules" / "kinesis-local"
 # Operations that take time on AWS take a tenth of a second here (their defaults are half a second and more).
-DURATIONS = ("CREATE_STREAM_DURATION", "DELETE_STREAM_DURATION", "SPLIT_SHARD_DURATION", "MERGE_SHARDS_DURATION",
-             "UPDATE_SHARD_COUNT_DURATION", "REGISTER_STREAM_CONSUMER_DURATION",
-             "DEREGISTER_STREAM_CONSUMER_DURATION", "START_STREAM_ENCRYPTION_DURATION")
+DURATIONS = (
+    "CREATE_STREAM_DURATION",
+    "DELETE_STREAM_DURATION",
+    "SPLIT_SHARD_DURATION",
+    "MERGE_SHARDS_DURATION",
+    "UPDATE_SHARD_COUNT_DURATION",
+    "REGISTER_STREAM_CONSUMER_DURATION",
+    "DEREGISTER_STREAM_CONSUMER_DURATION",
+    "START_STREAM_ENCRYPTION_DURATION",
+)
 
 
 class Unavailable(RuntimeError):
@@ -55,8 +62,21 @@ def install() -> Path:
     if not npm or not node:
         raise Unavailable("kinesis-local needs Node.js 18+ and npm (e.g. apt-get install nodejs npm)")
     PREFIX.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([npm, "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", "--save-exact",
-                             f"kinesis-local@{VERSION}"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            npm,
+            "install",
+            "--prefix",
+            str(PREFIX),
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            f"kinesis-local@{VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0 or not installed():
         raise Unavailable(f"npm install kinesis-local@{VERSION} failed: {result.stderr.strip()[-800:]}")
     return PACKAGE
@@ -64,9 +84,14 @@ def install() -> Path:
 
 def healthy(url: str) -> bool:
     """The server answers a Kinesis call (ListStreams)."""
-    client = boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                          aws_secret_access_key="test",
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+    client = boto3.client(
+        "kinesis",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+    )
     try:
         client.list_streams()
     except (BotoCoreError, ClientError):
@@ -79,14 +104,26 @@ def kinesis_local(directory: Path, timeout: float = 60.0) -> Iterator[str]:
     """A kinesis-local server of its own: its endpoint URL; stopped (by pid) on exit."""
     package = install()
     port, tls_port = free_port(), free_port()
-    env = {**os.environ, "KINESIS_MOCK_PLAIN_PORT": str(port), "KINESIS_MOCK_TLS_PORT": str(tls_port),
-           "LOG_LEVEL": "WARN", "AWS_REGION": "us-east-1", **{name: "100ms" for name in DURATIONS}}
+    env = {
+        **os.environ,
+        "KINESIS_MOCK_PLAIN_PORT": str(port),
+        "KINESIS_MOCK_TLS_PORT": str(tls_port),
+        "LOG_LEVEL": "WARN",
+        "AWS_REGION": "us-east-1",
+        **{name: "100ms" for name in DURATIONS},
+    }
     log_file = directory / "kinesis-local.log"
     with open(log_file, "ab") as out:
         # it reads server.json (its TLS key pair) from the working directory
-        process = subprocess.Popen([shutil.which("node") or "node", "main.js"], cwd=package, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [shutil.which("node") or "node", "main.js"],
+            cwd=package,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

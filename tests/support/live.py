@@ -34,40 +34,81 @@ REQUIRED = ("Owner", "CostCenter", "Environment")
 
 
 def run_instances(iid: str, t: float, **fields: Any) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}, **fields})
+    return complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "RunInstances",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}},
+            **fields,
+        }
+    )
 
 
 def create_tags(iid: str, t: float, value: str = "x", **fields: Any) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"resourcesSet": {"items": [{"resourceId": iid}]},
-                              "tagSet": {"items": [{"key": k, "value": value} for k in REQUIRED]}},
-        "responseElements": {"_return": True}, **fields})
+    return complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "CreateTags",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {
+                "resourcesSet": {"items": [{"resourceId": iid}]},
+                "tagSet": {"items": [{"key": k, "value": value} for k in REQUIRED]},
+            },
+            "responseElements": {"_return": True},
+            **fields,
+        }
+    )
 
 
 def open_sg(group: str, t: float, **fields: Any) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": group, "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}, **fields})
+    return complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "AuthorizeSecurityGroupIngress",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {
+                "groupId": group,
+                "ipPermissions": {
+                    "items": [
+                        {
+                            "ipProtocol": "tcp",
+                            "fromPort": 22,
+                            "toPort": 22,
+                            "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]},
+                        }
+                    ]
+                },
+            },
+            "responseElements": {"_return": True},
+            **fields,
+        }
+    )
 
 
 def instance_id() -> str:
     return "i-" + uuid.uuid4().hex[:17]
 
 
-def subscription_record(records: list[dict], log_group: str = "/trailwarden/cloudtrail",
-                        log_stream: str = "000000000000_CloudTrail_us-east-1") -> bytes:
+def subscription_record(
+    records: list[dict],
+    log_group: str = "/trailwarden/cloudtrail",
+    log_stream: str = "000000000000_CloudTrail_us-east-1",
+) -> bytes:
     """CloudTrail records as one CloudWatch Logs subscription record (gzip DATA_MESSAGE), as Kinesis gets it."""
     now = int(time.time() * 1000)
-    doc = {"messageType": "DATA_MESSAGE", "owner": "000000000000", "logGroup": log_group, "logStream": log_stream,
-           "subscriptionFilters": ["trailwarden"],
-           "logEvents": [{"id": str(i), "timestamp": now, "message": json.dumps(r)} for i, r in enumerate(records)]}
+    doc = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "000000000000",
+        "logGroup": log_group,
+        "logStream": log_stream,
+        "subscriptionFilters": ["trailwarden"],
+        "logEvents": [{"id": str(i), "timestamp": now, "message": json.dumps(r)} for i, r in enumerate(records)],
+    }
     return gzip.compress(json.dumps(doc).encode())
 
 
@@ -142,24 +183,36 @@ def config_file(directory: Path, grace: float, extra: str = "") -> Path:
     """A configuration with short lateness and idle time and the missing-tags grace of `grace` seconds;
     missing-tags findings (low) are alerted, as [alerts] rules, since the tests watch the topic for them."""
     config = directory / "trailwarden.toml"
-    config.write_text(f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[alerts]\nrules = ["{MISSING_TAGS}"]\n'
-                      f'[rules.{MISSING_TAGS}]\ngrace = "{grace:g}s"\n{extra}')
+    config.write_text(
+        f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[alerts]\nrules = ["{MISSING_TAGS}"]\n'
+        f'[rules.{MISSING_TAGS}]\ngrace = "{grace:g}s"\n{extra}'
+    )
     return config
 
 
 @contextlib.contextmanager
-def stack_on(target: aws.Target, directory: Path, config: Path, env: Mapping[str, str] | None = None,
-             outputs: Mapping[str, str] | None = None, queue_name: str = "trailwarden-findings-watch",
-             settings: Mapping[str, str] | None = None) -> Iterator[Live]:
+def stack_on(
+    target: aws.Target,
+    directory: Path,
+    config: Path,
+    env: Mapping[str, str] | None = None,
+    outputs: Mapping[str, str] | None = None,
+    queue_name: str = "trailwarden-findings-watch",
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[Live]:
     """Provision `target`, subscribe a findings queue and start both daemons (`settings`: more KCL
     properties); stopped on exit."""
     from infra import provision
 
     resolved = dict(outputs or provision.provision(target))
     queue, _ = live.findings_queue(target, resolved["FindingsTopicArn"], name=queue_name)
-    pipeline = live.LivePipeline.start(target, resolved, directory / "kcl",
-                                       env={"TRAILWARDEN_CONFIG": str(config), "TRAILWARDEN_LOG_LEVEL": "INFO",
-                                            **(env or {})}, settings=settings)
+    pipeline = live.LivePipeline.start(
+        target,
+        resolved,
+        directory / "kcl",
+        env={"TRAILWARDEN_CONFIG": str(config), "TRAILWARDEN_LOG_LEVEL": "INFO", **(env or {})},
+        settings=settings,
+    )
     try:
         yield Live(target, resolved, pipeline, queue)
     finally:

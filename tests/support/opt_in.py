@@ -18,8 +18,9 @@ def asked_for(config: pytest.Config, folder: Path, marker: str) -> bool:
     return False
 
 
-def keep_apart(config: pytest.Config, items: list[pytest.Item], folder: Path, marker: str,
-               *also: pytest.MarkDecorator) -> None:
+def keep_apart(
+    config: pytest.Config, items: list[pytest.Item], folder: Path, marker: str, *also: pytest.MarkDecorator
+) -> None:
     """Mark the tests under `folder` with `marker` (and `also`), and deselect them unless asked for."""
     mine = [item for item in items if folder in Path(str(item.path)).resolve().parents]
     for item in mine:

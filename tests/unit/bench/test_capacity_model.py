@@ -7,9 +7,17 @@ import itertools
 
 from bench.capacity import RATES, Measured, corpus_events, plan, shards
 
-FIGURES = Measured(event_bytes=1_340, record_bytes=15_464, events_per_record=62, router_eps_per_core=16_000,
-                   facts_per_event=0.5, fact_bytes=600, stateful_fps_per_core=6_500, corpus_events=310,
-                   scenario_events=30_000)
+FIGURES = Measured(
+    event_bytes=1_340,
+    record_bytes=15_464,
+    events_per_record=62,
+    router_eps_per_core=16_000,
+    facts_per_event=0.5,
+    fact_bytes=600,
+    stateful_fps_per_core=6_500,
+    corpus_events=310,
+    scenario_events=30_000,
+)
 
 
 def test_the_corpus_gives_the_event_size() -> None:
@@ -19,8 +27,8 @@ def test_the_corpus_gives_the_event_size() -> None:
 
 def test_shards_follow_the_binding_kinesis_limit() -> None:
     assert shards(0, 0) == 1
-    assert shards(10e6, 100) == 15          # 10 MB/s in: 10 shards, with 1.5 headroom
-    assert shards(1e6, 20_000) == 30        # 20,000 records/s: 20 shards
+    assert shards(10e6, 100) == 15  # 10 MB/s in: 10 shards, with 1.5 headroom
+    assert shards(1e6, 20_000) == 30  # 20,000 records/s: 20 shards
     assert shards(3e6, 100, readers=2) == 5  # 3 MB/s read twice at 2 MB/s a shard: 3, with headroom 4.5
 
 

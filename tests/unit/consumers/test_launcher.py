@@ -86,7 +86,7 @@ def test_classpath_has_the_multilang_daemon():
 
 def fake_java(tmp_path: Path, version: str) -> Path:
     java = tmp_path / f"java-{version}"
-    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2024-01-01\' >&2\n')
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2024-01-01' >&2\n")
     java.chmod(0o755)
     return java
 
@@ -116,9 +116,17 @@ def test_wait_passes_sigterm_on_to_the_daemon_and_returns_its_status(tmp_path):
     import subprocess
     import threading
 
-    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
-                              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
-                              "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
+            "print('ready', flush=True)\ntime.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout is not None and child.stdout.readline() == "ready\n"
     pid_file = tmp_path / "app.pid"
     pid_file.write_text("{}")
@@ -138,8 +146,11 @@ def test_wait_passes_sigterm_on_to_the_daemon_and_returns_its_status(tmp_path):
 
 
 def test_lease_item_matches_what_the_kcl_writes():
-    shard = {"ShardId": "shardId-000000000001", "HashKeyRange": {"StartingHashKey": "5", "EndingHashKey": "9"},
-             "ParentShardId": "shardId-000000000000"}
+    shard = {
+        "ShardId": "shardId-000000000001",
+        "HashKeyRange": {"StartingHashKey": "5", "EndingHashKey": "9"},
+        "ParentShardId": "shardId-000000000000",
+    }
     item = leases.lease_item(shard, "w", "TRIM_HORIZON")
     assert item["leaseKey"] == {"S": "shardId-000000000001"} and item["leaseOwner"] == {"S": "w"}
     assert item["checkpoint"] == {"S": "TRIM_HORIZON"} and item["leaseCounter"] == {"N": "1"}
@@ -160,15 +171,22 @@ def test_seeding_keeps_checkpoints_and_clears_a_dead_leader(monkeypatch):
         ddb, kinesis = boto3.client("dynamodb", "us-east-1"), boto3.client("kinesis", "us-east-1")
         kinesis.create_stream(StreamName="s", ShardCount=3)
         assert leases.seed_leases(ddb, kinesis, "app", "s", "w1") == 3
-        ddb.update_item(TableName="app", Key={"leaseKey": {"S": "shardId-000000000000"}},
-                        UpdateExpression="SET checkpoint = :c", ExpressionAttributeValues={":c": {"S": "42"}})
+        ddb.update_item(
+            TableName="app",
+            Key={"leaseKey": {"S": "shardId-000000000000"}},
+            UpdateExpression="SET checkpoint = :c",
+            ExpressionAttributeValues={":c": {"S": "42"}},
+        )
         assert leases.seed_leases(ddb, kinesis, "app", "s", "w1") == 0
         item = ddb.get_item(TableName="app", Key={"leaseKey": {"S": "shardId-000000000000"}})["Item"]
         assert item["checkpoint"]["S"] == "42"
         assert leases.take_over_leases(ddb, "app", "w2") == 3
-        ddb.create_table(TableName="app-CoordinatorState", KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(
+            TableName="app-CoordinatorState",
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         ddb.put_item(TableName="app-CoordinatorState", Item={"key": {"S": "Leader"}, "ownerName": {"S": "w1"}})
         assert not leases.clear_leader_lock(ddb, "app", "w1")
         assert leases.clear_leader_lock(ddb, "app", "w2")

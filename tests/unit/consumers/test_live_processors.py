@@ -27,8 +27,12 @@ from pipeline.stateful.facts import Fact, key_hash
 
 EC2 = "ec2.amazonaws.com"
 T0 = 1_800_000_000.0
-CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2s"},
-                           "rules": {"ec2-instance-missing-required-tags": {"grace": "15s"}}})
+CONFIG = Config.from_dict(
+    {
+        "engine": {"allowed_lateness": "2s", "idle_after": "2s"},
+        "rules": {"ec2-instance-missing-required-tags": {"grace": "15s"}},
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,19 +41,41 @@ def no_sleep(monkeypatch):
 
 
 def run_instances(iid: str, t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
+    return complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "RunInstances",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}},
+        }
+    )
 
 
 def open_sg(t: float) -> dict:
-    return complete_record({
-        "eventSource": EC2, "eventName": "AuthorizeSecurityGroupIngress", "eventTime": iso_time(t),
-        "eventID": str(uuid.uuid4()),
-        "requestParameters": {"groupId": "sg-1", "ipPermissions": {"items": [{
-            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}},
-        "responseElements": {"_return": True}})
+    return complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "AuthorizeSecurityGroupIngress",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {
+                "groupId": "sg-1",
+                "ipPermissions": {
+                    "items": [
+                        {
+                            "ipProtocol": "tcp",
+                            "fromPort": 22,
+                            "toPort": 22,
+                            "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]},
+                        }
+                    ]
+                },
+            },
+            "responseElements": {"_return": True},
+        }
+    )
 
 
 class Checkpointer:
@@ -103,8 +129,13 @@ class DeadLetters:
 
 def router(log, sink_failures=0):
     sink = Sink(log, sink_failures)
-    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(Publisher([sink], MemoryDedupe())), Facts(log),
-                           DeadLetters(log), stream="trail")
+    proc = RouterProcessor(
+        RouterStage(bind_pack(CONFIG)),
+        Alerts(Publisher([sink], MemoryDedupe())),
+        Facts(log),
+        DeadLetters(log),
+        stream="trail",
+    )
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
     return proc, sink
 
@@ -147,8 +178,9 @@ def test_router_sends_the_digest_of_repeats_on_an_idle_batch_once_its_interval_p
     log: list = []
     sink, now = Sink(log), [1000.0]
     publisher = Publisher([sink], MemoryDedupe(), clock=lambda: now[0])
-    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(publisher), Facts(log), DeadLetters(log),
-                           stream="trail")
+    proc = RouterProcessor(
+        RouterStage(bind_pack(CONFIG)), Alerts(publisher), Facts(log), DeadLetters(log), stream="trail"
+    )
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
     for seq in (1, 2, 3):
         proc.process_records(batch([record(d, seq) for d in cwl_records([open_sg(T0)])], log))
@@ -178,15 +210,26 @@ def progress_record(read_to: float, seq: int):
 
 
 def start_fact(iid: str, t: float) -> Fact:
-    return Fact("ec2-instance-missing-required-tags", f"111122223333:us-east-1:{iid}", str(uuid.uuid4()), t,
-                "start", "", {"tags": {}}, "111122223333", "us-east-1", "arn:aws:iam::111122223333:user/a")
+    return Fact(
+        "ec2-instance-missing-required-tags",
+        f"111122223333:us-east-1:{iid}",
+        str(uuid.uuid4()),
+        t,
+        "start",
+        "",
+        {"tags": {}},
+        "111122223333",
+        "us-east-1",
+        "arn:aws:iam::111122223333:user/a",
+    )
 
 
 def stateful(log, store=None, clock=None):
     sink = Sink(log)
     store = store if store is not None else MemorySnapshotStore()
-    proc = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([sink], MemoryDedupe())), store,
-                             clock=clock or (lambda: T0))
+    proc = StatefulProcessor(
+        bind_pack(CONFIG).new_state, Alerts(Publisher([sink], MemoryDedupe())), store, clock=clock or (lambda: T0)
+    )
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return proc, sink, store
 
@@ -228,17 +271,26 @@ def test_shard_end_hands_each_child_its_keys():
     facts = [start_fact(f"i-{n}", T0) for n in range(40)]
     proc.process_records(batch([fact_record(f, i) for i, f in enumerate(facts)], log))
     half = 2**127
-    children = [{"ShardId": "shardId-000000000002", "ParentShardId": "shardId-000000000000",
-                 "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(half - 1)}},
-                {"ShardId": "shardId-000000000003", "ParentShardId": "shardId-000000000000",
-                 "HashKeyRange": {"StartingHashKey": str(half), "EndingHashKey": str(2**128 - 1)}}]
+    children = [
+        {
+            "ShardId": "shardId-000000000002",
+            "ParentShardId": "shardId-000000000000",
+            "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(half - 1)},
+        },
+        {
+            "ShardId": "shardId-000000000003",
+            "ParentShardId": "shardId-000000000000",
+            "HashKeyRange": {"StartingHashKey": str(half), "EndingHashKey": str(2**128 - 1)},
+        },
+    ]
     proc.kinesis = SimpleNamespace(list_shards=lambda **kw: {"Shards": children})
     proc.shard_ended(SimpleNamespace(checkpointer=Checkpointer(log)))
     assert log[-1] == ("checkpoint", None)
     low = {f.key for f in facts if key_hash(f.key) < half}
     for child, expected in (("shardId-000000000002", low), ("shardId-000000000003", {f.key for f in facts} - low)):
-        proc_child = StatefulProcessor(bind_pack(CONFIG).new_state, Alerts(Publisher([Sink([])])), store,
-                                       clock=lambda: T0)
+        proc_child = StatefulProcessor(
+            bind_pack(CONFIG).new_state, Alerts(Publisher([Sink([])])), store, clock=lambda: T0
+        )
         proc_child.initialize(SimpleNamespace(shard_id=child, sequence_number="TRIM_HORIZON"))
         keys = {k for states in proc_child.state.states.values() for k in states}
         keys |= {entry[6].key for entry in proc_child.state.pending}
@@ -266,8 +318,15 @@ def test_base64_helper_records_roundtrip():
     # the daemon's JSON carries base64; amazon_kclpy's Record decodes it
     from amazon_kclpy.messages import Record
 
-    r = Record({"data": base64.b64encode(b"abc").decode(), "sequenceNumber": "1", "subSequenceNumber": 0,
-                "partitionKey": "k", "approximateArrivalTimestamp": 0})
+    r = Record(
+        {
+            "data": base64.b64encode(b"abc").decode(),
+            "sequenceNumber": "1",
+            "subSequenceNumber": 0,
+            "partitionKey": "k",
+            "approximateArrivalTimestamp": 0,
+        }
+    )
     assert r.binary_data == b"abc"
 
 
@@ -302,8 +361,13 @@ def test_s3_snapshot_store_round_trip_and_handoffs(monkeypatch):
 def test_router_logs_rule_errors_and_keeps_going(caplog):
     from pipeline.rule import match
 
-    @match(id="test-broken-rule", title="Broken", severity="low", attack="T0000",
-           events={"ec2.amazonaws.com": ["AuthorizeSecurityGroupIngress"]})
+    @match(
+        id="test-broken-rule",
+        title="Broken",
+        severity="low",
+        attack="T0000",
+        events={"ec2.amazonaws.com": ["AuthorizeSecurityGroupIngress"]},
+    )
     def broken(e, p):
         """Raises on every event."""
         raise RuntimeError("boom")
@@ -312,8 +376,9 @@ def test_router_logs_rule_errors_and_keeps_going(caplog):
     sink = Sink(log)
     try:
         stage = RouterStage(bind_pack(CONFIG, rules=[broken, *builtin_rules()]))
-        proc = RouterProcessor(stage, Alerts(Publisher([sink], MemoryDedupe())), Facts(log), DeadLetters(log),
-                               stream="trail")
+        proc = RouterProcessor(
+            stage, Alerts(Publisher([sink], MemoryDedupe())), Facts(log), DeadLetters(log), stream="trail"
+        )
         proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
         with caplog.at_level("WARNING", logger="consumers.router"):
             proc.process_records(batch([record(d, 10) for d in cwl_records([open_sg(T0)])], log))

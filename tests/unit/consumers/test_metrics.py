@@ -27,10 +27,35 @@ from pipeline.scenario import build
 from pipeline.settings import Settings, SettingsError, environment
 from pipeline.stages import RouterStage, Stage
 
-UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
-         "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",
-         "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second", "Terabytes/Second", "Bits/Second",
-         "Kilobits/Second", "Megabits/Second", "Gigabits/Second", "Terabits/Second", "Count/Second", "None"}
+UNITS = {
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+}
 
 
 def validate(doc: dict) -> None:
@@ -131,26 +156,35 @@ def test_a_scenario_through_both_processors_gives_valid_lines_with_its_counts():
 
     router_out = io.StringIO()
     router_sink = Sink(failures=1)  # one failed delivery: a sink retry and its wait are counted
-    router = RouterProcessor(RouterStage(pack), Alerts(Publisher([router_sink], MemoryDedupe())), Facts(),
-                             DeadLetters(), metrics=StageMetrics("app-router", Stage.ROUTER, out=router_out,
-                                                                 interval=0))
+    router = RouterProcessor(
+        RouterStage(pack),
+        Alerts(Publisher([router_sink], MemoryDedupe())),
+        Facts(),
+        DeadLetters(),
+        metrics=StageMetrics("app-router", Stage.ROUTER, out=router_out, interval=0),
+    )
     router.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     records = [record(d, i) for i, d in enumerate([*data, *junk])]
     for start in range(0, len(records), 25):
-        router.process_records(batch(records[start:start + 25]))
+        router.process_records(batch(records[start : start + 25]))
     router.shutdown_requested(SimpleNamespace(checkpointer=Checkpointer()))
 
     now = [max(Event.from_record(e).time for e in scenario.events)]
     stateful_out = io.StringIO()
     stateful_sink = Sink()
-    stateful = StatefulProcessor(pack.new_state, Alerts(Publisher([stateful_sink], MemoryDedupe())),
-                                 MemorySnapshotStore(), clock=lambda: now[0],
-                                 metrics=StageMetrics("app-stateful", Stage.STATEFUL, out=stateful_out, interval=0,
-                                                      clock=lambda: now[0] + 1_000))
+    stateful = StatefulProcessor(
+        pack.new_state,
+        Alerts(Publisher([stateful_sink], MemoryDedupe())),
+        MemorySnapshotStore(),
+        clock=lambda: now[0],
+        metrics=StageMetrics(
+            "app-stateful", Stage.STATEFUL, out=stateful_out, interval=0, clock=lambda: now[0] + 1_000
+        ),
+    )
     stateful.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
     facts = router.facts.facts
     for start in range(0, len(facts), 50):
-        chunk = facts[start:start + 50]
+        chunk = facts[start : start + 50]
         stateful.process_records(batch([record(f.to_bytes(), start + i) for i, f in enumerate(chunk)]))
     now[0] += 100  # idle past idle_after, and the router says it read that far: event time follows the clock
     read_to = markers.Progress("shardId-000000000000", now[0])
@@ -167,8 +201,12 @@ def test_a_scenario_through_both_processors_gives_valid_lines_with_its_counts():
 
     detector = Detector(pack)
     match_rules = {br.rule.id for br in pack.match}
-    expected = {f.id: f for e in sorted((Event.from_record(r) for r in scenario.events), key=lambda e: e.time)
-                for f in detector.process(e) if f.rule_id in match_rules}
+    expected = {
+        f.id: f
+        for e in sorted((Event.from_record(r) for r in scenario.events), key=lambda e: e.time)
+        for f in detector.process(e)
+        if f.rule_id in match_rules
+    }
     assert total(routed, "FindingsOut") == len(expected) == len(router_sink.findings) > 0
     by_severity = Counter(f.severity for f in expected.values())
     for severity, count in by_severity.items():
@@ -179,8 +217,9 @@ def test_a_scenario_through_both_processors_gives_valid_lines_with_its_counts():
     assert {d["Stage"] for d in kept} == {"stateful"}
     assert total(kept, "RecordsIn") == len(facts)
     assert total(kept, "FindingsOut") == len(stateful_sink.findings) > 0
-    assert sum(total(kept, "FindingsOut", Severity=s) for s in {f.severity for f in stateful_sink.findings}) == \
-        len(stateful_sink.findings)
+    assert sum(total(kept, "FindingsOut", Severity=s) for s in {f.severity for f in stateful_sink.findings}) == len(
+        stateful_sink.findings
+    )
     lags = [d for d in kept if d.get("ShardId") == "shardId-000000000001"]
     assert lags and all(d["WatermarkLagSeconds"] >= 0 for d in lags)
     assert total(kept, "SnapshotBytes") > 0 and total(kept, "SnapshotMillis") > 0

@@ -40,18 +40,25 @@ EC2 = "ec2.amazonaws.com"
 T0 = 1_800_000_000.0
 MISSING_TAGS = "ec2-instance-missing-required-tags"
 SG_OPEN = "ec2-security-group-open-to-internet"
-CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2s"},
-                           "rules": {MISSING_TAGS: {"grace": "15s"}, SG_OPEN: {"enabled": False}}})
-OUTPUTS = {"TrailStreamName": "tw-trail", "KeyedStreamName": "tw-keyed", "RouterAppName": "tw-router",
-           "StatefulAppName": "tw-stateful", "StateBucketName": "b"}
+CONFIG = Config.from_dict(
+    {
+        "engine": {"allowed_lateness": "2s", "idle_after": "2s"},
+        "rules": {MISSING_TAGS: {"grace": "15s"}, SG_OPEN: {"enabled": False}},
+    }
+)
+OUTPUTS = {
+    "TrailStreamName": "tw-trail",
+    "KeyedStreamName": "tw-keyed",
+    "RouterAppName": "tw-router",
+    "StatefulAppName": "tw-stateful",
+    "StateBucketName": "b",
+}
 
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch):
     monkeypatch.setattr(kcl.time, "sleep", lambda s: None)
     monkeypatch.setattr(reports, "WRITE_EVERY", 0.0)  # every progress write goes to the file
-
-
 
 
 class Checkpointer:
@@ -123,8 +130,13 @@ def test_at_tip_by_millis_behind_latest_else_by_an_empty_read():
 
 def test_at_timestamp_is_given_as_initial_position_extended_in_whole_seconds():
     target = aws.emulator("http://127.0.0.1:4599")
-    spec = launcher.AppSpec("tw-router-replay-x", "trail", "consumers.router", initial_position="AT_TIMESTAMP",
-                            initial_timestamp=1_700_000_123.9)
+    spec = launcher.AppSpec(
+        "tw-router-replay-x",
+        "trail",
+        "consumers.router",
+        initial_position="AT_TIMESTAMP",
+        initial_timestamp=1_700_000_123.9,
+    )
     props = launcher.properties(spec, target)
     assert props["initialPositionInStreamExtended"] == "1700000123"
     assert "initialPositionInStream" not in props  # the daemon refuses AT_TIMESTAMP there
@@ -144,11 +156,15 @@ def test_lease_items_seeded_for_at_timestamp_carry_the_sentinel_checkpoint():
 def test_replay_specs_start_the_router_at_the_range_and_use_their_own_names(tmp_path):
     from consumers.replay import Replay
 
-    job = Replay(aws.emulator("http://127.0.0.1:4599"), OUTPUTS, T0, T0 + 60, rules=[SG_OPEN], run_id="r1",
-                 directory=tmp_path)
+    job = Replay(
+        aws.emulator("http://127.0.0.1:4599"), OUTPUTS, T0, T0 + 60, rules=[SG_OPEN], run_id="r1", directory=tmp_path
+    )
     stateful, router = job.specs()
-    assert (router.application, router.stream, router.initial_position) == ("tw-router-replay-r1", "tw-trail",
-                                                                             "AT_TIMESTAMP")
+    assert (router.application, router.stream, router.initial_position) == (
+        "tw-router-replay-r1",
+        "tw-trail",
+        "AT_TIMESTAMP",
+    )
     assert router.initial_timestamp == T0 and router.empty_batches
     # the live processors, made a replay's by their settings
     live_router, live_stateful = live.specs(OUTPUTS)
@@ -160,16 +176,22 @@ def test_replay_specs_start_the_router_at_the_range_and_use_their_own_names(tmp_
     assert resources["StatefulAppName"] == "tw-stateful-replay-r1"
     assert router.env["TRAILWARDEN_DEDUPE"] == "read-only" and router.env["TRAILWARDEN_SINKS"] == "firehose"
     assert router.env["TRAILWARDEN_REPLAY_RULES"] == SG_OPEN
-    alerting = Replay(aws.emulator("http://127.0.0.1:4599"), OUTPUTS, T0, T0 + 60, alert=True, run_id="r2",
-                      directory=tmp_path).specs()[1]
+    alerting = Replay(
+        aws.emulator("http://127.0.0.1:4599"), OUTPUTS, T0, T0 + 60, alert=True, run_id="r2", directory=tmp_path
+    ).specs()[1]
     assert alerting.env["TRAILWARDEN_DEDUPE"] == "table" and alerting.env["TRAILWARDEN_SINKS"] == "sns,firehose"
 
 
 def test_names_never_collide_with_the_live_ones():
     names = Names.for_run(OUTPUTS, "r9")
-    assert names.tables() == ["tw-router-replay-r9", "tw-router-replay-r9-CoordinatorState",
-                              "tw-router-replay-r9-WorkerMetricStats", "tw-stateful-replay-r9",
-                              "tw-stateful-replay-r9-CoordinatorState", "tw-stateful-replay-r9-WorkerMetricStats"]
+    assert names.tables() == [
+        "tw-router-replay-r9",
+        "tw-router-replay-r9-CoordinatorState",
+        "tw-router-replay-r9-WorkerMetricStats",
+        "tw-stateful-replay-r9",
+        "tw-stateful-replay-r9-CoordinatorState",
+        "tw-stateful-replay-r9-WorkerMetricStats",
+    ]
     live = {OUTPUTS["RouterAppName"], OUTPUTS["StatefulAppName"], OUTPUTS["KeyedStreamName"]}
     assert not live & {*names.tables(), names.keyed_stream}
 
@@ -181,16 +203,25 @@ def router(tmp_path: Path, start: float, end: float, dedupe=None, only=None):
     """The router processor as a replay wires it: the arrival range, findings to the run's file, a progress file."""
     sink = Sink()
     findings = ReplayedFindings(Publisher([sink], dedupe), tmp_path)
-    processor = RouterProcessor(RouterStage(bind_pack(CONFIG, only)), findings, Facts(), DeadLetters(),
-                                intake=ArrivalRange(start, end), report=ProgressFile(tmp_path))
+    processor = RouterProcessor(
+        RouterStage(bind_pack(CONFIG, only)),
+        findings,
+        Facts(),
+        DeadLetters(),
+        intake=ArrivalRange(start, end),
+        report=ProgressFile(tmp_path),
+    )
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="AT_TIMESTAMP"))
     return processor, sink
 
 
 def test_router_takes_the_range_only_marks_findings_replayed_and_reports_progress(tmp_path):
     processor, sink = router(tmp_path, T0, T0 + 10, only=[SG_OPEN])  # disabled in the config: --rules enables it
-    records = [trail_record([open_sg("sg-before", T0)], 1, T0 - 0.5), trail_record([open_sg("sg-in", T0)], 2, T0 + 1),
-               trail_record([open_sg("sg-after", T0)], 3, T0 + 11)]
+    records = [
+        trail_record([open_sg("sg-before", T0)], 1, T0 - 0.5),
+        trail_record([open_sg("sg-in", T0)], 2, T0 + 1),
+        trail_record([open_sg("sg-after", T0)], 3, T0 + 11),
+    ]
     processor.process_records(batch(records[:2], behind=5000))
     progress = Progress.read(tmp_path / "progress" / "router-shardId-000000000001.json")
     assert progress is not None and not progress.done and progress.records == 1 and progress.events == 1
@@ -209,8 +240,10 @@ def test_router_takes_the_range_only_marks_findings_replayed_and_reports_progres
 def test_router_is_done_at_the_tip_of_its_shard(tmp_path):
     processor, _ = router(tmp_path, T0, T0 + 3600)
     processor.process_records(batch([trail_record([open_sg("sg-1", T0)], 1, T0 + 1)], behind=0))
-    assert Progress.read(tmp_path / "progress" / "router-shardId-000000000001.json").reason == \
-        "reached the tip of the shard"
+    assert (
+        Progress.read(tmp_path / "progress" / "router-shardId-000000000001.json").reason
+        == "reached the tip of the shard"
+    )
     empty, _ = router(tmp_path / "empty", T0, T0 + 3600)
     empty.process_records(batch([], behind=None))  # an empty read without MillisBehindLatest
     assert Progress.read(tmp_path / "empty" / "progress" / "router-shardId-000000000001.json").done
@@ -221,8 +254,10 @@ def test_findings_already_alerted_are_printed_but_not_published_and_without_aler
     probe, _ = router(tmp_path / "probe", T0, T0 + 10, only=[SG_OPEN])
     records = [trail_record([open_sg("sg-a", T0), open_sg("sg-b", T0)], 1, T0 + 1)]
     probe.process_records(batch(records, behind=0))
-    alerted_live = [json.loads(x)["id"] for x in
-                    (tmp_path / "probe" / "findings" / "router-shardId-000000000001.jsonl").read_text().splitlines()]
+    alerted_live = [
+        json.loads(x)["id"]
+        for x in (tmp_path / "probe" / "findings" / "router-shardId-000000000001.jsonl").read_text().splitlines()
+    ]
     table.mark(alerted_live[:1])
     processor, sink = router(tmp_path / "run", T0, T0 + 10, dedupe=ReadOnlyDedupe(table), only=[SG_OPEN])
     processor.process_records(batch(records, behind=0))
@@ -237,9 +272,14 @@ def test_findings_already_alerted_are_printed_but_not_published_and_without_aler
 def stateful(tmp_path: Path, run_id: str = "r1"):
     """The stateful processor as a replay wires it: event time moved by the run's markers only."""
     sink = Sink()
-    processor = StatefulProcessor(bind_pack(CONFIG).new_state, ReplayedFindings(Publisher([sink]), tmp_path),
-                                  MemorySnapshotStore(), watermark=ReplayMarkers(run_id), report=ProgressFile(tmp_path),
-                                  clock=lambda: T0 + 10_000)
+    processor = StatefulProcessor(
+        bind_pack(CONFIG).new_state,
+        ReplayedFindings(Publisher([sink]), tmp_path),
+        MemorySnapshotStore(),
+        watermark=ReplayMarkers(run_id),
+        report=ProgressFile(tmp_path),
+        clock=lambda: T0 + 10_000,
+    )
     processor.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="TRIM_HORIZON"))
     return processor, sink
 
@@ -287,11 +327,23 @@ def test_a_fact_from_a_router_shard_behind_the_others_is_not_judged_late(tmp_pat
     tagged, untagged = "i-0ddddddddddddddd1", "i-0ddddddddddddddd2"
     ahead = facts_of([run_instances("i-0eeeeeeeeeeeeeeee", T0 + 3600)])  # from a router shard far ahead
     launched = facts_of([run_instances(tagged, T0), run_instances(untagged, T0)])
-    tags = facts_of([complete_record({
-        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(T0 + 5), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"resourcesSet": {"items": [{"resourceId": tagged}]}, "tagSet": {"items": [
-            {"key": k, "value": "x"} for k in ("Owner", "CostCenter", "Environment")]}},
-        "responseElements": {"_return": True}})])
+    tags = facts_of(
+        [
+            complete_record(
+                {
+                    "eventSource": EC2,
+                    "eventName": "CreateTags",
+                    "eventTime": iso_time(T0 + 5),
+                    "eventID": str(uuid.uuid4()),
+                    "requestParameters": {
+                        "resourcesSet": {"items": [{"resourceId": tagged}]},
+                        "tagSet": {"items": [{"key": k, "value": "x"} for k in ("Owner", "CostCenter", "Environment")]},
+                    },
+                    "responseElements": {"_return": True},
+                }
+            )
+        ]
+    )
     seq = iter(range(1, 100))
     processor.process_records(batch([kinesis_record(d, next(seq), None) for d in launched + ahead]))
     processor.process_records(batch([kinesis_record(markers.encode("r1", Kind.WATERMARK, T0 + 3), next(seq), None)]))
@@ -350,8 +402,9 @@ def test_progress_files_and_status(tmp_path):
 
 def test_progress_line_shows_how_far_each_shard_is_behind_the_end():
     status = Status(T0 + 600, ["shardId-000000000000", "shardId-000000000001"])
-    status.router = {"shardId-000000000000": Progress(Stage.ROUTER, "shardId-000000000000", events=1200,
-                                                      last_arrival=T0 + 400)}
+    status.router = {
+        "shardId-000000000000": Progress(Stage.ROUTER, "shardId-000000000000", events=1200, last_arrival=T0 + 400)
+    }
     line = progress_line(status, 12, 0)
     assert "#0 3m20s behind --to" in line and "#1 starting" in line and "1,200 events" in line
 
@@ -362,9 +415,23 @@ def test_findings_tail_reads_complete_lines_once(tmp_path):
     tail = FindingsTail(tmp_path)
     path = tmp_path / "findings" / "router-s0.jsonl"
     path.parent.mkdir(parents=True)
-    finding = Finding(id="abc", rule_id="r", title="t", severity="low", attack=(), account="1", region="r",
-                      principal="p", source_ip="", user_agent="", resources=("x",), event_ids=("e",), event_time=T0,
-                      dedup_key="k", window=0)
+    finding = Finding(
+        id="abc",
+        rule_id="r",
+        title="t",
+        severity="low",
+        attack=(),
+        account="1",
+        region="r",
+        principal="p",
+        source_ip="",
+        user_agent="",
+        resources=("x",),
+        event_ids=("e",),
+        event_time=T0,
+        dedup_key="k",
+        window=0,
+    )
     line = finding.to_json() + b"\n"
     path.write_bytes(line + line[:10])
     assert [f.id for f in tail.read()] == ["abc"]

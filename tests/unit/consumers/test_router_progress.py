@@ -25,15 +25,19 @@ T0 = 1_790_000_000.0  # in the past: the router stamps wall-clock times
 EC2 = "ec2.amazonaws.com"
 RULE = "ec2-instance-missing-required-tags"
 GRACE = 15.0
-CONFIG = Config.from_dict({"engine": {"allowed_lateness": "2s", "idle_after": "2s"},
-                           "rules": {RULE: {"grace": f"{GRACE:g}s"}}})
+CONFIG = Config.from_dict(
+    {"engine": {"allowed_lateness": "2s", "idle_after": "2s"}, "rules": {RULE: {"grace": f"{GRACE:g}s"}}}
+)
 HALF = 2**127
 
 
 def shard(sid: str, *parents: str, closed: bool = False, start: int = 0, end: int = 2**128 - 1) -> dict:
     sequences = {"StartingSequenceNumber": "1", **({"EndingSequenceNumber": "9"} if closed else {})}
-    entry = {"ShardId": sid, "HashKeyRange": {"StartingHashKey": str(start), "EndingHashKey": str(end)},
-             "SequenceNumberRange": sequences}
+    entry = {
+        "ShardId": sid,
+        "HashKeyRange": {"StartingHashKey": str(start), "EndingHashKey": str(end)},
+        "SequenceNumberRange": sequences,
+    }
     if parents:
         entry["ParentShardId"] = parents[0]
     if len(parents) > 1:
@@ -88,8 +92,9 @@ def test_a_closed_parent_counts_until_a_child_reports_and_an_unreported_child_ho
     f.report(progress("c2", T0 + 18))
     assert f.read_to() == T0 + 18
     # merged back: m's parents drop out once m reports
-    f.listed([shard("p", closed=True), shard("c1", "p", closed=True), shard("c2", "p", closed=True),
-              shard("m", "c1", "c2")])
+    f.listed(
+        [shard("p", closed=True), shard("c1", "p", closed=True), shard("c2", "p", closed=True), shard("m", "c1", "c2")]
+    )
     assert f.read_to() is None
     f.report(progress("m", T0 + 30))
     assert f.live() == ["m"] and f.read_to() == T0 + 30
@@ -132,20 +137,34 @@ def facts_of(record: dict) -> list[Fact]:
 
 def start_fact(iid: str, t: float) -> Fact:
     """The fact stage 1 makes of an untagged launch."""
-    [fact] = facts_of({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}})
+    [fact] = facts_of(
+        {
+            "eventSource": EC2,
+            "eventName": "RunInstances",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}},
+        }
+    )
     return fact
 
 
 def tags_fact(iid: str, t: float) -> Fact:
     """The fact stage 1 makes of the CreateTags that adds every required tag."""
-    [fact] = facts_of({
-        "eventSource": EC2, "eventName": "CreateTags", "eventTime": iso_time(t), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"resourcesSet": {"items": [{"resourceId": iid}]}, "tagSet": {"items": [
-            {"key": k, "value": "x"} for k in ("Owner", "CostCenter", "Environment")]}},
-        "responseElements": {"_return": True}})
+    [fact] = facts_of(
+        {
+            "eventSource": EC2,
+            "eventName": "CreateTags",
+            "eventTime": iso_time(t),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {
+                "resourcesSet": {"items": [{"resourceId": iid}]},
+                "tagSet": {"items": [{"key": k, "value": "x"} for k in ("Owner", "CostCenter", "Environment")]},
+            },
+            "responseElements": {"_return": True},
+        }
+    )
     return fact
 
 
@@ -210,8 +229,11 @@ def test_a_router_shard_behind_in_event_time_holds_the_watermark_so_its_facts_ar
     s = Shard2([shard("a"), shard("b")])
     s.batch(w, [start_fact("i-4", T0)], [progress("a", w + 1, w + 1, T0), progress("b", w + 1)])
     # a reads records that arrived until w+3 with event times up to an hour later; b has read until w+1.5
-    s.batch(w + 3, [start_fact("i-5", T0 + 3600)], [progress("a", w + 3, w + 3, T0 + 3600),
-                                                    progress("b", w + 1.5, w + 1.5, T0 + 2)])
+    s.batch(
+        w + 3,
+        [start_fact("i-5", T0 + 3600)],
+        [progress("a", w + 3, w + 3, T0 + 3600), progress("b", w + 1.5, w + 1.5, T0 + 2)],
+    )
     assert s.state.watermark < T0 + GRACE
     s.batch(w + 4, [tags_fact("i-4", T0 + 5)], [progress("b", w + 4, w + 3.5, T0 + 5)])
     assert s.state.stats.late == 0 and s.found == []
@@ -277,8 +299,12 @@ class FakeKinesis:
 
 def test_a_marker_goes_to_every_open_keyed_shard_and_a_stale_list_is_refreshed():
     two = [shard("k0", end=HALF - 1), shard("k1", start=HALF)]
-    split = [shard("k0", closed=True, end=HALF - 1), shard("k1", start=HALF),
-             shard("k2", "k0", end=HALF // 2 - 1), shard("k3", "k0", start=HALF // 2, end=HALF - 1)]
+    split = [
+        shard("k0", closed=True, end=HALF - 1),
+        shard("k1", start=HALF),
+        shard("k2", "k0", end=HALF // 2 - 1),
+        shard("k3", "k0", start=HALF // 2, end=HALF - 1),
+    ]
     client = FakeKinesis([two, split], [["k0", "k1"], ["k2", "k1"], ["k1", "k2", "k3"]])
     writer = KinesisWriter(client, "keyed")
     writer.put_on_each_shard(b"m1", "progress-a")
@@ -343,17 +369,31 @@ def test_the_router_marks_after_its_facts():
             log.append(("marker", markers.read_progress(data)))
 
     out = Out()
-    proc = RouterProcessor(RouterStage(bind_pack(CONFIG)), Alerts(Publisher([out], MemoryDedupe())), out, out,
-                           report=KeyedProgress(out))
+    proc = RouterProcessor(
+        RouterStage(bind_pack(CONFIG)), Alerts(Publisher([out], MemoryDedupe())), out, out, report=KeyedProgress(out)
+    )
     proc.initialize(SimpleNamespace(shard_id="shardId-000000000001", sequence_number="TRIM_HORIZON"))
-    launch = complete_record({
-        "eventSource": EC2, "eventName": "RunInstances", "eventTime": iso_time(T0), "eventID": str(uuid.uuid4()),
-        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-        "responseElements": {"instancesSet": {"items": [{"instanceId": "i-0000000000000008"}]}}})
-    records = [SimpleNamespace(binary_data=d, sequence_number=str(10 + i), sub_sequence_number=0,
-                               timestamp_millis=int(T0 * 1000)) for i, d in enumerate(cwl_records([launch]))]
-    proc.process_records(SimpleNamespace(records=records, checkpointer=SimpleNamespace(checkpoint=lambda *a: None),
-                                         millis_behind_latest=0))
+    launch = complete_record(
+        {
+            "eventSource": EC2,
+            "eventName": "RunInstances",
+            "eventTime": iso_time(T0),
+            "eventID": str(uuid.uuid4()),
+            "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": "i-0000000000000008"}]}},
+        }
+    )
+    records = [
+        SimpleNamespace(
+            binary_data=d, sequence_number=str(10 + i), sub_sequence_number=0, timestamp_millis=int(T0 * 1000)
+        )
+        for i, d in enumerate(cwl_records([launch]))
+    ]
+    proc.process_records(
+        SimpleNamespace(
+            records=records, checkpointer=SimpleNamespace(checkpoint=lambda *a: None), millis_behind_latest=0
+        )
+    )
     kinds = [entry[0] for entry in log]
     assert kinds.index("facts") < kinds.index("marker")
     mark = log[kinds.index("marker")][1]

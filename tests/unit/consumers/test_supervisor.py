@@ -30,8 +30,7 @@ class Pipeline:
 
     def new(self, stage: Stage) -> Daemon:
         process = Process()
-        return Daemon(next(self.pids), f"app-{stage}", Path("p"), Path(f"{stage}.log"), None,
-                      process, started=self.now)  # type: ignore[arg-type]
+        return Daemon(next(self.pids), f"app-{stage}", Path("p"), Path(f"{stage}.log"), None, process, started=self.now)  # type: ignore[arg-type]
 
     def restart(self, stage: Stage) -> Daemon:
         self.daemons[stage] = self.new(stage)

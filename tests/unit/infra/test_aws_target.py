@@ -20,7 +20,11 @@ def test_aws_endpoint_url_and_localstack_host_pick_another_endpoint() -> None:
     env = {"AWS_ENDPOINT_URL": "http://localstack:4566/", "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AK"}
     target = aws.resolve(env=env)
     assert (target.kind, target.endpoint_url, target.region, target.access_key) == (
-        "endpoint", "http://localstack:4566", "eu-west-1", "AK")
+        "endpoint",
+        "http://localstack:4566",
+        "eu-west-1",
+        "AK",
+    )
     # Through localstack-client: host:port, and the edge port when only a host is given.
     assert aws.resolve(env={"LOCALSTACK_HOST": "ls.internal:4599"}).endpoint_url == "http://ls.internal:4599"
     assert aws.resolve(env={"LOCALSTACK_HOST": "ls.internal"}).endpoint_url == "http://ls.internal:4566"
@@ -28,7 +32,8 @@ def test_aws_endpoint_url_and_localstack_host_pick_another_endpoint() -> None:
 
 
 def test_without_the_local_extra_aws_endpoint_url_still_works_and_localstack_host_says_what_to_install(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "localstack_client", None)  # as if `trailwarden[local]` were not installed
@@ -78,8 +83,10 @@ def test_real_aws_clients_ignore_a_configured_endpoint(monkeypatch: pytest.Monke
 def test_per_service_endpoints_reach_clients_children_and_the_kcl() -> None:
     from consumers import launcher
 
-    env = {"TRAILWARDEN_TARGET": "http://127.0.0.1:4599",
-           "TRAILWARDEN_ENDPOINTS": "DynamoDB=http://127.0.0.1:4600/,kinesis=http://127.0.0.1:4601"}
+    env = {
+        "TRAILWARDEN_TARGET": "http://127.0.0.1:4599",
+        "TRAILWARDEN_ENDPOINTS": "DynamoDB=http://127.0.0.1:4600/,kinesis=http://127.0.0.1:4601",
+    }
     target = aws.resolve(env=env)
     assert target.url_for("dynamodb") == "http://127.0.0.1:4600"
     assert target.url_for("kinesis") == "http://127.0.0.1:4601"

@@ -18,24 +18,47 @@ from tests.reliability import iam
 
 # Who needs each statement of the consumer role: "code" (our Python), "kcl", "kcl-fanout" or "kms".
 CONSUMER_STATEMENTS: dict[str, set[str]] = {
-    "ReadStreams": {"kcl", "code"}, "RouteKeyedFacts": {"code"}, "EnhancedFanOut": {"kcl-fanout"},
-    "KclLeaseTables": {"kcl"}, "DedupeTable": {"code"}, "StateSnapshots": {"code"}, "ListStateSnapshots": {"code"},
-    "PublishAlerts": {"code"}, "ArchiveFindings": {"code"}, "ReadStackOutputs": {"code"}, "Metrics": {"kcl"},
+    "ReadStreams": {"kcl", "code"},
+    "RouteKeyedFacts": {"code"},
+    "EnhancedFanOut": {"kcl-fanout"},
+    "KclLeaseTables": {"kcl"},
+    "DedupeTable": {"code"},
+    "StateSnapshots": {"code"},
+    "ListStateSnapshots": {"code"},
+    "PublishAlerts": {"code"},
+    "ArchiveFindings": {"code"},
+    "ReadStackOutputs": {"code"},
+    "Metrics": {"kcl"},
     "StreamAndSinkKey": {"kms"},
 }
 # The same for the operator policy (replay starts its KCL daemons under the operator's credentials).
 OPERATOR_STATEMENTS: dict[str, set[str]] = {
-    "ReadStackOutputs": {"code"}, "ReadTrailStream": {"kcl", "code"}, "ReadLiveKeyedStream": {"code"},
-    "ReplayKeyedStream": {"kcl", "code"}, "ReplayKclTables": {"kcl", "code"}, "DedupeTable": {"code"},
-    "ReplaySnapshots": {"code"}, "ListReplaySnapshots": {"code"}, "ReplayDeadLetters": {"code"},
-    "ReadTrailArchive": {"code"}, "ListTrailArchive": {"code"}, "PublishAlerts": {"code"},
-    "ArchiveFindings": {"code"}, "Metrics": {"kcl"}, "StreamArchiveAndSinkKey": {"kms"},
+    "ReadStackOutputs": {"code"},
+    "ReadTrailStream": {"kcl", "code"},
+    "ReadLiveKeyedStream": {"code"},
+    "ReplayKeyedStream": {"kcl", "code"},
+    "ReplayKclTables": {"kcl", "code"},
+    "DedupeTable": {"code"},
+    "ReplaySnapshots": {"code"},
+    "ListReplaySnapshots": {"code"},
+    "ReplayDeadLetters": {"code"},
+    "ReadTrailArchive": {"code"},
+    "ListTrailArchive": {"code"},
+    "PublishAlerts": {"code"},
+    "ArchiveFindings": {"code"},
+    "Metrics": {"kcl"},
+    "StreamArchiveAndSinkKey": {"kms"},
 }
 # The only writes the operator may make to what is not a replay's own (named "-replay-"): the findings sinks,
 # metrics, and the use (not the change) of the customer managed key.
-OPERATOR_LIVE_WRITES = {("DedupeTable", "dynamodb:PutItem"), ("PublishAlerts", "sns:Publish"),
-                        ("ArchiveFindings", "firehose:PutRecordBatch"), ("Metrics", "cloudwatch:PutMetricData"),
-                        ("StreamArchiveAndSinkKey", "kms:Decrypt"), ("StreamArchiveAndSinkKey", "kms:GenerateDataKey")}
+OPERATOR_LIVE_WRITES = {
+    ("DedupeTable", "dynamodb:PutItem"),
+    ("PublishAlerts", "sns:Publish"),
+    ("ArchiveFindings", "firehose:PutRecordBatch"),
+    ("Metrics", "cloudwatch:PutMetricData"),
+    ("StreamArchiveAndSinkKey", "kms:Decrypt"),
+    ("StreamArchiveAndSinkKey", "kms:GenerateDataKey"),
+}
 READ_VERBS = ("Get", "Describe", "List", "Scan", "Query", "BatchGet")
 # API calls that need no IAM permission (GetCallerIdentity works for any principal).
 NO_PERMISSION = {"sts:GetCallerIdentity"}
@@ -52,8 +75,12 @@ def _listed(value: Any) -> list[str]:
 
 def needed_by_consumer() -> dict[str, set[str]]:
     code = {c.action for c in iam.consumer_calls()} - NO_PERMISSION
-    return {"code": code, "kcl": set(iam.KCL_ACTIONS), "kcl-fanout": set(iam.KCL_FANOUT_ACTIONS),
-            "kms": set(iam.KMS_ACTIONS)}
+    return {
+        "code": code,
+        "kcl": set(iam.KCL_ACTIONS),
+        "kcl-fanout": set(iam.KCL_FANOUT_ACTIONS),
+        "kms": set(iam.KMS_ACTIONS),
+    }
 
 
 def consumer_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,8 +145,17 @@ def test_no_action_has_a_wildcard(template: dict[str, Any]) -> None:
 def test_the_scan_finds_the_calls_the_consumers_make() -> None:
     found = {c.action for c in iam.consumer_calls()}
     # The sinks, the keyed stream writer, snapshots and dead letters, child shards after a reshard.
-    assert {"sns:Publish", "firehose:PutRecordBatch", "kinesis:PutRecords", "dynamodb:BatchGetItem",
-            "dynamodb:PutItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "kinesis:ListShards"} <= found
+    assert {
+        "sns:Publish",
+        "firehose:PutRecordBatch",
+        "kinesis:PutRecords",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "kinesis:ListShards",
+    } <= found
     # Operator and local-only code (provisioning, lease seeding, the findings queue of `run`) is not the consumer's.
     everything = {c.action for c in iam.calls()}
     assert {"kinesis:CreateStream", "sqs:ReceiveMessage", "logs:PutLogEvents"} <= everything - found
@@ -127,7 +163,7 @@ def test_the_scan_finds_the_calls_the_consumers_make() -> None:
 
 
 def test_the_scan_resolves_every_way_the_code_holds_a_client() -> None:
-    source = '''
+    source = """
 class Sink:
     def send(self):
         self.client.publish_batch(TopicArn="t", PublishBatchRequestEntries=[])
@@ -139,12 +175,16 @@ def f(target):
     target.client("s3").delete_objects(Bucket="b", Delete={})
     self.publisher.publish([])  # not a client: ignored
 Sink(target.client("sns"))
-'''
+"""
     scan = iam._Scan("example", iam._class_clients({"example": ast.parse(source)}), {"sns", "dynamodb", "s3"})
     scan.visit(ast.parse(source))
-    assert sorted(c.action for c in scan.calls) == ["dynamodb:TransactWriteItems", "kinesis:MergeShards",
-                                                     "s3:DeleteObject", "sns:ListSubscriptionsByTopic",
-                                                     "sns:Publish"]
+    assert sorted(c.action for c in scan.calls) == [
+        "dynamodb:TransactWriteItems",
+        "kinesis:MergeShards",
+        "s3:DeleteObject",
+        "sns:ListSubscriptionsByTopic",
+        "sns:Publish",
+    ]
 
 
 def test_consumer_role_grants_only_what_the_code_and_the_kcl_call(template: dict[str, Any]) -> None:
@@ -161,8 +201,9 @@ def test_consumer_role_grants_only_what_the_code_and_the_kcl_call(template: dict
                 unused.append(f"{sid}: {action}")
     assert not unused, f"granted to the consumer role but called by neither the code nor the KCL: {unused}"
     calls = {c.action: c.where for c in iam.consumer_calls()}
-    missing = {a: calls.get(a, "KCL") for who in ("code", "kcl", "kcl-fanout") for a in needed[who]
-               if a not in granted_by}
+    missing = {
+        a: calls.get(a, "KCL") for who in ("code", "kcl", "kcl-fanout") for a in needed[who] if a not in granted_by
+    }
     assert not missing, f"called but not granted to the consumer role: {missing}"
 
 
@@ -178,8 +219,15 @@ def test_bucket_policies_grant_what_the_service_needs(template: dict[str, Any], 
 
 
 def test_every_role_and_policy_in_the_template_is_checked(template: dict[str, Any]) -> None:
-    kinds = {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::S3::BucketPolicy",
-             "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy", "AWS::KMS::Key"}
+    kinds = {
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::S3::BucketPolicy",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::KMS::Key",
+    }
     holders = {name for name, r in template["Resources"].items() if r["Type"] in kinds}
     assert holders == {"ConsumerRole", "OperatorReplayPolicy", *iam.SERVICE_ROLES, *iam.BUCKET_POLICIES}
 
@@ -195,14 +243,25 @@ def test_the_check_catches_an_unused_grant_and_a_missing_one(template: dict[str,
 def test_the_scan_finds_the_calls_replay_and_backfill_make() -> None:
     found = {c.action for c in iam.operator_calls()}
     # Replay's own keyed stream, tables and snapshots, removed at the end; backfill's archive reads; the sinks.
-    assert {"kinesis:CreateStream", "kinesis:DeleteStream", "kinesis:PutRecord", "dynamodb:DeleteTable",
-            "s3:DeleteObject", "s3:ListBucket", "s3:GetObject", "cloudformation:DescribeStacks",
-            "firehose:PutRecordBatch", "sns:Publish", "dynamodb:BatchGetItem"} <= found
+    assert {
+        "kinesis:CreateStream",
+        "kinesis:DeleteStream",
+        "kinesis:PutRecord",
+        "dynamodb:DeleteTable",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "s3:GetObject",
+        "cloudformation:DescribeStacks",
+        "firehose:PutRecordBatch",
+        "sns:Publish",
+        "dynamodb:BatchGetItem",
+    } <= found
     where = {c.where.split(" ")[0].rsplit(":", 1)[0] for c in iam.operator_calls()}
     assert {"consumers/replay.py", "consumers/archive.py", "consumers/sinks/kinesis.py"} <= where
     # Local provisioning, the simulator and `run`'s findings queue are not replay's or backfill's.
-    assert not {"kinesis:CreateStream", "kinesis:DeleteStream", "dynamodb:DeleteTable"} & \
-        {c.action for c in iam.consumer_calls()}
+    assert not {"kinesis:CreateStream", "kinesis:DeleteStream", "dynamodb:DeleteTable"} & {
+        c.action for c in iam.consumer_calls()
+    }
     assert not {"sqs:ReceiveMessage", "logs:PutLogEvents", "iam:CreateRole", "s3:CreateBucket"} & found
 
 
@@ -231,8 +290,7 @@ def test_operator_policy_writes_only_what_a_replay_owns_and_the_sinks(template: 
     assert statements["ListTrailArchive"]["Condition"]["StringLike"]["s3:prefix"] == "AWSLogs/*"
 
 
-def test_the_operator_check_catches_an_unused_grant_a_missing_one_and_a_live_write(
-        template: dict[str, Any]) -> None:
+def test_the_operator_check_catches_an_unused_grant_a_missing_one_and_a_live_write(template: dict[str, Any]) -> None:
     def changed(sid: str, edit: Any) -> dict[str, Any]:
         broken = copy.deepcopy(template)
         for statement in operator_statements(broken):
@@ -246,17 +304,18 @@ def test_the_operator_check_catches_an_unused_grant_a_missing_one_and_a_live_wri
     unused, _ = operator_check(changed("Metrics", lambda a: [*a, "logs:PutLogEvents"]))
     assert unused == ["Metrics: logs:PutLogEvents"]
     _, missing = operator_check(changed("ReplayKeyedStream", lambda a: [x for x in a if x != "kinesis:DeleteStream"]))
-    assert missing == {"kinesis:DeleteStream": next(c.where for c in iam.operator_calls()
-                                                    if c.action == "kinesis:DeleteStream")}
+    assert missing == {
+        "kinesis:DeleteStream": next(c.where for c in iam.operator_calls() if c.action == "kinesis:DeleteStream")
+    }
     _, missing = operator_check(changed("ReplayKclTables", lambda a: [x for x in a if x != "dynamodb:Query"]))
     assert missing == {"dynamodb:Query": "KCL"}
     assert live_writes(changed("DedupeTable", lambda a: [*a, "dynamodb:DeleteTable"]))
 
 
-def test_the_consumer_tasks_run_as_the_consumer_role_and_pull_as_the_execution_role(
-        template: dict[str, Any]) -> None:
-    definitions = {name: r["Properties"] for name, r in template["Resources"].items()
-                   if r["Type"] == "AWS::ECS::TaskDefinition"}
+def test_the_consumer_tasks_run_as_the_consumer_role_and_pull_as_the_execution_role(template: dict[str, Any]) -> None:
+    definitions = {
+        name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == "AWS::ECS::TaskDefinition"
+    }
     assert set(definitions) == {"RouterTaskDefinition", "StatefulTaskDefinition"}
     for name, properties in definitions.items():
         # The code and the KCL in the task call AWS as the consumer role, checked above against their calls ...

@@ -14,8 +14,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_localstack_listens_on_loopback_and_writes_only_under_build_and_the_run_folder(tmp_path: Path):
-    env = localstack.environment(4599, tmp_path, base={"AWS_PROFILE": "prod", "TRAILWARDEN_TARGET": "aws",
-                                                        "LOCALSTACK_HOST": "elsewhere:1", "PATH": "/bin"})
+    env = localstack.environment(
+        4599,
+        tmp_path,
+        base={"AWS_PROFILE": "prod", "TRAILWARDEN_TARGET": "aws", "LOCALSTACK_HOST": "elsewhere:1", "PATH": "/bin"},
+    )
     assert env["GATEWAY_LISTEN"] == "127.0.0.1:4599" and env["PATH"] == "/bin"
     assert "AWS_PROFILE" not in env and "TRAILWARDEN_TARGET" not in env
     assert env["LOCALSTACK_HOST"] == "127.0.0.1:4599"
@@ -52,7 +55,8 @@ def test_the_pair_sends_dynamodb_and_glue_to_the_emulator(tmp_path: Path):
     target = pair.target()
     assert target.url_for("kinesis") == "http://127.0.0.1:4599" and target.url_for("sqs") == "http://127.0.0.1:4599"
     assert target.url_for("dynamodb") == target.url_for("glue") == "http://127.0.0.1:4600"
-    assert localstack.exports(target) == ["export TRAILWARDEN_TARGET=http://127.0.0.1:4599",
-                                          "export TRAILWARDEN_ENDPOINTS=dynamodb=http://127.0.0.1:4600,"
-                                          "glue=http://127.0.0.1:4600"]
+    assert localstack.exports(target) == [
+        "export TRAILWARDEN_TARGET=http://127.0.0.1:4599",
+        "export TRAILWARDEN_ENDPOINTS=dynamodb=http://127.0.0.1:4600,glue=http://127.0.0.1:4600",
+    ]
     assert aws.resolve(env=target.env({})) == target

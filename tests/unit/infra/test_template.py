@@ -81,8 +81,17 @@ def test_consumer_role_names_its_resources() -> None:
         for arn in resources:
             assert (arn.startswith("arn:aws:") and ":111122223333:" in arn) or arn.startswith("arn:aws:s3:::"), arn
     by_sid = {s.get("Sid"): s for s in statements}
-    assert set(by_sid) >= {"ReadStreams", "RouteKeyedFacts", "KclLeaseTables", "DedupeTable", "StateSnapshots",
-                           "PublishAlerts", "ArchiveFindings", "EnhancedFanOut", "StreamAndSinkKey"}
+    assert set(by_sid) >= {
+        "ReadStreams",
+        "RouteKeyedFacts",
+        "KclLeaseTables",
+        "DedupeTable",
+        "StateSnapshots",
+        "PublishAlerts",
+        "ArchiveFindings",
+        "EnhancedFanOut",
+        "StreamAndSinkKey",
+    }
     assert by_sid["RouteKeyedFacts"]["Resource"] == plan.outputs["KeyedStreamArn"]
     assert by_sid["PublishAlerts"]["Resource"] == plan.outputs["FindingsTopicArn"]
     lease_tables = by_sid["KclLeaseTables"]["Resource"]
@@ -120,7 +129,9 @@ def test_findings_archive_is_queryable() -> None:
     table = plan.resource("FindingsTable").properties["TableInput"]
     assert table["Parameters"]["projection.enabled"] == "true"
     location = table["Parameters"]["storage.location.template"]
-    assert location == f"s3://{plan.outputs['FindingsBucketName']}/findings/year=${{year}}/month=${{month}}/day=${{day}}/"
+    assert (
+        location == f"s3://{plan.outputs['FindingsBucketName']}/findings/year=${{year}}/month=${{month}}/day=${{day}}/"
+    )
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
     assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month", "day"]
     from pipeline.finding import Finding
@@ -134,8 +145,10 @@ def test_buckets_are_private_and_encrypted() -> None:
     assert len(buckets) == 3
     for bucket in buckets:
         block = bucket.properties["PublicAccessBlockConfiguration"]
-        assert all(block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls",
-                                              "RestrictPublicBuckets")), bucket.logical_id
+        assert all(
+            block[k] is True
+            for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+        ), bucket.logical_id
         rule = bucket.properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
 
@@ -152,9 +165,20 @@ def test_dedupe_table_and_alerts() -> None:
 
 def test_outputs_cover_what_consumers_read() -> None:
     outputs = _plan().outputs
-    for key in ("TrailStreamName", "KeyedStreamName", "TrailLogGroupName", "FindingsTopicArn",
-                "FindingsDeliveryStreamName", "DedupeTableName", "StateBucketName", "RouterAppName",
-                "StatefulAppName", "FindingsBucketName", "FindingsDatabaseName", "ConsumerRoleArn"):
+    for key in (
+        "TrailStreamName",
+        "KeyedStreamName",
+        "TrailLogGroupName",
+        "FindingsTopicArn",
+        "FindingsDeliveryStreamName",
+        "DedupeTableName",
+        "StateBucketName",
+        "RouterAppName",
+        "StatefulAppName",
+        "FindingsBucketName",
+        "FindingsDatabaseName",
+        "ConsumerRoleArn",
+    ):
         assert outputs.get(key), key
 
 

@@ -44,9 +44,16 @@ class FakeLogs:
 
 
 def _record(i: int, t: int, account: str = "111122223333", region: str = "eu-west-1", size: int = 0) -> dict:
-    return {"eventVersion": "1.08", "eventID": f"id-{i}", "eventTime": f"2024-08-06T{t // 3600:02d}:"
-            f"{t // 60 % 60:02d}:{t % 60:02d}Z", "recipientAccountId": account, "awsRegion": region,
-            "eventSource": "iam.amazonaws.com", "eventName": "ListUsers", "pad": "x" * size}
+    return {
+        "eventVersion": "1.08",
+        "eventID": f"id-{i}",
+        "eventTime": f"2024-08-06T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z",
+        "recipientAccountId": account,
+        "awsRegion": region,
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "ListUsers",
+        "pad": "x" * size,
+    }
 
 
 def test_stream_names_follow_cloudtrail() -> None:
@@ -56,8 +63,14 @@ def test_stream_names_follow_cloudtrail() -> None:
 
 def test_events_arrive_in_event_time_order_per_stream_with_nothing_lost() -> None:
     records = [_record(i, (i * 7919) % 5000, account=("111122223333", "444455556666")[i % 2]) for i in range(3000)]
-    records.append({"eventTime": "not a time", "eventID": "bad-time", "recipientAccountId": "111122223333",
-                    "awsRegion": "eu-west-1"})
+    records.append(
+        {
+            "eventTime": "not a time",
+            "eventID": "bad-time",
+            "recipientAccountId": "111122223333",
+            "awsRegion": "eu-west-1",
+        }
+    )
     logs = FakeLogs()
     stats = Player(logs, "/g").play(records)
     assert stats.events == len(records) and stats.rejected == 0

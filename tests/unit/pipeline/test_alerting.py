@@ -21,9 +21,23 @@ RULES = builtin_rules()
 
 
 def finding(rule_id: str, severity: str, n: int = 0) -> Finding:
-    return Finding(id=f"{rule_id}-{severity}-{n}", rule_id=rule_id, title="t", severity=severity, attack=(),
-                   account="111122223333", region="us-east-1", principal="p", source_ip="", user_agent="",
-                   resources=(), event_ids=(f"e{n}",), event_time=1719842400.0, dedup_key="k", window=0)
+    return Finding(
+        id=f"{rule_id}-{severity}-{n}",
+        rule_id=rule_id,
+        title="t",
+        severity=severity,
+        attack=(),
+        account="111122223333",
+        region="us-east-1",
+        principal="p",
+        source_ip="",
+        user_agent="",
+        resources=(),
+        event_ids=(f"e{n}",),
+        event_time=1719842400.0,
+        dedup_key="k",
+        window=0,
+    )
 
 
 class Recording:
@@ -66,8 +80,11 @@ def test_cis_preset_alerts_every_cis_control_whatever_its_severity() -> None:
 
 
 def test_rules_and_thresholds_from_configuration() -> None:
-    policy = AlertPolicy.from_config(Config.from_dict({"alerts": {
-        "min_severity": "high", "archive_min_severity": "low", "rules": ["ssm-session-*"]}}))
+    policy = AlertPolicy.from_config(
+        Config.from_dict(
+            {"alerts": {"min_severity": "high", "archive_min_severity": "low", "rules": ["ssm-session-*"]}}
+        )
+    )
     assert not policy.alerts(finding("x", "medium")) and policy.alerts(finding("x", "high"))
     assert policy.alerts(finding("ssm-session-started", "low"))
     assert not policy.archives(finding("x", "info")) and policy.archives(finding("x", "low"))
@@ -76,13 +93,16 @@ def test_rules_and_thresholds_from_configuration() -> None:
     assert [f.severity for f in alerted] == ["critical"] and [f.severity for f in archived] == ["low"]
 
 
-@pytest.mark.parametrize(("alerts", "message"), [
-    ({"min_severity": "urgent"}, "[alerts] min_severity = 'urgent' is not a severity"),
-    ({"archive_min_severity": 2}, "[alerts] archive_min_severity = 2 is not a severity"),
-    ({"presets": ["pci"]}, "unknown preset(s) ['pci']; known: ['cis']"),
-    ({"rules": "cis-*"}, "[alerts] rules must be a list of non-empty strings"),
-    ({"severities": ["high"]}, "[alerts] has unknown key(s) ['severities']"),
-])
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ({"min_severity": "urgent"}, "[alerts] min_severity = 'urgent' is not a severity"),
+        ({"archive_min_severity": 2}, "[alerts] archive_min_severity = 2 is not a severity"),
+        ({"presets": ["pci"]}, "unknown preset(s) ['pci']; known: ['cis']"),
+        ({"rules": "cis-*"}, "[alerts] rules must be a list of non-empty strings"),
+        ({"severities": ["high"]}, "[alerts] has unknown key(s) ['severities']"),
+    ],
+)
 def test_bad_alerts_section_says_what_is_wrong(alerts: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         AlertPolicy.from_config(Config.from_dict({"alerts": alerts}))
@@ -96,8 +116,10 @@ def test_config_check_reports_a_bad_alerts_section(tmp_path: Path, capsys: pytes
     assert "unknown preset(s) ['pci']" in capsys.readouterr().err
     path.write_text('[alerts]\npresets = ["cis"]\n')
     assert main(["config", "--check", str(path)]) == 0
-    assert "medium and above (Sigma rules high and above), and rules cis-*, console-login-without-mfa" in \
-        capsys.readouterr().out
+    assert (
+        "medium and above (Sigma rules high and above), and rules cis-*, console-login-without-mfa"
+        in capsys.readouterr().out
+    )
 
 
 def test_publisher_gives_sns_the_alerts_and_firehose_every_archived_finding() -> None:
@@ -124,8 +146,12 @@ def test_emitter_writes_what_is_archived_or_with_alerts_only_what_is_alerted() -
     emit = Emitter(JsonWriter(out), policy=AlertPolicy(sigma_min_severity="medium"))
     emit(batch)
     assert len(out.getvalue().splitlines()) == 3
-    assert emit.policy_summary() == {"alert_policy": "medium and above", "alerted": {"r": 1},
-                                     "archived_only": {"cis-vpc-changes": 1, "r": 1}, "left_out_by_the_policy": {}}
+    assert emit.policy_summary() == {
+        "alert_policy": "medium and above",
+        "alerted": {"r": 1},
+        "archived_only": {"cis-vpc-changes": 1, "r": 1},
+        "left_out_by_the_policy": {},
+    }
     out = io.BytesIO()
     only = Emitter(JsonWriter(out), policy=AlertPolicy(), alerts_only=True)
     only(batch)
@@ -133,16 +159,28 @@ def test_emitter_writes_what_is_archived_or_with_alerts_only_what_is_alerted() -
     assert only.policy_summary()["left_out_by_the_policy"] == {"cis-vpc-changes": 1, "r": 1}
 
 
-VPC = {"eventVersion": "1.08", "eventSource": "ec2.amazonaws.com", "eventName": "CreateVpc",
-       "eventTime": "2024-07-01T14:00:00Z", "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
-       "eventID": "e-vpc", "sourceIPAddress": "198.51.100.7",
-       "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice",
-                        "accountId": "111122223333", "userName": "alice"},
-       "requestParameters": {"cidrBlock": "10.9.0.0/16"}}
+VPC = {
+    "eventVersion": "1.08",
+    "eventSource": "ec2.amazonaws.com",
+    "eventName": "CreateVpc",
+    "eventTime": "2024-07-01T14:00:00Z",
+    "awsRegion": "us-east-1",
+    "recipientAccountId": "111122223333",
+    "eventID": "e-vpc",
+    "sourceIPAddress": "198.51.100.7",
+    "userIdentity": {
+        "type": "IAMUser",
+        "arn": "arn:aws:iam::111122223333:user/alice",
+        "accountId": "111122223333",
+        "userName": "alice",
+    },
+    "requestParameters": {"cidrBlock": "10.9.0.0/16"},
+}
 
 
-def test_scan_prints_archived_findings_and_says_which_are_alerted(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_scan_prints_archived_findings_and_says_which_are_alerted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trail = tmp_path / "trail.jsonl"
     trail.write_text(json.dumps(VPC) + "\n")
     assert main(["scan", str(trail), "--format", "json"]) == 0

@@ -51,7 +51,8 @@ def scenario() -> Any:
 
 @pytest.mark.parametrize("org_id", ["", "o-exampleorg1"])
 def test_backfill_of_a_local_archive_gives_scans_findings_marked_replayed(
-        tmp_path: Path, scenario: Any, org_id: str, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    tmp_path: Path, scenario: Any, org_id: str, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     archive = tmp_path / "archive"
     write_archive(archive, scenario.events, org_id)
     config = tmp_path / "scenario.toml"
@@ -60,8 +61,9 @@ def test_backfill_of_a_local_archive_gives_scans_findings_marked_replayed(
 
     rc, scanned, _ = run_cli(capsysbinary, "scan", str(archive), "--config", str(config), "--format", "json", "-q")
     assert rc == 0 and scanned
-    rc, backfilled, err = run_cli(capsysbinary, "backfill", str(archive), "--from", day, "--to", day,
-                                  "--config", str(config), "--format", "json")
+    rc, backfilled, err = run_cli(
+        capsysbinary, "backfill", str(archive), "--from", day, "--to", day, "--config", str(config), "--format", "json"
+    )
     assert rc == 0, err
     assert sorted(f["id"] for f in backfilled) == sorted(f["id"] for f in scanned)
     assert all(f["replayed"] for f in backfilled) and not any(f["replayed"] for f in scanned)
@@ -73,7 +75,8 @@ COUNTED = {"events", "findings", "facts", "duplicate facts", "tracked keys", "ru
 
 
 def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
-        tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     """Decoding and stage 1 on two worker processes, stage 2 here: the same findings, in the same order,
     and the same counts as everything in one process."""
     archive = tmp_path / "archive"
@@ -83,17 +86,34 @@ def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
     day = datetime.fromtimestamp(scenario.start, UTC).strftime("%Y-%m-%d")
     runs = {}
     for processes in ("1", "2"):
-        rc, found, err = run_cli(capsysbinary, "backfill", str(archive), "--from", day, "--to", day, "--config",
-                                 str(config), "--format", "json", "--processes", processes, "--all")
+        rc, found, err = run_cli(
+            capsysbinary,
+            "backfill",
+            str(archive),
+            "--from",
+            day,
+            "--to",
+            day,
+            "--config",
+            str(config),
+            "--format",
+            "json",
+            "--processes",
+            processes,
+            "--all",
+        )
         assert rc == 0, err
         runs[processes] = found, [line for line in err.splitlines() if line.strip().split(":")[0] in COUNTED]
     one, two = runs["1"], runs["2"]
     assert one[0] and [f["id"] for f in two[0]] == [f["id"] for f in one[0]]
-    assert [{k: v for k, v in f.items() if k != "detected_at"} for f in two[0]] == \
-        [{k: v for k, v in f.items() if k != "detected_at"} for f in one[0]]
+    assert [{k: v for k, v in f.items() if k != "detected_at"} for f in two[0]] == [
+        {k: v for k, v in f.items() if k != "detected_at"} for f in one[0]
+    ]
     # Each worker throttles its own first-seen refreshes, so they may send a remembered value again sooner.
-    facts = {run: int(next(line for line in counts if line.strip().startswith("facts:")).split(":")[1]
-                      .replace(",", "")) for run, (_, counts) in runs.items()}
+    facts = {
+        run: int(next(line for line in counts if line.strip().startswith("facts:")).split(":")[1].replace(",", ""))
+        for run, (_, counts) in runs.items()
+    }
     assert facts["2"] >= facts["1"] > 0
     same = [line for line in one[1] if not line.strip().startswith("facts:")]
     assert [line for line in two[1] if not line.strip().startswith("facts:")] == same and len(same) >= 4, same
@@ -116,10 +136,18 @@ def three_days(tmp_path: Path) -> tuple[Recording, list[dict[str, Any]]]:
     for i in range(3 * 48):  # every 30 minutes for three days, two accounts
         t = T0 + i * 1800
         account = "111111111111" if i % 2 else "222222222222"
-        records.append({"eventVersion": "1.09", "eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstances",
-                        "eventTime": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "eventID": f"e-{i}", "awsRegion": "us-east-1", "recipientAccountId": account,
-                        "userIdentity": {"type": "IAMUser", "accountId": account, "userName": "u"}})
+        records.append(
+            {
+                "eventVersion": "1.09",
+                "eventSource": "ec2.amazonaws.com",
+                "eventName": "DescribeInstances",
+                "eventTime": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "eventID": f"e-{i}",
+                "awsRegion": "us-east-1",
+                "recipientAccountId": account,
+                "userIdentity": {"type": "IAMUser", "accountId": account, "userName": "u"},
+            }
+        )
     write_archive(tmp_path, records)
     return Recording(tmp_path), records
 
@@ -129,8 +157,10 @@ def test_only_the_range_days_are_listed_and_events_outside_it_are_skipped(tmp_pa
     window = parse_range("2024-08-06", "2024-08-06")
     with Backfill(store, "", window, workers=4) as job:
         items = list(job.items())
-    assert {p.rsplit("/", 4)[-4:-1] == ["2024", "08", "06"] or p.rsplit("/", 4)[-4:-1] == ["2024", "08", "07"]
-            for p in store.listed} == {True}  # the day and the day after (late deliveries), nothing else
+    assert {
+        p.rsplit("/", 4)[-4:-1] == ["2024", "08", "06"] or p.rsplit("/", 4)[-4:-1] == ["2024", "08", "07"]
+        for p in store.listed
+    } == {True}  # the day and the day after (late deliveries), nothing else
     assert len(store.listed) == 2 * 2  # two accounts
     events = [i for i in items if isinstance(i, Event)]
     inside = [r["eventID"] for r in records if "2024-08-06" <= r["eventTime"] < "2024-08-07"]
@@ -164,8 +194,13 @@ def test_a_date_means_the_whole_day() -> None:
 
 
 def test_region_folders_are_found_from_any_level_of_the_layout(tmp_path: Path) -> None:
-    record = {"eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "eventTime": "2024-08-06T01:00:00Z",
-              "awsRegion": "eu-west-1", "recipientAccountId": "333333333333"}
+    record = {
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "ListBuckets",
+        "eventTime": "2024-08-06T01:00:00Z",
+        "awsRegion": "eu-west-1",
+        "recipientAccountId": "333333333333",
+    }
     write_archive(tmp_path / "bucket" / "trails", [record, {**record, "awsRegion": "us-east-1"}], "o-exampleorg1")
     write_archive(tmp_path / "bucket" / "trails", [{**record, "recipientAccountId": "444444444444"}])
     digest = tmp_path / "bucket/trails/AWSLogs/444444444444/CloudTrail-Digest/eu-west-1/2024/08/06"
@@ -208,17 +243,20 @@ def test_a_file_that_cannot_be_downloaded_is_a_dead_letter_and_the_rest_goes_on(
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    for args in (["backfill", str(tmp_path / "missing"), "--from", "2024-08-06"],
-                 ["backfill", str(tmp_path), "--from", "2024-08-06", "--to", "2024-08-01"],
-                 ["backfill", "s3://", "--from", "2024-08-06"],
-                 ["backfill", str(tmp_path), "--from", "2024-08-06", "--workers", "0"]):
+    for args in (
+        ["backfill", str(tmp_path / "missing"), "--from", "2024-08-06"],
+        ["backfill", str(tmp_path), "--from", "2024-08-06", "--to", "2024-08-01"],
+        ["backfill", "s3://", "--from", "2024-08-06"],
+        ["backfill", str(tmp_path), "--from", "2024-08-06", "--workers", "0"],
+    ):
         rc, out, err = run_cli(capsysbinary, *args)
         assert rc == 2 and not out and err.startswith("trailwarden backfill: "), args
 
 
 @pytest.mark.slow
 def test_backfill_from_the_emulators_s3_gives_scans_findings_and_alerts_once(
-        aws_target: aws.Target, tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    aws_target: aws.Target, tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     from infra import provision
 
     outputs = provision.provision(aws_target)
@@ -234,8 +272,19 @@ def test_backfill_from_the_emulators_s3_gives_scans_findings_and_alerts_once(
 
     rc, scanned, _ = run_cli(capsysbinary, "scan", str(local), "--config", str(config), "--format", "json", "-q")
     assert rc == 0 and scanned
-    common = ["backfill", f"s3://{bucket}/org", "--from", day, "--to", day, "--config", str(config),
-              "--format", "json", *endpoint]
+    common = [
+        "backfill",
+        f"s3://{bucket}/org",
+        "--from",
+        day,
+        "--to",
+        day,
+        "--config",
+        str(config),
+        "--format",
+        "json",
+        *endpoint,
+    ]
     rc, backfilled, err = run_cli(capsysbinary, *common, "--sinks", "--alert")
     assert rc == 0, err
     ids = sorted(f["id"] for f in backfilled)

@@ -19,8 +19,12 @@ from pipeline.ruletest import complete_record, run_events, validate_params
 
 RULES = builtin_rules()
 PACK = rule_pack(Config.from_dict())  # the built-in rules and the bundled Sigma rules
-LOGIN = {"eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin",
-         "responseElements": {"ConsoleLogin": "Success"}, "additionalEventData": {"MFAUsed": "No"}}
+LOGIN = {
+    "eventSource": "signin.amazonaws.com",
+    "eventName": "ConsoleLogin",
+    "responseElements": {"ConsoleLogin": "Success"},
+    "additionalEventData": {"MFAUsed": "No"},
+}
 ALICE = "arn:aws:iam::111122223333:user/alice"  # the default identity of completed records
 
 
@@ -57,10 +61,18 @@ def test_config_documents_each_rule():
     assert "# # Ports public by design" in text
 
 
-@pytest.mark.parametrize("value, expected", [
-    (True, "true"), (3, "3"), (2.5, "2.5"), ("a\"b", '"a\\"b"'), (["Mon", 1], '["Mon", 1]'),
-    ({"a": [1]}, "{a = [1]}"), ("é\n", '"\\u00e9\\n"'),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, "true"),
+        (3, "3"),
+        (2.5, "2.5"),
+        ('a"b', '"a\\"b"'),
+        (["Mon", 1], '["Mon", 1]'),
+        ({"a": [1]}, "{a = [1]}"),
+        ("é\n", '"\\u00e9\\n"'),
+    ],
+)
 def test_toml_value_round_trips(value, expected):
     assert toml_value(value) == expected
     assert tomllib.loads(f"x = {expected}")["x"] == value
@@ -73,7 +85,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_check_accepts_a_good_file(tmp_path, capsys):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [allowlist]
 principals = ["arn:aws:sts::*:assumed-role/terraform-*/*"]
 [rules.iam-user-created-outside-business-hours]
@@ -83,30 +97,38 @@ business_days = ["Mon-Fri"]
 ignore_ports = [80, "tcp/443"]
 [rules.cis-vpc-changes]
 enabled = false
-""")
+""",
+    )
     assert main(["config", "--check", str(path)]) == 0
     on = sum(r.enabled for r in PACK)  # a bundled Sigma rule is off by default
     assert f"{path}: ok ({on - 1} of {len(PACK)} rules enabled; " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[rules.cis-vpc-changes]\nthreshold = 3\n', "unknown parameter(s) ['threshold']"),
-    ('[rules.iam-user-created-outside-business-hours]\nbusiness_days = "Mon-Fri"\n', "should be a list"),
-    ('[rules.iam-user-created-outside-business-hours]\ntime_zone = "Mars/Olympus"\n',
-     "unknown time zone 'Mars/Olympus'"),
-    ('[rules.iam-user-created-outside-business-hours]\nhours_start = "9"\n', "not a time of day"),
-    ('[rules.iam-user-created-outside-business-hours]\nhours_start = "19:00"\n', "must be later than"),
-    ('[rules.iam-user-created-outside-business-hours]\nbusiness_days = ["Mon", "Caturday"]\n',
-     "'Caturday' is not a day"),
-    ('[rules.ec2-security-group-open-to-internet]\nignore_ports = ["ssh"]\n', "'ssh' is not a port"),
-    ('[rules.ec2-security-group-open-to-internet]\nignore_ports = [70000]\n', "70000 is not a port"),
-    ('[rules.no-such-rule]\nenabled = false\n', "unknown rule(s) ['no-such-rule']"),
-    ('[rules.cis-vpc-changes]\nenabled = "no"\n', "must be true or false"),
-    ('[rules.cis-vpc-changes.allowlist]\nsource_ips = ["10.0.0.300"]\n', "not an IP address"),
-    ('[allowlist]\nusers = []\n', "unknown key(s) ['users']"),
-    ('[nonsense]\n', "unknown section(s) ['nonsense']"),
-    ('[rules\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[rules.cis-vpc-changes]\nthreshold = 3\n", "unknown parameter(s) ['threshold']"),
+        ('[rules.iam-user-created-outside-business-hours]\nbusiness_days = "Mon-Fri"\n', "should be a list"),
+        (
+            '[rules.iam-user-created-outside-business-hours]\ntime_zone = "Mars/Olympus"\n',
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        ('[rules.iam-user-created-outside-business-hours]\nhours_start = "9"\n', "not a time of day"),
+        ('[rules.iam-user-created-outside-business-hours]\nhours_start = "19:00"\n', "must be later than"),
+        (
+            '[rules.iam-user-created-outside-business-hours]\nbusiness_days = ["Mon", "Caturday"]\n',
+            "'Caturday' is not a day",
+        ),
+        ('[rules.ec2-security-group-open-to-internet]\nignore_ports = ["ssh"]\n', "'ssh' is not a port"),
+        ("[rules.ec2-security-group-open-to-internet]\nignore_ports = [70000]\n", "70000 is not a port"),
+        ("[rules.no-such-rule]\nenabled = false\n", "unknown rule(s) ['no-such-rule']"),
+        ('[rules.cis-vpc-changes]\nenabled = "no"\n', "must be true or false"),
+        ('[rules.cis-vpc-changes.allowlist]\nsource_ips = ["10.0.0.300"]\n', "not an IP address"),
+        ("[allowlist]\nusers = []\n", "unknown key(s) ['users']"),
+        ("[nonsense]\n", "unknown section(s) ['nonsense']"),
+        ("[rules\n", "not valid TOML"),
+    ],
+)
 def test_check_rejects_bad_files_with_a_clear_message(tmp_path, capsys, text, message):
     path = write(tmp_path, text)
     assert main(["config", "--check", str(path)]) == 2
@@ -127,12 +149,15 @@ def test_finding_without_allowlist():
     assert len(run_events(rule("console-login-without-mfa"), [LOGIN])) == 1
 
 
-@pytest.mark.parametrize("allowlist", [
-    {"principals": ["arn:aws:iam::*:user/ali*"]},
-    {"accounts": ["111122223333"]},
-    {"source_ips": ["198.51.100.0/24"]},
-    {"source_ips": ["198.51.100.7"]},
-])
+@pytest.mark.parametrize(
+    "allowlist",
+    [
+        {"principals": ["arn:aws:iam::*:user/ali*"]},
+        {"accounts": ["111122223333"]},
+        {"source_ips": ["198.51.100.0/24"]},
+        {"source_ips": ["198.51.100.7"]},
+    ],
+)
 def test_global_allowlist_suppresses(allowlist):
     config = Config.from_dict({"allowlist": allowlist})
     assert run_events(rule("console-login-without-mfa"), [LOGIN], config=config) == []
@@ -147,17 +172,26 @@ def test_allowlist_counts_suppressed_matches():
 
 
 def test_allowlist_that_does_not_match_lets_findings_through():
-    config = Config.from_dict({"allowlist": {"principals": ["arn:aws:iam::*:user/bob"],
-                                             "source_ips": ["203.0.113.0/24"], "accounts": ["444455556666"]}})
+    config = Config.from_dict(
+        {
+            "allowlist": {
+                "principals": ["arn:aws:iam::*:user/bob"],
+                "source_ips": ["203.0.113.0/24"],
+                "accounts": ["444455556666"],
+            }
+        }
+    )
     assert len(run_events(rule("console-login-without-mfa"), [LOGIN], config=config)) == 1
 
 
 def test_per_rule_allowlist_suppresses_only_that_rule():
     config = Config.from_dict({"rules": {"console-login-without-mfa": {"allowlist": {"principals": [ALICE]}}}})
     assert run_events(rule("console-login-without-mfa"), [LOGIN], config=config) == []
-    root_call = {"eventSource": "iam.amazonaws.com", "eventName": "ListUsers",
-                 "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root",
-                                  "accountId": "111122223333"}}
+    root_call = {
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "ListUsers",
+        "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"},
+    }
     other = Config.from_dict({"rules": {"console-login-without-mfa": {"allowlist": {"accounts": ["111122223333"]}}}})
     assert len(run_events(rule("cis-root-account-usage"), [root_call], config=other)) == 1
 
@@ -177,9 +211,16 @@ def test_validate_params_raises_config_error():
 
 # --- per-rule severity and dedup period ----------------------------------------------------------------
 
+
 def test_severity_override_reaches_match_and_stateful_findings():
-    config = Config.from_dict({"rules": {"console-login-without-mfa": {"severity": "critical"},
-                                         "console-login-brute-force": {"severity": "info"}}})
+    config = Config.from_dict(
+        {
+            "rules": {
+                "console-login-without-mfa": {"severity": "critical"},
+                "console-login-brute-force": {"severity": "info"},
+            }
+        }
+    )
     assert [f.severity for f in run_events(rule("console-login-without-mfa"), [LOGIN], config=config)] == ["critical"]
     default = rule("console-login-without-mfa").severity
     assert default != "critical"
@@ -204,13 +245,19 @@ def test_dedup_override_changes_what_is_one_finding():
     assert len({f.id for f in run_events(rule("cis-vpc-changes"), hour_apart, config=day)}) == 1
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[rules.cis-vpc-changes]\nseverity = "urgent"\n', "rules.cis-vpc-changes.severity = 'urgent' is not a severity"),
-    ('[rules.cis-vpc-changes]\nseverity = 3\n', "rules.cis-vpc-changes.severity = 3 is not a severity"),
-    ('[rules.cis-vpc-changes]\ndedup = "soon"\n', "rules.cis-vpc-changes.dedup: not a duration: 'soon'"),
-    ('[rules.console-login-brute-force]\ndedup = "-5m"\n', "rules.console-login-brute-force.dedup = '-5m' must be"),
-    ('[rules.cis-vpc-changes]\ndedup = true\n', "rules.cis-vpc-changes.dedup: not a duration: True"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '[rules.cis-vpc-changes]\nseverity = "urgent"\n',
+            "rules.cis-vpc-changes.severity = 'urgent' is not a severity",
+        ),
+        ("[rules.cis-vpc-changes]\nseverity = 3\n", "rules.cis-vpc-changes.severity = 3 is not a severity"),
+        ('[rules.cis-vpc-changes]\ndedup = "soon"\n', "rules.cis-vpc-changes.dedup: not a duration: 'soon'"),
+        ('[rules.console-login-brute-force]\ndedup = "-5m"\n', "rules.console-login-brute-force.dedup = '-5m' must be"),
+        ("[rules.cis-vpc-changes]\ndedup = true\n", "rules.cis-vpc-changes.dedup: not a duration: True"),
+    ],
+)
 def test_bad_severity_or_dedup_names_the_rule_and_key(tmp_path, capsys, text, message):
     path = write(tmp_path, text)
     assert main(["config", "--check", str(path)]) == 2

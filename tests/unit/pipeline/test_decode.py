@@ -26,11 +26,16 @@ from tests.support.corpus import STRATUS
 
 def record(i: int = 0, **fields: Any) -> dict[str, Any]:
     base = {
-        "eventVersion": "1.09", "eventSource": "iam.amazonaws.com", "eventName": "CreateUser",
-        "eventTime": f"2024-07-31T13:{i // 60 % 60:02d}:{i % 60:02d}Z", "eventID": f"id-{i}",
-        "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+        "eventVersion": "1.09",
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "CreateUser",
+        "eventTime": f"2024-07-31T13:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        "eventID": f"id-{i}",
+        "awsRegion": "us-east-1",
+        "recipientAccountId": "111122223333",
         "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "userName": "alice"},
-        "requestParameters": {"userName": f"u{i}"}, "responseElements": None,
+        "requestParameters": {"userName": f"u{i}"},
+        "responseElements": None,
     }
     base.update(fields)
     return base
@@ -38,17 +43,34 @@ def record(i: int = 0, **fields: Any) -> dict[str, Any]:
 
 def cwl(messages: list[Any], message_type: str = "DATA_MESSAGE", int_ids: bool = False) -> dict[str, Any]:
     return {
-        "messageType": message_type, "owner": "111122223333", "logGroup": "aws-cloudtrail-logs",
-        "logStream": "111122223333_CloudTrail_us-east-1", "subscriptionFilters": ["trail"],
-        "logEvents": [{"id": i if int_ids else str(i), "timestamp": 1722431184000,
-                       "message": m if isinstance(m, str) else json.dumps(m)} for i, m in enumerate(messages)],
+        "messageType": message_type,
+        "owner": "111122223333",
+        "logGroup": "aws-cloudtrail-logs",
+        "logStream": "111122223333_CloudTrail_us-east-1",
+        "subscriptionFilters": ["trail"],
+        "logEvents": [
+            {
+                "id": i if int_ids else str(i),
+                "timestamp": 1722431184000,
+                "message": m if isinstance(m, str) else json.dumps(m),
+            }
+            for i, m in enumerate(messages)
+        ],
     }
 
 
 def envelope(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"version": "0", "id": "e", "detail-type": EVENTBRIDGE_DETAIL_TYPE, "source": "aws.iam",
-            "account": "111122223333", "time": rec["eventTime"], "region": "us-east-1", "resources": [],
-            "detail": rec}
+    return {
+        "version": "0",
+        "id": "e",
+        "detail-type": EVENTBRIDGE_DETAIL_TYPE,
+        "source": "aws.iam",
+        "account": "111122223333",
+        "time": rec["eventTime"],
+        "region": "us-east-1",
+        "resources": [],
+        "detail": rec,
+    }
 
 
 def run(data: bytes, origin: str = "test") -> tuple[list[Event], list[DeadLetter], DecodeStats]:
@@ -98,11 +120,14 @@ def test_event_time_is_epoch_seconds() -> None:
     assert event.time == 1722431184.0
 
 
-@pytest.mark.parametrize(("detail_type", "event_type"), [
-    ("AWS Console Signin via CloudTrail", "AwsConsoleSignIn"),
-    ("AWS Service Event via CloudTrail", "AwsServiceEvent"),
-    ("AWS Console Action via CloudTrail", "AwsConsoleAction"),
-])
+@pytest.mark.parametrize(
+    ("detail_type", "event_type"),
+    [
+        ("AWS Console Signin via CloudTrail", "AwsConsoleSignIn"),
+        ("AWS Service Event via CloudTrail", "AwsServiceEvent"),
+        ("AWS Console Action via CloudTrail", "AwsConsoleAction"),
+    ],
+)
 def test_eventbridge_other_cloudtrail_detail_types_decode(detail_type: str, event_type: str) -> None:
     rec = record(4, eventType=event_type)
     events, dead, _ = run(orjson.dumps({**envelope(rec), "detail-type": detail_type}))
@@ -110,12 +135,20 @@ def test_eventbridge_other_cloudtrail_detail_types_decode(detail_type: str, even
 
 
 def test_cloudtrail_insights_events_are_skipped_in_every_transport() -> None:
-    insight = record(9, eventType="AwsCloudTrailInsight", eventName="AttachRolePolicy",
-                     insightDetails={"state": "Start", "insightType": "ApiCallRateInsight"})
+    insight = record(
+        9,
+        eventType="AwsCloudTrailInsight",
+        eventName="AttachRolePolicy",
+        insightDetails={"state": "Start", "insightType": "ApiCallRateInsight"},
+    )
     recs = [record(1), insight, record(2)]
     insight_envelope = {**envelope(insight), "detail-type": "AWS Insight via CloudTrail"}
-    for data in (orjson.dumps({"Records": recs}), orjson.dumps(cwl(recs)), orjson.dumps(insight),
-                 b"\n".join([orjson.dumps(envelope(recs[0])), orjson.dumps(insight_envelope)])):
+    for data in (
+        orjson.dumps({"Records": recs}),
+        orjson.dumps(cwl(recs)),
+        orjson.dumps(insight),
+        b"\n".join([orjson.dumps(envelope(recs[0])), orjson.dumps(insight_envelope)]),
+    ):
         events, dead, stats = run(data)
         assert dead == [] and "id-9" not in [e.event_id for e in events]
         assert stats.skipped["CloudTrail Insights event"] == 1
@@ -169,33 +202,45 @@ def test_cloudwatch_logs_bad_log_events_are_dead_letters_the_others_decode() -> 
     assert stats.dead_letters["logEvents[].message is not JSON"] == 1
 
 
-@pytest.mark.parametrize(("doc", "reason"), [
-    ({"messageType": "DATA_MESSAGE", "logEvents": None}, "logEvents is a JSON null, not an array"),
-    ({"messageType": "DATA_MESSAGE", "logEvents": {"a": 1}}, "logEvents is a JSON object, not an array"),
-    ({"messageType": "DATA_MESSAGE"}, "logEvents is a JSON null, not an array"),
-    ({"messageType": 5, "logEvents": []}, "messageType is not DATA_MESSAGE or CONTROL_MESSAGE: a JSON number"),
-    ({"messageType": "OTHER", "logEvents": []}, "messageType is not DATA_MESSAGE or CONTROL_MESSAGE: 'OTHER'"),
-    ({"Records": None}, "Records is a JSON null, not an array"),
-    ({"Records": "x"}, "Records is a JSON string, not an array"),
-    ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": None}, "detail is a JSON null, not an object"),
-    ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": [1]}, "detail is a JSON array, not an object"),
-    ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": {"eventName": "X"}},
-     "detail: eventSource missing or not a string"),
-    ({"detail-type": "EC2 Instance State-change Notification", "detail": {}},
-     "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): "
-     "'EC2 Instance State-change Notification'"),
-    ({"detail-type": ["AWS API Call via CloudTrail"], "detail": {}},
-     "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): a JSON array"),
-    ({"eventSource": "s3.amazonaws.com", "eventName": 3, "eventTime": "2024-07-31T13:06:24Z"},
-     "eventName missing or not a string"),
-    ({"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventTime": None},
-     "eventTime missing or not an ISO 8601 time"),
-    ([None, 1, "x", [], {}],
-     None),
-    (None, "JSON null is not a CloudTrail record or envelope"),
-    (42, "JSON number is not a CloudTrail record or envelope"),
-    ("CloudTrail", "JSON string is not a CloudTrail record or envelope"),
-])
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"messageType": "DATA_MESSAGE", "logEvents": None}, "logEvents is a JSON null, not an array"),
+        ({"messageType": "DATA_MESSAGE", "logEvents": {"a": 1}}, "logEvents is a JSON object, not an array"),
+        ({"messageType": "DATA_MESSAGE"}, "logEvents is a JSON null, not an array"),
+        ({"messageType": 5, "logEvents": []}, "messageType is not DATA_MESSAGE or CONTROL_MESSAGE: a JSON number"),
+        ({"messageType": "OTHER", "logEvents": []}, "messageType is not DATA_MESSAGE or CONTROL_MESSAGE: 'OTHER'"),
+        ({"Records": None}, "Records is a JSON null, not an array"),
+        ({"Records": "x"}, "Records is a JSON string, not an array"),
+        ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": None}, "detail is a JSON null, not an object"),
+        ({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": [1]}, "detail is a JSON array, not an object"),
+        (
+            {"detail-type": EVENTBRIDGE_DETAIL_TYPE, "detail": {"eventName": "X"}},
+            "detail: eventSource missing or not a string",
+        ),
+        (
+            {"detail-type": "EC2 Instance State-change Notification", "detail": {}},
+            "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): "
+            "'EC2 Instance State-change Notification'",
+        ),
+        (
+            {"detail-type": ["AWS API Call via CloudTrail"], "detail": {}},
+            "EventBridge detail-type is not one of CloudTrail's (... via CloudTrail): a JSON array",
+        ),
+        (
+            {"eventSource": "s3.amazonaws.com", "eventName": 3, "eventTime": "2024-07-31T13:06:24Z"},
+            "eventName missing or not a string",
+        ),
+        (
+            {"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventTime": None},
+            "eventTime missing or not an ISO 8601 time",
+        ),
+        ([None, 1, "x", [], {}], None),
+        (None, "JSON null is not a CloudTrail record or envelope"),
+        (42, "JSON number is not a CloudTrail record or envelope"),
+        ("CloudTrail", "JSON string is not a CloudTrail record or envelope"),
+    ],
+)
 def test_wrong_shapes_are_dead_letters_with_reasons(doc: Any, reason: str | None) -> None:
     for data in both(orjson.dumps(doc)):
         events, dead, stats = run(data, "s3://bucket/key.json.gz")
@@ -203,9 +248,12 @@ def test_wrong_shapes_are_dead_letters_with_reasons(doc: Any, reason: str | None
         assert all(d.origin == "s3://bucket/key.json.gz" for d in dead)
         if reason is None:  # a JSON array of non-records: one dead letter each
             assert [d.reason for d in dead] == [
-                "[0]: record is a JSON null, not an object", "[1]: record is a JSON number, not an object",
-                "[2]: record is a JSON string, not an object", "[3]: record is a JSON array, not an object",
-                "[4]: eventSource missing or not a string"]
+                "[0]: record is a JSON null, not an object",
+                "[1]: record is a JSON number, not an object",
+                "[2]: record is a JSON string, not an object",
+                "[3]: record is a JSON array, not an object",
+                "[4]: eventSource missing or not a string",
+            ]
         else:
             assert [d.reason for d in dead] == [reason]
         assert sum(stats.dead_letters.values()) == len(dead)
@@ -214,15 +262,26 @@ def test_wrong_shapes_are_dead_letters_with_reasons(doc: Any, reason: str | None
 def test_records_with_nulls_and_wrong_types_each_dead_lettered_with_index() -> None:
     events, dead, _ = run(orjson.dumps({"Records": [record(0), None, record(2), {"eventSource": ["x"]}]}))
     assert [e.event_id for e in events] == ["id-0", "id-2"]
-    assert [d.reason for d in dead] == ["Records[1]: record is a JSON null, not an object",
-                                        "Records[3]: eventSource missing or not a string"]
-    assert [d.kind for d in dead] == ["Records[]: record is a JSON null, not an object",
-                                      "Records[]: eventSource missing or not a string"]
+    assert [d.reason for d in dead] == [
+        "Records[1]: record is a JSON null, not an object",
+        "Records[3]: eventSource missing or not a string",
+    ]
+    assert [d.kind for d in dead] == [
+        "Records[]: record is a JSON null, not an object",
+        "Records[]: eventSource missing or not a string",
+    ]
 
 
 def test_json_lines_bad_line_is_a_dead_letter_with_its_line_number() -> None:
-    lines = [orjson.dumps(record(0)), b"", b"{broken", b"   ", orjson.dumps(envelope(record(1))), b"[]",
-             orjson.dumps(record(2))]
+    lines = [
+        orjson.dumps(record(0)),
+        b"",
+        b"{broken",
+        b"   ",
+        orjson.dumps(envelope(record(1))),
+        b"[]",
+        orjson.dumps(record(2)),
+    ]
     events, dead, _ = run(b"\n".join(lines), "trail.jsonl")
     assert [e.event_id for e in events] == ["id-0", "id-1", "id-2"]
     assert [(d.origin, d.reason.split(":")[0]) for d in dead] == [("trail.jsonl:3", "not JSON")]
@@ -235,18 +294,21 @@ def test_json_lines_whose_first_line_is_bad_still_decode() -> None:
     assert len(events) == len(RECORDS) and [d.origin for d in dead] == ["f:1"]
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"", "empty input"),
-    (b"  \n\n ", "empty input"),
-    (b"\xff\xfe\x00{", "not UTF-8"),
-    (b'{"eventSource": "\xc3\x28"}', "not UTF-8"),
-    (b"<html>503</html>", "not JSON"),
-    (b'{"Records": [', "not JSON"),
-    (gzip.compress(orjson.dumps({"Records": RECORDS}))[:-10], "truncated gzip"),
-    (gzip.compress(orjson.dumps({"Records": RECORDS}))[:12], "truncated gzip"),
-    (b"\x1f\x8b\x08\x00garbage-garbage", "corrupt gzip"),
-    (gzip.compress(b"[]") + b"trailing junk", "trailing data after gzip"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty input"),
+        (b"  \n\n ", "empty input"),
+        (b"\xff\xfe\x00{", "not UTF-8"),
+        (b'{"eventSource": "\xc3\x28"}', "not UTF-8"),
+        (b"<html>503</html>", "not JSON"),
+        (b'{"Records": [', "not JSON"),
+        (gzip.compress(orjson.dumps({"Records": RECORDS}))[:-10], "truncated gzip"),
+        (gzip.compress(orjson.dumps({"Records": RECORDS}))[:12], "truncated gzip"),
+        (b"\x1f\x8b\x08\x00garbage-garbage", "corrupt gzip"),
+        (gzip.compress(b"[]") + b"trailing junk", "trailing data after gzip"),
+    ],
+)
 def test_unreadable_blobs_are_one_dead_letter(data: bytes, reason: str) -> None:
     events, dead, stats = run(data, "shard-1/seq-42")
     assert events == []
@@ -299,8 +361,11 @@ def test_sample_is_bounded_and_dead_letter_serializes() -> None:
 @pytest.mark.parametrize("depth", [10, 300, 1000, 1023])
 def test_deeply_nested_json_is_a_dead_letter_not_a_recursion_error(depth: int) -> None:
     nested = b"[" * depth + b"]" * depth
-    for data in (b'{"Records": [' + nested + b"]}", b'{"Records": [{"eventSource": ' + nested + b"}]}",
-                 orjson.dumps(cwl([(b"[" * depth + b"]" * depth).decode()]))):
+    for data in (
+        b'{"Records": [' + nested + b"]}",
+        b'{"Records": [{"eventSource": ' + nested + b"}]}",
+        orjson.dumps(cwl([(b"[" * depth + b"]" * depth).decode()])),
+    ):
         events, dead, _ = run(data)
         assert events == [] and len(dead) == 1 and dead[0].sample
 
@@ -329,8 +394,12 @@ def test_corpus_files_decode_without_dead_letters_in_every_transport() -> None:
     for path in sorted(STRATUS.glob("*.json")):
         data = path.read_bytes()
         recs = orjson.loads(data)
-        for blob in (data, gzip.compress(orjson.dumps({"Records": recs})), orjson.dumps(cwl(recs)),
-                     b"\n".join(orjson.dumps(envelope(r)) for r in recs)):
+        for blob in (
+            data,
+            gzip.compress(orjson.dumps({"Records": recs})),
+            orjson.dumps(cwl(recs)),
+            b"\n".join(orjson.dumps(envelope(r)) for r in recs),
+        ):
             events, dead, _ = run(blob, path.name)
             assert dead == [], (path.name, dead[:1])
             assert [e.event_id for e in events] == [r.get("eventID", "") for r in recs]

@@ -25,38 +25,104 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 # The fields rules read, nested ones by path: each gets replaced by a value of every JSON type.
 RULE_FIELDS: list[tuple[str, ...]] = [
-    ("eventSource",), ("eventName",), ("eventTime",), ("eventID",), ("eventType",), ("eventCategory",),
-    ("awsRegion",), ("recipientAccountId",), ("sourceIPAddress",), ("userAgent",), ("errorCode",),
-    ("errorMessage",), ("readOnly",), ("managementEvent",), ("resources",), ("sharedEventID",),
-    ("vpcEndpointId",), ("serviceEventDetails",), ("requestParameters",), ("responseElements",),
-    ("additionalEventData",), ("tlsDetails",), ("userIdentity",),
-    ("userIdentity", "type"), ("userIdentity", "arn"), ("userIdentity", "accountId"), ("userIdentity", "userName"),
-    ("userIdentity", "principalId"), ("userIdentity", "invokedBy"), ("userIdentity", "accessKeyId"),
-    ("userIdentity", "sessionContext"), ("userIdentity", "sessionContext", "attributes"),
+    ("eventSource",),
+    ("eventName",),
+    ("eventTime",),
+    ("eventID",),
+    ("eventType",),
+    ("eventCategory",),
+    ("awsRegion",),
+    ("recipientAccountId",),
+    ("sourceIPAddress",),
+    ("userAgent",),
+    ("errorCode",),
+    ("errorMessage",),
+    ("readOnly",),
+    ("managementEvent",),
+    ("resources",),
+    ("sharedEventID",),
+    ("vpcEndpointId",),
+    ("serviceEventDetails",),
+    ("requestParameters",),
+    ("responseElements",),
+    ("additionalEventData",),
+    ("tlsDetails",),
+    ("userIdentity",),
+    ("userIdentity", "type"),
+    ("userIdentity", "arn"),
+    ("userIdentity", "accountId"),
+    ("userIdentity", "userName"),
+    ("userIdentity", "principalId"),
+    ("userIdentity", "invokedBy"),
+    ("userIdentity", "accessKeyId"),
+    ("userIdentity", "sessionContext"),
+    ("userIdentity", "sessionContext", "attributes"),
     ("userIdentity", "sessionContext", "attributes", "mfaAuthenticated"),
     ("userIdentity", "sessionContext", "attributes", "creationDate"),
-    ("userIdentity", "sessionContext", "sessionIssuer"), ("userIdentity", "sessionContext", "sessionIssuer", "arn"),
+    ("userIdentity", "sessionContext", "sessionIssuer"),
+    ("userIdentity", "sessionContext", "sessionIssuer", "arn"),
     ("userIdentity", "sessionContext", "sessionIssuer", "userName"),
     ("userIdentity", "sessionContext", "sessionIssuer", "type"),
-    ("userIdentity", "sessionContext", "ec2RoleDelivery"), ("userIdentity", "onBehalfOf"),
-    ("additionalEventData", "MFAUsed"), ("additionalEventData", "LoginTo"), ("additionalEventData", "MobileVersion"),
-    ("responseElements", "ConsoleLogin"), ("tlsDetails", "clientProvidedHostHeader"), ("tlsDetails", "tlsVersion"),
-    ("requestParameters", "ipPermissions"), ("requestParameters", "ipPermissions", "items"),
-    ("requestParameters", "securityGroupRuleSet"), ("requestParameters", "ModifySecurityGroupRulesRequest"),
-    ("requestParameters", "policyDocument"), ("requestParameters", "bucketPolicy"), ("requestParameters", "name"),
-    ("requestParameters", "userName"), ("requestParameters", "roleName"), ("requestParameters", "policyArn"),
-    ("requestParameters", "secretId"), ("requestParameters", "filters"), ("requestParameters", "names"),
-    ("requestParameters", "withDecryption"), ("requestParameters", "instanceId"), ("requestParameters", "keyId"),
-    ("requestParameters", "eventSelectors"), ("requestParameters", "advancedEventSelectors"),
-    ("responseElements", "instancesSet"), ("responseElements", "credentials"), ("responseElements", "user"),
+    ("userIdentity", "sessionContext", "ec2RoleDelivery"),
+    ("userIdentity", "onBehalfOf"),
+    ("additionalEventData", "MFAUsed"),
+    ("additionalEventData", "LoginTo"),
+    ("additionalEventData", "MobileVersion"),
+    ("responseElements", "ConsoleLogin"),
+    ("tlsDetails", "clientProvidedHostHeader"),
+    ("tlsDetails", "tlsVersion"),
+    ("requestParameters", "ipPermissions"),
+    ("requestParameters", "ipPermissions", "items"),
+    ("requestParameters", "securityGroupRuleSet"),
+    ("requestParameters", "ModifySecurityGroupRulesRequest"),
+    ("requestParameters", "policyDocument"),
+    ("requestParameters", "bucketPolicy"),
+    ("requestParameters", "name"),
+    ("requestParameters", "userName"),
+    ("requestParameters", "roleName"),
+    ("requestParameters", "policyArn"),
+    ("requestParameters", "secretId"),
+    ("requestParameters", "filters"),
+    ("requestParameters", "names"),
+    ("requestParameters", "withDecryption"),
+    ("requestParameters", "instanceId"),
+    ("requestParameters", "keyId"),
+    ("requestParameters", "eventSelectors"),
+    ("requestParameters", "advancedEventSelectors"),
+    ("responseElements", "instancesSet"),
+    ("responseElements", "credentials"),
+    ("responseElements", "user"),
 ]
 
-_leaf = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-         | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
-         | st.sampled_from(["", "true", "false", "0.0.0.0/0", "::/0", "*", "\x1b[31m", "root", "Root",
-                            "2024-07-31T13:06:24Z", "AwsServiceEvent", "AccessDenied", "Failure"]))
-json_values = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+    | st.sampled_from(
+        [
+            "",
+            "true",
+            "false",
+            "0.0.0.0/0",
+            "::/0",
+            "*",
+            "\x1b[31m",
+            "root",
+            "Root",
+            "2024-07-31T13:06:24Z",
+            "AwsServiceEvent",
+            "AccessDenied",
+            "Failure",
+        ]
+    )
+)
+json_values = st.recursive(
+    _leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _corpus_records() -> list[dict[str, Any]]:
@@ -72,8 +138,11 @@ def _rule_bases(detector: Detector, corpus: list[dict[str, Any]]) -> dict[str, l
         own += [r for r in corpus if rule.wants(str(r.get("eventSource")), str(r.get("eventName")))]
         for source, names in rule.events.items():
             for name in sorted(names) if names else ["AnyEvent"]:
-                own.append(complete_record({"eventSource": "ec2.amazonaws.com" if source == ANY else source,
-                                            "eventName": name}, 0, rule.id))
+                own.append(
+                    complete_record(
+                        {"eventSource": "ec2.amazonaws.com" if source == ANY else source, "eventName": name}, 0, rule.id
+                    )
+                )
         bases[rule.id] = [r for r in own if isinstance(r, dict)]
     return bases
 
@@ -84,7 +153,8 @@ RULE_BASES = _rule_bases(DETECTOR, CORPUS_RECORDS)
 BASES = CORPUS_RECORDS + [r for records in RULE_BASES.values() for r in records]
 # Half the time a rule is picked first, so every rule of the pack meets mangled versions of its events.
 base_records = st.sampled_from(CORPUS_RECORDS or BASES) | st.sampled_from(sorted(RULE_BASES)).flatmap(
-    lambda rule_id: st.sampled_from(RULE_BASES[rule_id]))
+    lambda rule_id: st.sampled_from(RULE_BASES[rule_id])
+)
 
 
 def _set(record: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
@@ -92,8 +162,9 @@ def _set(record: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
     node: Any = record
     for step, following in itertools.pairwise(path):
         child = _child(node, step)
-        fits = isinstance(child, dict) or (isinstance(child, list) and isinstance(following, int)
-                                           and following < len(child))
+        fits = isinstance(child, dict) or (
+            isinstance(child, list) and isinstance(following, int) and following < len(child)
+        )
         if not fits:
             child = {}
             node[step] = child
@@ -159,9 +230,14 @@ def _detect(events: list[Event]) -> None:
 
 
 def _cwl(messages: list[str]) -> dict[str, Any]:
-    return {"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "g", "logStream": "s",
-            "subscriptionFilters": ["f"],
-            "logEvents": [{"id": i, "timestamp": 1, "message": m} for i, m in enumerate(messages)]}
+    return {
+        "messageType": "DATA_MESSAGE",
+        "owner": "111122223333",
+        "logGroup": "g",
+        "logStream": "s",
+        "subscriptionFilters": ["f"],
+        "logEvents": [{"id": i, "timestamp": 1, "message": m} for i, m in enumerate(messages)],
+    }
 
 
 @SETTINGS
@@ -183,10 +259,14 @@ def _empty_container(data: bytes) -> bool:
 
 
 @SETTINGS
-@given(st.lists(mutated_records(), min_size=1, max_size=6), st.sampled_from(["cwl", "s3", "lines", "eventbridge"]),
-       st.booleans())
+@given(
+    st.lists(mutated_records(), min_size=1, max_size=6),
+    st.sampled_from(["cwl", "s3", "lines", "eventbridge"]),
+    st.booleans(),
+)
 def test_wrong_types_in_every_field_never_raise_and_every_record_is_accounted_for(
-        records: list[dict[str, Any]], transport: str, compressed: bool) -> None:
+    records: list[dict[str, Any]], transport: str, compressed: bool
+) -> None:
     if transport == "cwl":
         data = _encode(_cwl([json.dumps(r) for r in records]))
     elif transport == "s3":
@@ -194,8 +274,9 @@ def test_wrong_types_in_every_field_never_raise_and_every_record_is_accounted_fo
     elif transport == "lines":
         data = b"\n".join(_encode(r) for r in records)
     else:
-        data = b"\n".join(_encode({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "source": "aws.x", "detail": r})
-                          for r in records)
+        data = b"\n".join(
+            _encode({"detail-type": EVENTBRIDGE_DETAIL_TYPE, "source": "aws.x", "detail": r}) for r in records
+        )
     events, dead, _ = _run(gzip.compress(data) if compressed else data)
     if len(records) > 1 or transport in ("cwl", "s3"):
         assert len(events) + len(dead) == len(records)
@@ -206,10 +287,19 @@ def test_wrong_types_in_every_field_never_raise_and_every_record_is_accounted_fo
 
 
 @SETTINGS
-@given(st.lists(st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(st.none(), max_size=2)
-                | st.dictionaries(st.sampled_from(["eventSource", "eventName", "eventTime"]), st.none(), max_size=3),
-                min_size=1, max_size=6),
-       st.sampled_from(["cwl-message", "record"]))
+@given(
+    st.lists(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text(max_size=8)
+        | st.lists(st.none(), max_size=2)
+        | st.dictionaries(st.sampled_from(["eventSource", "eventName", "eventTime"]), st.none(), max_size=3),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(["cwl-message", "record"]),
+)
 def test_nulls_and_scalars_where_records_belong(values: list[Any], where: str) -> None:
     data = _encode(_cwl([json.dumps(v) for v in values]) if where == "cwl-message" else {"Records": values})
     events, dead, _ = _run(data)
@@ -237,7 +327,8 @@ def cwl_envelopes(draw: st.DrawFn) -> tuple[dict[str, Any], int, int]:
 @SETTINGS
 @given(st.lists(cwl_envelopes(), min_size=1, max_size=4), st.booleans())
 def test_cloudwatch_logs_records_with_junk_envelopes_are_accounted_for(
-        blobs: list[tuple[dict[str, Any], int, int]], compressed: bool) -> None:
+    blobs: list[tuple[dict[str, Any], int, int]], compressed: bool
+) -> None:
     total_inputs = total_seen = 0
     for doc, inputs, skipped in blobs:
         data = _encode(doc)
@@ -261,11 +352,15 @@ def test_truncated_gzip_is_exactly_one_dead_letter(record: dict[str, Any], data:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.sampled_from(BASES), st.sampled_from(["requestParameters", "responseElements", "userAgent",
-                                                "additionalEventData", "errorMessage"]),
-       st.sampled_from(["string", "keys", "list"]), st.sampled_from(["cwl", "s3"]))
-def test_one_megabyte_events_decode_and_pass_the_rules(record: dict[str, Any], field: str, shape: str,
-                                                       transport: str) -> None:
+@given(
+    st.sampled_from(BASES),
+    st.sampled_from(["requestParameters", "responseElements", "userAgent", "additionalEventData", "errorMessage"]),
+    st.sampled_from(["string", "keys", "list"]),
+    st.sampled_from(["cwl", "s3"]),
+)
+def test_one_megabyte_events_decode_and_pass_the_rules(
+    record: dict[str, Any], field: str, shape: str, transport: str
+) -> None:
     record = copy.deepcopy(record)
     if shape == "string":
         big: Any = "A\x1b" * (512 * 1024)

@@ -18,7 +18,8 @@ from pipeline.scenario import build
 
 S3_KEY = re.compile(
     r"^AWSLogs/(?P<acct>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/(?P<y>\d{4})/(?P<m>\d\d)/(?P<d>\d\d)/"
-    r"(?P=acct)_CloudTrail_(?P=region)_(?P<stamp>\d{8}T\d{4}Z)_[A-Za-z0-9]{16}\.json\.gz$")
+    r"(?P=acct)_CloudTrail_(?P=region)_(?P<stamp>\d{8}T\d{4}Z)_[A-Za-z0-9]{16}\.json\.gz$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,9 @@ def test_s3_files_use_the_cloudtrail_key_layout(scenario: Any) -> None:
         assert records
         assert {(r["recipientAccountId"], r["awsRegion"]) for r in records} == {(m["acct"], m["region"])}
         delivered = max(parse_event_time(r["eventTime"]) for r in records)
-        stamp = parse_event_time(f"{m['stamp'][:4]}-{m['stamp'][4:6]}-{m['stamp'][6:8]}T"
-                                 f"{m['stamp'][9:11]}:{m['stamp'][11:13]}:00Z")
+        stamp = parse_event_time(
+            f"{m['stamp'][:4]}-{m['stamp'][4:6]}-{m['stamp'][6:8]}T{m['stamp'][9:11]}:{m['stamp'][11:13]}:00Z"
+        )
         assert stamp >= delivered - 60, "a file is named after its delivery, after its events"
     events, _ = decoded([b for _, b in files])
     assert by_id([e.raw for e in events]) == by_id(scenario.events)
@@ -152,8 +154,11 @@ def test_eventbridge_envelopes(scenario: Any) -> None:
         assert env["detail"] == ev
         assert env["version"] == "0" and re.fullmatch(r"[0-9a-f-]{36}", env["id"])
         assert env["source"] == "aws." + ev["eventSource"].split(".")[0]
-        assert (env["account"], env["region"], env["time"]) == (ev["recipientAccountId"], ev["awsRegion"],
-                                                                ev["eventTime"])
+        assert (env["account"], env["region"], env["time"]) == (
+            ev["recipientAccountId"],
+            ev["awsRegion"],
+            ev["eventTime"],
+        )
         kinds.add((ev.get("eventType"), env["detail-type"]))
     assert ("AwsApiCall", "AWS API Call via CloudTrail") in kinds
     assert ("AwsConsoleSignIn", "AWS Console Signin via CloudTrail") in kinds

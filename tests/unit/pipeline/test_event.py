@@ -19,11 +19,28 @@ def test_event_time_parses_like_datetime(moment: datetime) -> None:
     assert parse_event_time(moment.strftime("%Y-%m-%dT%H:%M:%SZ")) == moment.timestamp()
 
 
-@pytest.mark.parametrize("value", [
-    "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:60:00Z",
-    "2024-01-01T00:00:61Z", "2024-01-01X00:00:00Z", "9999-12-31T23:59:59.9999999Z", "9999-12-31T20:00:00Z",
-    "0001-01-01T00:00:00Z", "0001-01-01T02:00:00+05:00", "2024-01-01T0a:00:00Z", "not a time", "", None, 17, [], {},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-13-01T00:00:00Z",
+        "2024-02-30T00:00:00Z",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T00:60:00Z",
+        "2024-01-01T00:00:61Z",
+        "2024-01-01X00:00:00Z",
+        "9999-12-31T23:59:59.9999999Z",
+        "9999-12-31T20:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T02:00:00+05:00",
+        "2024-01-01T0a:00:00Z",
+        "not a time",
+        "",
+        None,
+        17,
+        [],
+        {},
+    ],
+)
 def test_invalid_event_times_are_none(value: Any) -> None:
     assert parse_event_time(value) is None
 
@@ -45,13 +62,34 @@ def test_from_record_explains_what_is_missing() -> None:
 @pytest.mark.parametrize("junk", [None, 1, 1.5, True, "text", [], [{"arn": "x"}], {"nested": {"deep": []}}])
 def test_accessors_keep_their_types_whatever_the_fields_hold(junk: Any) -> None:
     raw = {"eventSource": "iam.amazonaws.com", "eventName": "CreateUser", "eventTime": "2024-07-31T13:06:24Z"}
-    for name in ("userIdentity", "requestParameters", "responseElements", "additionalEventData", "errorCode",
-                 "sourceIPAddress", "userAgent", "awsRegion", "recipientAccountId", "eventID", "eventType"):
+    for name in (
+        "userIdentity",
+        "requestParameters",
+        "responseElements",
+        "additionalEventData",
+        "errorCode",
+        "sourceIPAddress",
+        "userAgent",
+        "awsRegion",
+        "recipientAccountId",
+        "eventID",
+        "eventType",
+    ):
         raw[name] = junk
     event = Event.from_record(raw)
     assert isinstance(event, Event)
-    for attr in ("event_id", "account", "region", "principal", "user_name", "source_ip", "user_agent",
-                 "error_code", "identity_type", "event_type"):
+    for attr in (
+        "event_id",
+        "account",
+        "region",
+        "principal",
+        "user_name",
+        "source_ip",
+        "user_agent",
+        "error_code",
+        "identity_type",
+        "event_type",
+    ):
         assert isinstance(getattr(event, attr), str), attr
     for attr in ("request", "response", "additional", "identity"):
         assert isinstance(getattr(event, attr), dict), attr

@@ -11,10 +11,16 @@ from pipeline.ruletest import complete_record
 
 
 def _admin_attach(account: str, event_id: str) -> Event:
-    record = complete_record({
-        "eventSource": "iam.amazonaws.com", "eventName": "AttachUserPolicy", "recipientAccountId": account,
-        "requestParameters": {"userName": "etl-runner", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
-    }, 0, "admin")
+    record = complete_record(
+        {
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "AttachUserPolicy",
+            "recipientAccountId": account,
+            "requestParameters": {"userName": "etl-runner", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        },
+        0,
+        "admin",
+    )
     record["eventID"] = event_id
     event = Event.from_record(record)
     assert isinstance(event, Event)

@@ -32,9 +32,11 @@ def ids_by_rule() -> dict[str, list[str]]:
 def test_the_fixed_scenario_raises_the_recorded_finding_ids() -> None:
     recorded = json.loads(RECORDED.read_text())
     now = ids_by_rule()
-    changed = {rule: {"gone": sorted(set(ids) - set(now.get(rule, []))),
-                      "new": sorted(set(now.get(rule, [])) - set(ids))}
-               for rule, ids in recorded.items() if set(ids) != set(now.get(rule, []))}
+    changed = {
+        rule: {"gone": sorted(set(ids) - set(now.get(rule, []))), "new": sorted(set(now.get(rule, [])) - set(ids))}
+        for rule, ids in recorded.items()
+        if set(ids) != set(now.get(rule, []))
+    }
     appeared = {rule: ids for rule, ids in now.items() if rule not in recorded}
     assert not changed and not appeared, f"finding ids changed: {changed}; rules with new findings: {appeared}"
     assert sum(len(ids) for ids in recorded.values()) > 50

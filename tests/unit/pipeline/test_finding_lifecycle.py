@@ -24,8 +24,7 @@ from pipeline.stateful import snapshot
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.state import KeyedState
 
-TAGS, MFA, BRUTE = ("ec2-instance-missing-required-tags", "iam-login-profile-without-mfa",
-                    "console-login-brute-force")
+TAGS, MFA, BRUTE = ("ec2-instance-missing-required-tags", "iam-login-profile-without-mfa", "console-login-brute-force")
 I1 = tags.I1
 
 
@@ -59,8 +58,16 @@ def test_tags_still_missing_a_required_key_do_not_resolve_and_the_missing_one_do
     partial = {"Owner": "alice", "CostCenter": "cc-4410"}
     found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], partial), later(30)])
     assert [f.status for f in found] == [OPEN]
-    found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], partial),
-                        tags._tags(25, [I1], {"Environment": "prod"}), later(30)])
+    found = scan(
+        TAGS,
+        [
+            tags._run(0, [I1]),
+            later(20),
+            tags._tags(22, [I1], partial),
+            tags._tags(25, [I1], {"Environment": "prod"}),
+            later(30),
+        ],
+    )
     assert [(f.status, f.resolution) for f in found] == [(OPEN, ""), (RESOLVED, "tags added")]
 
 
@@ -71,13 +78,25 @@ def test_an_instance_terminated_after_its_finding_resolves_it_as_deleted_and_bef
 
 
 def test_a_second_lapse_is_a_second_finding_and_resolves_on_its_own():
-    found = scan(TAGS, [tags._run(0, [I1]), tags._tags(20, [I1], tags.GOOD),
-                        tags._tags(30, [I1], {"Owner": None}, "DeleteTags"), later(50),
-                        tags._tags(55, [I1], {"Owner": "bob"}), later(60)])
+    found = scan(
+        TAGS,
+        [
+            tags._run(0, [I1]),
+            tags._tags(20, [I1], tags.GOOD),
+            tags._tags(30, [I1], {"Owner": None}, "DeleteTags"),
+            later(50),
+            tags._tags(55, [I1], {"Owner": "bob"}),
+            later(60),
+        ],
+    )
     first, _, second, _ = found
     assert first.id != second.id
-    assert lifecycle(found) == [(first.id, OPEN, ""), (first.id, RESOLVED, "tags added"),
-                                (second.id, OPEN, ""), (second.id, RESOLVED, "tags added")]
+    assert lifecycle(found) == [
+        (first.id, OPEN, ""),
+        (first.id, RESOLVED, "tags added"),
+        (second.id, OPEN, ""),
+        (second.id, RESOLVED, "tags added"),
+    ]
 
 
 def test_a_login_profile_without_mfa_resolves_when_the_user_enables_a_device_not_another_user():
@@ -111,8 +130,11 @@ def test_a_burst_resolves_when_a_quiet_period_of_its_window_follows_its_last_fai
 def test_a_burst_outlasting_the_dedup_period_resolves_the_old_finding_as_continued():
     # A failure every 30 s for 70 minutes: the dedup period is 1h, so a second finding opens at minute 60+.
     found = scan(BRUTE, [brute._fail(i * 0.5) for i in range(140)])
-    assert [(f.status, f.resolution) for f in found] == [(OPEN, ""), (RESOLVED, "continued as a new finding"),
-                                                         (OPEN, "")]
+    assert [(f.status, f.resolution) for f in found] == [
+        (OPEN, ""),
+        (RESOLVED, "continued as a new finding"),
+        (OPEN, ""),
+    ]
     assert found[0].id == found[1].id != found[2].id
     # Raised by the tenth failure (minute 4.5), the next finding by the first failure past the hour (minute 64.5).
     assert found[1].occurrences == 120
@@ -137,8 +159,9 @@ def test_a_threshold_finding_open_at_a_snapshot_resolves_after_the_restore_as_wi
     assert rest[0].updated_at == 1009.0 + 600
 
 
-@pytest.mark.parametrize(("section", "alerted"), [({}, False), ({"min_severity": "low"}, True),
-                                                  ({"rules": [TAGS]}, True)])
+@pytest.mark.parametrize(
+    ("section", "alerted"), [({}, False), ({"min_severity": "low"}, True), ({"rules": [TAGS]}, True)]
+)
 def test_a_resolution_is_alerted_exactly_when_its_finding_is(section, alerted):
     policy = AlertPolicy.from_config(Config.from_dict({"alerts": section}))
     found = scan(TAGS, [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), later(30)])
@@ -150,7 +173,8 @@ TAGGED_LATE = [tags._run(0, [I1]), later(20), tags._tags(22, [I1], tags.GOOD), l
 
 
 def test_scan_and_backfill_give_the_same_lifecycle_and_the_table_shows_the_status(
-        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     from tests.unit.pipeline.test_backfill import run_cli, write_archive
 
     records = [complete_record(p, i, "lifecycle") for i, p in enumerate(TAGGED_LATE)]
@@ -159,8 +183,9 @@ def test_scan_and_backfill_give_the_same_lifecycle_and_the_table_shows_the_statu
     day = records[0]["eventTime"][:10]
     rc, scanned, _ = run_cli(capsysbinary, "scan", str(archive), "--format", "json", "-q")
     assert rc == 0
-    rc, backfilled, err = run_cli(capsysbinary, "backfill", str(archive), "--from", day, "--to", day,
-                                  "--format", "json")
+    rc, backfilled, err = run_cli(
+        capsysbinary, "backfill", str(archive), "--from", day, "--to", day, "--format", "json"
+    )
     assert rc == 0, err
 
     def lifecycle_of(found: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:

@@ -16,16 +16,24 @@ from pipeline.ocsf import archive_format, detection_finding
 from tests.support.destinations import HOSTILE, finding_dict, hostile_dict
 
 
-@pytest.mark.parametrize(("changes", "activity", "status"), [
-    ({}, 1, 1), ({"occurrences": 4}, 2, 1), ({"status": "resolved", "resolution": "tags added"}, 3, 4)])
+@pytest.mark.parametrize(
+    ("changes", "activity", "status"),
+    [({}, 1, 1), ({"occurrences": 4}, 2, 1), ({"status": "resolved", "resolution": "tags added"}, 3, 4)],
+)
 def test_a_finding_its_digest_and_its_resolution_are_valid_detection_findings(changes, activity, status):
     doc = detection_finding(finding_dict(1, **changes))
     model = DetectionFinding.model_validate(doc)
-    assert (model.class_uid, model.category_uid, model.activity_id, model.type_uid) == (2004, 2, activity,
-                                                                                        200400 + activity)
+    assert (model.class_uid, model.category_uid, model.activity_id, model.type_uid) == (
+        2004,
+        2,
+        activity,
+        200400 + activity,
+    )
     assert model.status_id == status and model.severity_id == 4 and model.finding_info.uid == finding_dict(1)["id"]
-    assert [(a.technique.uid, a.tactic.uid) for a in model.finding_info.attacks] == [("T1136", "TA0003"),
-                                                                                     ("T1098", "TA0003")]
+    assert [(a.technique.uid, a.tactic.uid) for a in model.finding_info.attacks] == [
+        ("T1136", "TA0003"),
+        ("T1098", "TA0003"),
+    ]
     assert model.count == changes.get("occurrences", 1)
     assert model.cloud.account.uid == "123456789012" and model.resources[0].uid.endswith("user/new-1")
 
@@ -41,12 +49,21 @@ def test_firehose_writes_ocsf_lines_when_asked():
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="archive")
     firehose = boto3.client("firehose", region_name="us-east-1")
-    firehose.create_delivery_stream(DeliveryStreamName="findings", ExtendedS3DestinationConfiguration={
-        "RoleARN": "arn:aws:iam::123456789012:role/fh", "BucketARN": "arn:aws:s3:::archive", "Prefix": "f/"})
+    firehose.create_delivery_stream(
+        DeliveryStreamName="findings",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/fh",
+            "BucketARN": "arn:aws:s3:::archive",
+            "Prefix": "f/",
+        },
+    )
     huge = Finding.from_dict({**hostile_dict(), "context": {"blob": HOSTILE * 20}})
     FirehoseSink(firehose, "findings", archive_format="ocsf").deliver([Finding.from_dict(finding_dict(2)), huge])
-    lines = [line for obj in s3.list_objects_v2(Bucket="archive")["Contents"]
-             for line in s3.get_object(Bucket="archive", Key=obj["Key"])["Body"].read().splitlines()]
+    lines = [
+        line
+        for obj in s3.list_objects_v2(Bucket="archive")["Contents"]
+        for line in s3.get_object(Bucket="archive", Key=obj["Key"])["Body"].read().splitlines()
+    ]
     assert len(lines) == 2 and all(len(line) < 1000 * 1024 for line in lines)
     models = [DetectionFinding.model_validate(json.loads(line)) for line in lines]
     assert {m.finding_info.uid for m in models} == {finding_dict(2)["id"], hostile_dict()["id"]}

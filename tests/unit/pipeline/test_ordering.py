@@ -24,10 +24,16 @@ T0 = datetime(2024, 8, 6, 4, 30, tzinfo=UTC).timestamp()
 
 
 def record(t: float, account: str = "111111111111", region: str = "us-east-1", n: int = 0) -> dict[str, object]:
-    return {"eventVersion": "1.09", "eventSource": "ec2.amazonaws.com", "eventName": "DescribeInstances",
-            "eventTime": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "eventID": f"id-{n}",
-            "awsRegion": region, "recipientAccountId": account,
-            "userIdentity": {"type": "IAMUser", "accountId": account, "userName": "u"}}
+    return {
+        "eventVersion": "1.09",
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "DescribeInstances",
+        "eventTime": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventID": f"id-{n}",
+        "awsRegion": region,
+        "recipientAccountId": account,
+        "userIdentity": {"type": "IAMUser", "accountId": account, "userName": "u"},
+    }
 
 
 def event(t: float, n: int = 0) -> Event:
@@ -36,14 +42,23 @@ def event(t: float, n: int = 0) -> Event:
     return ev
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/06/123456789012_CloudTrail_us-east-1_20240806T0435Z_x.json.gz",
-     ("", "123456789012", "us-east-1", date(2024, 8, 6))),
-    ("/data/trail/AWSLogs/o-abcdefghij/123456789012/CloudTrail/eu-west-1/2023/12/31/f.json.gz",
-     ("o-abcdefghij", "123456789012", "eu-west-1", date(2023, 12, 31))),
-    ("prefix/AWSLogs/o-abcdefghij/210987654321/CloudTrail/ap-south-1/2024/02/29/f.json",
-     ("o-abcdefghij", "210987654321", "ap-south-1", date(2024, 2, 29))),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/06/123456789012_CloudTrail_us-east-1_20240806T0435Z_x.json.gz",
+            ("", "123456789012", "us-east-1", date(2024, 8, 6)),
+        ),
+        (
+            "/data/trail/AWSLogs/o-abcdefghij/123456789012/CloudTrail/eu-west-1/2023/12/31/f.json.gz",
+            ("o-abcdefghij", "123456789012", "eu-west-1", date(2023, 12, 31)),
+        ),
+        (
+            "prefix/AWSLogs/o-abcdefghij/210987654321/CloudTrail/ap-south-1/2024/02/29/f.json",
+            ("o-abcdefghij", "210987654321", "ap-south-1", date(2024, 2, 29)),
+        ),
+    ],
+)
 def test_archive_path_reads_account_region_and_day(path: str, expected: tuple[str, str, str, date]) -> None:
     where = archive_path(path)
     assert where is not None
@@ -51,13 +66,16 @@ def test_archive_path_reads_account_region_and_day(path: str, expected: tuple[st
     assert where.name == path.rsplit("/", 1)[1]
 
 
-@pytest.mark.parametrize("path", [
-    "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/08/06/digest.json.gz",
-    "AWSLogs/123456789012/CloudTrail/us-east-1/2024/13/06/f.json.gz",  # no 13th month
-    "AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/06/",
-    "MyLogs/123456789012/CloudTrail/us-east-1/2024/08/06/f.json.gz",
-    "trail/events.jsonl",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/08/06/digest.json.gz",
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/13/06/f.json.gz",  # no 13th month
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/08/06/",
+        "MyLogs/123456789012/CloudTrail/us-east-1/2024/08/06/f.json.gz",
+        "trail/events.jsonl",
+    ],
+)
 def test_other_paths_are_not_archive_files(path: str) -> None:
     assert archive_path(path) is None
 
@@ -67,8 +85,11 @@ def test_group_makes_one_stream_per_account_region_in_day_and_name_order() -> No
         base = f"AWSLogs/{org}/{account}" if org else f"AWSLogs/{account}"
         return f"{base}/CloudTrail/{region}/{day}/{account}_CloudTrail_{region}_{stamp}_R.json.gz"
 
-    keys = [key("", "111111111111", "us-east-1", f"2024/08/{d:02d}", f"202408{d:02d}T{h:02d}00Z")
-            for d in (5, 6) for h in (0, 12, 23)]
+    keys = [
+        key("", "111111111111", "us-east-1", f"2024/08/{d:02d}", f"202408{d:02d}T{h:02d}00Z")
+        for d in (5, 6)
+        for h in (0, 12, 23)
+    ]
     keys += [key("", "111111111111", "eu-west-1", "2024/08/06", "20240806T0100Z")]
     keys += [key("o-org1234567", "222222222222", "us-east-1", f"2024/08/0{d}", f"2024080{d}T0500Z") for d in (5, 6)]
     keys += [key("o-org1234567", "111111111111", "us-east-1", "2024/08/06", "20240806T0500Z")]  # same account, org
@@ -78,9 +99,13 @@ def test_group_makes_one_stream_per_account_region_in_day_and_name_order() -> No
     streams = group(shuffled + others, lambda k: k, lambda k: k.split("/", 1)[0], window=4)
 
     by_key = {s.key: s for s in streams}
-    assert set(by_key) == {("archive", "", "111111111111", "us-east-1"), ("archive", "", "111111111111", "eu-west-1"),
-                           ("archive", "o-org1234567", "222222222222", "us-east-1"),
-                           ("archive", "o-org1234567", "111111111111", "us-east-1"), ("root", "notes")}
+    assert set(by_key) == {
+        ("archive", "", "111111111111", "us-east-1"),
+        ("archive", "", "111111111111", "eu-west-1"),
+        ("archive", "o-org1234567", "222222222222", "us-east-1"),
+        ("archive", "o-org1234567", "111111111111", "us-east-1"),
+        ("root", "notes"),
+    }
     assert by_key[("archive", "", "111111111111", "us-east-1")].files == keys[:6]  # day, then delivery time
     assert by_key[("archive", "o-org1234567", "222222222222", "us-east-1")].files == keys[7:9]
     assert by_key[("root", "notes")].files == others and by_key[("root", "notes")].window == 4
@@ -96,7 +121,7 @@ def test_merge_gives_event_time_order_across_streams_and_ties_to_the_earlier_str
         times = sorted(T0 + rng.randrange(0, 3600) for _ in range(200))
         files = []
         for i in range(0, len(times), 40):
-            files.append([event(t, n + j) for j, t in enumerate(times[i:i + 40])])
+            files.append([event(t, n + j) for j, t in enumerate(times[i : i + 40])])
         n += len(times)
         streams.append((s, files))
     out = list(merge([windowed(iter(files)) for _, files in streams]))
@@ -186,8 +211,15 @@ def write_archive(root: Path, records: list[dict[str, object]], org_id: str = ""
 @pytest.mark.parametrize("org_id", ["", "o-exampleorg1"])
 def test_an_archive_directory_is_read_in_event_time_order_across_accounts(tmp_path: Path, org_id: str) -> None:
     rng = random.Random(5)
-    records = [record(T0 + i * 7 + rng.random() * 5, account=rng.choice(["111111111111", "222222222222"]),
-                      region=rng.choice(["us-east-1", "eu-west-1"]), n=i) for i in range(3000)]
+    records = [
+        record(
+            T0 + i * 7 + rng.random() * 5,
+            account=rng.choice(["111111111111", "222222222222"]),
+            region=rng.choice(["us-east-1", "eu-west-1"]),
+            n=i,
+        )
+        for i in range(3000)
+    ]
     paths = write_archive(tmp_path, records, org_id)
     assert len({p.parent.parent.parent.parent for p in paths}) == 4  # two accounts x two regions
     reader = Reader(resolve([str(tmp_path)]), DecodeStats())

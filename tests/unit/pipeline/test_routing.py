@@ -47,21 +47,30 @@ def test_routes_select_by_severity_tags_accounts_and_rules_with_a_default():
     assert r.destinations["team"].rate_per_minute == 30
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"destinations": {"x": {"type": "teams", "url": "https://a.example"}}}, "destinations.x] type = 'teams'"),
-    ({"routes": [{"destinations": ["nowhere"]}]}, "routes[0].destinations names ['nowhere'], not defined"),
-    ({"destinations": {**DESTINATIONS, "siem": {**DESTINATIONS["siem"], "url": "ftp://siem.example"}}},
-     "destinations.siem.url is not a valid webhook URL"),
-    ({"destinations": {**DESTINATIONS, "siem": {**DESTINATIONS["siem"], "url": "http://siem.example/x"}}},
-     "destinations.siem.url is not a valid webhook URL"),
-    ({"destinations": {"team": {"type": "slack"}}}, "[destinations.team] lacks url"),
-    ({"destinations": {"team": {"type": "slack", "url": "env:A", "colour": "red"}}}, "unknown key(s) ['colour']"),
-    ({"destinations": {"team": {"type": "slack", "url": "env:A", "rate_per_minute": -1}}}, "rate_per_minute"),
-    ({"routes": [{"destinations": ["team"], "min_severity": "urgent"}]}, "routes[0].min_severity = 'urgent'"),
-    ({"routes": [{"destinations": ["team"], "default": True}, {"destinations": ["hub"], "default": True}]},
-     "more than one [[routes]] has default = true"),
-    ({"routes": {"destinations": ["team"]}}, "routes must be an array of tables"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"destinations": {"x": {"type": "teams", "url": "https://a.example"}}}, "destinations.x] type = 'teams'"),
+        ({"routes": [{"destinations": ["nowhere"]}]}, "routes[0].destinations names ['nowhere'], not defined"),
+        (
+            {"destinations": {**DESTINATIONS, "siem": {**DESTINATIONS["siem"], "url": "ftp://siem.example"}}},
+            "destinations.siem.url is not a valid webhook URL",
+        ),
+        (
+            {"destinations": {**DESTINATIONS, "siem": {**DESTINATIONS["siem"], "url": "http://siem.example/x"}}},
+            "destinations.siem.url is not a valid webhook URL",
+        ),
+        ({"destinations": {"team": {"type": "slack"}}}, "[destinations.team] lacks url"),
+        ({"destinations": {"team": {"type": "slack", "url": "env:A", "colour": "red"}}}, "unknown key(s) ['colour']"),
+        ({"destinations": {"team": {"type": "slack", "url": "env:A", "rate_per_minute": -1}}}, "rate_per_minute"),
+        ({"routes": [{"destinations": ["team"], "min_severity": "urgent"}]}, "routes[0].min_severity = 'urgent'"),
+        (
+            {"routes": [{"destinations": ["team"], "default": True}, {"destinations": ["hub"], "default": True}]},
+            "more than one [[routes]] has default = true",
+        ),
+        ({"routes": {"destinations": ["team"]}}, "routes must be an array of tables"),
+    ],
+)
 def test_bad_routes_and_destinations_are_refused_naming_the_key(changes, message):
     with pytest.raises(ConfigError) as caught:
         routing(**changes)
@@ -87,8 +96,10 @@ def test_secrets_resolve_from_the_environment_and_unreadable_ones_name_the_key()
 
 def test_config_check_validates_destinations_and_never_prints_a_secret(tmp_path, capsys, monkeypatch):
     path = tmp_path / "trailwarden.toml"
-    path.write_text('[destinations.team]\ntype = "slack"\nurl = "env:TW_SLACK"\n'
-                    '[[routes]]\ndefault = true\ndestinations = ["team"]\n')
+    path.write_text(
+        '[destinations.team]\ntype = "slack"\nurl = "env:TW_SLACK"\n'
+        '[[routes]]\ndefault = true\ndestinations = ["team"]\n'
+    )
     monkeypatch.setenv("TW_SLACK", SLACK_URL)
     assert check(Config.load(str(path)), builtin_rules()) == 0
     out = capsys.readouterr()
@@ -103,15 +114,26 @@ def test_config_check_validates_destinations_and_never_prints_a_secret(tmp_path,
 def test_secrets_from_ssm_and_secrets_manager(aws_target):
     aws_target.client("ssm").put_parameter(Name="/tw/pd", Value="pd-from-ssm", Type="SecureString")
     arn = aws_target.client("secretsmanager").create_secret(
-        Name="tw/slack", SecretString='{"url": "' + SLACK_URL + '"}')["ARN"]
-    destinations = {"team": {"type": "slack", "url": f"{arn}#url"},
-                    "oncall": {"type": "pagerduty", "routing_key": "ssm:/tw/pd"}}
+        Name="tw/slack", SecretString='{"url": "' + SLACK_URL + '"}'
+    )["ARN"]
+    destinations = {
+        "team": {"type": "slack", "url": f"{arn}#url"},
+        "oncall": {"type": "pagerduty", "routing_key": "ssm:/tw/pd"},
+    }
     r = Routing.from_config(Config.from_dict({"destinations": destinations}))
     built, secrets = build_all(r, aws_target, env={})
     assert built["team"].link == ""
     assert sorted(secrets.read_values) == sorted(["pd-from-ssm", SLACK_URL])
     with pytest.raises(ConfigError) as caught:
-        build_all(Routing.from_config(Config.from_dict({"destinations": {
-            "oncall": {"type": "pagerduty", "routing_key": "secretsmanager:tw/missing"}}})), aws_target, env={})
-    assert "destinations.oncall.routing_key: the secret 'secretsmanager:tw/missing' cannot be read" \
-        in str(caught.value) and "ResourceNotFound" in str(caught.value)
+        build_all(
+            Routing.from_config(
+                Config.from_dict(
+                    {"destinations": {"oncall": {"type": "pagerduty", "routing_key": "secretsmanager:tw/missing"}}}
+                )
+            ),
+            aws_target,
+            env={},
+        )
+    assert "destinations.oncall.routing_key: the secret 'secretsmanager:tw/missing' cannot be read" in str(
+        caught.value
+    ) and "ResourceNotFound" in str(caught.value)

@@ -17,9 +17,21 @@ from pipeline.ruletest import BASE_TIME, STEP_SECONDS, complete_record, meta_pro
 
 def adhoc_rule(check, cases=(), rule_id="adhoc-test-rule", params=None) -> MatchRule:
     """A rule that is not registered, so it never leaks into the built-in pack."""
-    return MatchRule(**metadata(id=rule_id, title="adhoc", severity="low", attack="T0000",
-                                events={"ec2.amazonaws.com": ["RunInstances"]}, params=params, dedup="1h",
-                                runbook="", cases=cases, fn=check), check=check)
+    return MatchRule(
+        **metadata(
+            id=rule_id,
+            title="adhoc",
+            severity="low",
+            attack="T0000",
+            events={"ec2.amazonaws.com": ["RunInstances"]},
+            params=params,
+            dedup="1h",
+            runbook="",
+            cases=cases,
+            fn=check,
+        ),
+        check=check,
+    )
 
 
 RUN = {"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances"}
@@ -73,8 +85,11 @@ def test_console_login_gets_console_shape():
 
 def test_run_case_counts_distinct_findings_and_reports_mismatch():
     rule = adhoc_rule(lambda e, p: Hit(key=e.text("requestParameters", "k")))
-    events = [{**RUN, "requestParameters": {"k": "a"}}, {**RUN, "requestParameters": {"k": "a"}},
-              {**RUN, "requestParameters": {"k": "b"}}]
+    events = [
+        {**RUN, "requestParameters": {"k": "a"}},
+        {**RUN, "requestParameters": {"k": "a"}},
+        {**RUN, "requestParameters": {"k": "b"}},
+    ]
     assert run_case(rule, Case("two keys", events, expect=2)).passed
     failed = run_case(rule, Case("wrong", events, expect=3))
     assert not failed.passed and failed.got == 2 and failed.expected == 3
@@ -183,7 +198,14 @@ def test_cli_rules_list_table_and_json(capsys):
 def test_cli_rules_show(capsys):
     assert main(["rules", "show", "iam-user-created-outside-business-hours"]) == 0
     out = capsys.readouterr().out
-    for expected in ("severity:  medium", "T1136.003", "Description:", "Runbook:", 'time_zone = "UTC"',
-                     'business_days = ["Mon", "Tue", "Wed", "Thu", "Fri"]', 'hours_start = "08:00"',
-                     "iam.amazonaws.com: CreateUser"):
+    for expected in (
+        "severity:  medium",
+        "T1136.003",
+        "Description:",
+        "Runbook:",
+        'time_zone = "UTC"',
+        'business_days = ["Mon", "Tue", "Wed", "Thu", "Fri"]',
+        'hours_start = "08:00"',
+        "iam.amazonaws.com: CreateUser",
+    ):
         assert expected in out

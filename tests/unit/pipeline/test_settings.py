@@ -26,19 +26,27 @@ def test_the_findings_file_adds_the_file_sink() -> None:
     assert s.sinks == (SinkName.FIREHOSE, SinkName.FILE) and s.findings_file == Path("/tmp/f.jsonl")
 
 
-@pytest.mark.parametrize("var,value,words", [
-    (Var.SINKS, "sns,pagerduty", "sns, firehose, file"),
-    (Var.DEDUPE, "sometimes", "read-only"),
-    (Var.SNAPSHOT_SECONDS, "soon", "number of seconds"),
-    (Var.SNAPSHOT_SECONDS, "-1", "0 or more"),
-    (Var.RESOURCES, "{not json", "valid JSON"),
-    (Var.RESOURCES, "[1]", "JSON object"),
-    (Var.OVERRIDES, '{"rule": 3}', "parameter"),
-])
+@pytest.mark.parametrize(
+    "var,value,words",
+    [
+        (Var.SINKS, "sns,pagerduty", "sns, firehose, file"),
+        (Var.DEDUPE, "sometimes", "read-only"),
+        (Var.SNAPSHOT_SECONDS, "soon", "number of seconds"),
+        (Var.SNAPSHOT_SECONDS, "-1", "0 or more"),
+        (Var.RESOURCES, "{not json", "valid JSON"),
+        (Var.RESOURCES, "[1]", "JSON object"),
+        (Var.OVERRIDES, '{"rule": 3}', "parameter"),
+    ],
+)
 def test_a_bad_value_names_the_variable_and_what_it_takes(var: Var, value: str, words: str) -> None:
     s = Settings({var: value})
-    attribute = {Var.SINKS: "sinks", Var.DEDUPE: "dedupe", Var.SNAPSHOT_SECONDS: "snapshot_seconds",
-                 Var.RESOURCES: "resources", Var.OVERRIDES: "overrides"}[var]
+    attribute = {
+        Var.SINKS: "sinks",
+        Var.DEDUPE: "dedupe",
+        Var.SNAPSHOT_SECONDS: "snapshot_seconds",
+        Var.RESOURCES: "resources",
+        Var.OVERRIDES: "overrides",
+    }[var]
     with pytest.raises(SettingsError) as caught:
         getattr(s, attribute)
     assert var.value in str(caught.value) and words in str(caught.value)
@@ -49,14 +57,22 @@ def test_a_replay_needs_all_its_variables() -> None:
     with pytest.raises(SettingsError, match="TRAILWARDEN_REPLAY_DIR"):
         _ = Settings({Var.REPLAY_RUN: "r1", Var.REPLAY_FROM: "1", Var.REPLAY_TO: "2"}).replay
     with pytest.raises(SettingsError, match="epoch seconds"):
-        _ = Settings({Var.REPLAY_RUN: "r1", Var.REPLAY_DIR: "/d", Var.REPLAY_FROM: "yesterday",
-                      Var.REPLAY_TO: "2"}).replay
+        _ = Settings(
+            {Var.REPLAY_RUN: "r1", Var.REPLAY_DIR: "/d", Var.REPLAY_FROM: "yesterday", Var.REPLAY_TO: "2"}
+        ).replay
 
 
 def test_what_environment_writes_settings_reads_back(tmp_path: Path) -> None:
     replay = ReplaySettings("r9", tmp_path, 1_700_000_000.25, 1_700_000_600.5, ("a-rule", "b-rule"))
-    env = environment(resources={"TrailStreamName": "t"}, config=tmp_path / "c.toml", overrides={"a-rule": {"n": 2}},
-                      sinks=[SinkName.FIREHOSE], dedupe=DedupeMode.READ_ONLY, log_level="INFO", replay=replay)
+    env = environment(
+        resources={"TrailStreamName": "t"},
+        config=tmp_path / "c.toml",
+        overrides={"a-rule": {"n": 2}},
+        sinks=[SinkName.FIREHOSE],
+        dedupe=DedupeMode.READ_ONLY,
+        log_level="INFO",
+        replay=replay,
+    )
     s = Settings(env)
     assert s.resources == {"TrailStreamName": "t"} and s.config == (tmp_path / "c.toml").resolve()
     assert s.overrides == {"a-rule": {"n": 2}} and s.sinks == (SinkName.FIREHOSE,)

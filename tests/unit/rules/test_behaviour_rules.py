@@ -19,9 +19,24 @@ from pipeline.ruletest import complete_record, run_events
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.state import seen_digest
 
-MODULES = ("account_settings", "credential_controls", "discovery_bursts", "ec2_data_movement", "ec2_destruction",
-           "iam_changes", "logging_controls", "rds_access", "rds_protection", "resource_exposure", "root_account",
-           "s3_data_movement", "s3_ransomware", "security_tooling", "session_credentials", "vpc_endpoint_activity")
+MODULES = (
+    "account_settings",
+    "credential_controls",
+    "discovery_bursts",
+    "ec2_data_movement",
+    "ec2_destruction",
+    "iam_changes",
+    "logging_controls",
+    "rds_access",
+    "rds_protection",
+    "resource_exposure",
+    "root_account",
+    "s3_data_movement",
+    "s3_ransomware",
+    "security_tooling",
+    "session_credentials",
+    "vpc_endpoint_activity",
+)
 PACK = {r.id: r for r in builtin_rules()}
 ATTACK_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 # Rules whose events have no denied form: a sign-in's failure is its own event, judged by other rules.
@@ -53,10 +68,13 @@ def test_each_rule_decides_what_a_denied_call_means(rule: Rule) -> None:
 
 
 def _policy_event(statement: dict[str, Any]) -> Event:
-    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-                                                  **statement}]}
-    event = Event.from_record(complete_record(call("s3.amazonaws.com", "PutBucketPolicy", {
-        "bucketName": "b", "bucketPolicy": doc})))
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", **statement}],
+    }
+    event = Event.from_record(
+        complete_record(call("s3.amazonaws.com", "PutBucketPolicy", {"bucketName": "b", "bucketPolicy": doc}))
+    )
     assert isinstance(event, Event)
     return event
 
@@ -66,29 +84,34 @@ def _who(statement: dict[str, Any], allowed: tuple[str, ...] = (), orgs: tuple[s
     return recipients(event, [event.request["bucketPolicy"]], allowed, orgs)
 
 
-@pytest.mark.parametrize(("statement", "expected"), [
-    ({"Principal": "*"}, [ANYONE]),
-    ({"Principal": {"AWS": "*"}}, [ANYONE]),
-    ({"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}, [ANYONE]),
-    ({"Principal": {"AWS": [f"arn:aws:iam::{OTHER_ACCOUNT}:role/x", f"arn:aws:iam::{ACCOUNT}:role/y"]}},
-     [f"arn:aws:iam::{OTHER_ACCOUNT}:role/x"]),
-    ({"Principal": {"AWS": OTHER_ACCOUNT}}, [OTHER_ACCOUNT]),
-    ({"Principal": {"Service": "cloudfront.amazonaws.com"}}, []),
-    ({"Principal": {"CanonicalUser": "abc"}}, []),
-    ({"Principal": "*", "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}, []),
-    ({"Principal": "*", "Condition": {"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}}}, [OTHER_ACCOUNT]),
-    ({"Principal": "*", "Condition": {"StringNotEquals": {"aws:SourceAccount": ACCOUNT}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"StringEqualsIfExists": {"aws:PrincipalOrgID": "o-abc"}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"ForAllValues:StringEquals": {"aws:PrincipalOrgID": ["o-abc"]}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalOrgID": "o-*"}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/app"}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:sns:*:{ACCOUNT}:*"}}}, []),
-    ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8"]}}}, []),
-    ({"Principal": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}, [ANYONE]),
-    ({"Principal": "*", "Condition": {"StringEquals": {"kms:CallerAccount": ACCOUNT, "kms:ViaService": "x"}}}, []),
-    ({"Effect": "Deny", "Principal": "*"}, []),
-])
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ({"Principal": "*"}, [ANYONE]),
+        ({"Principal": {"AWS": "*"}}, [ANYONE]),
+        ({"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}, [ANYONE]),
+        (
+            {"Principal": {"AWS": [f"arn:aws:iam::{OTHER_ACCOUNT}:role/x", f"arn:aws:iam::{ACCOUNT}:role/y"]}},
+            [f"arn:aws:iam::{OTHER_ACCOUNT}:role/x"],
+        ),
+        ({"Principal": {"AWS": OTHER_ACCOUNT}}, [OTHER_ACCOUNT]),
+        ({"Principal": {"Service": "cloudfront.amazonaws.com"}}, []),
+        ({"Principal": {"CanonicalUser": "abc"}}, []),
+        ({"Principal": "*", "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}, []),
+        ({"Principal": "*", "Condition": {"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}}}, [OTHER_ACCOUNT]),
+        ({"Principal": "*", "Condition": {"StringNotEquals": {"aws:SourceAccount": ACCOUNT}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"StringEqualsIfExists": {"aws:PrincipalOrgID": "o-abc"}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"ForAllValues:StringEquals": {"aws:PrincipalOrgID": ["o-abc"]}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalOrgID": "o-*"}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/app"}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:sns:*:{ACCOUNT}:*"}}}, []),
+        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8"]}}}, []),
+        ({"Principal": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}, [ANYONE]),
+        ({"Principal": "*", "Condition": {"StringEquals": {"kms:CallerAccount": ACCOUNT, "kms:ViaService": "x"}}}, []),
+        ({"Effect": "Deny", "Principal": "*"}, []),
+    ],
+)
 def test_who_a_resource_policy_lets_in(statement: dict[str, Any], expected: list[str]) -> None:
     assert _who(statement) == expected
 
@@ -104,9 +127,12 @@ def test_allowed_accounts_and_organizations() -> None:
 def test_policy_text_shapes_and_junk_are_read_safely() -> None:
     rule = PACK["resource-policy-public-or-cross-account"]
     public = json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sqs:*"}]})
-    shapes = [{"attributes": {"Policy": public}}, {"attributes": {"Policy": public.replace('"', "%22")}},
-              {"policy": {"policy": public}}, {"patchOperations": [{"op": "replace", "path": "/policy",
-                                                                    "value": public}]}]
+    shapes = [
+        {"attributes": {"Policy": public}},
+        {"attributes": {"Policy": public.replace('"', "%22")}},
+        {"policy": {"policy": public}},
+        {"patchOperations": [{"op": "replace", "path": "/policy", "value": public}]},
+    ]
     for request in shapes:
         assert len(run_events(rule, [call("sqs.amazonaws.com", "SetQueueAttributes", request)])) == 1, request
     deep: Any = public
@@ -122,11 +148,17 @@ def test_one_event_counts_several_distinct_values_for_one_key() -> None:
     assert len({seen_digest(f) for f in facts}) == 10
     assert seen_digest(Fact("r", "key", "event-1", 0.0, "", "i-1", nth=1)) == seen_digest(facts[1])
     rule = PACK["ec2-instances-stopped-or-terminated-in-bulk"]
-    ten = call("ec2.amazonaws.com", "TerminateInstances", {"instancesSet": {"items": [
-        {"instanceId": f"i-0{n:016x}"} for n in range(10)]}})
+    ten = call(
+        "ec2.amazonaws.com",
+        "TerminateInstances",
+        {"instancesSet": {"items": [{"instanceId": f"i-0{n:016x}"} for n in range(10)]}},
+    )
     assert len(run_events(rule, [ten])) == 1
-    nine = call("ec2.amazonaws.com", "TerminateInstances", {"instancesSet": {"items": [
-        {"instanceId": f"i-0{n:016x}"} for n in range(9)]}})
+    nine = call(
+        "ec2.amazonaws.com",
+        "TerminateInstances",
+        {"instancesSet": {"items": [{"instanceId": f"i-0{n:016x}"} for n in range(9)]}},
+    )
     assert run_events(rule, [nine, nine]) == []  # the same nine again are not new instances
 
 

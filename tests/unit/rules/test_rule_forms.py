@@ -32,8 +32,7 @@ IDS = [f"{rule.id}::{case.name}" for rule, case in POSITIVE]
 
 
 def _ignoring_exemption(case: Case, form: str) -> Case:
-    return Case(case.name, case.events, case.expect, case.params,
-                {k: v for k, v in case.no_form.items() if k != form})
+    return Case(case.name, case.events, case.expect, case.params, {k: v for k, v in case.no_form.items() if k != form})
 
 
 @pytest.mark.parametrize(("rule", "case"), POSITIVE, ids=IDS)
@@ -84,6 +83,7 @@ def test_both_forms_cover_most_of_the_pack() -> None:
 
 # --- the forms themselves ---------------------------------------------------------------------------------
 
+
 def _event(partial: dict[str, Any]) -> Event:
     event = Event.from_record(complete_record(partial))
     assert not isinstance(event, str)
@@ -101,12 +101,18 @@ def test_console_form_is_cloudtrails_console_shape_with_the_same_identity() -> N
     assert _event(console_form(through_stack) or {}).identity == iam_user()  # the person, no longer via a stack
 
 
-@pytest.mark.parametrize("partial", [
-    call("signin.amazonaws.com", "ConsoleLogin", response={"ConsoleLogin": "Success"}),
-    call("ec2.amazonaws.com", "RunInstances", userIdentity=service_linked()),
-    call("ec2.amazonaws.com", "CreateSnapshot", **via_service("backup", role_session("backup-role"))),
-    call("ec2.amazonaws.com", "RunInstances", userIdentity={"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}),
-], ids=["sign-in", "service-linked role", "AWS Backup", "service principal"])
+@pytest.mark.parametrize(
+    "partial",
+    [
+        call("signin.amazonaws.com", "ConsoleLogin", response={"ConsoleLogin": "Success"}),
+        call("ec2.amazonaws.com", "RunInstances", userIdentity=service_linked()),
+        call("ec2.amazonaws.com", "CreateSnapshot", **via_service("backup", role_session("backup-role"))),
+        call(
+            "ec2.amazonaws.com", "RunInstances", userIdentity={"type": "AWSService", "invokedBy": "ec2.amazonaws.com"}
+        ),
+    ],
+    ids=["sign-in", "service-linked role", "AWS Backup", "service principal"],
+)
 def test_calls_aws_made_and_sign_ins_have_no_console_or_stack_form(partial: dict[str, Any]) -> None:
     assert console_form(partial) is None
     assert cloudformation_form(partial) is None
@@ -124,9 +130,21 @@ def test_cloudformation_form_is_a_write_or_a_reference_a_stack_resolves() -> Non
 
 
 def _rule(check: Any, cases: list[Case]) -> MatchRule:
-    return MatchRule(**metadata(id="forms-probe", title="t", severity="low", attack="T1078",
-                                events={"iam.amazonaws.com": ["CreateRole"]}, params={}, dedup="1h",
-                                runbook="", cases=cases, fn=check), check=check)
+    return MatchRule(
+        **metadata(
+            id="forms-probe",
+            title="t",
+            severity="low",
+            attack="T1078",
+            events={"iam.amazonaws.com": ["CreateRole"]},
+            params={},
+            dedup="1h",
+            runbook="",
+            cases=cases,
+            fn=check,
+        ),
+        check=check,
+    )
 
 
 CREATE = call("iam.amazonaws.com", "CreateRole", {"roleName": "r"})
@@ -155,6 +173,7 @@ def test_a_case_with_no_console_form_must_say_why() -> None:
     silent = _rule(_succeeded, [Case("service", service_only, 1), Case("none", DENIED, 0)])
     failures = run_rules([silent]).failures
     assert len(failures) == 1 and "no_form" in failures[0].error
-    declared = _rule(_succeeded, [Case("service", service_only, 1, no_form={"console": "a service call"}),
-                                  Case("none", DENIED, 0)])
+    declared = _rule(
+        _succeeded, [Case("service", service_only, 1, no_form={"console": "a service call"}), Case("none", DENIED, 0)]
+    )
     assert run_rules([declared]).ok

@@ -59,8 +59,13 @@ EXPECTED: dict[str, str] = {
 }
 
 # What the tool leaves in names and user agents, and neutral replacements (same length class, no hint).
-REWRITES = (("stratus-red-team", "acme-payments-prod"), ("stratus_red_team", "acme_payments"),
-            ("StratusRedTeam", "CostCenter"), ("malicious", "nightly"), ("backdoor", "frontend"))
+REWRITES = (
+    ("stratus-red-team", "acme-payments-prod"),
+    ("stratus_red_team", "acme_payments"),
+    ("StratusRedTeam", "CostCenter"),
+    ("malicious", "nightly"),
+    ("backdoor", "frontend"),
+)
 CLI_AGENT = "aws-cli/2.17.20 md/awscrt#0.20.11 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.11.9"
 
 

@@ -42,13 +42,24 @@ def slack_texts(payload: dict) -> list[tuple[str, str]]:
 
 
 def test_slack_posts_block_kit_with_every_part_of_the_finding(receiver):
-    SlackDestination("team", receiver.url, link="https://findings.example/{id}",
-                     runbooks={"iam-user-created": "check who asked for the user"}).send(finding_dict(1))
+    SlackDestination(
+        "team",
+        receiver.url,
+        link="https://findings.example/{id}",
+        runbooks={"iam-user-created": "check who asked for the user"},
+    ).send(finding_dict(1))
     (payload,) = receiver.bodies()
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section", "section", "context"]
     flat = "\n".join(t for _, t in slack_texts(payload))
-    for part in ("[HIGH] IAM user created", "alice created user new-1", "user/alice", "123456789012 / eu-west-1",
-                 "user/new-1", "runbook: check who asked", f"https://findings.example/{finding_dict(1)['id']}"):
+    for part in (
+        "[HIGH] IAM user created",
+        "alice created user new-1",
+        "user/alice",
+        "123456789012 / eu-west-1",
+        "user/new-1",
+        "runbook: check who asked",
+        f"https://findings.example/{finding_dict(1)['id']}",
+    ):
         assert part in flat
     assert payload["text"].startswith("🟠 [HIGH]")
 
@@ -114,8 +125,11 @@ def test_webhook_is_signed_over_timestamp_and_body_and_replay_safe(receiver):
 def test_http_failures_are_classified_and_never_name_the_url_or_key(receiver, status, transient):
     receiver.status = status
     url = receiver.url + "/T0SECRET/B0SECRET/xoxsecretpart"
-    for dest in (SlackDestination("s", url), PagerDutyDestination("p", "ROUTINGSECRETKEY", url=url),
-                 WebhookDestination("w", url, SECRET)):
+    for dest in (
+        SlackDestination("s", url),
+        PagerDutyDestination("p", "ROUTINGSECRETKEY", url=url),
+        WebhookDestination("w", url, SECRET),
+    ):
         with pytest.raises(DeliveryError) as caught:
             dest.send(finding_dict(4))
         assert caught.value.transient is transient
@@ -140,10 +154,15 @@ def test_asff_types_severity_and_bounds():
     doc = asff(finding_dict(1), "111122223333", "eu-west-1")
     assert doc["Types"] == ["TTPs/Persistence/T1136", "TTPs/Persistence/T1098.003"]
     assert doc["Severity"] == {"Label": "HIGH"} and doc["Workflow"] == {"Status": "NEW"}
-    assert doc["Resources"][0] == {"Type": "AwsIamUser", "Id": "arn:aws:iam::123456789012:user/new-1",
-                                   "Region": "eu-west-1"}
-    assert finding_types(["T1537", "T1486", "T9999"]) == ["Effects/Data Exfiltration/T1537",
-                                                          "Effects/Data Destruction/T1486"]
+    assert doc["Resources"][0] == {
+        "Type": "AwsIamUser",
+        "Id": "arn:aws:iam::123456789012:user/new-1",
+        "Region": "eu-west-1",
+    }
+    assert finding_types(["T1537", "T1486", "T9999"]) == [
+        "Effects/Data Exfiltration/T1537",
+        "Effects/Data Destruction/T1486",
+    ]
     bad = asff(hostile_dict(), "111122223333", "eu-west-1")
     assert len(bad["Title"]) <= 256 and len(bad["Description"]) <= 1024 and len(bad["Resources"]) <= 32
     assert all(len(k) <= 128 and len(v) <= 2048 for k, v in bad["ProductFields"].items())
@@ -172,16 +191,21 @@ def test_eventbridge_puts_the_finding_on_the_bus(aws_target):
     events.create_event_bus(Name="security")
     url = sqs.create_queue(QueueName="bus-watch")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="findings", EventBusName="security",
-                    EventPattern=json.dumps({"source": ["trailwarden"], "detail-type": [DETAIL_TYPE]}))
+    events.put_rule(
+        Name="findings",
+        EventBusName="security",
+        EventPattern=json.dumps({"source": ["trailwarden"], "detail-type": [DETAIL_TYPE]}),
+    )
     events.put_targets(Rule="findings", EventBusName="security", Targets=[{"Id": "q", "Arn": arn}])
     dest = EventBridgeDestination("bus", events, "security")
     dest.send(finding_dict(8, status="resolved", resolution="gone"))
     dest.send(hostile_dict())
     got, deadline = [], time.monotonic() + 20
     while len(got) < 2 and time.monotonic() < deadline:
-        got += [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1,
-                                                                    MaxNumberOfMessages=10).get("Messages", [])]
+        got += [
+            json.loads(m["Body"])
+            for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages", [])
+        ]
     assert len(got) == 2
     first = next(g for g in got if g["detail"]["id"] == finding_dict(8)["id"])
     assert first["detail-type"] == DETAIL_TYPE and first["detail"]["status"] == "resolved"

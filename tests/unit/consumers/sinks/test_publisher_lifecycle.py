@@ -37,12 +37,17 @@ class Clock:
 
 
 def publisher(sinks, dedupe=None, interval: str = "15m", clock=None) -> Publisher:
-    return Publisher(sinks, MemoryDedupe() if dedupe is None else dedupe, policy=AlertPolicy(digest_interval=
-                     AlertPolicy.from_config(_config(interval)).digest_interval), clock=clock or Clock())
+    return Publisher(
+        sinks,
+        MemoryDedupe() if dedupe is None else dedupe,
+        policy=AlertPolicy(digest_interval=AlertPolicy.from_config(_config(interval)).digest_interval),
+        clock=clock or Clock(),
+    )
 
 
 def _config(interval: str):
     from pipeline.config import Config
+
     return Config.from_dict({"alerts": {"digest_interval": interval}})
 
 
@@ -161,9 +166,14 @@ def test_a_resolution_and_a_digest_go_where_their_finding_goes(severity, alerted
 
 def test_a_fifo_topic_deduplicates_a_resolution_and_a_digest_apart_from_the_alert():
     alert = make_finding(1)
-    ids = {entry(f, 0, fifo=True)["MessageDeduplicationId"]
-           for f in (alert, alert.resolved(alert.event_time + 1, "tags added"), alert.digest(3, alert.event_time))}
+    ids = {
+        entry(f, 0, fifo=True)["MessageDeduplicationId"]
+        for f in (alert, alert.resolved(alert.event_time + 1, "tags added"), alert.digest(3, alert.event_time))
+    }
     assert len(ids) == 3
     assert entry(alert, 0, fifo=True)["MessageAttributes"]["status"]["StringValue"] == "open"
     assert [subject(f) for f in (alert, alert.resolved(1.0, "x"), alert.digest(3, 1.0))] == [
-        "[high] Title 1", "[high] [resolved] Title 1", "[high] [x3] Title 1"]
+        "[high] Title 1",
+        "[high] [resolved] Title 1",
+        "[high] [x3] Title 1",
+    ]

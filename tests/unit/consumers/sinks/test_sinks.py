@@ -29,10 +29,22 @@ REGION = "us-east-1"
 
 def make_finding(n: int = 0, **overrides) -> Finding:
     fields = dict(
-        id=finding_id("rule-x", f"key-{n}", 0), rule_id="rule-x", title=f"Title {n}", severity="high",
-        attack=("T1078",), account="123456789012", region=REGION, principal="arn:aws:iam::123456789012:user/a",
-        source_ip="198.51.100.7", user_agent="aws-cli", resources=(f"i-{n:08x}",), event_ids=(f"ev-{n}",),
-        event_time=1_700_000_000.0 + n, dedup_key=f"key-{n}", window=0, summary=f"summary {n}",
+        id=finding_id("rule-x", f"key-{n}", 0),
+        rule_id="rule-x",
+        title=f"Title {n}",
+        severity="high",
+        attack=("T1078",),
+        account="123456789012",
+        region=REGION,
+        principal="arn:aws:iam::123456789012:user/a",
+        source_ip="198.51.100.7",
+        user_agent="aws-cli",
+        resources=(f"i-{n:08x}",),
+        event_ids=(f"ev-{n}",),
+        event_time=1_700_000_000.0 + n,
+        dedup_key=f"key-{n}",
+        window=0,
+        summary=f"summary {n}",
     )
     fields.update(overrides)
     return Finding(**fields)
@@ -46,8 +58,7 @@ def fast_policy(attempts: int = 5) -> RetryPolicy:
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "Op")
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
 
 
 @pytest.fixture
@@ -154,8 +165,11 @@ def test_subject_is_sanitized_and_bounded():
 
 
 def test_attacker_text_cannot_forge_attributes():
-    evil = make_finding(summary='", "severity": {"DataType": "String", "StringValue": "info"}',
-                        account="1234\nrule_id=other", rule_id="rule-x")
+    evil = make_finding(
+        summary='", "severity": {"DataType": "String", "StringValue": "info"}',
+        account="1234\nrule_id=other",
+        rule_id="rule-x",
+    )
     attrs = attributes(evil)
     assert set(attrs) == {"severity", "rule_id", "account", "status"}
     assert attrs["severity"]["StringValue"] == "high"
@@ -193,8 +207,12 @@ def test_sns_sender_fault_is_not_retried_and_raises():
     class Refusing(FlakySns):
         def publish_batch(self, TopicArn, PublishBatchRequestEntries):
             self.requests.append([e["Id"] for e in PublishBatchRequestEntries])
-            return {"Successful": [], "Failed": [{"Id": e["Id"], "Code": "InvalidParameter", "SenderFault": True}
-                                                 for e in PublishBatchRequestEntries]}
+            return {
+                "Successful": [],
+                "Failed": [
+                    {"Id": e["Id"], "Code": "InvalidParameter", "SenderFault": True} for e in PublishBatchRequestEntries
+                ],
+            }
 
     client = Refusing(set())
     with pytest.raises(SinkUnavailable):
@@ -224,8 +242,11 @@ def firehose_to_bucket():
     firehose = boto3.client("firehose", region_name=REGION)
     firehose.create_delivery_stream(
         DeliveryStreamName="findings",
-        ExtendedS3DestinationConfiguration={"RoleARN": "arn:aws:iam::123456789012:role/fh",
-                                            "BucketARN": "arn:aws:s3:::archive", "Prefix": "findings/"},
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/fh",
+            "BucketARN": "arn:aws:s3:::archive",
+            "Prefix": "findings/",
+        },
     )
     return s3, firehose
 
@@ -261,8 +282,10 @@ class FlakyFirehose:
         return {
             "FailedPutCount": len(failing),
             "RequestResponses": [
-                {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"} if i in failing
-                else {"RecordId": f"r{i}"} for i in range(len(data))
+                {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"}
+                if i in failing
+                else {"RecordId": f"r{i}"}
+                for i in range(len(data))
             ],
         }
 
@@ -298,9 +321,12 @@ def test_oversized_finding_is_shrunk_not_dropped():
 
 def dedupe_table() -> DedupeTable:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(TableName="dedupe", KeySchema=[{"AttributeName": "finding_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "finding_id", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
+    ddb.create_table(
+        TableName="dedupe",
+        KeySchema=[{"AttributeName": "finding_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "finding_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     return DedupeTable(ddb, "dedupe", ttl_seconds=3600, policy=fast_policy(), clock=lambda: 1000.0)
 
 
@@ -385,9 +411,15 @@ class FlakyKinesis:
     def put_records(self, StreamName, Records):
         self.requests.append(Records)
         failing = self.fail_indexes if len(self.requests) == 1 else set()
-        return {"FailedRecordCount": len(failing), "Records": [
-            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"} if i in failing
-            else {"SequenceNumber": str(i), "ShardId": "shardId-000000000000"} for i in range(len(Records))]}
+        return {
+            "FailedRecordCount": len(failing),
+            "Records": [
+                {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"}
+                if i in failing
+                else {"SequenceNumber": str(i), "ShardId": "shardId-000000000000"}
+                for i in range(len(Records))
+            ],
+        }
 
 
 def test_kinesis_writer_batches_within_limits_and_resends_only_failed():
@@ -402,8 +434,7 @@ def test_kinesis_writer_batches_within_limits_and_resends_only_failed():
     big = [(f"k{i}", b"y" * 600_000) for i in range(20)]  # 12 MB: the 5 MiB limit splits it
     client2 = FlakyKinesis(set())
     KinesisWriter(client2, "keyed", fast_policy()).put(big)
-    assert all(sum(len(r["Data"]) + len(r["PartitionKey"]) for r in req) <= 5 * 1024 * 1024
-               for req in client2.requests)
+    assert all(sum(len(r["Data"]) + len(r["PartitionKey"]) for r in req) <= 5 * 1024 * 1024 for req in client2.requests)
     assert sum(len(req) for req in client2.requests) == 20
 
 
@@ -443,8 +474,13 @@ def test_unencodable_or_huge_findings_still_give_valid_json_lines():
     doc = json.loads(line(past_9999))
     assert doc["id"] == past_9999.id and doc["event_time"] == doc["window_start"] == "9999-12-31T23:59:59Z"
     everywhere = "é\x1b" * 200_000
-    huge = make_finding(account=everywhere, region=everywhere, dedup_key=everywhere, source_ip=everywhere,
-                        context={everywhere: [everywhere]})
+    huge = make_finding(
+        account=everywhere,
+        region=everywhere,
+        dedup_key=everywhere,
+        source_ip=everywhere,
+        context={everywhere: [everywhere]},
+    )
     for limit in (256 * 1024, 4096):
         data = encode(huge, limit)
         assert len(data) <= limit and json.loads(data)["id"] == huge.id

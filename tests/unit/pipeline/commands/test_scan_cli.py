@@ -44,14 +44,25 @@ def findings(out: bytes) -> list[dict[str, Any]]:
 
 
 def cwl(records: list[dict[str, Any]]) -> bytes:
-    return gzip.compress(orjson.dumps({
-        "messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s", "subscriptionFilters": ["f"],
-        "logEvents": [{"id": i, "timestamp": 1, "message": orjson.dumps(r).decode()} for i, r in enumerate(records)],
-    }))
+    return gzip.compress(
+        orjson.dumps(
+            {
+                "messageType": "DATA_MESSAGE",
+                "owner": "1",
+                "logGroup": "g",
+                "logStream": "s",
+                "subscriptionFilters": ["f"],
+                "logEvents": [
+                    {"id": i, "timestamp": 1, "message": orjson.dumps(r).decode()} for i, r in enumerate(records)
+                ],
+            }
+        )
+    )
 
 
-def test_corpus_directory_scans_without_dead_letters(capsysbinary: pytest.CaptureFixture[bytes],
-                                                     tmp_path: Path) -> None:
+def test_corpus_directory_scans_without_dead_letters(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
     dead = tmp_path / "dead.jsonl"
     rc, out, err = scan(capsysbinary, str(STRATUS), "--format", "json", "--dead-letters", str(dead))
     assert rc == 0, err
@@ -66,17 +77,18 @@ def test_corpus_directory_scans_without_dead_letters(capsysbinary: pytest.Captur
         assert f["schema"] == "trailwarden.finding/1" and f["rule_id"] and f["event_ids"]
 
 
-def test_files_gz_and_directory_recursion_match_one_plain_file(capsysbinary: pytest.CaptureFixture[bytes],
-                                                               tmp_path: Path) -> None:
+def test_files_gz_and_directory_recursion_match_one_plain_file(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
     records = corpus_records()
     third = len(records) // 3
     tree = tmp_path / "tree"
     (tree / "sub" / "deeper").mkdir(parents=True)
     (tree / ".hidden").mkdir()
     (tree / "a.json").write_bytes(orjson.dumps({"Records": records[:third]}))
-    middle = b"\n".join(orjson.dumps(r) for r in records[third:2 * third])
+    middle = b"\n".join(orjson.dumps(r) for r in records[third : 2 * third])
     (tree / "sub" / "b.jsonl.gz").write_bytes(gzip.compress(middle))
-    (tree / "sub" / "deeper" / "c.cwl").write_bytes(cwl(records[2 * third:]))
+    (tree / "sub" / "deeper" / "c.cwl").write_bytes(cwl(records[2 * third :]))
     (tree / ".hidden" / "junk.json").write_bytes(b"not json at all")
     (tree / ".junk").write_bytes(b"not json either")
     whole = tmp_path / "all.json"
@@ -97,14 +109,25 @@ def test_files_gz_and_directory_recursion_match_one_plain_file(capsysbinary: pyt
 
 def test_stdin_gzip_matches_the_file(tmp_path: Path) -> None:
     data = gzip.compress(orjson.dumps({"Records": corpus_records()}))
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "scan", "-", "-q"], input=data,
-                         capture_output=True, cwd=REPO, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "scan", "-", "-q"],
+        input=data,
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr.decode()
     via_stdin = {f["id"] for f in findings(run.stdout)}  # not a terminal: json by default
     path = tmp_path / "trail.json.gz"
     path.write_bytes(data)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "scan", str(path), "-q", "--format", "json"],
-                         capture_output=True, cwd=REPO, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "scan", str(path), "-q", "--format", "json"],
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0 and via_stdin == {f["id"] for f in findings(run.stdout)} and via_stdin
 
 
@@ -116,8 +139,9 @@ def test_missing_path_exits_2_with_a_message(capsysbinary: pytest.CaptureFixture
     assert "nope.json" in err and "no such file" in err
 
 
-def test_dangling_symlink_and_permission_denied_exit_2(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dangling_symlink_and_permission_denied_exit_2(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     link = tmp_path / "dangling.json"
     link.symlink_to(tmp_path / "gone.json")
     rc, _, err = scan(capsysbinary, str(link))
@@ -190,8 +214,10 @@ def test_dead_letters_file_and_summary(capsysbinary: pytest.CaptureFixture[bytes
     assert rc == 0 and out == b""
     letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert [(Path(d["origin"]).name, d["kind"]) for d in letters] == [
-        ("cut.json.gz", "truncated gzip"), ("junk.txt", "not JSON"),
-        ("ok.json", "Records[]: record is a JSON null, not an object")]
+        ("cut.json.gz", "truncated gzip"),
+        ("junk.txt", "not JSON"),
+        ("ok.json", "Records[]: record is a JSON null, not an object"),
+    ]
     assert summary_count(err, "dead letters") == 3
     assert "truncated gzip" in err
 
@@ -203,8 +229,9 @@ def test_output_file_and_quiet(capsysbinary: pytest.CaptureFixture[bytes], tmp_p
     assert findings(target.read_bytes())  # --output to a file defaults to json
 
 
-def test_large_json_lines_are_streamed_past_the_size_limit(capsysbinary: pytest.CaptureFixture[bytes],
-                                                           tmp_path: Path) -> None:
+def test_large_json_lines_are_streamed_past_the_size_limit(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
     records = corpus_records()
     lines = b"\n".join(orjson.dumps(r) for r in records)
     repeat = 1024 * 1024 // len(lines) + 2
@@ -221,8 +248,7 @@ def test_large_json_lines_are_streamed_past_the_size_limit(capsysbinary: pytest.
     assert "too large to decode whole and not JSON lines" in err
 
 
-def test_table_neutralizes_attacker_controlled_text(capsysbinary: pytest.CaptureFixture[bytes],
-                                                    tmp_path: Path) -> None:
+def test_table_neutralizes_attacker_controlled_text(capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path) -> None:
     evil = "\x1b]0;pwned\x07\x1b[2J\r\nFAKE ROW\u202e"
     records = []
     for r in corpus_records():
@@ -261,9 +287,24 @@ def test_table_rows_fit_their_columns() -> None:
 
     stream = io.BytesIO()
     writer = TableWriter(stream, width=200)
-    f = Finding(id="x", rule_id="r" * 80, title="t", severity="high", attack=(), account="1" * 40,
-                region="us-east-1", principal="p" * 300, source_ip="", user_agent="", resources=(),
-                event_ids=(), event_time=1722431184.0, dedup_key="", window=0, summary="s" * 500)
+    f = Finding(
+        id="x",
+        rule_id="r" * 80,
+        title="t",
+        severity="high",
+        attack=(),
+        account="1" * 40,
+        region="us-east-1",
+        principal="p" * 300,
+        source_ip="",
+        user_agent="",
+        resources=(),
+        event_ids=(),
+        event_time=1722431184.0,
+        dedup_key="",
+        window=0,
+        summary="s" * 500,
+    )
     writer.write(f)
     header, row = stream.getvalue().decode().splitlines()
     assert row.startswith("2024-07-31T13:06:24Z  high")
@@ -272,17 +313,28 @@ def test_table_rows_fit_their_columns() -> None:
 
 
 def test_format_summary_renders_any_added_statistic() -> None:
-    text = format_summary({"events": 1234, "findings": {"a": 1, "b": 3, "c": 0}, "seconds": 0.5,
-                           "open_watches": {"untagged-instance": 7}, "rule_error_samples": ["x\x1b"], "empty": [],
-                           "stateful": {"facts": 9, "evictions": {"r": 2}, "note": "", "watermark_time": 1722431184.0,
-                                        "unset": None}})
+    text = format_summary(
+        {
+            "events": 1234,
+            "findings": {"a": 1, "b": 3, "c": 0},
+            "seconds": 0.5,
+            "open_watches": {"untagged-instance": 7},
+            "rule_error_samples": ["x\x1b"],
+            "empty": [],
+            "stateful": {"facts": 9, "evictions": {"r": 2}, "note": "", "watermark_time": 1722431184.0, "unset": None},
+        }
+    )
     lines = text.splitlines()
     assert "events: 1,234" in lines and "findings: 4" in lines and "seconds: 0.50" in lines
     assert lines.index("findings: 4") + 1 == lines.index(f"  {3:>10}  b")
     assert not any(line.endswith("  c") for line in lines)  # zero counts are left out
     assert "open watches: 7" in lines and "  x\\x1b" in lines and not any("empty" in line for line in lines)
-    assert lines[lines.index("stateful:") + 1:] == [
-        "  facts: 9", "  evictions: 2", f"    {2:>10}  r", "  watermark time: 2024-07-31T13:06:24Z"]
+    assert lines[lines.index("stateful:") + 1 :] == [
+        "  facts: 9",
+        "  evictions: 2",
+        f"    {2:>10}  r",
+        "  watermark time: 2024-07-31T13:06:24Z",
+    ]
 
 
 class FakeTTY(io.StringIO):
@@ -347,7 +399,9 @@ def test_reader_streams_json_lines_and_tracks_bytes(tmp_path: Path) -> None:
     # The truncated file's lines before the cut still decode; the cut itself is one dead letter.
     assert 2 * len(records) < len(events) < 5 * len(records)
     assert [(Path(d.origin.rsplit(":", 1)[0]).name, d.kind) for d in dead] in (
-        [("c.jsonl.gz", "truncated gzip")], [("c.jsonl.gz", "truncated gzip"), ("c.jsonl.gz", "not JSON")])
+        [("c.jsonl.gz", "truncated gzip")],
+        [("c.jsonl.gz", "truncated gzip"), ("c.jsonl.gz", "not JSON")],
+    )
     assert events[0].origin.endswith("a.jsonl:1")
 
 
@@ -358,9 +412,24 @@ def test_json_output_survives_a_context_too_deep_to_write() -> None:
     deep: Any = []
     for _ in range(400):
         deep = [deep]
-    f = Finding(id="x", rule_id="r", title="t", severity="low", attack=("T1",), account="1", region="r",
-                principal="p", source_ip="", user_agent="", resources=("a",), event_ids=("e",),
-                event_time=1722431184.0, dedup_key="", window=0, context={"value": deep})
+    f = Finding(
+        id="x",
+        rule_id="r",
+        title="t",
+        severity="low",
+        attack=("T1",),
+        account="1",
+        region="r",
+        principal="p",
+        source_ip="",
+        user_agent="",
+        resources=("a",),
+        event_ids=("e",),
+        event_time=1722431184.0,
+        dedup_key="",
+        window=0,
+        context={"value": deep},
+    )
     stream = io.BytesIO()
     JsonWriter(stream).write(f)
     doc = orjson.loads(stream.getvalue())

@@ -25,8 +25,12 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 # The CIS change-monitoring controls the benign background triggers on purpose: Terraform changes
 # security groups and role policies, a few automated calls are denied, and people mistype passwords.
 # Those controls alert on every such change by design. No other rule may fire on the background.
-BENIGN_CIS = {"cis-security-group-changes", "cis-iam-policy-changes", "cis-unauthorized-api-calls",
-              "cis-console-authentication-failures"}
+BENIGN_CIS = {
+    "cis-security-group-changes",
+    "cis-iam-policy-changes",
+    "cis-unauthorized-api-calls",
+    "cis-console-authentication-failures",
+}
 
 
 def scan(scenario: Any) -> tuple[list[Finding], Detector]:
@@ -85,9 +89,20 @@ def test_attacks_selection() -> None:
 def test_records_have_real_cloudtrail_shapes(attacked: Any, corpus_keys: dict[str, set[str]]) -> None:
     """Every record has the envelope fields CloudTrail writes with the right types, and its top-level
     keys are ones real records of the same event carry (the corpus), beyond the few optional ones."""
-    optional = {"vpcEndpointId", "vpcEndpointAccountId", "sharedEventID", "serviceEventDetails", "resources",
-                "additionalEventData", "errorCode", "errorMessage", "tlsDetails", "requestID",
-                "sessionCredentialFromConsole", "eventCategory"}
+    optional = {
+        "vpcEndpointId",
+        "vpcEndpointAccountId",
+        "sharedEventID",
+        "serviceEventDetails",
+        "resources",
+        "additionalEventData",
+        "errorCode",
+        "errorMessage",
+        "tlsDetails",
+        "requestID",
+        "sessionCredentialFromConsole",
+        "eventCategory",
+    }
     ids: set[str] = set()
     for rec in attacked.events:
         assert UUID.match(rec["eventID"]) and rec["eventID"] not in ids
@@ -145,8 +160,11 @@ def test_event_shapes_the_rules_read(attacked: Any) -> None:
     assert {"ipProtocol", "fromPort", "toPort", "ipRanges", "ipv6Ranges", "groups"} <= set(perm)
     fail = _first(ev, "ConsoleLogin", lambda r: r["responseElements"]["ConsoleLogin"] == "Failure")
     assert fail["errorMessage"] == "Failed authentication" and "arn" not in fail["userIdentity"]
-    ok = _first(ev, "ConsoleLogin", lambda r: r["userIdentity"]["type"] == "IAMUser"
-                and r["responseElements"]["ConsoleLogin"] == "Success")
+    ok = _first(
+        ev,
+        "ConsoleLogin",
+        lambda r: r["userIdentity"]["type"] == "IAMUser" and r["responseElements"]["ConsoleLogin"] == "Success",
+    )
     assert ok["additionalEventData"]["MFAUsed"] in ("Yes", "No") and ok["eventType"] == "AwsConsoleSignIn"
     sso = _first(ev, "ConsoleLogin", lambda r: r["userIdentity"]["type"] == "AssumedRole")
     assert sso["additionalEventData"]["MFAUsed"] == "No"  # federation: MFA happened at the identity provider
@@ -170,8 +188,13 @@ def test_every_expected_finding_is_raised(attacked: Any) -> None:
     assert not result.unwanted, [(e.attack, e.rule_id) for e, _ in result.unwanted]
     assert len(result.found) == sum(e.present for e in attacked.expected)
     stateful = {e.rule_id for e in attacked.expected if e.stateful}
-    assert stateful >= {"ec2-instance-missing-required-tags", "console-login-brute-force",
-                        "console-login-password-spraying", "access-denied-recon", "first-seen-region"}
+    assert stateful >= {
+        "ec2-instance-missing-required-tags",
+        "console-login-brute-force",
+        "console-login-password-spraying",
+        "access-denied-recon",
+        "first-seen-region",
+    }
 
 
 def test_each_attack_alone_raises_its_findings() -> None:
@@ -230,7 +253,7 @@ def test_demo_fails_when_an_expected_finding_is_missing(tmp_path: Path, capsys: 
     config.write_text('[rules.cloudtrail-logging-stopped.allowlist]\nsource_ips = ["0.0.0.0/0"]\n')
     assert main(["demo", "-q", "--events", "300", "--attacks", "cloudtrail-stop", "--config", str(config)]) == 1
     assert "MISSING   cloudtrail-stop  cloudtrail-logging-stopped" in capsys.readouterr().err
-    config.write_text('[rules.cloudtrail-logging-stopped]\nenabled = false\n')
+    config.write_text("[rules.cloudtrail-logging-stopped]\nenabled = false\n")
     assert main(["demo", "-q", "--events", "300", "--attacks", "cloudtrail-stop", "--config", str(config)]) == 0
     assert "no rule   cloudtrail-stop  cloudtrail-logging-stopped" in capsys.readouterr().err
 
@@ -244,15 +267,31 @@ def test_scenario_command_writes_transport_expected_and_config(tmp_path: Path) -
     expected = [Expected.from_dict(d) for d in summary["expected"]]
     assert summary["events"] >= 900 and expected
     findings_file = tmp_path / "findings.jsonl"
-    assert main(["scan", str(out), "--config", str(tmp_path / "trail.jsonl.gz.trailwarden.toml"), "--format",
-                 "json", "--all", "-q", "-o", str(findings_file)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(out),
+                "--config",
+                str(tmp_path / "trail.jsonl.gz.trailwarden.toml"),
+                "--format",
+                "json",
+                "--all",
+                "-q",
+                "-o",
+                str(findings_file),
+            ]
+        )
+        == 0
+    )
     findings = [Finding.from_dict(json.loads(line)) for line in findings_file.read_text().splitlines()]
     result = compare(expected, findings, {r.id for r in builtin_rules()})
     assert result.ok and not result.no_rule, [e.rule_id for e in result.missing]
 
 
-@pytest.mark.parametrize("args", [["--events", "10"], ["--attacks", "nope", "--out", "x"],
-                                  ["--events", "-1", "--out", "x"]])
+@pytest.mark.parametrize(
+    "args", [["--events", "10"], ["--attacks", "nope", "--out", "x"], ["--events", "-1", "--out", "x"]]
+)
 def test_scenario_command_usage_errors(args: list[str], tmp_path: Path) -> None:
     from pipeline.cli import main
 
@@ -266,8 +305,23 @@ def test_scan_of_an_s3_archive_directory_gives_the_expected_findings(tmp_path: P
     assert main(["scenario", "--events", "3000", "--seed", "1", "--format", "s3", "--out", str(out)]) == 0
     expected = [Expected.from_dict(d) for d in json.loads((tmp_path / "archive.expected.json").read_text())["expected"]]
     findings_file = tmp_path / "findings.jsonl"
-    assert main(["scan", str(out), "--config", str(tmp_path / "archive.trailwarden.toml"), "--format", "json",
-                 "--all", "-q", "-o", str(findings_file)]) == 0
+    assert (
+        main(
+            [
+                "scan",
+                str(out),
+                "--config",
+                str(tmp_path / "archive.trailwarden.toml"),
+                "--format",
+                "json",
+                "--all",
+                "-q",
+                "-o",
+                str(findings_file),
+            ]
+        )
+        == 0
+    )
     findings = [Finding.from_dict(json.loads(line)) for line in findings_file.read_text().splitlines()]
     result = compare(expected, findings, {r.id for r in builtin_rules()})
     assert result.ok, ([e.rule_id for e in result.missing], [e.rule_id for e, _ in result.unwanted])

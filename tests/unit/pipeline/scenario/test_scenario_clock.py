@@ -36,8 +36,11 @@ def missing(scenario: Scenario, config: Config) -> list[str]:
 
 
 def after_hours_user(scenario: Scenario) -> float:
-    (event,) = [e for e in scenario.events
-                if e["eventName"] == "CreateUser" and e["requestParameters"]["userName"] == "svc-backup-sync"]
+    (event,) = [
+        e
+        for e in scenario.events
+        if e["eventName"] == "CreateUser" and e["requestParameters"]["userName"] == "svc-backup-sync"
+    ]
     return datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00")).timestamp()
 
 
@@ -51,15 +54,18 @@ def test_the_run_scenario_raises_every_expected_finding_at_every_hour_of_the_wee
         scenario = live_scenario(EVENTS, 5 + hour, list(ATTACKS), config, now=now)
         assert now - 9 * 86400 < scenario.end <= now
         assert not hours.contains(after_hours_user(scenario))
-        assert max(datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")).timestamp()
-                   for e in scenario.events) <= now
+        assert (
+            max(datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00")).timestamp() for e in scenario.events)
+            <= now
+        )
         if problems := missing(scenario, config):
             failures[hour] = problems
     assert not failures, f"hours of day {day} with findings missing or unwanted: {failures}"
 
 
-@pytest.mark.parametrize("zone,days", [("Asia/Tokyo", ["Mon-Fri"]), ("Asia/Riyadh", ["Sun-Thu"]),
-                                       ("America/Los_Angeles", ["Mon-Sat"])])
+@pytest.mark.parametrize(
+    "zone,days", [("Asia/Tokyo", ["Mon-Fri"]), ("Asia/Riyadh", ["Sun-Thu"]), ("America/Los_Angeles", ["Mon-Sat"])]
+)
 def test_demo_and_simulate_follow_the_configured_business_hours(zone: str, days: list[str]) -> None:
     """Their scenario starts at a fixed moment (Tuesday 04:30 UTC, 13:30 in Tokyo): the attack moves
     out of the configured business hours instead of expecting a finding that cannot come."""
@@ -71,8 +77,9 @@ def test_demo_and_simulate_follow_the_configured_business_hours(zone: str, days:
 
 
 def test_business_hours_round_the_clock_expect_no_after_hours_finding() -> None:
-    config = Config.from_dict({"rules": {RULE_ID: {"business_days": ["Mon-Sun"], "hours_start": "00:00",
-                                                   "hours_end": "24:00"}}})
+    config = Config.from_dict(
+        {"rules": {RULE_ID: {"business_days": ["Mon-Sun"], "hours_start": "00:00", "hours_end": "24:00"}}}
+    )
     scenario = live_scenario(EVENTS, 1, ["iam-user-after-hours"], config, now=MONDAY + 14 * 3600)
     (expected,) = scenario.expected
     assert expected.rule_id == RULE_ID and not expected.present

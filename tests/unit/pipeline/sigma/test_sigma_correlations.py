@@ -35,8 +35,13 @@ def scan(recs: list[dict[str, Any]], rules: list[Rule] | None = None) -> list[Fi
 
 
 def denied(user: str, minutes: float) -> dict[str, Any]:
-    return call("ec2.amazonaws.com", "DescribeInstances", userIdentity=iam_user(user), eventTime=at(minutes),
-                **failed("Client.UnauthorizedOperation"))
+    return call(
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        userIdentity=iam_user(user),
+        eventTime=at(minutes),
+        **failed("Client.UnauthorizedOperation"),
+    )
 
 
 def ids(findings: list[Finding], rule: str) -> list[str]:
@@ -49,16 +54,19 @@ def test_event_count_five_denied_calls_by_one_principal_within_ten_minutes() -> 
     assert ids(scan(records([denied("mallory", m * 4) for m in range(5)])), "sigma-denied-burst") == []  # 16 min
     mixed = [denied("mallory" if m % 2 else "bob", m) for m in range(8)]
     assert ids(scan(records(mixed)), "sigma-denied-burst") == []
-    finding = next(f for f in scan(records([denied("mallory", m) for m in range(5)]))
-                   if f.rule_id == "sigma-denied-burst")
+    finding = next(
+        f for f in scan(records([denied("mallory", m) for m in range(5)])) if f.rule_id == "sigma-denied-burst"
+    )
     assert finding.dedup_key == f"userIdentity.arn=arn:aws:iam::{ACCOUNT}:user/mallory"
     assert finding.account == ACCOUNT and len(finding.event_ids) == 5 and finding.severity == "medium"
 
 
 def test_value_count_list_calls_to_more_than_three_services() -> None:
     services = ["s3", "iam", "ec2", "lambda", "sns"]
-    spread = [call(f"{s}.amazonaws.com", "ListThings", userIdentity=iam_user("eve"), eventTime=at(i))
-              for i, s in enumerate(services[:4])]
+    spread = [
+        call(f"{s}.amazonaws.com", "ListThings", userIdentity=iam_user("eve"), eventTime=at(i))
+        for i, s in enumerate(services[:4])
+    ]
     assert len(ids(scan(records(spread)), "sigma-list-spread")) == 1
     assert ids(scan(records([*spread[:3], spread[0]])), "sigma-list-spread") == []
 
@@ -68,8 +76,12 @@ def _key(user: str, minutes: float) -> dict[str, Any]:
 
 
 def _admin(user: str, minutes: float) -> dict[str, Any]:
-    return call("iam.amazonaws.com", "AttachUserPolicy",
-                {"userName": user, "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}, eventTime=at(minutes))
+    return call(
+        "iam.amazonaws.com",
+        "AttachUserPolicy",
+        {"userName": user, "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        eventTime=at(minutes),
+    )
 
 
 def test_temporal_ordered_key_then_admin_for_the_same_user_within_an_hour() -> None:
@@ -90,8 +102,10 @@ def test_temporal_either_order_and_generated_base_rules() -> None:
 def _stream() -> list[dict[str, Any]]:
     partials = [denied("mallory", m * 0.5) for m in range(12)] + [denied("bob", m) for m in range(3)]
     partials += [_key("bob", 1), _admin("bob", 20), _key("dan", 2), _admin("dan", 3)]
-    partials += [call(f"{s}.amazonaws.com", "ListThings", userIdentity=iam_user("eve"), eventTime=at(5 + i))
-                 for i, s in enumerate(["s3", "iam", "ec2", "lambda", "sns", "sqs"])]
+    partials += [
+        call(f"{s}.amazonaws.com", "ListThings", userIdentity=iam_user("eve"), eventTime=at(5 + i))
+        for i, s in enumerate(["s3", "iam", "ec2", "lambda", "sns", "sqs"])
+    ]
     partials += [denied("mallory", 200 + m) for m in range(6)]  # a second burst, another dedup window
     return sorted(records(partials), key=lambda r: r["eventTime"])
 

@@ -60,6 +60,7 @@ EXACT = ("eventSource", "eventName")
 
 # --- the table, as the documentation describes a record -------------------------------------------------
 
+
 def _render(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f'"{k}":{_render(v)}' for k, v in value.items()) + "}"
@@ -141,17 +142,19 @@ def connect(rows: list[dict[str, str]], columns: set[str]) -> sqlite3.Connection
     db.create_collation("UNICASE", _fold)
     db.create_function("like", 2, lambda p, v: _like(p, v), deterministic=True)
     db.create_function("like", 3, _like, deterministic=True)
-    db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None,
-                       deterministic=True)
+    db.create_function("regexp", 2, lambda p, v: v is not None and re.search(p, str(v)) is not None, deterministic=True)
     cols = sorted(columns)
     decl = ", ".join(f"`{c}` TEXT COLLATE {'BINARY' if c in EXACT else 'UNICASE'}" for c in cols)
     db.execute(f"CREATE TABLE logs ({decl})")
-    db.executemany(f"INSERT INTO logs ({', '.join(f'`{c}`' for c in cols)}) VALUES ({', '.join('?' * len(cols))})",
-                   [[row.get(c) for c in cols] for row in rows])
+    db.executemany(
+        f"INSERT INTO logs ({', '.join(f'`{c}`' for c in cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [[row.get(c) for c in cols] for row in rows],
+    )
     return db
 
 
 # --- the corpus ----------------------------------------------------------------------------------------
+
 
 def _swap_case(value: Any) -> Any:
     if isinstance(value, str):
@@ -169,17 +172,40 @@ def corpus(detections: list[Detection]) -> list[dict[str, Any]]:
         positives, negatives = examples(d.node)
         for partial in positives + negatives:
             records.append(partial)
-            records.append({**_swap_case(partial), "eventSource": partial.get("eventSource"),
-                            "eventName": partial.get("eventName")})
+            records.append(
+                {
+                    **_swap_case(partial),
+                    "eventSource": partial.get("eventSource"),
+                    "eventName": partial.get("eventName"),
+                }
+            )
             records.append(_swap_case(partial))  # eventSource and eventName too: exact, so no match
-    records.append({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "sourceIPAddress": "10.evil",
-                    "additionalEventData": {"MFAUsed": "Yes"}})  # the cidr difference (sigma-values)
-    records.append({"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",  # and Unicode case:
-                    "requestParameters": {"instanceType": "P4D.24XLARGE"}})
-    records.append({"eventSource": "ssm.amazonaws.com", "eventName": "SendCommand",
-                    "userAgent": "aws-cli COMMAND/SSM.SEND-COMMAND",
-                    "requestParameters": {"parameters": {"commands": ["CURL -O x 169.254.169.254"]},
-                                          "documentName": "AWS-RunShellScript"}})
+    records.append(
+        {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "RunInstances",
+            "sourceIPAddress": "10.evil",
+            "additionalEventData": {"MFAUsed": "Yes"},
+        }
+    )  # the cidr difference (sigma-values)
+    records.append(
+        {
+            "eventSource": "ec2.amazonaws.com",
+            "eventName": "RunInstances",  # and Unicode case:
+            "requestParameters": {"instanceType": "P4D.24XLARGE"},
+        }
+    )
+    records.append(
+        {
+            "eventSource": "ssm.amazonaws.com",
+            "eventName": "SendCommand",
+            "userAgent": "aws-cli COMMAND/SSM.SEND-COMMAND",
+            "requestParameters": {
+                "parameters": {"commands": ["CURL -O x 169.254.169.254"]},
+                "documentName": "AWS-RunShellScript",
+            },
+        }
+    )
     records.append({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "TRUFFLEHOG"})
     records.append({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "TRUFFLEHOĞ"})
     out = []
@@ -194,6 +220,7 @@ def corpus(detections: list[Detection]) -> list[dict[str, Any]]:
 
 
 # --- the comparison ------------------------------------------------------------------------------------
+
 
 def _pysigma_rules() -> dict[str, SigmaRule]:
     """The same rules, parsed again by pySigma alone, by upstream id."""
@@ -259,8 +286,10 @@ def test_compiled_rules_match_what_the_sqlite_backend_matches() -> None:
                 theirs.discard(pair)
     assert ours == theirs, {"only trailwarden": sorted(ours - theirs)[:20], "only sqlite": sorted(theirs - ours)[:20]}
     pairs = len(records) * len(by_id)
-    print(f"\n{len(by_id)} rules x {len(records)} events = {pairs} pairs: {len(ours)} matches agree; "
-          f"{cidr} cidr-on-text pairs (documented), {skipped} multi-valued pairs left out")
+    print(
+        f"\n{len(by_id)} rules x {len(records)} events = {pairs} pairs: {len(ours)} matches agree; "
+        f"{cidr} cidr-on-text pairs (documented), {skipped} multi-valued pairs left out"
+    )
     assert len(ours) > 2 * len(by_id)  # every rule matched its own positives at least
     assert {rule for rule, _ in ours} == {d.rule_id for d in by_id.values()}
     assert cidr >= 1 and skipped < pairs // 1000
@@ -270,4 +299,3 @@ def _fields(d: Detection) -> set[str]:
     from pipeline.sigma.condition import fields_read
 
     return fields_read(d.node)
-

@@ -24,15 +24,22 @@ def _event(i: int, partial: dict) -> Event:
 
 
 def _launch(t: float, iid: str) -> dict:
-    return {"eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "eventTime": at(t),
-            "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
-            "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}}}
+    return {
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "RunInstances",
+        "eventTime": at(t),
+        "requestParameters": {"instancesSet": {"items": [{"imageId": "ami-1", "minCount": 1, "maxCount": 1}]}},
+        "responseElements": {"instancesSet": {"items": [{"instanceId": iid}]}},
+    }
 
 
 def test_finish_fires_only_up_to_the_last_event_time_and_summary_counts_open_watches():
     detector = Detector()
-    events = [_launch(0, "i-0000000000000000a"), _launch(10, "i-0000000000000000b"),
-              {"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "eventTime": at(16)}]
+    events = [
+        _launch(0, "i-0000000000000000a"),
+        _launch(10, "i-0000000000000000b"),
+        {"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "eventTime": at(16)},
+    ]
     findings = [f for i, p in enumerate(events) for f in detector.process(_event(i, p))]
     findings += detector.finish()
     assert [f.rule_id for f in findings if f.rule_id == TAGS] == [TAGS]  # the second is not yet due
@@ -57,8 +64,14 @@ def test_fact_extractor_only_runs_the_extractors_an_event_can_match():
 def test_facts_carry_only_declared_fields_and_survive_the_wire():
     extractor = FactExtractor.for_rules(stateful_rules())
     partial = _launch(0, "i-0000000000000000c")
-    partial["requestParameters"]["tagSpecificationSet"] = {"items": [{"resourceType": "instance", "tags": [
-        {"key": "Owner", "value": "alice"}, {"key": "Secret", "value": "x" * 5000}]}]}
+    partial["requestParameters"]["tagSpecificationSet"] = {
+        "items": [
+            {
+                "resourceType": "instance",
+                "tags": [{"key": "Owner", "value": "alice"}, {"key": "Secret", "value": "x" * 5000}],
+            }
+        ]
+    }
     facts = [f for f in extractor.facts(_event(0, partial)) if f.rule == TAGS]
     assert len(facts) == 1
     fact = facts[0]

@@ -46,9 +46,10 @@ def test_facts_sent_again_after_a_router_crash_change_nothing(cuts):
 
 def test_a_count_never_includes_the_same_event_twice():
     t = 1_720_000_000.0
-    facts = [Fact("console-login-brute-force", "203.0.113.9", f"id-{i % 5}", t + i % 5,
-                  source_ip="203.0.113.9")
-             for i in range(30)]  # five distinct events, each delivered six times
+    facts = [
+        Fact("console-login-brute-force", "203.0.113.9", f"id-{i % 5}", t + i % 5, source_ip="203.0.113.9")
+        for i in range(30)
+    ]  # five distinct events, each delivered six times
     state = fresh()
     assert run(state, facts) == []
     assert state.stats.duplicates == 25
@@ -60,8 +61,9 @@ def test_ttl_eviction_is_counted_and_memory_stays_bounded():
     most_keys = most_seen = 0
     n = 20_000
     for i in range(n):  # a new address every 30 s for a week: threshold state lives window + dedup (70 min)
-        state.add([Fact("console-login-brute-force", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", f"e{i}",
-                        t0 + 30 * i)])
+        state.add(
+            [Fact("console-login-brute-force", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", f"e{i}", t0 + 30 * i)]
+        )
         most_keys = max(most_keys, state.keys())
         most_seen = max(most_seen, len(state.seen))
     assert most_keys < 70 * 60 / 30 * 1.5
@@ -80,8 +82,16 @@ def test_facts_older_than_the_state_ttl_are_dropped_as_expired():
 
 
 def _launch(t: float, eid: str = "launch-1") -> Fact:
-    return Fact(TAGS, "111122223333:us-east-1:i-0123456789abcdef0", eid, t, "start", account="111122223333",
-                region="us-east-1", principal="arn:aws:iam::111122223333:user/alice")
+    return Fact(
+        TAGS,
+        "111122223333:us-east-1:i-0123456789abcdef0",
+        eid,
+        t,
+        "start",
+        account="111122223333",
+        region="us-east-1",
+        principal="arn:aws:iam::111122223333:user/alice",
+    )
 
 
 def test_live_tick_fires_missing_tags_with_no_further_events():
@@ -100,8 +110,7 @@ def test_live_tick_stays_quiet_when_tags_arrived():
     event_time, wall = 1_720_000_000.0, 1_800_000_000.0
     state = fresh()
     state.add([_launch(event_time)], now=wall)
-    state.add([Fact(TAGS, _launch(0).key, "tags-1", event_time + 40, "tags", fields={"set": GOOD_TAGS})],
-              now=wall + 40)
+    state.add([Fact(TAGS, _launch(0).key, "tags-1", event_time + 40, "tags", fields={"set": GOOD_TAGS})], now=wall + 40)
     assert state.tick(wall + 5000) == []
     assert state.open_watches() == {}
 
@@ -144,10 +153,19 @@ def test_several_facts_of_one_event_count_once_each_even_when_sent_again():
     from pipeline.stateful.extractor import FactExtractor
 
     extractor = FactExtractor.for_rules([r for r in stateful_rules() if r.id == "ssm-securestring-harvesting"])
-    batches = [call("ssm.amazonaws.com", "GetParameters", {"names": [f"/creds/p{9 * b + i}" for i in range(9)],
-                                                            "withDecryption": True}) for b in range(3)]
-    facts = [f for b, partial in enumerate(batches)
-             for f in extractor.facts(Event.from_record(complete_record(partial, b, "batches")))]
+    batches = [
+        call(
+            "ssm.amazonaws.com",
+            "GetParameters",
+            {"names": [f"/creds/p{9 * b + i}" for i in range(9)], "withDecryption": True},
+        )
+        for b in range(3)
+    ]
+    facts = [
+        f
+        for b, partial in enumerate(batches)
+        for f in extractor.facts(Event.from_record(complete_record(partial, b, "batches")))
+    ]
     assert len(facts) == 27 and {f.nth for f in facts} == set(range(9))
     sent = [Fact.from_bytes(f.to_bytes()) for f in facts]
     state = fresh()

@@ -24,15 +24,25 @@ def _bind(rule_id: str, **section: object) -> KeyedState:
     return KeyedState.for_rules(stateful_rules(), Config.from_dict({"rules": {rule_id: section}}))
 
 
-@pytest.mark.parametrize(("rule_id", "section", "message"), [
-    (BRUTE, {"window": "5x"}, f'rules.{BRUTE}.window: "5x" is not a duration; use e.g. "10m"'),
-    (BRUTE, {"window": "0s"}, f'rules.{BRUTE}.window: "0s" must be a duration above 0'),
-    (BRUTE, {"failures": 0}, f"rules.{BRUTE}.failures: 0 must be 1 or more"),
-    (BRUTE, {"failures": 2.5}, f"rules.{BRUTE}.failures: 2.5 is not a whole number"),
-    ("ec2-instance-missing-required-tags", {"grace": "soon"}, "rules.ec2-instance-missing-required-tags.grace: "
-                                                              '"soon" is not a duration'),
-    ("first-seen-region", {"warmup": "-1d"}, 'rules.first-seen-region.warmup: "-1d" must be a duration of 0 or more'),
-])
+@pytest.mark.parametrize(
+    ("rule_id", "section", "message"),
+    [
+        (BRUTE, {"window": "5x"}, f'rules.{BRUTE}.window: "5x" is not a duration; use e.g. "10m"'),
+        (BRUTE, {"window": "0s"}, f'rules.{BRUTE}.window: "0s" must be a duration above 0'),
+        (BRUTE, {"failures": 0}, f"rules.{BRUTE}.failures: 0 must be 1 or more"),
+        (BRUTE, {"failures": 2.5}, f"rules.{BRUTE}.failures: 2.5 is not a whole number"),
+        (
+            "ec2-instance-missing-required-tags",
+            {"grace": "soon"},
+            'rules.ec2-instance-missing-required-tags.grace: "soon" is not a duration',
+        ),
+        (
+            "first-seen-region",
+            {"warmup": "-1d"},
+            'rules.first-seen-region.warmup: "-1d" must be a duration of 0 or more',
+        ),
+    ],
+)
 def test_a_bad_configured_option_is_refused_at_load_naming_the_rule_and_the_key(rule_id, section, message):
     with pytest.raises(ConfigError) as raised:
         _bind(rule_id, **section)
@@ -50,8 +60,16 @@ def test_configured_options_reach_the_logic_typed():
 
 def test_a_bad_declared_option_fails_at_import_naming_the_rule():
     with pytest.raises(ConfigError, match=r'rule no-such-rule: window: "ten minutes" is not a duration'):
-        @threshold.threshold(id="no-such-rule", title="t", severity="low", attack=(), events={"*": "*"},
-                             window="ten minutes", threshold=3)
+
+        @threshold.threshold(
+            id="no-such-rule",
+            title="t",
+            severity="low",
+            attack=(),
+            events={"*": "*"},
+            window="ten minutes",
+            threshold=3,
+        )
         def rule(e, p):
             return None
 
@@ -60,8 +78,12 @@ def test_rules_carry_kind_enums_and_options_of_their_kind():
     kinds = {r.id: r.kind for r in stateful_rules()}
     assert set(kinds.values()) == {Kind.ABSENCE, Kind.THRESHOLD, Kind.SEQUENCE, Kind.FIRST_SEEN}
     for rule in stateful_rules():
-        module = {Kind.ABSENCE: absence, Kind.THRESHOLD: threshold, Kind.SEQUENCE: sequence,
-                  Kind.FIRST_SEEN: first_seen}[rule.kind]
+        module = {
+            Kind.ABSENCE: absence,
+            Kind.THRESHOLD: threshold,
+            Kind.SEQUENCE: sequence,
+            Kind.FIRST_SEEN: first_seen,
+        }[rule.kind]
         assert type(rule.options) is module.Options
         assert type(rule.logic(Params(rule.params))) is module.Logic
 
@@ -86,5 +108,10 @@ def test_every_kind_keeps_slotted_state_that_a_snapshot_row_gives_back_unchanged
             assert len(row) == len(logic.state_fields) == len(dataclasses.fields(s))
             assert [f.name for f in dataclasses.fields(s)] == list(logic.state_fields)
             assert logic.load(orjson.loads(orjson.dumps(row))) == s  # as a snapshot's JSON holds it
-    assert seen_types == {absence.State, threshold.CountState, threshold.DistinctState, sequence.State,
-                          first_seen.State}
+    assert seen_types == {
+        absence.State,
+        threshold.CountState,
+        threshold.DistinctState,
+        sequence.State,
+        first_seen.State,
+    }

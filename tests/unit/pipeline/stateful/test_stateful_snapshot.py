@@ -29,8 +29,10 @@ UNINTERRUPTED = signature(run(fresh(), ARRIVAL))
 # Kinesis hash key ranges: a two-shard stream's first shard, split in the middle as SplitShard does.
 MAX_HASH = 2**128 - 1
 PARENT = (0, 170141183460469231731687303715884105727)
-CHILDREN = ((0, 85070591730234615865843651857942052863),
-            (85070591730234615865843651857942052864, 170141183460469231731687303715884105727))
+CHILDREN = (
+    (0, 85070591730234615865843651857942052863),
+    (85070591730234615865843651857942052864, 170141183460469231731687303715884105727),
+)
 
 
 @settings(max_examples=25, deadline=None)
@@ -61,8 +63,12 @@ def test_snapshot_round_trip_keeps_keys_timers_watermark_and_seen_ids():
     assert restored.watermark == state.watermark and restored.max_time == state.max_time
     assert restored.seen == state.seen
     assert restored.open_watches() == state.open_watches()
-    live = {(state.logics[rid].deadline(s), rid, key) for rid, states in state.states.items()
-            for key, s in states.items() if state.logics[rid].deadline(s) is not None}
+    live = {
+        (state.logics[rid].deadline(s), rid, key)
+        for rid, states in state.states.items()
+        for key, s in states.items()
+        if state.logics[rid].deadline(s) is not None
+    }
     assert live and set(restored.timers) == live
     # Each restored timer stands in the live state too, or (a threshold finding waiting to resolve, whose
     # timer re-arms itself when facts came since it was set) an earlier one for the same key does.
@@ -161,8 +167,11 @@ def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fiel
 def test_a_snapshot_from_a_newer_release_is_refused_saying_what_to_do():
     doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 4}
     for data in (_blob(doc, 4), doc):
-        with pytest.raises(snapshot.SnapshotVersionError, match=r"v4 was written by a newer trailwarden; this build "
-                                                                r"reads v1 to v3\. Run the newer release"):
+        with pytest.raises(
+            snapshot.SnapshotVersionError,
+            match=r"v4 was written by a newer trailwarden; this build "
+            r"reads v1 to v3\. Run the newer release",
+        ):
             snapshot.load_into(fresh(), data)
     with pytest.raises(snapshot.SnapshotError, match="header says v3 and its content v4"):
         snapshot.load_into(fresh(), _blob(doc, 3))

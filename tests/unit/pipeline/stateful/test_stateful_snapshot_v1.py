@@ -32,8 +32,22 @@ SNAPSHOT = FIXTURES / "v1-mixed.snapshot"
 RECORDED = FIXTURES / "v1-mixed.json"
 RESENT = 20  # facts before the cut delivered again after it
 # What of a finding comes from the state and the facts (title, severity and attack come from the rule).
-FINDING_FIELDS = ("id", "rule_id", "summary", "account", "region", "principal", "source_ip", "user_agent",
-                  "resources", "event_ids", "event_time", "dedup_key", "window_start", "context")
+FINDING_FIELDS = (
+    "id",
+    "rule_id",
+    "summary",
+    "account",
+    "region",
+    "principal",
+    "source_ip",
+    "user_agent",
+    "resources",
+    "event_ids",
+    "event_time",
+    "dedup_key",
+    "window_start",
+    "context",
+)
 
 
 def fresh(config: dict[str, Any]) -> KeyedState:
@@ -50,9 +64,13 @@ def _plain(value: Any) -> Any:
 
 
 # The classes of a key's state in the v1 release, and the ones that hold it now (same attributes).
-V1_STATE_TYPES = {"AbsenceState": absence.State, "CountState": threshold.CountState,
-                  "DistinctState": threshold.DistinctState, "SequenceState": sequence.State,
-                  "FirstSeenState": first_seen.State}
+V1_STATE_TYPES = {
+    "AbsenceState": absence.State,
+    "CountState": threshold.CountState,
+    "DistinctState": threshold.DistinctState,
+    "SequenceState": sequence.State,
+    "FirstSeenState": first_seen.State,
+}
 NOW = {now: v1 for v1, now in V1_STATE_TYPES.items()}
 
 
@@ -65,8 +83,10 @@ def key_state(s: Any) -> dict[str, Any]:
     hold their restored values."""
     for name, value in ADDED_SINCE_V1.items():
         assert getattr(s, name, value) == value, name
-    return {"type": NOW.get(type(s), type(s).__name__),
-            **{name: _plain(getattr(s, name)) for name in type(s).__slots__ if name not in ADDED_SINCE_V1}}
+    return {
+        "type": NOW.get(type(s), type(s).__name__),
+        **{name: _plain(getattr(s, name)) for name in type(s).__slots__ if name not in ADDED_SINCE_V1},
+    }
 
 
 def state_doc(state: KeyedState) -> dict[str, Any]:
@@ -75,8 +95,11 @@ def state_doc(state: KeyedState) -> dict[str, Any]:
         "watermark": state.watermark,
         "max_time": state.max_time,
         "next_sweep": dict(sorted(state.next_sweep.items())),
-        "keys": {rid: {k: key_state(s) for k, s in sorted(states.items())}
-                 for rid, states in sorted(state.states.items()) if states},
+        "keys": {
+            rid: {k: key_state(s) for k, s in sorted(states.items())}
+            for rid, states in sorted(state.states.items())
+            if states
+        },
         "timers": sorted([list(t) for t in state.timers]),
         "pending": [entry[6].to_dict() for entry in sorted(state.pending)],
         "seen_buckets": {str(b): sorted(arr) for b, arr in sorted(state.seen_buckets.items())},
@@ -123,16 +146,45 @@ def _stream(config: dict[str, Any]) -> tuple[list[Fact], int]:
     acct, ip = "100000000000", "203.0.113.250"
     meta = {"account": acct, "region": "us-east-1", "user_agent": "aws-cli/2.17.13"}
     for i in range(10):  # ten failures over 90 s: five before the cut, five after
-        facts.append(Fact("console-login-brute-force", ip, f"brute-{i:02d}", middle - 45 + 10 * i, source_ip=ip,
-                          **meta))
+        facts.append(
+            Fact("console-login-brute-force", ip, f"brute-{i:02d}", middle - 45 + 10 * i, source_ip=ip, **meta)
+        )
     for i in range(5):
-        facts.append(Fact("console-login-password-spraying", "203.0.113.251", f"spray-{i:02d}", middle - 50 + 25 * i,
-                          value=f"victim{i}", source_ip="203.0.113.251", **meta))
+        facts.append(
+            Fact(
+                "console-login-password-spraying",
+                "203.0.113.251",
+                f"spray-{i:02d}",
+                middle - 50 + 25 * i,
+                value=f"victim{i}",
+                source_ip="203.0.113.251",
+                **meta,
+            )
+        )
     admin = f"arn:aws:iam::{acct}:user/mallory"
-    facts.append(Fact("iam-access-key-then-privilege", f"{acct}:etl-runner", "seq-first", middle - 300, "first",
-                      principal=admin, **meta))
-    facts.append(Fact("iam-access-key-then-privilege", f"{acct}:etl-runner", "seq-then", middle + 400, "then",
-                      fields={"action": "CreateLoginProfile"}, principal=admin, **meta))
+    facts.append(
+        Fact(
+            "iam-access-key-then-privilege",
+            f"{acct}:etl-runner",
+            "seq-first",
+            middle - 300,
+            "first",
+            principal=admin,
+            **meta,
+        )
+    )
+    facts.append(
+        Fact(
+            "iam-access-key-then-privilege",
+            f"{acct}:etl-runner",
+            "seq-then",
+            middle + 400,
+            "then",
+            fields={"action": "CreateLoginProfile"},
+            principal=admin,
+            **meta,
+        )
+    )
     rng = random.Random(5)
     arrival = sorted(facts, key=lambda f: f.time + rng.uniform(0, 0.9 * config["engine"]["allowed_lateness"]))
     cut = next(i for i, f in enumerate(arrival) if f.time >= middle)
@@ -141,8 +193,11 @@ def _stream(config: dict[str, Any]) -> tuple[list[Fact], int]:
 
 def write() -> int:
     if snapshot.VERSION != 1:
-        print(f"this code writes snapshot version {snapshot.VERSION}; the v1 fixture comes from the release "
-              "that wrote v1 and is never rewritten", file=sys.stderr)
+        print(
+            f"this code writes snapshot version {snapshot.VERSION}; the v1 fixture comes from the release "
+            "that wrote v1 and is never rewritten",
+            file=sys.stderr,
+        )
         return 2
     from pipeline.stateful.synthetic import FAST
 
@@ -152,14 +207,16 @@ def write() -> int:
     before = [f for fact in arrival[:cut] for f in state.add([fact])]
     data = snapshot.dumps(state)
     restored = snapshot.load_into(fresh(config), data)
-    after = [Fact.from_bytes(f.to_bytes()) for f in arrival[cut - RESENT:cut]] + arrival[cut:]
+    after = [Fact.from_bytes(f.to_bytes()) for f in arrival[cut - RESENT : cut]] + arrival[cut:]
     expected = state_doc(restored)
     found = [f for fact in after for f in restored.add([fact])] + restored.flush()
     FIXTURES.mkdir(parents=True, exist_ok=True)
     SNAPSHOT.write_bytes(data)
     doc = {
-        "about": ("written by tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py with the release that "
-                  "wrote v1 snapshots"),
+        "about": (
+            "written by tests/unit/pipeline/stateful/test_stateful_snapshot_v1.py with the release that "
+            "wrote v1 snapshots"
+        ),
         "config": config,
         "findings_before_cut": len(before),
         "after": [f.to_dict() for f in after],
@@ -168,9 +225,12 @@ def write() -> int:
         "findings_after": [finding_doc(f) for f in found],
     }
     RECORDED.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    print(f"wrote {SNAPSHOT.name} ({len(data)} bytes: {sum(map(len, expected['keys'].values()))} keys, "
-          f"{len(expected['timers'])} timers, {len(expected['pending'])} pending facts, {len(restored.seen)} "
-          f"seen-fact digests) and {RECORDED.name} ({len(found)} findings after the cut)", file=sys.stderr)
+    print(
+        f"wrote {SNAPSHOT.name} ({len(data)} bytes: {sum(map(len, expected['keys'].values()))} keys, "
+        f"{len(expected['timers'])} timers, {len(expected['pending'])} pending facts, {len(restored.seen)} "
+        f"seen-fact digests) and {RECORDED.name} ({len(found)} findings after the cut)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -37,7 +37,7 @@ RULES = builtin_rules()
 RESOURCES, EC2 = "resource-missing-required-tags", "ec2-instance-missing-required-tags"
 ROLE = "arn:aws:sts::111122223333:assumed-role/ops/bob"
 
-GOOD_ENTRY = '''[types.widget]
+GOOD_ENTRY = """[types.widget]
 title = "Widget"
 source = "widgets.amazonaws.com"
 arn = "arn:{partition}:widgets:{region}:{account}:widget/{id}"
@@ -51,7 +51,7 @@ tags = ["requestParameters.tags[]"]
 events = ["TagResource"]
 ids = ["requestParameters.resourceArn"]
 tags = ["requestParameters.tags[]"]
-'''
+"""
 
 
 def write(tmp_path: Path, text: str, name: str = "table.toml") -> Path:
@@ -73,36 +73,65 @@ def test_the_built_in_table_covers_the_issue_types_and_each_has_samples() -> Non
 
 def test_a_good_table_file_loads(tmp_path) -> None:
     (widget,) = load_table(write(tmp_path, GOOD_ENTRY)).values()
-    assert widget.resource_id("arn:aws:widgets:eu-west-1:444455556666:widget/w-1", "id") == \
-        ("w-1", "444455556666", "eu-west-1")
+    assert widget.resource_id("arn:aws:widgets:eu-west-1:444455556666:widget/w-1", "id") == (
+        "w-1",
+        "444455556666",
+        "eu-west-1",
+    )
     assert widget.resource_id("arn:aws:widgets:eu-west-1:444455556666:gadget/w-1", "id") is None
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (('ids = ["responseElements.widget.widgetId"]', 'ids = ["responseElements..widgetId"]'),
-     "[types.widget].create[0].ids[0]: 'responseElements..widgetId' has an empty step"),
-    (('ids = ["responseElements.widget.widgetId"]', 'ids = ["response.widgetId"]'),
-     "[types.widget].create[0].ids[0]: 'response.widgetId' starts at 'response'; a path starts at one of"),
-    (('ids = ["responseElements.widget.widgetId"]', 'ids = ["item.widgetId"]'),
-     "(`item` needs the operation's `each`)"),
-    (('tags = ["requestParameters.tags[]"]\n\n[[types.widget.tag]]', 'tags = ["requestParameters.tags[x]"]\n\n'
-                                                                    '[[types.widget.tag]]'),
-     "[types.widget].create[0].tags[0]: 'requestParameters.tags[x]': step 'tags[x]' is not a field name"),
-    (('events = ["TagResource"]', 'events = ["TagResource"]\nreplace = "yes"'), "tag[0].replace must be true or false"),
-    (('events = ["CreateWidget"]', 'events = ["CreateWidget"]\nreplace = true'),
-     "create[0]: not for a create operation: key(s) ['replace']"),
-    (('events = ["CreateWidget"]', 'events = ["CreateWidget"]\nidz = []'), "create[0]: unknown key(s) ['idz']"),
-    (('arn = "arn:{partition}:widgets:{region}:{account}:widget/{id}"', 'arn = "arn:aws:widgets:::widget"'),
-     "[types.widget].arn: 'arn:aws:widgets:::widget' is not an ARN template with {id}"),
-    (('{account}:widget', '{acct}:widget'), "has an unknown placeholder '{acct}'"),
-    (('[[types.widget.create]]\nevents = ["CreateWidget"]\nids = ["responseElements.widget.widgetId"]\n'
-      'tags = ["requestParameters.tags[]"]\n', ''), "no [[types.widget.create]] operation"),
-    (('source = "widgets.amazonaws.com"', 'source = "widgets"'), "is not an eventSource"),
-    (('[types.widget]', '[types.Widget]'), "[types.Widget]: a type name is lower-case letters"),
-    (('[types.widget]', '[types.widget]\ncolour = "blue"'), "[types.widget]: unknown key(s) ['colour']"),
-    (('[types.widget]', 'version = 2\n[types.widget]'), "a resource table holds [types.<name>] entries only"),
-    (('title = "Widget"', 'title = "Widget'), "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('ids = ["responseElements.widget.widgetId"]', 'ids = ["responseElements..widgetId"]'),
+            "[types.widget].create[0].ids[0]: 'responseElements..widgetId' has an empty step",
+        ),
+        (
+            ('ids = ["responseElements.widget.widgetId"]', 'ids = ["response.widgetId"]'),
+            "[types.widget].create[0].ids[0]: 'response.widgetId' starts at 'response'; a path starts at one of",
+        ),
+        (
+            ('ids = ["responseElements.widget.widgetId"]', 'ids = ["item.widgetId"]'),
+            "(`item` needs the operation's `each`)",
+        ),
+        (
+            (
+                'tags = ["requestParameters.tags[]"]\n\n[[types.widget.tag]]',
+                'tags = ["requestParameters.tags[x]"]\n\n[[types.widget.tag]]',
+            ),
+            "[types.widget].create[0].tags[0]: 'requestParameters.tags[x]': step 'tags[x]' is not a field name",
+        ),
+        (
+            ('events = ["TagResource"]', 'events = ["TagResource"]\nreplace = "yes"'),
+            "tag[0].replace must be true or false",
+        ),
+        (
+            ('events = ["CreateWidget"]', 'events = ["CreateWidget"]\nreplace = true'),
+            "create[0]: not for a create operation: key(s) ['replace']",
+        ),
+        (('events = ["CreateWidget"]', 'events = ["CreateWidget"]\nidz = []'), "create[0]: unknown key(s) ['idz']"),
+        (
+            ('arn = "arn:{partition}:widgets:{region}:{account}:widget/{id}"', 'arn = "arn:aws:widgets:::widget"'),
+            "[types.widget].arn: 'arn:aws:widgets:::widget' is not an ARN template with {id}",
+        ),
+        (("{account}:widget", "{acct}:widget"), "has an unknown placeholder '{acct}'"),
+        (
+            (
+                '[[types.widget.create]]\nevents = ["CreateWidget"]\nids = ["responseElements.widget.widgetId"]\n'
+                'tags = ["requestParameters.tags[]"]\n',
+                "",
+            ),
+            "no [[types.widget.create]] operation",
+        ),
+        (('source = "widgets.amazonaws.com"', 'source = "widgets"'), "is not an eventSource"),
+        (("[types.widget]", "[types.Widget]"), "[types.Widget]: a type name is lower-case letters"),
+        (("[types.widget]", '[types.widget]\ncolour = "blue"'), "[types.widget]: unknown key(s) ['colour']"),
+        (("[types.widget]", "version = 2\n[types.widget]"), "a resource table holds [types.<name>] entries only"),
+        (('title = "Widget"', 'title = "Widget'), "is not valid TOML"),
+    ],
+)
 def test_a_bad_table_entry_is_refused_at_load_naming_the_file_the_entry_and_the_key(tmp_path, change, message):
     old, new = change
     assert old in GOOD_ENTRY
@@ -134,22 +163,34 @@ def _config(tmp_path: Path, text: str) -> Path:
     return write(tmp_path, text, "trailwarden.toml")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('[tags]\nrequired = { Owner = "([a-z" }\n', "tags.required.Owner: '([a-z' is not a valid regular expression"),
-    ('[tags.types.s3-bucket]\nrequired = { DataClassification = "(public" }\n',
-     "tags.types.s3-bucket.required.DataClassification: '(public' is not a valid regular expression"),
-    ('[tags.types.s3-bucket]\ngrace = "8d"\n',
-     "tags.types.s3-bucket.grace: '8d' must be a duration above 0 and at most"),
-    ('[tags]\ngrace = "soon"\n', 'tags.grace: "soon" is not a duration'),
-    ('[tags]\ngrace = 900\n', "tags.grace = 900 should be a str like the default '15m'"),
-    ('[tags.types.s3-bukket]\ngrace = "1h"\n',
-     "tags.types.s3-bukket: unknown resource type 's3-bukket'; the types are"),
-    ('[tags.types.sqs-queue]\nenabled = "no"\n', "tags.types.sqs-queue.enabled must be true or false"),
-    ('[tags.types.sqs-queue]\nrequire = {}\n', "tags.types.sqs-queue: unknown key(s) ['require']"),
-    ('[tags]\nrequired = { Owner = 3 }\n', "tags.required.Owner = 3 must be a string"),
-    ('[tags]\nowner = "x"\n', "[tags] has unknown key(s) ['owner']; it takes grace, required, types"),
-    (f'[rules.{RESOURCES}]\nrequired = {{ Owner = "[" }}\n', f"rules.{RESOURCES}.required.Owner: '[' is not a valid"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[tags]\nrequired = { Owner = "([a-z" }\n', "tags.required.Owner: '([a-z' is not a valid regular expression"),
+        (
+            '[tags.types.s3-bucket]\nrequired = { DataClassification = "(public" }\n',
+            "tags.types.s3-bucket.required.DataClassification: '(public' is not a valid regular expression",
+        ),
+        (
+            '[tags.types.s3-bucket]\ngrace = "8d"\n',
+            "tags.types.s3-bucket.grace: '8d' must be a duration above 0 and at most",
+        ),
+        ('[tags]\ngrace = "soon"\n', 'tags.grace: "soon" is not a duration'),
+        ("[tags]\ngrace = 900\n", "tags.grace = 900 should be a str like the default '15m'"),
+        (
+            '[tags.types.s3-bukket]\ngrace = "1h"\n',
+            "tags.types.s3-bukket: unknown resource type 's3-bukket'; the types are",
+        ),
+        ('[tags.types.sqs-queue]\nenabled = "no"\n', "tags.types.sqs-queue.enabled must be true or false"),
+        ("[tags.types.sqs-queue]\nrequire = {}\n", "tags.types.sqs-queue: unknown key(s) ['require']"),
+        ("[tags]\nrequired = { Owner = 3 }\n", "tags.required.Owner = 3 must be a string"),
+        ('[tags]\nowner = "x"\n', "[tags] has unknown key(s) ['owner']; it takes grace, required, types"),
+        (
+            f'[rules.{RESOURCES}]\nrequired = {{ Owner = "[" }}\n',
+            f"rules.{RESOURCES}.required.Owner: '[' is not a valid",
+        ),
+    ],
+)
 def test_a_bad_schema_is_refused_at_load_naming_the_key(tmp_path, capsys, text, message):
     path = _config(tmp_path, text)
     assert main(["config", "--check", str(path)]) == 2
@@ -167,8 +208,9 @@ def test_a_scan_stops_on_a_bad_schema_before_reading_anything(tmp_path, capsys):
 
 
 def test_tags_sets_both_rules_and_a_rule_section_wins_for_that_rule(tmp_path):
-    config = Config.load(_config(tmp_path, '[tags]\nrequired = { Team = "" }\ngrace = "5m"\n'
-                                           f'[rules.{EC2}]\ngrace = "2m"\n'))
+    config = Config.load(
+        _config(tmp_path, f'[tags]\nrequired = {{ Team = "" }}\ngrace = "5m"\n[rules.{EC2}]\ngrace = "2m"\n')
+    )
     resources, ec2 = config.params(REGISTRY[RESOURCES]), config.params(REGISTRY[EC2])
     assert resources.required == ec2.required == {"Team": ""}
     assert (resources.grace, ec2.grace) == ("5m", "2m")
@@ -188,8 +230,11 @@ def test_config_prints_the_tags_section(capsys):
 def test_the_finding_names_type_resource_missing_and_invalid_tags_and_creator():
     bucket, db = Resource(SAMPLES["s3-bucket"]), Resource(SAMPLES["rds-instance"])
     params = {"required": {"Owner": "", "CostCenter": r"cc-\d{4}", "Environment": ""}}
-    found = run_events(REGISTRY[RESOURCES], [bucket.create(0), db.create(0, {"Owner": "bob", "CostCenter": "x"}),
-                                             later(20)], params=params)
+    found = run_events(
+        REGISTRY[RESOURCES],
+        [bucket.create(0), db.create(0, {"Owner": "bob", "CostCenter": "x"}), later(20)],
+        params=params,
+    )
     by_type = {f.context["resource_type"]: f for f in found}
     s3, rds = by_type["s3-bucket"], by_type["rds-instance"]
     assert s3.resources == (f"arn:aws:s3:::{bucket.id}",) and s3.context["missing"] == list(params["required"])
@@ -201,8 +246,15 @@ def test_the_finding_names_type_resource_missing_and_invalid_tags_and_creator():
 
 def test_a_removal_lapse_is_the_remover_s_finding_and_still_names_the_creator():
     queue = Resource(SAMPLES["sqs-queue"])
-    removal = {**queue.untag(30, ["Owner"]), "userIdentity": {
-        "type": "AssumedRole", "arn": ROLE, "accountId": "111122223333", "principalId": "AROAEXAMPLE:bob"}}
+    removal = {
+        **queue.untag(30, ["Owner"]),
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": ROLE,
+            "accountId": "111122223333",
+            "principalId": "AROAEXAMPLE:bob",
+        },
+    }
     (finding,) = run_events(REGISTRY[RESOURCES], [queue.create(0, GOOD), removal, later(50)])
     assert finding.principal == ROLE and finding.context["created_by"] == "arn:aws:iam::111122223333:user/alice"
     assert finding.context["missing"] == ["Owner"]
@@ -225,8 +277,17 @@ def _state(config: dict | None = None) -> KeyedState:
 
 
 def _start(key: str, t: float, tags: dict | None = None, eid: str = "") -> Fact:
-    return Fact(RESOURCES, key, eid or f"e-{key}-{t}", t, "start", fields={"tags": tags} if tags else None,
-                account="111122223333", region="us-east-1", principal=ROLE)
+    return Fact(
+        RESOURCES,
+        key,
+        eid or f"e-{key}-{t}",
+        t,
+        "start",
+        fields={"tags": tags} if tags else None,
+        account="111122223333",
+        region="us-east-1",
+        principal=ROLE,
+    )
 
 
 def test_resources_with_the_same_tags_share_one_tag_set():
@@ -263,14 +324,28 @@ def test_a_snapshot_restores_tag_sets_under_the_schema_of_the_day():
     before.add([Fact("console-login-brute-force", "203.0.113.9", "moves-time", t0 + 300, source_ip="203.0.113.9")])
     assert len(before.states[RESOURCES]) == 2  # applied, not pending
     data = snapshot.dumps(before)
-    stricter = {"tags": {"types": {"s3-bucket": {"required": {**dict.fromkeys(GOOD, ""), "Retention": ""}},
-                                   "sqs-queue": {"enabled": False}}}}
+    stricter = {
+        "tags": {
+            "types": {
+                "s3-bucket": {"required": {**dict.fromkeys(GOOD, ""), "Retention": ""}},
+                "sqs-queue": {"enabled": False},
+            }
+        }
+    }
     after = snapshot.load_into(_state(stricter), data)
     restored = after.states[RESOURCES]
     assert dict(restored[bucket].value) == GOOD and restored[bucket].value.creator == ROLE
     assert restored[queue].value is None  # a type no longer watched: kept inert, never a finding
-    changed = Fact(RESOURCES, bucket, "owner-changed", t0 + 400, "tags", fields={"set": {"Owner": "carol"}},
-                   account="111122223333", principal=ROLE)
+    changed = Fact(
+        RESOURCES,
+        bucket,
+        "owner-changed",
+        t0 + 400,
+        "tags",
+        fields={"set": {"Owner": "carol"}},
+        account="111122223333",
+        principal=ROLE,
+    )
     removed = Fact(RESOURCES, queue, "queue-untagged", t0 + 400, "tags", fields={"all": True}, principal=ROLE)
     moved_on = Fact("console-login-brute-force", "203.0.113.9", "later", t0 + 3600, source_ip="203.0.113.9")
     found = [f for f in after.add([changed, removed, moved_on]) + after.flush() if f.rule_id == RESOURCES]
@@ -284,8 +359,12 @@ def test_an_instance_restored_without_a_tag_set_keeps_its_type_s_grace():
     key = "111122223333:us-east-1:i-0a1b2c3d4e5f60001"
     config = {"tags": {"types": {"ec2-instance": {"grace": "5m"}}}}
     before = _state(config)
-    before.add([Fact(EC2, key, "launch", t0, "start", principal=ROLE),
-                Fact("console-login-brute-force", "203.0.113.9", "moves-time", t0 + 130, source_ip="203.0.113.9")])
+    before.add(
+        [
+            Fact(EC2, key, "launch", t0, "start", principal=ROLE),
+            Fact("console-login-brute-force", "203.0.113.9", "moves-time", t0 + 130, source_ip="203.0.113.9"),
+        ]
+    )
     saved = snapshot.to_dict(before)
     (row,) = [r for k, r in saved["rules"][EC2]["keys"] if k == key]
     row[0] = None  # what a release before the resource table wrote for an instance without tags
@@ -294,5 +373,7 @@ def test_an_instance_restored_without_a_tag_set_keeps_its_type_s_grace():
     owner = Fact(EC2, key, "owner", t0 + 140, "tags", fields={"set": {"Owner": "carol"}}, principal=ROLE)
     moved_on = Fact("console-login-brute-force", "203.0.113.9", "later", t0 + 900, source_ip="203.0.113.9")
     (finding,) = [f for f in after.add([owner, moved_on]) + after.flush() if f.rule_id == EC2]
-    assert finding.context["window_seconds"] == 300 and finding.context["problems"] == ["CostCenter missing",
-                                                                                        "Environment missing"]
+    assert finding.context["window_seconds"] == 300 and finding.context["problems"] == [
+        "CostCenter missing",
+        "Environment missing",
+    ]
