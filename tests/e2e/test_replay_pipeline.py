@@ -47,7 +47,7 @@ class Stack:
         self.alerts += new
         return new
 
-    def replay(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    def replay(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """The replay command, interrupted like Ctrl-C if it outlives `timeout` (it then removes what it started;
         a killed one would leave its daemons reading the session's emulator)."""
         process = subprocess.Popen(
@@ -82,7 +82,7 @@ class Stack:
             "--keyed-shards",
             "1",
             "--timeout",
-            "120",
+            "240",
             *args,
         ]
 
@@ -246,7 +246,7 @@ def stack(module_target: aws.Target, tmp_path_factory):
         time.sleep(1.2)
         player.play([open_sg("sg-0after", time.time())])
         wanted = {*s.groups, "sg-0before", "sg-0after"}
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240  # a loaded machine takes minutes to start the daemons
         while time.monotonic() < deadline:
             s.poll()
             seen = {r for a in s.alerts if a.finding.rule_id == SG_CHANGES for r in a.finding.resources}
