@@ -62,7 +62,10 @@ class Waits:
         self.retries += 1
         self.seconds += delay
         if self.listener is not None:
-            self.listener()
+            try:
+                self.listener()
+            except Exception:  # metrics must never stop a delivery
+                log.exception("writing the metrics during a sink retry")
 
 
 WAITS = Waits()

@@ -286,6 +286,12 @@ def test_a_batch_held_by_a_sink_still_writes_its_lines_every_interval(monkeypatc
     assert sum(d["SinkRetries"] for d in docs) >= 5 and all(d["RecordsIn"] == 0 for d in docs)
     assert retry.WAITS.listener == metrics.after_batch
 
+    def broken() -> None:
+        raise OSError("stderr closed")
+
+    monkeypatch.setattr(retry.WAITS, "listener", broken)
+    retry.WAITS.note(0.0)  # a metrics failure is logged, never raised into the delivery
+
 
 def test_a_dimension_without_a_value_is_refused():
     with pytest.raises(ValueError, match="no value"):
