@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _give_back(target: aws.Target, application: str, worker_id: str) -> None:
     """The daemon is gone: give its worker's leases, leader lock and metrics row back (`leases.release_worker`)."""
-    from consumers import leases
+    from consumers import leases  # here, as in run(): the consumers' modules load only for this command
 
     try:
         released = leases.release_worker(target.client("dynamodb"), application, worker_id)
