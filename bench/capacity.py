@@ -4,8 +4,10 @@
 records carry it, over the vendored Stratus Red Team corpus; (2) one core's router throughput (decode, match
 rules, fact extraction: `bench.engine.router_stage`) and the keyed facts per event and their bytes, over the
 generated scenario; (3) one core's stage-2 rate (`bench.stateful.throughput`). From them it sizes each stream,
-each service and the monthly bill by line, with the prices below. docs/capacity.md explains the model and its
-assumptions; the prices are AWS list prices for us-east-1 (see PRICES_AS_OF), to be checked for your region.
+each service and the monthly bill by line, at the prices of `Prices`: named, for a region and a month, printed
+with the figures. The default prices were written from memory and are not checked against AWS's pricing pages:
+give yours as BENCH_PRICES="region=eu-west-1 as_of=2026-11 checked=true kinesis_shard_hour=0.017 ...".
+BENCH_EVENTS sets the router's scenario volume (default 30,000). docs/capacity.md explains the model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +35,70 @@ RATES = (1_000, 10_000, 100_000)  # CloudTrail events/s
 SECONDS_PER_MONTH = 730 * 3600  # AWS bills a month as 730 hours
 GB = 2**30
 
-# --- prices: AWS list prices, us-east-1, as published on each service's pricing page -----------------------
-PRICES_AS_OF = "2025-06"
-CWL_INGEST_PER_GB = 0.50  # CloudWatch Logs, standard log class, data ingested (uncompressed bytes)
-CWL_STORE_PER_GB_MONTH = 0.03  # CloudWatch Logs archived storage (compressed), per GB-month
-KINESIS_SHARD_HOUR = 0.015  # Kinesis Data Streams, provisioned mode, per shard-hour
-KINESIS_PUT_UNITS_PER_MILLION = 0.014  # per million PUT payload units (25 KB each, a record rounded up)
-FARGATE_VCPU_HOUR = 0.04048  # Fargate Linux/x86, per vCPU-hour
-FARGATE_GB_HOUR = 0.004445  # Fargate Linux/x86, per GB-hour of memory
-FIREHOSE_PER_GB = 0.029  # Firehose Direct PUT ingestion, records rounded up to 5 KB
-DDB_WRITE_PER_MILLION = 0.625  # DynamoDB on-demand, per million write request units
-DDB_READ_PER_MILLION = 0.125  # DynamoDB on-demand, per million read request units
-S3_PUT_PER_THOUSAND = 0.005  # S3 Standard PUT, COPY, POST, LIST requests per 1,000
-S3_STORE_PER_GB_MONTH = 0.023  # S3 Standard storage, first 50 TB, per GB-month
-CLOUDTRAIL_DATA_EVENTS_PER_100K = 0.10  # CloudTrail data events delivered (the first copy of management events is free)
+# --- prices -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prices:
+    """The prices the model bills with, USD, each named, for one region at one date. The defaults were written
+    from memory of AWS's list prices, without access to the pricing pages: check every one against
+    aws.amazon.com/<service>/pricing for your region and date, and give the right ones (BENCH_PRICES)."""
+
+    region: str = "us-east-1"
+    as_of: str = "2025-06"  # the month the prices are assumed for
+    checked: bool = False  # False: not compared with the pricing pages (the defaults)
+    cwl_ingest_per_gb: float = 0.50  # CloudWatch Logs, standard log class, data ingested (uncompressed bytes)
+    cwl_store_per_gb_month: float = 0.03  # CloudWatch Logs archived storage (compressed), per GB-month
+    kinesis_shard_hour: float = 0.015  # Kinesis Data Streams, provisioned mode, per shard-hour
+    kinesis_put_units_per_million: float = 0.014  # per million PUT payload units (25 KB each, a record rounded up)
+    fargate_vcpu_hour: float = 0.04048  # Fargate Linux/x86, per vCPU-hour
+    fargate_gb_hour: float = 0.004445  # Fargate Linux/x86, per GB-hour of memory
+    firehose_per_gb: float = 0.029  # Firehose Direct PUT ingestion, records rounded up to 5 KB
+    ddb_write_per_million: float = 0.625  # DynamoDB on-demand, per million write request units
+    ddb_read_per_million: float = 0.125  # DynamoDB on-demand, per million read request units
+    s3_put_per_thousand: float = 0.005  # S3 Standard PUT, COPY, POST, LIST requests per 1,000
+    s3_store_per_gb_month: float = 0.023  # S3 Standard storage, first 50 TB, per GB-month
+    cloudtrail_data_events_per_100k: float = (
+        0.10  # CloudTrail data events (the first copy of management events is free)
+    )
+
+    @classmethod
+    def parse(cls, text: str) -> Prices:
+        """`name=value` pairs (spaces or commas between them) over the defaults, e.g. BENCH_PRICES="region=eu-west-1
+        as_of=2026-11 checked=true kinesis_shard_hour=0.017"; ValueError naming an unknown name or a bad number."""
+        known = {f.name: f for f in fields(cls)}
+        given: dict[str, Any] = {}
+        for pair in text.replace(",", " ").split():
+            name, sep, value = pair.partition("=")
+            if not sep or name not in known:
+                raise ValueError(f"BENCH_PRICES: {pair!r} is not NAME=VALUE with NAME one of {', '.join(known)}")
+            if name in ("region", "as_of"):
+                given[name] = value
+            elif name == "checked":
+                given[name] = value.lower() in ("1", "true", "yes")
+            else:
+                try:
+                    given[name] = float(value)
+                except ValueError:
+                    raise ValueError(f"BENCH_PRICES: {name}={value!r} is not a number (USD)") from None
+        return replace(cls(), **given)
+
+    def lines(self) -> list[str]:
+        """Every price by name, and for when and where, as the bench prints them."""
+        status = (
+            "checked against the AWS pricing pages" if self.checked else "NOT checked against the AWS pricing pages"
+        )
+        out = [f"prices (USD): {self.region}, as of {self.as_of}, {status}"]
+        default = type(self)()
+        for f in fields(self):
+            if f.type in ("float", float):
+                value = getattr(self, f.name)
+                note = f"  (default: {default.region}, {default.as_of})" if value == getattr(default, f.name) else ""
+                out.append(f"  {f.name:34} {value:<10g}{note}")
+        return out
+
+
+PRICES = Prices()
 
 # --- the model's assumptions (docs/capacity.md says why) ----------------------------------------------------
 HEADROOM = 1.5  # streams sized for 1.5 x the mean rate (bursts, a lagging consumer catching up)
@@ -130,8 +182,9 @@ def shards(bytes_per_s: float, records_per_s: float, readers: int = 1) -> int:
     return max(1, math.ceil(need))
 
 
-def plan(rate: float, m: Measured) -> dict[str, Any]:
-    """Sizes and monthly cost by line for `rate` CloudTrail events/s."""
+def plan(rate: float, m: Measured, prices: Prices = PRICES) -> dict[str, Any]:
+    """Sizes and monthly cost by line for `rate` CloudTrail events/s, billed at `prices`."""
+    p = prices
     month = SECONDS_PER_MONTH
     trail_records = rate / m.events_per_record
     trail_shards = shards(rate / m.events_per_record * m.record_bytes, trail_records)
@@ -149,22 +202,22 @@ def plan(rate: float, m: Measured) -> dict[str, Any]:
     findings = rate * FINDINGS_PER_MILLION_EVENTS / 1e6
     put_units = (trail_records * math.ceil(m.record_bytes / 25_000) + facts * math.ceil(m.fact_bytes / 25_000)) * month
     all_shards = trail_shards + keyed_shards
-    router_hour = router_task_vcpu * FARGATE_VCPU_HOUR + ROUTER_TASK[1] * FARGATE_GB_HOUR
-    stateful_hour = STATEFUL_TASK[0] * FARGATE_VCPU_HOUR + STATEFUL_TASK[1] * FARGATE_GB_HOUR
+    router_hour = router_task_vcpu * p.fargate_vcpu_hour + ROUTER_TASK[1] * p.fargate_gb_hour
+    stateful_hour = STATEFUL_TASK[0] * p.fargate_vcpu_hour + STATEFUL_TASK[1] * p.fargate_gb_hour
     fargate = 730 * (router_tasks * router_hour + stateful_tasks * stateful_hour)
     lease_writes = all_shards * (CHECKPOINTS_PER_SHARD_SECOND + LEASE_RENEWALS_PER_SHARD_SECOND) * month
     dedupe = findings * month  # one read before, one write after each finding
     archive_gb = ingested_gb * (m.record_bytes * 1.0 / (m.event_bytes * m.events_per_record))  # gzip like the records
     lines = {
-        "CloudWatch Logs ingestion": ingested_gb * CWL_INGEST_PER_GB
-        + ingested_gb * CWL_COMPRESSION * CWL_RETENTION_DAYS / 30 * CWL_STORE_PER_GB_MONTH,
-        "Kinesis shard hours": all_shards * 730 * KINESIS_SHARD_HOUR,
-        "Kinesis PUT payload units": put_units / 1e6 * KINESIS_PUT_UNITS_PER_MILLION,
+        "CloudWatch Logs ingestion": ingested_gb * p.cwl_ingest_per_gb
+        + ingested_gb * CWL_COMPRESSION * CWL_RETENTION_DAYS / 30 * p.cwl_store_per_gb_month,
+        "Kinesis shard hours": all_shards * 730 * p.kinesis_shard_hour,
+        "Kinesis PUT payload units": put_units / 1e6 * p.kinesis_put_units_per_million,
         "Fargate": fargate,
-        "Firehose": findings * month * max(FINDING_BYTES, 5_000) / GB * FIREHOSE_PER_GB,
-        "DynamoDB": (lease_writes + dedupe) / 1e6 * DDB_WRITE_PER_MILLION + dedupe / 1e6 * DDB_READ_PER_MILLION,
-        "S3": keyed_shards * SNAPSHOTS_PER_SHARD_SECOND * month / 1000 * S3_PUT_PER_THOUSAND
-        + archive_gb * S3_STORE_PER_GB_MONTH,
+        "Firehose": findings * month * max(FINDING_BYTES, 5_000) / GB * p.firehose_per_gb,
+        "DynamoDB": (lease_writes + dedupe) / 1e6 * p.ddb_write_per_million + dedupe / 1e6 * p.ddb_read_per_million,
+        "S3": keyed_shards * SNAPSHOTS_PER_SHARD_SECOND * month / 1000 * p.s3_put_per_thousand
+        + archive_gb * p.s3_store_per_gb_month,
     }
     return {
         "rate": rate,
@@ -179,21 +232,21 @@ def plan(rate: float, m: Measured) -> dict[str, Any]:
         "ingested_gb": ingested_gb,
         "lines": lines,
         "total": sum(lines.values()),
-        "data_events_if_all": rate * month / 1e5 * CLOUDTRAIL_DATA_EVENTS_PER_100K,
+        "data_events_if_all": rate * month / 1e5 * p.cloudtrail_data_events_per_100k,
     }
 
 
-def report(m: Measured) -> str:
+def report(m: Measured, prices: Prices = PRICES) -> str:
     out = [
         f"measured: a CloudTrail event is {m.event_bytes:,.0f} bytes of JSON ({m.corpus_events} events of the corpus); "
         f"a subscription record of {m.events_per_record:.0f} events is {m.record_bytes:,.0f} bytes of gzip",
         f"measured: one core routes {m.router_eps_per_core:,.0f} events/s and puts {m.facts_per_event:.3f} keyed facts "
         f"per event ({m.fact_bytes:,.0f} bytes each); stage 2 applies {m.stateful_fps_per_core:,.0f} facts/s per core",
-        f"prices: us-east-1 list prices as of {PRICES_AS_OF}; streams sized at {HEADROOM} x the rate, tasks at "
-        f"{CPU_TARGET:.0%} CPU",
+        f"streams sized at {HEADROOM} x the rate, tasks at {CPU_TARGET:.0%} CPU",
+        *prices.lines(),
         "",
     ]
-    plans = [plan(rate, m) for rate in RATES]
+    plans = [plan(rate, m, prices) for rate in RATES]
     header = f"{'':34}" + "".join(f"{p['rate']:>14,.0f}/s" for p in plans)
     out.append(header)
     rows: list[tuple[str, Any]] = [
@@ -206,7 +259,7 @@ def report(m: Measured) -> str:
     ]
     for label, cell in rows:
         out.append(f"{label:34}" + "".join(f"{cell(p):>16}" for p in plans))
-    out.append("monthly cost, USD")
+    out.append(f"monthly cost, USD, at {prices.region} prices as of {prices.as_of}")
     for line in plans[0]["lines"]:
         out.append(f"  {line:32}" + "".join(f"{p['lines'][line]:>16,.0f}" for p in plans))
     out.append(f"  {'total':32}" + "".join(f"{p['total']:>16,.0f}" for p in plans))
@@ -222,10 +275,14 @@ def report(m: Measured) -> str:
 
 
 def run() -> None:
+    try:  # before the measuring: a typo stops it at once
+        prices = Prices.parse(os.environ.get("BENCH_PRICES", ""))
+    except ValueError as error:
+        raise SystemExit(f"bench capacity: {error}") from None
     where = pin_one_core()
     n = int(os.environ.get("BENCH_EVENTS", "30000"))
     print(f"{where}; {n:,} scenario events for the router figure")
-    print(report(measure(scenario_events=n)))
+    print(report(measure(scenario_events=n), prices))
 
 
 if __name__ == "__main__":

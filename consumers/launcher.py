@@ -375,25 +375,39 @@ def exit_code(returncode: int) -> int:
 
 
 def wait(
-    daemon: Daemon, forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT), say: Callable[[str], None] | None = None
+    daemon: Daemon,
+    forward: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    say: Callable[[str], None] | None = None,
+    stop_timeout: float | None = None,
 ) -> int:
     """Wait for a daemon started by this process; SIGTERM or SIGINT to this process become a SIGTERM to the
-    daemon (it shuts down gracefully: processors checkpoint, leases are given up), a second one a SIGKILL.
-    Returns the daemon's exit status. Call from the main thread (signal handlers)."""
+    daemon (its processors checkpoint, then it exits), a second one, or `stop_timeout` seconds without an exit
+    after the first, a SIGKILL. Returns the daemon's exit status. Call from the main thread (signal handlers)."""
     assert daemon.process is not None, "wait() is for a daemon this process started"  # noqa: S101 (a caller bug)
-    received: list[int] = []
+    received: list[float] = []  # when each signal came
 
-    def pass_on(signum: int, frame: object) -> None:
-        received.append(signum)
-        sig = signal.SIGTERM if len(received) == 1 else signal.SIGKILL
+    def send(sig: int, why: str) -> None:
         if say is not None:
-            say(f"{signal.Signals(signum).name}: sending {sig.name} to the KCL daemon (pid {daemon.pid})")
+            say(f"{why}: sending {signal.Signals(sig).name} to the KCL daemon (pid {daemon.pid})")
         with contextlib.suppress(ProcessLookupError):
             os.kill(daemon.pid, sig)
 
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(time.monotonic())
+        send(signal.SIGTERM if len(received) == 1 else signal.SIGKILL, signal.Signals(signum).name)
+
     previous = {sig: signal.signal(sig, pass_on) for sig in forward}
+    killed = False
     try:
-        returncode = daemon.process.wait()
+        while True:
+            try:
+                returncode = daemon.process.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                late = stop_timeout is not None and received and time.monotonic() - received[0] > stop_timeout
+                if late and not killed:
+                    killed = True
+                    send(signal.SIGKILL, f"no exit {stop_timeout:g} s after the SIGTERM")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,16 +1,22 @@
-"""Local start-up in seconds: pre-seed a KCL 3 lease table, and clear a dead worker's leader lock.
+"""A KCL 3 application's tables: local start-up in seconds, and a stopped worker's hand-back.
 
-With an empty lease table the KCL scheduler waits a random 1 to 30 s before its first shard sync
-(12 to 60 s to the first record); with leases already owned by the worker's fixed id it starts
-processing in about 5 s. A worker restarted under a new id after a crash waits out the 120 s
-leader lock in `<app>-CoordinatorState` unless that item is removed. Both are for local runs:
-on AWS the KCL manages its tables alone.
+Local start-up: with an empty lease table the KCL scheduler waits a random 1 to 30 s before its first
+shard sync (12 to 60 s to the first record); with leases already owned by the worker's fixed id it starts
+processing in about 5 s. A worker restarted under a new id after a crash waits out the 120 s leader lock
+in `<app>-CoordinatorState` unless that item is removed. Seeding and clearing are for local runs only.
+
+Hand-back (`release_worker`, everywhere, after the worker's daemon has exited): KCL 3.1's graceful
+shutdown checkpoints but leaves its leases owned in the table (the lease coordinator's stop forgets them
+in memory only), its leader lock held and its worker metrics fresh, so another worker waits out the
+failover time, the lock's lease and the metrics' expiry before reading on. A stopped worker gives all
+three back, each write conditional on the item still naming this worker; checkpoints are not touched.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.shards import open_shards
@@ -128,6 +134,79 @@ def clear_leader_lock(ddb: Any, application: str, owner: str | None = None) -> b
     ddb.delete_item(TableName=table, Key={"key": {"S": "Leader"}})
     log.info("removed the leader lock of %s held by %s", application, item.get("ownerName", {}).get("S"))
     return True
+
+
+@dataclass(frozen=True)
+class Released:
+    """What a stopped worker gave back: lease keys, the leader lock, its worker metrics row."""
+
+    leases: list[str] = field(default_factory=list)
+    leader: bool = False
+    metrics: bool = False
+
+
+def release_leases(ddb: Any, application: str, owner: str) -> list[str]:
+    """Leave every lease `owner` holds without an owner, as the KCL's own eviction does (leaseOwner and
+    checkpointOwner removed, leaseCounter + 1), each only if `owner` still holds it: the leader then assigns
+    it at once. Checkpoints stay. Only for a worker whose daemon has exited. Returns the lease keys freed."""
+    freed: list[str] = []
+    try:
+        items = _scan(ddb, application)
+    except ddb.exceptions.ResourceNotFoundException:
+        return freed
+    for item in items:
+        if item.get("leaseOwner", {}).get("S") != owner:
+            continue
+        try:
+            ddb.update_item(
+                TableName=application,
+                Key={"leaseKey": item["leaseKey"]},
+                UpdateExpression="REMOVE leaseOwner, checkpointOwner ADD leaseCounter :one",
+                ConditionExpression="leaseOwner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}, ":one": {"N": "1"}},
+            )
+            freed.append(item["leaseKey"]["S"])
+        except ddb.exceptions.ConditionalCheckFailedException:
+            pass  # another worker took it meanwhile
+    return freed
+
+
+def release_leader_lock(ddb: Any, application: str, owner: str) -> bool:
+    """Delete the `Leader` item of `<application>-CoordinatorState` if `owner` holds it, so another worker
+    becomes leader (and assigns the freed leases) now rather than after the lock's lease. True if deleted."""
+    try:
+        ddb.delete_item(
+            TableName=f"{application}-CoordinatorState",
+            Key={"key": {"S": "Leader"}},
+            ConditionExpression="ownerName = :owner",
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
+    except (ddb.exceptions.ConditionalCheckFailedException, ddb.exceptions.ResourceNotFoundException):
+        return False
+    return True
+
+
+def forget_worker_metrics(ddb: Any, application: str, owner: str) -> bool:
+    """Delete `owner`'s row of `<application>-WorkerMetricStats`: without it the leader no longer counts the
+    worker as active (it would for twice the reporting interval) and assigns it nothing. True if deleted."""
+    try:
+        ddb.delete_item(
+            TableName=f"{application}-WorkerMetricStats",
+            Key={"wid": {"S": owner}},
+            ConditionExpression="attribute_exists(wid)",
+        )
+    except (ddb.exceptions.ConditionalCheckFailedException, ddb.exceptions.ResourceNotFoundException):
+        return False
+    return True
+
+
+def release_worker(ddb: Any, application: str, owner: str) -> Released:
+    """Everything a stopped worker holds in its application's tables, given back (see the module's text)."""
+    return Released(
+        leases=release_leases(ddb, application, owner),
+        leader=release_leader_lock(ddb, application, owner),
+        metrics=forget_worker_metrics(ddb, application, owner),
+    )
 
 
 def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:

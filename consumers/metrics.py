@@ -3,6 +3,7 @@
     metrics = StageMetrics("trailwarden-router", Stage.ROUTER)
     metrics.add(RECORDS_IN, 120); metrics.add(FINDINGS_OUT, 1, ("Severity", "high"))
     metrics.after_batch()        # writes the lines when the interval has passed (0: after every batch)
+    metrics.follow_waits()       # ... and after each sink retry, so a held batch still reports
     metrics.flush()              # at shutdown
 
 Counts are summed over the interval, gauges keep their last value, samples are kept as a list; one line
@@ -107,6 +108,12 @@ class StageMetrics:
         for finding in fresh:
             self.add(FINDINGS_OUT, 1, ("Severity", finding.severity))
         self.add(DEDUPE_HITS, max(0, given - len(fresh)))  # a digest or resolution is sent with none given
+
+    def follow_waits(self) -> StageMetrics:
+        """Check the interval after each sink retry of this process too (not only after a batch): a batch held
+        by a sink that does not answer still writes its lines, SinkRetries and SinkWaitSeconds among them."""
+        WAITS.listener = self.after_batch
+        return self
 
     def after_batch(self) -> None:
         if self.clock() - self._last_flush >= self.interval:

@@ -96,4 +96,4 @@ class Wiring:
         """The processor's EMF lines on stderr (TRAILWARDEN_METRICS, TRAILWARDEN_METRICS_SECONDS)."""
         return StageMetrics(
             self.resources.app(stage), stage, interval=self.settings.metrics_seconds, enabled=self.settings.metrics
-        )
+        ).follow_waits()

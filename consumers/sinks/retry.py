@@ -50,14 +50,22 @@ THROTTLING_CODES = frozenset(
 
 @dataclass
 class Waits:
-    """This process's retries of sink calls and the seconds slept before them (read by `consumers.metrics`)."""
+    """This process's retries of sink calls and the seconds slept before them (read by `consumers.metrics`).
+    `listener` is called after each one: the processor's metrics, so that a batch a sink holds for minutes
+    still writes its lines every interval (and the stage's sink-wait alarm can fire)."""
 
     retries: int = 0
     seconds: float = 0.0
+    listener: Callable[[], None] | None = None
 
     def note(self, delay: float) -> None:
         self.retries += 1
         self.seconds += delay
+        if self.listener is not None:
+            try:
+                self.listener()
+            except Exception:  # metrics must never stop a delivery
+                log.exception("writing the metrics during a sink retry")
 
 
 WAITS = Waits()

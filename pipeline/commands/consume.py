@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import socket
 import sys
+import uuid
 from typing import Any
 
 from infra import aws
@@ -16,18 +18,22 @@ from pipeline.stages import Stage
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 90.0  # seconds; the task definitions' StopTimeout is 120
+
 EXAMPLES = """\
 The stage reads the stack's names (streams, tables, topic, buckets, application names) from
 $TRAILWARDEN_RESOURCES if set, else from the stack's outputs (CloudFormation on AWS, the template
 locally). SIGTERM or Ctrl-C is passed on to the daemon as SIGTERM: its record processors finish the
 batch in hand, deliver it and checkpoint (stage 2 saves its snapshot first), then the daemon exits (a
-second signal kills it). Its leases keep its worker id until they expire (failoverTimeMillis), then
-another worker takes them and reads on from the checkpoints. The exit status is the daemon's (143
-after a SIGTERM, as for any JVM).
+second signal, or no exit within --stop-timeout seconds, kills it). The KCL itself leaves its leases
+owned until they expire, so once the daemon is gone this command gives them back: every lease still
+owned by its worker id is left without an owner (checkpoints untouched), its leader lock and worker
+metrics row are removed, and another worker takes the shards at once. The exit status is the daemon's
+(143 after a SIGTERM, as for any JVM; 137 if it had to be killed).
 
 Logs, and the metrics (CloudWatch Embedded Metric Format lines, docs/metrics.md), go to stderr; stdout
-stays empty. On AWS the worker id is the KCL's own (a random one per task); locally a fixed one,
-<application>-local, whose leases are seeded so the first records are read within seconds.
+stays empty. The worker id is <host>:<random UUID> on AWS (one per task), <application>-local locally,
+whose leases are seeded so the first records are read within seconds.
 
 examples:
   trailwarden consume router --aws                      # in the container (TRAILWARDEN_TARGET=aws)
@@ -71,7 +77,15 @@ def register(subparsers: Any) -> None:
         "--worker-id",
         default="",
         metavar="ID",
-        help="the KCL worker id (default: the KCL's random one on AWS, <application>-local locally)",
+        help="the KCL worker id (default: <host>:<random UUID> on AWS, <application>-local locally)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=STOP_TIMEOUT,
+        metavar="SECONDS",
+        help=f"after a SIGTERM, how long the daemon may take to exit before it is killed (default {STOP_TIMEOUT:g}: "
+        "under the task's StopTimeout of 120 s, leaving time to give the leases back)",
     )
     parser.add_argument(
         "--kcl-property",
@@ -127,17 +141,34 @@ def run(args: argparse.Namespace) -> int:
         settings=properties,
         initial_position=args.initial_position,
     )
-    if args.worker_id:
-        spec = dataclasses.replace(spec, worker_id=args.worker_id)
+    worker_id = args.worker_id or spec.worker_id or f"{socket.gethostname()}:{uuid.uuid4()}"
+    spec = dataclasses.replace(spec, worker_id=worker_id)  # known here, so its leases can be given back
     try:
         daemon = live.launch(spec, target, foreground=True)
     except launcher.JavaNotFound as exc:
         _say(str(exc))
         return 2
     _say(
-        f"{stage} stage: KCL application {spec.application} over stream {spec.stream}, daemon pid {daemon.pid} "
-        f"({'endpoint ' + str(target.endpoint_url) if target.local else 'AWS'})"
+        f"{stage} stage: KCL application {spec.application} over stream {spec.stream}, worker {worker_id}, "
+        f"daemon pid {daemon.pid} ({'endpoint ' + str(target.endpoint_url) if target.local else 'AWS'})"
     )
-    code = launcher.wait(daemon, say=_say)
+    code = launcher.wait(daemon, say=_say, stop_timeout=args.stop_timeout)
     _say(f"daemon exited with status {code}")
+    _give_back(target, spec.application, worker_id)
     return code
+
+
+def _give_back(target: aws.Target, application: str, worker_id: str) -> None:
+    """The daemon is gone: give its worker's leases, leader lock and metrics row back (`leases.release_worker`)."""
+    from consumers import leases  # here, as in run(): the consumers' modules load only for this command
+
+    try:
+        released = leases.release_worker(target.client("dynamodb"), application, worker_id)
+    except Exception as exc:  # the table unreachable: the leases expire after the failover time instead
+        _say(f"could not give the leases back ({type(exc).__name__}: {exc}); they expire after the failover time")
+        return
+    _say(
+        f"gave back {len(released.leases)} lease(s) of worker {worker_id} ({', '.join(released.leases) or 'none'})"
+        f"{', the leader lock' if released.leader else ''}"
+        f"{', its worker metrics row' if released.metrics else ''}"
+    )

@@ -3,8 +3,9 @@
 The parameters are checked against the template first (a name it does not declare, or a value outside its
 allowed values, pattern or range, stops the deploy before anything changes). Then a change set is created and
 its changes shown as a table; after a yes (or --yes) it is executed and the stack's events are followed until it
-settles, and the stack's outputs are printed. --dry-run shows the change set, deletes it and changes nothing.
-A stack that exists keeps the values of the parameters not given.
+settles, and the stack's outputs are printed (also when an existing stack has nothing to change). --dry-run
+shows the change set, deletes it and changes nothing. A stack that exists keeps the values of the parameters
+not given.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
             _say(f"stack {request.stack}: no changes")
             if change_set.kind == "CREATE":
                 deployer.discard(change_set)
-            return 0
+                return 0
+            return print_outputs(deployer, request.stack)
         print(f"change set {change_set.name} ({change_set.kind}) of stack {change_set.stack}:")
         print(change_table(change_set), flush=True)
         if args.dry_run:
@@ -137,7 +139,16 @@ def run(args: argparse.Namespace) -> int:
     except (BotoCoreError, ClientError, cfn.TemplateError) as error:
         _say(f"trailwarden deploy: {error}")
         return 1
-    outputs = deployer.outputs(request.stack)
+    return print_outputs(deployer, request.stack)
+
+
+def print_outputs(deployer: Deployer, stack: str) -> int:
+    """The stack's outputs on stdout, one `KEY  VALUE` line each (keys aligned); 1 if they cannot be read."""
+    try:
+        outputs = deployer.outputs(stack)
+    except (BotoCoreError, ClientError) as error:
+        _say(f"trailwarden deploy: the stack's outputs cannot be read: {error}")
+        return 1
     width = max(map(len, outputs), default=0)
     for key, value in outputs.items():
         print(f"{key:{width}}  {value}")

@@ -118,6 +118,25 @@ def test_alarms_on_the_consumers_own_metrics(stack: dict[str, Any], name: str, m
     assert alarm["AlarmActions"] == [outputs["OperationsTopicArn"]]
 
 
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_held_by_a_sink_alarms_on_its_own_sink_waits(stack: dict[str, Any], stage: str) -> None:
+    """The processors write SinkWaitSeconds every interval while a sink holds their batch (the KCL's
+    MillisBehindLatest, written when a batch ends, may then be missing): the worst processor's wait."""
+    outputs = stack["outputs"]
+    alarm = _alarm(stack["target"], f"trailwarden-{stage}-sink-waits")
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        outputs["MetricsNamespace"],
+        "SinkWaitSeconds",
+        "Maximum",
+    )
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        "Application": outputs[f"{stage.capitalize()}AppName"],
+        "Stage": stage,
+    }
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["Threshold"]) == (300, 2, 45)
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [outputs["OperationsTopicArn"]]
+
+
 def test_the_watermark_alarm_takes_the_largest_lag_over_the_stateful_shards(stack: dict[str, Any]) -> None:
     outputs = stack["outputs"]
     alarm = _alarm(stack["target"], "trailwarden-stateful-watermark-lag")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -170,13 +171,19 @@ def checkpoints(target: aws.Target, application: str) -> dict[str, str]:
     return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S", "") for i in items}
 
 
+def owners(target: aws.Target, application: str) -> dict[str, str | None]:
+    items = target.client("dynamodb").scan(TableName=application, ConsistentRead=True)["Items"]
+    return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S") for i in items}
+
+
 def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
     installed: Installed, endpoint: str, tmp_path: Path
 ) -> None:
     """The container's entrypoint, without a container: `trailwarden consume router` and `consume stateful` from
     the wheel against the emulator; a match finding (stage 1) and a stateful one (stage 2) arrive on the topic;
     SIGTERM then makes each daemon shut down gracefully: its processors checkpoint at the last record of every
-    shard (and stage 2 saves its snapshot), and the exit status is the daemon's."""
+    shard (and stage 2 saves its snapshot), the exit status is the daemon's, and its leases are left without an
+    owner, so a second router (another worker id, as a replacement task) holds them all within seconds."""
     target = aws.emulator(endpoint)
     outputs = provision.provision(target)
     queue, _ = live.findings_queue(target, outputs["FindingsTopicArn"])
@@ -228,14 +235,42 @@ def test_consume_runs_each_stage_from_the_wheel_and_stops_gracefully_on_sigterm(
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=90) == 128 + signal.SIGTERM, stage  # the JVM's status after SIGTERM
             assert process.stdout is not None and process.stdout.read() == b"", "stdout stays empty"
+            app = outputs["RouterAppName" if stage == "router" else "StatefulAppName"]
+            held = owners(target, app)
+            assert held and set(held.values()) == {None}, f"{stage}: leases still owned after the exit: {held}"
+        router_leases = set(owners(target, outputs["RouterAppName"]))
+
+        # A replacement task: another worker id takes every freed lease at once (the KCL would leave them owned
+        # by the stopped worker until they expire), reads on from the checkpoints, and gives them back in turn.
+        with open(tmp_path / "second.err", "w") as err:
+            consumers["second"] = subprocess.Popen(
+                [
+                    *(str(installed.venv / "bin" / "trailwarden"), "consume", "router", "--endpoint-url", endpoint),
+                    *("--worker-id", "replacement"),
+                ],
+                cwd=installed.work,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + 180  # its JVM's start-up: about 5 s on an idle machine, a minute under load
+        while time.monotonic() < deadline and set(owners(target, outputs["RouterAppName"]).values()) != {"replacement"}:
+            assert consumers["second"].poll() is None, (tmp_path / "second.err").read_text()[-3000:]
+            time.sleep(0.5)
+        assert owners(target, outputs["RouterAppName"]) == dict.fromkeys(router_leases, "replacement")
+        consumers["second"].send_signal(signal.SIGTERM)
+        assert consumers["second"].wait(timeout=90) == 128 + signal.SIGTERM
+        assert set(owners(target, outputs["RouterAppName"]).values()) == {None}
     finally:
         for process in consumers.values():
             if process.poll() is None:
                 process.kill()
     logs = {stage: (tmp_path / f"{stage}.err").read_text() for stage in consumers}
+    logs["second"] = (tmp_path / "second.err").read_text()
     for text in logs.values():
         assert "Traceback" not in text, text[-3000:]
         assert "sending SIGTERM to the KCL daemon" in text and "daemon exited with status 143" in text
+        assert re.search(r"gave back [1-9]\d* lease\(s\) of worker ", text), text[-3000:]
     for stage, stream, app in (
         ("router", "TrailStreamName", "RouterAppName"),
         ("stateful", "KeyedStreamName", "StatefulAppName"),

@@ -4,8 +4,11 @@ measured ones come from the bench. The corpus it sizes events from is the vendor
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
-from bench.capacity import RATES, Measured, corpus_events, plan, shards
+import pytest
+
+from bench.capacity import PRICES, RATES, Measured, Prices, corpus_events, plan, report, shards
 
 FIGURES = Measured(
     event_bytes=1_340,
@@ -44,3 +47,34 @@ def test_sizes_grow_with_the_rate_and_the_lines_add_up() -> None:
     # 100,000 events/s of 1,340 bytes: 100000 * 1340 * 730 * 3600 / 2**30 GB ingested, at $0.50 a GB.
     assert round(plans[-1]["ingested_gb"]) == round(100_000 * 1_340 * 730 * 3600 / 2**30)
     assert max(plans[-1]["lines"], key=plans[-1]["lines"].get) == "CloudWatch Logs ingestion"
+
+
+def test_prices_are_named_parameters_for_a_region_and_a_date() -> None:
+    given = Prices.parse("region=eu-west-1, as_of=2026-11 checked=true cwl_ingest_per_gb=1.0")
+    assert (given.region, given.as_of, given.checked, given.cwl_ingest_per_gb) == ("eu-west-1", "2026-11", True, 1.0)
+    assert given.kinesis_shard_hour == PRICES.kinesis_shard_hour
+    assert Prices.parse("") == PRICES and not PRICES.checked
+    lines = given.lines()
+    assert lines[0] == "prices (USD): eu-west-1, as of 2026-11, checked against the AWS pricing pages"
+    assert any(line.split()[:2] == ["cwl_ingest_per_gb", "1"] and "default" not in line for line in lines)
+    assert any(line.split()[0] == "kinesis_shard_hour" and f"(default: {PRICES.region}" in line for line in lines)
+    assert "NOT checked against the AWS pricing pages" in PRICES.lines()[0]
+    for bad, named in (("cwl_ingest=1", "cwl_ingest"), ("fargate_gb_hour=cheap", "fargate_gb_hour")):
+        with pytest.raises(ValueError, match=named):
+            Prices.parse(bad)
+
+
+def test_each_line_is_billed_at_the_prices_given() -> None:
+    base = plan(10_000, FIGURES)
+    dearer = plan(
+        10_000, FIGURES, replace(PRICES, cwl_ingest_per_gb=2 * PRICES.cwl_ingest_per_gb, kinesis_shard_hour=0)
+    )
+    assert dearer["lines"]["Kinesis shard hours"] == 0
+    ingest = base["ingested_gb"] * PRICES.cwl_ingest_per_gb
+    assert dearer["lines"]["CloudWatch Logs ingestion"] == pytest.approx(
+        base["lines"]["CloudWatch Logs ingestion"] + ingest
+    )
+    assert dearer["lines"]["Fargate"] == base["lines"]["Fargate"] and dearer["trail_shards"] == base["trail_shards"]
+    printed = report(FIGURES, replace(PRICES, region="eu-west-1", as_of="2026-11"))
+    assert "monthly cost, USD, at eu-west-1 prices as of 2026-11" in printed
+    assert "prices (USD): eu-west-1, as of 2026-11, NOT checked" in printed

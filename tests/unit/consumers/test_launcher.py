@@ -145,6 +145,41 @@ def test_wait_passes_sigterm_on_to_the_daemon_and_returns_its_status(tmp_path):
     assert launcher.exit_code(-15) == 143 and launcher.exit_code(0) == 0
 
 
+def test_wait_kills_a_daemon_that_outlives_the_stop_timeout(tmp_path):
+    """A daemon that ignores the SIGTERM is killed `stop_timeout` seconds later (before the container's own
+    SIGKILL), so `trailwarden consume` still has time to give its leases back."""
+    import signal
+    import subprocess
+    import threading
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\ntime.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    daemon = launcher.Daemon(child.pid, "app", tmp_path / "p", None, None, child)
+    said: list[str] = []
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    started = time.monotonic()
+    try:
+        assert launcher.wait(daemon, say=said.append, stop_timeout=0.5) == 128 + signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert time.monotonic() - started < 30
+    assert said == [
+        f"SIGTERM: sending SIGTERM to the KCL daemon (pid {child.pid})",
+        f"no exit 0.5 s after the SIGTERM: sending SIGKILL to the KCL daemon (pid {child.pid})",
+    ]
+
+
 def test_lease_item_matches_what_the_kcl_writes():
     shard = {
         "ShardId": "shardId-000000000001",
@@ -191,6 +226,58 @@ def test_seeding_keeps_checkpoints_and_clears_a_dead_leader(monkeypatch):
         assert not leases.clear_leader_lock(ddb, "app", "w1")
         assert leases.clear_leader_lock(ddb, "app", "w2")
         assert "Item" not in ddb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
+
+
+def test_a_stopped_worker_gives_back_its_leases_leader_lock_and_metrics_row_only(monkeypatch):
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    import boto3
+
+    with mock_aws():
+        ddb, kinesis = boto3.client("dynamodb", "us-east-1"), boto3.client("kinesis", "us-east-1")
+        kinesis.create_stream(StreamName="s", ShardCount=3)
+        leases.seed_leases(ddb, kinesis, "app", "s", "w1")
+        ddb.update_item(
+            TableName="app",
+            Key={"leaseKey": {"S": "shardId-000000000000"}},
+            UpdateExpression="SET checkpoint = :c, checkpointOwner = :o",
+            ExpressionAttributeValues={":c": {"S": "42"}, ":o": {"S": "w1"}},
+        )
+        ddb.update_item(
+            TableName="app",
+            Key={"leaseKey": {"S": "shardId-000000000002"}},
+            UpdateExpression="SET leaseOwner = :o",
+            ExpressionAttributeValues={":o": {"S": "w2"}},
+        )
+        for table, key in (("app-CoordinatorState", "key"), ("app-WorkerMetricStats", "wid")):
+            ddb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        ddb.put_item(TableName="app-CoordinatorState", Item={"key": {"S": "Leader"}, "ownerName": {"S": "w2"}})
+        for worker in ("w1", "w2"):
+            ddb.put_item(TableName="app-WorkerMetricStats", Item={"wid": {"S": worker}, "lut": {"N": "1"}})
+
+        released = leases.release_worker(ddb, "app", "w1")
+        assert sorted(released.leases) == ["shardId-000000000000", "shardId-000000000001"]
+        assert not released.leader, "the leader lock is w2's"
+        assert released.metrics
+        items = {i["leaseKey"]["S"]: i for i in ddb.scan(TableName="app")["Items"]}
+        first = items["shardId-000000000000"]
+        assert "leaseOwner" not in first and "checkpointOwner" not in first
+        assert first["checkpoint"] == {"S": "42"} and first["leaseCounter"] == {"N": "2"}
+        assert items["shardId-000000000002"]["leaseOwner"] == {"S": "w2"}
+        assert "Item" in ddb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
+        assert "Item" not in ddb.get_item(TableName="app-WorkerMetricStats", Key={"wid": {"S": "w1"}})
+        assert "Item" in ddb.get_item(TableName="app-WorkerMetricStats", Key={"wid": {"S": "w2"}})
+
+        again = leases.release_worker(ddb, "app", "w2")
+        assert again.leases == ["shardId-000000000002"] and again.leader and again.metrics
+        assert leases.release_worker(ddb, "other-app", "w1") == leases.Released()  # no tables: nothing to do
 
 
 # --- slow: a real MultiLangDaemon on the emulator ------------------------------------------------

@@ -14,7 +14,7 @@ from consumers import kcl, markers
 from consumers.metrics import NAMESPACE, RULE_ERRORS, StageMetrics
 from consumers.publishing import Alerts
 from consumers.router import RouterProcessor
-from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable
+from consumers.sinks import MemoryDedupe, Publisher, SinkUnavailable, retry
 from consumers.snapshots import MemorySnapshotStore
 from consumers.stateful import StatefulProcessor
 from pipeline import emf
@@ -257,6 +257,40 @@ def test_lines_are_aggregated_over_the_interval_and_can_be_turned_off():
     off.add(emf.Metric("RecordsIn", emf.Unit.COUNT), 5)
     off.flush()
     assert silent.getvalue() == ""
+
+
+def test_a_batch_held_by_a_sink_still_writes_its_lines_every_interval(monkeypatch):
+    """A sink that does not answer holds the batch in `until_done` for as long as it lasts: the processor's lines
+    (SinkRetries, SinkWaitSeconds) are still written each interval, so the sink-wait alarm sees the outage."""
+    monkeypatch.setattr(retry.WAITS, "listener", None)  # restored after the test: the process-wide counter
+    out = io.StringIO()
+    now = [1_800_000_000.0]
+    metrics = StageMetrics("app", Stage.ROUTER, out=out, interval=60, clock=lambda: now[0]).follow_waits()
+    failures = iter(range(6))
+
+    def send() -> str:
+        if next(failures, None) is not None:
+            raise SinkUnavailable("SNS: 503")
+        return "sent"
+
+    def sleep(delay: float) -> None:
+        now[0] += 30  # each wait, half an interval of the outage
+
+    assert kcl.until_done(send, "publishing findings", sleep=sleep) == "sent"
+    docs = [
+        d
+        for d in read_lines(out.getvalue())
+        if set(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == {"Application", "Stage"}
+    ]
+    assert len(docs) >= 2, "a line per interval of the outage, before the batch ends"
+    assert sum(d["SinkRetries"] for d in docs) >= 5 and all(d["RecordsIn"] == 0 for d in docs)
+    assert retry.WAITS.listener == metrics.after_batch
+
+    def broken() -> None:
+        raise OSError("stderr closed")
+
+    monkeypatch.setattr(retry.WAITS, "listener", broken)
+    retry.WAITS.note(0.0)  # a metrics failure is logged, never raised into the delivery
 
 
 def test_a_dimension_without_a_value_is_refused():

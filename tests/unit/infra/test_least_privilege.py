@@ -327,3 +327,16 @@ def test_the_consumer_tasks_run_as_the_consumer_role_and_pull_as_the_execution_r
     execution = iam.actions(template["Resources"]["TaskExecutionRole"]["Properties"])
     consumer = {a for s in consumer_statements(template) for a in _listed(s["Action"])}
     assert not {a for a in execution if a.startswith(("ecr:", "logs:"))} & consumer
+
+
+def test_the_consumer_role_lets_a_stopped_task_give_its_leases_back(template: dict[str, Any]) -> None:
+    """`trailwarden consume` runs as the task role and, after its daemon exits, writes the KCL's own tables
+    (consumers.leases.release_worker): each call it makes there is granted on the applications' tables."""
+    release = {"release_leases", "release_leader_lock", "forget_worker_metrics", "_scan"}
+    used = {c.action for c in iam.calls() if c.module == "consumers.leases" and c.function in release}
+    assert used == {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    tables = next(s for s in consumer_statements(template) if s.get("Sid") == "KclLeaseTables")
+    assert used <= set(_listed(tables["Action"]))
+    assert {"${RouterAppName}*", "${StatefulAppName}*"} <= {
+        str(r.get("Fn::Sub", "")).rsplit("/", 1)[-1] for r in _resources(tables) if isinstance(r, dict)
+    }
