@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,18 @@ def test_the_default_application_names_are_the_template_s(template: dict[str, An
     plan = _plan()
     resources = Resources(plan.outputs)
     assert resources.for_replay("r1").app(next(iter(APP_OUTPUT))) == plan.outputs["RouterAppName"] + "-replay-r1"
+
+
+def test_the_deliverer_runs_as_a_service_of_its_own_when_asked() -> None:
+    service = {"Image": "img", "Subnets": "subnet-1", "SecurityGroups": "sg-1"}
+    assert _plan(**service).resource("DelivererService").properties["DesiredCount"] == "0"  # none by default
+    plan = _plan(**service, DelivererTasks="1")
+    assert plan.resource("DelivererService").properties["DesiredCount"] == "1"
+    container = plan.resource("DelivererTaskDefinition").properties["ContainerDefinitions"][0]
+    assert container["EntryPoint"] == ["/usr/bin/tini", "--", "trailwarden", "deliver"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    resources = json.loads(env["TRAILWARDEN_RESOURCES"])
+    # the names `trailwarden deliver` reads (consumers/deliverer.py: build_deliverers), the stack's own
+    assert resources == {k: plan.outputs[k] for k in ("FindingsTopicArn", "DedupeTableName")}
+    assert env["TRAILWARDEN_TARGET"] == "aws"
+    assert not _plan().resource("DelivererService").enabled  # no service without an image
