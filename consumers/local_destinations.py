@@ -1,20 +1,24 @@
 """What `trailwarden run` shows without any account: local receivers on 127.0.0.1 standing in for Slack,
 PagerDuty and a signed webhook, configured as destinations (Slack and the webhook get every alert, PagerDuty
-the high and critical ones), their deliverers in threads, and a line per message each receiver got."""
+the high and critical ones) in a configuration file the run's deliverer process reads (the webhook's secret in
+its environment, never in the file), and a line per message each receiver got."""
 
 from __future__ import annotations
 
+import json
 import secrets as random_secrets
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from consumers.deliverer import DeliveryThreads, build_deliverers
 from consumers.destinations.webhook import verify
-from consumers.sinks.dedupe import MemoryDedupe
+from infra import aws, destination_queues
 from infra.receivers import Received, Receiver, slack_lines
 from pipeline.config import Config
 from pipeline.routing import Routing
+
+SECRET_VAR = "LOCAL_WEBHOOK_SECRET"  # noqa: S105 (the name of the variable holding the webhook secret)
 
 
 class LocalDestinations:
@@ -28,42 +32,43 @@ class LocalDestinations:
             "webhook": Receiver("webhook", on_request=self._webhook),
         }
         self.bad_signatures = 0
-        self.threads: DeliveryThreads | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The [destinations] and [[routes]] of the receivers."""
+        r = self.receivers
+        return {
+            "destinations": {
+                "local-slack": {"type": "slack", "url": r["slack"].url},
+                "local-pagerduty": {
+                    "type": "pagerduty",
+                    "routing_key": "local-routing-key",
+                    "url": r["pagerduty"].url,
+                },
+                "local-webhook": {"type": "webhook", "url": r["webhook"].url, "secret": f"env:{SECRET_VAR}"},
+            },
+            "routes": [
+                {"destinations": ["local-pagerduty"], "min_severity": "high"},
+                {"destinations": ["local-slack", "local-webhook"], "min_severity": "info"},
+            ],
+        }
 
     def routing(self) -> Routing:
-        r = self.receivers
-        return Routing.from_config(
-            Config.from_dict(
-                {
-                    "destinations": {
-                        "local-slack": {"type": "slack", "url": r["slack"].url},
-                        "local-pagerduty": {
-                            "type": "pagerduty",
-                            "routing_key": "local-routing-key",
-                            "url": r["pagerduty"].url,
-                        },
-                        "local-webhook": {"type": "webhook", "url": r["webhook"].url, "secret": self._hmac},
-                    },
-                    "routes": [
-                        {"destinations": ["local-pagerduty"], "min_severity": "high"},
-                        {"destinations": ["local-slack", "local-webhook"], "min_severity": "info"},
-                    ],
-                }
-            )
-        )
+        return Routing.from_config(Config.from_dict(self.settings()))
 
-    def start(self, target: Any, outputs: dict[str, str], runbooks: dict[str, str]) -> None:
+    def start(self, target: aws.Target, outputs: dict[str, str], directory: Path) -> tuple[Path, dict[str, str]]:
+        """The receivers started, their destinations' queues emptied of an earlier run's findings; returns the
+        configuration file for the deliverer and the environment it needs."""
         for receiver in self.receivers.values():
             receiver.start()
-        deliverers, _ = build_deliverers(target, outputs, self.routing(), runbooks, env={}, dedupe=MemoryDedupe())
         sqs = target.client("sqs")
-        for d in deliverers:  # left over from an earlier run on the same emulator: not this run's findings
-            sqs.purge_queue(QueueUrl=d.queue.url)
-        self.threads = DeliveryThreads(deliverers).start()
+        for name in self.routing().destinations:
+            sqs.purge_queue(QueueUrl=destination_queues.ensure(target, outputs["FindingsTopicArn"], name).url)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "local-destinations.toml"
+        config.write_text(toml(self.settings()))
+        return config, {SECRET_VAR: self._hmac}
 
     def stop(self) -> None:
-        if self.threads is not None:
-            self.threads.stop()
         for receiver in self.receivers.values():
             receiver.stop()
 
@@ -110,3 +115,16 @@ class LocalDestinations:
                 f"{body.get('status', 'open')}"
             ]
         )
+
+
+def toml(settings: dict[str, Any]) -> str:
+    """[destinations.<name>] tables of strings and [[routes]] of strings and string lists, as TOML (a JSON
+    string is a TOML basic string)."""
+    lines: list[str] = []
+    for name, table in settings["destinations"].items():
+        lines.append(f"[destinations.{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+    for route in settings["routes"]:
+        lines.append("[[routes]]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in route.items()]
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Keep the live pipeline's KCL daemons running: restart one that exits, as a service manager would.
+"""Keep the live pipeline's processes running (the KCL daemons, the deliverer): restart one that exits, as a
+service manager would.
 
 A MultiLangDaemon exits when one of its record processors dies (a crash, an out-of-memory kill) or when it
 is killed itself. Its leases are its own again under the same worker id, and what it had not checkpointed
@@ -10,17 +11,40 @@ stay up says so instead of restarting forever. On AWS the container service does
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
-from consumers.launcher import Daemon, exit_code
-from pipeline.stages import Stage
+from consumers.launcher import exit_code
 
 log = logging.getLogger(__name__)
+
+
+class Supervised(Protocol):
+    """A process the supervisor watches: a KCL daemon (`consumers.launcher.Daemon`) or the deliverer."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def started(self) -> float: ...  # time.monotonic() at its start
+
+    @property
+    def log_file(self) -> Path | None: ...
+
+    @property
+    def process(self) -> subprocess.Popen | None: ...
+
+    def alive(self) -> bool: ...
+
+
+K = TypeVar("K", bound=str)  # what names a supervised process: a `Stage`, or "deliverer"
 
 
 @dataclass(frozen=True)
@@ -41,14 +65,14 @@ def _say(message: str) -> None:
     print(f"trailwarden: {message}", file=sys.stderr, flush=True)
 
 
-class Supervisor:
-    """A thread that watches `daemons` (stage -> daemon, shared with its owner under `lock`) and calls
-    `restart(stage)` for one that exited; each restart is told through `say` and counted in `restarts`."""
+class Supervisor(Generic[K]):
+    """A thread that watches `daemons` (name -> process, shared with its owner under `lock`) and calls
+    `restart(name)` for one that exited; each restart is told through `say` and counted in `restarts`."""
 
     def __init__(
         self,
-        daemons: Mapping[Stage, Daemon],
-        restart: Callable[[Stage], Daemon],
+        daemons: Mapping[K, Supervised],
+        restart: Callable[[K], Supervised],
         lock: threading.RLock,
         policy: RestartPolicy | None = None,
         say: Callable[[str], None] | None = None,
@@ -60,15 +84,15 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.say = say or _say
         self.poll = poll
-        self.restarts: Counter[Stage] = Counter()
-        self.gave_up: dict[Stage, str] = {}
-        self._in_a_row: Counter[Stage] = Counter()
-        self._due: dict[Stage, float] = {}  # stage -> when its restart is due
-        self._held: dict[Stage, float] = {}  # stage -> no restart before this (monotonic)
+        self.restarts: Counter[K] = Counter()
+        self.gave_up: dict[K, str] = {}
+        self._in_a_row: Counter[K] = Counter()
+        self._due: dict[K, float] = {}  # stage -> when its restart is due
+        self._held: dict[str, float] = {}  # name -> no restart before this (monotonic)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="trailwarden-supervisor", daemon=True)
 
-    def start(self) -> Supervisor:
+    def start(self) -> Supervisor[K]:
         self._thread.start()
         return self
 
@@ -80,11 +104,11 @@ class Supervisor:
                 pass
             self._thread.join(timeout=30)
 
-    def hold(self, stage: Stage | str, seconds: float, now: float | None = None) -> None:
+    def hold(self, stage: str, seconds: float, now: float | None = None) -> None:
         """Restart nothing of `stage` for the next `seconds` (a planned stop; the crashes row keeps a router
         down for longer than a rule's grace period this way)."""
         with self.lock:
-            self._held[Stage(stage)] = (time.monotonic() if now is None else now) + seconds
+            self._held[str(stage)] = (time.monotonic() if now is None else now) + seconds
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll):
@@ -110,7 +134,7 @@ class Supervisor:
                     self.restarts[stage] += 1
                     self.say(f"{stage} daemon restarted, pid {new.pid} (restart {self.restarts[stage]})")
 
-    def _exited(self, stage: Stage, daemon: Daemon, now: float) -> None:
+    def _exited(self, stage: K, daemon: Supervised, now: float) -> None:
         code = daemon.process.poll() if daemon.process is not None else None
         how = f"exit status {exit_code(code)}" if code is not None else "gone"
         if now - daemon.started >= self.policy.stable:

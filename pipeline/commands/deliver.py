@@ -1,5 +1,7 @@
 """`trailwarden deliver`: the deliverers of the configured destinations, until stopped; `trailwarden destinations
-list|redrive NAME`: their queues. `trailwarden run` starts the deliverers itself."""
+list|redrive NAME`: their queues. `trailwarden run` starts `trailwarden deliver` as a child process and restarts
+it when it exits; on AWS it is an ECS service. The stack's resource names come from $TRAILWARDEN_RESOURCES if
+set (as the ECS task gives them), else from the stack's outputs."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pipeline.commands import sigterm_interrupts
 from pipeline.config import Config, ConfigError
 from pipeline.pack import bind_pack
 from pipeline.routing import Routing
+from pipeline.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -60,7 +63,8 @@ def run_deliver(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config.where()}: no [destinations.<name>] configured; docs/destinations.md shows how")
     target = aws.from_args(args)
     runbooks = {r.id: r.runbook for r in bind_pack(config).rules}
-    deliverers, _ = build_deliverers(target, outputs(target), routing, runbooks, only=args.only)
+    resources = Settings().resources or outputs(target)
+    deliverers, _ = build_deliverers(target, resources, routing, runbooks, only=args.only)
     threads = DeliveryThreads(deliverers).start()
     _say(f"delivering to {', '.join(d.name for d in deliverers)}; Ctrl-C stops")
     with sigterm_interrupts():

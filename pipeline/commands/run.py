@@ -7,7 +7,8 @@ the scenario expects: those the alert policy ([alerts] in the configuration) ale
 on the topic, those it only archives in the Firehose archive. A daemon that exits (its record
 processor died, or it was killed) is restarted, after 1, 2, 4... seconds while it keeps exiting soon
 after its start, and given up after 8 such restarts in a row; each restart is printed and counted in
-the summary. Ctrl-C stops everything this command started.
+the summary. The destinations' deliverer is a child process too (`trailwarden deliver`), restarted the same
+way when it exits. Ctrl-C stops everything this command started.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from consumers.sinks.base import encode
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 feeder.stats,
                 stack.pipeline.supervisor,
                 stack.delivered(),
+                stack.deliverer_supervisor,
             )
             if not result.ok and not stack.own_emulator:
                 _say(
@@ -217,8 +220,10 @@ class LiveStack:
         self.pipeline: Any = None
         self.started = 0.0
         self.local_destinations: Any = None
-        self.delivery: Any = None
-        self.deliverers: list[Any] = []
+        self.routing: Routing | None = None
+        self.delivering: dict[str, Any] = {}  # "deliverer" -> its process, restarted by deliverer_supervisor
+        self.deliverer_supervisor: Any = None
+        self.deliverer_lock = threading.RLock()
 
     def start(self) -> None:
         """The emulator if needed, the stack's resources, and a queue subscribed to the findings topic."""
@@ -254,40 +259,71 @@ class LiveStack:
         )
 
     def start_destinations(self, config: Config) -> None:
-        """The configured destinations' deliverers, or local receivers standing in for Slack, PagerDuty and a
-        webhook when none is configured; a ConfigError (a bad destination, an unreadable secret) stops the run."""
-        from consumers import deliverer, local_destinations  # here: only runs with destinations load them
+        """The deliverer (`trailwarden deliver`, a child process under a supervisor that restarts it when it
+        exits) for the configured destinations, or for local receivers standing in for Slack, PagerDuty and a
+        webhook when none is configured; a ConfigError (a bad destination, an unreadable secret) stops the run
+        before the deliverer starts."""
+        from consumers import local_destinations  # here: only runs with destinations load them
+        from consumers.destinations.build import build_all  # (the same reason)
 
-        runbooks = {r.id: r.runbook for r in bind_pack(config).rules}
         routing = Routing.from_config(config)
-        if routing.destinations:
-            self.deliverers, _ = deliverer.build_deliverers(self.target, self.outputs, routing, runbooks)
-            self.delivery = deliverer.DeliveryThreads(self.deliverers).start()
+        env = environment(resources=self.outputs)
+        if routing.destinations and config.path is not None:
+            build_all(routing, self.target)  # every destination checked, every secret read, here first
+            self.routing, config_file = routing, config.path
             _say(f"delivering to {routing.describe()}")
-            return
-        self.local_destinations = local_destinations.LocalDestinations(lambda line: print(line, flush=True))
-        self.local_destinations.start(self.target, self.outputs, runbooks)
-        _say(
-            "no [destinations] configured: local receivers on 127.0.0.1 stand in for Slack, PagerDuty (high and "
-            "critical) and a signed webhook, and print what they get"
-        )
+        else:
+            self.local_destinations = local_destinations.LocalDestinations(lambda line: print(line, flush=True))
+            config_file, local_env = self.local_destinations.start(self.target, self.outputs, emulator.state_dir())
+            self.routing = self.local_destinations.routing()
+            env.update(local_env)
+            _say(
+                "no [destinations] configured: local receivers on 127.0.0.1 stand in for Slack, PagerDuty (high "
+                "and critical) and a signed webhook, and print what they get"
+            )
+        self._deliverer_start(config_file, env)
+
+    def _deliverer_start(self, config_file: Path, env: dict[str, str]) -> None:
+        from consumers import deliverer_process  # here: only runs with destinations start it
+        from consumers.supervisor import Supervisor  # (the same reason)
+
+        directory = emulator.state_dir() / "deliver"
+
+        def start(name: str) -> Any:
+            process = deliverer_process.start(self.target, Path(config_file), directory, env)
+            self.delivering[name] = process
+            return process
+
+        first = start(deliverer_process.NAME)
+        self.deliverer_supervisor = Supervisor(self.delivering, start, self.deliverer_lock, say=_say).start()
+        _say(f"deliverer: pid {first.pid} (log in {first.log_file})")
 
     def delivered(self, settle: float = 20.0) -> str:
         """What the destinations got, in words (empty without destinations), once their queues are empty or
-        `settle` seconds have passed."""
+        `settle` seconds have passed: the local receivers' counts, or each configured destination's pending
+        and dead-lettered findings."""
         from infra import destination_queues  # here: only runs with destinations read the queues
 
-        threads = self.delivery or (self.local_destinations.threads if self.local_destinations else None)
+        if self.routing is None:
+            return ""
+        topic = self.outputs["FindingsTopicArn"]
+        queues = {name: destination_queues.ensure(self.target, topic, name) for name in self.routing.destinations}
         deadline = time.monotonic() + settle
-        while (
-            threads is not None
-            and time.monotonic() < deadline
-            and any(destination_queues.depth(self.target, d.queue.url) for d in threads.deliverers)
+        while time.monotonic() < deadline and any(
+            destination_queues.depth(self.target, q.url) for q in queues.values()
         ):
             time.sleep(0.5)
         if self.local_destinations is not None:
             return self.local_destinations.counts()
-        return ", ".join(f"{d.name} {d.stats.delivered}" for d in self.deliverers)
+        return (
+            "everything but what is pending ("
+            + "; ".join(
+                f"{name}: {destination_queues.depth(self.target, q.url)} pending, "
+                f"{destination_queues.depth(self.target, q.dlq_url)} dead-lettered"
+                for name, q in sorted(queues.items())
+            )
+            + ")"
+        )
 
     def player(self, rate: float) -> Any:
         return Player(self.target.client("logs"), self.outputs["TrailLogGroupName"], rate=rate)
@@ -309,8 +345,10 @@ class LiveStack:
         """Everything this run started, in reverse order; what it found running is left running."""
         from consumers import live  # here, not at the top: ~40 ms the other commands do not need
 
-        if self.delivery is not None:
-            self.delivery.stop()
+        if self.deliverer_supervisor is not None:
+            self.deliverer_supervisor.stop()
+        for process in self.delivering.values():
+            process.stop()
         if self.local_destinations is not None:
             self.local_destinations.stop()
         if self.pipeline is not None:
@@ -402,6 +440,7 @@ def _summary(
     stats: Any,
     supervisor: Any = None,
     delivered: str = "",
+    deliverer_supervisor: Any = None,
 ) -> None:
     """What arrived against what the scenario expects: the expectations the alert policy alerts were looked
     for on the topic, those it only archives in the Firehose archive."""
@@ -415,6 +454,9 @@ def _summary(
         out.write(f"  {supervisor.report()}\n")
     if delivered:
         out.write(f"  destinations received: {delivered}\n")
+    if deliverer_supervisor is not None:
+        gave_up = "".join(f"; {reason}, given up" for reason in deliverer_supervisor.gave_up.values())
+        out.write(f"  deliverer restarts: {sum(deliverer_supervisor.restarts.values())}{gave_up}\n")
     for where, result in (("alerted, on the topic", alerted), ("archived only, in the Firehose archive", archived)):
         present = len(result.found) + len(result.missing)
         out.write(f"  expected findings {where}: {len(result.found)}/{present} found\n")

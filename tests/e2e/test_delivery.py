@@ -113,30 +113,41 @@ def test_each_destination_gets_each_delivery_once_by_route(aws_target, receivers
     assert deliverers["team"].stats.duplicates == 1 and deliverers["team"].stats.not_routed == 1
 
 
+OUTAGE = 30.0  # seconds Slack is down
+
+
 def test_a_destination_down_does_not_hold_the_others_and_then_receives_everything_once(aws_target, receivers):
-    topic, deliverers, _ = setup(aws_target, receivers, [{"destinations": ["team", "siem"], "default": True}])
+    """Slack down for 30 s, findings published at its start and in its middle: the webhook gets each of them
+    during the outage, Slack none, and once it is back every one, once (the backoff capped at 8 s here, so 30 s
+    of retries stay below the 10 receives that would dead-letter a finding)."""
+    routes = [{"destinations": ["team", "siem"], "default": True}]
+    topic, deliverers, _ = setup(aws_target, receivers, routes, backoff=Backoff(1, 8))
     threads = DeliveryThreads(deliverers.values(), wait=1).start()
+
+    def until(count: int, receiver: str, deadline: float) -> int:
+        while len(receivers[receiver].requests) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return len(receivers[receiver].requests)
+
     try:
         receivers["slack"].status = 503  # Slack is down
-        docs = [finding_dict(n) for n in range(12)]
-        publish(aws_target, topic, *docs)
-        deadline = time.monotonic() + 30
-        while len(receivers["webhook"].requests) < 12 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(receivers["webhook"].requests) == 12  # the webhook had all of them during the outage
-        assert receivers["slack"].refused >= 1 and not receivers["slack"].requests
-        outage_end = time.monotonic() + 8  # the outage lasts a few backoffs (the property is the same at 30 s)
-        while time.monotonic() < outage_end:
-            time.sleep(0.2)
+        outage_end = time.monotonic() + OUTAGE
+        publish(aws_target, topic, *[finding_dict(n) for n in range(12)])
+        assert until(12, "webhook", outage_end) == 12  # the webhook had them during the outage
+        time.sleep(max(0.0, outage_end - OUTAGE / 2 - time.monotonic()))
+        publish(aws_target, topic, *[finding_dict(n) for n in range(12, 24)])  # more, in the middle of the outage
+        assert until(24, "webhook", outage_end) == 24
+        time.sleep(max(0.0, outage_end - time.monotonic()))
+        assert receivers["slack"].refused >= 1 and not receivers["slack"].requests  # down the whole time
         receivers["slack"].status = 200
-        deadline = time.monotonic() + 60
-        while len(receivers["slack"].requests) < 12 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)
+        back = time.monotonic()
+        assert until(24, "slack", back + 30) == 24, receivers["slack"].refused
+        time.sleep(2)  # anything more that would come
     finally:
         threads.stop()
     ids = [b["blocks"][-1]["elements"][0]["text"] for b in receivers["slack"].bodies()]
-    assert len(ids) == 12 and len(set(ids)) == 12  # everything, once
+    assert len(ids) == 24 and len(set(ids)) == 24  # everything, once
+    assert len(receivers["webhook"].requests) == 24
     assert deliverers["team"].stats.retried >= 1 and deliverers["team"].stats.dead_lettered == 0
 
 

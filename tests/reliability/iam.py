@@ -38,6 +38,9 @@ OPERATOR_ENTRIES = (
     "pipeline.commands.backfill",
     "consumers.archive",
 )
+# `trailwarden deliver` (the deliverer's ECS service): the command, and the deliverer and destinations it imports
+# inside its function.
+DELIVERER_ENTRIES = ("pipeline.commands.deliver", "consumers.deliverer", "consumers.destinations.build")
 ALIASES = {"ddb": "dynamodb", "cfn": "cloudformation", "firehose": "firehose", "cwlogs": "logs"}
 
 # API operations whose IAM permission has another name (Service Authorization Reference).
@@ -52,6 +55,9 @@ IAM_NAMES = {
     "s3:PutBucketOwnershipControls": "s3:PutBucketOwnershipControls",
     "s3:PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
     "s3:DeleteObjects": "s3:DeleteObject",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
 
 # What the KCL 3.1 MultiLangDaemon (Java) calls itself, for its lease, worker-metrics and coordinator-state
@@ -186,7 +192,7 @@ def _client_service(node: ast.AST) -> str | None:
     ):
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if name == "client":
+        if name in ("client", "_client"):  # `_client`: a callable that makes clients (Secrets)
             return node.args[0].value
     return None
 
@@ -411,6 +417,11 @@ def operator_calls() -> list[Call]:
     return consumer_calls(OPERATOR_ENTRIES)
 
 
+def deliverer_calls() -> list[Call]:
+    """The calls `trailwarden deliver` makes: its queues, the dedupe table, the destinations, their secrets."""
+    return consumer_calls(DELIVERER_ENTRIES)
+
+
 def statements(node: Any) -> Iterable[dict[str, Any]]:
     """Every IAM statement in a template node, both branches of every Fn::If."""
     if isinstance(node, dict):
@@ -451,3 +462,5 @@ if __name__ == "__main__":
     print(table(consumer_calls()))
     print("\ncalls replay (with its daemons) and backfill make (the OperatorReplayPolicy's code):")
     print(table(operator_calls()))
+    print("\ncalls the deliverer makes (the DelivererRole's code):")
+    print(table(deliverer_calls()))

@@ -179,12 +179,13 @@ class Live:
         return "\n".join(d.log_file.read_text(errors="replace")[-3000:] for d in self.pipeline.daemons.values())
 
 
-def config_file(directory: Path, grace: float, extra: str = "") -> Path:
+def config_file(directory: Path, grace: float, extra: str = "", alerts: str = "") -> Path:
     """A configuration with short lateness and idle time and the missing-tags grace of `grace` seconds;
-    missing-tags findings (low) are alerted, as [alerts] rules, since the tests watch the topic for them."""
+    missing-tags findings (low) are alerted, as [alerts] rules, since the tests watch the topic for them
+    (`alerts`: more [alerts] lines)."""
     config = directory / "trailwarden.toml"
     config.write_text(
-        f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[alerts]\nrules = ["{MISSING_TAGS}"]\n'
+        f'[engine]\nallowed_lateness = "2s"\nidle_after = "2s"\n[alerts]\nrules = ["{MISSING_TAGS}"]\n{alerts}'
         f'[rules.{MISSING_TAGS}]\ngrace = "{grace:g}s"\n{extra}'
     )
     return config

@@ -59,6 +59,25 @@ OPERATOR_LIVE_WRITES = {
     ("StreamArchiveAndSinkKey", "kms:Decrypt"),
     ("StreamArchiveAndSinkKey", "kms:GenerateDataKey"),
 }
+# The same for the deliverer's role (`trailwarden deliver`): everything it calls is its own code's.
+DELIVERER_STATEMENTS: dict[str, set[str]] = {
+    "DestinationQueues": {"code"},
+    "SubscribeQueues": {"code"},
+    "DedupeTable": {"code"},
+    "DestinationSecrets": {"code"},
+    "DestinationParameters": {"code"},
+    "SecurityHubFindings": {"code"},
+    "EventBridgeEvents": {"code"},
+    "ReadStackOutputs": {"code"},
+    "DedupeTableKey": {"kms"},
+}
+# Calls the scan attributes to the deliverer that it never makes, each with the reason (the scan works per module
+# and per class): checked to be in the scan still, so that a stale entry fails.
+DELIVERER_NOT_CALLED = {
+    "dynamodb:UpdateItem": "DedupeTable.count, stage 2's digest counter; the deliverer calls seen and mark",
+    "sns:Publish": "the consumers.sinks package, loaded for its retry helpers; the deliverer publishes nothing",
+    "firehose:PutRecordBatch": "the same package; the deliverer archives nothing",
+}
 READ_VERBS = ("Get", "Describe", "List", "Scan", "Query", "BatchGet")
 # API calls that need no IAM permission (GetCallerIdentity works for any principal).
 NO_PERMISSION = {"sts:GetCallerIdentity"}
@@ -134,6 +153,30 @@ def live_writes(template: dict[str, Any]) -> list[str]:
                 if "-replay-" not in str(resource):
                     found.append(f"{sid}: {action} on {resource}")
     return found
+
+
+def deliverer_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role = template["Resources"]["DelivererRole"]["Properties"]
+    return [s for policy in role["Policies"] for s in iam.statements(policy["PolicyDocument"])]
+
+
+def deliverer_check(template: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """(grants the deliverer does not need, calls no statement grants) of the deliverer's role."""
+    calls = {c.action: c.where for c in iam.deliverer_calls()}
+    needed = {"code": set(calls) - NO_PERMISSION - set(DELIVERER_NOT_CALLED), "kms": set(iam.KMS_ACTIONS)}
+    granted: set[str] = set()
+    unused: list[str] = []
+    for statement in deliverer_statements(template):
+        sid = statement.get("Sid", "")
+        if sid not in DELIVERER_STATEMENTS:
+            unused.append(f"{sid or statement}: does not say who needs it")
+            continue
+        allowed = set().union(*(needed[who] for who in DELIVERER_STATEMENTS[sid]))
+        for action in _listed(statement["Action"]):
+            granted.add(action)
+            if action not in allowed:
+                unused.append(f"{sid}: {action}")
+    return unused, {a: calls[a] for a in needed["code"] if a not in granted}
 
 
 def test_no_action_has_a_wildcard(template: dict[str, Any]) -> None:
@@ -229,7 +272,13 @@ def test_every_role_and_policy_in_the_template_is_checked(template: dict[str, An
         "AWS::KMS::Key",
     }
     holders = {name for name, r in template["Resources"].items() if r["Type"] in kinds}
-    assert holders == {"ConsumerRole", "OperatorReplayPolicy", *iam.SERVICE_ROLES, *iam.BUCKET_POLICIES}
+    assert holders == {
+        "ConsumerRole",
+        "DelivererRole",
+        "OperatorReplayPolicy",
+        *iam.SERVICE_ROLES,
+        *iam.BUCKET_POLICIES,
+    }
 
 
 def test_the_check_catches_an_unused_grant_and_a_missing_one(template: dict[str, Any]) -> None:
@@ -316,10 +365,12 @@ def test_the_consumer_tasks_run_as_the_consumer_role_and_pull_as_the_execution_r
     definitions = {
         name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == "AWS::ECS::TaskDefinition"
     }
-    assert set(definitions) == {"RouterTaskDefinition", "StatefulTaskDefinition"}
+    assert set(definitions) == {"RouterTaskDefinition", "StatefulTaskDefinition", "DelivererTaskDefinition"}
+    roles = {"RouterTaskDefinition": "ConsumerRole", "StatefulTaskDefinition": "ConsumerRole"}
     for name, properties in definitions.items():
-        # The code and the KCL in the task call AWS as the consumer role, checked above against their calls ...
-        assert properties["TaskRoleArn"] == {"Fn::GetAtt": ["ConsumerRole", "Arn"]}, name
+        # The code and the KCL in the task call AWS as the consumer role (the deliverer as its own), checked above
+        # against their calls ...
+        assert properties["TaskRoleArn"] == {"Fn::GetAtt": [roles.get(name, "DelivererRole"), "Arn"]}, name
         # ... and only ECS itself (image pull, log driver) uses the execution role, checked as a service role.
         assert properties["ExecutionRoleArn"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, name
     trust = template["Resources"]["ConsumerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -340,3 +391,64 @@ def test_the_consumer_role_lets_a_stopped_task_give_its_leases_back(template: di
     assert {"${RouterAppName}*", "${StatefulAppName}*"} <= {
         str(r.get("Fn::Sub", "")).rsplit("/", 1)[-1] for r in _resources(tables) if isinstance(r, dict)
     }
+
+
+def test_the_scan_finds_the_calls_the_deliverer_makes() -> None:
+    found = {c.action for c in iam.deliverer_calls()}
+    # its queues (created, drained, dead-lettered), the dedupe marks, every destination type, the secrets
+    assert {
+        "sqs:CreateQueue",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+        "sns:Subscribe",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "securityhub:BatchImportFindings",
+        "events:PutEvents",
+        "secretsmanager:GetSecretValue",
+        "ssm:GetParameter",
+    } <= found
+    assert set(DELIVERER_NOT_CALLED) <= found, "a call listed as not the deliverer's is no longer in its scan"
+    # and nothing of the pipeline's streams, snapshots or lease tables
+    assert not {a for a in found if a.startswith(("kinesis:", "s3:"))}
+
+
+def test_deliverer_role_grants_only_what_the_deliverer_calls(template: dict[str, Any]) -> None:
+    unused, missing = deliverer_check(template)
+    assert not unused, f"granted to the deliverer but not called by it: {unused}"
+    assert not missing, f"called by the deliverer but not granted to it: {missing}"
+
+
+def test_the_deliverer_check_catches_an_unused_grant_and_a_missing_one(template: dict[str, Any]) -> None:
+    def changed(sid: str, edit: Any) -> dict[str, Any]:
+        broken = copy.deepcopy(template)
+        for statement in deliverer_statements(broken):
+            if statement.get("Sid") == sid:
+                statement["Action"] = edit(_listed(statement["Action"]))
+        return broken
+
+    unused, _ = deliverer_check(changed("DedupeTable", lambda a: [*a, "dynamodb:UpdateItem"]))
+    assert unused == ["DedupeTable: dynamodb:UpdateItem"]
+    _, missing = deliverer_check(changed("DestinationQueues", lambda a: [x for x in a if x != "sqs:SendMessage"]))
+    assert list(missing) == ["sqs:SendMessage"]
+
+
+def test_the_deliverer_s_queues_and_secrets_are_the_ones_its_role_names() -> None:
+    import fnmatch
+
+    from infra import destination_queues
+
+    plan = cfn.plan({}, account="111122223333", region="eu-west-1")
+    role = plan.resource("DelivererRole").properties["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s["Resource"] for s in role if isinstance(s, dict) and "Sid" in s}
+    queue = destination_queues.queue_name(plan.outputs["FindingsTopicArn"], "security-slack")
+    for name in (queue, f"{queue}-dlq"):  # the names the deliverer creates, and only those
+        assert fnmatch.fnmatch(f"arn:aws:sqs:eu-west-1:111122223333:{name}", by_sid["DestinationQueues"])
+    assert not fnmatch.fnmatch("arn:aws:sqs:eu-west-1:111122223333:other-queue", by_sid["DestinationQueues"])
+    assert by_sid["SubscribeQueues"] == plan.outputs["FindingsTopicArn"]
+    secret = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:trailwarden/slack-webhook-AbCdEf"
+    assert fnmatch.fnmatch(secret, by_sid["DestinationSecrets"])
+    assert not fnmatch.fnmatch(secret.replace("trailwarden/", "prod/"), by_sid["DestinationSecrets"])
+    assert by_sid["EventBridgeEvents"].endswith(":event-bus/default")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,103 @@ def test_the_default_application_names_are_the_template_s(template: dict[str, An
     plan = _plan()
     resources = Resources(plan.outputs)
     assert resources.for_replay("r1").app(next(iter(APP_OUTPUT))) == plan.outputs["RouterAppName"] + "-replay-r1"
+
+
+def test_the_deliverer_runs_as_a_service_of_its_own_when_asked() -> None:
+    service = {"Image": "img", "Subnets": "subnet-1", "SecurityGroups": "sg-1"}
+    assert _plan(**service).resource("DelivererService").properties["DesiredCount"] == "0"  # none by default
+    plan = _plan(**service, DelivererTasks="1")
+    assert plan.resource("DelivererService").properties["DesiredCount"] == "1"
+    container = plan.resource("DelivererTaskDefinition").properties["ContainerDefinitions"][0]
+    assert container["EntryPoint"] == ["/usr/bin/tini", "--", "trailwarden", "deliver"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    resources = json.loads(env["TRAILWARDEN_RESOURCES"])
+    # the names `trailwarden deliver` reads (consumers/deliverer.py: build_deliverers), the stack's own
+    assert resources == {k: plan.outputs[k] for k in ("FindingsTopicArn", "DedupeTableName")}
+    assert env["TRAILWARDEN_TARGET"] == "aws"
+    assert not _plan().resource("DelivererService").enabled  # no service without an image
+
+
+def _hive(text: str) -> Any:
+    """A Hive type as a tree: "string" | ("array", item) | ("struct", {name: type})."""
+
+    def parse(i: int) -> tuple[Any, int]:
+        for kind in ("array<", "struct<"):
+            if text.startswith(kind, i):
+                i += len(kind)
+                if kind == "array<":
+                    item, i = parse(i)
+                    return ("array", item), i + 1  # past ">"
+                fields: dict[str, Any] = {}
+                while text[i] != ">":
+                    colon = text.index(":", i)
+                    fields[text[i:colon]], i = parse(colon + 1)
+                    i += text[i] == ","
+                return ("struct", fields), i + 1
+        end = min((j for j in (text.find(c, i) for c in ",>") if j >= 0), default=len(text))
+        return text[i:end], end
+
+    tree, end = parse(0)
+    assert end == len(text), text
+    return tree
+
+
+def _fits(value: Any, hive: Any, path: str) -> list[str]:
+    """Where a JSON value does not fit a Hive type (a column or struct field missing, a type that differs)."""
+    if value is None:
+        return []
+    if isinstance(hive, tuple) and hive[0] == "struct":
+        if not isinstance(value, dict):
+            return [f"{path}: {type(value).__name__}, not a struct"]
+        missing = [f"{path}.{k}: no such field" for k in value if k not in hive[1]]
+        return missing + [e for k, v in value.items() if k in hive[1] for e in _fits(v, hive[1][k], f"{path}.{k}")]
+    if isinstance(hive, tuple):
+        if not isinstance(value, list):
+            return [f"{path}: {type(value).__name__}, not an array"]
+        return [e for n, v in enumerate(value) for e in _fits(v, hive[1], f"{path}[{n}]")]
+    if hive == "string" and isinstance(value, dict):
+        return []  # an object in a string column reads as its JSON text (the OpenX SerDe), as `context` does
+    scalar = {bool: "boolean", str: "string", int: "int|bigint", float: "double"}.get(type(value), "?")
+    if hive == "bigint" and isinstance(value, int) and not isinstance(value, bool):
+        return []
+    if hive == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return [] if abs(value) < 2**31 else [f"{path}: {value} does not fit an int"]
+    return [] if hive == scalar else [f"{path}: {scalar} in a {hive} column"]
+
+
+def test_the_ocsf_archive_is_queryable_with_its_own_table() -> None:
+    from pipeline.ocsf import detection_finding
+    from tests.support.destinations import finding_dict
+
+    plan = _plan()
+    table = plan.resource("FindingsOcsfTable").properties["TableInput"]
+    ours = plan.resource("FindingsTable").properties["TableInput"]
+    # the same objects, the same partitions: Firehose writes either format under findings/year=/month=/day=/
+    for key in ("PartitionKeys",):
+        assert table[key] == ours[key]
+    assert table["Parameters"] == ours["Parameters"]
+    assert table["StorageDescriptor"]["Location"] == ours["StorageDescriptor"]["Location"]
+    assert table["StorageDescriptor"]["SerdeInfo"] == ours["StorageDescriptor"]["SerdeInfo"]
+    columns = {c["Name"]: _hive(c["Type"]) for c in table["StorageDescriptor"]["Columns"]}
+    # every field trailwarden writes, in a first alert, a digest and a resolution with every optional key set
+    full = finding_dict(
+        3,
+        attack=["T1136", "T1098.003", "T1078"],
+        context={"requestParameters": {"userName": "x"}},
+        replayed=True,
+        dedup_key="k",
+    )
+    written = [
+        detection_finding(full),
+        detection_finding({**full, "occurrences": 7}),
+        detection_finding({**full, "status": "resolved", "resolution": "user deleted", "updated_at": 1_700_000_100.0}),
+    ]
+    assert written[0]["finding_info"]["attacks"] and written[0]["unmapped"]["context"]
+    for doc in written:
+        assert set(doc) == set(columns), set(doc) ^ set(columns)
+        problems = [e for key, value in doc.items() for e in _fits(value, columns[key], key)]
+        assert not problems, problems
+    # and the check can fail: a field the table lacks, a type that differs
+    assert _fits({"a": 1}, ("struct", {"b": "int"}), "x") == ["x.a: no such field"]
+    assert _fits(1_700_000_000_000, "int", "t") == ["t: 1700000000000 does not fit an int"]
+    assert _fits("New", "int", "s") == ["s: string in a int column"]
