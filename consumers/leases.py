@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.shards import open_shards
+from consumers.shards import is_open, shards
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,20 @@ def lease_item(shard: dict[str, Any], owner: str, checkpoint: str) -> dict[str, 
 def seed_leases(
     ddb: Any, kinesis: Any, application: str, stream: str, owner: str, initial_position: str = "TRIM_HORIZON"
 ) -> int:
-    """Create the lease table and a lease per open shard owned by `owner`; existing leases (with their
-    checkpoints) are kept. Returns how many leases were written."""
+    """Create the lease table and the leases a new application starts from, owned by `owner`; existing leases
+    (with their checkpoints) are kept. Returns how many leases were written.
+
+    A new application (no lease yet) that starts in the past (TRIM_HORIZON, AT_TIMESTAMP) gets a lease for
+    every shard, closed parents included: the KCL reads a child only once its parents' leases say SHARD_END, and
+    it never makes a lease for the parent of a shard that has one, so a child seeded alone would start from the
+    position while its parents' records (those of the range before the reshard) stayed unread. A closed parent
+    whose records all precede the position ends at its first read. An application that has leases gets only
+    the open shards that lack one (a parent's lease the KCL deleted after its children started stays deleted)."""
     ensure_lease_table(ddb, application)
+    every = shards(kinesis, stream)
+    fresh = initial_position != "LATEST" and not _scan(ddb, application, limit=1)
     written = 0
-    for shard in open_shards(kinesis, stream):  # the KCL creates leases for closed parents itself when needed
+    for shard in every if fresh else [s for s in every if is_open(s)]:
         try:
             ddb.put_item(
                 TableName=application,
@@ -209,12 +218,15 @@ def release_worker(ddb: Any, application: str, owner: str) -> Released:
     )
 
 
-def _scan(ddb: Any, table: str) -> list[dict[str, Any]]:
+def _scan(ddb: Any, table: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The table's items (at most about `limit` of them, if given)."""
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    if limit:
+        kwargs["Limit"] = limit
     while True:
         response = ddb.scan(**kwargs)
         items += response.get("Items", [])
-        if not response.get("LastEvaluatedKey"):
+        if not response.get("LastEvaluatedKey") or (limit and len(items) >= limit):
             return items
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

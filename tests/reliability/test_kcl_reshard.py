@@ -7,7 +7,10 @@ child's `initialize` merging its parents' hand-offs, and the routers' progress m
 reshards. Asserted: every finding exactly once (SNS -> SQS), untagged instances launched before the split
 reported after it (their watches travelled to the children), tagged instances whose tags went in around
 the reshards never reported (no fact lost at a parent's end), hand-offs in the state bucket and a SHARD_END
-checkpoint on every parent. The same in FANOUT mode (SubscribeToShard over HTTP/2).
+checkpoint on every parent. The same in FANOUT mode (SubscribeToShard over HTTP/2), which kinesis-local cannot
+pass: it never ends a subscription to a closed shard (`tests.support.shard_end`), so the KCL never leaves a parent.
+The FANOUT case probes that first and fails with what kinesis-local sent; it is a strict xfail, so a kinesis-local
+that ends the subscription runs the whole case, and its passing fails the suite until the mark goes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from infra import aws, provision
-from tests.support import kinesis_local
+from tests.support import kinesis_local, shard_end
 from tests.support.live import (
     MISSING_TAGS,
     SG_OPEN,
@@ -148,7 +151,17 @@ def handoffs(stack: Live) -> list[str]:
     return [k for k in keys if ".from/" in k]
 
 
-@pytest.mark.parametrize("mode", ["POLLING", "FANOUT"])
+FANOUT_LIMIT = (
+    f"kinesis-local {kinesis_local.VERSION} never ends a subscription to a closed shard: its SubscribeToShard events "
+    "always carry a ContinuationSequenceNumber and no ChildShards, so the KCL's fan-out publisher never sees the "
+    "parent's end (it needs an event without ContinuationSequenceNumber), no parent reaches SHARD_END and no "
+    "child is read"
+)
+
+
+@pytest.mark.parametrize(
+    "mode", ["POLLING", pytest.param("FANOUT", marks=pytest.mark.xfail(strict=True, reason=FANOUT_LIMIT))]
+)
 def test_split_and_merge_both_streams_under_the_kcl(
     mode: str, tmp_path: Path, reliability_row: Callable[[Row], Row], capsys: pytest.CaptureFixture
 ) -> None:
@@ -158,6 +171,20 @@ def test_split_and_merge_both_streams_under_the_kcl(
             url = running.enter_context(kinesis_local.kinesis_local(tmp_path))
         except kinesis_local.Unavailable as exc:
             pytest.skip(str(exc))
+        if mode == "FANOUT":
+            seen = shard_end.probe(url)
+            if not seen.fanout_ends:
+                reliability_row(
+                    Row(
+                        "kcl fan-out resharding",
+                        1,
+                        0,
+                        ok=False,
+                        seconds=time.monotonic() - started,
+                        figure=f"not run: {FANOUT_LIMIT}. Probe: {seen.evidence}",
+                    )
+                )
+                pytest.fail(f"{FANOUT_LIMIT}. Probe: {seen.evidence}")
         emulator = running.enter_context(emulator_target(tmp_path))
         outputs = provision.provision(emulator)  # every resource on the emulator, the streams again on kinesis-local
         target = aws.with_endpoints(emulator, {"kinesis": url})

@@ -27,7 +27,7 @@ from infra.emulator import free_port
 from infra.processes import stop_pid
 
 VERSION = "0.6.2"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 PREFIX = ROOT / "build" / "kinesis-local"
 PACKAGE = PREFIX / "node_modules" / "kinesis-local"
 # Operations that take time on AWS take a tenth of a second here (their defaults are half a second and more).

@@ -228,6 +228,38 @@ def test_seeding_keeps_checkpoints_and_clears_a_dead_leader(monkeypatch):
         assert "Item" not in ddb.get_item(TableName="app-CoordinatorState", Key={"key": {"S": "Leader"}})
 
 
+def test_a_new_application_starting_in_the_past_gets_leases_for_closed_parents_too(monkeypatch):
+    """A replay's range may start before a reshard: its router must read the parents, then the children."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    import boto3
+
+    with mock_aws():
+        ddb, kinesis = boto3.client("dynamodb", "us-east-1"), boto3.client("kinesis", "us-east-1")
+        kinesis.create_stream(StreamName="s", ShardCount=2)
+        first = kinesis.list_shards(StreamName="s")["Shards"][0]
+        high = int(first["HashKeyRange"]["EndingHashKey"])
+        kinesis.split_shard(StreamName="s", ShardToSplit=first["ShardId"], NewStartingHashKey=str(high // 2))
+        every = kinesis.list_shards(StreamName="s")["Shards"]
+        closed = {x["ShardId"] for x in every if x["SequenceNumberRange"].get("EndingSequenceNumber")}
+        assert closed == {first["ShardId"]}
+
+        assert leases.seed_leases(ddb, kinesis, "replay", "s", "w", "AT_TIMESTAMP") == len(every) == 4
+        items = {i["leaseKey"]["S"]: i for i in leases._scan(ddb, "replay")}
+        assert set(items) == {x["ShardId"] for x in every}
+        assert {i["checkpoint"]["S"] for i in items.values()} == {"AT_TIMESTAMP"}
+        children = [i for i in items.values() if i.get("parentShardId")]
+        assert len(children) == 2 and all(c["parentShardId"]["SS"] == [first["ShardId"]] for c in children)
+
+        # the tip needs no parent; an application with leases never gets a parent's lease back
+        assert leases.seed_leases(ddb, kinesis, "tip", "s", "w", "LATEST") == 3
+        ddb.delete_item(TableName="replay", Key={"leaseKey": {"S": first["ShardId"]}})
+        assert leases.seed_leases(ddb, kinesis, "replay", "s", "w", "AT_TIMESTAMP") == 0
+        assert first["ShardId"] not in {i["leaseKey"]["S"] for i in leases._scan(ddb, "replay")}
+
+
 def test_a_stopped_worker_gives_back_its_leases_leader_lock_and_metrics_row_only(monkeypatch):
     from moto import mock_aws
 
