@@ -25,6 +25,7 @@ from consumers import live, markers
 from infra import aws
 from infra.trail_player import Player
 from tests.support.live import open_sg, run_instances
+from tests.support.replay_run import run_replay
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +49,7 @@ class Stack:
         return new
 
     def replay(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            self.command(*args), capture_output=True, text=True, timeout=timeout, env=self.env(), cwd=REPO
-        )
+        return run_replay(self.command(*args), self.env(), REPO, self.state, timeout)
 
     def command(self, *args: str) -> list[str]:
         return [
