@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python -e '.[local,dev]'
 	touch $(STAMP)
 
-# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); about 4 minutes, 500 MB.
+# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); about 1 minute with uv, 320 MB.
 # localstack-core 4.10+ fails on Python 3.11; the pins are the versions its 4.9.2 runtime imports cleanly with.
 LOCALSTACK_VENV := build/localstack-venv
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
@@ -27,7 +27,7 @@ LOCALSTACK_PINS := localstack-core[runtime]==4.9.2 cbor2==5.6.5 cryptography==43
 localstack: $(LOCALSTACK_STAMP)
 
 $(LOCALSTACK_STAMP): | $(STAMP)
-	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
+	test -x $(LOCALSTACK_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LOCALSTACK_VENV)
 	$(UV) pip install --quiet --python $(LOCALSTACK_VENV)/bin/python $(foreach p,$(LOCALSTACK_PINS),'$(p)')
 	touch $(LOCALSTACK_STAMP)
 
@@ -38,7 +38,8 @@ test-localstack: setup localstack
 run: setup
 	$(BIN)/trailwarden run
 
-test: setup lint typecheck
+# LocalStack too: the suite's LocalStack smoke (tests/e2e/test_localstack_smoke.py) runs on it.
+test: setup localstack lint typecheck
 	$(BIN)/trailwarden rules test -q
 	$(BIN)/python -m pytest
 
