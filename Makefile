@@ -31,7 +31,7 @@ $(LOCALSTACK_STAMP): | $(STAMP)
 	$(UV) pip install --quiet --python $(LOCALSTACK_VENV)/bin/python $(foreach p,$(LOCALSTACK_PINS),'$(p)')
 	touch $(LOCALSTACK_STAMP)
 
-# The end-to-end tests on LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose) + the emulator (DynamoDB).
+# The end-to-end tests on LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose, CloudWatch) + the emulator (DynamoDB, Glue).
 test-localstack: setup localstack
 	$(BIN)/python -m pytest -m localstack tests/on_localstack
 
