@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs both virtualenvs (it downloads and resolves in parallel; pip's resolver backtracks for LocalStack's
+# pins); pip installs only uv itself.
+UV_PIN := uv==0.13.9
+UV := $(BIN)/uv
 
 .PHONY: setup run test test-fast lint typecheck bench reliability soak kinesis-local clean up down localstack test-localstack
 
@@ -10,11 +14,12 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	test -x $(UV) || $(BIN)/python -m pip install --quiet '$(UV_PIN)'
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[local,dev]'
 	touch $(STAMP)
 
-# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); about 4 minutes, 500 MB.
+# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); 320 MB. On a 2-core machine at
+# load 30: 2 min 40 s with uv, 28 min with pip.
 # localstack-core 4.10+ fails on Python 3.11; the pins are the versions its 4.9.2 runtime imports cleanly with.
 LOCALSTACK_VENV := build/localstack-venv
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
@@ -23,19 +28,20 @@ LOCALSTACK_PINS := localstack-core[runtime]==4.9.2 cbor2==5.6.5 cryptography==43
 
 localstack: $(LOCALSTACK_STAMP)
 
-$(LOCALSTACK_STAMP):
-	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
-	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet $(foreach p,$(LOCALSTACK_PINS),'$(p)')
+$(LOCALSTACK_STAMP): | $(STAMP)
+	test -x $(LOCALSTACK_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LOCALSTACK_VENV)
+	$(UV) pip install --quiet --python $(LOCALSTACK_VENV)/bin/python $(foreach p,$(LOCALSTACK_PINS),'$(p)')
 	touch $(LOCALSTACK_STAMP)
 
-# The end-to-end tests on LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose) + the emulator (DynamoDB).
+# The end-to-end tests on LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose, CloudWatch) + the emulator (DynamoDB, Glue).
 test-localstack: setup localstack
 	$(BIN)/python -m pytest -m localstack tests/on_localstack
 
 run: setup
 	$(BIN)/trailwarden run
 
-test: setup lint typecheck
+# LocalStack too: the suite's LocalStack smoke (tests/e2e/test_localstack_smoke.py) runs on it.
+test: setup localstack lint typecheck
 	$(BIN)/trailwarden rules test -q
 	$(BIN)/python -m pytest
 

@@ -296,6 +296,10 @@ class Daemon:
             if alive(k):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(k, signal.SIGKILL)
+        # A processor the daemon started while it was being stopped (a lease taken just then) is not among
+        # `kids` and outlived it once; it is in the daemon's process group (its own session, see `start`).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         if self.pid_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.pid_file.unlink()

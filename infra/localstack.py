@@ -4,10 +4,11 @@ LocalStack (`localstack-core[runtime]`, installed by `make localstack` into buil
 `python -m localstack.runtime.main` on 127.0.0.1 and a port of its own, with every file it writes under one
 folder, the run's own (`FILESYSTEM_ROOT`; `OVERRIDE_IN_DOCKER=0` so that a machine that is itself a
 container does not make it use /var/lib/localstack and /usr/lib/localstack), except the libraries it
-installs on first use: their folder is a link to build/localstack/lib, kept for the next run (kinesis-mock
-persists its streams under the run's folder, so a run never sees another's). It serves Kinesis
+installs on first use: their folder is a link to build/localstack/lib, kept for the next run, with npm's
+cache for them in build/localstack/npm-cache (kinesis-mock persists its streams under the run's folder, so a
+run never sees another's). It serves Kinesis
 (kinesis-mock, installed through npm on first use, about 35 s), CloudWatch Logs, SNS, SQS, S3,
-Firehose, IAM, STS and KMS (for the buckets' SSE-KMS).
+Firehose, IAM, STS, KMS (for the buckets' SSE-KMS) and CloudWatch (the template's alarms and dashboard).
 Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the
 package registries, and Glue is in LocalStack Pro only, so those two come from the embedded emulator on
 another port: `LocalStackPair.target()` is LocalStack with `dynamodb` and `glue` sent to the emulator (see
@@ -45,9 +46,11 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "build" / "localstack-venv"
 LIBRARIES = ROOT / "build" / "localstack" / "lib"  # what it installs on first use (kinesis-mock), kept between runs
+NPM_CACHE = ROOT / "build" / "localstack" / "npm-cache"  # npm's downloads and logs for those installs, not ~/.npm
 # kms: the template's buckets are SSE-KMS, and LocalStack's S3 creates the key on first PutObject (without it
-# every Firehose delivery and state snapshot fails with InternalError "Service 'kms' is not enabled")
-SERVICES = ("kinesis", "logs", "sns", "sqs", "s3", "firehose", "iam", "sts", "kms")
+# every Firehose delivery and state snapshot fails with InternalError "Service 'kms' is not enabled"); cloudwatch:
+# the template's alarms and dashboard (provisioning fails with "Service 'cloudwatch' is not enabled" without it)
+SERVICES = ("kinesis", "logs", "sns", "sqs", "s3", "firehose", "iam", "sts", "kms", "cloudwatch")
 ON_THE_EMULATOR = ("dynamodb", "glue")  # its DynamoDB needs downloads from outside the registries; Glue is Pro
 HEALTH_PATH = "/_localstack/health"
 INSTALL_HINT = "run `make localstack` (it creates build/localstack-venv with localstack-core[runtime] and its pins)"
@@ -96,6 +99,7 @@ def environment(
             "LOCALSTACK_VOLUME_DIR": str(directory / "volume"),
             "SKIP_SSL_CERT_DOWNLOAD": "1",
             "DISABLE_EVENTS": "1",
+            "npm_config_cache": str(NPM_CACHE),
         }
     )
     return env
@@ -221,6 +225,7 @@ def start_pair(
         emu.free_port() if emulator_port is None else emulator_port,
         pid_file=directory / "emulator.pid",
         log_file=directory / "emulator.log",
+        timeout=60.0,  # it starts beside LocalStack's install of kinesis-mock: 20 s was too short on a loaded machine
     )
     try:
         return LocalStackPair(start(directory, port, venv), handle)

@@ -25,6 +25,7 @@ from consumers import live, markers
 from infra import aws
 from infra.trail_player import Player
 from tests.support.live import open_sg, run_instances
+from tests.support.replay_run import run_replay
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +49,7 @@ class Stack:
         return new
 
     def replay(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """The replay command, interrupted like Ctrl-C if it outlives `timeout` (it then removes what it started;
-        a killed one would leave its daemons reading the session's emulator)."""
-        process = subprocess.Popen(
-            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(), cwd=REPO
-        )
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                out, err = process.communicate(timeout=60)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-            raise AssertionError(f"the replay did not finish within {timeout:g} s:\n{err[-3000:]}") from None
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        return run_replay(self.command(*args), self.env(), REPO, self.state, timeout)
 
     def command(self, *args: str) -> list[str]:
         return [

@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localstack.LocalStackPair]:
-    """LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose, IAM, STS) and the embedded emulator (DynamoDB)."""
+    """LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose, CloudWatch, ...) and the embedded emulator (DynamoDB)."""
     running = localstack.start_pair(tmp_path_factory.mktemp("localstack"))
     try:
         yield running

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ import pytest
 import tests.e2e.test_live_pipeline as on_the_emulator
 from infra import localstack
 from tests.support.live import SG_OPEN, Live, config_file, open_sg, stack_on
+from tests.support.replay_run import run_replay
 
 REPO = Path(__file__).resolve().parents[2]
 GRACE = on_the_emulator.GRACE
@@ -36,24 +36,8 @@ def stack(pair: localstack.LocalStackPair, tmp_path_factory: pytest.TempPathFact
     started = time.time()
     with stack_on(pair.target(), directory, config_file(directory, GRACE)) as running:
         running.started = started  # type: ignore[attr-defined]
-        _wait_for_processors(running)
+        running.wait_for_processors()
         yield running
-
-
-def _wait_for_processors(stack: Live, timeout: float = 300) -> None:
-    """Until each daemon runs a record processor per shard: the emulator suite's deadlines count from the
-    first record played, and the daemons here start beside LocalStack and kinesis-mock, which take the
-    same 2 cores (on a loaded machine the JVMs took 90 s to their first processor)."""
-    kinesis = stack.target.client("kinesis")
-    wanted = {
-        stage: len(kinesis.list_shards(StreamName=spec.stream)["Shards"])
-        for stage, spec in (("router", stack.pipeline.router_spec), ("stateful", stack.pipeline.stateful_spec))
-    }
-    deadline = time.monotonic() + timeout
-    while any(len(stack.pipeline.daemons[stage].processors()) < n for stage, n in wanted.items()):
-        assert time.monotonic() < deadline, f"record processors not started after {timeout:.0f} s\n{stack.logs()}"
-        assert all(stack.pipeline.alive().values()), f"a daemon exited\n{stack.logs()}"
-        time.sleep(1)
 
 
 test_untagged_instance_reported_once_after_grace_and_tagged_one_not = (
@@ -119,7 +103,7 @@ def test_replay_of_the_live_range_finds_the_same_and_leaves_nothing(stack: Live,
         "--timeout",
         "360",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=480, env=env, cwd=REPO)
+    result = run_replay(command, env, REPO, tmp_path, timeout=480)
     assert result.returncode == 0, result.stderr[-4000:]
     out = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert out and all(f["replayed"] for f in out)

@@ -178,6 +178,21 @@ class Live:
     def logs(self) -> str:
         return "\n".join(d.log_file.read_text(errors="replace")[-3000:] for d in self.pipeline.daemons.values())
 
+    def wait_for_processors(self, timeout: float = 300) -> None:
+        """Until each daemon runs a record processor per shard of its stream. Tests whose deadlines count from
+        the first record played wait for this where the daemons share the cores with a heavier emulator
+        (LocalStack and kinesis-mock: on a loaded 2-core machine the JVMs took 90 s to their first processor)."""
+        kinesis = self.target.client("kinesis")
+        wanted = {
+            stage: len(kinesis.list_shards(StreamName=spec.stream)["Shards"])
+            for stage, spec in (("router", self.pipeline.router_spec), ("stateful", self.pipeline.stateful_spec))
+        }
+        deadline = time.monotonic() + timeout
+        while any(len(self.pipeline.daemons[stage].processors()) < n for stage, n in wanted.items()):
+            assert time.monotonic() < deadline, f"record processors not started after {timeout:.0f} s\n{self.logs()}"
+            assert all(self.pipeline.alive().values()), f"a daemon exited\n{self.logs()}"
+            time.sleep(1)
+
 
 def config_file(directory: Path, grace: float, extra: str = "", alerts: str = "") -> Path:
     """A configuration with short lateness and idle time and the missing-tags grace of `grace` seconds;

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -178,6 +181,45 @@ def test_wait_kills_a_daemon_that_outlives_the_stop_timeout(tmp_path):
         f"SIGTERM: sending SIGTERM to the KCL daemon (pid {child.pid})",
         f"no exit 0.5 s after the SIGTERM: sending SIGKILL to the KCL daemon (pid {child.pid})",
     ]
+
+
+def test_stop_also_ends_a_processor_the_daemon_started_while_stopping(tmp_path):
+    """A daemon that starts a child as it receives SIGTERM (the KCL taking a lease just then) and exits: the
+    child, in the daemon's process group, is gone after `stop` too."""
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "def late(*_):\n"
+        "    subprocess.Popen(['sleep', '300'])\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, late)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True)
+    assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+    daemon = launcher.Daemon(child.pid, "app", tmp_path / "p", None, None, child)
+    assert daemon.processors() == []
+
+    try:
+        daemon.stop(timeout=5)
+        assert not alive(child.pid)
+        assert _group(child.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _group(pgid: int) -> list[int]:
+    """Live processes in process group `pgid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_lease_item_matches_what_the_kcl_writes():

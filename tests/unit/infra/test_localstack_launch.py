@@ -26,6 +26,7 @@ def test_localstack_listens_on_loopback_and_writes_only_under_build_and_the_run_
     assert env["OVERRIDE_IN_DOCKER"] == "0"  # else a container host sends its files to /var/lib/localstack
     assert Path(env["FILESYSTEM_ROOT"]).parent == tmp_path
     assert Path(env["LOCALSTACK_VOLUME_DIR"]).parent == tmp_path
+    assert Path(env["npm_config_cache"]).parent == REPO / "build" / "localstack"  # kinesis-mock's npm install
 
 
 def test_each_run_has_its_own_files_and_shares_the_installed_libraries(tmp_path: Path):
