@@ -24,7 +24,7 @@ import orjson
 
 from bench.engine import PER_RECORD, pin_one_core, router_stage
 from bench.stateful import throughput as stateful_throughput
-from pipeline.decode import DecodeStats, decode
+from pipeline.decode import DecodeStats, iter_decode
 from pipeline.detector import Detector
 from pipeline.encode import cwl_records
 from pipeline.event import Event
@@ -156,7 +156,7 @@ def measure(scenario_events: int = 30_000, stateful_facts: int = 60_000) -> Meas
     detector, stats = Detector(overrides=scenario.overrides), DecodeStats()
     facts = fact_bytes = 0
     for i, blob in enumerate(scenario_records):
-        for item in decode(blob, f"record-{i}", stats):
+        for item in iter_decode(blob, f"record-{i}", stats):
             if type(item) is Event:
                 for fact in detector.extractor.facts(item):
                     facts += 1

@@ -22,7 +22,7 @@ from consumers.reports import LogReport, Report
 from consumers.sinks.deadletter import DeadLetterSink
 from consumers.sinks.kinesis import KinesisWriter
 from consumers.wiring import Wiring
-from pipeline.decode import DeadLetter, DecodeStats, decode
+from pipeline.decode import DeadLetter, DecodeStats, iter_decode
 from pipeline.finding import Finding
 from pipeline.stages import RouterStage, Stage
 from pipeline.stateful.facts import Fact
@@ -106,7 +106,7 @@ class RouterProcessor(processor.RecordProcessorBase):
             except Exception as exc:  # the daemon sent data that is not base64
                 dead.append(self.decode_stats.dead("record data is not base64", origin, b"", detail=str(exc)))
                 continue
-            for item in decode(data, origin, self.decode_stats):
+            for item in iter_decode(data, origin, self.decode_stats):
                 if isinstance(item, DeadLetter):
                     dead.append(item)
                     continue

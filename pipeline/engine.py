@@ -20,7 +20,7 @@ from pipeline.rule import ANY, Hit, MatchRule, Params, Rule
 _CACHE_LIMIT = 20_000
 
 
-@dataclass
+@dataclass(slots=True)
 class BoundRule:
     """A rule with its configured parameters and allowlist."""
 

@@ -142,9 +142,30 @@ def compile_node(node: Node) -> Predicate:
     parts = tuple(compile_node(a) for a in node.args)
     if len(parts) == 1:
         return parts[0]
+    # Plain short-circuiting calls rather than all()/any() over a generator: these run on every event the
+    # index hands the rule, and a generator per call costs more than the tests it runs.
+    if len(parts) == 2:
+        first, second = parts
+        if isinstance(node, All):
+            return lambda r: first(r) and second(r)
+        return lambda r: first(r) or second(r)
     if isinstance(node, All):
-        return lambda r: all(p(r) for p in parts)
-    return lambda r: any(p(r) for p in parts)
+
+        def every(r: dict[str, Any]) -> bool:
+            for part in parts:  # noqa: SIM110 (no generator per call: see above)
+                if not part(r):
+                    return False
+            return True
+
+        return every
+
+    def some(r: dict[str, Any]) -> bool:
+        for part in parts:  # noqa: SIM110 (no generator per call: see above)
+            if part(r):
+                return True
+        return False
+
+    return some
 
 
 def _leaf(leaf: Leaf) -> Predicate:
