@@ -352,7 +352,8 @@ def _service_create(c: _Clients, r: cfn.Resource) -> None:
     p = _camel(r.properties)
     p["taskDefinition"] = p["taskDefinition"].rsplit("/", 1)[-1].split(":", 1)[0]  # the family: its latest revision
     p["cluster"] = p["cluster"].rsplit("/", 1)[-1]
-    p.setdefault("desiredCount", 1)  # CloudFormation's default for a new service; the scalable target owns it after
+    # CloudFormation's default for a new service (the scalable target owns it after); a parameter's value is a string
+    p["desiredCount"] = int(p.get("desiredCount", 1))
     for key in ("maximumPercent", "minimumHealthyPercent"):
         if key in p.get("deploymentConfiguration", {}):
             p["deploymentConfiguration"][key] = int(p["deploymentConfiguration"][key])
