@@ -40,12 +40,9 @@ test-localstack: setup localstack
 run: setup
 	$(BIN)/trailwarden run
 
-# LocalStack too: the suite's LocalStack smoke (tests/e2e/test_localstack_smoke.py) runs on it.
-# Two workers (tests/conftest.py groups them): the end-to-end tests in order on one, the fast tests and the
-# LocalStack smoke on the other.
-test: setup localstack lint typecheck
+test: setup lint typecheck
 	$(BIN)/trailwarden rules test -q
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m 'not slow'

@@ -49,14 +49,3 @@ def aws_target(emulator_endpoint: str) -> aws.Target:
 def module_target(emulator_endpoint: str) -> aws.Target:
     """Like `aws_target`, emptied once per module (for tests sharing provisioned resources)."""
     return fresh_target(emulator_endpoint)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs two pytest-xdist workers with `--dist loadgroup`: the slow end-to-end tests stay together
-    on one worker, one after another as without xdist (each starts KCL daemons; two at once on two cores make
-    both late), and the LocalStack smoke, mostly waiting on LocalStack, runs on the other beside the fast tests."""
-    for item in items:
-        if item.get_closest_marker("slow") is None:
-            continue
-        group = "localstack" if "localstack" in item.nodeid else "e2e"
-        item.add_marker(pytest.mark.xdist_group(group))
