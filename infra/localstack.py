@@ -131,8 +131,10 @@ class LocalStack:
     def log_tail(self, size: int = 3000) -> str:
         return self.log_file.read_text(errors="replace")[-size:] if self.log_file.exists() else ""
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM to the runtime (it stops its kinesis-mock child), SIGKILL to its process group after `timeout`."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the runtime (it stops its kinesis-mock child), SIGKILL to its process group after `timeout`.
+        It keeps nothing worth a graceful stop (no persistence; its files are the run's own), and after logging
+        "Stopping all services" it idles for 18 s or more before it exits (measured on a loaded machine)."""
         stop_pid(self.pid, timeout)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # a child it left behind (its own session: only ours)
