@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[local,dev]'
 	touch $(STAMP)
 
-# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); 320 MB. On a 2-core machine at
+# LocalStack in host mode, in a virtualenv of its own (its pins clash with ours); 320 MB; and kinesis-mock (npm), which
+# LocalStack would install on its first Kinesis call. On a 2-core machine at
 # load 30: 2 min 40 s with uv, 28 min with pip.
 # localstack-core 4.10+ fails on Python 3.11; the pins are the versions its 4.9.2 runtime imports cleanly with.
 LOCALSTACK_VENV := build/localstack-venv
@@ -34,6 +35,7 @@ localstack: $(LOCALSTACK_STAMP)
 $(LOCALSTACK_STAMP): | $(STAMP)
 	test -x $(LOCALSTACK_VENV)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(LOCALSTACK_VENV)
 	$(UV) pip install --quiet --python $(LOCALSTACK_VENV)/bin/python $(foreach p,$(LOCALSTACK_PINS),'$(p)')
+	$(BIN)/python -c 'from infra.localstack import install_kinesis_mock; install_kinesis_mock()'
 	touch $(LOCALSTACK_STAMP)
 
 # The end-to-end tests on LocalStack (Kinesis, Logs, SNS, SQS, S3, Firehose, CloudWatch) + the emulator (DynamoDB, Glue).
