@@ -1,18 +1,16 @@
 """LocalStack in host mode, in its own virtualenv, beside the embedded emulator that serves DynamoDB.
 
 LocalStack (`localstack-core[runtime]`, installed by `make localstack` into build/localstack-venv) runs as
-`python -m localstack.runtime.main` on 127.0.0.1 and a port of its own, with every file it writes under one
-folder, the run's own (`FILESYSTEM_ROOT`; `OVERRIDE_IN_DOCKER=0` so that a machine that is itself a
-container does not make it use /var/lib/localstack and /usr/lib/localstack), except the libraries it
-installs on first use: their folder is a link to build/localstack/lib, kept for the next run, with npm's
-cache for them in build/localstack/npm-cache (kinesis-mock persists its streams under the run's folder, so a
-run never sees another's). It serves Kinesis
-(kinesis-mock, installed through npm on first use, about 35 s), CloudWatch Logs, SNS, SQS, S3,
-Firehose, IAM, STS, KMS (for the buckets' SSE-KMS) and CloudWatch (the template's alarms and dashboard).
-Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the
-package registries, and Glue is in LocalStack Pro only, so those two come from the embedded emulator on
-another port: `LocalStackPair.target()` is LocalStack with `dynamodb` and `glue` sent to the emulator (see
-`infra.aws.with_endpoints`).
+`python -m localstack.runtime.main` on 127.0.0.1 and a port of its own, with every file it writes under one folder, the
+run's own (`FILESYSTEM_ROOT`; `OVERRIDE_IN_DOCKER=0` so that a machine that is itself a container does not make it
+use /var/lib/localstack and /usr/lib/localstack), except the libraries it installs on first use: their folder is a
+link to build/localstack/lib, kept for the next run, with npm's cache for them in build/localstack/npm-cache
+(kinesis-mock persists its streams under the run's folder, so a run never sees another's). It serves Kinesis
+(kinesis-mock, installed through npm by `make localstack`, else on first use, about 35 s), CloudWatch Logs, SNS,
+SQS, S3, Firehose, IAM, STS, KMS (for the buckets' SSE-KMS) and CloudWatch (the template's alarms and dashboard).
+Its DynamoDB needs a Java runtime and DynamoDB Local downloaded from outside the package registries, and Glue is in
+LocalStack Pro only, so those two come from the embedded emulator on another port: `LocalStackPair.target()` is
+LocalStack with `dynamodb` and `glue` sent to the emulator (see `infra.aws.with_endpoints`).
 
     pair = start_pair(directory)          # LocalStack + the emulator, both healthy
     pair.target()                         # the aws.Target across the two
@@ -27,6 +25,7 @@ import logging
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +115,25 @@ def filesystem(directory: Path, libraries: Path = LIBRARIES) -> Path:
     return root
 
 
+def install_kinesis_mock(venv: Path = VENV, libraries: Path = LIBRARIES) -> None:
+    """kinesis-mock into `libraries` through npm, as LocalStack installs it on its first Kinesis call (about 35 s):
+    `make localstack` does it while the checks run, so that the first LocalStack started does not wait for it."""
+    with tempfile.TemporaryDirectory(prefix="install-", dir=libraries.parent) as folder:
+        directory = Path(folder)
+        filesystem(directory, libraries)
+        subprocess.run(  # noqa: S603 (argv built here: LocalStack's own venv python and its package installer)
+            [
+                str(python(venv)),
+                "-c",
+                "from localstack.services.kinesis.packages import kinesismock_package as p; p.install()",
+            ],
+            stdin=subprocess.DEVNULL,
+            cwd=directory,
+            env=environment(0, directory),
+            check=True,
+        )
+
+
 @dataclass
 class LocalStack:
     """A LocalStack runtime process we started."""
@@ -131,8 +149,10 @@ class LocalStack:
     def log_tail(self, size: int = 3000) -> str:
         return self.log_file.read_text(errors="replace")[-size:] if self.log_file.exists() else ""
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM to the runtime (it stops its kinesis-mock child), SIGKILL to its process group after `timeout`."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the runtime (it stops its kinesis-mock child), SIGKILL to its process group after `timeout`.
+        It keeps nothing worth a graceful stop (no persistence; its files are the run's own), and after logging
+        "Stopping all services" it idles for 18 s or more before it exits (measured on a loaded machine)."""
         stop_pid(self.pid, timeout)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # a child it left behind (its own session: only ours)

@@ -1,10 +1,10 @@
-"""The LocalStack smoke (`make test-localstack`; slow): the stack up on LocalStack (Kinesis, Logs, SNS, SQS, S3,
-Firehose) with the embedded emulator beside it (DynamoDB), one scenario through both KCL daemons, its findings
-checked on SNS -> SQS and in Firehose -> S3, and the stack down, every process stopped by its pid.
+"""The LocalStack smoke (`make test` and `make test-localstack`; slow): the stack up on LocalStack (Kinesis, Logs,
+SNS, SQS, S3, Firehose) with the embedded emulator beside it (DynamoDB), one scenario through both KCL daemons,
+its findings checked on SNS -> SQS and in Firehose -> S3, and the stack down, every process stopped by its pid.
 
-The scenario is tests/e2e/test_live_pipeline.py's first. It is kept out of `make test`, which is at its time
-budget. LocalStack comes from `make localstack` (a prerequisite of `make test-localstack`); without it this
-fails saying to run that.
+The scenario is tests/e2e/test_live_pipeline.py's first. `make test` asks for this file by its path (a plain
+`pytest` leaves the LocalStack folder out). LocalStack comes from `make localstack` (a prerequisite of both
+targets); without it this fails saying to run that.
 """
 
 from __future__ import annotations
