@@ -98,7 +98,7 @@ def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
             str(config),
             "--format",
             "json",
-            "--processes",
+            "--workers",
             processes,
             "--all",
         )
@@ -155,7 +155,7 @@ def three_days(tmp_path: Path) -> tuple[Recording, list[dict[str, Any]]]:
 def test_only_the_range_days_are_listed_and_events_outside_it_are_skipped(tmp_path: Path) -> None:
     store, records = three_days(tmp_path)
     window = parse_range("2024-08-06", "2024-08-06")
-    with Backfill(store, "", window, workers=4) as job:
+    with Backfill(store, "", window, downloads=4) as job:
         items = list(job.items())
     assert {
         p.rsplit("/", 4)[-4:-1] == ["2024", "08", "06"] or p.rsplit("/", 4)[-4:-1] == ["2024", "08", "07"]
