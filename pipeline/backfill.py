@@ -11,7 +11,8 @@ Files are downloaded, decoded, cut to the range and sorted by a thread pool; eac
 one stream (`pipeline.ordering`) holding its current file and at most `ahead` more, and the streams
 are merged by event time for the detector. With a `Router` (`pipeline.routed`), the threads only
 download: worker processes decode each file and run stage 1 on it, on every core, and the merge passes
-on `Routed` events (their time, findings and facts) for the detector's stage 2.
+on, per event, a `Routed` (its time, findings and facts) or, for an event that gave neither, its time
+alone, for the detector's stage 2.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Protocol
 from pipeline.decode import MAX_DECOMPRESSED, DeadLetter, DecodeStats, decode
 from pipeline.engine import EngineStats
 from pipeline.ordering import Item, Stream, group, merge, sort_file, windowed
-from pipeline.routed import RoutedFile, Router, add_stats
+from pipeline.routed import Routed, RoutedFile, Router, add_stats
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,7 @@ class Loaded:
     events: int = 0
     outside: int = 0
     failed: bool = False
-    stage1: EngineStats | None = None  # with a Router: the worker's stage-1 counts for this file
-    facts_out: int = 0
+    routed: RoutedFile | None = None  # with a Router: the file after stage 1 (and no `items`)
 
 
 @dataclass
@@ -211,6 +211,7 @@ class BackfillStats:
     decode: DecodeStats = field(default_factory=DecodeStats)
     stage1: EngineStats = field(default_factory=EngineStats)  # with a Router: its workers' stage-1 counts
     facts_out: int = 0
+    worker_cpu: dict[int, float] = field(default_factory=dict)  # with a Router: CPU seconds per worker process
 
     def day(self) -> str:
         """The day of the latest event passed on, for progress."""
@@ -230,7 +231,7 @@ class Backfill:
         prefix: str,
         window: TimeRange,
         *,
-        workers: int = 8,
+        downloads: int = 8,
         max_size: int = MAX_DECOMPRESSED,
         ahead: int = 1,
         router: Router | None = None,
@@ -241,7 +242,7 @@ class Backfill:
         self.max_size = max_size
         self.ahead = max(0, ahead)
         self.stats = BackfillStats()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill")
+        self.pool = ThreadPoolExecutor(max_workers=max(1, downloads), thread_name_prefix="backfill")
         self.streams: list[Stream[tuple[str, int]]] = []
         self.router = router
 
@@ -269,17 +270,42 @@ class Backfill:
         self.stats.listings = len(folders)
         return self.streams
 
-    def items(self) -> Iterator[Item]:
-        """Events in the range and dead letters, by event time across account-regions."""
+    def items(self) -> Iterator[Item | Routed | float]:
+        """Events in the range and dead letters, by event time across account-regions. With a `Router`,
+        each event after stage 1: a `Routed` if it gave findings or facts, else its time."""
         if not self.streams and not self.stats.files_total:
             self.plan()
         feeds = [_Prefetch(stream.files, self._submit, self.ahead) for stream in self.streams]
-        yield from merge([windowed(self._counted(feed), 1) for feed in feeds])
+        if self.router is not None:
+            yield from merge([self._routed(feed) for feed in feeds])  # type: ignore[misc]
+        else:
+            yield from merge([windowed(self._counted(feed), 1) for feed in feeds])
+
+    def _routed(self, feed: _Prefetch) -> Iterator[tuple[float, Routed | float | DeadLetter]]:
+        """One stream's files after stage 1, keyed like `ordering.windowed` keys items (a dead letter with
+        the last event time before it)."""
+        last = float("-inf")
+        for loaded in self._loaded(feed):
+            routed = loaded.routed
+            if routed is None:  # not downloaded: a dead letter
+                for item in loaded.items:
+                    yield last, item  # type: ignore[misc]
+                continue
+            for dead in routed.dead:
+                yield last, dead
+            if routed.times:
+                yield from routed.keyed()
+                last = routed.times[-1]
 
     def _submit(self, f: tuple[str, int]) -> Future[Loaded]:
         return self.pool.submit(self.load, *f)
 
     def _counted(self, feed: _Prefetch) -> Iterator[list[Item]]:
+        for loaded in self._loaded(feed):
+            yield loaded.items
+
+    def _loaded(self, feed: _Prefetch) -> Iterator[Loaded]:
+        """The feed's files, counted as they are passed on."""
         stats = self.stats
         for loaded in feed:
             stats.files += 1
@@ -288,10 +314,12 @@ class Backfill:
             stats.download_errors += loaded.failed
             stats.decode.dead_letters.update(loaded.stats.dead_letters)
             stats.decode.skipped.update(loaded.stats.skipped)
-            if loaded.stage1 is not None:
-                add_stats(stats.stage1, [loaded.stage1])
-                stats.facts_out += loaded.facts_out
-            yield loaded.items
+            if loaded.routed is not None:
+                add_stats(stats.stage1, [loaded.routed.stage1])
+                stats.facts_out += loaded.routed.facts_out
+                cpu = stats.worker_cpu
+                cpu[loaded.routed.worker] = max(cpu.get(loaded.routed.worker, 0.0), loaded.routed.worker_cpu)
+            yield loaded
 
     def load(self, key: str, size: int = 0) -> Loaded:
         """Download and decode one file; events outside the range are dropped (counted). Never raises."""
@@ -305,16 +333,7 @@ class Backfill:
         window = self.window
         if self.router is not None:
             routed: RoutedFile = self.router.submit(data, origin, window.start, window.end, self.max_size).result()
-            return Loaded(
-                key,
-                routed.size,
-                routed.items,  # type: ignore[arg-type]
-                routed.decode,
-                routed.events,
-                routed.outside,
-                stage1=routed.stage1,
-                facts_out=routed.facts_out,
-            )
+            return Loaded(key, routed.size, [], routed.decode, routed.events, routed.outside, routed=routed)
         kept: list[Item] = []
         events = outside = 0
         for item in decode(data, origin, stats, self.max_size):

@@ -71,6 +71,13 @@ class Detector:
             self._count(self.state.observe(routed.time), findings)
         return findings
 
+    def advance(self, time: float) -> list[Finding]:
+        """`take` for an event whose stage 1 elsewhere gave no finding and no fact: what its time makes due."""
+        findings: list[Finding] = []
+        if self._stateful:
+            self._count(self.state.observe(time), findings)
+        return findings
+
     def absorb(self, stage1: EngineStats, facts_out: int) -> None:
         """Count what stage 1 did elsewhere (`pipeline.routed` workers) as if it ran here."""
         add_stats(self.engine.stats, [stage1])

@@ -2,11 +2,13 @@
 (the processes themselves are started by `infra.workers.RouterPool`).
 
 A worker decodes one file, keeps the events in the time range, sorts them like `ordering.sort_file` and
-runs stage 1 on each (`RouterStage`: match rules and fact extraction). What comes back is small: per event
-its time and, for the few that matched, their findings and facts (`Routed`), plus the file's dead letters
-and counts. The parent merges files by event time per account and region as before and gives each
-`Routed` to `Detector.take`, which applies the facts to the one keyed state, in event-time order: stage 2
-stays in one process, so the findings are those of a single-process backfill.
+runs stage 1 on each (`RouterStage`: match rules and fact extraction). What comes back is small: the
+times of its events in one array of doubles (pickled as raw bytes), and for the few events that matched
+or gave facts their index, findings and facts (`Routed`), plus the file's dead letters and counts. The
+parent merges files by event time per account and region as before and, event by event, gives each
+`Routed` to `Detector.take` and each other event's time to `Detector.advance`, which applies the facts to
+the one keyed state and moves its event time, in event-time order: stage 2 stays in one process, so the
+findings are those of a single-process backfill.
 
 The first-seen refresh throttle of `FactExtractor` is per process, so several workers may send a
 remembered value again sooner than one process would; that only refreshes what stage 2 already holds.
@@ -14,7 +16,11 @@ remembered value again sooner than one process would; that only refreshes what s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import signal
+import time
+from array import array
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -43,26 +49,44 @@ class Routed(NamedTuple):
 
 @dataclass
 class RoutedFile:
-    """One file through stage 1: dead letters first, then its events in the range by event time."""
+    """One file through stage 1: its dead letters, and its events in the range by event time as `times`,
+    with `hits` the (index in `times`, `Routed`) of those that gave findings or facts."""
 
-    items: list[Routed | DeadLetter]
+    times: array[float]
+    hits: list[tuple[int, Routed]]
+    dead: list[DeadLetter]
     size: int
     decode: DecodeStats
     stage1: EngineStats = field(default_factory=EngineStats)
     facts_out: int = 0
-    events: int = 0
     outside: int = 0
+    worker: int = 0  # the worker's process id
+    worker_cpu: float = 0.0  # its CPU seconds so far, start-up included (for `bench/backfill.py`)
+
+    @property
+    def events(self) -> int:
+        return len(self.times)
+
+    def keyed(self) -> Iterator[tuple[float, Routed | float]]:
+        """Its events with their merge key (the event time): a `Routed` for each hit, the bare time otherwise."""
+        items: list[Routed | float] = self.times.tolist()  # type: ignore[assignment]
+        for i, routed in self.hits:
+            items[i] = routed
+        return zip(self.times, items, strict=True)
 
 
 _stage: RouterStage | None = None
 
 
-def start_worker(config: Config, only: list[str], overrides: dict[str, dict[str, object]]) -> None:
-    """In a new worker process: bind the pack `route_file` runs (the parent's: the same rules, configuration
-    and overrides)."""
+def start_worker(
+    config: Config, only: list[str], overrides: dict[str, dict[str, object]], sigma: list[str] | None = None
+) -> None:
+    """In a new worker process: bind the pack `route_file` runs (the parent's: the same rules, configuration,
+    overrides and `--sigma` paths). Ctrl-C is the parent's to handle: it stops the workers."""
     global _stage
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_gc()
-    _stage = RouterStage(bind_pack(config, only, overrides=overrides))
+    _stage = RouterStage(bind_pack(config, only, overrides=overrides, sigma=sigma or ()))
 
 
 def route_file(data: bytes, origin: str, start: float, end: float, max_size: int) -> RoutedFile:
@@ -80,21 +104,30 @@ def route_file(data: bytes, origin: str, start: float, end: float, max_size: int
     engine.stats = extractor.stats = EngineStats()  # this file's counts only, added up by the parent
     extractor.facts_out = 0
     process, facts = engine.process, extractor.facts
-    out: list[Routed | DeadLetter] = []
-    events = 0
+    times: array[float] = array("d")
+    hits: list[tuple[int, Routed]] = []
+    dead: list[DeadLetter] = []
     for item in sort_file(kept):
         if type(item) is DeadLetter:
-            out.append(item)
+            dead.append(item)
             continue
-        events += 1
         found = process(item)  # type: ignore[arg-type]
         keyed = facts(item)  # type: ignore[arg-type]
-        out.append(
-            Routed(item.time, found or _NONE, keyed or _NONE)  # type: ignore[union-attr]
-            if found or keyed
-            else Routed(item.time)  # type: ignore[union-attr]
-        )
-    return RoutedFile(out, len(data), stats, engine.stats, extractor.facts_out, events, outside)
+        if found or keyed:
+            hits.append((len(times), Routed(item.time, found or _NONE, keyed or _NONE)))  # type: ignore[union-attr]
+        times.append(item.time)  # type: ignore[union-attr]
+    return RoutedFile(
+        times,
+        hits,
+        dead,
+        len(data),
+        stats,
+        engine.stats,
+        extractor.facts_out,
+        outside,
+        os.getpid(),
+        time.process_time(),
+    )
 
 
 class Router(Protocol):

@@ -99,18 +99,22 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=8,
-        metavar="N",
-        help="files listed, downloaded and decoded in parallel (default 8)",
-    )
-    parser.add_argument(
         "--processes",
+        dest="workers",
         type=int,
         default=usable_cores(),
         metavar="N",
-        help="worker processes that decode files and run the match rules and fact extraction "
-        f"(default: the usable cores, {usable_cores()} here); 1 runs everything in this process",
+        help="worker processes that decode files and run the match rules and fact extraction, one file at a "
+        f"time each (default: the cores this process may use, {usable_cores()} here); stage 2 runs in this "
+        "process, in event-time order, so the findings do not depend on N; 1 runs everything in this process",
+    )
+    parser.add_argument(
+        "--downloads",
+        dest="downloads",
+        type=int,
+        default=8,
+        metavar="N",
+        help="threads that list and download files in parallel (default 8)",
     )
     parser.add_argument("--all", action="store_true", help="print every repeat of a finding id too")
     parser.add_argument(
@@ -159,8 +163,8 @@ def line(stats: BackfillStats, events: int, elapsed: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_size <= 0 or args.workers <= 0 or args.processes <= 0:
-        return _fail("--max-size, --workers and --processes must be positive")
+    if args.max_size <= 0 or args.workers <= 0 or args.downloads <= 0:
+        return _fail("--max-size, --workers and --downloads must be positive")
     try:
         window = parse_range(args.start, args.end)
         store, prefix = open_store(args.location, args)
@@ -181,9 +185,12 @@ def run(args: argparse.Namespace) -> int:
                 store,
                 prefix,
                 window,
-                workers=args.workers,
+                # A thread waits on each file its worker decodes, and each account-region keeps a file
+                # per worker in flight: every worker busy, the downloads too, even for a single stream.
+                downloads=args.downloads + (args.workers if args.workers > 1 else 0),
+                ahead=args.workers,
                 max_size=args.max_size * 1024 * 1024,
-                router=RouterPool(detector.pack, args.processes) if args.processes > 1 else None,
+                router=RouterPool(detector.pack, args.workers, args.sigma) if args.workers > 1 else None,
             ) as job,
         ):
             writer = make_writer(fmt, out if out is not None else sys.stdout.buffer)
@@ -237,17 +244,24 @@ def _backfill(
                 pending.clear()
 
     try:
+        advance, take, process = detector.advance, detector.take, detector.process
         for item in job.items():
-            if isinstance(item, DeadLetter):
+            kind = type(item)
+            if kind is float:  # an event whose stage 1 (in a worker) gave nothing: only its time counts
+                findings = advance(item)  # type: ignore[arg-type]
+            elif kind is Routed:
+                findings = take(item)  # type: ignore[arg-type]
+            elif kind is DeadLetter:
                 if dead_out is not None:
-                    dead_out.write(orjson.dumps(item.to_dict()) + b"\n")
+                    dead_out.write(orjson.dumps(item.to_dict()) + b"\n")  # type: ignore[union-attr]
                 continue
+            else:
+                findings = process(item)  # type: ignore[arg-type]
             events += 1
-            findings = detector.take(item) if type(item) is Routed else detector.process(item)
             if findings:
                 found(findings)
             if not events % PROGRESS_EVERY:
-                stats.last_time = item.time
+                stats.last_time = item if kind is float else item.time  # type: ignore[assignment,union-attr]
                 display.update(line(stats, events, display.elapsed()))
         found(detector.finish())
         detector.absorb(stats.stage1, stats.facts_out)
@@ -257,7 +271,7 @@ def _backfill(
         display.clear()
         print(
             f"trailwarden backfill: a worker process died ({safe(str(exc))}); nothing after the findings above "
-            "was checked. Rerun the range with --processes 1 to run everything in this process.",
+            "was checked. Rerun the range with --workers 1 to run everything in this process.",
             file=sys.stderr,
         )
         return 1
@@ -277,6 +291,9 @@ def _backfill(
         summary["outside_the_range"] = stats.outside_range
         if stats.download_errors:
             summary["download_errors"] = stats.download_errors
+        if stats.worker_cpu:
+            summary["worker_processes"] = len(stats.worker_cpu)
+            summary["worker_cpu_seconds"] = round(sum(stats.worker_cpu.values()), 2)
         if publisher is not None:
             summary["published"] = publisher.stats.published
             summary["already_alerted"] = publisher.stats.suppressed

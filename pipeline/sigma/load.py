@@ -113,7 +113,7 @@ def _read(file: Path, problems: list[Problem]) -> list[_Doc]:
         return []
     try:
         nodes = lines.documents(text)
-        datas = list(yaml.safe_load_all(text))
+        datas = list(yaml.load_all(text, Loader=lines.SAFE_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         what = getattr(exc, "problem", None) or str(exc)

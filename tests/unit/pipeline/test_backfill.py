@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,13 @@ import pytest
 
 from consumers.sinks import DedupeTable
 from infra import aws
+from infra.workers import RouterPool
 from pipeline.backfill import Backfill, LocalStore, TimeRange, local_location, parse_range, region_prefixes
 from pipeline.cli import main
 from pipeline.decode import DeadLetter
 from pipeline.encode import cloudtrail_files
 from pipeline.event import Event
+from pipeline.routed import RoutedFile
 from pipeline.scenario import build
 
 DAY = 86400.0
@@ -71,21 +75,56 @@ def test_backfill_of_a_local_archive_gives_scans_findings_marked_replayed(
     assert f"events: {len(scenario.events):,}" in err and "outside the range: 0" in err
 
 
-COUNTED = {"events", "findings", "facts", "duplicate facts", "tracked keys", "rule errors", "suppressed by rule"}
+COUNTED = {
+    "events",
+    "findings",
+    "facts",
+    "duplicate facts",
+    "tracked keys",
+    "rule errors",
+    "suppressed by rule",
+    "dead letters",
+}
+
+USER_SIGMA = """\
+title: Describe calls
+id: 6f2b1c3e-7a59-4f0e-9d8c-0a1b2c3d4e5f
+status: experimental
+logsource:
+  product: aws
+  service: cloudtrail
+detection:
+  selection:
+    eventName|startswith: Describe
+  condition: selection
+level: low
+"""
 
 
 def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
     tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
-    """Decoding and stage 1 on two worker processes, stage 2 here: the same findings, in the same order,
-    and the same counts as everything in one process."""
+    """Decoding and stage 1 on two worker processes, stage 2 here: the same findings (ids and all), in the
+    same order, and the same counts as everything in one process; a corrupt gzip and an object that is not
+    CloudTrail are counted as dead letters and the rest goes on; the workers run the --sigma rules too."""
     archive = tmp_path / "archive"
-    write_archive(archive, scenario.events, "o-exampleorg1")
+    files = write_archive(archive, scenario.events, "o-exampleorg1")
+    folder = (archive / files[len(files) // 2][0]).parent
+    (folder / "111122223333_CloudTrail_us-east-1_20240806T0000Z_corrupt.json.gz").write_bytes(
+        b"\x1f\x8b\x08\x00 not gzip"
+    )
+    (folder / "111122223333_CloudTrail_us-east-1_20240806T0001Z_other.json.gz").write_bytes(
+        gzip.compress(b'{"configurationItems": []}')
+    )
+    sigma = tmp_path / "sigma"
+    sigma.mkdir()
+    (sigma / "describe.yml").write_text(USER_SIGMA)
     config = tmp_path / "scenario.toml"
     config.write_text(scenario.config_toml())
     day = datetime.fromtimestamp(scenario.start, UTC).strftime("%Y-%m-%d")
     runs = {}
-    for processes in ("1", "2"):
+    for workers in ("1", "2"):
+        dead = tmp_path / f"dead-{workers}.jsonl"
         rc, found, err = run_cli(
             capsysbinary,
             "backfill",
@@ -98,17 +137,27 @@ def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
             str(config),
             "--format",
             "json",
-            "--processes",
-            processes,
+            "--workers",
+            workers,
             "--all",
+            "--sigma",
+            str(sigma),
+            "--dead-letters",
+            str(dead),
         )
         assert rc == 0, err
-        runs[processes] = found, [line for line in err.splitlines() if line.strip().split(":")[0] in COUNTED]
+        assert f"events: {len(scenario.events):,}" in err and "dead letters: 2" in err, err
+        assert len(dead.read_bytes().splitlines()) == 2
+        assert ("worker processes: 2" in err) == (workers == "2"), err
+        runs[workers] = found, [line for line in err.splitlines() if line.strip().split(":")[0] in COUNTED]
     one, two = runs["1"], runs["2"]
     assert one[0] and [f["id"] for f in two[0]] == [f["id"] for f in one[0]]
     assert [{k: v for k, v in f.items() if k != "detected_at"} for f in two[0]] == [
         {k: v for k, v in f.items() if k != "detected_at"} for f in one[0]
     ]
+    assert any(f["rule_id"] == "sigma-describe" for f in one[0]) and any(
+        f["rule_id"].startswith("sigma-") for f in one[0]
+    )
     # Each worker throttles its own first-seen refreshes, so they may send a remembered value again sooner.
     facts = {
         run: int(next(line for line in counts if line.strip().startswith("facts:")).split(":")[1].replace(",", ""))
@@ -116,7 +165,27 @@ def test_stage_one_in_worker_processes_gives_the_findings_of_one_process(
     }
     assert facts["2"] >= facts["1"] > 0
     same = [line for line in one[1] if not line.strip().startswith("facts:")]
-    assert [line for line in two[1] if not line.strip().startswith("facts:")] == same and len(same) >= 4, same
+    assert [line for line in two[1] if not line.strip().startswith("facts:")] == same and len(same) >= 5, same
+
+
+class Crashing(RouterPool):
+    """Worker processes that die on the first file."""
+
+    def submit(self, data: bytes, origin: str, start: float, end: float, max_size: int) -> Future[RoutedFile]:
+        return self.pool.submit(os._exit, 3)
+
+
+def test_a_worker_that_dies_ends_the_run_with_what_to_do(
+    tmp_path: Path, scenario: Any, capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.commands.backfill as command
+
+    write_archive(tmp_path, scenario.events[:200])
+    monkeypatch.setattr(command, "RouterPool", Crashing)
+    day = datetime.fromtimestamp(scenario.start, UTC).strftime("%Y-%m-%d")
+    rc, _, err = run_cli(capsysbinary, "backfill", str(tmp_path), "--from", day, "--workers", "2", "-q")
+    assert rc == 1 and "a worker process died" in err and "--workers 1" in err, err
+    assert "Traceback" not in err
 
 
 class Recording(LocalStore):
@@ -155,7 +224,7 @@ def three_days(tmp_path: Path) -> tuple[Recording, list[dict[str, Any]]]:
 def test_only_the_range_days_are_listed_and_events_outside_it_are_skipped(tmp_path: Path) -> None:
     store, records = three_days(tmp_path)
     window = parse_range("2024-08-06", "2024-08-06")
-    with Backfill(store, "", window, workers=4) as job:
+    with Backfill(store, "", window, downloads=4) as job:
         items = list(job.items())
     assert {
         p.rsplit("/", 4)[-4:-1] == ["2024", "08", "06"] or p.rsplit("/", 4)[-4:-1] == ["2024", "08", "07"]
