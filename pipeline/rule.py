@@ -257,12 +257,14 @@ def metadata(
     validate: Callable[[Params], None] | None = None,
     param_docs: Mapping[str, str] | None = None,
     shared: str = "",
+    gates: Iterable[Gate] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind.
 
     `validate(params)` checks configured values beyond their type and raises ConfigError;
     `param_docs` says in one line per parameter what it means (shown by `trailwarden config`);
-    `shared` names a configuration section that sets the rule's parameters (see `Rule.shared`)."""
+    `shared` names a configuration section that sets the rule's parameters (see `Rule.shared`);
+    `gates` are fields the rule cannot match without (see `Rule.gates`)."""
     return {
         "id": id,
         "title": title,
@@ -277,6 +279,7 @@ def metadata(
         "validate": validate,
         "param_docs": dict(param_docs or {}),
         "shared": shared,
+        "gates": tuple(gates),
     }
 
 
@@ -312,10 +315,10 @@ def match(
                 fn=fn,
                 validate=validate,
                 param_docs=param_docs,
+                gates=gates,
             ),
             kind=Kind.MATCH,
             check=fn,
-            gates=tuple(gates),
         )
         return register(rule)  # type: ignore[return-value]
 

@@ -99,6 +99,6 @@ def match_rule(d: Detection) -> MatchRule:
             return None
         return Hit(summary=f"{d.title}: {e.name} by {e.principal or 'unknown principal'}", context=context)
 
-    rule = MatchRule(**d.rule_metadata(check), kind=Kind.MATCH, check=check, gates=gates(d.node))
+    rule = MatchRule(**{**d.rule_metadata(check), "gates": gates(d.node)}, kind=Kind.MATCH, check=check)
     rule.origin, rule.upstream = "sigma", d.upstream
     return rule

@@ -16,7 +16,7 @@ import pytest
 from pipeline.config import Config, enabled_rules
 from pipeline.engine import MatchEngine, bind
 from pipeline.event import Event
-from pipeline.rule import ANY, Case, Gate, Hit, MatchRule, Params
+from pipeline.rule import ANY, Case, Gate, Hit, MatchRule, Params, Rule
 from pipeline.rules import rule_pack
 from pipeline.ruletest import cloudformation_form, complete_record, console_form
 
@@ -96,20 +96,22 @@ def _pack() -> list[MatchRule]:
     return [r for r in enabled_rules(rule_pack(config), config) if isinstance(r, MatchRule)]
 
 
-def _gated_cases() -> list[tuple[MatchRule, Case]]:
-    return [(r, c) for r in _pack() if r.gates for c in r.cases]
+def _gated_cases() -> list[tuple[Rule, Case]]:
+    config = Config.from_dict()
+    return [(r, c) for r in enabled_rules(rule_pack(config), config) if r.gates for c in r.cases]
 
 
-def test_the_pack_has_gated_rules_among_those_that_watch_every_event() -> None:
-    pack = _pack()
-    everything = [r for r in pack if r.events == {ANY: None}]
+def test_the_match_rules_that_watch_every_event_are_gated() -> None:
+    everything = [r for r in _pack() if r.events == {ANY: None}]
     assert everything and all(r.gates for r in everything), [r.id for r in everything if not r.gates]
 
 
 @pytest.mark.parametrize(("rule", "case"), _gated_cases(), ids=lambda x: getattr(x, "id", None) or x.name)
-def test_a_gate_never_hides_a_match_of_its_rule(rule: MatchRule, case: Case) -> None:
+def test_a_gate_never_hides_a_match_of_its_rule(rule: Rule, case: Case) -> None:
+    """A match rule's check, or a stateful rule's extractor, is true only for events its gates admit."""
     config = Config.from_dict()
     params = config.params(rule, dict(case.params))
+    asks = rule.check if isinstance(rule, MatchRule) else rule.extract  # type: ignore[attr-defined]
     checked = 0
     for index, partial in enumerate(case.events):
         for form in (partial, console_form(partial, index, case.name), cloudformation_form(partial, index, case.name)):
@@ -117,7 +119,7 @@ def test_a_gate_never_hides_a_match_of_its_rule(rule: MatchRule, case: Case) -> 
                 continue
             event = Event.from_record(complete_record(form, index, case.name))
             assert isinstance(event, Event)
-            if rule.check(event, params):
+            if asks(event, params):
                 checked += 1
                 assert any(g.admits(event.raw) for g in rule.gates), (rule.id, case.name, form)
     if case.expect:
