@@ -212,7 +212,7 @@ class RuleIndex:
                     for name in names:
                         self._exact.setdefault((source, name), []).append(br)
         self._cache: dict[tuple[str, str], tuple[BoundRule, ...]] = {}
-        self._routes: dict[tuple[str, str], Route] = {}
+        self.routes: dict[tuple[str, str], Route] = {}  # what `route` found, by (source, name)
         self._admits: dict[tuple[Any, ...], Admit] = {}
         self.position = {br.rule.id: i for i, br in enumerate(self.bound)}
 
@@ -220,7 +220,7 @@ class RuleIndex:
         """The rules an event of (source, name) meets: those without gates, and the gated ones grouped by
         the function that picks the gated ones an event is for (`compile_gates`)."""
         pair = (source, name)
-        found = self._routes.get(pair)
+        found = self.routes.get(pair)
         if found is None:
             plain: list[BoundRule] = []
             by_path: dict[tuple[str, ...], list[tuple[Gate, BoundRule]]] = {}
@@ -231,9 +231,9 @@ class RuleIndex:
                 else:
                     plain.append(br)
             found = tuple(plain), self._admit(by_path) if by_path else None
-            if len(self._routes) >= _CACHE_LIMIT:
-                self._routes.clear()
-            self._routes[pair] = found
+            if len(self.routes) >= _CACHE_LIMIT:
+                self.routes.clear()
+            self.routes[pair] = found
         return found
 
     def _admit(self, by_path: dict[tuple[str, ...], list[tuple[Gate, BoundRule]]]) -> Admit:
@@ -270,12 +270,14 @@ class MatchEngine:
 
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.index = RuleIndex(br for br in bound if isinstance(br.rule, MatchRule))
+        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
 
     def process(self, event: Event) -> list[Finding]:
         """Findings of the match rules for one event."""
         self.stats.events += 1
-        candidates, admit = self.index.route(event.source, event.name)
+        pair = (event.source, event.name)
+        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
         gated = admit(event.raw) if admit is not None else None
         if gated:
             candidates = (*candidates, *gated)

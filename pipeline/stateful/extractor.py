@@ -38,6 +38,7 @@ class FactExtractor:
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
         self.index = RuleIndex(self.bound)
+        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
         self.facts_out = 0
         self._refresh = {
@@ -62,7 +63,8 @@ class FactExtractor:
 
     def facts(self, event: Event) -> list[Fact]:
         """The facts `event` yields (usually none)."""
-        candidates, admit = self.index.route(event.source, event.name)
+        pair = (event.source, event.name)
+        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
         gated = admit(event.raw) if admit is not None else None
         if gated:
             candidates = (*candidates, *gated)
