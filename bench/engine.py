@@ -3,11 +3,11 @@
   (a) decode floor: gunzip + orjson of the envelope and of each message, nothing else
       (`pipeline.decode.decode_floor`);
   (b) engine: `pipeline.decode.iter_decode` (transport detection, dead-letter accounting, Event
-      normalization) and every match rule of the pack through the engine's index: the stateless
-      work of the router stage;
+      normalization) and every match rule of the pack through the engine's index (by eventSource and
+      eventName, then by the fields the rules' gates read): the stateless work of the router stage;
   (c) naive: stdlib gzip + json, and every match rule of the pack tried on every event (no index:
-      each rule's declared events are checked per event, then its check runs): the same rules, the
-      same findings, as (b).
+      each rule's declared events are checked per event, then its check runs; gates are not read):
+      the same rules, the same findings, as (b).
 
 Beside them, the stateful rules' cost: (b) plus fact extraction (what a live router process does per
 event), and both stages in one process (what `scan` does: facts applied to keyed state at once).

@@ -319,7 +319,10 @@ def iter_decode(
     data: bytes, origin: str = "", stats: DecodeStats | None = None, max_size: int = MAX_DECOMPRESSED
 ) -> Iterator[Event | DeadLetter]:
     """`decode`, one item at a time: a CloudWatch Logs record's messages are parsed as they are taken, which
-    is what the stages do with each record. `stats` is complete once the iterator is exhausted."""
+    is what the stages do with each record. The blob is decompressed and its envelope parsed when this is
+    called; `stats` is complete once the iterator is exhausted."""
+    # Not a generator itself: the iterator handed back is `_cwl`'s own, so each event passes through one
+    # generator, not three.
     stats = stats if stats is not None else DecodeStats()
     if type(data) is not bytes:
         data = bytes(data)
@@ -327,14 +330,11 @@ def iter_decode(
         try:
             members = gunzip_members(data, max_size)
         except GzipError as exc:
-            yield stats.dead(exc.reason, origin, data, detail=exc.detail)
-            return
-        yield from _iter_members(members, origin, stats)
-        return
+            return iter((stats.dead(exc.reason, origin, data, detail=exc.detail),))
+        return _iter_members(members, origin, stats)
     if len(data) > max_size:
-        yield stats.dead("size exceeds the limit", origin, data, detail=f"more than {max_size} bytes")
-        return
-    yield from _iter_members([data], origin, stats)
+        return iter((stats.dead("size exceeds the limit", origin, data, detail=f"more than {max_size} bytes"),))
+    return _iter_members([data], origin, stats)
 
 
 def decode_members(members: list[bytes], origin: str, stats: DecodeStats | None = None) -> list[Event | DeadLetter]:
@@ -349,22 +349,27 @@ def _iter_members(members: list[bytes], origin: str, stats: DecodeStats) -> Iter
     try:
         doc = _loads(data)
     except _JSONError as exc:
-        if looks_like_json_lines(data):
-            for number, line in enumerate(data.split(b"\n"), 1):
-                yield from decode_line(line, f"{origin}:{number}", stats)
-        elif len(members) > 1 and _each_json(members):
-            # Concatenated gzip members of one document each, as Firehose delivers CloudWatch Logs records.
-            for number, member in enumerate(members, 1):
-                yield from from_document(_loads(member), f"{origin} member {number}", stats)
-        elif not data.strip():
-            yield stats.dead("empty input", origin, data)
-        else:
-            yield _not_json(data, origin, exc, stats)
-        return
+        return _unparsed(data, members, origin, stats, exc)
     if type(doc) is dict and ("logEvents" in doc or "messageType" in doc):
-        yield from _cwl(doc, origin, stats)
+        return _cwl(doc, origin, stats)
+    return iter(from_document(doc, origin, stats))
+
+
+def _unparsed(
+    data: bytes, members: list[bytes], origin: str, stats: DecodeStats, exc: Exception
+) -> Iterator[Event | DeadLetter]:
+    """Content that is not one JSON document: JSON lines, concatenated documents, or a dead letter."""
+    if looks_like_json_lines(data):
+        for number, line in enumerate(data.split(b"\n"), 1):
+            yield from decode_line(line, f"{origin}:{number}", stats)
+    elif len(members) > 1 and _each_json(members):
+        # Concatenated gzip members of one document each, as Firehose delivers CloudWatch Logs records.
+        for number, member in enumerate(members, 1):
+            yield from from_document(_loads(member), f"{origin} member {number}", stats)
+    elif not data.strip():
+        yield stats.dead("empty input", origin, data)
     else:
-        yield from from_document(doc, origin, stats)
+        yield _not_json(data, origin, exc, stats)
 
 
 def _each_json(members: list[bytes]) -> bool:

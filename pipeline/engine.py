@@ -1,5 +1,9 @@
 """The match-rule engine: rules indexed by (eventSource, eventName), so an event meets only the rules it can match.
 
+A rule that declares gates (`pipeline.rule.Gate`: a field it cannot match without) is indexed by that field
+too: the rules gated on one field are found with one read of the field and a set lookup, so a rule that
+watches every event for root's calls or a denied call costs the events that are neither nothing.
+
 `MatchEngine` runs the match rules of a bound pack (`pipeline.pack`) on one event; the stateful rules' half of
 stage 1 (`pipeline.stateful.extractor`) looks its rules up with the same `RuleIndex`.
 """
@@ -7,14 +11,14 @@ stage 1 (`pipeline.stateful.extractor`) looks its rules up with the same `RuleIn
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Allowlist, Config
 from pipeline.event import Event
 from pipeline.finding import Finding, finding_id, window_start
-from pipeline.rule import ANY, Hit, MatchRule, Params, Rule
+from pipeline.rule import ANY, Gate, Hit, MatchRule, Params, Rule
 
 # Event names are attacker-controlled: the per-pair cache is cleared rather than allowed to grow.
 _CACHE_LIMIT = 20_000
@@ -82,8 +86,112 @@ def make_finding(
     )
 
 
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class GateGroup:
+    """The gated rules of one (eventSource, eventName) whose gates read one field (see `Gate`)."""
+
+    path: tuple[str, ...]
+    present: tuple[BoundRule, ...]  # any value will do
+    exact: dict[str, tuple[BoundRule, ...]]  # the value as it is
+    folded: dict[str, tuple[BoundRule, ...]]  # the value lowercased
+    contains: tuple[tuple[str, bool, BoundRule], ...]  # (text, fold, rule)
+    every: tuple[BoundRule, ...]  # each rule of the group once: a value the gates cannot read lets all decide
+
+    @classmethod
+    def of(cls, path: tuple[str, ...], gated: list[tuple[Gate, BoundRule]]) -> GateGroup:
+        present: list[BoundRule] = []
+        exact: dict[str, list[BoundRule]] = {}
+        folded: dict[str, list[BoundRule]] = {}
+        contains: list[tuple[str, bool, BoundRule]] = []
+        for gate, br in gated:
+            if gate.equals:
+                for value in gate.equals:
+                    (folded if gate.fold else exact).setdefault(value, []).append(br)
+            elif gate.contains:
+                contains.append((gate.contains, gate.fold, br))
+            else:
+                present.append(br)
+        every = tuple({id(br): br for _, br in gated}.values())
+        return cls(
+            path,
+            tuple(present),
+            {k: tuple(v) for k, v in exact.items()},
+            {k: tuple(v) for k, v in folded.items()},
+            tuple(contains),
+            every,
+        )
+
+
+Admit = Callable[[dict[str, Any]], list[BoundRule]]
+Route = tuple[tuple[BoundRule, ...], Admit | None]
+
+
+def compile_gates(groups: tuple[GateGroup, ...]) -> Admit:
+    """The function that picks, of the gated rules in `groups`, those whose gates admit a record (see
+    `Gate`), each once; straight-line code: each field read once (a shared first step,
+    `userIdentity`, once for all), no loop and no call per group. The rules and the field names are the
+    function's constants, never part of its source text (Sigma field names come from files)."""
+    env: dict[str, Any] = {"M": _MISSING, "ODD": object()}
+    heads: dict[str, str] = {}
+    lines = ["def admit(raw):", "    out = []"]
+
+    def const(value: Any) -> str:
+        name = f"c{len(env)}"
+        env[name] = value
+        return name
+
+    for group in groups:
+        first, rest = group.path[0], group.path[1:]
+        if rest and first not in heads:
+            heads[first] = f"h{len(heads)}"
+            lines.append(f"    {heads[first]} = raw.get({const(first)}, M)")
+    for group in groups:
+        first, rest = group.path[0], group.path[1:]
+        lines.append(f"    v = {heads[first]}" if rest else f"    v = raw.get({const(first)}, M)")
+        for step in rest:
+            lines += [
+                f"    if type(v) is dict: v = v.get({const(step)}, M)",
+                "    elif v is not None and v is not M: v = ODD",
+                "    else: v = M",
+            ]
+        lines.append("    if type(v) is str:")
+        body = []
+        if group.present:
+            body.append(f"        out.extend({const(group.present)})")
+        if group.exact:
+            body.append(f"        r = {const(group.exact)}.get(v)")
+            body.append("        if r: out.extend(r)")
+        if group.folded or any(fold for _, fold, _ in group.contains):
+            body.append("        lv = v.lower()")
+        if group.folded or group.contains:
+            if group.folded:
+                body.append(f"        r = {const(group.folded)}.get(lv)")
+                body.append("        if r: out.extend(r)")
+            for needle, fold, br in group.contains:
+                body.append(f"        if {const(needle)} in {'lv' if fold else 'v'}: out.append({const(br)})")
+        lines += body or ["        pass"]
+        lines.append("    elif v is M: pass")
+        if group.present:
+            lines.append(f"    elif v is None: out.extend({const(group.present)})")
+        else:
+            lines.append("    elif v is None: pass")
+        lines.append(f"    else: out.extend({const(group.every)})")
+    if len(groups) > 1:
+        lines.append("    if len(out) > 1: out = list({id(br): br for br in out}.values())")
+    lines.append("    return out")
+    # The constants are the arguments of a function that makes `admit`: read as closure cells, not globals.
+    names = ", ".join(env)
+    source = "\n".join([f"def make({names}):", *("    " + line for line in lines), "    return admit"])
+    scope: dict[str, Any] = {}
+    exec(source, scope)  # noqa: S102 (generated from the structure above; every value is an argument)
+    return scope["make"](**env)  # type: ignore[no-any-return]
+
+
 class RuleIndex:
-    """Rules bound to configuration, looked up by (eventSource, eventName)."""
+    """Rules bound to configuration, looked up by (eventSource, eventName), then by their gates' fields."""
 
     def __init__(self, bound: Iterable[BoundRule]) -> None:
         self.bound = list(bound)
@@ -104,8 +212,40 @@ class RuleIndex:
                     for name in names:
                         self._exact.setdefault((source, name), []).append(br)
         self._cache: dict[tuple[str, str], tuple[BoundRule, ...]] = {}
+        self.routes: dict[tuple[str, str], Route] = {}  # what `route` found, by (source, name)
+        self._admits: dict[tuple[Any, ...], Admit] = {}
+        self.position = {br.rule.id: i for i, br in enumerate(self.bound)}
+
+    def route(self, source: str, name: str) -> Route:
+        """The rules an event of (source, name) meets: those without gates, and the gated ones grouped by
+        the function that picks the gated ones an event is for (`compile_gates`)."""
+        pair = (source, name)
+        found = self.routes.get(pair)
+        if found is None:
+            plain: list[BoundRule] = []
+            by_path: dict[tuple[str, ...], list[tuple[Gate, BoundRule]]] = {}
+            for br in self.lookup(source, name):
+                if br.rule.gates:
+                    for gate in br.rule.gates:
+                        by_path.setdefault(gate.path, []).append((gate, br))
+                else:
+                    plain.append(br)
+            found = tuple(plain), self._admit(by_path) if by_path else None
+            if len(self.routes) >= _CACHE_LIMIT:
+                self.routes.clear()
+            self.routes[pair] = found
+        return found
+
+    def _admit(self, by_path: dict[tuple[str, ...], list[tuple[Gate, BoundRule]]]) -> Admit:
+        # Compiled once per set of gated rules (events of unknown names all share one), not per name.
+        key = tuple((path, tuple(id(br) for _, br in gated)) for path, gated in by_path.items())
+        admit = self._admits.get(key)
+        if admit is None:
+            admit = self._admits[key] = compile_gates(tuple(GateGroup.of(p, g) for p, g in by_path.items()))
+        return admit
 
     def lookup(self, source: str, name: str) -> tuple[BoundRule, ...]:
+        """Every rule that declared (source, name), gated or not, in the pack's order."""
         pair = (source, name)
         found = self._cache.get(pair)
         if found is None:
@@ -130,13 +270,18 @@ class MatchEngine:
 
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.index = RuleIndex(br for br in bound if isinstance(br.rule, MatchRule))
+        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
 
     def process(self, event: Event) -> list[Finding]:
         """Findings of the match rules for one event."""
         self.stats.events += 1
-        candidates = self.index.lookup(event.source, event.name)
-        if not candidates:
+        pair = (event.source, event.name)
+        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
+        gated = admit(event.raw) if admit is not None else None
+        if gated:
+            candidates = (*candidates, *gated)
+        elif not candidates:
             return []
         findings: list[Finding] = []
         for br in candidates:
@@ -154,4 +299,6 @@ class MatchEngine:
                 continue
             self.stats.findings[rule.id] += 1
             findings.append(finding)
+        if gated and len(findings) > 1:  # in the pack's order, as if no rule were gated
+            findings.sort(key=lambda f: self.index.position[f.rule_id])
         return findings

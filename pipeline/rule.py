@@ -129,6 +129,48 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A field a rule cannot match without, which the engine's index reads instead of running the rule.
+
+    `path` is the field (`("userIdentity", "type")`); the rule can only match when the field
+    `equals` one of the values, `contains` a text, or (neither given) is present with any value. With
+    `fold`, the value is lowercased first (the values and text given lowercased). A missing field (or a
+    null object on the way), or a null one for `equals` and `contains`, keeps the rule from the event; a
+    value of another type than a string, or an array on the way, lets the rule decide. A gate only
+    narrows: the rule's own check must still ask the same question (the naive baseline of `bench engine`
+    and the gate test run it alone)."""
+
+    path: tuple[str, ...]
+    equals: frozenset[str] = frozenset()
+    contains: str = ""
+    fold: bool = False
+
+    @classmethod
+    def of(cls, field: str, equals: Iterable[str] = (), contains: str = "", fold: bool = False) -> Gate:
+        """A gate on a dotted field name: `Gate.of("userIdentity.type", equals=["Root"])`."""
+        return cls(tuple(field.split(".")), frozenset(equals), contains, fold)
+
+    def admits(self, raw: dict[str, Any]) -> bool:
+        """Whether the rule may match `raw` (what the index decides, one rule at a time)."""
+        value: Any = raw
+        for step in self.path:
+            if type(value) is not dict:
+                return value is not None  # null on the way: no field; an array (or other value): the rule decides
+            if step not in value:
+                return False
+            value = value[step]
+        if not self.equals and not self.contains:
+            return True
+        if value is None:
+            return False
+        if type(value) is not str:
+            return True
+        if self.fold:
+            value = value.lower()
+        return value in self.equals if self.equals else self.contains in value
+
+
 def _event_index(events: Mapping[str, Iterable[str] | str]) -> dict[str, frozenset[str] | None]:
     """{eventSource: names} with None standing for every name of that source."""
     index: dict[str, frozenset[str] | None] = {}
@@ -162,6 +204,9 @@ class Rule:
     # A top-level configuration section whose keys set this rule's parameters for every rule sharing it
     # (the rule's own [rules.<id>] section wins), e.g. "tags" for the tag-compliance rules.
     shared: str = ""
+    # Fields the rule cannot match without (any one of them admits the event): the index skips the rule
+    # for an event none admits, without calling it. For rules that would otherwise see every event.
+    gates: tuple[Gate, ...] = ()
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -212,12 +257,14 @@ def metadata(
     validate: Callable[[Params], None] | None = None,
     param_docs: Mapping[str, str] | None = None,
     shared: str = "",
+    gates: Iterable[Gate] = (),
 ) -> dict[str, Any]:
     """The keyword arguments of `Rule` from a decorator's arguments: shared by every rule kind.
 
     `validate(params)` checks configured values beyond their type and raises ConfigError;
     `param_docs` says in one line per parameter what it means (shown by `trailwarden config`);
-    `shared` names a configuration section that sets the rule's parameters (see `Rule.shared`)."""
+    `shared` names a configuration section that sets the rule's parameters (see `Rule.shared`);
+    `gates` are fields the rule cannot match without (see `Rule.gates`)."""
     return {
         "id": id,
         "title": title,
@@ -232,6 +279,7 @@ def metadata(
         "validate": validate,
         "param_docs": dict(param_docs or {}),
         "shared": shared,
+        "gates": tuple(gates),
     }
 
 
@@ -248,8 +296,9 @@ def match(
     cases: Iterable[Case] = (),
     validate: Callable[[Params], None] | None = None,
     param_docs: Mapping[str, str] | None = None,
+    gates: Iterable[Gate] = (),
 ) -> Callable[[Callable[[Event, Params], Hit | bool | None]], MatchRule]:
-    """Declare a match rule (see the module docstring)."""
+    """Declare a match rule (see the module docstring); `gates` see `Rule.gates`."""
 
     def wrap(fn: Callable[[Event, Params], Hit | bool | None]) -> MatchRule:
         rule = MatchRule(
@@ -266,6 +315,7 @@ def match(
                 fn=fn,
                 validate=validate,
                 param_docs=param_docs,
+                gates=gates,
             ),
             kind=Kind.MATCH,
             check=fn,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.cases import at, iam_user, role_session
 from pipeline.event import Event
-from pipeline.rule import ANY, Case, Params
+from pipeline.rule import ANY, Case, Gate, Params
 from pipeline.stateful.facts import Step
 from pipeline.stateful.kinds import threshold
 
@@ -46,6 +46,7 @@ def _call(i: int, t: float, code: str = "AccessDenied", identity: dict[str, Any]
     severity="medium",
     attack="T1580",
     events={ANY: ANY},
+    gates=[Gate.of("errorCode")],
     params={"errors": 10, "window": "10m"},
     threshold="errors",
     window="window",

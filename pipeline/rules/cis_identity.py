@@ -6,7 +6,7 @@ from typing import Any
 
 from pipeline.cases import SIGN_IN, call, role_session, root_identity
 from pipeline.event import Event, text
-from pipeline.rule import Case, Hit, Params, match
+from pipeline.rule import Case, Gate, Hit, Params, match
 from pipeline.rules.cis_common import actor, change_monitor
 
 ANY = "*"
@@ -25,6 +25,7 @@ def _denied(code: str) -> bool:
     severity="info",
     attack=("T1580", "T1078.004"),
     events={ANY: ANY},
+    gates=[Gate.of("errorCode")],
     dedup="1h",
     runbook=(
         "Look at what the caller tried (context.event_name, the finding's events) and whether the "
@@ -189,6 +190,7 @@ def console_login_without_mfa(e: Event, p: Params) -> Hit | None:
     severity="medium",
     attack="T1078.004",
     events={ANY: ANY},
+    gates=[Gate.of("userIdentity.type", equals=["Root"])],
     dedup="1h",
     runbook=(
         "The root user should only be used for the few tasks that need it. Confirm who holds the root "

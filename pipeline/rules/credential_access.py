@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.cases import call, failed, iam_user, in_console, role_session, via_service
 from pipeline.event import Event, items, mapping, text
-from pipeline.rule import ANY, Case, Hit, Params, match
+from pipeline.rule import ANY, Case, Gate, Hit, Params, match
 from pipeline.rules.attack_common import (
     OTHER_ACCOUNT,
     actor,
@@ -95,6 +95,10 @@ def _instance_identity(instance: str = "i-0123456789abcdef0", delivery: str = "2
     severity="high",
     attack="T1552.005",
     events={ANY: ANY},
+    gates=[
+        Gate.of("userIdentity.principalId", contains=":i-"),
+        Gate.of("userIdentity.sessionContext.ec2RoleDelivery"),
+    ],
     params={"instance_networks": []},
     param_docs={
         "instance_networks": "the account's own egress addresses (NAT gateways, Elastic IPs, "

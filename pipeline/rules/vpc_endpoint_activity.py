@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.cases import ACCOUNT
 from pipeline.event import Event, text
-from pipeline.rule import ANY, Case, Hit, Params, match
+from pipeline.rule import ANY, Case, Gate, Hit, Params, match
 from pipeline.rules.attack_common import OTHER_ACCOUNT, public_address
 from pipeline.rules.change_common import change_hit
 
@@ -78,6 +78,7 @@ DENIED: dict[str, Any] = {
     severity="medium",
     attack=("T1599", "T1048", "T1526"),
     events=dict.fromkeys(NETWORK_ACTIVITY_SOURCES, ANY),
+    gates=[Gate.of("eventType", equals=["AwsVpceEvent"])],
     params={"allowed_accounts": []},
     dedup="1h",
     runbook=(

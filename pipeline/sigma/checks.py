@@ -139,6 +139,11 @@ class Regex(Test):
         object.__setattr__(self, "_compiled", _RE2.compile(prefix + self.pattern))
         object.__setattr__(self, "_needle", required_literal(prefix + self.pattern))
 
+    @property
+    def needle(self) -> tuple[str, bool]:
+        """The literal every match contains, and whether it is case-folded (see `required_literal`)."""
+        return self._needle
+
     def one(self, text: str) -> bool:
         needle, fold = self._needle
         if needle and needle not in (text.casefold() if fold else text):

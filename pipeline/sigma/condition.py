@@ -3,7 +3,9 @@
 it; and the tree compiled to one predicate over a record.
 
 Equality on `eventSource` and `eventName` becomes index keys: the rule only meets events of those
-sources and names. Every condition stays in the predicate, so the index can only narrow, never widen.
+sources and names; a field every match needs (`userIdentity.type: Root`, `userAgent|contains: x`) becomes
+its gate (`pipeline.rule.Gate`). Every condition stays in the predicate, so the index can only narrow,
+never widen.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
-from pipeline.rule import ANY
-from pipeline.sigma.checks import FieldRef, Glob, Test
+from pipeline.rule import ANY, Gate
+from pipeline.sigma.checks import MANY, FieldRef, Glob, Regex, Test
 from pipeline.sigma.fields import Path, texts
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -123,6 +125,52 @@ def index_events(node: Node) -> dict[str, frozenset[str] | str] | None:
         elif by_source.get(key, set()) is not None:
             by_source.setdefault(key, set()).add(name)  # type: ignore[union-attr]
     return {src: ANY if names is None else frozenset(names) for src, names in by_source.items()}
+
+
+def gates(node: Node) -> tuple[Gate, ...]:
+    """A gate for the rule: one field test the condition cannot hold without (an equality rather than a
+    substring), taken from the tests the condition joins with `and`; () when there is none."""
+    found = [g for part in _required(node) if (g := _gate(part)) is not None]
+    if not found:
+        return ()
+    return (min(found, key=lambda g: not g.equals),)
+
+
+def _required(node: Node) -> Iterable[Node]:
+    """The parts of the condition that must each hold for it to hold."""
+    if isinstance(node, All):
+        for arg in node.args:
+            yield from _required(arg)
+    elif not isinstance(node, Not):
+        yield node
+
+
+def _gate(node: Node) -> Gate | None:
+    if isinstance(node, AnyOf):  # `field: [a, b, c]`, as `_equals_set` reads it
+        if _equals_set(node) is None:
+            return None
+        leaf = node.args[0]
+        assert isinstance(leaf, Leaf)  # noqa: S101 (what _equals_set checked)
+        globs = [a.test for a in node.args if isinstance(a, Leaf) and isinstance(a.test, Glob)]
+        if leaf.path in INDEXED:
+            return None
+        return Gate(leaf.path, frozenset(g.fold(g.literal or "") for g in globs), fold=not globs[0].exact)
+    if not isinstance(node, Leaf) or node.path in INDEXED:
+        return None
+    test = node.test
+    if isinstance(test, Glob):
+        fold = not (test.cased or test.exact)
+        literal = test.literal
+        if literal is not None:
+            return Gate(node.path, frozenset([test.fold(literal)]), fold=fold)
+        pieces = test.pieces
+        if len(pieces) == 3 and pieces[0] is MANY and pieces[2] is MANY and type(pieces[1]) is str and pieces[1]:
+            return Gate(node.path, contains=test.fold(pieces[1]), fold=fold)
+    if isinstance(test, Regex):
+        needle, folded = test.needle
+        if needle and not folded:
+            return Gate(node.path, contains=needle)
+    return None
 
 
 # --- the predicate -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.event import Event
 from pipeline.rule import Case, Hit, Kind, MatchRule, Params, metadata
-from pipeline.sigma.condition import Node, Predicate
+from pipeline.sigma.condition import Node, Predicate, gates
 
 # Sigma's levels onto trailwarden's ladder; a rule without a level is medium (a person should look).
 SEVERITY = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
@@ -99,6 +99,6 @@ def match_rule(d: Detection) -> MatchRule:
             return None
         return Hit(summary=f"{d.title}: {e.name} by {e.principal or 'unknown principal'}", context=context)
 
-    rule = MatchRule(**d.rule_metadata(check), kind=Kind.MATCH, check=check)
+    rule = MatchRule(**{**d.rule_metadata(check), "gates": gates(d.node)}, kind=Kind.MATCH, check=check)
     rule.origin, rule.upstream = "sigma", d.upstream
     return rule

@@ -1,7 +1,8 @@
 """`FactExtractor`: the stage-1 half of the stateful rules, an event to the keyed facts its rules want.
 
 Rules are looked up with the engine's `RuleIndex`, so an event only meets the extractors of the
-rules that declared its (eventSource, eventName); everything else costs one dict lookup.
+rules that declared its (eventSource, eventName) and whose gates admit it; everything else costs one
+dict lookup (and a read of each gated field).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class FactExtractor:
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
         self.index = RuleIndex(self.bound)
+        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
         self.facts_out = 0
         self._refresh = {
@@ -61,8 +63,12 @@ class FactExtractor:
 
     def facts(self, event: Event) -> list[Fact]:
         """The facts `event` yields (usually none)."""
-        candidates = self.index.lookup(event.source, event.name)
-        if not candidates:
+        pair = (event.source, event.name)
+        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
+        gated = admit(event.raw) if admit is not None else None
+        if gated:
+            candidates = (*candidates, *gated)
+        elif not candidates:
             return []
         out: list[Fact] = []
         for br in candidates:
@@ -86,6 +92,8 @@ class FactExtractor:
             except Exception as exc:  # a rule bug must not stop the shard
                 note_rule_error(self.stats, rule.id, event, exc)
         self.facts_out += len(out)
+        if gated and len(out) > 1:  # in the pack's order, as if no rule were gated
+            out.sort(key=lambda f: self.index.position[f.rule])
         return out
 
     def _fact(self, rule: StatefulRule, br: BoundRule, event: Event, step: Step) -> Fact | None:

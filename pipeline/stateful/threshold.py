@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.finding import Finding, window_start
-from pipeline.rule import Case, Kind, Params, metadata
+from pipeline.rule import Case, Gate, Kind, Params, metadata
 from pipeline.stateful.facts import Fact
 from pipeline.stateful.findings import NO_META, Meta
 from pipeline.stateful.logic import KindLogic, Out, field_names, load_meta
@@ -218,10 +218,11 @@ def threshold(
     runbook: str = "",
     cases: Iterable[Case] = (),
     hit: HitFor | None = None,
+    gates: Iterable[Gate] = (),
 ) -> Callable[[Extractor], StatefulRule]:
     """Declare a threshold rule: at least `threshold` events (or, with `distinct`, distinct
     `Step.value`s) per key within `window`. `window`, `threshold` and `ttl` are values or names of
-    parameters holding one."""
+    parameters holding one; `gates` see `pipeline.rule.Rule.gates`."""
 
     def wrap(fn: Extractor) -> StatefulRule:
         meta = metadata(
@@ -235,6 +236,7 @@ def threshold(
             runbook=runbook,
             cases=cases,
             fn=fn,
+            gates=gates,
         )
         return declare(
             Logic,
