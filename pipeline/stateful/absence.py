@@ -124,7 +124,8 @@ class Logic(KindLogic[Options, State]):
 
     kind = Kind.ABSENCE
     options_type = Options
-    state_fields = ("value", "active", "since", "fired", "last", "meta")
+    state_fields = ("value", "active", "since", "fired", "last", "event_id", "where")
+    shared_fields = ("value", "where")
 
     def __init__(self, rule: StatefulRule, params: Params) -> None:
         super().__init__(rule, params)
@@ -202,18 +203,25 @@ class Logic(KindLogic[Options, State]):
         return None
 
     def dump(self, s: State) -> list[Any]:
-        return [self.options.dump_value(s.value), s.active, s.since, s.fired, s.last, s.meta]
+        return [s.value, bool(s.flags & ACTIVE), s.since, bool(s.flags & FIRED), s.last, s.event_id, s.where]
 
     def load(self, row: list[Any]) -> State:
-        since = row[2]
-        return State(
-            self.options.load_value(row[0], self.params),
-            bool(row[1]),
-            since,
-            bool(row[3]),
-            float(row[4]),
-            NO_META if since is None else load_meta(row[5]),  # a closed lapse's metadata is never read
-        )
+        state = State(row[0], bool(row[1]), row[2], bool(row[3]), float(row[4]))
+        if state.since is not None:  # a closed lapse's metadata is never read
+            if type(row[5]) is not str or type(row[6]) is not tuple:
+                raise TypeError(f"event id and fields of an open lapse: {row[5]!r}, {row[6]!r}")
+            state.event_id, state.where = row[5], row[6]
+        return state
+
+    def dump_shared(self, name: str, value: Any) -> Any:
+        return self.options.dump_value(value) if name == "value" else value
+
+    def load_shared(self, name: str, raw: Any) -> Any:
+        if name == "value":
+            return self.options.load_value(raw, self.params)
+        if not isinstance(raw, list | tuple) or len(raw) != 5:
+            raise TypeError(f"shared fields of a lapse: {raw!r}")
+        return shared_where(load_meta(["", *raw])[1:])
 
 
 def absence(

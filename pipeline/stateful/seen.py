@@ -43,6 +43,10 @@ class SeenIds:
             self._merge()
 
     def update(self, values: Iterable[int]) -> None:
+        if isinstance(values, array | list) and len(values) >= _MIN_FRESH:  # a restore: merge all at once
+            self._sorted = array("q", sorted(set(chain(self._sorted, self._fresh, values))))
+            self._fresh = set()
+            return
         for value in values:
             self.add(value)
 

@@ -154,9 +154,9 @@ def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fiel
     for fact in ARRIVAL[:700]:
         state.add([fact])
     data = snapshot.dumps(state)
-    assert data[3] == snapshot.VERSION == 3
+    assert data[3] == snapshot.VERSION == 4
     doc = snapshot.decode(data)
-    assert doc["v"] == 3
+    assert doc["v"] == 4
     held = {rid: e for rid, e in doc["rules"].items() if e["keys"]}
     assert len(held) >= 7
     for rule_id, entry in held.items():
@@ -165,16 +165,16 @@ def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fiel
 
 
 def test_a_snapshot_from_a_newer_release_is_refused_saying_what_to_do():
-    doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 4}
-    for data in (_blob(doc, 4), doc):
+    doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 5}
+    for data in (_blob(doc, 5), doc):
         with pytest.raises(
             snapshot.SnapshotVersionError,
-            match=r"v4 was written by a newer trailwarden; this build "
-            r"reads v1 to v3\. Run the newer release",
+            match=r"v5 was written by a newer trailwarden; this build "
+            r"reads v1 to v4\. Run the newer release",
         ):
             snapshot.load_into(fresh(), data)
-    with pytest.raises(snapshot.SnapshotError, match="header says v3 and its content v4"):
-        snapshot.load_into(fresh(), _blob(doc, 3))
+    with pytest.raises(snapshot.SnapshotError, match="header says v4 and its content v5"):
+        snapshot.load_into(fresh(), _blob(doc, 4))
 
 
 def _as_v2(doc: dict) -> dict:

@@ -106,7 +106,10 @@ def state_doc(state: KeyedState) -> dict[str, Any]:
         "max_time": state.max_time,
         "next_sweep": dict(sorted(state.next_sweep.items())),
         "keys": {
-            rid: {k: key_state(s, state.logics[rid].state_fields) for k, s in sorted(states.items())}
+            rid: {
+                k: key_state(s, snapshot.V1_FIELDS.get(state.logics[rid].kind, state.logics[rid].state_fields))
+                for k, s in sorted(states.items())
+            }
             for rid, states in sorted(state.states.items())
             if states
         },
