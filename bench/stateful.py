@@ -88,7 +88,8 @@ def _child(n: int, population: str = "ec2") -> None:
     t0 = time.process_time()
     restored = snapshot.load_into(_state(), data)
     load_s = time.process_time() - t0
-    assert restored.keys() == keys, (restored.keys(), keys)
+    if restored.keys() != keys:
+        raise SystemExit(f"the restore holds {restored.keys()} keys, the state {keys}")
     print(
         json.dumps(
             {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from pipeline.finding import Finding, window_start
 from pipeline.rule import Case, Kind, Params, metadata
@@ -57,6 +58,29 @@ class Options(KindOptions):
 
 
 ACTIVE, FIRED = 1, 2  # State.flags
+_new_state = object.__new__
+
+
+def compact_id(event_id: str) -> str | bytes:
+    """An event id in fewer bytes: a CloudTrail eventID (a UUID in canonical form) as its 16 bytes, another
+    ASCII id as bytes (a str spends 16 bytes more), anything else as it is. `full_id` gives it back."""
+    if len(event_id) == 36 and event_id[8] == "-":
+        try:
+            packed = UUID(event_id).bytes
+        except ValueError:
+            packed = b""
+        if packed and str(UUID(bytes=packed)) == event_id:
+            return packed
+    if len(event_id) != 16 and event_id.isascii():
+        return event_id.encode()
+    return event_id
+
+
+def full_id(held: str | bytes) -> str:
+    """The event id `compact_id` was given."""
+    if isinstance(held, str):
+        return held
+    return str(UUID(bytes=held)) if len(held) == 16 else held.decode()
 
 
 class State:
@@ -80,7 +104,7 @@ class State:
         self.flags = (ACTIVE if active else 0) | (FIRED if fired else 0)
         self.since = since
         self.last = last
-        self.event_id = meta[0]
+        self.event_id: str | bytes = compact_id(meta[0])
         self.where = NO_WHERE if meta is NO_META else shared_where(meta[1:])
 
     @property
@@ -93,7 +117,7 @@ class State:
 
     @property
     def meta(self) -> Meta:
-        return (self.event_id, *self.where)  # type: ignore[return-value]
+        return (full_id(self.event_id), *self.where)  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not State:
@@ -157,7 +181,7 @@ class Logic(KindLogic[Options, State]):
             state.since, state.flags, state.event_id, state.where = None, ACTIVE, "", NO_WHERE
         elif state.since is None:
             state.since, state.flags = fact.time, ACTIVE
-            state.event_id = fact.event_id
+            state.event_id = compact_id(fact.event_id)
             state.where = shared_where((fact.account, fact.region, fact.principal, fact.source_ip, fact.user_agent))
             out.timer(fact.time + self.window(state), fact.key)
         return state
@@ -190,7 +214,7 @@ class Logic(KindLogic[Options, State]):
         return self.finding(
             key,
             state.meta,
-            event_ids=(state.event_id,),
+            event_ids=(full_id(state.event_id),),
             event_time=deadline,
             window=start,
             summary=f"{self.rule.title}: {key} since {when(since)}",
@@ -203,14 +227,18 @@ class Logic(KindLogic[Options, State]):
         return None
 
     def dump(self, s: State) -> list[Any]:
-        return [s.value, bool(s.flags & ACTIVE), s.since, bool(s.flags & FIRED), s.last, s.event_id, s.where]
+        return [s.value, bool(s.flags & ACTIVE), s.since, bool(s.flags & FIRED), s.last, full_id(s.event_id), s.where]
 
     def load(self, row: list[Any]) -> State:
-        state = State(row[0], bool(row[1]), row[2], bool(row[3]), float(row[4]))
-        if state.since is not None:  # a closed lapse's metadata is never read
-            if type(row[5]) is not str or type(row[6]) is not tuple:
-                raise TypeError(f"event id and fields of an open lapse: {row[5]!r}, {row[6]!r}")
-            state.event_id, state.where = row[5], row[6]
+        state = _new_state(State)
+        state.value, state.since, state.last = row[0], row[2], float(row[4])
+        state.flags = (ACTIVE if row[1] else 0) | (FIRED if row[3] else 0)
+        if state.since is None:  # a closed lapse's metadata is never read
+            state.event_id, state.where = "", NO_WHERE
+        elif type(row[5]) is str and type(row[6]) is tuple:
+            state.event_id, state.where = compact_id(row[5]), row[6]
+        else:
+            raise TypeError(f"event id and fields of an open lapse: {row[5]!r}, {row[6]!r}")
         return state
 
     def dump_shared(self, name: str, value: Any) -> Any:

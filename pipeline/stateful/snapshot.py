@@ -34,6 +34,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -95,10 +96,10 @@ def to_dict(state: KeyedState) -> dict[str, Any]:
         logic = state.logics[rule_id]
         dump = logic.dump
         keys = [[k, dump(s)] for k, s in states.items()]
-        entry = {"kind": logic.kind, "fields": list(logic.state_fields), "keys": keys}
+        entry: dict[str, Any] = {"kind": logic.kind, "fields": list(logic.state_fields), "keys": keys}
         if logic.shared_fields:
             entry["shared"] = {
-                name: _share(logic.state_fields.index(name), keys, lambda v, n=name: logic.dump_shared(n, v))
+                name: _share(logic.state_fields.index(name), keys, partial(logic.dump_shared, name))
                 for name in logic.shared_fields
             }
         rules[rule_id] = entry
@@ -257,10 +258,13 @@ def load_into(state: KeyedState, data: bytes | dict[str, Any]) -> KeyedState:
     (bound to the current rules and config). State of rules no longer configured, whose kind changed
     or whose state fields this build cannot map, is dropped and logged."""
     with _no_gc():
-        return _load(state, decode(data) if not isinstance(data, dict) else current(data))
+        if isinstance(data, dict):
+            return _load(state, current(data), owned=False)
+        return _load(state, decode(data), owned=True)
 
 
-def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
+def _load(state: KeyedState, d: dict[str, Any], *, owned: bool) -> KeyedState:
+    """Restore `d` into `state`; `owned`: `d` is this call's own (its rows may be rewritten in place)."""
     state.max_time = _inf(d.get("max_time"))
     state.watermark = _inf(d.get("watermark"))
     state._seq = int(d.get("seq", 0))
@@ -290,13 +294,19 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
         try:
             shared = _shared_columns(logic, entry)
             plan = [(i, shared.get(i)) for i in (range(len(logic.state_fields)) if order is _SAME else order)]
-            plain = order is _SAME and not shared
+            in_place = order is _SAME and (owned or not shared)
+            load, deadline_of, timers = logic.load, logic.deadline, state.timers
             for key, dumped in entry["keys"]:
-                s = logic.load(dumped if plain else [dumped[i] if t is None else t[dumped[i]] for i, t in plan])
+                if in_place:
+                    for i, table in shared.items():
+                        dumped[i] = table[dumped[i]]
+                    s = load(dumped)
+                else:
+                    s = load([dumped[i] if t is None else t[dumped[i]] for i, t in plan])
                 states[key] = s
-                deadline = logic.deadline(s)
+                deadline = deadline_of(s)
                 if deadline is not None:
-                    state.timers.append((deadline, rule_id, key))
+                    timers.append((deadline, rule_id, key))
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             log.warning("snapshot: dropping state of rule %s: %s", rule_id, exc)
             states.clear()
@@ -316,6 +326,7 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
                 )
             )
     heapq.heapify(state.pending)
+    digests = array("q")
     for bucket, blob in d.get("seen", ()):
         # A bucket may be listed more than once (hand-offs of two parents joined): extend, never replace,
         # or the digests replaced would stay in `seen` unexpired and be missing from the next snapshot.
@@ -323,7 +334,8 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
         added = array("q")
         added.frombytes(base64.b64decode(blob))
         arr.extend(added)
-        state.seen.update(added)
+        digests.extend(added)
+    state.seen.update(digests)
     return state
 
 
