@@ -206,6 +206,39 @@ def test_a_v2_snapshot_restores_with_no_threshold_finding_open_and_merges_with_a
     assert len(child["rules"]["console-login-brute-force"]["keys"]) == len(brute)
 
 
+def _as_v3(doc: dict) -> dict:
+    """`doc` as the v3 release wrote it: absence rows with their folded value and a `meta` list inline."""
+    old = copy.deepcopy(doc) | {"v": 3}
+    for entry in old["rules"].values():
+        if entry["kind"] != "absence":
+            continue
+        shared = entry.pop("shared")
+        fields = entry["fields"]
+        v, e, w = fields.index("value"), fields.index("event_id"), fields.index("where")
+        for kv in entry["keys"]:
+            row = kv[1]
+            row[v] = shared["value"][row[v]]
+            row[e : w + 1] = [[row[e], *shared["where"][row[w]]]]
+        entry["fields"] = [*fields[:e], "meta", *fields[w + 1 :]]
+    return old
+
+
+def test_a_v3_snapshot_restores_the_same_state_and_a_restored_state_writes_v4_again():
+    state = fresh()
+    for fact in ARRIVAL[:700]:
+        state.add([fact])
+    data = snapshot.dumps(state)
+    doc = snapshot.decode(data)
+    tags = doc["rules"]["ec2-instance-missing-required-tags"]
+    assert tags["keys"] and len(tags["shared"]["value"]) < len(tags["keys"])  # equal tag sets written once
+    restored = snapshot.load_into(fresh(), _blob(_as_v3(doc), 3))
+    assert _held(restored) == _held(state)
+    assert restored.open_watches() == state.open_watches() and restored.timers
+    assert snapshot.dumps(restored) == data
+    rest = ARRIVAL[700:]
+    assert signature(run(restored, rest)) == signature(run(snapshot.load_into(fresh(), data), rest))
+
+
 def test_state_fields_stored_in_another_order_are_read_by_name_and_a_missing_one_drops_only_that_rule(caplog):
     state = fresh()
     for fact in ARRIVAL[:700]:
