@@ -64,6 +64,8 @@ _new_state = object.__new__
 def compact_id(event_id: str) -> str | bytes:
     """An event id in fewer bytes: a CloudTrail eventID (a UUID in canonical form) as its 16 bytes, another
     ASCII id as bytes (a str spends 16 bytes more), anything else as it is. `full_id` gives it back."""
+    if not event_id:
+        return ""
     if len(event_id) == 36 and event_id[8] == "-":
         try:
             packed = UUID(event_id).bytes
