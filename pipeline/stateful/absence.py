@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from pipeline.finding import Finding, window_start
 from pipeline.rule import Case, Kind, Params, metadata
 from pipeline.stateful.facts import Fact
-from pipeline.stateful.findings import NO_META, Meta, when
-from pipeline.stateful.logic import KindLogic, Out, field_names, load_meta
+from pipeline.stateful.findings import NO_META, NO_WHERE, Meta, shared_where, when
+from pipeline.stateful.logic import KindLogic, Out, load_meta
 from pipeline.stateful.options import KindOptions, duration
 from pipeline.stateful.rule import Extractor, HitFor, StatefulRule, declare
 from pipeline.stateful.steps import END, SATISFY, START, UNSATISFY
@@ -56,14 +57,88 @@ class Options(KindOptions):
     window_of: Callable[[Any, Params], float | None] | None = None
 
 
-@dataclass(slots=True)
+ACTIVE, FIRED = 1, 2  # State.flags
+_new_state = object.__new__
+
+
+def compact_id(event_id: str) -> str | bytes:
+    """An event id in fewer bytes: a CloudTrail eventID (a UUID in canonical form) as its 16 bytes, another
+    ASCII id as bytes (a str spends 16 bytes more), anything else as it is. `full_id` gives it back."""
+    if not event_id:
+        return ""
+    if len(event_id) == 36 and event_id[8] == "-":
+        try:
+            packed = UUID(event_id).bytes
+        except ValueError:
+            packed = b""
+        if packed and str(UUID(bytes=packed)) == event_id:
+            return packed
+    if len(event_id) != 16 and event_id.isascii():
+        return event_id.encode()
+    return event_id
+
+
+def full_id(held: str | bytes) -> str:
+    """The event id `compact_id` was given."""
+    if isinstance(held, str):
+        return held
+    return str(UUID(bytes=held)) if len(held) == 16 else held.decode()
+
+
 class State:
-    value: Any = None  # what `fold` made of the key's facts
-    active: bool = False  # a `start` was seen
-    since: float | None = None  # start of the open lapse (condition unmet)
-    fired: bool = False  # the open lapse has raised its finding
-    last: float = 0.0
-    meta: Meta = NO_META  # of the fact that opened the lapse
+    """One watched key, in as few bytes as a Python object allows (a million of them are usual): the
+    two flags share one small int, and the finding's metadata is the opening fact's event id beside
+    the fields it shares with many keys (account, region, principal, source address, user agent: one
+    shared tuple, `shared_where`). A closed lapse keeps neither: only an open lapse's finding needs them."""
+
+    __slots__ = ("event_id", "flags", "last", "since", "value", "where")
+
+    def __init__(
+        self,
+        value: Any = None,  # what `fold` made of the key's facts
+        active: bool = False,  # a `start` was seen
+        since: float | None = None,  # start of the open lapse (condition unmet)
+        fired: bool = False,  # the open lapse has raised its finding
+        last: float = 0.0,
+        meta: Meta = NO_META,  # of the fact that opened the lapse
+    ) -> None:
+        self.value = value
+        self.flags = (ACTIVE if active else 0) | (FIRED if fired else 0)
+        self.since = since
+        self.last = last
+        self.event_id: str | bytes = compact_id(meta[0])
+        self.where = NO_WHERE if meta is NO_META else shared_where(meta[1:])
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flags & ACTIVE)
+
+    @property
+    def fired(self) -> bool:
+        return bool(self.flags & FIRED)
+
+    @property
+    def meta(self) -> Meta:
+        return (full_id(self.event_id), *self.where)  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not State:
+            return NotImplemented
+        return (self.value, self.flags, self.since, self.last, self.meta) == (
+            other.value,
+            other.flags,
+            other.since,
+            other.last,
+            other.meta,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"State(value={self.value!r}, active={self.active}, since={self.since}, fired={self.fired}, "
+            f"last={self.last}, meta={self.meta})"
+        )
 
 
 class Logic(KindLogic[Options, State]):
@@ -75,7 +150,8 @@ class Logic(KindLogic[Options, State]):
 
     kind = Kind.ABSENCE
     options_type = Options
-    state_fields = field_names(State)
+    state_fields = ("value", "active", "since", "fired", "last", "event_id", "where")
+    shared_fields = ("value", "where")
 
     def __init__(self, rule: StatefulRule, params: Params) -> None:
         super().__init__(rule, params)
@@ -86,7 +162,7 @@ class Logic(KindLogic[Options, State]):
         o = self.options
         step = fact.step
         # The finding of the key's lapse, if raised: as it was raised, before this fact changes the value.
-        opened = self._open_finding(state, fact.key) if state is not None and state.fired else None
+        opened = self._open_finding(state, fact.key) if state is not None and state.flags & FIRED else None
         if step == END:
             if opened is not None:
                 out.emit(opened.resolved(fact.time, o.ended, fact.event_id))
@@ -98,15 +174,17 @@ class Logic(KindLogic[Options, State]):
         state.value = o.fold(state.value, fact, self.params)
         state.last = max(state.last, fact.time)
         if step == START:
-            state.active = True
-        if not state.active:
+            state.flags |= ACTIVE
+        if not state.flags & ACTIVE:
             return state
         if o.satisfied(state.value, self.params):
             if opened is not None:
                 out.emit(opened.resolved(fact.time, o.resolved, fact.event_id))
-            state.since, state.fired = None, False
+            state.since, state.flags, state.event_id, state.where = None, ACTIVE, "", NO_WHERE
         elif state.since is None:
-            state.since, state.fired, state.meta = fact.time, False, fact.meta
+            state.since, state.flags = fact.time, ACTIVE
+            state.event_id = compact_id(fact.event_id)
+            state.where = shared_where((fact.account, fact.region, fact.principal, fact.source_ip, fact.user_agent))
             out.timer(fact.time + self.window(state), fact.key)
         return state
 
@@ -117,9 +195,9 @@ class Logic(KindLogic[Options, State]):
 
     def fire(self, state: State, key: str, deadline: float, out: Out) -> State:
         window = self.window(state)
-        if state.since is None or state.fired or state.since + window != deadline:
+        if state.since is None or state.flags & FIRED or state.since + window != deadline:
             return state  # the lapse this timer was set for has closed
-        state.fired = True
+        state.flags |= FIRED
         finding = self._open_finding(state, key)
         if finding is not None:
             out.emit(finding)
@@ -138,7 +216,7 @@ class Logic(KindLogic[Options, State]):
         return self.finding(
             key,
             state.meta,
-            event_ids=(state.meta[0],),
+            event_ids=(full_id(state.event_id),),
             event_time=deadline,
             window=start,
             summary=f"{self.rule.title}: {key} since {when(since)}",
@@ -146,22 +224,34 @@ class Logic(KindLogic[Options, State]):
         )
 
     def deadline(self, state: State) -> float | None:
-        if state.active and state.since is not None and not state.fired:
+        if state.since is not None and state.flags == ACTIVE:
             return state.since + self.window(state)
         return None
 
     def dump(self, s: State) -> list[Any]:
-        return [self.options.dump_value(s.value), s.active, s.since, s.fired, s.last, s.meta]
+        return [s.value, bool(s.flags & ACTIVE), s.since, bool(s.flags & FIRED), s.last, full_id(s.event_id), s.where]
 
     def load(self, row: list[Any]) -> State:
-        return State(
-            self.options.load_value(row[0], self.params),
-            bool(row[1]),
-            row[2],
-            bool(row[3]),
-            float(row[4]),
-            load_meta(row[5]),
-        )
+        state = _new_state(State)
+        state.value, state.since, state.last = row[0], row[2], float(row[4])
+        state.flags = (ACTIVE if row[1] else 0) | (FIRED if row[3] else 0)
+        if state.since is None:  # a closed lapse's metadata is never read
+            state.event_id, state.where = "", NO_WHERE
+        elif type(row[5]) is str and type(row[6]) is tuple:
+            state.event_id, state.where = compact_id(row[5]), row[6]
+        else:
+            raise TypeError(f"event id and fields of an open lapse: {row[5]!r}, {row[6]!r}")
+        return state
+
+    def dump_shared(self, name: str, value: Any) -> Any:
+        return self.options.dump_value(value) if name == "value" else value
+
+    def load_shared(self, name: str, raw: Any) -> Any:
+        if name == "value":
+            return self.options.load_value(raw, self.params)
+        if not isinstance(raw, list | tuple) or len(raw) != 5:
+            raise TypeError(f"shared fields of a lapse: {raw!r}")
+        return shared_where(load_meta(["", *raw])[1:])
 
 
 def absence(

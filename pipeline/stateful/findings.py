@@ -10,6 +10,21 @@ from pipeline.rule import Hit, Rule
 
 Meta = tuple[str, str, str, str, str, str]  # event id, account, region, principal, source ip, user agent
 NO_META: Meta = ("", "", "", "", "", "")
+Where = tuple[str, ...]  # a Meta without its event id: what many facts share
+NO_WHERE: Where = NO_META[1:]
+
+_SHARED_LIMIT = 1 << 16  # distinct Where tuples kept shared; past it (attacker-chosen values) each is its own
+_shared: dict[Where, Where] = {NO_WHERE: NO_WHERE}
+
+
+def shared_where(where: Where) -> Where:
+    """`where` as the one tuple every key holding the same fields shares (state keeps a pointer, not a copy)."""
+    found = _shared.get(where)
+    if found is None:
+        found = where
+        if len(_shared) < _SHARED_LIMIT:
+            _shared[where] = where
+    return found
 
 
 def stateful_finding(

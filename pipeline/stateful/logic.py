@@ -51,6 +51,9 @@ class KindLogic(Generic[OptionsT, StateT]):
     kind: ClassVar[Kind]
     options_type: ClassVar[type[KindOptions]]
     state_fields: tuple[str, ...] = ()
+    # Fields whose values many keys share (one object): `dump` and `load` pass them as they are, and a
+    # snapshot writes each distinct value once (`dump_shared`) and reads it back once (`load_shared`).
+    shared_fields: tuple[str, ...] = ()
     ttl: float = 0.0
 
     def __init__(self, rule: StatefulRule, params: Params) -> None:
@@ -81,6 +84,14 @@ class KindLogic(Generic[OptionsT, StateT]):
     def load(self, row: list[Any]) -> StateT:
         """The state `dump` wrote (raises TypeError, ValueError or IndexError on a malformed row)."""
         raise NotImplementedError
+
+    def dump_shared(self, name: str, value: Any) -> Any:
+        """A shared field's value as JSON can hold it."""
+        return value
+
+    def load_shared(self, name: str, raw: Any) -> Any:
+        """A shared field's value read back from `dump_shared`'s JSON (raises as `load` does)."""
+        return raw
 
     def finding(
         self,

@@ -2,7 +2,8 @@
 
 A Python set of ints costs some 60 bytes per digest (the int object and the table slot); stage 2 keeps
 one or more per tracked key. Here the digests live in one sorted `array("q")`, looked up by binary
-search, and the newest in a small set that is merged into the array once it holds an eighth as many.
+search, and the newest in a small set that is merged into the array once it holds a 32nd as many (a set
+costs some 70 bytes per digest: a larger share would cost more than the array it sits beside).
 It is a set to its users: `in`, `add`, `update`, `difference_update`, `len`, iteration, equality, `|`.
 """
 
@@ -39,10 +40,17 @@ class SeenIds:
         if value in self:
             return
         self._fresh.add(value)
-        if len(self._fresh) >= max(_MIN_FRESH, len(self._sorted) >> 3):
+        if len(self._fresh) >= max(_MIN_FRESH, len(self._sorted) >> 5):
             self._merge()
 
     def update(self, values: Iterable[int]) -> None:
+        if isinstance(values, array | list) and len(values) >= _MIN_FRESH:  # a restore: merge all at once
+            if self._sorted or self._fresh:
+                self._sorted = array("q", sorted(set(chain(self._sorted, self._fresh, values))))
+                self._fresh = set()
+            else:  # a snapshot's digests are distinct (each fact's in one bucket): no set needed
+                self._sorted = array("q", sorted(values))
+            return
         for value in values:
             self.add(value)
 

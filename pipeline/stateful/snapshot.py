@@ -7,9 +7,13 @@ stored: each is rebuilt from the state that set it. Bytes: b"TWS", a version byt
 
 Versions: v1 stored each key's state as a list of values in an order only the code knew. v2 also
 names them once per rule (`fields`: the kind's State fields), so a later release can map them by name;
-v1 snapshots are read by attaching the names v1 used. v3 (written now) adds two fields to threshold
+v1 snapshots are read by attaching the names v1 used. v3 adds two fields to threshold
 state (its open finding, so that it can resolve: `alerted`, `alert_meta`, `repeats`); v1 and v2 rows are upgraded
-with no finding open. A version newer than this build reads is refused with SnapshotVersionError.
+with no finding open. v4 (written now) writes once what many keys share: a rule's `shared` tables hold each
+distinct value of its kind's shared fields (an absence key's folded value, e.g. its tag set, and the fields of
+the fact that opened its lapse but its event id: `where`), and the rows their index in the table; an absence
+row's `meta` became `event_id` and `where`. v1 to v3 snapshots are upgraded to v4 when read, so any snapshot
+an earlier release wrote loads. A version newer than this build reads is refused with SnapshotVersionError.
 
 On a reshard the stage-2 processor hands each child shard `split_for_child(parent, start, end)`:
 the parent's keys (with their state, pending facts and therefore timers) whose Kinesis hash,
@@ -30,6 +34,7 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -41,7 +46,7 @@ from pipeline.stateful.steps import STEP_RANK
 log = logging.getLogger(__name__)
 
 MAGIC = b"TWS"
-VERSION = 3  # written by this build, which reads 1, 2 and 3
+VERSION = 4  # written by this build, which reads 1 to 4
 
 # The per-key layouts v1 wrote without naming them: by kind, and for a threshold rule by what it
 # counted (a count rule's entries are [time, event id] pairs, a distinct rule's [value, time, event id]).
@@ -90,11 +95,14 @@ def to_dict(state: KeyedState) -> dict[str, Any]:
     for rule_id, states in state.states.items():
         logic = state.logics[rule_id]
         dump = logic.dump
-        rules[rule_id] = {
-            "kind": logic.kind,
-            "fields": list(logic.state_fields),
-            "keys": [[k, dump(s)] for k, s in states.items()],
-        }
+        keys = [[k, dump(s)] for k, s in states.items()]
+        entry: dict[str, Any] = {"kind": logic.kind, "fields": list(logic.state_fields), "keys": keys}
+        if logic.shared_fields:
+            entry["shared"] = {
+                name: _share(logic.state_fields.index(name), keys, partial(logic.dump_shared, name))
+                for name in logic.shared_fields
+            }
+        rules[rule_id] = entry
     seen = [[b, base64.b64encode(arr.tobytes()).decode()] for b, arr in state.seen_buckets.items()]
     return {
         "v": VERSION,
@@ -106,6 +114,26 @@ def to_dict(state: KeyedState) -> dict[str, Any]:
         "pending": [entry[6].to_dict() for entry in sorted(state.pending)],
         "seen": seen,
     }
+
+
+def _share(i: int, keys: list[list[Any]], dump: Any) -> list[Any]:
+    """Replace field `i` of every row by its index in the table returned: each distinct object dumped once,
+    and objects that dump the same share one entry (so a restored state writes the snapshot it came from)."""
+    by_id: dict[int, int] = {}
+    by_json: dict[bytes, int] = {}
+    held: list[Any] = []  # the objects indexed, kept alive so that their ids stay theirs
+    table: list[Any] = []
+    for _, row in keys:
+        value = row[i]
+        n = by_id.get(id(value))
+        if n is None:
+            held.append(value)
+            dumped = dump(value)
+            n = by_id[id(value)] = by_json.setdefault(orjson.dumps(dumped), len(table))
+            if n == len(table):
+                table.append(dumped)
+        row[i] = n
+    return table
 
 
 def encode(d: dict[str, Any]) -> bytes:
@@ -150,7 +178,43 @@ def current(d: dict[str, Any]) -> dict[str, Any]:
         for entry in d.get("rules", {}).values():
             _add_v3_fields(entry)
         d["v"] = 3
+    if d["v"] == 3:
+        for entry in d.get("rules", {}).values():
+            if entry.get("kind") == "absence":
+                _absence_v4(entry)
+        d["v"] = 4
     return d
+
+
+def _absence_v4(entry: dict[str, Any]) -> None:
+    """A v3 absence entry as v4 writes it: `meta` split into `event_id` and `where`, and the folded value and
+    `where` in shared tables (equal values once)."""
+    fields = entry.get("fields")
+    if not isinstance(fields, list) or "meta" not in fields or "value" not in fields:
+        return  # the loader cannot map it and drops the rule's state, saying so
+    m = fields.index("meta")
+    entry["fields"] = [*fields[:m], "event_id", "where", *fields[m + 1 :]]
+    tables: dict[str, list[Any]] = {"value": [], "where": []}
+    seen: dict[str, dict[bytes, int]] = {"value": {}, "where": {}}
+
+    def index(name: str, raw: Any) -> int:
+        return seen[name].setdefault(orjson.dumps(raw), len(tables[name]))
+
+    v = fields.index("value")
+    for kv in entry.get("keys", ()):
+        row = kv[1] if isinstance(kv, list) and len(kv) == 2 and isinstance(kv[1], list) else None
+        if row is None or len(row) != len(fields):
+            continue
+        meta = row[m] if isinstance(row[m], list) and len(row[m]) == 6 else ["", "", "", "", "", ""]
+        where = meta[1:]
+        row[m : m + 1] = [meta[0], index("where", where)]
+        if len(tables["where"]) < len(seen["where"]):
+            tables["where"].append(where)
+        value = row[v]
+        row[v] = index("value", value)
+        if len(tables["value"]) < len(seen["value"]):
+            tables["value"].append(value)
+    entry["shared"] = tables
 
 
 # Fields v3 added, per kind, with the value a v2 row has for them.
@@ -194,10 +258,13 @@ def load_into(state: KeyedState, data: bytes | dict[str, Any]) -> KeyedState:
     (bound to the current rules and config). State of rules no longer configured, whose kind changed
     or whose state fields this build cannot map, is dropped and logged."""
     with _no_gc():
-        return _load(state, decode(data) if not isinstance(data, dict) else current(data))
+        if isinstance(data, dict):
+            return _load(state, current(data), owned=False)
+        return _load(state, decode(data), owned=True)
 
 
-def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
+def _load(state: KeyedState, d: dict[str, Any], *, owned: bool) -> KeyedState:
+    """Restore `d` into `state`; `owned`: `d` is this call's own (its rows may be rewritten in place)."""
     state.max_time = _inf(d.get("max_time"))
     state.watermark = _inf(d.get("watermark"))
     state._seq = int(d.get("seq", 0))
@@ -225,12 +292,21 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
             )
             continue
         try:
+            shared = _shared_columns(logic, entry)
+            plan = [(i, shared.get(i)) for i in (range(len(logic.state_fields)) if order is _SAME else order)]
+            in_place = order is _SAME and (owned or not shared)
+            load, deadline_of, timers = logic.load, logic.deadline, state.timers
             for key, dumped in entry["keys"]:
-                s = logic.load(dumped if order is _SAME else [dumped[i] for i in order])
+                if in_place:
+                    for i, table in shared.items():
+                        dumped[i] = table[dumped[i]]
+                    s = load(dumped)
+                else:
+                    s = load([dumped[i] if t is None else t[dumped[i]] for i, t in plan])
                 states[key] = s
-                deadline = logic.deadline(s)
+                deadline = deadline_of(s)
                 if deadline is not None:
-                    state.timers.append((deadline, rule_id, key))
+                    timers.append((deadline, rule_id, key))
         except (TypeError, ValueError, KeyError, IndexError) as exc:
             log.warning("snapshot: dropping state of rule %s: %s", rule_id, exc)
             states.clear()
@@ -250,6 +326,7 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
                 )
             )
     heapq.heapify(state.pending)
+    digests = array("q")
     for bucket, blob in d.get("seen", ()):
         # A bucket may be listed more than once (hand-offs of two parents joined): extend, never replace,
         # or the digests replaced would stay in `seen` unexpired and be missing from the next snapshot.
@@ -257,11 +334,20 @@ def _load(state: KeyedState, d: dict[str, Any]) -> KeyedState:
         added = array("q")
         added.frombytes(base64.b64decode(blob))
         arr.extend(added)
-        state.seen.update(added)
+        digests.extend(added)
+    state.seen.update(digests)
     return state
 
 
 _SAME: list[int] = []
+
+
+def _shared_columns(logic: Any, entry: dict[str, Any]) -> dict[int, list[Any]]:
+    """Place in the stored row -> the values read back, for each shared table of a rule's entry."""
+    fields, tables = entry.get("fields"), entry.get("shared") or {}
+    if not isinstance(tables, dict) or not isinstance(fields, list):
+        raise TypeError("shared tables are not an object")
+    return {fields.index(name): [logic.load_shared(name, raw) for raw in table] for name, table in tables.items()}
 
 
 def _field_order(stored: Any, wanted: tuple[str, ...]) -> list[int] | None:
@@ -315,6 +401,17 @@ def merge_for_child(parents: Iterable[KeyedState | bytes | dict[str, Any]]) -> b
         return encode(merge_docs(docs))
 
 
+def _join_shared(into: dict[str, Any], entry: dict[str, Any]) -> list[tuple[int, int]]:
+    """Append `entry`'s shared tables to `into`'s: (place in a row, how far its indices move) per table."""
+    shift = []
+    tables = into.setdefault("shared", {})
+    for name, table in (entry.get("shared") or {}).items():
+        joined = tables.setdefault(name, [])
+        shift.append((entry["fields"].index(name), len(joined)))
+        joined.extend(table)
+    return [(i, offset) for i, offset in shift if offset]
+
+
 def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """The snapshot dict a child starts from after a merge, from its parents' (current version; see
     `merge_for_child`)."""
@@ -330,7 +427,11 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
         for rule_id, entry in d.get("rules", {}).items():
             if not entry.get("keys"):
                 continue
-            into = rules.setdefault(rule_id, {"kind": entry.get("kind"), "fields": entry.get("fields"), "keys": []})
+            into = rules.setdefault(
+                rule_id,
+                {"kind": entry.get("kind"), "fields": entry.get("fields"), "keys": []}
+                | ({"shared": {name: [] for name in entry["shared"]}} if entry.get("shared") else {}),
+            )
             if entry.get("kind") != into["kind"] or entry.get("fields") != into["fields"]:
                 log.warning(
                     "snapshot merge: rule %s holds %s %s in one parent and %s %s in another: keeping the first",
@@ -341,10 +442,16 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
                     entry.get("fields"),
                 )
                 continue
+            shift = _join_shared(into, entry)
             for kv in entry.get("keys", ()):
                 if owner.setdefault((rule_id, kv[0]), n) != n:
                     clashes += 1
                     continue
+                if shift:
+                    row = list(kv[1])
+                    for i, offset in shift:
+                        row[i] += offset
+                    kv = [kv[0], row]
                 into["keys"].append(kv)
         for rule_id, due in d.get("next_sweep", {}).items():
             next_sweep[rule_id] = min(float(due), next_sweep.get(rule_id, math.inf))

@@ -154,9 +154,9 @@ def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fiel
     for fact in ARRIVAL[:700]:
         state.add([fact])
     data = snapshot.dumps(state)
-    assert data[3] == snapshot.VERSION == 3
+    assert data[3] == snapshot.VERSION == 4
     doc = snapshot.decode(data)
-    assert doc["v"] == 3
+    assert doc["v"] == 4
     held = {rid: e for rid, e in doc["rules"].items() if e["keys"]}
     assert len(held) >= 7
     for rule_id, entry in held.items():
@@ -165,16 +165,16 @@ def test_snapshots_are_written_in_the_current_version_with_each_rules_state_fiel
 
 
 def test_a_snapshot_from_a_newer_release_is_refused_saying_what_to_do():
-    doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 4}
-    for data in (_blob(doc, 4), doc):
+    doc = snapshot.decode(snapshot.dumps(fresh())) | {"v": 5}
+    for data in (_blob(doc, 5), doc):
         with pytest.raises(
             snapshot.SnapshotVersionError,
-            match=r"v4 was written by a newer trailwarden; this build "
-            r"reads v1 to v3\. Run the newer release",
+            match=r"v5 was written by a newer trailwarden; this build "
+            r"reads v1 to v4\. Run the newer release",
         ):
             snapshot.load_into(fresh(), data)
-    with pytest.raises(snapshot.SnapshotError, match="header says v3 and its content v4"):
-        snapshot.load_into(fresh(), _blob(doc, 3))
+    with pytest.raises(snapshot.SnapshotError, match="header says v4 and its content v5"):
+        snapshot.load_into(fresh(), _blob(doc, 4))
 
 
 def _as_v2(doc: dict) -> dict:
@@ -204,6 +204,39 @@ def test_a_v2_snapshot_restores_with_no_threshold_finding_open_and_merges_with_a
     assert _held(restored).keys() == _held(state).keys()
     child = snapshot.decode(snapshot.merge_for_child([_blob(_as_v2(doc), 2), snapshot.dumps(fresh())]))
     assert len(child["rules"]["console-login-brute-force"]["keys"]) == len(brute)
+
+
+def _as_v3(doc: dict) -> dict:
+    """`doc` as the v3 release wrote it: absence rows with their folded value and a `meta` list inline."""
+    old = copy.deepcopy(doc) | {"v": 3}
+    for entry in old["rules"].values():
+        if entry["kind"] != "absence":
+            continue
+        shared = entry.pop("shared")
+        fields = entry["fields"]
+        v, e, w = fields.index("value"), fields.index("event_id"), fields.index("where")
+        for kv in entry["keys"]:
+            row = kv[1]
+            row[v] = shared["value"][row[v]]
+            row[e : w + 1] = [[row[e], *shared["where"][row[w]]]]
+        entry["fields"] = [*fields[:e], "meta", *fields[w + 1 :]]
+    return old
+
+
+def test_a_v3_snapshot_restores_the_same_state_and_a_restored_state_writes_v4_again():
+    state = fresh()
+    for fact in ARRIVAL[:700]:
+        state.add([fact])
+    data = snapshot.dumps(state)
+    doc = snapshot.decode(data)
+    tags = doc["rules"]["ec2-instance-missing-required-tags"]
+    assert tags["keys"] and len(tags["shared"]["value"]) < len(tags["keys"])  # equal tag sets written once
+    restored = snapshot.load_into(fresh(), _blob(_as_v3(doc), 3))
+    assert _held(restored) == _held(state)
+    assert restored.open_watches() == state.open_watches() and restored.timers
+    assert snapshot.dumps(restored) == data
+    rest = ARRIVAL[700:]
+    assert signature(run(restored, rest)) == signature(run(snapshot.load_into(fresh(), data), rest))
 
 
 def test_state_fields_stored_in_another_order_are_read_by_name_and_a_missing_one_drops_only_that_rule(caplog):

@@ -78,15 +78,25 @@ NOW = {now: v1 for v1, now in V1_STATE_TYPES.items()}
 ADDED_SINCE_V1 = {"alerted": None, "alert_meta": ("", "", "", "", "", ""), "repeats": 0}
 
 
-def key_state(s: Any) -> dict[str, Any]:
-    """A key's state as its v1 attributes, in plain JSON (its type by its v1 name); those added since must
-    hold their restored values."""
+def key_state(s: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A key's state as its v1 attributes (`fields`, its rule's snapshot fields), in plain JSON (its type by its
+    v1 name); those added since must hold their restored values."""
     for name, value in ADDED_SINCE_V1.items():
         assert getattr(s, name, value) == value, name
-    return {
-        "type": NOW.get(type(s), type(s).__name__),
-        **{name: _plain(getattr(s, name)) for name in type(s).__slots__ if name not in ADDED_SINCE_V1},
-    }
+    return _comparable(
+        {
+            "type": NOW.get(type(s), type(s).__name__),
+            **{name: _plain(getattr(s, name)) for name in fields if name not in ADDED_SINCE_V1},
+        }
+    )
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """An absence key whose lapse is closed no longer keeps the metadata of the fact that opened it (only an
+    open lapse's finding reads it): what v1 restored there is not compared."""
+    if doc["type"] == "AbsenceState" and doc.get("since") is None:
+        doc.pop("meta", None)
+    return doc
 
 
 def state_doc(state: KeyedState) -> dict[str, Any]:
@@ -96,7 +106,10 @@ def state_doc(state: KeyedState) -> dict[str, Any]:
         "max_time": state.max_time,
         "next_sweep": dict(sorted(state.next_sweep.items())),
         "keys": {
-            rid: {k: key_state(s) for k, s in sorted(states.items())}
+            rid: {
+                k: key_state(s, snapshot.V1_FIELDS.get(state.logics[rid].kind, state.logics[rid].state_fields))
+                for k, s in sorted(states.items())
+            }
             for rid, states in sorted(state.states.items())
             if states
         },
@@ -118,6 +131,8 @@ def test_a_v1_snapshot_restores_the_state_the_v1_release_restored() -> None:
     now = state_doc(restored)
     assert recorded["restored"]["keys"] and recorded["restored"]["timers"] and recorded["restored"]["pending"]
     for part, want in recorded["restored"].items():
+        if part == "keys":
+            want = {rid: {k: _comparable(doc) for k, doc in keys.items()} for rid, keys in want.items()}
         assert now[part] == want, part
 
 
