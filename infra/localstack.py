@@ -118,6 +118,7 @@ def filesystem(directory: Path, libraries: Path = LIBRARIES) -> Path:
 def install_kinesis_mock(venv: Path = VENV, libraries: Path = LIBRARIES) -> None:
     """kinesis-mock into `libraries` through npm, as LocalStack installs it on its first Kinesis call (about 35 s):
     `make localstack` does it while the checks run, so that the first LocalStack started does not wait for it."""
+    libraries.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no build/localstack yet
     with tempfile.TemporaryDirectory(prefix="install-", dir=libraries.parent) as folder:
         directory = Path(folder)
         filesystem(directory, libraries)

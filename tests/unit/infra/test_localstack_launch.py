@@ -61,3 +61,20 @@ def test_the_pair_sends_dynamodb_and_glue_to_the_emulator(tmp_path: Path):
         "export TRAILWARDEN_ENDPOINTS=dynamodb=http://127.0.0.1:4600,glue=http://127.0.0.1:4600",
     ]
     assert aws.resolve(env=target.env({})) == target
+
+
+def test_kinesis_mock_installs_into_a_library_folder_a_fresh_clone_does_not_have_yet(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    seen = tmp_path / "seen"
+    fake = venv / "bin" / "python"
+    # Stands in for LocalStack's interpreter: records where it ran and where its library folder points.
+    fake.write_text(f'#!/bin/sh\npwd > "{seen}"\nreadlink filesystem/var/lib/localstack/lib >> "{seen}"\n')
+    fake.chmod(0o755)
+    libraries = tmp_path / "build" / "localstack" / "lib"
+
+    localstack.install_kinesis_mock(venv, libraries)
+
+    ran_in, linked = seen.read_text().split()
+    assert Path(ran_in).parent == libraries.parent and Path(linked) == libraries
+    assert libraries.is_dir() and not Path(ran_in).exists(), "the install folder is removed, the libraries kept"
