@@ -5,7 +5,7 @@ measurements with this virtualenv's interpreter, alternating base and head each 
 or quieter machine shifts both alike:
 
   engine     `python -m bench engine`: the engine's b/a (decode + every match rule against the decode
-             floor) and its events/s;
+             floor) and its events/s (with --same-rules, the head keeps only the base's rule ids);
   stateful   `bench.stateful.throughput()`: stage 2 facts/s for every built-in stateful rule;
   live       `python -m bench.live --json`: alert latency p50/p99 through both KCL daemons on an
              emulator of its own (minutes per round).
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--same-rules",
         action="store_true",
-        help="stage 2 with only the stateful rules both commits have (a rule added since the base costs the head)",
+        help="the head runs only the rules both commits have (a rule added since the base would cost the head)",
     )
     parser.add_argument(
         "measurements",
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.same_rules:
         shared = rule_ids(base_tree) & rule_ids(ROOT)
         env["BENCH_RULES"] = ",".join(sorted(shared))
-        print(f"stateful: only the {len(shared)} built-in rule ids both sides have", file=sys.stderr)
+        print(f"head: only the {len(shared)} built-in rule ids both sides have", file=sys.stderr)
     print(f"base {sha[:12]} ({args.base}) against head {ROOT}; {args.rounds} rounds, alternating", file=sys.stderr)
     figures: dict[str, dict[str, list[float]]] = {}
     for name in args.measurements:
