@@ -8,12 +8,19 @@ then nothing is started and nothing is reset.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from infra import aws
 from infra import emulator as emu
+
+# A shell without job control starts a background job (`make test &`) with Ctrl-C ignored, and every process
+# the suite starts would inherit that: the tests that press Ctrl-C on a command would see it run on. A handled
+# signal is reset to its default in the programs the suite starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
