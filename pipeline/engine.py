@@ -244,6 +244,15 @@ class RuleIndex:
             admit = self._admits[key] = compile_gates(tuple(GateGroup.of(p, g) for p, g in by_path.items()))
         return admit
 
+    def candidates(self, event: Event) -> tuple[tuple[BoundRule, ...], bool]:
+        """The rules `event` is for: those of its (source, name) without gates, then the gated ones its fields
+        pass (each gated field read once); and whether any gated one is among them (then what they give must
+        be put in the pack's order)."""
+        pair = (event.source, event.name)
+        plain, admit = self.routes.get(pair) or self.route(*pair)
+        gated = admit(event.raw) if admit is not None else None
+        return ((*plain, *gated), True) if gated else (plain, False)
+
     def lookup(self, source: str, name: str) -> tuple[BoundRule, ...]:
         """Every rule that declared (source, name), gated or not, in the pack's order."""
         pair = (source, name)
@@ -270,18 +279,13 @@ class MatchEngine:
 
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.index = RuleIndex(br for br in bound if isinstance(br.rule, MatchRule))
-        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
 
     def process(self, event: Event) -> list[Finding]:
         """Findings of the match rules for one event."""
         self.stats.events += 1
-        pair = (event.source, event.name)
-        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
-        gated = admit(event.raw) if admit is not None else None
-        if gated:
-            candidates = (*candidates, *gated)
-        elif not candidates:
+        candidates, gated = self.index.candidates(event)
+        if not candidates:
             return []
         findings: list[Finding] = []
         for br in candidates:

@@ -38,7 +38,6 @@ class FactExtractor:
     def __init__(self, bound: Iterable[BoundRule], stats: EngineStats | None = None) -> None:
         self.bound = [br for br in bound if isinstance(br.rule, StatefulRule)]
         self.index = RuleIndex(self.bound)
-        self._routes = self.index.routes  # read directly per event; `route` fills it
         self.stats = stats or EngineStats()
         self.facts_out = 0
         self._refresh = {
@@ -63,12 +62,8 @@ class FactExtractor:
 
     def facts(self, event: Event) -> list[Fact]:
         """The facts `event` yields (usually none)."""
-        pair = (event.source, event.name)
-        candidates, admit = self._routes.get(pair) or self.index.route(*pair)
-        gated = admit(event.raw) if admit is not None else None
-        if gated:
-            candidates = (*candidates, *gated)
-        elif not candidates:
+        candidates, gated = self.index.candidates(event)
+        if not candidates:
             return []
         out: list[Fact] = []
         for br in candidates:
