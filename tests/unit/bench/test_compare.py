@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bench.compare import FIGURES, ROOT, _engine, _live, _stateful, export, verdict
+from bench.compare import HIGHER_IS_BETTER, ROOT, _engine, _live, _stateful, export, verdict
 
 ENGINE_OUTPUT = """== bench.engine
   stage                                                   events/s   seconds    /a
@@ -38,7 +38,7 @@ def test_the_stateful_and_live_figures_come_from_their_json() -> None:
 
 
 def test_the_verdict_looks_the_way_that_matters() -> None:
-    rate, latency = FIGURES["stage 2 facts/s"], FIGURES["live p99 s"]
+    rate, latency = HIGHER_IS_BETTER["stage 2 facts/s"], HIGHER_IS_BETTER["live p99 s"]
     assert verdict(rate, 100.0, 96.0, 0.05) == "within"
     assert verdict(rate, 100.0, 94.0, 0.05) == "OUTSIDE"
     assert verdict(rate, 100.0, 150.0, 0.05) == "within"
